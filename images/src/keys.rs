@@ -1,0 +1,103 @@
+//! Validation of customers' SSH public keys before they are written to a root's
+//! authorized_keys: one key per line, a known type, a base64 blob whose embedded type
+//! matches, an optional comment, and no options (no `command=`, `from=` ...).
+
+use base64::Engine;
+
+use crate::error::{ImagesError, Result};
+
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// A validated public key line, normalised to `type blob [comment]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey(String);
+
+impl AuthorizedKey {
+    /// Validates one line; the error says why it was refused.
+    pub fn parse(line: &str) -> Result<Self> {
+        let bad = |reason: &str| ImagesError::InvalidInput {
+            what: "SSH public key",
+            value: line.chars().take(40).collect(),
+            reason: reason.to_string(),
+        };
+        let line = line.trim();
+        if line.contains(['\n', '\r', '\0']) {
+            return Err(bad("must be a single line"));
+        }
+        let mut parts = line.splitn(3, char::is_whitespace);
+        let kind = parts.next().unwrap_or_default();
+        if !KEY_TYPES.contains(&kind) {
+            return Err(bad(
+                "unknown key type (options before the key are not accepted)",
+            ));
+        }
+        let blob_text = parts.next().ok_or_else(|| bad("missing key data"))?;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(blob_text)
+            .map_err(|_| bad("key data is not base64"))?;
+        if embedded_type(&blob) != Some(kind.as_bytes()) {
+            return Err(bad("key data does not match its type"));
+        }
+        let comment = parts.next().map(str::trim).filter(|c| !c.is_empty());
+        Ok(AuthorizedKey(match comment {
+            Some(c) => format!("{kind} {blob_text} {c}"),
+            None => format!("{kind} {blob_text}"),
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The first length-prefixed string of an SSH wire-format key blob.
+fn embedded_type(blob: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    blob.get(4..4usize.checked_add(len)?)
+}
+
+/// Parses a whole authorized_keys text (blank lines and `#` comments skipped).
+pub fn parse_authorized_keys(text: &str) -> Result<Vec<AuthorizedKey>> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(AuthorizedKey::parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc0m1c0ZVTmlmN4xZAGIJFwx1V7F6XGaB2DxQ9t0Qy3 alice@laptop";
+
+    #[test]
+    fn accepts_real_keys_and_rejects_the_rest() {
+        assert_eq!(AuthorizedKey::parse(ED).expect("valid").as_str(), ED);
+        let cases = [
+            ("", "unknown key type"),
+            ("command=\"/bin/sh\" ssh-ed25519 AAAA", "unknown key type"),
+            ("ssh-ed25519", "missing key data"),
+            ("ssh-ed25519 !!!notbase64", "not base64"),
+            (
+                "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHc0m1c0ZVTmlmN4xZAGIJFwx1V7F6XGaB2DxQ9t0Qy3",
+                "does not match",
+            ),
+            ("ssh-ed25519 AAAA", "does not match"),
+        ];
+        for (line, why) in cases {
+            let err = AuthorizedKey::parse(line).expect_err(line).to_string();
+            assert!(err.contains(why), "{line}: {err}");
+        }
+        let keys = parse_authorized_keys(&format!("# mine\n\n{ED}\n")).expect("file");
+        assert_eq!(keys.len(), 1);
+    }
+}

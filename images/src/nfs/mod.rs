@@ -1,0 +1,71 @@
+//! NFS exports of per-Pi roots: one export per Pi, read-write only from the Pi's
+//! storage address (.2/32), root not squashed. Backends: the kernel server via
+//! `exportfs` and nfs-ganesha.
+
+pub mod exportfs;
+pub mod ganesha;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::error::{ImagesError, Result};
+
+pub use exportfs::KernelExporter;
+pub use ganesha::{GaneshaControl, GaneshaExporter};
+
+/// One Pi's export.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Export {
+    /// Ganesha's Export_Id (1-65535); unique per server.
+    pub id: u16,
+    /// The Pi's storage address; the only client allowed.
+    pub client: Ipv4Addr,
+    /// The Pi's root directory.
+    pub path: PathBuf,
+}
+
+impl Export {
+    /// An export whose id is the low 16 bits of the client address (unique within a /16
+    /// of per-Pi /30s); validates the path.
+    pub fn new(client: Ipv4Addr, path: PathBuf) -> Result<Self> {
+        let o = client.octets();
+        let id = u16::from_be_bytes([o[2], o[3]]).max(1);
+        Export::with_id(id, client, path)
+    }
+
+    pub fn with_id(id: u16, client: Ipv4Addr, path: PathBuf) -> Result<Self> {
+        let text = path.to_string_lossy();
+        let ok = path.is_absolute()
+            && !text
+                .chars()
+                .any(|c| c.is_whitespace() || "\"(),;{}#".contains(c));
+        if !ok || id == 0 {
+            return Err(ImagesError::Export {
+                client: client.to_string(),
+                path,
+                reason:
+                    "path must be absolute without whitespace or config punctuation, id non-zero"
+                        .into(),
+            });
+        }
+        Ok(Export { id, client, path })
+    }
+
+    /// The NFSv4 pseudo path (and, with ganesha's Mount_Path_Pseudo, the v3 mount path):
+    /// `/export/<client>`, as in `nfsroot=10.46.189.1:/export/10.46.189.2`.
+    pub fn pseudo_path(&self) -> String {
+        format!("/export/{}", self.client)
+    }
+}
+
+/// Adds and removes per-Pi exports on a live NFS server, keeping them across restarts.
+pub trait NfsExporter: Send + Sync {
+    /// Exports `export.path` to `export.client` only; idempotent.
+    fn add(&self, export: &Export) -> Result<()>;
+    /// Withdraws the export; removing an absent export is not an error.
+    fn remove(&self, export: &Export) -> Result<()>;
+    /// The exports this backend manages.
+    fn list(&self) -> Result<Vec<Export>>;
+    /// The path the Pi mounts (the `nfsroot=` path on its kernel command line).
+    fn mount_path(&self, export: &Export) -> String;
+}

@@ -1,0 +1,291 @@
+//! Per-Pi roots: provisioning from a base and atomic reimaging. A reimage builds
+//! `roots/<pi>.new` beside the live `roots/<pi>`, customises it, then exchanges the two
+//! with one `renameat2(RENAME_EXCHANGE)`; a journal lets any re-run finish the job.
+
+pub mod journal;
+pub mod strategy;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::CommandRunner;
+use crate::customize::{self, DEFAULT_HOST_KEYS, HostKeyType, PiIdentity, PiName};
+use crate::error::{ImagesError, Result};
+use crate::fsutil;
+use crate::store::{Base, ImageStore};
+use journal::{Journal, Observed, Phase, Step};
+
+/// Places where tests can make a reimage "crash" (return early as if killed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The journal was written and nothing else yet.
+    JournalWritten,
+    /// The base was cloned to `<pi>.new` but not customised.
+    Cloned,
+    /// `<pi>.new` was customised but its marker not yet written.
+    Customised,
+    /// A state-machine step completed.
+    After(Step),
+}
+
+/// Crash injection: return an error from `check` to stop the job at that point.
+pub trait CrashHooks: Send + Sync {
+    fn check(&self, point: CrashPoint) -> Result<()>;
+}
+
+/// Never crashes: production.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCrash;
+
+impl CrashHooks for NoCrash {
+    fn check(&self, _point: CrashPoint) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The marker every provisioned root carries at `etc/bramble/root.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootMarker {
+    pub pi: PiName,
+    pub image: String,
+    pub version: String,
+    pub token: String,
+}
+
+/// A live per-Pi root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiRoot {
+    pub pi: PiName,
+    /// The directory to export over NFS; stable across reimages.
+    pub path: PathBuf,
+    /// The directory the TFTP server serves for this Pi (`/boot` or `/boot/firmware`).
+    pub boot_dir: PathBuf,
+    pub image: String,
+    pub version: String,
+}
+
+const MARKER: &str = "etc/bramble/root.json";
+
+/// Provisions and reimages per-Pi roots in a store.
+pub struct Roots<'a> {
+    store: &'a ImageStore,
+    runner: &'a dyn CommandRunner,
+    hooks: &'a dyn CrashHooks,
+    host_keys: &'a [HostKeyType],
+}
+
+impl<'a> Roots<'a> {
+    pub fn new(store: &'a ImageStore, runner: &'a dyn CommandRunner) -> Self {
+        Roots {
+            store,
+            runner,
+            hooks: &NoCrash,
+            host_keys: DEFAULT_HOST_KEYS,
+        }
+    }
+
+    /// Generates only these host key types (default: ed25519 and RSA).
+    pub fn with_host_keys(mut self, kinds: &'a [HostKeyType]) -> Self {
+        self.host_keys = kinds;
+        self
+    }
+
+    pub fn with_hooks(mut self, hooks: &'a dyn CrashHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The live root path of `pi` (it may not exist yet).
+    pub fn path(&self, pi: &PiName) -> PathBuf {
+        self.store.roots_dir().join(pi.as_str())
+    }
+
+    fn new_path(&self, pi: &PiName) -> PathBuf {
+        self.store.roots_dir().join(format!("{pi}.new"))
+    }
+
+    fn journal_path(&self, pi: &PiName) -> PathBuf {
+        self.store.roots_dir().join(format!("{pi}.journal"))
+    }
+
+    /// Resets `pi`'s root to `base` customised with `identity` (first provisioning too).
+    /// An interrupted earlier job for this Pi is finished first. On a full disk the
+    /// partial new root is removed and the old root stays live.
+    pub fn reimage(&self, pi: &PiName, base: &Base, identity: &PiIdentity) -> Result<PiRoot> {
+        identity.validate()?;
+        self.resume(pi)?;
+        let job = Journal {
+            pi: pi.clone(),
+            image: base.image.clone(),
+            version: base.version.clone(),
+            token: customize::random_hex(16)?,
+            phase: Phase::Preparing,
+            identity: identity.clone(),
+        };
+        self.write_journal(&job)?;
+        self.hooks.check(CrashPoint::JournalWritten)?;
+        match self.drive(job) {
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(pi = %pi, error = %e, "disk full during reimage; keeping the old root");
+                strategy::delete_tree(self.runner, &self.new_path(pi))?;
+                fsutil::remove_tree(&self.journal_path(pi))?;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Finishes an interrupted job for `pi` from its journal alone. Returns the live root
+    /// if a job was finished, `None` if there was nothing to do.
+    pub fn resume(&self, pi: &PiName) -> Result<Option<PiRoot>> {
+        match self.read_journal(pi)? {
+            Some(job) => {
+                tracing::info!(pi = %pi, image = %job.image, phase = ?job.phase, "resuming interrupted reimage");
+                self.drive(job).map(Some)
+            }
+            None => {
+                strategy::delete_tree(self.runner, &self.new_path(pi))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The live root of `pi`, from its marker.
+    pub fn get(&self, pi: &PiName) -> Result<Option<PiRoot>> {
+        let path = self.path(pi);
+        let Some(marker) = read_marker(&path) else {
+            return Ok(None);
+        };
+        let boot = self
+            .store
+            .list()?
+            .into_iter()
+            .find(|b| b.image == marker.image && b.version == marker.version)
+            .map(|b| b.manifest.boot_dir)
+            .unwrap_or_else(|| "boot".into());
+        Ok(Some(PiRoot {
+            pi: pi.clone(),
+            boot_dir: path.join(boot),
+            path,
+            image: marker.image,
+            version: marker.version,
+        }))
+    }
+
+    /// Deletes `pi`'s root, any half-built replacement and its journal.
+    pub fn remove(&self, pi: &PiName) -> Result<()> {
+        fsutil::remove_tree(&self.journal_path(pi))?;
+        strategy::delete_tree(self.runner, &self.new_path(pi))?;
+        strategy::delete_tree(self.runner, &self.path(pi))
+    }
+
+    fn drive(&self, mut job: Journal) -> Result<PiRoot> {
+        let base = self
+            .store
+            .list()?
+            .into_iter()
+            .find(|b| b.image == job.image && b.version == job.version)
+            .ok_or_else(|| ImagesError::NoBase {
+                name: format!("{}@{}", job.image, job.version),
+            })?;
+        let (live, new) = (self.path(&job.pi), self.new_path(&job.pi));
+        let mut journal_present = true;
+        loop {
+            let token_in = |p: &Path| read_marker(p).is_some_and(|m| m.token == job.token);
+            let obs = Observed {
+                journal: journal_present.then_some(job.phase),
+                new_exists: std::fs::symlink_metadata(&new).is_ok(),
+                new_complete: token_in(&new),
+                live_is_new: token_in(&live),
+            };
+            let step = journal::next_step(obs);
+            tracing::debug!(pi = %job.pi, ?step, ?obs, "reimage step");
+            match step {
+                Step::Done => break,
+                Step::DeleteNew => strategy::delete_tree(self.runner, &new)?,
+                Step::Provision => self.provision(&base, &job, &new)?,
+                Step::MarkPrepared | Step::Restart => {
+                    job.phase = if step == Step::Restart {
+                        Phase::Preparing
+                    } else {
+                        Phase::Prepared
+                    };
+                    self.write_journal(&job)?;
+                }
+                Step::Swap => self.swap(&live, &new)?,
+                Step::Finish => {
+                    fsutil::remove_tree(&self.journal_path(&job.pi))?;
+                    fsutil::fsync_dir(&self.store.roots_dir())?;
+                    journal_present = false;
+                }
+            }
+            self.hooks.check(CrashPoint::After(step))?;
+        }
+        tracing::info!(pi = %job.pi, image = %job.image, version = %job.version, "root ready");
+        Ok(PiRoot {
+            pi: job.pi.clone(),
+            boot_dir: live.join(&base.manifest.boot_dir),
+            path: live,
+            image: job.image,
+            version: job.version,
+        })
+    }
+
+    fn provision(&self, base: &Base, job: &Journal, new: &Path) -> Result<()> {
+        let used = strategy::clone_tree(self.store.strategy(), self.runner, &base.root(), new)?;
+        tracing::debug!(pi = %job.pi, strategy = %used, "cloned base");
+        self.hooks.check(CrashPoint::Cloned)?;
+        customize::customize(
+            self.runner,
+            new,
+            &base.manifest,
+            &job.identity,
+            self.host_keys,
+        )?;
+        self.hooks.check(CrashPoint::Customised)?;
+        let marker = RootMarker {
+            pi: job.pi.clone(),
+            image: job.image.clone(),
+            version: job.version.clone(),
+            token: job.token.clone(),
+        };
+        let text = serde_json::to_string_pretty(&marker).unwrap_or_default();
+        fsutil::atomic_write(&new.join(MARKER), text.as_bytes(), 0o644)
+    }
+
+    fn swap(&self, live: &Path, new: &Path) -> Result<()> {
+        if std::fs::symlink_metadata(live).is_ok() {
+            fsutil::exchange(new, live)?;
+        } else {
+            std::fs::rename(new, live)
+                .map_err(|e| ImagesError::io("renaming new root into place", live, e))?;
+        }
+        fsutil::fsync_dir(&self.store.roots_dir())
+    }
+
+    fn write_journal(&self, job: &Journal) -> Result<()> {
+        let text = serde_json::to_string_pretty(job).unwrap_or_default();
+        fsutil::atomic_write(&self.journal_path(&job.pi), text.as_bytes(), 0o600)
+    }
+
+    fn read_journal(&self, pi: &PiName) -> Result<Option<Journal>> {
+        let path = self.journal_path(pi);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| ImagesError::Journal {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImagesError::io("reading journal", path, e)),
+        }
+    }
+}
+
+fn read_marker(root: &Path) -> Option<RootMarker> {
+    serde_json::from_slice(&std::fs::read(root.join(MARKER)).ok()?).ok()
+}

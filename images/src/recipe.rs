@@ -1,0 +1,253 @@
+//! Image recipes: TOML data parsed strictly into a raw struct, then validated into a
+//! [`Recipe`]. A recipe's hash identifies a build so caches and manifests can refer to it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ImagesError, Result};
+
+/// How the released OS configures networking; decides which files customisation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkStyle {
+    /// `/etc/network/interfaces` (Jessie, Stretch, Xenial).
+    Ifupdown,
+    /// `/etc/systemd/network/*.netdev|*.network` (bookworm and newer).
+    SystemdNetworkd,
+}
+
+/// An additional APT source installed after debootstrap (e.g. archive.raspberrypi.org
+/// for the Pi kernel and bootloader on Raspbian).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptSource {
+    pub name: String,
+    pub uri: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// ASCII-armoured signing key fetched on the build host and added with `apt-key`.
+    #[serde(default)]
+    pub key_url: Option<String>,
+}
+
+/// Serial and local consoles for the kernel command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    pub serial: String,
+    pub baud: u32,
+    #[serde(default)]
+    pub local: Option<String>,
+}
+
+/// A recipe exactly as written in TOML; unknown fields are rejected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    name: String,
+    description: String,
+    distribution: String,
+    version: String,
+    suite: String,
+    arch: String,
+    mirror: String,
+    components: Vec<String>,
+    keyring: String,
+    #[serde(default = "default_variant")]
+    variant: String,
+    #[serde(default)]
+    packages: Vec<String>,
+    #[serde(default)]
+    kernel_packages: Vec<String>,
+    #[serde(default)]
+    apt_sources: Vec<AptSource>,
+    #[serde(default)]
+    mask_services: Vec<String>,
+    network: NetworkStyle,
+    boot_dir: String,
+    console: Console,
+}
+
+fn default_variant() -> String {
+    "minbase".to_string()
+}
+
+/// A validated recipe. Field order is the hash order: do not reorder casually.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recipe {
+    pub name: String,
+    pub description: String,
+    pub distribution: String,
+    pub version: String,
+    pub suite: String,
+    pub arch: String,
+    pub mirror: String,
+    pub components: Vec<String>,
+    pub keyring: String,
+    pub variant: String,
+    /// Installed by debootstrap itself (`--include`), from the main mirror.
+    pub packages: Vec<String>,
+    /// Installed with apt after the second stage, possibly from `apt_sources`.
+    pub kernel_packages: Vec<String>,
+    pub apt_sources: Vec<AptSource>,
+    /// Units/init scripts masked in the base: resize-on-first-boot, swap files.
+    pub mask_services: Vec<String>,
+    pub network: NetworkStyle,
+    /// Directory inside the root holding the Pi firmware/kernel, served over TFTP.
+    pub boot_dir: String,
+    pub console: Console,
+}
+
+const ARCHES: &[(&str, &str)] = &[("armhf", "arm"), ("armel", "arm"), ("arm64", "aarch64")];
+const VARIANTS: &[&str] = &["minbase", "buildd", "fakechroot", "-"];
+
+impl Recipe {
+    /// Parses and validates TOML text; `origin` (a file name) is named in every error.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let raw: RawRecipe = toml::from_str(text).map_err(|e| ImagesError::RecipeParse {
+            origin: origin.to_string(),
+            source: Box::new(e),
+        })?;
+        Recipe::try_from(raw).map_err(|reason| ImagesError::RecipeInvalid {
+            origin: origin.to_string(),
+            reason,
+        })
+    }
+
+    /// Hex SHA-256 of the canonical (JSON) form: equal recipes hash equal whatever the
+    /// TOML layout, and any change to what is built changes the hash.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// The qemu user-mode emulator name for this architecture (`arm`, `aarch64`).
+    pub fn qemu_arch(&self) -> &'static str {
+        ARCHES
+            .iter()
+            .find(|(a, _)| *a == self.arch)
+            .map(|(_, q)| *q)
+            .unwrap_or("arm")
+    }
+
+    /// `console=` arguments for the kernel command line, serial first.
+    pub fn cmdline_console_args(&self) -> Vec<String> {
+        let mut v = vec![format!(
+            "console={},{}",
+            self.console.serial, self.console.baud
+        )];
+        if let Some(local) = &self.console.local {
+            v.push(format!("console={local}"));
+        }
+        v
+    }
+}
+
+impl TryFrom<RawRecipe> for Recipe {
+    type Error = String;
+
+    fn try_from(r: RawRecipe) -> std::result::Result<Self, String> {
+        check_word("name", &r.name, "-._")?;
+        check_word("suite", &r.suite, "-")?;
+        check_word("version", &r.version, ".-")?;
+        if !ARCHES.iter().any(|(a, _)| *a == r.arch) {
+            return Err(format!(
+                "arch {:?} is not one of armhf, armel, arm64",
+                r.arch
+            ));
+        }
+        if !VARIANTS.contains(&r.variant.as_str()) {
+            return Err(format!(
+                "variant {:?} is not a debootstrap variant",
+                r.variant
+            ));
+        }
+        if !(r.mirror.starts_with("http://") || r.mirror.starts_with("https://")) {
+            return Err(format!("mirror {:?} must be an http(s) URL", r.mirror));
+        }
+        if r.components.is_empty() {
+            return Err("components must not be empty".into());
+        }
+        if !r.keyring.starts_with('/') {
+            return Err(format!(
+                "keyring {:?} must be an absolute path on the build host",
+                r.keyring
+            ));
+        }
+        for p in r
+            .packages
+            .iter()
+            .chain(&r.kernel_packages)
+            .chain(&r.components)
+        {
+            check_word("package/component", p, "-+.")?;
+        }
+        for s in &r.mask_services {
+            check_word("service", s, "-_.@")?;
+        }
+        for s in &r.apt_sources {
+            check_word("apt source name", &s.name, "-_")?;
+            if !s.uri.starts_with("http") {
+                return Err(format!(
+                    "apt source {:?} uri must be an http(s) URL",
+                    s.name
+                ));
+            }
+        }
+        if r.boot_dir.starts_with('/') || r.boot_dir.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(format!(
+                "boot_dir {:?} must be a relative path inside the root",
+                r.boot_dir
+            ));
+        }
+        check_word("console.serial", &r.console.serial, "")?;
+        Ok(Recipe {
+            name: r.name,
+            description: r.description,
+            distribution: r.distribution,
+            version: r.version,
+            suite: r.suite,
+            arch: r.arch,
+            mirror: r.mirror.trim_end_matches('/').to_string(),
+            components: r.components,
+            keyring: r.keyring,
+            variant: r.variant,
+            packages: r.packages,
+            kernel_packages: r.kernel_packages,
+            apt_sources: r.apt_sources,
+            mask_services: r.mask_services,
+            network: r.network,
+            boot_dir: r.boot_dir,
+            console: r.console,
+        })
+    }
+}
+
+/// Accepts non-empty ASCII alphanumerics plus the given punctuation (no spaces, no
+/// shell metacharacters: these end up in command lines and paths).
+fn check_word(what: &str, value: &str, extra: &str) -> std::result::Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {value:?} has characters outside [A-Za-z0-9{extra}]"
+        ))
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({} {} {})",
+            self.name, self.distribution, self.suite, self.arch
+        )
+    }
+}

@@ -1,0 +1,310 @@
+//! The anchor the simulator boots against in tests: dnsmasq (DHCP + TFTP) and
+//! nfs-ganesha (NFSv3, with its own rpcbind), all inside one private controller
+//! namespace with a private /run, so they never meet another engineer's daemons.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bramble_lab::pisim::{PiModel, PiSimConfig, Serial};
+use bramble_lab::{Netns, run_ip, unique_name};
+
+/// One simulated Pi's wiring: its namespace and /30.
+pub struct PiSlot {
+    pub netns: Netns,
+    pub index: u8,
+    pub model: PiModel,
+    pub serial: Serial,
+}
+
+impl PiSlot {
+    pub fn server(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 105, self.index, 1)
+    }
+    pub fn pi_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 105, self.index, 2)
+    }
+    pub fn hostname(&self) -> String {
+        format!("pi-{}", self.serial)
+    }
+    pub fn key(&self) -> String {
+        format!(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} customer@{}",
+            self.serial, self.serial
+        )
+    }
+}
+
+/// dnsmasq + ganesha + rpcbind in namespace `ctl`, files in a temp dir.
+pub struct Anchor {
+    pub ctl: Netns,
+    pub dir: tempfile::TempDir,
+    pub slots: Vec<PiSlot>,
+    ctl_ifs: Vec<String>,
+    dnsmasq: Option<Child>,
+    ganesha: Option<Child>,
+}
+
+pub fn require_tools() {
+    for tool in [
+        "dnsmasq",
+        "ganesha.nfsd",
+        "rpcbind",
+        "nfs-cat",
+        "unshare",
+        "ip",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "{tool} is missing: install dnsmasq-base nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils"
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the Pi simulator tests need root (netns, veth)"
+    );
+}
+
+impl Anchor {
+    pub fn new() -> Self {
+        require_tools();
+        let ctl = Netns::new(&unique_name("psc")).expect("controller netns");
+        let dir = tempfile::Builder::new()
+            .prefix("pisim")
+            .tempdir()
+            .expect("temp dir");
+        for sub in ["tftp", "roots", "recovery"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        write(&dir.path().join("tftp/bootcode.bin"), &pattern(51_200 + 17));
+        Anchor {
+            ctl,
+            dir,
+            slots: Vec::new(),
+            ctl_ifs: Vec::new(),
+            dnsmasq: None,
+            ganesha: None,
+        }
+    }
+
+    pub fn tftp_root(&self) -> PathBuf {
+        self.dir.path().join("tftp")
+    }
+
+    pub fn root_of(&self, slot: &PiSlot) -> PathBuf {
+        self.dir.path().join("roots").join(slot.serial.to_string())
+    }
+
+    /// Wires a Pi: netns with an unaddressed `eth0`, boot files, NFS root.
+    pub fn add_pi(&mut self, model: PiModel, serial: u32) -> PiSimConfig {
+        let index = self.slots.len() as u8 + 1;
+        let netns = Netns::new(&unique_name("psp")).expect("pi netns");
+        let ctl_if = unique_name("psv");
+        let tmp = format!("{ctl_if}p");
+        run_ip(&["link", "add", &ctl_if, "type", "veth", "peer", "name", &tmp]).expect("veth");
+        run_ip(&["link", "set", &ctl_if, "netns", self.ctl.name()]).expect("move ctl end");
+        run_ip(&["link", "set", &tmp, "netns", netns.name()]).expect("move pi end");
+        netns
+            .ip(&["link", "set", &tmp, "name", "eth0"])
+            .expect("rename");
+        let slot = PiSlot {
+            netns,
+            index,
+            model,
+            serial: Serial(serial),
+        };
+        let cidr = format!("{}/30", slot.server());
+        self.ctl
+            .ip(&["addr", "add", &cidr, "dev", &ctl_if])
+            .expect("ctl addr");
+        self.ctl
+            .ip(&["link", "set", &ctl_if, "up"])
+            .expect("ctl up");
+        self.ctl_ifs.push(ctl_if);
+        self.write_boot_files(&slot);
+        self.write_root(&slot);
+        let mut cfg = PiSimConfig::new(model, slot.serial, slot.netns.name());
+        cfg.expected_hostname = slot.hostname();
+        cfg.expected_key = slot.key();
+        self.slots.push(slot);
+        cfg
+    }
+
+    fn write_boot_files(&self, slot: &PiSlot) {
+        let dir = self.tftp_root().join(slot.serial.to_string());
+        let (start, fixup, kernel) = match slot.model {
+            PiModel::Pi4 => ("start4.elf", "fixup4.dat", "kernel8.img"),
+            // The 3B gets only a 32-bit kernel, so it must fall back to kernel7.img.
+            PiModel::Pi3B => ("start.elf", "fixup.dat", "kernel7.img"),
+            PiModel::Pi3BPlus => ("start.elf", "fixup.dat", "kernel8.img"),
+        };
+        write(&dir.join(start), &pattern(300_000));
+        write(&dir.join(fixup), &pattern(7_000));
+        write(&dir.join(kernel), &pattern(700_001));
+        write(&dir.join(slot.model.dtb()), &pattern(25_000));
+        write(&dir.join("config.txt"), b"arm_64bit=1\nenable_uart=1\n");
+        let cmdline = format!(
+            "console=serial0,115200 console=tty1 root=/dev/nfs rootfstype=nfs ip={pi}::{srv}:255.255.255.252::eth0:off nfsroot={srv}:{root},vers=3,tcp rootwait\n",
+            pi = slot.pi_addr(),
+            srv = slot.server(),
+            root = self.root_of(slot).display(),
+        );
+        write(&dir.join("cmdline.txt"), cmdline.as_bytes());
+    }
+
+    fn write_root(&self, slot: &PiSlot) {
+        let root = self.root_of(slot);
+        write(
+            &root.join("etc/hostname"),
+            format!("{}\n", slot.hostname()).as_bytes(),
+        );
+        let keys = format!("ssh-rsa AAAAB3other other@x\n{}\n", slot.key());
+        write(&root.join("root/.ssh/authorized_keys"), keys.as_bytes());
+    }
+
+    /// dnsmasq on every controller interface, one single-address range per Pi.
+    pub fn start_dnsmasq(&mut self) {
+        let d = self.dir.path();
+        let mut args: Vec<String> = [
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--port=0",
+            "--bind-interfaces",
+            "--user=root",
+            "--log-dhcp",
+            "--enable-tftp",
+            "--dhcp-reply-delay=1",
+            "--pxe-service=0,\"Raspberry Pi Boot\"",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--tftp-root={}", self.tftp_root().display()));
+        args.push(format!("--dhcp-leasefile={}", d.join("leases").display()));
+        for (slot, ifname) in self.slots.iter().zip(&self.ctl_ifs) {
+            let tag = format!("s{}", slot.index);
+            args.push(format!("--interface={ifname}"));
+            args.push(format!(
+                "--dhcp-range=set:{tag},{a},{a},255.255.255.252,1h",
+                a = slot.pi_addr()
+            ));
+            args.push(format!("--dhcp-option=tag:{tag},66,{}", slot.server()));
+        }
+        let log = fs::File::create(d.join("dnsmasq.log")).expect("log file");
+        let child = self
+            .ctl
+            .command("dnsmasq")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dnsmasq");
+        self.dnsmasq = Some(child);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    pub fn dnsmasq_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
+    }
+
+    /// rpcbind and ganesha.nfsd in the controller namespace with a private /run,
+    /// exporting the roots directory read-only over NFSv3; waits until it answers.
+    pub fn start_ganesha(&mut self) {
+        let d = self.dir.path();
+        let conf = format!(
+            "NFS_CORE_PARAM {{ Protocols = 3; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
+             NFSv4 {{ Graceless = true; RecoveryRoot = \"{rec}\"; }}\n\
+             EXPORT {{ Export_Id = 105; Path = \"{roots}\"; Pseudo = \"{roots}\"; Protocols = 3; \
+             Transports = TCP; Access_Type = RO; Squash = No_Root_Squash; SecType = sys; \
+             FSAL {{ Name = VFS; }} }}\n",
+            rec = d.join("recovery").display(),
+            roots = d.join("roots").display(),
+        );
+        write(&d.join("ganesha.conf"), conf.as_bytes());
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && (rpcbind -f -w & echo $! > {d}/rpcbind.pid) && sleep 0.3 && \
+             exec ganesha.nfsd -F -f {d}/ganesha.conf -L {d}/ganesha.log -p {d}/ganesha.pid",
+            d = d.display()
+        );
+        let child = self
+            .ctl
+            .command("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(d.join("ganesha.out")).expect("out file"))
+            .spawn()
+            .expect("spawn ganesha");
+        self.ganesha = Some(child);
+        let slot = self
+            .slots
+            .first()
+            .expect("add a Pi before starting ganesha");
+        let url = format!(
+            "nfs://{}{}/etc/hostname",
+            slot.server(),
+            self.root_of(slot).display()
+        );
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            let ok = self
+                .ctl
+                .command("nfs-cat")
+                .arg(&url)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!(
+            "ganesha did not serve {url} within 30 s; see {}",
+            d.join("ganesha.log").display()
+        );
+    }
+}
+
+impl Drop for Anchor {
+    fn drop(&mut self) {
+        for child in [self.dnsmasq.take(), self.ganesha.take()]
+            .into_iter()
+            .flatten()
+        {
+            stop(child);
+        }
+        let pid_file = self.dir.path().join("rpcbind.pid");
+        if let Some(pid) = fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the pid this fixture started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("mkdir");
+    }
+    fs::write(path, bytes).expect("write");
+}
+
+/// Deterministic non-trivial content of `len` bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}

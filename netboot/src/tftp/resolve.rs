@@ -1,0 +1,147 @@
+//! What the TFTP server asks the inventory: which slot (if any) owns a client address,
+//! and what that slot boots. The orchestrator implements [`BootResolver`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+
+use crate::bootfiles::BootParams;
+
+/// Maps a client's source address to the slot it belongs to. Called once per read
+/// request; implementations should answer from memory (a cache) and must not block.
+#[async_trait]
+pub trait BootResolver: Send + Sync + 'static {
+    /// The slot whose Pi owns `client`, or `None` to refuse the client.
+    async fn resolve(&self, client: IpAddr) -> Option<SlotBoot>;
+}
+
+/// Everything needed to serve one Pi its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotBoot {
+    pub serial: Serial,
+    pub mac: MacAddr,
+    /// The `/boot` directory of the Pi's own root filesystem on the controller's disk.
+    pub boot_dir: PathBuf,
+    /// Inputs to the generated `cmdline.txt` and `config.txt`.
+    pub params: BootParams,
+}
+
+/// A Pi serial number as the boot ROM spells its TFTP directory: 8 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Serial(String);
+
+/// A string that is not 8 hex digits, or not a MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("{value:?} is not a Pi serial (8 hex digits)")]
+    Serial { value: String },
+    #[error("{value:?} is not a MAC address")]
+    Mac { value: String },
+}
+
+impl Serial {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Serial {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if looks_like_serial(s) {
+            Ok(Serial(s.to_ascii_lowercase()))
+        } else {
+            Err(IdError::Serial {
+                value: s.to_string(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for Serial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// True for 8 hex digits in either case: the shape of a serial directory name.
+pub(crate) fn looks_like_serial(s: &str) -> bool {
+    s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An Ethernet address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// The Pi 4 `TFTP_PREFIX=2` directory name: `aa-bb-cc-dd-ee-ff`.
+    pub fn dashed(&self) -> String {
+        self.join('-')
+    }
+
+    fn join(&self, sep: char) -> String {
+        let parts: Vec<String> = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        parts.join(&sep.to_string())
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = IdError;
+    /// Accepts `aa:bb:cc:dd:ee:ff` and `aa-bb-cc-dd-ee-ff`, either case.
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        parse_mac(s).ok_or_else(|| IdError::Mac {
+            value: s.to_string(),
+        })
+    }
+}
+
+fn parse_mac(s: &str) -> Option<MacAddr> {
+    let sep = if s.contains(':') { ':' } else { '-' };
+    let mut out = [0u8; 6];
+    let mut parts = s.split(sep);
+    for byte in &mut out {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(MacAddr(out))
+}
+
+/// True for a dashed MAC directory name (`aa-bb-cc-dd-ee-ff`).
+pub(crate) fn looks_like_mac_dir(s: &str) -> bool {
+    s.len() == 17 && s.contains('-') && parse_mac(s).is_some()
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.join(':'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ids() {
+        assert_eq!(
+            "DEADBEEF".parse::<Serial>().map(|s| s.to_string()),
+            Ok("deadbeef".into())
+        );
+        assert!("deadbee".parse::<Serial>().is_err());
+        assert!("deadbeeg".parse::<Serial>().is_err());
+        let mac: MacAddr = "B8:27:EB:01:02:03".parse().expect("mac");
+        assert_eq!(mac.to_string(), "b8:27:eb:01:02:03");
+        assert_eq!(mac.dashed(), "b8-27-eb-01-02-03");
+        assert_eq!("b8-27-eb-01-02-03".parse::<MacAddr>(), Ok(mac));
+        assert!("b8:27:eb:01:02".parse::<MacAddr>().is_err());
+        assert!("b8:27:eb:01:02:03:04".parse::<MacAddr>().is_err());
+        assert!(looks_like_mac_dir("b8-27-eb-01-02-03"));
+        assert!(!looks_like_mac_dir("b8:27:eb:01:02:03"));
+    }
+}

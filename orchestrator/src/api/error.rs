@@ -1,0 +1,121 @@
+//! The API's one error type and its single mapping to RFC 9457 problem+json.
+//!
+//! Every error has a stable machine `code`, an HTTP status and a human `detail`.
+//! Internal errors answer with a generic message and are logged with their whole chain;
+//! their detail never reaches the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::DbError;
+
+/// One invalid input field.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct FieldError {
+    /// The field, as a JSON pointer-ish path (`ssh_keys[1]`) or a parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable error code, e.g. `not_found`, `pi_busy`.
+    pub code: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// For `pi_busy` and `idempotency_key_reused`: the job in the way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("this action needs an operator token")]
+    Forbidden,
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+    #[error("Pi is busy with job {running}")]
+    PiBusy { running: String },
+    #[error("Idempotency-Key was already used for a different request (job {existing})")]
+    KeyReused { existing: String },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::NotFound { what: what.into() }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldError { field: field.to_string(), message: message.into() }])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            ApiError::PiBusy { .. } => (StatusCode::CONFLICT, "pi_busy"),
+            ApiError::KeyReused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+        let problem = Problem {
+            type_: format!("https://bramble.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: code.to_string(),
+            errors: match &self {
+                ApiError::Invalid(errs) => errs.clone(),
+                _ => Vec::new(),
+            },
+            job: match &self {
+                ApiError::PiBusy { running } => Some(running.clone()),
+                ApiError::KeyReused { existing } => Some(existing.clone()),
+                _ => None,
+            },
+        };
+        let mut resp = (status, Json(problem)).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,129 @@
+//! `/v1/switches` and `/v1/shelves`: the operator's view of the physical fabric.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{require_operator, Body, Caller};
+use super::{ApiError, AppState, FieldError};
+use crate::db::fabric::{EnrollError, NewSwitch};
+use crate::db::events::NewEvent;
+use crate::ids::SwitchId;
+use crate::model::{Shelf, Switch};
+use crate::secret::SnmpCredentials;
+use crate::validate;
+
+/// A switch to register. `credentials` are stored and never returned.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSwitch {
+    name: String,
+    /// `host:port` of its SNMP agent (port 161 in production).
+    address: String,
+    /// `auto` (pick by sysObjectID), `standard` or `cisco`.
+    #[serde(default = "auto")]
+    driver: String,
+    trunk_port: u16,
+    credentials: SnmpCredentials,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+#[utoipa::path(get, path = "/v1/switches", tag = "fabric", responses((status = 200, body = Vec<Switch>)), security(("bearer" = [])))]
+pub async fn list_switches(State(st): State<AppState>, Caller(who): Caller) -> Result<Json<Vec<Switch>>, ApiError> {
+    require_operator(&who)?;
+    Ok(Json(st.db.list_switches().await?))
+}
+
+#[utoipa::path(post, path = "/v1/switches", tag = "fabric", request_body = CreateSwitch,
+    responses((status = 201, body = Switch), (status = 422, body = super::Problem)), security(("bearer" = [])))]
+pub async fn create_switch(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<CreateSwitch>) -> Result<impl IntoResponse, ApiError> {
+    require_operator(&who)?;
+    let mut errs = validate::check("name", &req.name, validate::name);
+    if req.address.parse::<std::net::SocketAddr>().is_err() && !req.address.contains(':') {
+        errs.push(FieldError { field: "address".into(), message: format!("must be host:port, got {:?}", req.address) });
+    }
+    if !["auto", "standard", "cisco"].contains(&req.driver.as_str()) {
+        errs.push(FieldError { field: "driver".into(), message: "must be auto, standard or cisco".into() });
+    }
+    if req.trunk_port == 0 {
+        errs.push(FieldError { field: "trunk_port".into(), message: "must be a port number from 1".into() });
+    }
+    if let SnmpCredentials::V3 { auth_pass, priv_pass, .. } = &req.credentials {
+        // RFC 3414: USM passwords shorter than 8 characters are refused by agents.
+        if auth_pass.expose().len() < 8 {
+            errs.push(FieldError { field: "credentials.auth_pass".into(), message: "must be at least 8 characters".into() });
+        }
+        if priv_pass.expose().len() < 8 {
+            errs.push(FieldError { field: "credentials.priv_pass".into(), message: "must be at least 8 characters".into() });
+        }
+    }
+    validate::finish(errs)?;
+    let new = NewSwitch { name: req.name, address: req.address, driver: req.driver, trunk_port: req.trunk_port, credentials: req.credentials };
+    match st.db.insert_switch(&new).await {
+        Ok(sw) => {
+            st.db.append_event(&NewEvent::new("switch.registered", who.token().as_str(), format!("switch {} registered", sw.name))).await?;
+            Ok((StatusCode::CREATED, Json(sw)))
+        }
+        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict { code: "switch_exists", message: format!("a switch named {:?} exists already", new.name) }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A shelf to enroll: ports `first_port..=last_port` of a registered switch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollShelf {
+    name: String,
+    /// Switch id or name.
+    switch: String,
+    first_port: u16,
+    last_port: u16,
+}
+
+#[utoipa::path(get, path = "/v1/shelves", tag = "fabric", responses((status = 200, body = Vec<Shelf>)), security(("bearer" = [])))]
+pub async fn list_shelves(State(st): State<AppState>, Caller(who): Caller) -> Result<Json<Vec<Shelf>>, ApiError> {
+    require_operator(&who)?;
+    Ok(Json(st.db.list_shelves().await?))
+}
+
+#[utoipa::path(get, path = "/v1/shelves/{name}", tag = "fabric", params(("name" = String, Path, description = "shelf id or name")),
+    responses((status = 200, body = Shelf), (status = 404, body = super::Problem)), security(("bearer" = [])))]
+pub async fn get_shelf(State(st): State<AppState>, Caller(who): Caller, Path(name): Path<String>) -> Result<Json<Shelf>, ApiError> {
+    require_operator(&who)?;
+    st.db.get_shelf(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("shelf {name}")))
+}
+
+#[utoipa::path(post, path = "/v1/shelves", tag = "fabric", request_body = EnrollShelf,
+    responses((status = 201, body = Shelf), (status = 409, body = super::Problem), (status = 422, body = super::Problem)), security(("bearer" = [])))]
+pub async fn enroll_shelf(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<EnrollShelf>) -> Result<impl IntoResponse, ApiError> {
+    require_operator(&who)?;
+    let mut errs = validate::check("name", &req.name, validate::name);
+    if req.first_port == 0 || req.first_port > req.last_port {
+        errs.push(FieldError { field: "first_port".into(), message: format!("ports {}-{} must satisfy 1 <= first_port <= last_port", req.first_port, req.last_port) });
+    } else if req.last_port - req.first_port >= 192 {
+        errs.push(FieldError { field: "last_port".into(), message: "a shelf spans at most 192 ports".into() });
+    }
+    validate::finish(errs)?;
+    let shelf = st
+        .db
+        .enroll_shelf(&req.name, &SwitchId(req.switch.clone()), req.first_port, req.last_port, &st.config.pools)
+        .await
+        .map_err(|e| match e {
+            EnrollError::UnknownSwitch(s) => ApiError::invalid("switch", format!("no switch {s:?}")),
+            EnrollError::TrunkInRange(_) => ApiError::invalid("last_port", e.to_string()),
+            EnrollError::NameTaken(_) => ApiError::Conflict { code: "shelf_exists", message: e.to_string() },
+            EnrollError::PortsInUse { .. } => ApiError::Conflict { code: "ports_in_use", message: e.to_string() },
+            EnrollError::Exhausted(_) => ApiError::Conflict { code: "addresses_exhausted", message: e.to_string() },
+            EnrollError::Db(d) if d.is_unique_violation() => ApiError::Conflict { code: "enroll_conflict", message: "another enrollment took these ports or addresses; retry".into() },
+            EnrollError::Db(d) => d.into(),
+        })?;
+    let msg = format!("shelf {} enrolled: ports {}-{}", shelf.name, shelf.first_port, shelf.last_port);
+    st.db.append_event(&NewEvent::new("shelf.enrolled", who.token().as_str(), msg)).await?;
+    Ok((StatusCode::CREATED, Json(shelf)))
+}

@@ -1,0 +1,88 @@
+//! `/v1/jobs`: following and cancelling jobs, and which job kinds this controller runs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{Caller, Params, page_limit};
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::db::Page;
+use crate::db::jobs::JobFilter;
+use crate::ids::{JobId, PiId};
+use crate::jobs::model::{JobKind, JobState};
+use crate::model::Job;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListJobs {
+    /// Only jobs on this Pi.
+    pi: Option<String>,
+    state: Option<JobState>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobs),
+    responses((status = 200, body = Page<Job>)), security(("bearer" = [])))]
+pub async fn list(State(st): State<AppState>, Caller(who): Caller, Params(q): Params<ListJobs>) -> Result<Json<Page<Job>>, ApiError> {
+    let f = JobFilter { pi: q.pi.map(PiId), state: q.state, visible_to: who.customer().cloned() };
+    let page = st.db.list_jobs(&f, q.cursor.as_deref(), page_limit(q.limit)?).await?;
+    Ok(Json(Page { items: page.items.into_iter().map(|j| st.present(j)).collect(), next_cursor: page.next_cursor }))
+}
+
+async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, ApiError> {
+    let job = st.db.get_job(&JobId(id.to_string())).await?;
+    let visible = match (&job, who) {
+        (Some(_), Principal::Operator { .. }) => true,
+        (Some(j), Principal::Customer { .. }) => match &j.pi {
+            Some(pi) => st.db.get_pi(pi).await?.is_some_and(|p| who.may_see(p.owner.as_ref())),
+            None => false,
+        },
+        (None, _) => false,
+    };
+    match job {
+        Some(j) if visible => Ok(st.present(j)),
+        _ => Err(ApiError::not_found(format!("job {id}"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = super::Problem)), security(("bearer" = [])))]
+pub async fn get(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    Ok(Json(visible_job(&st, &who, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)), security(("bearer" = [])))]
+pub async fn cancel(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    let job = visible_job(&st, &who, &id).await?;
+    if !st.db.cancel_job(&job.id, &who).await? {
+        return Err(ApiError::Conflict {
+            code: "not_cancellable",
+            message: format!("job {} is {}; only queued jobs can be cancelled", job.id, job.state),
+        });
+    }
+    Ok(Json(visible_job(&st, &who, &id).await?))
+}
+
+/// A kind of job and whether this controller can run it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobKindInfo {
+    kind: JobKind,
+    steps: Vec<String>,
+    /// False while the capability it needs is not built into this controller: such jobs
+    /// are accepted and stay queued.
+    executable: bool,
+}
+
+#[utoipa::path(get, path = "/v1/job-kinds", tag = "jobs", responses((status = 200, body = Vec<JobKindInfo>)), security(("bearer" = [])))]
+pub async fn kinds(State(st): State<AppState>, Caller(_who): Caller) -> Json<Vec<JobKindInfo>> {
+    Json(
+        JobKind::ALL
+            .into_iter()
+            .map(|k| JobKindInfo { kind: k, steps: k.steps().iter().map(|s| s.to_string()).collect(), executable: st.executable.contains(&k) })
+            .collect(),
+    )
+}

@@ -1,0 +1,77 @@
+//! The HTTP API under `/v1`: JSON in and out, bearer-token auth, problem+json errors.
+//!
+//! [`app`] builds the whole router from an [`AppState`]; tests drive it with tower's
+//! `oneshot` or over a bound port. **Invariant:** handlers never do hardware I/O; they
+//! read and write the inventory and queue jobs for the runner.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::jobs::model::JobKind;
+use crate::metrics::Metrics;
+
+pub mod error;
+mod extract;
+mod fabric;
+mod jobs;
+mod meta;
+pub mod openapi;
+mod pis;
+
+pub use error::{ApiError, FieldError, Problem};
+pub use extract::Caller;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// Job kinds some runner in this controller can execute; others stay queued.
+    pub executable: Arc<HashSet<JobKind>>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: Config, executable: HashSet<JobKind>) -> Self {
+        AppState { db, config: Arc::new(config), metrics: Arc::new(Metrics::default()), executable: Arc::new(executable) }
+    }
+
+    /// A job with its `executable` flag filled in from this controller's runners.
+    pub(crate) fn present(&self, mut job: crate::model::Job) -> crate::model::Job {
+        job.executable = self.executable.contains(&job.kind);
+        job
+    }
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .route("/v1/openapi.json", get(meta::openapi_json))
+        .route("/v1/pis", get(pis::list).post(pis::create))
+        .route("/v1/pis/{id}", get(pis::get).patch(pis::update))
+        .route("/v1/pis/{id}/events", get(pis::events))
+        .route("/v1/pis/{id}/power-on", post(pis::power_on))
+        .route("/v1/pis/{id}/power-off", post(pis::power_off))
+        .route("/v1/pis/{id}/reboot", post(pis::reboot))
+        .route("/v1/pis/{id}/reimage", post(pis::reimage))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/job-kinds", get(jobs::kinds))
+        .route("/v1/events", get(meta::events))
+        .route("/v1/images", get(meta::images))
+        .route("/v1/switches", get(fabric::list_switches).post(fabric::create_switch))
+        .route("/v1/shelves", get(fabric::list_shelves).post(fabric::enroll_shelf))
+        .route("/v1/shelves/{name}", get(fabric::get_shelf))
+        .route("/v1/tokens", get(meta::list_tokens).post(meta::create_token))
+        .route("/v1/tokens/{id}", delete(meta::revoke_token))
+        .fallback(meta::not_found)
+        .with_state(state)
+}

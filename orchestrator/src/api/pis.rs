@@ -1,0 +1,260 @@
+//! `/v1/pis`: listing and showing Pis, their timelines, and the actions customers take
+//! on them (power on/off, reboot, reimage), each answered `202` with a queued job.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{require_operator, Body, Caller, Params, page_limit};
+use super::{ApiError, AppState, FieldError};
+use crate::db::Page;
+use crate::db::events::{EventFilter, NewEvent};
+use crate::db::jobs::{CreateOutcome, NewJob};
+use crate::db::pis::{NewPi, PiFilter};
+use crate::ids::{CustomerId, PiId, SlotId};
+use crate::jobs::model::JobKind;
+use crate::lifecycle::{LifecycleEvent, PiState, transition};
+use crate::model::{Event, Job, Pi};
+use crate::validate;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListPis {
+    /// Only Pis on this shelf (by name).
+    shelf: Option<String>,
+    /// Only Pis in this lifecycle state.
+    state: Option<PiState>,
+    /// Only Pis of this customer (operators only; customers always see just theirs).
+    owner: Option<String>,
+    /// Items per page, 1-500 (default 100).
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/pis", tag = "pis", params(ListPis),
+    responses((status = 200, body = Page<Pi>), (status = 401, body = super::Problem)), security(("bearer" = [])))]
+pub async fn list(State(st): State<AppState>, Caller(who): Caller, Params(q): Params<ListPis>) -> Result<Json<Page<Pi>>, ApiError> {
+    let filter = PiFilter {
+        shelf: q.shelf,
+        state: q.state,
+        owner: q.owner.map(CustomerId),
+        visible_to: who.customer().cloned(),
+    };
+    Ok(Json(st.db.list_pis(&filter, q.cursor.as_deref(), page_limit(q.limit)?).await?))
+}
+
+/// Loads a Pi the caller may see; another customer's Pi is "not found", never "forbidden".
+pub(super) async fn visible_pi(st: &AppState, who: &crate::auth::Principal, id: &str) -> Result<Pi, ApiError> {
+    match st.db.get_pi(&PiId(id.to_string())).await? {
+        Some(pi) if who.may_see(pi.owner.as_ref()) => Ok(pi),
+        _ => Err(ApiError::not_found(format!("Pi {id}"))),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/pis/{id}", tag = "pis", params(("id" = String, Path)),
+    responses((status = 200, body = Pi), (status = 404, body = super::Problem)), security(("bearer" = [])))]
+pub async fn get(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Pi>, ApiError> {
+    Ok(Json(visible_pi(&st, &who, &id).await?))
+}
+
+/// An operator registering a Pi by hand (DHCP discovery registers them too).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePi {
+    /// 8 lowercase hex digits.
+    serial: Option<String>,
+    /// `aa:bb:cc:dd:ee:ff`.
+    mac: Option<String>,
+    /// `3b`, `3b+`, `4b`, `5` or `unknown`.
+    #[serde(default = "unknown_model")]
+    model: String,
+    slot: Option<String>,
+    owner: Option<String>,
+}
+
+fn unknown_model() -> String {
+    "unknown".into()
+}
+
+#[utoipa::path(post, path = "/v1/pis", tag = "pis", request_body = CreatePi,
+    responses((status = 201, body = Pi), (status = 422, body = super::Problem)), security(("bearer" = [])))]
+pub async fn create(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<CreatePi>) -> Result<impl IntoResponse, ApiError> {
+    require_operator(&who)?;
+    let mut errs = Vec::new();
+    validate::opt(&mut errs, "serial", req.serial.as_deref(), validate::serial);
+    validate::opt(&mut errs, "mac", req.mac.as_deref(), validate::mac);
+    validate::opt(&mut errs, "owner", req.owner.as_deref(), validate::customer_id);
+    if !validate::MODELS.contains(&req.model.as_str()) {
+        errs.push(FieldError { field: "model".into(), message: format!("must be one of {:?}", validate::MODELS) });
+    }
+    validate::finish(errs)?;
+    let new = NewPi {
+        serial: req.serial,
+        mac: req.mac.map(|m| m.to_ascii_lowercase()),
+        model: req.model,
+        slot: req.slot.map(SlotId),
+        owner: req.owner.map(CustomerId),
+        state: PiState::New,
+    };
+    match st.db.insert_pi(&new, who.token().as_str()).await {
+        Ok(pi) => Ok((StatusCode::CREATED, Json(pi))),
+        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict { code: "pi_exists", message: "a Pi with this serial, MAC or slot exists already".into() }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes an operator may make to a Pi.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePi {
+    /// Assign to a customer, or `null` to release.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    owner: Option<Option<String>>,
+    /// `ready` (commissioned or repaired), `maintenance` or `retired`.
+    state: Option<PiState>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+#[utoipa::path(patch, path = "/v1/pis/{id}", tag = "pis", params(("id" = String, Path)), request_body = UpdatePi,
+    responses((status = 200, body = Pi), (status = 404, body = super::Problem), (status = 409, body = super::Problem)), security(("bearer" = [])))]
+pub async fn update(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, Body(req): Body<UpdatePi>) -> Result<Json<Pi>, ApiError> {
+    require_operator(&who)?;
+    let pi = visible_pi(&st, &who, &id).await?;
+    if let Some(owner) = &req.owner {
+        if let Some(o) = owner {
+            validate::finish(validate::check("owner", o, validate::customer_id))?;
+        }
+        st.db.set_pi_owner(&pi.id, owner.clone().map(CustomerId).as_ref()).await?;
+    }
+    if let Some(target) = req.state {
+        let event = match target {
+            PiState::Ready if pi.state == PiState::Maintenance => LifecycleEvent::Repaired,
+            PiState::Ready if pi.state == PiState::New => LifecycleEvent::Commissioned,
+            PiState::Ready => LifecycleEvent::Released,
+            PiState::Maintenance => LifecycleEvent::MarkedBroken,
+            PiState::Retired => LifecycleEvent::Retired,
+            other => return Err(ApiError::invalid("state", format!("operators may set ready, maintenance or retired, not {other}"))),
+        };
+        let next = transition(pi.state, event).map_err(|e| ApiError::Conflict { code: "invalid_state", message: e.to_string() })?;
+        st.db.set_pi_state(&pi.id, next, None).await?;
+        st.db.append_event(&NewEvent::new("pi.state", who.token().as_str(), format!("{} -> {next}", pi.state)).pi(&pi.id)).await?;
+    }
+    Ok(Json(visible_pi(&st, &who, &id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListEvents {
+    /// Only events whose kind starts with this (`dhcp.`, `tftp.`, `job.`).
+    kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/v1/pis/{id}/events", tag = "pis", params(("id" = String, Path), ListEvents),
+    responses((status = 200, body = Page<Event>), (status = 404, body = super::Problem)), security(("bearer" = [])))]
+pub async fn events(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, Params(q): Params<ListEvents>) -> Result<Json<Page<Event>>, ApiError> {
+    let pi = visible_pi(&st, &who, &id).await?;
+    let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
+    Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
+}
+
+/// What a reinstall should put on the Pi.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReimageRequest {
+    /// An image name from `GET /v1/images`.
+    image: String,
+    /// OpenSSH public keys for root's authorized_keys; at least one (no passwords).
+    ssh_keys: Vec<String>,
+}
+
+macro_rules! power_action {
+    ($name:ident, $kind:expr, $path:literal) => {
+        #[utoipa::path(post, path = $path, tag = "pis", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+            responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)),
+            security(("bearer" = [])))]
+        pub async fn $name(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+            start_job(&st, &who, &id, $kind, serde_json::json!({}), &headers).await
+        }
+    };
+}
+
+power_action!(power_on, JobKind::PowerOn, "/v1/pis/{id}/power-on");
+power_action!(power_off, JobKind::PowerOff, "/v1/pis/{id}/power-off");
+power_action!(reboot, JobKind::Reboot, "/v1/pis/{id}/reboot");
+
+#[utoipa::path(post, path = "/v1/pis/{id}/reimage", tag = "pis", request_body = ReimageRequest,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn reimage(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Body<ReimageRequest>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    // Check the Pi before the body so another customer's Pi is a 404 whatever was sent.
+    visible_pi(&st, &who, &id).await?;
+    let Body(req) = body?;
+    let mut errs = Vec::new();
+    if !st.db.list_images().await?.iter().any(|i| i.name == req.image) {
+        errs.push(FieldError { field: "image".into(), message: format!("unknown image {:?}; see GET /v1/images", req.image) });
+    }
+    if req.ssh_keys.is_empty() {
+        errs.push(FieldError { field: "ssh_keys".into(), message: "at least one SSH public key is required".into() });
+    }
+    for (i, key) in req.ssh_keys.iter().enumerate() {
+        errs.extend(validate::check(&format!("ssh_keys[{i}]"), key, validate::ssh_public_key));
+    }
+    validate::finish(errs)?;
+    start_job(&st, &who, &id, JobKind::Reimage, serde_json::json!({ "image": req.image, "ssh_keys": req.ssh_keys }), &headers).await
+}
+
+async fn start_job(st: &AppState, who: &crate::auth::Principal, id: &str, kind: JobKind, params: serde_json::Value, headers: &HeaderMap) -> Result<impl IntoResponse + use<>, ApiError> {
+    let pi = visible_pi(st, who, id).await?;
+    let key = idempotency_key(headers)?;
+    let allowed = match kind {
+        JobKind::Reimage => transition(pi.state, LifecycleEvent::DeployStarted).is_ok(),
+        _ => pi.state.accepts_power_actions(),
+    };
+    if !allowed {
+        return Err(ApiError::Conflict { code: "invalid_state", message: format!("Pi {} is {}; {kind} is not possible now", pi.id, pi.state) });
+    }
+    if pi.slot.is_none() {
+        return Err(ApiError::Conflict { code: "not_in_slot", message: format!("Pi {} is not in a slot", pi.id) });
+    }
+    let new = NewJob { kind, pi: Some(pi.id.clone()), shelf: None, params, idempotency_key: key };
+    let job = match st.db.create_job(&new, who).await? {
+        CreateOutcome::Created(job) => {
+            st.metrics.counter("bramble_jobs_created_total", "Jobs created through the API").fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            job
+        }
+        CreateOutcome::Replayed(job) => job,
+        CreateOutcome::KeyReused { existing } => return Err(ApiError::KeyReused { existing: existing.0 }),
+        CreateOutcome::Busy { running } => return Err(ApiError::PiBusy { running: running.0 }),
+    };
+    let location = format!("/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job))))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?;
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid("Idempotency-Key", "must be 1-255 characters"));
+    }
+    Ok(Some(key.to_string()))
+}

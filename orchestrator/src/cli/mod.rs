@@ -1,0 +1,225 @@
+//! The `bramble` command line: `serve` and `token create` work on the local
+//! configuration and database; everything else is a client of the HTTP API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::{Config, Overrides};
+
+mod client;
+mod commands;
+mod output;
+mod tools;
+
+#[derive(Debug, Parser)]
+#[command(name = "bramble", version, about = "Bare-metal Raspberry Pi cloud controller")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the local controller's configuration comes from.
+#[derive(Debug, Args, Clone)]
+pub struct LocalArgs {
+    /// TOML configuration file (defaults apply without one).
+    #[arg(long, env = "BRAMBLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address for the HTTP API, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://...
+    #[arg(long, env = "BRAMBLE_DATABASE")]
+    database: Option<String>,
+    /// Directory for the SQLite database and other state.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+impl LocalArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let o = Overrides { listen: self.listen.clone(), database: self.database.clone(), state_dir: self.state_dir.clone() };
+        Ok(Config::load(self.config.as_deref(), &o)?)
+    }
+}
+
+/// How to reach a controller's API.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Base URL of the controller.
+    #[arg(long, env = "BRAMBLE_API", default_value = "http://127.0.0.1:8080", global = true)]
+    api: String,
+    /// Bearer token.
+    #[arg(long, env = "BRAMBLE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller: API, job runner.
+    Serve(LocalArgs),
+    /// Manage API tokens directly in the configured database.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Pis: list, show, power, reboot, reimage.
+    Pi {
+        #[command(subcommand)]
+        command: PiCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Jobs: show, wait.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Shelves.
+    Shelf {
+        #[command(subcommand)]
+        command: ShelfCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// OS images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Run a virtual PoE switch (SNMP v2c/v3) for labs and tests.
+    SwitchSim(tools::SwitchSimArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Mint a token and print it alone on stdout (it cannot be shown again).
+    Create {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The customer a customer token is bound to.
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        local: LocalArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("role must be operator or customer, got {s:?}"))
+}
+
+#[derive(Debug, Subcommand)]
+enum PiCommand {
+    /// List Pis.
+    List {
+        #[arg(long)]
+        shelf: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show one Pi and its recent timeline.
+    Show { id: String },
+    /// Power a Pi on.
+    PowerOn(ActionArgs),
+    /// Power a Pi off.
+    PowerOff(ActionArgs),
+    /// Power-cycle a Pi and wait for it to boot.
+    Reboot(ActionArgs),
+    /// Reinstall a Pi with an image and SSH keys. Deletes all its data.
+    Reimage {
+        #[command(flatten)]
+        action: ActionArgs,
+        #[arg(long)]
+        image: String,
+        /// An SSH public key line (repeatable).
+        #[arg(long = "ssh-key")]
+        ssh_keys: Vec<String>,
+        /// A file of SSH public keys, one per line (repeatable).
+        #[arg(long = "ssh-key-file")]
+        ssh_key_files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ActionArgs {
+    id: String,
+    /// Idempotency-Key for the request (safe retries).
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Wait for the job to finish, showing progress.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    Show { id: String },
+    /// Wait for a job to finish, with a progress bar. Exits 1 if it failed.
+    Wait {
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ShelfCommand {
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Images offered by the controller (API).
+    List,
+    /// Built-in recipes (local).
+    Recipes,
+    /// Build an image locally with debootstrap and offer it (local; needs root).
+    Build(tools::BuildArgs),
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(commands::run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BRAMBLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("BRAMBLE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

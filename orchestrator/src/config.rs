@@ -1,0 +1,235 @@
+//! Controller configuration: one TOML file, read in two stages.
+//!
+//! [`RawConfig`] mirrors the file (unknown keys are errors); [`Config::from_raw`] checks
+//! it and produces the typed [`Config`] the rest of the controller uses. Every value has
+//! a default, so no file at all starts a controller on SQLite in a local state directory.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+
+use crate::alloc::AddressPools;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub addressing: RawAddressing,
+    #[serde(default)]
+    pub jobs: RawJobs,
+    #[serde(default)]
+    pub netboot: crate::netboot::config::RawNetboot,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddressing {
+    pub storage_supernet: Option<String>,
+    pub storage_vlan_first: Option<u16>,
+    pub storage_vlan_last: Option<u16>,
+    pub public_vlan: Option<u16>,
+    pub public_prefix: Option<String>,
+    pub public_gateway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobs {
+    pub lease_seconds: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub state_dir: PathBuf,
+    pub pools: AddressPools,
+    pub public_vlan: u16,
+    pub public_gateway: Ipv6Addr,
+    pub job_lease: Duration,
+    pub job_poll: Duration,
+    /// The DHCP and TFTP servers (`[netboot]`); off unless enabled.
+    pub netboot: crate::netboot::config::NetbootConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{key}` {message}")]
+    Invalid { origin: String, key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads `path` if given (else only defaults) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let (raw, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                let raw: RawConfig = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: p.to_path_buf(), message: e.to_string() })?;
+                (raw, p.display().to_string())
+            }
+            None => (RawConfig::default(), "built-in defaults".to_string()),
+        };
+        Config::from_raw(raw, &origin, overrides)
+    }
+
+    /// Checks a parsed file. `origin` names the file in errors.
+    pub fn from_raw(raw: RawConfig, origin: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+
+        let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", format!("must be ADDRESS:PORT, got {listen_text:?}")))?;
+
+        let state_dir = overrides.state_dir.clone().or(raw.state_dir).unwrap_or_else(default_state_dir);
+        let database_url = overrides
+            .database
+            .clone()
+            .or(raw.database)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", state_dir.join("bramble.db").display()));
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("database", "must be a sqlite: or postgres:// URL".into()));
+        }
+
+        let a = raw.addressing;
+        let supernet_text = a.storage_supernet.unwrap_or_else(|| "10.46.0.0/16".into());
+        let storage_supernet: Ipv4Net = supernet_text
+            .parse()
+            .map_err(|_| invalid("addressing.storage_supernet", format!("must be an IPv4 network, got {supernet_text:?}")))?;
+        if storage_supernet.prefix_len() > 30 {
+            return Err(invalid("addressing.storage_supernet", "must be /30 or larger".into()));
+        }
+        let first = a.storage_vlan_first.unwrap_or(200);
+        let last = a.storage_vlan_last.unwrap_or(3999);
+        if !(2..=4094).contains(&first) || !(2..=4094).contains(&last) || first > last {
+            return Err(invalid("addressing.storage_vlan_first", format!("VLAN range {first}-{last} must lie within 2-4094, first <= last")));
+        }
+        let public_vlan = a.public_vlan.unwrap_or(131);
+        if (first..=last).contains(&public_vlan) || !(2..=4094).contains(&public_vlan) {
+            return Err(invalid("addressing.public_vlan", format!("{public_vlan} must be 2-4094 and outside the storage VLAN range {first}-{last}")));
+        }
+        let prefix_text = a.public_prefix.unwrap_or_else(|| "2001:db8:0:84::/64".into());
+        let public_prefix: Ipv6Net = prefix_text
+            .parse()
+            .map_err(|_| invalid("addressing.public_prefix", format!("must be an IPv6 prefix, got {prefix_text:?}")))?;
+        let gateway_default = Ipv6Addr::from(u128::from(public_prefix.network()) + 1).to_string();
+        let gw_text = a.public_gateway.unwrap_or(gateway_default);
+        let public_gateway: Ipv6Addr = gw_text
+            .parse()
+            .map_err(|_| invalid("addressing.public_gateway", format!("must be an IPv6 address, got {gw_text:?}")))?;
+        if !public_prefix.contains(&public_gateway) {
+            return Err(invalid("addressing.public_gateway", format!("{public_gateway} is not inside {public_prefix}")));
+        }
+
+        let netboot = crate::netboot::config::NetbootConfig::from_raw(raw.netboot, &state_dir, origin)?;
+        let lease = raw.jobs.lease_seconds.unwrap_or(30);
+        if lease == 0 {
+            return Err(invalid("jobs.lease_seconds", "must be at least 1".into()));
+        }
+        Ok(Config {
+            listen,
+            database_url,
+            state_dir,
+            pools: AddressPools {
+                storage_supernet,
+                storage_vlans: first..=last,
+                public_prefix,
+                public_host_offset: 0x1000_0000_0000_0002,
+            },
+            public_vlan,
+            public_gateway,
+            job_lease: Duration::from_secs(lease),
+            job_poll: Duration::from_millis(raw.jobs.poll_interval_ms.unwrap_or(500).max(10)),
+            netboot,
+        })
+    }
+}
+
+/// `/var/lib/bramble` for root, `~/.local/state/bramble` otherwise.
+fn default_state_dir() -> PathBuf {
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false);
+    match std::env::var_os("HOME") {
+        Some(home) if !is_root => PathBuf::from(home).join(".local/state/bramble"),
+        _ => PathBuf::from("/var/lib/bramble"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
+        Config::from_raw(raw, "t.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn an_empty_file_gives_working_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url.starts_with("sqlite://"));
+        assert_eq!(c.public_vlan, 131);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let cases = [
+            ("listen = \"nowhere\"", "t.toml: `listen`"),
+            ("[addressing]\npublic_vlan = 250", "`addressing.public_vlan`"),
+            ("[addressing]\nstorage_supernet = \"10.0.0.0/31\"", "`addressing.storage_supernet`"),
+            ("[addressing]\npublic_prefix = \"2001:db8::/64\"\npublic_gateway = \"2001:db9::1\"", "`addressing.public_gateway`"),
+            ("database = \"mysql://x\"", "`database`"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn netboot_section_is_read_and_checked() {
+        let c = parse("state_dir = \"/srv/b\"\n[addressing]\nstorage_vlan_first = 200\n[netboot]\nenabled = true\nstorage_trunk = \"enp1s0\"").unwrap();
+        assert!(c.netboot.enabled);
+        assert_eq!(c.netboot.firmware_dir, PathBuf::from("/srv/b/firmware"));
+        let err = parse("[netboot]\nbogus = 1").unwrap_err().to_string();
+        assert!(err.contains("t.toml") && err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = parse("listn = \"127.0.0.1:1\"").unwrap_err().to_string();
+        assert!(err.contains("t.toml") && err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let raw: RawConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
+        let o = Overrides { listen: Some("127.0.0.1:2".into()), state_dir: Some("/tmp/x".into()), database: None };
+        let c = Config::from_raw(raw, "f", &o).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.database_url, "sqlite:///tmp/x/bramble.db?mode=rwc");
+    }
+}

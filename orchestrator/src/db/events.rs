@@ -1,0 +1,120 @@
+//! The append-only event log: the audit trail (who asked for what) and each Pi's boot
+//! timeline (what DHCP and TFTP saw). Rows are only ever inserted.
+
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, Page, get_i64, get_json, get_opt_str, get_str};
+use crate::ids::{CustomerId, JobId, PiId};
+use crate::model::Event;
+use crate::time::now_millis;
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub pi: Option<PiId>,
+    pub job: Option<JobId>,
+    pub customer: Option<CustomerId>,
+    pub actor: String,
+    pub kind: String,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(kind: &str, actor: &str, message: impl Into<String>) -> Self {
+        NewEvent {
+            pi: None,
+            job: None,
+            customer: None,
+            actor: actor.to_string(),
+            kind: kind.to_string(),
+            message: message.into(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    pub fn pi(mut self, pi: &PiId) -> Self {
+        self.pi = Some(pi.clone());
+        self
+    }
+
+    pub fn job(mut self, job: &JobId) -> Self {
+        self.job = Some(job.clone());
+        self
+    }
+
+    pub fn customer(mut self, c: Option<&CustomerId>) -> Self {
+        self.customer = c.cloned();
+        self
+    }
+
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+}
+
+/// Which events to list.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub pi: Option<PiId>,
+    pub customer: Option<CustomerId>,
+    pub kind_prefix: Option<String>,
+}
+
+impl Db {
+    pub async fn append_event(&self, e: &NewEvent) -> Result<(), DbError> {
+        self.append_event_with(self.pool(), e).await
+    }
+
+    /// Appends inside a transaction (or on any executor).
+    pub async fn append_event_with<'c, E>(&self, exec: E, e: &NewEvent) -> Result<(), DbError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(now_millis())
+            .bind(e.pi.as_ref().map(|p| p.0.clone()))
+            .bind(e.job.as_ref().map(|j| j.0.clone()))
+            .bind(e.customer.as_ref().map(|c| c.0.clone()))
+            .bind(e.actor.clone())
+            .bind(e.kind.clone())
+            .bind(e.message.clone())
+            .bind(e.data.to_string())
+            .execute(exec)
+            .await?;
+        Ok(())
+    }
+
+    /// Events in order of appending, after `cursor` (an event id).
+    pub async fn list_events(&self, f: &EventFilter, cursor: Option<i64>, limit: usize) -> Result<Page<Event>, DbError> {
+        let rows = self
+            .q("SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events \
+                WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR customer = $2) \
+                AND ($3 IS NULL OR kind LIKE $3) AND id > $4 ORDER BY id LIMIT $5")
+            .bind(f.pi.as_ref().map(|p| p.0.clone()))
+            .bind(f.customer.as_ref().map(|c| c.0.clone()))
+            .bind(f.kind_prefix.as_ref().map(|k| format!("{k}%")))
+            .bind(cursor.unwrap_or(0))
+            .bind((limit + 1) as i64)
+            .fetch_all(self.pool())
+            .await?;
+        let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, limit, |e| e.id.to_string()))
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<Event, DbError> {
+    Ok(Event {
+        id: get_i64(row, "id")?,
+        at: get_i64(row, "at")?,
+        pi: get_opt_str(row, "pi_id")?.map(PiId),
+        job: get_opt_str(row, "job_id")?.map(JobId),
+        customer: get_opt_str(row, "customer")?.map(CustomerId),
+        actor: get_str(row, "actor")?,
+        kind: get_str(row, "kind")?,
+        message: get_str(row, "message")?,
+        data: get_json(row, "data")?,
+    })
+}

@@ -1,0 +1,232 @@
+//! The physical fabric: switches (with write-only credentials), shelves and their slots.
+//!
+//! Enrolling a shelf plans every slot's VLAN, /30 and IPv6 address with
+//! [`crate::alloc::allocate`] and writes the shelf and all slots in one transaction:
+//! a shelf exists whole or not at all.
+
+use std::net::Ipv6Addr;
+
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, get_i64, get_opt_str, get_str, get_u16};
+use crate::alloc::{AddressPools, AllocError, SlotAddresses, Taken, allocate};
+use crate::ids::{PiId, ShelfId, SlotId, SwitchId};
+use crate::model::{Shelf, Slot, Switch};
+use crate::secret::SnmpCredentials;
+use crate::time::now_millis;
+
+#[derive(Debug, Clone)]
+pub struct NewSwitch {
+    pub name: String,
+    pub address: String,
+    pub driver: String,
+    pub trunk_port: u16,
+    pub credentials: SnmpCredentials,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("no switch {0}")]
+    UnknownSwitch(String),
+    #[error("a shelf named {0:?} exists already")]
+    NameTaken(String),
+    #[error("ports {first}-{last} of switch {switch} overlap shelf {shelf}")]
+    PortsInUse { switch: String, first: u16, last: u16, shelf: String },
+    #[error("port range includes the switch's trunk port {0}")]
+    TrunkInRange(u16),
+    #[error(transparent)]
+    Exhausted(#[from] AllocError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for EnrollError {
+    fn from(e: sqlx::Error) -> Self {
+        EnrollError::Db(DbError::Query(e))
+    }
+}
+
+impl Db {
+    pub async fn insert_switch(&self, new: &NewSwitch) -> Result<Switch, DbError> {
+        let id = SwitchId::generate();
+        let now = now_millis();
+        let mut tx = self.pool().begin().await?;
+        self.q("INSERT INTO switches (id, name, address, driver, trunk_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.0.clone())
+            .bind(new.name.clone())
+            .bind(new.address.clone())
+            .bind(new.driver.clone())
+            .bind(i64::from(new.trunk_port))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        self.q("INSERT INTO switch_credentials (switch_id, credentials) VALUES ($1, $2)")
+            .bind(id.0.clone())
+            .bind(new.credentials.to_stored())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get_switch(&id).await?.ok_or(DbError::Corrupt { column: "switches.id", value: id.0 })
+    }
+
+    pub async fn list_switches(&self) -> Result<Vec<Switch>, DbError> {
+        let rows = self.q(SWITCH_SELECT).fetch_all(self.pool()).await?;
+        rows.iter().map(switch_from_row).collect()
+    }
+
+    pub async fn get_switch(&self, id: &SwitchId) -> Result<Option<Switch>, DbError> {
+        let row = self
+            .q(const_format::concatcp!(SWITCH_SELECT, " WHERE s.id = $1 OR s.name = $1"))
+            .bind(id.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(switch_from_row).transpose()
+    }
+
+    /// The stored credentials of a switch, for drivers only; never for the API.
+    pub async fn switch_credentials(&self, id: &SwitchId) -> Result<Option<SnmpCredentials>, DbError> {
+        let row = self
+            .q("SELECT credentials FROM switch_credentials WHERE switch_id = $1")
+            .bind(id.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            let text = get_str(&r, "credentials")?;
+            SnmpCredentials::from_stored(&text).ok_or(DbError::Corrupt { column: "switch_credentials", value: "<unreadable>".into() })
+        })
+        .transpose()
+    }
+
+    /// Creates a shelf of ports `first..=last` on `switch`, planning every slot's
+    /// addresses from `pools`.
+    pub async fn enroll_shelf(&self, name: &str, switch: &SwitchId, first: u16, last: u16, pools: &AddressPools) -> Result<Shelf, EnrollError> {
+        let sw = self.get_switch(switch).await?.ok_or_else(|| EnrollError::UnknownSwitch(switch.0.clone()))?;
+        if (first..=last).contains(&sw.trunk_port) {
+            return Err(EnrollError::TrunkInRange(sw.trunk_port));
+        }
+        if self.list_shelves().await?.iter().any(|s| s.name == name) {
+            return Err(EnrollError::NameTaken(name.to_string()));
+        }
+        if let Some(other) = self.list_shelves().await?.into_iter().find(|s| s.switch == sw.id && s.first_port <= last && first <= s.last_port) {
+            return Err(EnrollError::PortsInUse { switch: sw.name, first, last, shelf: other.name });
+        }
+        let plan = allocate(pools, &self.taken_addresses().await?, usize::from(last - first) + 1)?;
+        let id = ShelfId::generate();
+        let mut tx = self.pool().begin().await?;
+        self.q("INSERT INTO shelves (id, name, switch_id, first_port, last_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id.0.clone())
+            .bind(name.to_string())
+            .bind(sw.id.0.clone())
+            .bind(i64::from(first))
+            .bind(i64::from(last))
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        for (port, addrs) in (first..=last).zip(&plan) {
+            self.q("INSERT INTO slots (id, shelf_id, switch_id, port, vlan, storage_net, controller_ip, pi_ip, public_ipv6) \
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                .bind(SlotId::generate().0)
+                .bind(id.0.clone())
+                .bind(sw.id.0.clone())
+                .bind(i64::from(port))
+                .bind(i64::from(addrs.vlan))
+                .bind(addrs.storage_net.to_string())
+                .bind(addrs.controller_ip().to_string())
+                .bind(addrs.pi_ip().to_string())
+                .bind(addrs.public_ipv6.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.get_shelf(&id.0).await?.ok_or_else(|| EnrollError::Db(DbError::Corrupt { column: "shelves.id", value: id.0 }))
+    }
+
+    /// Every VLAN, /30 and IPv6 address any slot holds.
+    pub async fn taken_addresses(&self) -> Result<Taken, DbError> {
+        let rows = self.q("SELECT vlan, storage_net, public_ipv6 FROM slots").fetch_all(self.pool()).await?;
+        let mut taken = Taken::default();
+        for r in &rows {
+            let net = get_str(r, "storage_net")?;
+            let v6 = get_str(r, "public_ipv6")?;
+            taken.add(&SlotAddresses {
+                vlan: get_u16(r, "vlan")?,
+                storage_net: net.parse().map_err(|_| DbError::Corrupt { column: "slots.storage_net", value: net.clone() })?,
+                public_ipv6: v6.parse::<Ipv6Addr>().map_err(|_| DbError::Corrupt { column: "slots.public_ipv6", value: v6.clone() })?,
+            });
+        }
+        Ok(taken)
+    }
+
+    pub async fn list_shelves(&self) -> Result<Vec<Shelf>, DbError> {
+        let rows = self.q("SELECT id, name, switch_id, first_port, last_port, created_at FROM shelves ORDER BY name").fetch_all(self.pool()).await?;
+        let mut shelves = rows.iter().map(shelf_from_row).collect::<Result<Vec<_>, _>>()?;
+        for s in &mut shelves {
+            s.slots = self.slots_of(&s.id).await?;
+        }
+        Ok(shelves)
+    }
+
+    /// A shelf by id or name.
+    pub async fn get_shelf(&self, id_or_name: &str) -> Result<Option<Shelf>, DbError> {
+        let row = self
+            .q("SELECT id, name, switch_id, first_port, last_port, created_at FROM shelves WHERE id = $1 OR name = $1")
+            .bind(id_or_name.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut shelf = shelf_from_row(&row)?;
+        shelf.slots = self.slots_of(&shelf.id).await?;
+        Ok(Some(shelf))
+    }
+
+    async fn slots_of(&self, shelf: &ShelfId) -> Result<Vec<Slot>, DbError> {
+        let rows = self
+            .q("SELECT s.id, s.port, s.vlan, s.storage_net, s.controller_ip, s.pi_ip, s.public_ipv6, p.id AS pi_id \
+                FROM slots s LEFT JOIN pis p ON p.slot_id = s.id WHERE s.shelf_id = $1 ORDER BY s.port")
+            .bind(shelf.0.clone())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(slot_from_row).collect()
+    }
+}
+
+const SWITCH_SELECT: &str = "SELECT s.id, s.name, s.address, s.driver, s.trunk_port, s.created_at, c.credentials \
+    FROM switches s LEFT JOIN switch_credentials c ON c.switch_id = s.id";
+
+fn switch_from_row(row: &AnyRow) -> Result<Switch, DbError> {
+    let creds = get_opt_str(row, "credentials")?.and_then(|c| SnmpCredentials::from_stored(&c));
+    Ok(Switch {
+        id: SwitchId(get_str(row, "id")?),
+        name: get_str(row, "name")?,
+        address: get_str(row, "address")?,
+        driver: get_str(row, "driver")?,
+        trunk_port: get_u16(row, "trunk_port")?,
+        snmp_version: creds.map(|c| c.version().to_string()).unwrap_or_else(|| "unknown".into()),
+        created_at: get_i64(row, "created_at")?,
+    })
+}
+
+fn shelf_from_row(row: &AnyRow) -> Result<Shelf, DbError> {
+    Ok(Shelf {
+        id: ShelfId(get_str(row, "id")?),
+        name: get_str(row, "name")?,
+        switch: SwitchId(get_str(row, "switch_id")?),
+        first_port: get_u16(row, "first_port")?,
+        last_port: get_u16(row, "last_port")?,
+        slots: Vec::new(),
+        created_at: get_i64(row, "created_at")?,
+    })
+}
+
+fn slot_from_row(row: &AnyRow) -> Result<Slot, DbError> {
+    Ok(Slot {
+        id: SlotId(get_str(row, "id")?),
+        port: get_u16(row, "port")?,
+        vlan: get_u16(row, "vlan")?,
+        storage_net: get_str(row, "storage_net")?,
+        controller_ip: get_str(row, "controller_ip")?,
+        pi_ip: get_str(row, "pi_ip")?,
+        public_ipv6: get_str(row, "public_ipv6")?,
+        pi: get_opt_str(row, "pi_id")?.map(PiId),
+    })
+}

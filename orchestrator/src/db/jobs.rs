@@ -1,0 +1,317 @@
+//! Jobs in the database: creation with idempotency keys and the one-active-job-per-Pi
+//! rule, listing, cancelling, and the runner's lease-based claiming.
+//!
+//! **Invariant:** a runner changes a job only while it holds the job's lease; every
+//! update below checks `lease_owner`, so a runner that lost its lease (it was too slow
+//! and another took over) cannot overwrite the new owner's progress.
+
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use super::events::NewEvent;
+use super::{Backend, Db, DbError, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str};
+use crate::auth::Principal;
+use crate::ids::{CustomerId, JobId, PiId, ShelfId};
+use crate::jobs::model::{JobKind, JobState, progress_percent};
+use crate::model::Job;
+use crate::time::now_millis;
+
+const COLUMNS: &str = "id, kind, pi_id, shelf_id, params, state, step, attempts, last_error, customer_message, \
+    requested_by, created_at, updated_at, finished_at";
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: JobKind,
+    pub pi: Option<PiId>,
+    pub shelf: Option<ShelfId>,
+    pub params: serde_json::Value,
+    pub idempotency_key: Option<String>,
+}
+
+/// What happened when a job was requested.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Job),
+    /// The same request was made before with this Idempotency-Key.
+    Replayed(Job),
+    /// The Idempotency-Key was used before for a different request.
+    KeyReused { existing: JobId },
+    /// The Pi already has an active job.
+    Busy { running: JobId },
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub pi: Option<PiId>,
+    pub state: Option<JobState>,
+    pub visible_to: Option<CustomerId>,
+}
+
+impl NewJob {
+    /// A fingerprint of what was asked, to tell a replay from a reused key.
+    fn request_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{}|{}|{}|{}",
+            self.kind,
+            self.pi.as_ref().map(|p| p.as_str()).unwrap_or(""),
+            self.shelf.as_ref().map(|s| s.as_str()).unwrap_or(""),
+            self.params
+        );
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
+
+impl Db {
+    /// Creates a queued job (and its audit event) unless the request is a replay, reuses
+    /// a key, or the Pi is busy. The one-active-job rule is a unique index, so two
+    /// controllers racing cannot both win.
+    pub async fn create_job(&self, new: &NewJob, by: &Principal) -> Result<CreateOutcome, DbError> {
+        let hash = new.request_hash();
+        if let Some(key) = &new.idempotency_key {
+            if let Some(found) = self.job_by_key(by, key).await? {
+                return Ok(found.into_outcome(&hash));
+            }
+        }
+        let id = JobId::generate();
+        let now = now_millis();
+        let mut tx = self.pool().begin().await?;
+        let inserted = self
+            .q("INSERT INTO jobs (id, kind, pi_id, shelf_id, params, state, step, attempts, idempotency_key, \
+                request_hash, requested_by, customer, created_at, updated_at) \
+                VALUES ($1, $2, $3, $4, $5, 'queued', 0, 0, $6, $7, $8, $9, $10, $10)")
+            .bind(id.0.clone())
+            .bind(new.kind.as_str())
+            .bind(new.pi.as_ref().map(|p| p.0.clone()))
+            .bind(new.shelf.as_ref().map(|s| s.0.clone()))
+            .bind(new.params.to_string())
+            .bind(new.idempotency_key.clone())
+            .bind(hash.clone())
+            .bind(by.token().0.clone())
+            .bind(by.customer().map(|c| c.0.clone()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from);
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.is_unique_violation() => {
+                tx.rollback().await?;
+                return self.explain_conflict(new, by, &hash).await?.ok_or(e);
+            }
+            Err(e) => return Err(e),
+        }
+        let mut event = NewEvent::new("job.created", by.token().as_str(), format!("{} requested", new.kind))
+            .job(&id)
+            .customer(by.customer())
+            .data(serde_json::json!({ "kind": new.kind, "params": new.params }));
+        event.pi = new.pi.clone();
+        self.append_event_with(&mut *tx, &event).await?;
+        tx.commit().await?;
+        let job = self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })?;
+        Ok(CreateOutcome::Created(job))
+    }
+
+    async fn explain_conflict(&self, new: &NewJob, by: &Principal, hash: &str) -> Result<Option<CreateOutcome>, DbError> {
+        if let Some(key) = &new.idempotency_key {
+            if let Some(found) = self.job_by_key(by, key).await? {
+                return Ok(Some(found.into_outcome(hash)));
+            }
+        }
+        if let Some(pi) = &new.pi {
+            if let Some(running) = self.active_job_for(pi).await? {
+                return Ok(Some(CreateOutcome::Busy { running }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn job_by_key(&self, by: &Principal, key: &str) -> Result<Option<KeyedJob>, DbError> {
+        let row = self
+            .q(const_format::concatcp!("SELECT ", COLUMNS, ", request_hash FROM jobs WHERE requested_by = $1 AND idempotency_key = $2"))
+            .bind(by.token().0.clone())
+            .bind(key.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok(KeyedJob { job: job_from_row(&r)?, hash: get_str(&r, "request_hash")? })).transpose()
+    }
+
+    /// The queued or running job of a Pi, if any.
+    pub async fn active_job_for(&self, pi: &PiId) -> Result<Option<JobId>, DbError> {
+        let row = self
+            .q("SELECT id FROM jobs WHERE pi_id = $1 AND state IN ('queued', 'running')")
+            .bind(pi.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
+    }
+
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, DbError> {
+        let row = self
+            .q(const_format::concatcp!("SELECT ", COLUMNS, " FROM jobs WHERE id = $1"))
+            .bind(id.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub async fn list_jobs(&self, f: &JobFilter, cursor: Option<&str>, limit: usize) -> Result<Page<Job>, DbError> {
+        let rows = self
+            .q(const_format::concatcp!(
+                "SELECT ", COLUMNS, " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
+                 AND ($3 IS NULL OR customer = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
+            ))
+            .bind(f.pi.as_ref().map(|p| p.0.clone()))
+            .bind(f.state.map(|s| s.as_str().to_string()))
+            .bind(f.visible_to.as_ref().map(|c| c.0.clone()))
+            .bind(cursor.map(str::to_string))
+            .bind((limit + 1) as i64)
+            .fetch_all(self.pool())
+            .await?;
+        let items = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, limit, |j| j.id.0.clone()))
+    }
+
+    /// Cancels a queued job; false if it is no longer queued.
+    pub async fn cancel_job(&self, id: &JobId, by: &Principal) -> Result<bool, DbError> {
+        let now = now_millis();
+        let mut tx = self.pool().begin().await?;
+        let r = self
+            .q("UPDATE jobs SET state = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'queued'")
+            .bind(now)
+            .bind(id.0.clone())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 1 {
+            let e = NewEvent::new("job.cancelled", by.token().as_str(), "job cancelled").job(id).customer(by.customer());
+            self.append_event_with(&mut *tx, &e).await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Claims the oldest queued job of one of `kinds` (or a running one whose lease
+    /// expired) for `runner`, holding it for `lease`.
+    pub async fn claim_job(&self, runner: &str, kinds: &[JobKind], lease: Duration) -> Result<Option<Job>, DbError> {
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let kind_list = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs WHERE kind IN ({kind_list}) \
+                AND (state = 'queued' OR (state = 'running' AND lease_expires_at < $3)) ORDER BY id LIMIT 1{lock}) \
+             RETURNING {COLUMNS}"
+        );
+        let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
+        let now = now_millis();
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(runner.to_string())
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// Records that the runner is on `step` and extends its lease. False if the lease
+    /// was lost.
+    pub async fn advance_job(&self, id: &JobId, runner: &str, step: usize, lease: Duration) -> Result<bool, DbError> {
+        let now = now_millis();
+        let r = self
+            .q("UPDATE jobs SET step = $1, lease_expires_at = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'running'")
+            .bind(step as i64)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .bind(id.0.clone())
+            .bind(runner.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Ends a job as succeeded or failed (with messages), with its audit event, if the
+    /// runner still holds the lease.
+    pub async fn finish_job(&self, id: &JobId, runner: &str, outcome: &JobOutcome) -> Result<bool, DbError> {
+        let now = now_millis();
+        let (state, err, msg) = match outcome {
+            JobOutcome::Succeeded => (JobState::Succeeded, None, None),
+            JobOutcome::Failed { operator, customer } => (JobState::Failed, Some(operator.clone()), Some(customer.clone())),
+        };
+        let mut tx = self.pool().begin().await?;
+        let r = self
+            .q("UPDATE jobs SET state = $1, last_error = $2, customer_message = $3, updated_at = $4, finished_at = $4, \
+                lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND lease_owner = $6 AND state = 'running'")
+            .bind(state.as_str())
+            .bind(err.clone())
+            .bind(msg)
+            .bind(now)
+            .bind(id.0.clone())
+            .bind(runner.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 1 {
+            let e = NewEvent::new(&format!("job.{state}"), runner, err.unwrap_or_else(|| format!("job {state}"))).job(id);
+            self.append_event_with(&mut *tx, &e).await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Succeeded,
+    Failed { operator: String, customer: String },
+}
+
+struct KeyedJob {
+    job: Job,
+    hash: String,
+}
+
+impl KeyedJob {
+    fn into_outcome(self, hash: &str) -> CreateOutcome {
+        if self.hash == hash { CreateOutcome::Replayed(self.job) } else { CreateOutcome::KeyReused { existing: self.job.id } }
+    }
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job, DbError> {
+    let kind_text = get_str(row, "kind")?;
+    let kind = JobKind::parse(&kind_text).ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
+    let state_text = get_str(row, "state")?;
+    let state = JobState::parse(&state_text).ok_or(DbError::Corrupt { column: "jobs.state", value: state_text })?;
+    let step = usize::try_from(get_i64(row, "step")?).unwrap_or(0);
+    let steps = kind.steps();
+    let current_step = match state {
+        JobState::Running | JobState::Failed => steps.get(step.min(steps.len().saturating_sub(1))).map(|s| s.to_string()),
+        _ => None,
+    };
+    Ok(Job {
+        id: JobId(get_str(row, "id")?),
+        kind,
+        pi: get_opt_str(row, "pi_id")?.map(PiId),
+        shelf: get_opt_str(row, "shelf_id")?.map(ShelfId),
+        state,
+        steps: steps.iter().map(|s| s.to_string()).collect(),
+        current_step,
+        progress_percent: progress_percent(kind, state, step),
+        attempts: get_i64(row, "attempts")?,
+        executable: false,
+        last_error: get_opt_str(row, "last_error")?,
+        customer_message: get_opt_str(row, "customer_message")?,
+        params: get_json(row, "params")?,
+        requested_by: get_str(row, "requested_by")?,
+        created_at: get_i64(row, "created_at")?,
+        updated_at: get_i64(row, "updated_at")?,
+        finished_at: get_opt_i64(row, "finished_at")?,
+    })
+}

@@ -1,0 +1,204 @@
+//! The inventory database: SQLite (embedded, the default) or PostgreSQL, through one
+//! sqlx `Any` pool and versioned migrations per backend.
+//!
+//! Queries are written once with PostgreSQL's `$N` placeholders; [`Db::q`] rewrites
+//! them to SQLite's `?N`. Backend-specific SQL (job claiming) branches on [`Backend`].
+
+use std::borrow::Cow;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+pub mod events;
+pub mod fabric;
+pub mod images;
+pub mod jobs;
+pub mod pis;
+pub mod tokens;
+
+pub type Query<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open database {url}")]
+    Open { url: String, #[source] source: sqlx::Error },
+    #[error("cannot create state directory {path}")]
+    StateDir { path: String, #[source] source: std::io::Error },
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+    #[error("stored value in {column} is invalid: {value:?}")]
+    Corrupt { column: &'static str, value: String },
+}
+
+impl DbError {
+    /// Whether the error is a unique-constraint violation (a lost race or a duplicate).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Query(e) => e
+                .as_database_error()
+                .is_some_and(|d| matches!(d.kind(), sqlx::error::ErrorKind::UniqueViolation)),
+            _ => false,
+        }
+    }
+}
+
+/// A handle to the inventory; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Opens (creating a SQLite file and its directory if needed) and migrates.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        if backend == Backend::Sqlite {
+            create_sqlite_dir(url)?;
+        }
+        let open = |source| DbError::Open { url: redact_url(url), source };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .connect(url)
+            .await
+            .map_err(open)?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the writer; synchronous=FULL makes every
+            // commit durable before it returns, which the DHCP ACK path relies on.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(open)?;
+        }
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await.map_err(DbError::Migrate)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A query from SQL written with `$N` placeholders.
+    pub fn q(&self, sql: &'static str) -> Query<'static> {
+        sqlx::query(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// The SQL text for this backend.
+    pub fn sql(&self, sql: &'static str) -> Cow<'static, str> {
+        match self.backend {
+            Backend::Postgres => Cow::Borrowed(sql),
+            Backend::Sqlite => Cow::Owned(sql.replace('$', "?")),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| DbError::StateDir { path: dir.display().to_string(), source })?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+// Row accessors that turn type surprises into errors naming the column.
+
+pub(crate) fn get_str(row: &AnyRow, col: &'static str) -> Result<String, DbError> {
+    Ok(row.try_get::<String, _>(col)?)
+}
+
+pub(crate) fn get_opt_str(row: &AnyRow, col: &'static str) -> Result<Option<String>, DbError> {
+    Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+pub(crate) fn get_i64(row: &AnyRow, col: &'static str) -> Result<i64, DbError> {
+    Ok(row.try_get::<i64, _>(col)?)
+}
+
+pub(crate) fn get_opt_i64(row: &AnyRow, col: &'static str) -> Result<Option<i64>, DbError> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+pub(crate) fn get_u16(row: &AnyRow, col: &'static str) -> Result<u16, DbError> {
+    let v = get_i64(row, col)?;
+    u16::try_from(v).map_err(|_| DbError::Corrupt { column: col, value: v.to_string() })
+}
+
+pub(crate) fn get_json(row: &AnyRow, col: &'static str) -> Result<serde_json::Value, DbError> {
+    let s = get_str(row, col)?;
+    serde_json::from_str(&s).map_err(|_| DbError::Corrupt { column: col, value: s })
+}
+
+/// A page of a list: items and the cursor for the next page, if any.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in ID order.
+    pub fn from_rows(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("postgres://bob:secret@db/x"), "postgres://bob:***@db/x");
+        assert_eq!(redact_url("sqlite:///var/lib/b.db"), "sqlite:///var/lib/b.db");
+    }
+}

@@ -1,0 +1,152 @@
+//! Pis in the inventory.
+
+use sqlx::any::AnyRow;
+
+use super::events::NewEvent;
+use super::{Db, DbError, Page, get_i64, get_opt_i64, get_opt_str, get_str};
+use crate::ids::{CustomerId, PiId, SlotId};
+use crate::lifecycle::PiState;
+use crate::model::{Pi, PowerState};
+use crate::time::now_millis;
+
+const SELECT: &str = "SELECT p.id, p.serial, p.mac, p.model, p.slot_id, p.owner, p.image, p.state, \
+    p.failed_step, p.power, p.created_at, p.updated_at, s.port, s.pi_ip, s.public_ipv6, sh.name AS shelf_name \
+    FROM pis p LEFT JOIN slots s ON s.id = p.slot_id LEFT JOIN shelves sh ON sh.id = s.shelf_id";
+
+/// Which Pis to list. `visible_to` restricts to one customer's Pis (customer tokens).
+#[derive(Debug, Default, Clone)]
+pub struct PiFilter {
+    pub shelf: Option<String>,
+    pub state: Option<PiState>,
+    pub owner: Option<CustomerId>,
+    pub visible_to: Option<CustomerId>,
+}
+
+/// A Pi to add (operators register Pis; DHCP discovery adds them too).
+#[derive(Debug, Clone)]
+pub struct NewPi {
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+    pub model: String,
+    pub slot: Option<SlotId>,
+    pub owner: Option<CustomerId>,
+    pub state: PiState,
+}
+
+impl Db {
+    pub async fn list_pis(&self, f: &PiFilter, cursor: Option<&str>, limit: usize) -> Result<Page<Pi>, DbError> {
+        let sql: &'static str = const_format::concatcp!(
+            SELECT,
+            " WHERE ($1 IS NULL OR sh.name = $1) AND ($2 IS NULL OR p.state = $2) \
+              AND ($3 IS NULL OR p.owner = $3) AND ($4 IS NULL OR p.owner = $4) \
+              AND ($5 IS NULL OR p.id > $5) ORDER BY p.id LIMIT $6"
+        );
+        let rows = self
+            .q(sql)
+            .bind(f.shelf.clone())
+            .bind(f.state.map(|s| s.as_str().to_string()))
+            .bind(f.owner.as_ref().map(|o| o.0.clone()))
+            .bind(f.visible_to.as_ref().map(|o| o.0.clone()))
+            .bind(cursor.map(str::to_string))
+            .bind((limit + 1) as i64)
+            .fetch_all(self.pool())
+            .await?;
+        let items = rows.iter().map(pi_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(items, limit, |p| p.id.0.clone()))
+    }
+
+    pub async fn get_pi(&self, id: &PiId) -> Result<Option<Pi>, DbError> {
+        let row = self
+            .q(const_format::concatcp!(SELECT, " WHERE p.id = $1"))
+            .bind(id.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(pi_from_row).transpose()
+    }
+
+    /// Adds a Pi and its `pi.registered` audit event, atomically.
+    pub async fn insert_pi(&self, new: &NewPi, actor: &str) -> Result<Pi, DbError> {
+        let id = PiId::generate();
+        let now = now_millis();
+        let mut tx = self.pool().begin().await?;
+        self.q("INSERT INTO pis (id, serial, mac, model, slot_id, owner, image, state, failed_step, power, created_at, updated_at) \
+                VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, NULL, 'unknown', $8, $8)")
+            .bind(id.0.clone())
+            .bind(new.serial.clone())
+            .bind(new.mac.clone())
+            .bind(new.model.clone())
+            .bind(new.slot.as_ref().map(|s| s.0.clone()))
+            .bind(new.owner.as_ref().map(|o| o.0.clone()))
+            .bind(new.state.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let event = NewEvent::new("pi.registered", actor, "Pi registered").pi(&id).customer(new.owner.as_ref());
+        self.append_event_with(&mut *tx, &event).await?;
+        tx.commit().await?;
+        self.get_pi(&id).await?.ok_or(DbError::Corrupt { column: "pis.id", value: id.0 })
+    }
+
+    /// Assigns (or with `None` clears) the customer who owns a Pi.
+    pub async fn set_pi_owner(&self, id: &PiId, owner: Option<&CustomerId>) -> Result<bool, DbError> {
+        let r = self
+            .q("UPDATE pis SET owner = $1, updated_at = $2 WHERE id = $3")
+            .bind(owner.map(|o| o.0.clone()))
+            .bind(now_millis())
+            .bind(id.0.clone())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Stores a lifecycle state (computed by `lifecycle::transition`) and the failed step.
+    pub async fn set_pi_state(&self, id: &PiId, state: PiState, failed_step: Option<&str>) -> Result<(), DbError> {
+        self.q("UPDATE pis SET state = $1, failed_step = $2, updated_at = $3 WHERE id = $4")
+            .bind(state.as_str())
+            .bind(failed_step.map(str::to_string))
+            .bind(now_millis())
+            .bind(id.0.clone())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_pi_power(&self, id: &PiId, power: PowerState) -> Result<(), DbError> {
+        self.q("UPDATE pis SET power = $1, updated_at = $2 WHERE id = $3")
+            .bind(power.as_str())
+            .bind(now_millis())
+            .bind(id.0.clone())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Counts Pis per lifecycle state, for metrics.
+    pub async fn count_pis_by_state(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = self.q("SELECT state, COUNT(*) AS n FROM pis GROUP BY state").fetch_all(self.pool()).await?;
+        rows.iter().map(|r| Ok((get_str(r, "state")?, get_i64(r, "n")?))).collect()
+    }
+}
+
+fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {
+    let state_text = get_str(row, "state")?;
+    let state = PiState::parse(&state_text).ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
+    Ok(Pi {
+        id: PiId(get_str(row, "id")?),
+        serial: get_opt_str(row, "serial")?,
+        mac: get_opt_str(row, "mac")?,
+        model: get_str(row, "model")?,
+        slot: get_opt_str(row, "slot_id")?.map(SlotId),
+        shelf: get_opt_str(row, "shelf_name")?,
+        port: get_opt_i64(row, "port")?.and_then(|p| u16::try_from(p).ok()),
+        owner: get_opt_str(row, "owner")?.map(CustomerId),
+        image: get_opt_str(row, "image")?,
+        state,
+        failed_step: get_opt_str(row, "failed_step")?,
+        power: PowerState::parse(&get_str(row, "power")?),
+        storage_ip: get_opt_str(row, "pi_ip")?,
+        public_ipv6: get_opt_str(row, "public_ipv6")?,
+        created_at: get_i64(row, "created_at")?,
+        updated_at: get_i64(row, "updated_at")?,
+    })
+}

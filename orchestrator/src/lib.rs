@@ -1,0 +1,24 @@
+//! Bramble's controller: the inventory, the HTTP API, the job engine and the CLI.
+//!
+//! The orchestrator owns the database and decides; the sibling crates do the talking:
+//! `bramble-netboot` (DHCP, TFTP), `bramble-switch` (SNMP), `bramble-images` (roots and
+//! exports). See ARCHITECTURE.md for the map.
+
+pub mod alloc;
+pub mod api;
+pub mod auth;
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod ids;
+pub mod jobs;
+pub mod lifecycle;
+pub mod metrics;
+pub mod model;
+pub mod netboot;
+pub mod secret;
+pub mod server;
+pub mod testing;
+pub mod time;
+pub mod validate;

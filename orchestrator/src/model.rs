@@ -1,0 +1,170 @@
+//! The inventory's domain types, as the API shows them.
+//!
+//! These are what handlers return and what the database layer produces. Secrets never
+//! appear here: switch credentials and token hashes have their own types in `db`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::{CustomerId, JobId, PiId, ShelfId, SlotId, SwitchId};
+use crate::jobs::model::{JobKind, JobState};
+use crate::lifecycle::PiState;
+
+/// Whether a Pi's port delivers power, as last read from or set on the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerState {
+    On,
+    Off,
+    Unknown,
+}
+
+impl PowerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+            PowerState::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> PowerState {
+        match s {
+            "on" => PowerState::On,
+            "off" => PowerState::Off,
+            _ => PowerState::Unknown,
+        }
+    }
+}
+
+/// A Raspberry Pi.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Pi {
+    pub id: PiId,
+    /// Board serial, 8 lowercase hex digits, once seen.
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+    /// `3b`, `3b+`, `4b`, `5`, or `unknown`.
+    pub model: String,
+    pub slot: Option<SlotId>,
+    pub shelf: Option<String>,
+    pub port: Option<u16>,
+    pub owner: Option<CustomerId>,
+    pub image: Option<String>,
+    pub state: PiState,
+    /// The job step that failed, when `state` is `failed`.
+    pub failed_step: Option<String>,
+    pub power: PowerState,
+    pub storage_ip: Option<String>,
+    pub public_ipv6: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A job: a power action, reboot, reimage or shelf racking.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub pi: Option<PiId>,
+    pub shelf: Option<ShelfId>,
+    pub state: JobState,
+    /// All steps of the job in order.
+    pub steps: Vec<String>,
+    /// The step being run (or the one that failed); `null` when queued or done.
+    pub current_step: Option<String>,
+    pub progress_percent: u8,
+    pub attempts: i64,
+    /// Whether this controller build can run jobs of this kind yet. A job that is not
+    /// executable stays queued until a controller that can run it picks it up.
+    pub executable: bool,
+    /// For operators: what went wrong, in detail.
+    pub last_error: Option<String>,
+    /// For customers: what went wrong, in words for a control panel.
+    pub customer_message: Option<String>,
+    pub params: serde_json::Value,
+    pub requested_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One entry in the append-only audit log and boot timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub at: i64,
+    pub pi: Option<PiId>,
+    pub job: Option<JobId>,
+    pub customer: Option<CustomerId>,
+    /// Who caused it: a token id, `controller`, `dhcp`, `tftp`, ...
+    pub actor: String,
+    /// A stable name: `job.created`, `dhcp.offer`, `tftp.read`, `pi.replaced`, ...
+    pub kind: String,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+/// A managed PoE switch. Its credentials are write-only and never shown.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Switch {
+    pub id: SwitchId,
+    pub name: String,
+    /// `host:port` of its SNMP agent.
+    pub address: String,
+    /// `auto` (by sysObjectID), `standard` or `cisco`.
+    pub driver: String,
+    pub trunk_port: u16,
+    /// `v2c` or `v3`: which kind of credentials are stored, never the secrets.
+    pub snmp_version: String,
+    pub created_at: i64,
+}
+
+/// A shelf of Pis: a switch and a range of its ports.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Shelf {
+    pub id: ShelfId,
+    pub name: String,
+    pub switch: SwitchId,
+    pub first_port: u16,
+    pub last_port: u16,
+    pub slots: Vec<Slot>,
+    pub created_at: i64,
+}
+
+/// One switch port of a shelf with its storage VLAN and addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Slot {
+    pub id: SlotId,
+    pub port: u16,
+    pub vlan: u16,
+    /// The slot's /30, e.g. `10.46.189.0/30`.
+    pub storage_net: String,
+    pub controller_ip: String,
+    pub pi_ip: String,
+    pub public_ipv6: String,
+    pub pi: Option<PiId>,
+}
+
+/// An OS image customers can choose.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Image {
+    pub name: String,
+    pub release: String,
+    pub arch: String,
+    pub version: Option<String>,
+    /// `available` (built and ready to deploy) or `recipe` (known, not built here yet).
+    pub status: String,
+    pub size_bytes: Option<i64>,
+}
+
+/// An API token as listed (never the secret).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Token {
+    pub id: crate::ids::TokenId,
+    pub role: crate::auth::Role,
+    pub customer: Option<CustomerId>,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}

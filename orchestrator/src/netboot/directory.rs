@@ -1,0 +1,156 @@
+//! An in-memory copy of the slots and Pis the netboot servers ask about on every packet:
+//! which slot an interface or storage address belongs to, which Pi a MAC is.
+//!
+//! Lookups read an immutable [`Snapshot`] behind a short lock (cloning an `Arc`); the
+//! snapshot is rebuilt from the database on a timer and on a miss, at most once per
+//! [`MIN_REFRESH_GAP`] so a flood of unknown clients cannot hammer the database.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::db::{Db, DbError, get_opt_str, get_str, get_u16};
+use crate::ids::{PiId, SlotId};
+
+/// Misses refresh the snapshot at most this often.
+pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
+
+/// A Pi as the netboot servers need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PiEntry {
+    pub id: PiId,
+    pub serial: Option<String>,
+    pub mac: Option<String>,
+}
+
+/// A storage slot with its addresses and the Pi in it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotEntry {
+    pub id: SlotId,
+    pub vlan: u16,
+    pub controller_ip: Ipv4Addr,
+    pub pi_ip: Ipv4Addr,
+    pub pi: Option<PiEntry>,
+}
+
+/// One consistent view of slots and Pis.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub slots: Vec<SlotEntry>,
+    by_slot: HashMap<SlotId, usize>,
+    by_pi_ip: HashMap<Ipv4Addr, usize>,
+    by_mac: HashMap<String, PiEntry>,
+}
+
+impl Snapshot {
+    pub fn new(slots: Vec<SlotEntry>, pis: Vec<PiEntry>) -> Snapshot {
+        let by_slot = slots.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let by_pi_ip = slots.iter().enumerate().map(|(i, s)| (s.pi_ip, i)).collect();
+        let by_mac = pis.into_iter().filter_map(|p| Some((p.mac.clone()?, p))).collect();
+        Snapshot { slots, by_slot, by_pi_ip, by_mac }
+    }
+
+    pub fn slot(&self, id: &SlotId) -> Option<&SlotEntry> {
+        self.by_slot.get(id).and_then(|i| self.slots.get(*i))
+    }
+
+    pub fn slot_by_pi_ip(&self, ip: Ipv4Addr) -> Option<&SlotEntry> {
+        self.by_pi_ip.get(&ip).and_then(|i| self.slots.get(*i))
+    }
+
+    pub fn pi_by_mac(&self, mac: &str) -> Option<&PiEntry> {
+        self.by_mac.get(mac)
+    }
+}
+
+/// The shared cache plus the interface names the wiring gave each slot.
+pub struct Directory {
+    db: Db,
+    snapshot: RwLock<Arc<Snapshot>>,
+    ifaces: RwLock<HashMap<String, SlotId>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl Directory {
+    pub fn new(db: Db) -> Directory {
+        Directory { db, snapshot: RwLock::default(), ifaces: RwLock::default(), last_refresh: Mutex::new(None) }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads slots and Pis from the database.
+    pub async fn refresh(&self) -> Result<Arc<Snapshot>, DbError> {
+        *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let snap = Arc::new(load(&self.db).await?);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        Ok(snap)
+    }
+
+    /// Reloads unless a reload happened within [`MIN_REFRESH_GAP`]; logs failures.
+    pub async fn refresh_on_miss(&self) -> Arc<Snapshot> {
+        let recent = self
+            .last_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < MIN_REFRESH_GAP);
+        if recent {
+            return self.snapshot();
+        }
+        match self.refresh().await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::warn!(error = %error, "netboot cache refresh failed");
+                self.snapshot()
+            }
+        }
+    }
+
+    /// Records that `ifname` is the storage interface of `slot`.
+    pub fn set_interface(&self, ifname: &str, slot: &SlotId) {
+        self.ifaces.write().unwrap_or_else(|e| e.into_inner()).insert(ifname.to_string(), slot.clone());
+    }
+
+    pub fn slot_of_interface(&self, ifname: &str) -> Option<SlotId> {
+        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).get(ifname).cloned()
+    }
+
+    pub fn interfaces(&self) -> HashMap<String, SlotId> {
+        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+async fn load(db: &Db) -> Result<Snapshot, DbError> {
+    let rows = db
+        .q("SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
+            FROM slots s LEFT JOIN pis p ON p.slot_id = s.id WHERE s.retired_at IS NULL ORDER BY s.id")
+        .fetch_all(db.pool())
+        .await?;
+    let mut slots = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let pi = match get_opt_str(r, "pi_id")? {
+            Some(id) => Some(PiEntry { id: PiId(id), serial: get_opt_str(r, "serial")?, mac: get_opt_str(r, "mac")? }),
+            None => None,
+        };
+        slots.push(SlotEntry {
+            id: SlotId(get_str(r, "id")?),
+            vlan: get_u16(r, "vlan")?,
+            controller_ip: parse_ip(r, "controller_ip")?,
+            pi_ip: parse_ip(r, "pi_ip")?,
+            pi,
+        });
+    }
+    let rows = db.q("SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'").fetch_all(db.pool()).await?;
+    let pis = rows
+        .iter()
+        .map(|r| Ok(PiEntry { id: PiId(get_str(r, "id")?), serial: get_opt_str(r, "serial")?, mac: get_opt_str(r, "mac")? }))
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok(Snapshot::new(slots, pis))
+}
+
+fn parse_ip(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Ipv4Addr, DbError> {
+    let text = get_str(row, col)?;
+    text.parse().map_err(|_| DbError::Corrupt { column: col, value: text })
+}

@@ -1,0 +1,220 @@
+//! The controller's netboot wiring: runs `bramble-netboot`'s DHCP and TFTP servers over
+//! the inventory. Leases and sightings go to the database ([`leases`], [`sightings`]),
+//! boot events to each Pi's timeline ([`events`]), TFTP clients are resolved to their
+//! slot's root ([`resolver`]), all answered from one cache of slots and Pis
+//! ([`directory`]).
+//!
+//! Storage interfaces follow the slots: [`Netboot::sync_interfaces`], run at start and on
+//! a timer, makes sure every slot's interface exists (through [`StorageLinks`]: VLAN
+//! sub-interfaces in production, veth pairs in tests) and is served by DHCP.
+
+pub mod config;
+pub mod directory;
+pub mod events;
+pub mod leases;
+pub mod metrics;
+pub mod resolver;
+pub mod sightings;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bramble_netboot::dhcp::{DhcpError, DhcpServer, ServerOptions, SlotKey, StorageIface};
+use bramble_netboot::links::{LinkError, StorageLinks};
+use bramble_netboot::tftp::{TftpConfig, TftpServer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::AppState;
+use crate::db::DbError;
+use crate::ids::SlotId;
+use config::NetbootConfig;
+use directory::Directory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetbootError {
+    #[error("cannot start the DHCP server")]
+    Dhcp(#[source] DhcpError),
+    #[error("cannot serve DHCP on interface {ifname} of slot {slot}")]
+    DhcpInterface { ifname: String, slot: SlotId, #[source] source: DhcpError },
+    #[error("cannot set up the storage interface of slot {slot} (VLAN {vlan})")]
+    Link { slot: SlotId, vlan: u16, #[source] source: LinkError },
+    #[error("setting up the storage interface of slot {slot} (VLAN {vlan}) panicked")]
+    LinkTask { slot: SlotId, vlan: u16 },
+    #[error("cannot bind the TFTP socket {addr}")]
+    TftpBind { addr: SocketAddr, #[source] source: std::io::Error },
+    #[error("cannot read slots and Pis for netboot")]
+    Db(#[from] DbError),
+}
+
+struct Inner {
+    dhcp: DhcpServer,
+    directory: Arc<Directory>,
+    links: Arc<dyn StorageLinks>,
+    served: Mutex<HashSet<SlotId>>,
+}
+
+/// The running DHCP and TFTP servers of one controller.
+pub struct Netboot {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Netboot {
+    /// Starts both servers for `state`'s inventory, registers their counters with
+    /// `state.metrics`, and serves every slot's storage interface (made by `links`).
+    pub async fn start(state: &AppState, links: Arc<dyn StorageLinks>) -> Result<Netboot, NetbootError> {
+        let cfg: &NetbootConfig = &state.config.netboot;
+        let directory = Arc::new(Directory::new(state.db.clone()));
+        directory.refresh().await?;
+        let (sink, sink_counters, sink_task) = events::DbEventSink::start(state.db.clone(), directory.clone());
+        let store = Arc::new(leases::DbLeaseStore::new(state.db.clone(), directory.clone()));
+        let opts = ServerOptions { pxe_reply_delay: cfg.reply_delay, server_port: cfg.dhcp_port, ..ServerOptions::default() };
+        let dhcp = DhcpServer::start(opts, store, sink.clone()).await.map_err(NetbootError::Dhcp)?;
+        for net in &cfg.flat {
+            dhcp.add_flat(net.clone()).map_err(NetbootError::Dhcp)?;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            dhcp,
+            directory: directory.clone(),
+            links,
+            served: Mutex::new(HashSet::new()),
+        });
+        let mut tasks = vec![sink_task];
+        sync_interfaces(&inner).await;
+
+        let resolver = Arc::new(resolver::DbBootResolver::new(directory.clone(), cfg.roots_dir.clone()));
+        let tftp = TftpServer::new(TftpConfig::new(cfg.firmware_dir.clone()), resolver, sink);
+        for addr in &cfg.tftp_listen {
+            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| NetbootError::TftpBind { addr: *addr, source })?;
+            let rx = stopped.clone();
+            let server = tftp.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = server.serve(socket, wait_true(rx)).await {
+                    tracing::error!(error = %error, "tftp server stopped");
+                }
+            }));
+        }
+        state.metrics.add_collector(Arc::new(metrics::NetbootCollector {
+            dhcp: inner.dhcp.counters(),
+            tftp: tftp.metrics(),
+            events: sink_counters,
+        }));
+        tasks.push(tokio::spawn(reconcile(inner.clone(), cfg.refresh, stopped)));
+        tracing::info!(interfaces = inner.dhcp.interfaces().len(), tftp = ?cfg.tftp_listen, "netboot started");
+        Ok(Netboot { inner, stop, tasks })
+    }
+
+    /// Serves every slot not yet served; returns how many interfaces are served.
+    pub async fn sync_interfaces(&self) -> usize {
+        sync_interfaces(&self.inner).await
+    }
+
+    /// The DHCP server, to inspect its interfaces and counters.
+    pub fn dhcp(&self) -> &DhcpServer {
+        &self.inner.dhcp
+    }
+
+    /// Runs until `shutdown` resolves, then stops both servers.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        self.stop().await;
+    }
+
+    /// Stops the servers; queued boot events are written before this returns.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut tasks = self.tasks.into_iter();
+        let sink_task = tasks.next();
+        for t in tasks {
+            let _ = t.await;
+        }
+        // The last reference to the DHCP server (and through it the event sink) goes
+        // here, which ends the drain task once it has written what was queued.
+        drop(self.inner);
+        if let Some(t) = sink_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Serves storage interfaces for slots not served yet. Failures are logged per slot: one
+/// broken VLAN must not keep the others from booting.
+async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
+    let snap = inner.directory.snapshot();
+    for slot in &snap.slots {
+        if inner.served.lock().unwrap_or_else(|e| e.into_inner()).contains(&slot.id) {
+            continue;
+        }
+        match serve_slot(inner, slot).await {
+            Ok(ifname) => {
+                tracing::info!(slot = %slot.id, interface = %ifname, vlan = slot.vlan, "serving storage interface");
+                inner.served.lock().unwrap_or_else(|e| e.into_inner()).insert(slot.id.clone());
+            }
+            Err(error) => tracing::error!(error = %crate::netboot::chain(&error), "storage interface not served"),
+        }
+    }
+    inner.dhcp.interfaces().len()
+}
+
+async fn serve_slot(inner: &Arc<Inner>, slot: &directory::SlotEntry) -> Result<String, NetbootError> {
+    let links = inner.links.clone();
+    let (vlan, ip, id) = (slot.vlan, slot.controller_ip, slot.id.clone());
+    // `ip` commands block; keep them off the async workers.
+    let ensured = tokio::task::spawn_blocking(move || links.ensure(vlan, ip))
+        .await
+        .map_err(|_| NetbootError::LinkTask { slot: id.clone(), vlan })?;
+    let ifname = ensured.map_err(|source| NetbootError::Link { slot: id.clone(), vlan, source })?;
+    let iface = StorageIface::new(&ifname, ip, ip, SlotKey(id.0.clone()))
+        .map_err(|source| NetbootError::DhcpInterface { ifname: ifname.clone(), slot: id.clone(), source: DhcpError::Config { source } })?;
+    inner.directory.set_interface(&ifname, &id);
+    inner.dhcp.add_storage(iface).map_err(|source| NetbootError::DhcpInterface { ifname: ifname.clone(), slot: id, source })?;
+    Ok(ifname)
+}
+
+/// The reconciler: on a timer, reloads slots and Pis and serves new slots.
+async fn reconcile(inner: Arc<Inner>, every: std::time::Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.wait_for(|v| *v) => return,
+        }
+        if let Err(error) = inner.directory.refresh().await {
+            tracing::warn!(error = %chain(&error), "netboot refresh failed");
+            continue;
+        }
+        sync_interfaces(&inner).await;
+    }
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// An error with its sources, for logs.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Starts netboot for `bramble serve` when `[netboot] enabled`, with VLAN
+/// sub-interfaces of the configured trunk.
+pub async fn start_configured(state: &AppState) -> Result<Option<Netboot>, NetbootError> {
+    if !state.config.netboot.enabled {
+        return Ok(None);
+    }
+    let links = Arc::new(bramble_netboot::links::VlanLinks { trunk: state.config.netboot.storage_trunk.clone() });
+    Netboot::start(state, links).await.map(Some)
+}

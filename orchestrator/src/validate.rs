@@ -1,0 +1,98 @@
+//! Input validation: small pure checks that return a message saying what is wrong.
+//! Handlers collect them into field errors so one response names every bad field.
+
+use crate::api::{ApiError, FieldError};
+
+pub const MODELS: [&str; 5] = ["3b", "3b+", "4b", "5", "unknown"];
+
+/// Runs `check` on `value`, naming `field` in the error.
+pub fn check(field: &str, value: &str, check: fn(&str) -> Result<(), String>) -> Vec<FieldError> {
+    match check(value) {
+        Ok(()) => Vec::new(),
+        Err(message) => vec![FieldError { field: field.to_string(), message }],
+    }
+}
+
+/// Like [`check`] for an optional value.
+pub fn opt(errs: &mut Vec<FieldError>, field: &str, value: Option<&str>, f: fn(&str) -> Result<(), String>) {
+    if let Some(v) = value {
+        errs.extend(check(field, v, f));
+    }
+}
+
+/// `Ok` if nothing was wrong, else a 422 naming every field.
+pub fn finish(errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() { Ok(()) } else { Err(ApiError::Invalid(errs)) }
+}
+
+/// A Pi serial: 8 lowercase hex digits.
+pub fn serial(s: &str) -> Result<(), String> {
+    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("must be 8 lowercase hex digits, got {s:?}"))
+    }
+}
+
+/// A MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn mac(s: &str) -> Result<(), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+        Ok(())
+    } else {
+        Err(format!("must look like aa:bb:cc:dd:ee:ff, got {s:?}"))
+    }
+}
+
+/// A name for shelves, switches, customers: 1-64 of `[A-Za-z0-9._-]`, starting with an
+/// alphanumeric.
+pub fn name(s: &str) -> Result<(), String> {
+    let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok_start && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        Ok(())
+    } else {
+        Err(format!("must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got {s:?}"))
+    }
+}
+
+pub fn customer_id(s: &str) -> Result<(), String> {
+    name(s)
+}
+
+/// One OpenSSH public key line, as `bramble-images` will write it into authorized_keys:
+/// a known type, base64 data whose embedded type matches, no options, one line.
+pub fn ssh_public_key(s: &str) -> Result<(), String> {
+    match bramble_images::keys::AuthorizedKey::parse(s) {
+        Ok(_) => Ok(()),
+        Err(bramble_images::ImagesError::InvalidInput { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_of_values() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI alice@laptop";
+        let cases: &[(fn(&str) -> Result<(), String>, &str, bool)] = &[
+            (serial, "00000000", true),
+            (serial, "1234abcd", true),
+            (serial, "1234ABCD", false),
+            (serial, "123", false),
+            (mac, "b8:27:eb:12:34:56", true),
+            (mac, "b8-27-eb-12-34-56", false),
+            (name, "shelf-a1", true),
+            (name, "-x", false),
+            (name, "", false),
+            (ssh_public_key, key, true),
+            (ssh_public_key, "ssh-ed25519 not*base64", false),
+            (ssh_public_key, "command=\"rm -rf /\" ssh-ed25519 AAAA", false),
+            (ssh_public_key, &"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\nssh-rsa AAAA"[..], false),
+        ];
+        for (f, v, ok) in cases {
+            assert_eq!(f(v).is_ok(), *ok, "{v:?}: {:?}", f(v));
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The HTTP API end to end through the router, against SQLite and PostgreSQL:
+//! authentication, customer isolation, idempotency, validation, enrollment.
+
+mod common;
+
+use bramble::testing::{app_state, test_databases};
+use common::{Api, KEY, assert_problem};
+use serde_json::json;
+
+/// Runs `case` once per database backend with a fresh controller.
+macro_rules! each_backend {
+    ($case:ident) => {
+        for db in test_databases().await {
+            let (state, op) = app_state(&db).await;
+            eprintln!("-- {} on {}", stringify!($case), db.label);
+            $case(Api { router: bramble::api::app(state.clone()) }, &op, &state).await;
+            state.db.close().await;
+            db.drop().await;
+        }
+    };
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_401() {
+    async fn case(api: Api, _op: &str, _s: &bramble::api::AppState) {
+        for path in ["/v1/pis", "/v1/jobs", "/v1/shelves", "/v1/images", "/v1/tokens"] {
+            let r = api.call("GET", path, None, None, &[]).await;
+            assert_problem(&r, 401, "unauthorized");
+            let r = api.call("GET", path, Some("brm_nonsense"), None, &[]).await;
+            assert_problem(&r, 401, "unauthorized");
+        }
+        let r = api.call("GET", "/healthz", None, None, &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn customers_see_and_touch_only_their_own_pis() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-a", 1, &["alice", "bob"]).await;
+        let (alice_pi, bob_pi) = (&pis[0], &pis[1]);
+        let alice = api.customer_token(op, "alice").await;
+
+        let list = api.get("/v1/pis", &alice).await;
+        let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec![alice_pi.as_str()]);
+        // Even asking for bob's Pis by owner gives nothing.
+        let list = api.get("/v1/pis?owner=bob", &alice).await;
+        assert_eq!(list.body["items"].as_array().unwrap().len(), 0);
+
+        // Bob's Pi does not exist for alice, whatever she tries.
+        for (method, path, body) in [
+            ("GET", format!("/v1/pis/{bob_pi}"), None),
+            ("GET", format!("/v1/pis/{bob_pi}/events"), None),
+            ("POST", format!("/v1/pis/{bob_pi}/reboot"), None),
+            ("POST", format!("/v1/pis/{bob_pi}/power-off"), None),
+            ("POST", format!("/v1/pis/{bob_pi}/reimage"), Some(json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}).to_string())),
+            ("POST", format!("/v1/pis/{bob_pi}/reimage"), Some("{}".to_string())),
+            ("GET", format!("/v1/events?pi={bob_pi}"), None),
+        ] {
+            let r = api.call(method, &path, Some(&alice), body.as_deref(), &[]).await;
+            assert_problem(&r, 404, "not_found");
+        }
+        // A job on bob's Pi is invisible to alice too.
+        let job = api.post(&format!("/v1/pis/{bob_pi}/reboot"), op, json!({})).await;
+        assert_eq!(job.status, 202);
+        let r = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &alice).await;
+        assert_problem(&r, 404, "not_found");
+        assert_eq!(api.get("/v1/jobs", &alice).await.body["items"].as_array().unwrap().len(), 0);
+
+        // Her own Pi works, and operator-only resources are forbidden to her.
+        let r = api.post(&format!("/v1/pis/{alice_pi}/reboot"), &alice, json!({})).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        assert_eq!(r.body["kind"], "reboot");
+        for path in ["/v1/shelves", "/v1/switches", "/v1/tokens"] {
+            assert_problem(&api.get(path, &alice).await, 403, "forbidden");
+        }
+        // The operator sees both Pis.
+        assert_eq!(api.get("/v1/pis", op).await.body["items"].as_array().unwrap().len(), 2);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_and_one_job_per_pi() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-b", 10, &["carol", "carol"]).await;
+        let carol = api.customer_token(op, "carol").await;
+        let path = format!("/v1/pis/{}/reboot", pis[0]);
+        let hdr = [("idempotency-key", "k-1")];
+        let first = api.call("POST", &path, Some(&carol), Some("{}"), &hdr).await;
+        assert_eq!(first.status, 202, "{:?}", first.body);
+        let again = api.call("POST", &path, Some(&carol), Some("{}"), &hdr).await;
+        assert_eq!(again.status, 202);
+        assert_eq!(again.body["id"], first.body["id"]);
+
+        // Same key, different request.
+        let other = format!("/v1/pis/{}/power-off", pis[0]);
+        let r = api.call("POST", &other, Some(&carol), Some("{}"), &hdr).await;
+        assert_problem(&r, 422, "idempotency_key_reused");
+        assert_eq!(r.body["job"], first.body["id"]);
+
+        // A second action while the first is queued names the running job.
+        let r = api.post(&other, &carol, json!({})).await;
+        assert_problem(&r, 409, "pi_busy");
+        assert_eq!(r.body["job"], first.body["id"]);
+
+        // The other Pi is not blocked; after cancelling, the first Pi takes jobs again.
+        assert_eq!(api.post(&format!("/v1/pis/{}/reboot", pis[1]), &carol, json!({})).await.status, 202);
+        let id = first.body["id"].as_str().unwrap();
+        let r = api.post(&format!("/v1/jobs/{id}/cancel"), &carol, json!({})).await;
+        assert_eq!(r.body["state"], "cancelled", "{:?}", r.body);
+        assert_problem(&api.post(&format!("/v1/jobs/{id}/cancel"), &carol, json!({})).await, 409, "not_cancellable");
+        assert_eq!(api.post(&other, &carol, json!({})).await.status, 202);
+
+        // Jobs say honestly whether this controller can run them.
+        let kinds = api.get("/v1/job-kinds", &carol).await;
+        assert_eq!(kinds.body.as_array().unwrap().len(), 5);
+        assert_eq!(first.body["executable"], json!(false));
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_field() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-c", 20, &["dave"]).await;
+        let path = format!("/v1/pis/{}/reimage", pis[0]);
+        let r = api.call("POST", &path, Some(op), Some("{\"image\": "), &[]).await;
+        assert_problem(&r, 400, "malformed_body");
+
+        let cases = [
+            (json!({"ssh_keys": [KEY]}), "image"),
+            (json!({"image": "debian-bookworm-armhf", "ssh_keys": [3]}), "ssh_keys[0]"),
+            (json!({"image": "debian-bookworm-armhf", "ssh_keys": []}), "ssh_keys"),
+            (json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY, "ssh-rsa !!!"]}), "ssh_keys[1]"),
+            (json!({"image": "windows-95", "ssh_keys": [KEY]}), "image"),
+            (json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY], "password": "x"}), "password"),
+        ];
+        for (body, field) in cases {
+            let r = api.post(&path, op, body.clone()).await;
+            assert_eq!(r.status, 422, "{body}: {:?}", r.body);
+            assert_eq!(r.body["code"], "invalid_input");
+            let fields: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+            assert!(fields.iter().any(|f| f.contains(field)), "{body}: wanted {field} in {fields:?} / {}", r.body);
+        }
+        let r = api.get("/v1/pis?state=sleeping", op).await;
+        assert_problem(&r, 422, "invalid_input");
+        assert_problem(&api.get("/v1/pis?limit=0", op).await, 422, "invalid_input");
+        let r = api.post("/v1/tokens", op, json!({"role": "customer"})).await;
+        assert_eq!(r.body["errors"][0]["field"], "customer");
+        let r = api.post("/v1/shelves", op, json!({"name": "x", "switch": "nope", "first_port": 5, "last_port": 1})).await;
+        assert_eq!(r.body["errors"][0]["field"], "first_port");
+        // A valid reimage is accepted.
+        let r = api.post(&path, op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        assert_eq!(r.body["params"]["ssh_keys"][0], KEY);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn shelves_get_collision_free_addresses_or_nothing() {
+    async fn case(api: Api, op: &str, state: &bramble::api::AppState) {
+        api.rack(op, "shelf-d", 1, &["e"; 4]).await;
+        let shelf = api.get("/v1/shelves/shelf-d", op).await;
+        let slots = shelf.body["slots"].as_array().unwrap();
+        assert_eq!(slots[0]["storage_net"], "10.46.0.0/30");
+        assert_eq!(slots[0]["controller_ip"], "10.46.0.1");
+        assert_eq!(slots[0]["pi_ip"], "10.46.0.2");
+        assert_eq!(slots[3]["pi_ip"], "10.46.0.14");
+        assert_eq!(slots[0]["vlan"], 200);
+
+        // Overlapping ports on the same switch are refused.
+        let r = api.post("/v1/shelves", op, json!({"name": "shelf-e", "switch": "sw-shelf-d", "first_port": 4, "last_port": 9})).await;
+        assert_problem(&r, 409, "ports_in_use");
+        // Asking for more VLANs than the range has leaves nothing behind.
+        let before = state.db.taken_addresses().await.unwrap().vlans.len();
+        let vlans_free = state.config.pools.storage_vlans.len() - before;
+        let r = api.post("/v1/shelves", op, json!({"name": "huge", "switch": "sw-shelf-d", "first_port": 5, "last_port": 5 + 191})).await;
+        if vlans_free < 192 {
+            assert_problem(&r, 409, "addresses_exhausted");
+            assert_eq!(state.db.taken_addresses().await.unwrap().vlans.len(), before);
+            assert_problem(&api.get("/v1/shelves/huge", op).await, 404, "not_found");
+        } else {
+            assert_eq!(r.status, 201);
+        }
+        // Switch credentials never come back.
+        let sw = api.get("/v1/switches", op).await;
+        assert!(!sw.body.to_string().contains("private-community"), "{}", sw.body);
+        assert_eq!(sw.body[0]["snmp_version"], "v2c");
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let r = api.post("/v1/tokens", op, json!({"role": "customer", "customer": "frank", "label": "panel"})).await;
+        let (id, token) = (r.body["id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+        assert_eq!(api.get("/v1/pis", &token).await.status, 200);
+        assert_problem(&api.post("/v1/tokens", &token, json!({"role": "operator"})).await, 403, "forbidden");
+        let listed = api.get("/v1/tokens", op).await;
+        assert!(!listed.body.to_string().contains(&token), "token secret listed");
+        let r = api.call("DELETE", &format!("/v1/tokens/{id}"), Some(op), None, &[]).await;
+        assert_eq!(r.status, 204);
+        assert_problem(&api.get("/v1/pis", &token).await, 401, "unauthorized");
+        // The audit log recorded who did it.
+        let audit = api.get("/v1/events?kind=token.", op).await;
+        let kinds: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, vec!["token.created", "token.revoked"]);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn lists_are_paginated() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        api.rack(op, "shelf-p", 1, &["g"; 5]).await;
+        let mut seen = vec![];
+        let mut cursor = String::new();
+        loop {
+            let r = api.get(&format!("/v1/pis?limit=2{cursor}"), op).await;
+            let items = r.body["items"].as_array().unwrap();
+            assert!(items.len() <= 2);
+            seen.extend(items.iter().map(|p| p["id"].as_str().unwrap().to_string()));
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seen.len(), 5);
+        assert_eq!(sorted, seen);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn metrics_and_openapi_are_served() {
+    let db = bramble::testing::sqlite_db();
+    let (state, op) = app_state(&db).await;
+    let api = Api { router: bramble::api::app(state) };
+    api.rack(&op, "shelf-m", 1, &["h"]).await;
+    let m = api.call("GET", "/metrics", None, None, &[]).await;
+    let text = m.body.as_str().unwrap();
+    assert!(text.contains("bramble_pis{state=\"ready\"} 1"), "{text}");
+    let doc = api.call("GET", "/v1/openapi.json", None, None, &[]).await;
+    assert_eq!(doc.body["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+    assert!(doc.body["paths"]["/v1/pis/{id}/reimage"]["post"].is_object());
+
+    // The checked-in copy must match what the code generates.
+    let generated = bramble::api::openapi::document();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+    if std::env::var("BRAMBLE_UPDATE_OPENAPI").is_ok() {
+        std::fs::write(path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(checked_in == generated, "docs/openapi.json is stale: run `BRAMBLE_UPDATE_OPENAPI=1 cargo test -p bramble --test api metrics_and_openapi`");
+    db.drop().await;
+}

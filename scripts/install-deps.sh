@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Bramble needs, only those missing.
+#   scripts/install-deps.sh run    what `bramble lab up` and `bramble serve` use
+#   scripts/install-deps.sh test   that plus the real peers and anchors the tests drive
+set -euo pipefail
+
+run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps ca-certificates)
+test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
+  tftp-hpa atftp tftpd-hpa curl snmp snmpd debootstrap qemu-user-static binfmt-support
+  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config)
+
+case "${1:-test}" in
+  run) want=("${run_pkgs[@]}") ;;
+  test) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+if [ "$(id -u)" != 0 ]; then
+  echo "error: run as root (packages are installed with apt-get; tests create network namespaces)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Services these packages start would hold ports the tests bind; keep them down.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+# Packages installed earlier without the policy may have started their daemons.
+for d in in.tftpd snmpd ganesha.nfsd kea-dhcp4 dnsmasq; do
+  pkill -x "$d" 2>/dev/null || true
+done
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found. Install a current Rust toolchain (rustup, stable >= 1.90); Debian 12's rustc is too old." >&2
+  exit 1
+fi
