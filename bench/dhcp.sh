@@ -7,7 +7,8 @@
 # Usage: bench/dhcp.sh [SECONDS_PER_STEP]          (needs root, perfdhcp, kea-dhcp4, dnsmasq)
 # BRAMBLE_DHCPD_CMD: command that starts Bramble's DHCP server in the foreground. It may
 #   use $IFACE $SERVER_ADDR $NETWORK $PREFIX $POOL_START $POOL_END $STATE_DIR. Default:
-#   netboot/examples/dhcpd.rs (flat mode, example-only append+fsync lease file).
+#   the real controller, `bramble serve` with its SQLite inventory (bench/bramble-dhcpd.sh).
+#   BRAMBLE_DHCPD=example uses netboot/examples/dhcpd.rs (example-only append+fsync file).
 # RATES: offered rates to try, ascending (default below). CLIENTS: perfdhcp -R.
 set -euo pipefail
 
@@ -45,10 +46,14 @@ ip -n "$ns" addr add 10.101.128.2/$PREFIX dev eth0
 ip -n "$ns" link set eth0 up
 ip -n "$ns" link set lo up
 
-if [ -z "${BRAMBLE_DHCPD_CMD:-}" ]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-dhcp}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+if [ -z "${BRAMBLE_DHCPD_CMD:-}" ] && [ "${BRAMBLE_DHCPD:-}" = example ]; then
     (cd "$root" && cargo build --release -q -p bramble-netboot --example dhcpd)
     BRAMBLE_DHCPD_CMD='$CARGO_TARGET_DIR/release/examples/dhcpd --iface $IFACE --server $SERVER_ADDR --network $NETWORK/$PREFIX --pool $POOL_START-$POOL_END --lease-file $STATE_DIR/bramble-leases.log'
+elif [ -z "${BRAMBLE_DHCPD_CMD:-}" ]; then
+    (cd "$root" && cargo build --release -q -p bramble)
+    export BRAMBLE_BIN="$CARGO_TARGET_DIR/release/bramble"
+    BRAMBLE_DHCPD_CMD="$root/bench/bramble-dhcpd.sh"
 fi
 
 kea_conf() {

@@ -7,6 +7,7 @@
 //! it reports as [`events::BootEvent`]s.
 
 pub mod events;
+pub mod hw;
 pub mod bootfiles;
 pub mod tftp;
 pub mod dhcp;

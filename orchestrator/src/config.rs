@@ -219,6 +219,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("README has a toml block");
+        let c = parse(block).unwrap_or_else(|e| panic!("README config example: {e}"));
+        assert!(c.netboot.enabled);
+        assert_eq!(c.public_vlan, 131);
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = parse("listn = \"127.0.0.1:1\"").unwrap_err().to_string();
         assert!(err.contains("t.toml") && err.contains("listn"), "{err}");

@@ -5,61 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-/// An Ethernet hardware address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// The first three bytes (the vendor's OUI).
-    pub fn oui(&self) -> [u8; 3] {
-        [self.0[0], self.0[1], self.0[2]]
-    }
-
-    /// All-zero, broadcast and multicast addresses cannot be a client's.
-    pub fn is_valid_client(&self) -> bool {
-        self.0 != [0; 6] && self.0[0] & 0x01 == 0
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-/// A string that is not `aa:bb:cc:dd:ee:ff`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a MAC address (want aa:bb:cc:dd:ee:ff)")]
-pub struct BadMac {
-    pub input: String,
-}
-
-impl FromStr for MacAddr {
-    type Err = BadMac;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadMac {
-            input: s.to_string(),
-        };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-        }
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        Ok(MacAddr(out))
-    }
-}
+pub use crate::hw::{BadMac, MacAddr};
 
 /// A Raspberry Pi serial number: the 32 bits the firmware prints as 8 lowercase hex
 /// digits and uses as the TFTP directory name.

@@ -33,13 +33,11 @@ pub struct SlotBoot {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Serial(String);
 
-/// A string that is not 8 hex digits, or not a MAC address.
+/// A string that is not 8 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{value:?} is not a Pi serial (8 hex digits)")]
     Serial { value: String },
-    #[error("{value:?} is not a MAC address")]
-    Mac { value: String },
 }
 
 impl Serial {
@@ -72,55 +70,11 @@ pub(crate) fn looks_like_serial(s: &str) -> bool {
     s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// An Ethernet address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MacAddr(pub [u8; 6]);
-
-impl MacAddr {
-    /// The Pi 4 `TFTP_PREFIX=2` directory name: `aa-bb-cc-dd-ee-ff`.
-    pub fn dashed(&self) -> String {
-        self.join('-')
-    }
-
-    fn join(&self, sep: char) -> String {
-        let parts: Vec<String> = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        parts.join(&sep.to_string())
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = IdError;
-    /// Accepts `aa:bb:cc:dd:ee:ff` and `aa-bb-cc-dd-ee-ff`, either case.
-    fn from_str(s: &str) -> Result<Self, IdError> {
-        parse_mac(s).ok_or_else(|| IdError::Mac {
-            value: s.to_string(),
-        })
-    }
-}
-
-fn parse_mac(s: &str) -> Option<MacAddr> {
-    let sep = if s.contains(':') { ':' } else { '-' };
-    let mut out = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut out {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(MacAddr(out))
-}
+pub use crate::hw::MacAddr;
 
 /// True for a dashed MAC directory name (`aa-bb-cc-dd-ee-ff`).
 pub(crate) fn looks_like_mac_dir(s: &str) -> bool {
-    s.len() == 17 && s.contains('-') && parse_mac(s).is_some()
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.join(':'))
-    }
+    s.len() == 17 && s.contains('-') && s.parse::<MacAddr>().is_ok()
 }
 
 #[cfg(test)]

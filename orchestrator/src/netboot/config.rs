@@ -70,34 +70,69 @@ pub struct NetbootConfig {
 
 impl NetbootConfig {
     /// Checks the raw section; `origin` names the file in errors.
-    pub fn from_raw(raw: RawNetboot, state_dir: &Path, origin: &str) -> Result<NetbootConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+    pub fn from_raw(
+        raw: RawNetboot,
+        state_dir: &Path,
+        origin: &str,
+    ) -> Result<NetbootConfig, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
         let storage_trunk = raw.storage_trunk.unwrap_or_else(|| "eth0".into());
         // `<trunk>.<vid>` must fit the 15-byte interface name limit with a 4-digit VLAN.
-        if storage_trunk.is_empty() || storage_trunk.len() > 10 || storage_trunk.contains(['/', ' ', '.', '\0']) {
-            return Err(invalid("netboot.storage_trunk", format!("{storage_trunk:?} must be an interface name of at most 10 bytes without '.'")));
+        if storage_trunk.is_empty()
+            || storage_trunk.len() > 10
+            || storage_trunk.contains(['/', ' ', '.', '\0'])
+        {
+            return Err(invalid(
+                "netboot.storage_trunk",
+                format!(
+                    "{storage_trunk:?} must be an interface name of at most 10 bytes without '.'"
+                ),
+            ));
         }
         let tftp_text = raw.tftp_listen.unwrap_or_else(|| vec!["0.0.0.0:69".into()]);
         let tftp_listen = tftp_text
             .iter()
-            .map(|t| t.parse().map_err(|_| invalid("netboot.tftp_listen", format!("must be ADDRESS:PORT, got {t:?}"))))
+            .map(|t| {
+                t.parse().map_err(|_| {
+                    invalid(
+                        "netboot.tftp_listen",
+                        format!("must be ADDRESS:PORT, got {t:?}"),
+                    )
+                })
+            })
             .collect::<Result<Vec<SocketAddr>, _>>()?;
         let refresh = raw.refresh_seconds.unwrap_or(30);
         if refresh == 0 {
-            return Err(invalid("netboot.refresh_seconds", "must be at least 1".into()));
+            return Err(invalid(
+                "netboot.refresh_seconds",
+                "must be at least 1".into(),
+            ));
         }
         let reply_delay = raw.reply_delay_ms.unwrap_or(0);
         if reply_delay > 4000 {
-            return Err(invalid("netboot.reply_delay_ms", format!("{reply_delay} is longer than the Pi ROM's 5 s retry interval allows")));
+            return Err(invalid(
+                "netboot.reply_delay_ms",
+                format!("{reply_delay} is longer than the Pi ROM's 5 s retry interval allows"),
+            ));
         }
-        let flat = raw.flat.into_iter().map(|f| flat_network(f, origin)).collect::<Result<Vec<_>, _>>()?;
+        let flat = raw
+            .flat
+            .into_iter()
+            .map(|f| flat_network(f, origin))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(NetbootConfig {
             enabled: raw.enabled.unwrap_or(false),
             dhcp_port: raw.dhcp_port.unwrap_or(67),
             storage_trunk,
             reply_delay: Duration::from_millis(reply_delay),
             tftp_listen,
-            firmware_dir: raw.firmware_dir.unwrap_or_else(|| state_dir.join("firmware")),
+            firmware_dir: raw
+                .firmware_dir
+                .unwrap_or_else(|| state_dir.join("firmware")),
             roots_dir: raw.roots_dir.unwrap_or_else(|| state_dir.join("roots")),
             refresh: Duration::from_secs(refresh),
             flat,
@@ -106,15 +141,34 @@ impl NetbootConfig {
 }
 
 fn flat_network(raw: RawFlat, origin: &str) -> Result<FlatNetwork, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid { origin: origin.to_string(), key: "netboot.flat", message };
-    let ip = |what: &str, text: &str| -> Result<Ipv4Addr, ConfigError> {
-        text.parse().map_err(|_| invalid(format!("{}: {what} must be an IPv4 address, got {text:?}", raw.interface)))
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: "netboot.flat",
+        message,
     };
-    let subnet: Ipv4Net = raw.subnet.parse().map_err(|_| invalid(format!("{}: subnet must be an IPv4 network, got {:?}", raw.interface, raw.subnet)))?;
+    let ip = |what: &str, text: &str| -> Result<Ipv4Addr, ConfigError> {
+        text.parse().map_err(|_| {
+            invalid(format!(
+                "{}: {what} must be an IPv4 address, got {text:?}",
+                raw.interface
+            ))
+        })
+    };
+    let subnet: Ipv4Net = raw.subnet.parse().map_err(|_| {
+        invalid(format!(
+            "{}: subnet must be an IPv4 network, got {:?}",
+            raw.interface, raw.subnet
+        ))
+    })?;
     let pool = match (&raw.pool_start, &raw.pool_end) {
         (Some(a), Some(b)) => Some((ip("pool_start", a)?, ip("pool_end", b)?)),
         (None, None) => None,
-        _ => return Err(invalid(format!("{}: give both pool_start and pool_end, or neither", raw.interface))),
+        _ => {
+            return Err(invalid(format!(
+                "{}: give both pool_start and pool_end, or neither",
+                raw.interface
+            )));
+        }
     };
     let net = FlatNetwork {
         ifname: raw.interface.clone(),
@@ -123,14 +177,21 @@ fn flat_network(raw: RawFlat, origin: &str) -> Result<FlatNetwork, ConfigError> 
         prefix: subnet.prefix_len(),
         pool,
         router: raw.router.as_deref().map(|r| ip("router", r)).transpose()?,
-        dns: raw.dns.iter().map(|d| ip("dns", d)).collect::<Result<_, _>>()?,
+        dns: raw
+            .dns
+            .iter()
+            .map(|d| ip("dns", d))
+            .collect::<Result<_, _>>()?,
         tftp_server: None,
         reservations: Vec::new(),
         discovery: raw.discovery.unwrap_or(true),
         lease_time: Duration::from_secs(raw.lease_seconds.unwrap_or(3600).max(60)),
     };
     let server = net.server_addr;
-    let net = FlatNetwork { tftp_server: Some(server), ..net };
+    let net = FlatNetwork {
+        tftp_server: Some(server),
+        ..net
+    };
     net.validate().map_err(|e| invalid(e.to_string()))
 }
 
@@ -139,7 +200,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<NetbootConfig, ConfigError> {
-        let raw: RawNetboot = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
+        let raw: RawNetboot = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "t.toml".into(),
+            message: e.to_string(),
+        })?;
         NetbootConfig::from_raw(raw, Path::new("/var/lib/bramble"), "t.toml")
     }
 
@@ -149,7 +213,10 @@ mod tests {
         assert!(!c.enabled);
         assert_eq!(c.dhcp_port, 67);
         assert_eq!(c.storage_trunk, "eth0");
-        assert_eq!(c.tftp_listen, vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            c.tftp_listen,
+            vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(c.firmware_dir, PathBuf::from("/var/lib/bramble/firmware"));
         assert_eq!(c.roots_dir, PathBuf::from("/var/lib/bramble/roots"));
     }
@@ -163,10 +230,22 @@ mod tests {
         assert!(c.flat[0].discovery);
         let cases = [
             (ok.replace("192.168.50.199", "192.168.51.9"), "netboot.flat"),
-            (ok.replace("pool_end = \"192.168.50.199\"\n", ""), "pool_start and pool_end"),
-            ("storage_trunk = \"eth0.5\"".to_string(), "netboot.storage_trunk"),
-            ("tftp_listen = [\"nowhere\"]".to_string(), "netboot.tftp_listen"),
-            ("reply_delay_ms = 9000".to_string(), "netboot.reply_delay_ms"),
+            (
+                ok.replace("pool_end = \"192.168.50.199\"\n", ""),
+                "pool_start and pool_end",
+            ),
+            (
+                "storage_trunk = \"eth0.5\"".to_string(),
+                "netboot.storage_trunk",
+            ),
+            (
+                "tftp_listen = [\"nowhere\"]".to_string(),
+                "netboot.tftp_listen",
+            ),
+            (
+                "reply_delay_ms = 9000".to_string(),
+                "netboot.reply_delay_ms",
+            ),
             ("enabeld = true".to_string(), "enabeld"),
         ];
         for (text, want) in cases {

@@ -45,10 +45,26 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(slots: Vec<SlotEntry>, pis: Vec<PiEntry>) -> Snapshot {
-        let by_slot = slots.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
-        let by_pi_ip = slots.iter().enumerate().map(|(i, s)| (s.pi_ip, i)).collect();
-        let by_mac = pis.into_iter().filter_map(|p| Some((p.mac.clone()?, p))).collect();
-        Snapshot { slots, by_slot, by_pi_ip, by_mac }
+        let by_slot = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let by_pi_ip = slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.pi_ip, i))
+            .collect();
+        let by_mac = pis
+            .into_iter()
+            .filter_map(|p| Some((p.mac.clone()?, p)))
+            .collect();
+        Snapshot {
+            slots,
+            by_slot,
+            by_pi_ip,
+            by_mac,
+        }
     }
 
     pub fn slot(&self, id: &SlotId) -> Option<&SlotEntry> {
@@ -70,19 +86,32 @@ pub struct Directory {
     snapshot: RwLock<Arc<Snapshot>>,
     ifaces: RwLock<HashMap<String, SlotId>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// Refreshes run one at a time, so a reload that read the database earlier can never
+    /// overwrite one that read it later (a Pi just created must not vanish again).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Directory {
     pub fn new(db: Db) -> Directory {
-        Directory { db, snapshot: RwLock::default(), ifaces: RwLock::default(), last_refresh: Mutex::new(None) }
+        Directory {
+            db,
+            snapshot: RwLock::default(),
+            ifaces: RwLock::default(),
+            last_refresh: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Reloads slots and Pis from the database.
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, DbError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         let snap = Arc::new(load(&self.db).await?);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
@@ -97,6 +126,8 @@ impl Directory {
             .unwrap_or_else(|e| e.into_inner())
             .is_some_and(|t| t.elapsed() < MIN_REFRESH_GAP);
         if recent {
+            // Still let a reload in flight (say, after a sighting) finish first.
+            drop(self.refreshing.lock().await);
             return self.snapshot();
         }
         match self.refresh().await {
@@ -110,15 +141,25 @@ impl Directory {
 
     /// Records that `ifname` is the storage interface of `slot`.
     pub fn set_interface(&self, ifname: &str, slot: &SlotId) {
-        self.ifaces.write().unwrap_or_else(|e| e.into_inner()).insert(ifname.to_string(), slot.clone());
+        self.ifaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ifname.to_string(), slot.clone());
     }
 
     pub fn slot_of_interface(&self, ifname: &str) -> Option<SlotId> {
-        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).get(ifname).cloned()
+        self.ifaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ifname)
+            .cloned()
     }
 
     pub fn interfaces(&self) -> HashMap<String, SlotId> {
-        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.ifaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -131,7 +172,11 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
     let mut slots = Vec::with_capacity(rows.len());
     for r in &rows {
         let pi = match get_opt_str(r, "pi_id")? {
-            Some(id) => Some(PiEntry { id: PiId(id), serial: get_opt_str(r, "serial")?, mac: get_opt_str(r, "mac")? }),
+            Some(id) => Some(PiEntry {
+                id: PiId(id),
+                serial: get_opt_str(r, "serial")?,
+                mac: get_opt_str(r, "mac")?,
+            }),
             None => None,
         };
         slots.push(SlotEntry {
@@ -142,15 +187,27 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
             pi,
         });
     }
-    let rows = db.q("SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'").fetch_all(db.pool()).await?;
+    let rows = db
+        .q("SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'")
+        .fetch_all(db.pool())
+        .await?;
     let pis = rows
         .iter()
-        .map(|r| Ok(PiEntry { id: PiId(get_str(r, "id")?), serial: get_opt_str(r, "serial")?, mac: get_opt_str(r, "mac")? }))
+        .map(|r| {
+            Ok(PiEntry {
+                id: PiId(get_str(r, "id")?),
+                serial: get_opt_str(r, "serial")?,
+                mac: get_opt_str(r, "mac")?,
+            })
+        })
         .collect::<Result<Vec<_>, DbError>>()?;
     Ok(Snapshot::new(slots, pis))
 }
 
 fn parse_ip(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Ipv4Addr, DbError> {
     let text = get_str(row, col)?;
-    text.parse().map_err(|_| DbError::Corrupt { column: col, value: text })
+    text.parse().map_err(|_| DbError::Corrupt {
+        column: col,
+        value: text,
+    })
 }

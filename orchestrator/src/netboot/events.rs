@@ -58,11 +58,25 @@ impl BootEventSink for DbEventSink {
 
 impl DbEventSink {
     /// The sink and the task that drains it (ends when every sink clone is dropped).
-    pub fn start(db: Db, directory: Arc<Directory>) -> (Arc<DbEventSink>, Arc<SinkCounters>, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        db: Db,
+        directory: Arc<Directory>,
+    ) -> (
+        Arc<DbEventSink>,
+        Arc<SinkCounters>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(SinkCounters::default());
         let task = tokio::spawn(drain(rx, db, directory, counters.clone()));
-        (Arc::new(DbEventSink { tx, counters: counters.clone() }), counters, task)
+        (
+            Arc::new(DbEventSink {
+                tx,
+                counters: counters.clone(),
+            }),
+            counters,
+            task,
+        )
     }
 }
 
@@ -84,7 +98,9 @@ pub fn message(stage: &BootStage) -> String {
         BootStage::DhcpDecline => "DHCP DECLINE received: address in use".into(),
         BootStage::TftpRead { file } => format!("TFTP read of {file}"),
         BootStage::TftpComplete { file, bytes } => format!("TFTP sent {file} ({bytes} bytes)"),
-        BootStage::TftpEarlyTerminate { file } => format!("TFTP {file}: client stopped after the size"),
+        BootStage::TftpEarlyTerminate { file } => {
+            format!("TFTP {file}: client stopped after the size")
+        }
         BootStage::TftpError { file, reason } => format!("TFTP {file} failed: {reason}"),
     }
 }
@@ -112,7 +128,10 @@ pub fn pi_for(event: &BootEvent, snap: &Snapshot, directory: &Directory) -> Matc
             _ => None,
         });
     if let Some(slot) = slot {
-        return slot.pi.as_ref().map_or(Match::EmptySlot, |p| Match::Pi(p.id.clone()));
+        return slot
+            .pi
+            .as_ref()
+            .map_or(Match::EmptySlot, |p| Match::Pi(p.id.clone()));
     }
     match c.mac.as_deref().and_then(|m| snap.pi_by_mac(m)) {
         Some(p) => Match::Pi(p.id.clone()),
@@ -120,7 +139,12 @@ pub fn pi_for(event: &BootEvent, snap: &Snapshot, directory: &Directory) -> Matc
     }
 }
 
-async fn drain(mut rx: mpsc::Receiver<BootEvent>, db: Db, directory: Arc<Directory>, counters: Arc<SinkCounters>) {
+async fn drain(
+    mut rx: mpsc::Receiver<BootEvent>,
+    db: Db,
+    directory: Arc<Directory>,
+    counters: Arc<SinkCounters>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut rows = Vec::with_capacity(batch.len());
@@ -137,10 +161,14 @@ async fn drain(mut rx: mpsc::Receiver<BootEvent>, db: Db, directory: Arc<Directo
         }
         match write(&db, &rows).await {
             Ok(()) => {
-                counters.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                counters
+                    .written
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
             }
             Err(error) => {
-                counters.write_failures.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                counters
+                    .write_failures
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
                 tracing::warn!(events = rows.len(), error = %error, "could not store boot events");
             }
         }
@@ -167,18 +195,24 @@ async fn resolve(event: &BootEvent, directory: &Directory) -> Option<PiId> {
 async fn write(db: &Db, rows: &[(PiId, BootEvent)]) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await?;
     for (pi, event) in rows {
-        let actor = if event.stage.name().starts_with("dhcp") { "dhcp" } else { "tftp" };
+        let actor = if event.stage.name().starts_with("dhcp") {
+            "dhcp"
+        } else {
+            "tftp"
+        };
         let data = json!({ "stage": event.stage, "client": event.client });
-        db.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
-              VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6)")
-            .bind(to_millis(event.at))
-            .bind(pi.0.clone())
-            .bind(actor.to_string())
-            .bind(kind(&event.stage))
-            .bind(message(&event.stage))
-            .bind(data.to_string())
-            .execute(&mut *tx)
-            .await?;
+        db.q(
+            "INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
+              VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6)",
+        )
+        .bind(to_millis(event.at))
+        .bind(pi.0.clone())
+        .bind(actor.to_string())
+        .bind(kind(&event.stage))
+        .bind(message(&event.stage))
+        .bind(data.to_string())
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -190,7 +224,15 @@ mod tests {
 
     #[test]
     fn kinds_are_dotted() {
-        assert_eq!(kind(&BootStage::DhcpOffer { yiaddr: "10.0.0.2".parse().unwrap() }), "dhcp.offer");
-        assert_eq!(kind(&BootStage::TftpEarlyTerminate { file: "x".into() }), "tftp.early_terminate");
+        assert_eq!(
+            kind(&BootStage::DhcpOffer {
+                yiaddr: "10.0.0.2".parse().unwrap()
+            }),
+            "dhcp.offer"
+        );
+        assert_eq!(
+            kind(&BootStage::TftpEarlyTerminate { file: "x".into() }),
+            "tftp.early_terminate"
+        );
     }
 }

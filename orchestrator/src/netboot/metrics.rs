@@ -19,15 +19,51 @@ pub struct NetbootCollector {
 impl Collector for NetbootCollector {
     fn describe(&self) -> Vec<(&'static str, &'static str, &'static str)> {
         vec![
-            ("bramble_dhcp_received_total", "counter", "DHCP packets received, by message type"),
-            ("bramble_dhcp_replies_total", "counter", "DHCP replies sent, by message type"),
-            ("bramble_dhcp_dropped_total", "counter", "DHCP packets dropped or left unanswered, by reason"),
-            ("bramble_dhcp_lease_commits_total", "counter", "Lease batches made durable, and leases in them"),
-            ("bramble_tftp_transfers_total", "counter", "TFTP transfers, by outcome"),
-            ("bramble_tftp_refused_total", "counter", "TFTP requests refused, by reason"),
-            ("bramble_tftp_bytes_sent_total", "counter", "File bytes sent over TFTP"),
-            ("bramble_tftp_retransmits_total", "counter", "TFTP blocks sent again after a timeout"),
-            ("bramble_boot_events_total", "counter", "Boot timeline events, by what became of them"),
+            (
+                "bramble_dhcp_received_total",
+                "counter",
+                "DHCP packets received, by message type",
+            ),
+            (
+                "bramble_dhcp_replies_total",
+                "counter",
+                "DHCP replies sent, by message type",
+            ),
+            (
+                "bramble_dhcp_dropped_total",
+                "counter",
+                "DHCP packets dropped or left unanswered, by reason",
+            ),
+            (
+                "bramble_dhcp_lease_commits_total",
+                "counter",
+                "Lease batches made durable, and leases in them",
+            ),
+            (
+                "bramble_tftp_transfers_total",
+                "counter",
+                "TFTP transfers, by outcome",
+            ),
+            (
+                "bramble_tftp_refused_total",
+                "counter",
+                "TFTP requests refused, by reason",
+            ),
+            (
+                "bramble_tftp_bytes_sent_total",
+                "counter",
+                "File bytes sent over TFTP",
+            ),
+            (
+                "bramble_tftp_retransmits_total",
+                "counter",
+                "TFTP blocks sent again after a timeout",
+            ),
+            (
+                "bramble_boot_events_total",
+                "counter",
+                "Boot timeline events, by what became of them",
+            ),
         ]
     }
 
@@ -36,32 +72,71 @@ impl Collector for NetbootCollector {
         let d = self.dhcp.snapshot();
         let rx = "bramble_dhcp_received_total";
         out.push(Sample::new(rx, d.received as f64).label("type", "any"));
-        for (t, n) in [("discover", d.discovers), ("request", d.requests), ("inform", d.informs), ("release", d.releases), ("decline", d.declines)] {
+        for (t, n) in [
+            ("discover", d.discovers),
+            ("request", d.requests),
+            ("inform", d.informs),
+            ("release", d.releases),
+            ("decline", d.declines),
+        ] {
             out.push(Sample::new(rx, n as f64).label("type", t));
         }
         for (t, n) in [("offer", d.offers), ("ack", d.acks), ("nak", d.naks)] {
             out.push(Sample::new("bramble_dhcp_replies_total", n as f64).label("type", t));
         }
         for (reason, n) in &d.dropped {
-            out.push(Sample::new("bramble_dhcp_dropped_total", *n as f64).label("reason", reason.name()));
+            out.push(
+                Sample::new("bramble_dhcp_dropped_total", *n as f64).label("reason", reason.name()),
+            );
         }
-        out.push(Sample::new("bramble_dhcp_lease_commits_total", d.store_batches as f64).label("unit", "batches"));
-        out.push(Sample::new("bramble_dhcp_lease_commits_total", d.store_leases as f64).label("unit", "leases"));
+        out.push(
+            Sample::new("bramble_dhcp_lease_commits_total", d.store_batches as f64)
+                .label("unit", "batches"),
+        );
+        out.push(
+            Sample::new("bramble_dhcp_lease_commits_total", d.store_leases as f64)
+                .label("unit", "leases"),
+        );
 
         let t = self.tftp.snapshot();
         let tr = "bramble_tftp_transfers_total";
-        for (o, n) in [("started", t.transfers_started), ("completed", t.transfers_completed), ("early_terminate", t.early_terminations), ("failed", t.transfers_failed)] {
+        for (o, n) in [
+            ("started", t.transfers_started),
+            ("completed", t.transfers_completed),
+            ("early_terminate", t.early_terminations),
+            ("failed", t.transfers_failed),
+        ] {
             out.push(Sample::new(tr, n as f64).label("outcome", o));
         }
         for (reason, n) in &t.refused {
-            out.push(Sample::new("bramble_tftp_refused_total", *n as f64).label("reason", reason.name()));
+            out.push(
+                Sample::new("bramble_tftp_refused_total", *n as f64).label("reason", reason.name()),
+            );
         }
-        out.push(Sample::new("bramble_tftp_bytes_sent_total", t.bytes_sent as f64));
-        out.push(Sample::new("bramble_tftp_retransmits_total", t.retransmits as f64));
+        out.push(Sample::new(
+            "bramble_tftp_bytes_sent_total",
+            t.bytes_sent as f64,
+        ));
+        out.push(Sample::new(
+            "bramble_tftp_retransmits_total",
+            t.retransmits as f64,
+        ));
 
         let e = &self.events;
-        for (o, c) in [("queued", &e.queued), ("written", &e.written), ("dropped", &e.dropped), ("unmatched", &e.unmatched), ("write_failed", &e.write_failures)] {
-            out.push(Sample::new("bramble_boot_events_total", c.load(Ordering::Relaxed) as f64).label("outcome", o));
+        for (o, c) in [
+            ("queued", &e.queued),
+            ("written", &e.written),
+            ("dropped", &e.dropped),
+            ("unmatched", &e.unmatched),
+            ("write_failed", &e.write_failures),
+        ] {
+            out.push(
+                Sample::new(
+                    "bramble_boot_events_total",
+                    c.load(Ordering::Relaxed) as f64,
+                )
+                .label("outcome", o),
+            );
         }
         out
     }

@@ -16,7 +16,7 @@ pub mod metrics;
 pub mod resolver;
 pub mod sightings;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -38,13 +38,27 @@ pub enum NetbootError {
     #[error("cannot start the DHCP server")]
     Dhcp(#[source] DhcpError),
     #[error("cannot serve DHCP on interface {ifname} of slot {slot}")]
-    DhcpInterface { ifname: String, slot: SlotId, #[source] source: DhcpError },
+    DhcpInterface {
+        ifname: String,
+        slot: SlotId,
+        #[source]
+        source: DhcpError,
+    },
     #[error("cannot set up the storage interface of slot {slot} (VLAN {vlan})")]
-    Link { slot: SlotId, vlan: u16, #[source] source: LinkError },
+    Link {
+        slot: SlotId,
+        vlan: u16,
+        #[source]
+        source: LinkError,
+    },
     #[error("setting up the storage interface of slot {slot} (VLAN {vlan}) panicked")]
     LinkTask { slot: SlotId, vlan: u16 },
     #[error("cannot bind the TFTP socket {addr}")]
-    TftpBind { addr: SocketAddr, #[source] source: std::io::Error },
+    TftpBind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read slots and Pis for netboot")]
     Db(#[from] DbError),
 }
@@ -53,7 +67,8 @@ struct Inner {
     dhcp: DhcpServer,
     directory: Arc<Directory>,
     links: Arc<dyn StorageLinks>,
-    served: Mutex<HashSet<SlotId>>,
+    /// Slots served now, with their interface name and VLAN.
+    served: Mutex<HashMap<SlotId, (String, u16)>>,
 }
 
 /// The running DHCP and TFTP servers of one controller.
@@ -66,14 +81,27 @@ pub struct Netboot {
 impl Netboot {
     /// Starts both servers for `state`'s inventory, registers their counters with
     /// `state.metrics`, and serves every slot's storage interface (made by `links`).
-    pub async fn start(state: &AppState, links: Arc<dyn StorageLinks>) -> Result<Netboot, NetbootError> {
+    pub async fn start(
+        state: &AppState,
+        links: Arc<dyn StorageLinks>,
+    ) -> Result<Netboot, NetbootError> {
         let cfg: &NetbootConfig = &state.config.netboot;
         let directory = Arc::new(Directory::new(state.db.clone()));
         directory.refresh().await?;
-        let (sink, sink_counters, sink_task) = events::DbEventSink::start(state.db.clone(), directory.clone());
-        let store = Arc::new(leases::DbLeaseStore::new(state.db.clone(), directory.clone()));
-        let opts = ServerOptions { pxe_reply_delay: cfg.reply_delay, server_port: cfg.dhcp_port, ..ServerOptions::default() };
-        let dhcp = DhcpServer::start(opts, store, sink.clone()).await.map_err(NetbootError::Dhcp)?;
+        let (sink, sink_counters, sink_task) =
+            events::DbEventSink::start(state.db.clone(), directory.clone());
+        let store = Arc::new(leases::DbLeaseStore::new(
+            state.db.clone(),
+            directory.clone(),
+        ));
+        let opts = ServerOptions {
+            pxe_reply_delay: cfg.reply_delay,
+            server_port: cfg.dhcp_port,
+            ..ServerOptions::default()
+        };
+        let dhcp = DhcpServer::start(opts, store, sink.clone())
+            .await
+            .map_err(NetbootError::Dhcp)?;
         for net in &cfg.flat {
             dhcp.add_flat(net.clone()).map_err(NetbootError::Dhcp)?;
         }
@@ -82,15 +110,23 @@ impl Netboot {
             dhcp,
             directory: directory.clone(),
             links,
-            served: Mutex::new(HashSet::new()),
+            served: Mutex::new(HashMap::new()),
         });
         let mut tasks = vec![sink_task];
         sync_interfaces(&inner).await;
 
-        let resolver = Arc::new(resolver::DbBootResolver::new(directory.clone(), cfg.roots_dir.clone()));
+        let resolver = Arc::new(resolver::DbBootResolver::new(
+            directory.clone(),
+            cfg.roots_dir.clone(),
+        ));
         let tftp = TftpServer::new(TftpConfig::new(cfg.firmware_dir.clone()), resolver, sink);
         for addr in &cfg.tftp_listen {
-            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| NetbootError::TftpBind { addr: *addr, source })?;
+            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| {
+                NetbootError::TftpBind {
+                    addr: *addr,
+                    source,
+                }
+            })?;
             let rx = stopped.clone();
             let server = tftp.clone();
             tasks.push(tokio::spawn(async move {
@@ -99,19 +135,23 @@ impl Netboot {
                 }
             }));
         }
-        state.metrics.add_collector(Arc::new(metrics::NetbootCollector {
-            dhcp: inner.dhcp.counters(),
-            tftp: tftp.metrics(),
-            events: sink_counters,
-        }));
+        state
+            .metrics
+            .add_collector(Arc::new(metrics::NetbootCollector {
+                dhcp: inner.dhcp.counters(),
+                tftp: tftp.metrics(),
+                events: sink_counters,
+            }));
         tasks.push(tokio::spawn(reconcile(inner.clone(), cfg.refresh, stopped)));
         tracing::info!(interfaces = inner.dhcp.interfaces().len(), tftp = ?cfg.tftp_listen, "netboot started");
         Ok(Netboot { inner, stop, tasks })
     }
 
-    /// Serves every slot not yet served; returns how many interfaces are served.
-    pub async fn sync_interfaces(&self) -> usize {
-        sync_interfaces(&self.inner).await
+    /// Reloads slots and Pis, serves new slots and withdraws retired ones (what the timer
+    /// does); returns how many interfaces are served.
+    pub async fn sync_interfaces(&self) -> Result<usize, NetbootError> {
+        self.inner.directory.refresh().await?;
+        Ok(sync_interfaces(&self.inner).await)
     }
 
     /// The DHCP server, to inspect its interfaces and counters.
@@ -142,42 +182,101 @@ impl Netboot {
     }
 }
 
-/// Serves storage interfaces for slots not served yet. Failures are logged per slot: one
-/// broken VLAN must not keep the others from booting.
+/// Serves storage interfaces for slots not served yet and withdraws those of slots that
+/// are gone (retired). Failures are logged per slot: one broken VLAN must not keep the
+/// others from booting.
 async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
     let snap = inner.directory.snapshot();
+    let served = |inner: &Inner| {
+        inner
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    };
     for slot in &snap.slots {
-        if inner.served.lock().unwrap_or_else(|e| e.into_inner()).contains(&slot.id) {
+        if served(inner).contains_key(&slot.id) {
             continue;
         }
         match serve_slot(inner, slot).await {
             Ok(ifname) => {
                 tracing::info!(slot = %slot.id, interface = %ifname, vlan = slot.vlan, "serving storage interface");
-                inner.served.lock().unwrap_or_else(|e| e.into_inner()).insert(slot.id.clone());
+                let mut map = inner.served.lock().unwrap_or_else(|e| e.into_inner());
+                map.insert(slot.id.clone(), (ifname, slot.vlan));
             }
-            Err(error) => tracing::error!(error = %crate::netboot::chain(&error), "storage interface not served"),
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "storage interface not served")
+            }
         }
+    }
+    let current: HashSet<&SlotId> = snap.slots.iter().map(|s| &s.id).collect();
+    for (slot, (ifname, vlan)) in served(inner)
+        .into_iter()
+        .filter(|(id, _)| !current.contains(id))
+    {
+        inner.dhcp.remove_interface(&ifname);
+        let links = inner.links.clone();
+        match tokio::task::spawn_blocking(move || links.remove(vlan)).await {
+            Ok(Ok(())) => {
+                tracing::info!(slot = %slot, interface = %ifname, "storage interface withdrawn")
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %chain(&error), "could not remove storage interface")
+            }
+            Err(_) => tracing::warn!(interface = %ifname, "removing storage interface panicked"),
+        }
+        inner
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&slot);
     }
     inner.dhcp.interfaces().len()
 }
 
-async fn serve_slot(inner: &Arc<Inner>, slot: &directory::SlotEntry) -> Result<String, NetbootError> {
+async fn serve_slot(
+    inner: &Arc<Inner>,
+    slot: &directory::SlotEntry,
+) -> Result<String, NetbootError> {
     let links = inner.links.clone();
     let (vlan, ip, id) = (slot.vlan, slot.controller_ip, slot.id.clone());
     // `ip` commands block; keep them off the async workers.
     let ensured = tokio::task::spawn_blocking(move || links.ensure(vlan, ip))
         .await
-        .map_err(|_| NetbootError::LinkTask { slot: id.clone(), vlan })?;
-    let ifname = ensured.map_err(|source| NetbootError::Link { slot: id.clone(), vlan, source })?;
-    let iface = StorageIface::new(&ifname, ip, ip, SlotKey(id.0.clone()))
-        .map_err(|source| NetbootError::DhcpInterface { ifname: ifname.clone(), slot: id.clone(), source: DhcpError::Config { source } })?;
+        .map_err(|_| NetbootError::LinkTask {
+            slot: id.clone(),
+            vlan,
+        })?;
+    let ifname = ensured.map_err(|source| NetbootError::Link {
+        slot: id.clone(),
+        vlan,
+        source,
+    })?;
+    let iface = StorageIface::new(&ifname, ip, ip, SlotKey(id.0.clone())).map_err(|source| {
+        NetbootError::DhcpInterface {
+            ifname: ifname.clone(),
+            slot: id.clone(),
+            source: DhcpError::Config { source },
+        }
+    })?;
     inner.directory.set_interface(&ifname, &id);
-    inner.dhcp.add_storage(iface).map_err(|source| NetbootError::DhcpInterface { ifname: ifname.clone(), slot: id, source })?;
+    inner
+        .dhcp
+        .add_storage(iface)
+        .map_err(|source| NetbootError::DhcpInterface {
+            ifname: ifname.clone(),
+            slot: id,
+            source,
+        })?;
     Ok(ifname)
 }
 
 /// The reconciler: on a timer, reloads slots and Pis and serves new slots.
-async fn reconcile(inner: Arc<Inner>, every: std::time::Duration, mut stopped: watch::Receiver<bool>) {
+async fn reconcile(
+    inner: Arc<Inner>,
+    every: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -215,6 +314,8 @@ pub async fn start_configured(state: &AppState) -> Result<Option<Netboot>, Netbo
     if !state.config.netboot.enabled {
         return Ok(None);
     }
-    let links = Arc::new(bramble_netboot::links::VlanLinks { trunk: state.config.netboot.storage_trunk.clone() });
+    let links = Arc::new(bramble_netboot::links::VlanLinks {
+        trunk: state.config.netboot.storage_trunk.clone(),
+    });
     Netboot::start(state, links).await.map(Some)
 }

@@ -27,7 +27,10 @@ pub struct DbBootResolver {
 
 impl DbBootResolver {
     pub fn new(directory: Arc<Directory>, roots_dir: impl Into<PathBuf>) -> DbBootResolver {
-        DbBootResolver { directory, roots_dir: roots_dir.into() }
+        DbBootResolver {
+            directory,
+            roots_dir: roots_dir.into(),
+        }
     }
 }
 
@@ -35,8 +38,11 @@ impl DbBootResolver {
 impl BootResolver for DbBootResolver {
     async fn resolve(&self, client: IpAddr) -> Option<SlotBoot> {
         let IpAddr::V4(ip) = client else { return None };
-        let boot = |snap: &super::directory::Snapshot| snap.slot_by_pi_ip(ip).and_then(|s| slot_boot(s, &self.roots_dir));
-        if let Some(found) = boot(&*self.directory.snapshot()) {
+        let boot = |snap: &super::directory::Snapshot| {
+            snap.slot_by_pi_ip(ip)
+                .and_then(|s| slot_boot(s, &self.roots_dir))
+        };
+        if let Some(found) = boot(&self.directory.snapshot()) {
             return Some(found);
         }
         let found = boot(&*self.directory.refresh_on_miss().await);
@@ -55,7 +61,11 @@ pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
         .as_deref()
         .and_then(|s| s.parse().ok())
         .or_else(|| UNKNOWN_SERIAL.parse().ok())?;
-    let mac: MacAddr = pi.mac.as_deref().and_then(|m| m.parse().ok()).unwrap_or(MacAddr([0; 6]));
+    let mac: MacAddr = pi
+        .mac
+        .as_deref()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(MacAddr([0; 6]));
     Some(SlotBoot {
         serial,
         mac,
@@ -67,7 +77,11 @@ pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
 /// `<root>/boot/firmware` when the image keeps its firmware there, else `<root>/boot`.
 pub fn boot_dir(root: &Path) -> PathBuf {
     let firmware = root.join("boot/firmware");
-    if firmware.join("config.txt").is_file() { firmware } else { root.join("boot") }
+    if firmware.join("config.txt").is_file() {
+        firmware
+    } else {
+        root.join("boot")
+    }
 }
 
 /// The generated `cmdline.txt` inputs of a storage /30.
@@ -102,7 +116,11 @@ mod tests {
     #[test]
     fn a_slot_boots_its_pis_root() {
         assert_eq!(slot_boot(&slot(None), Path::new("/r")), None);
-        let pi = PiEntry { id: PiId("pi-7".into()), serial: None, mac: Some("b8:27:eb:00:00:07".into()) };
+        let pi = PiEntry {
+            id: PiId("pi-7".into()),
+            serial: None,
+            mac: Some("b8:27:eb:00:00:07".into()),
+        };
         let b = slot_boot(&slot(Some(pi)), Path::new("/r")).expect("slot with a Pi");
         assert_eq!(b.boot_dir, PathBuf::from("/r/pi-7/boot"));
         assert_eq!(b.serial.as_str(), UNKNOWN_SERIAL);

@@ -42,9 +42,15 @@ pub enum Decision {
     /// No Pi is known: record a `new` one.
     Create,
     /// The known Pi lacks some identity the wire showed: add it.
-    Fill { pi: PiId },
+    Fill {
+        pi: PiId,
+    },
     /// A different board answers for this slot: take over its identity, log it.
-    Replaced { pi: PiId, old_mac: Option<String>, old_serial: Option<String> },
+    Replaced {
+        pi: PiId,
+        old_mac: Option<String>,
+        old_serial: Option<String>,
+    },
 }
 
 /// The inventory model name for what DHCP could tell.
@@ -61,11 +67,17 @@ pub fn model_name(model: Option<PiModel>) -> Option<&'static str> {
 /// The pure rule. A serial differing from a known serial, or a MAC differing from a known
 /// MAC, is another board; anything the inventory lacks is filled in.
 pub fn decide(known: Option<&Known>, seen: &Seen) -> Decision {
-    let Some(k) = known else { return Decision::Create };
+    let Some(k) = known else {
+        return Decision::Create;
+    };
     let mac_differs = k.mac.as_ref().is_some_and(|m| *m != seen.mac);
     let serial_differs = matches!((&k.serial, &seen.serial), (Some(a), Some(b)) if a != b);
     if mac_differs || serial_differs {
-        return Decision::Replaced { pi: k.id.clone(), old_mac: k.mac.clone(), old_serial: k.serial.clone() };
+        return Decision::Replaced {
+            pi: k.id.clone(),
+            old_mac: k.mac.clone(),
+            old_serial: k.serial.clone(),
+        };
     }
     let model_news = seen.model.is_some_and(|m| k.model != m);
     if k.mac.is_none() || (k.serial.is_none() && seen.serial.is_some()) || model_news {
@@ -76,7 +88,11 @@ pub fn decide(known: Option<&Known>, seen: &Seen) -> Decision {
 
 /// Applies one sighting; returns whether the inventory changed.
 pub async fn apply(db: &Db, s: &Sighting) -> Result<bool, DbError> {
-    let seen = Seen { mac: s.mac.to_string(), serial: s.serial.map(|x| x.to_string()), model: model_name(s.model) };
+    let seen = Seen {
+        mac: s.mac.to_string(),
+        serial: s.serial.map(|x| x.to_string()),
+        model: model_name(s.model),
+    };
     let slot = s.slot.as_ref().map(|k| SlotId(k.0.clone()));
     let known = match &slot {
         Some(slot) => find(db, By::Slot, slot.0.clone()).await?,
@@ -91,12 +107,22 @@ pub async fn apply(db: &Db, s: &Sighting) -> Result<bool, DbError> {
             update_identity(db, &pi, &seen, None).await?;
             Ok(true)
         }
-        Decision::Replaced { pi, old_mac, old_serial } => {
+        Decision::Replaced {
+            pi,
+            old_mac,
+            old_serial,
+        } => {
             let data = json!({ "slot": slot, "old_mac": old_mac, "old_serial": old_serial,
                                "new_mac": seen.mac, "new_serial": seen.serial, "interface": s.interface });
             let msg = format!("a different Pi ({}) answered in this Pi's slot", seen.mac);
             tracing::warn!(pi = %pi, mac = %seen.mac, old_mac = ?old_mac, "Pi replaced in its slot");
-            update_identity(db, &pi, &seen, Some(NewEvent::new("pi.replaced", ACTOR, msg).pi(&pi).data(data))).await?;
+            update_identity(
+                db,
+                &pi,
+                &seen,
+                Some(NewEvent::new("pi.replaced", ACTOR, msg).pi(&pi).data(data)),
+            )
+            .await?;
             Ok(true)
         }
     }
@@ -117,7 +143,12 @@ async fn create(db: &Db, seen: &Seen, slot: Option<&SlotId>) -> Result<bool, DbE
             .bind(k.id.0.clone())
             .execute(&mut *tx)
             .await?;
-        let event = NewEvent::new("pi.slotted", ACTOR, format!("seen on the storage network of slot {slot}")).pi(&k.id);
+        let event = NewEvent::new(
+            "pi.slotted",
+            ACTOR,
+            format!("seen on the storage network of slot {slot}"),
+        )
+        .pi(&k.id);
         db.append_event_with(&mut *tx, &event).await?;
         tx.commit().await?;
         return Ok(true);
@@ -135,7 +166,12 @@ async fn create(db: &Db, seen: &Seen, slot: Option<&SlotId>) -> Result<bool, DbE
     Ok(true)
 }
 
-async fn update_identity(db: &Db, pi: &PiId, seen: &Seen, event: Option<NewEvent>) -> Result<(), DbError> {
+async fn update_identity(
+    db: &Db,
+    pi: &PiId,
+    seen: &Seen,
+    event: Option<NewEvent>,
+) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await?;
     // A replacement takes the new board's serial even when DHCP did not show one.
     let replace = event.is_some();
@@ -197,11 +233,21 @@ mod tests {
     use super::*;
 
     fn known(mac: Option<&str>, serial: Option<&str>) -> Known {
-        Known { id: PiId("pi-1".into()), serial: serial.map(Into::into), mac: mac.map(Into::into), model: "unknown".into(), slot: None }
+        Known {
+            id: PiId("pi-1".into()),
+            serial: serial.map(Into::into),
+            mac: mac.map(Into::into),
+            model: "unknown".into(),
+            slot: None,
+        }
     }
 
     fn seen(mac: &str, serial: Option<&str>) -> Seen {
-        Seen { mac: mac.into(), serial: serial.map(Into::into), model: None }
+        Seen {
+            mac: mac.into(),
+            serial: serial.map(Into::into),
+            model: None,
+        }
     }
 
     #[test]
@@ -211,20 +257,53 @@ mod tests {
         let m2 = "b8:27:eb:00:00:02";
         let cases = [
             (None, seen(m1, None), Decision::Create),
-            (Some(known(None, None)), seen(m1, None), Decision::Fill { pi: pi.clone() }),
-            (Some(known(Some(m1), None)), seen(m1, None), Decision::Nothing),
-            (Some(known(Some(m1), None)), seen(m1, Some("1234abcd")), Decision::Fill { pi: pi.clone() }),
-            (Some(known(Some(m1), Some("1234abcd"))), seen(m1, Some("1234abcd")), Decision::Nothing),
-            (Some(known(Some(m1), None)), seen(m2, None),
-             Decision::Replaced { pi: pi.clone(), old_mac: Some(m1.into()), old_serial: None }),
-            (Some(known(Some(m1), Some("1234abcd"))), seen(m1, Some("99999999")),
-             Decision::Replaced { pi: pi.clone(), old_mac: Some(m1.into()), old_serial: Some("1234abcd".into()) }),
+            (
+                Some(known(None, None)),
+                seen(m1, None),
+                Decision::Fill { pi: pi.clone() },
+            ),
+            (
+                Some(known(Some(m1), None)),
+                seen(m1, None),
+                Decision::Nothing,
+            ),
+            (
+                Some(known(Some(m1), None)),
+                seen(m1, Some("1234abcd")),
+                Decision::Fill { pi: pi.clone() },
+            ),
+            (
+                Some(known(Some(m1), Some("1234abcd"))),
+                seen(m1, Some("1234abcd")),
+                Decision::Nothing,
+            ),
+            (
+                Some(known(Some(m1), None)),
+                seen(m2, None),
+                Decision::Replaced {
+                    pi: pi.clone(),
+                    old_mac: Some(m1.into()),
+                    old_serial: None,
+                },
+            ),
+            (
+                Some(known(Some(m1), Some("1234abcd"))),
+                seen(m1, Some("99999999")),
+                Decision::Replaced {
+                    pi: pi.clone(),
+                    old_mac: Some(m1.into()),
+                    old_serial: Some("1234abcd".into()),
+                },
+            ),
         ];
         for (k, s, want) in cases {
             assert_eq!(decide(k.as_ref(), &s), want, "{k:?} {s:?}");
         }
         let mut s = seen(m1, None);
         s.model = Some("3b+");
-        assert_eq!(decide(Some(&known(Some(m1), None)), &s), Decision::Fill { pi });
+        assert_eq!(
+            decide(Some(&known(Some(m1), None)), &s),
+            Decision::Fill { pi }
+        );
     }
 }

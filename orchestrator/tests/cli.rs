@@ -1,0 +1,109 @@
+//! The `bramble` binary as a user runs it: `serve` with flags only, `token create`
+//! printing the token alone, the client subcommands in tables and JSON, and
+//! `switch-sim` answering net-snmp's `snmpget`.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bramble");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bramble(args: &[&str], api: &str, token: &str) -> Output {
+    Command::new(BIN).args(args).env("BRAMBLE_API", api).env("BRAMBLE_TOKEN", token).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let out = Command::new(BIN).args(["token", "create", "--role", "customer", "--state-dir", state]).output().unwrap();
+    assert!(!out.status.success(), "a customer token without --customer was minted");
+    assert!(text(&out).contains("--customer is required"), "{}", text(&out));
+    let out = Command::new(BIN).args(["token", "create", "--role", "operator", "--state-dir", state]).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.lines().count(), 1, "token create must print the token alone: {token:?}");
+    let token = token.trim().to_string();
+
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let _server = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--state-dir", state])
+            .env("BRAMBLE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bramble serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let images = bramble(&["image", "list"], &api, &token);
+    assert!(images.status.success(), "{}", text(&images));
+    let table = String::from_utf8_lossy(&images.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("debian-bookworm-armhf") && table.contains("raspbian-jessie"), "{table}");
+
+    let pis = bramble(&["pi", "list", "--json"], &api, &token);
+    let v: serde_json::Value = serde_json::from_slice(&pis.stdout).unwrap_or_else(|_| panic!("{}", text(&pis)));
+    assert_eq!(v["items"], serde_json::json!([]));
+
+    let bad = bramble(&["pi", "list"], &api, "brm_wrong");
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("BRAMBLE_TOKEN"), "{}", text(&bad));
+    let missing = bramble(&["pi", "reboot", "pi-nope"], &api, &token);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("404") && text(&missing).contains("not_found"), "{}", text(&missing));
+}
+
+#[test]
+fn switch_sim_answers_snmpget() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let _sim = Killed(
+        Command::new(BIN)
+            .args(["switch-sim", "--listen", &addr, "--ports", "8", "--community", "labcommunity"])
+            .env("BRAMBLE_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // pethPsePortAdminEnable of port 8 (group 1): the simulator answers for every port.
+        let out = Command::new("snmpget")
+            .args(["-v2c", "-c", "labcommunity", "-t", "1", "-r", "0", "-On", &addr, "1.3.6.1.2.1.105.1.1.1.3.1.8"])
+            .output()
+            .expect("snmpget (Debian package snmp) must be installed");
+        if out.status.success() {
+            let t = text(&out);
+            assert!(t.contains(".1.3.6.1.2.1.105.1.1.1.3.1.8 = INTEGER:"), "{t}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "switch-sim never answered: {}", text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The wrong community gets nothing.
+    let out = Command::new("snmpget").args(["-v2c", "-c", "wrong", "-t", "1", "-r", "0", &addr, "1.3.6.1.2.1.1.2.0"]).output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+}
