@@ -55,10 +55,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if self.owned {
-            if let Err(e) = run_ip(&["netns", "del", &self.name]) {
-                tracing::warn!(netns = %self.name, error = %e, "could not delete namespace");
-            }
+        if self.owned
+            && let Err(e) = run_ip(&["netns", "del", &self.name])
+        {
+            tracing::warn!(netns = %self.name, error = %e, "could not delete namespace");
         }
     }
 }

@@ -172,14 +172,15 @@ mod tests {
             count in 0usize..120,
         ) {
             let p = pools("10.46.0.0/24", 100..=259, "2001:db8:0:84::/64");
-            let mut taken = Taken::default();
-            taken.vlans = taken_vlans;
-            taken.storage_nets = taken_nets
-                .iter()
-                .map(|i| Ipv4Net::new(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 46, 0, 0)) + i * 4), 30).unwrap())
-                .collect();
             let base = u128::from(p.public_prefix.network()) + p.public_host_offset;
-            taken.public_ipv6 = taken_v6.iter().map(|i| Ipv6Addr::from(base + i)).collect();
+            let taken = Taken {
+                vlans: taken_vlans,
+                storage_nets: taken_nets
+                    .iter()
+                    .map(|i| Ipv4Net::new(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 46, 0, 0)) + i * 4), 30).unwrap())
+                    .collect(),
+                public_ipv6: taken_v6.iter().map(|i| Ipv6Addr::from(base + i)).collect(),
+            };
 
             match allocate(&p, &taken, count) {
                 Ok(plan) => {

@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::auth::{Role, generate_token};
 use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
-use crate::ids::{CustomerId, PiId, TokenId};
+use crate::ids::{CustomerId, TokenId};
 use crate::metrics::Sample;
 use crate::model::{Event, Image, Token};
 use crate::validate;
@@ -68,7 +68,7 @@ pub async fn events(State(st): State<AppState>, Caller(who): Caller, Params(q): 
         Some(_) => None,
         None => q.customer.map(CustomerId),
     };
-    let f = EventFilter { pi: pi.map(|p: PiId| p), customer, kind_prefix: q.kind };
+    let f = EventFilter { pi, customer, kind_prefix: q.kind };
     Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
 }
 

@@ -71,10 +71,10 @@ impl Db {
     /// controllers racing cannot both win.
     pub async fn create_job(&self, new: &NewJob, by: &Principal) -> Result<CreateOutcome, DbError> {
         let hash = new.request_hash();
-        if let Some(key) = &new.idempotency_key {
-            if let Some(found) = self.job_by_key(by, key).await? {
-                return Ok(found.into_outcome(&hash));
-            }
+        if let Some(key) = &new.idempotency_key
+            && let Some(found) = self.job_by_key(by, key).await?
+        {
+            return Ok(found.into_outcome(&hash));
         }
         let id = JobId::generate();
         let now = now_millis();
@@ -116,15 +116,15 @@ impl Db {
     }
 
     async fn explain_conflict(&self, new: &NewJob, by: &Principal, hash: &str) -> Result<Option<CreateOutcome>, DbError> {
-        if let Some(key) = &new.idempotency_key {
-            if let Some(found) = self.job_by_key(by, key).await? {
-                return Ok(Some(found.into_outcome(hash)));
-            }
+        if let Some(key) = &new.idempotency_key
+            && let Some(found) = self.job_by_key(by, key).await?
+        {
+            return Ok(Some(found.into_outcome(hash)));
         }
-        if let Some(pi) = &new.pi {
-            if let Some(running) = self.active_job_for(pi).await? {
-                return Ok(Some(CreateOutcome::Busy { running }));
-            }
+        if let Some(pi) = &new.pi
+            && let Some(running) = self.active_job_for(pi).await?
+        {
+            return Ok(Some(CreateOutcome::Busy { running }));
         }
         Ok(None)
     }

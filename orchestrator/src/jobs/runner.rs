@@ -149,10 +149,10 @@ impl Runner {
     /// A reimage moves its Pi to `deploying` before the first step.
     async fn enter_lifecycle(&self, job: &Job) -> Result<(), DbError> {
         let (Some(pi_id), JobKind::Reimage) = (&job.pi, job.kind) else { return Ok(()) };
-        if let Some(pi) = self.db.get_pi(pi_id).await? {
-            if let Ok(next) = transition(pi.state, LifecycleEvent::DeployStarted) {
-                self.db.set_pi_state(pi_id, next, None).await?;
-            }
+        if let Some(pi) = self.db.get_pi(pi_id).await?
+            && let Ok(next) = transition(pi.state, LifecycleEvent::DeployStarted)
+        {
+            self.db.set_pi_state(pi_id, next, None).await?;
         }
         Ok(())
     }
