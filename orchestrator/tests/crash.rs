@@ -63,23 +63,31 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     wait_healthy(&http, &base).await;
 
     // 8 writers register Pis as fast as they can; each remembers what was acknowledged.
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = vec![];
     for w in 0..8u32 {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let (http, base, token, count) = (http.clone(), base.clone(), token.clone(), acked_so_far.clone());
         writers.push(tokio::spawn(async move {
             let mut acked = vec![];
             for i in 0..10_000u32 {
                 let serial = format!("{:04x}{:04x}", w, i);
                 let r = http.post(format!("{base}/v1/pis")).bearer_auth(&token).json(&json!({"serial": serial, "model": "4b"})).send().await;
                 match r {
-                    Ok(r) if r.status() == 201 => acked.push(r.json::<Value>().await.map(|v| v["id"].as_str().unwrap_or_default().to_string()).unwrap_or_default()),
+                    Ok(r) if r.status() == 201 => {
+                        acked.push(r.json::<Value>().await.map(|v| v["id"].as_str().unwrap_or_default().to_string()).unwrap_or_default());
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     _ => break,
                 }
             }
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill mid-burst, once enough writes were acknowledged to mean something.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked_so_far.load(std::sync::atomic::Ordering::Relaxed) < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let mut acked = vec![];

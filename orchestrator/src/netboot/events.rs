@@ -148,8 +148,11 @@ async fn drain(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut rows = Vec::with_capacity(batch.len());
+        // One grace period per batch, not per event: a fresh shelf's first DISCOVERs all
+        // land on empty slots, and waiting for each in turn would stall the queue.
+        let deadline = tokio::time::Instant::now() + NEW_PI_GRACE;
         for event in batch.drain(..) {
-            match resolve(&event, &directory).await {
+            match resolve(&event, &directory, deadline).await {
                 Some(pi) => rows.push((pi, event)),
                 None => {
                     counters.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -175,13 +178,12 @@ async fn drain(
     }
 }
 
-/// Maps an event to a Pi, refreshing the cache on a miss; waits (bounded) for a Pi about
-/// to be created from a sighting in a known slot.
-async fn resolve(event: &BootEvent, directory: &Directory) -> Option<PiId> {
+/// Maps an event to a Pi, refreshing the cache on a miss; until `deadline`, waits for a
+/// Pi about to be created from a sighting in a known slot.
+async fn resolve(event: &BootEvent, directory: &Directory, deadline: tokio::time::Instant) -> Option<PiId> {
     if let Match::Pi(pi) = pi_for(event, &directory.snapshot(), directory) {
         return Some(pi);
     }
-    let deadline = tokio::time::Instant::now() + NEW_PI_GRACE;
     loop {
         match pi_for(event, &*directory.refresh_on_miss().await, directory) {
             Match::Pi(pi) => return Some(pi),
