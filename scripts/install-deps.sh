@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Bramble needs, only those missing.
-#   scripts/install-deps.sh run    what `bramble lab up` and `bramble serve` use
+#   scripts/install-deps.sh run    what `bramble lab up` (the virtual shelf) and `bramble serve` use
 #   scripts/install-deps.sh test   that plus the real peers and anchors the tests drive
 set -euo pipefail
 
-run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps ca-certificates)
+run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps util-linux
+  openssh-client ca-certificates)
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd debootstrap qemu-user-static binfmt-support
-  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config)
+  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
 
 case "${1:-test}" in
   run) want=("${run_pkgs[@]}") ;;

@@ -6,6 +6,7 @@ pub mod build;
 pub mod catalogue;
 pub mod cmd;
 pub mod customize;
+pub mod fixture;
 mod error;
 pub mod fsutil;
 pub mod keys;

@@ -6,11 +6,15 @@
 //! other end, moved into the Pi's namespace. Everything here shells out to `ip` from
 //! iproute2 and needs root.
 
+pub mod anchor;
 mod cmd;
+pub mod ganesha;
 mod netns;
 pub mod pisim;
+pub mod storm;
 mod veth;
 
+pub use anchor::LabError;
 pub use cmd::{CmdError, run_ip};
 pub use netns::Netns;
 pub use veth::{Veth, VethSpec};

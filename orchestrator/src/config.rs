@@ -12,6 +12,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::alloc::AddressPools;
+pub use crate::jobs::config::{ImagesConfig, JobsConfig, NfsBackend, RawImages, RawJobs, RawSwitches, SwitchesConfig};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +25,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub jobs: RawJobs,
     #[serde(default)]
+    pub images: RawImages,
+    #[serde(default)]
+    pub switches: RawSwitches,
+    #[serde(default)]
     pub netboot: crate::netboot::config::RawNetboot,
+    /// Job notifications to a control panel (`[webhooks]`); none without the section.
+    pub webhooks: Option<crate::webhooks::RawWebhooks>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -36,13 +43,6 @@ pub struct RawAddressing {
     pub public_vlan: Option<u16>,
     pub public_prefix: Option<String>,
     pub public_gateway: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawJobs {
-    pub lease_seconds: Option<u64>,
-    pub poll_interval_ms: Option<u64>,
 }
 
 /// Command-line values that take precedence over the file.
@@ -64,6 +64,14 @@ pub struct Config {
     pub public_gateway: Ipv6Addr,
     pub job_lease: Duration,
     pub job_poll: Duration,
+    /// Job executors' timings (`[jobs]`).
+    pub jobs: JobsConfig,
+    /// The image store and NFS exports (`[images]`).
+    pub images: ImagesConfig,
+    /// SNMP timing and the reconciler (`[switches]`).
+    pub switches: SwitchesConfig,
+    /// Where job notifications go (`[webhooks]`), if anywhere.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
     /// The DHCP and TFTP servers (`[netboot]`); off unless enabled.
     pub netboot: crate::netboot::config::NetbootConfig,
 }
@@ -143,11 +151,10 @@ impl Config {
             return Err(invalid("addressing.public_gateway", format!("{public_gateway} is not inside {public_prefix}")));
         }
 
-        let netboot = crate::netboot::config::NetbootConfig::from_raw(raw.netboot, &state_dir, origin)?;
-        let lease = raw.jobs.lease_seconds.unwrap_or(30);
-        if lease == 0 {
-            return Err(invalid("jobs.lease_seconds", "must be at least 1".into()));
-        }
+        let images = ImagesConfig::from_raw(raw.images, &state_dir, origin)?;
+        let netboot = crate::netboot::config::NetbootConfig::from_raw(raw.netboot, &state_dir, &images.store_dir, origin)?;
+        let jobs = JobsConfig::from_raw(raw.jobs, origin)?;
+        let switches = SwitchesConfig::from_raw(raw.switches, origin)?;
         Ok(Config {
             listen,
             database_url,
@@ -160,8 +167,12 @@ impl Config {
             },
             public_vlan,
             public_gateway,
-            job_lease: Duration::from_secs(lease),
-            job_poll: Duration::from_millis(raw.jobs.poll_interval_ms.unwrap_or(500).max(10)),
+            job_lease: jobs.lease,
+            job_poll: jobs.poll,
+            jobs,
+            images,
+            switches,
+            webhooks: raw.webhooks.map(|w| crate::webhooks::WebhookConfig::from_raw(w, origin)).transpose()?,
             netboot,
         })
     }

@@ -1,15 +1,23 @@
 //! `bramble serve`: the controller process. It opens the inventory, serves the API on an
-//! already-bound listener and runs the job runner until the shutdown future resolves.
+//! already-bound listener and runs netboot (DHCP, TFTP), the job runner and its
+//! executors until the shutdown future resolves.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
+use async_trait::async_trait;
+use bramble_images::nfs::{GaneshaControl, GaneshaExporter, KernelExporter, NfsExporter};
+use bramble_images::{CommandRunner, SystemRunner};
+use bramble_netboot::links::StorageLinks;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, app};
-use crate::config::Config;
+use crate::config::{Config, NfsBackend};
 use crate::db::{Db, DbError};
-use crate::jobs::Runner;
+use crate::fabric::Fabric;
+use crate::jobs::{Hardware, ImagesHost, RunEnd, Runner, StorageSync};
+use crate::netboot::{Netboot, NetbootHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -19,46 +27,142 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
     #[error("netboot (DHCP/TFTP) failed to start")]
     Netboot(#[from] crate::netboot::NetbootError),
+    #[error("cannot open the image store or NFS exporter")]
+    Images(#[from] bramble_images::ImagesError),
+    /// A test's crash plan stopped the job runner: the controller stopped as if killed.
+    #[error("the job runner crashed (injected)")]
+    Crashed,
 }
 
 /// Everything a running controller is made of, before it runs.
 pub struct Controller {
     pub state: AppState,
     pub runner: Runner,
+    /// The shared parts the executors use (switch drivers, image store, timings).
+    pub hardware: Arc<Hardware>,
+    links: Option<Arc<dyn StorageLinks>>,
+    storage: Arc<LateStorage>,
+}
+
+/// The netboot service once it runs; rack jobs sync storage interfaces through it.
+#[derive(Default)]
+struct LateStorage(OnceLock<NetbootHandle>);
+
+#[async_trait]
+impl StorageSync for LateStorage {
+    async fn sync(&self) -> Result<usize, String> {
+        match self.0.get() {
+            Some(h) => h.sync_interfaces().await.map_err(|e| crate::netboot::chain(&e)),
+            None => Ok(0),
+        }
+    }
 }
 
 impl Controller {
-    /// Opens the database (migrating it) and assembles the API state and job runner.
-    pub async fn open(config: Config) -> Result<Controller, DbError> {
+    /// Opens the database (migrating it), the image store and the switch fabric, and
+    /// assembles the API state and the job runner with an executor for every kind.
+    pub async fn open(config: Config) -> Result<Controller, ServeError> {
         let db = Db::connect(&config.database_url).await?;
         crate::catalogue::seed(&db).await?;
+        let images = open_images(&config)?;
+        let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
+        let storage = Arc::new(LateStorage::default());
+        let hardware = Arc::new(Hardware {
+            db: db.clone(),
+            fabric,
+            timing: config.jobs.clone(),
+            config: config.clone(),
+            images,
+            storage: storage.clone(),
+        });
         let runner_id = format!("{}-{}", hostname(), std::process::id());
-        let runner = Runner::new(db.clone(), runner_id, config.job_lease, config.job_poll);
+        let runner = Runner::new(db.clone(), runner_id, config.job_lease, config.job_poll).with_max_parallel(config.jobs.max_parallel);
+        let runner = crate::jobs::with_executors(runner, &hardware);
         let executable: HashSet<_> = runner.kinds().into_iter().collect();
-        Ok(Controller { state: AppState::new(db, config, executable), runner })
+        Ok(Controller { state: AppState::new(db, config, executable), runner, hardware, links: None, storage })
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves storage networks through `links` instead of the configured trunk's VLAN
+    /// sub-interfaces (the virtual shelf and tests use veth pairs).
+    pub fn with_storage_links(mut self, links: Arc<dyn StorageLinks>) -> Self {
+        self.links = Some(links);
+        self
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests and jobs.
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let Controller { state, runner, links, storage, hardware } = self;
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let runner = tokio::spawn(self.runner.run(wait_true(rx.clone())));
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
-        let netboot = crate::netboot::start_configured(&self.state).await?.map(|n| tokio::spawn(n.run(wait_true(rx.clone()))));
+        let netboot = match (links, state.config.netboot.enabled) {
+            (Some(links), true) => Some(Netboot::start(&state, links).await?),
+            (None, true) => crate::netboot::start_configured(&state).await?,
+            (_, false) => None,
+        };
+        if let Some(n) = &netboot {
+            let _ = storage.0.set(n.handle());
+        }
+        let netboot = netboot.map(|n| tokio::spawn(n.run(wait_true(rx.clone()))));
+        let (crash_tx, mut crash_rx) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn({
+            let stop = wait_true(rx.clone());
+            async move {
+                let end = runner.run(stop).await;
+                let _ = crash_tx.send(end == RunEnd::Crashed);
+                end
+            }
+        });
+        // Switches read back against the inventory, drift repaired, power draw watched.
+        let reconciler = state.config.switches.reconcile_every.map(|every| {
+            let r = crate::reconciler::Reconciler::new(state.db.clone(), hardware.fabric.clone(), every);
+            tokio::spawn(r.run(wait_true(rx.clone())))
+        });
+        // Job notifications read the event log on their own; jobs never wait for them.
+        let webhooks = state.config.webhooks.clone().map(|cfg| {
+            let notifier = crate::webhooks::Notifier::new(state.db.clone(), cfg).with_executable(state.executable.clone());
+            tokio::spawn(notifier.run(wait_true(rx.clone())))
+        });
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "controller listening");
-        let served = axum::serve(listener, app(self.state.clone()))
+        let served = axum::serve(listener, app(state.clone()))
             .with_graceful_shutdown(async move {
-                shutdown.await;
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = crash_rx.wait_for(|c| *c) => {}
+                }
                 let _ = tx.send(true);
             })
             .await;
-        let _ = runner.await;
+        let crashed = matches!(runner.await, Ok(RunEnd::Crashed));
         if let Some(netboot) = netboot {
             let _ = netboot.await;
         }
-        self.state.db.close().await;
+        for task in [webhooks, reconciler].into_iter().flatten() {
+            let _ = task.await;
+        }
+        state.db.close().await;
+        if crashed {
+            return Err(ServeError::Crashed);
+        }
         served.map_err(ServeError::Http)
     }
+}
+
+/// The image store and, when configured, the NFS server exporting roots.
+fn open_images(config: &Config) -> Result<Option<Arc<ImagesHost>>, bramble_images::ImagesError> {
+    let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+    let exporter: Option<Arc<dyn NfsExporter>> = match &config.images.nfs {
+        NfsBackend::None => None,
+        NfsBackend::Ganesha { dir, pid_file } => {
+            let control = match pid_file {
+                Some(p) => GaneshaControl::Reload { pid_file: p.clone() },
+                None => GaneshaControl::DBus { bus_address: None },
+            };
+            Some(Arc::new(GaneshaExporter::new(runner.clone(), dir.clone(), control)?))
+        }
+        NfsBackend::Kernel { exports_file } => Some(Arc::new(KernelExporter::new(runner.clone(), exports_file.clone())?)),
+    };
+    Ok(Some(Arc::new(ImagesHost::open(&config.images.store_dir, exporter)?)))
 }
 
 async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {

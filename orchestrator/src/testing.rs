@@ -72,7 +72,7 @@ impl TestDb {
 
     /// A configuration using this database, with short job leases for tests.
     pub fn config(&self) -> Config {
-        let raw: RawConfig = toml::from_str("[jobs]\nlease_seconds = 2\npoll_interval_ms = 50\n").expect("test config");
+        let raw: RawConfig = toml::from_str("[jobs]\nlease_seconds = 2\npoll_interval_ms = 50\n[switches]\nreconcile_seconds = 0\n").expect("test config");
         let o = Overrides { listen: Some("127.0.0.1:0".into()), database: Some(self.url.clone()), state_dir: Some(std::env::temp_dir()) };
         Config::from_raw(raw, "test", &o).expect("valid test config")
     }
@@ -80,7 +80,12 @@ impl TestDb {
 
 /// A controller on `db` and an operator token for it.
 pub async fn controller(db: &TestDb) -> (Controller, String) {
-    let c = Controller::open(db.config()).await.expect("open controller");
+    controller_with(db, db.config()).await
+}
+
+/// A controller with `config` (from [`TestDb::config`], adjusted) and an operator token.
+pub async fn controller_with(_db: &TestDb, config: Config) -> (Controller, String) {
+    let c = Controller::open(config).await.expect("open controller");
     let token = generate_token();
     c.state.db.create_token(&token, Role::Operator, None, "test operator").await.expect("operator token");
     (c, token)

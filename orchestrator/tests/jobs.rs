@@ -66,7 +66,10 @@ async fn a_reimage_runs_every_step_and_deploys_the_pi() {
         assert_eq!(p.body["state"], "deployed");
         let audit = api.get(&format!("/v1/pis/{pi}/events?kind=job."), &op).await;
         let kinds: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["job.created"], "job.* events for the Pi: {kinds:?}");
+        let mut want = vec!["job.created", "job.started"];
+        want.extend(std::iter::repeat_n("job.step", steps.len()));
+        want.push("job.succeeded");
+        assert_eq!(kinds, want, "job.* events for the Pi (its audit trail)");
         state.db.close().await;
         db.drop().await;
     }
@@ -124,17 +127,147 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
 }
 
 #[tokio::test]
-async fn jobs_of_kinds_without_an_executor_stay_queued() {
+async fn a_runner_claims_only_kinds_it_has_an_executor_for() {
     let db = bramble::testing::sqlite_db();
     let (state, op) = app_state(&db).await;
     let api = Api { router: bramble::api::app(state.clone()) };
     let pi = api.rack(&op, "s4", 1, &["dan"]).await.remove(0);
     let job = api.post(&format!("/v1/pis/{pi}/power-on"), &op, json!({})).await;
-    assert_eq!(job.body["executable"], false);
     let rec = Arc::new(Recorder::default());
     assert!(!runner(&state, "r", rec).run_once().await.unwrap(), "a power-on job was claimed by a reimage-only runner");
     let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await.body;
     assert_eq!(j["state"], "queued");
     state.db.close().await;
     db.drop().await;
+}
+
+/// One step run: job, runner, step index, start, end.
+type StepRun = (String, &'static str, usize, std::time::Instant, std::time::Instant);
+
+/// Each step takes a while and is recorded with the runner that ran it and when.
+struct Slow {
+    runner: &'static str,
+    log: Arc<Mutex<Vec<StepRun>>>,
+}
+
+#[async_trait]
+impl Executor for Slow {
+    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+        let start = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.log.lock().unwrap().push((job.id.0.clone(), self.runner, step, start, std::time::Instant::now()));
+        Ok(())
+    }
+}
+
+/// Runner "a" dies after the second step of every job it runs.
+struct DieAfterStep1;
+
+impl bramble::jobs::CrashPlan for DieAfterStep1 {
+    fn crash_after(&self, _job: &Job, step: usize) -> bool {
+        step == 1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_it_dies() {
+    let url = std::env::var("BRAMBLE_TEST_POSTGRES").expect("BRAMBLE_TEST_POSTGRES must name a PostgreSQL server (scripts/test.sh starts one)");
+    assert!(!url.is_empty());
+    let db = test_databases().await.into_iter().find(|d| d.url.starts_with("postgres")).expect("a PostgreSQL test database");
+    let (state, op) = app_state(&db).await;
+    let api = Api { router: bramble::api::app(state.clone()) };
+    let owners = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let pis = api.rack(&op, "tk", 1, &owners).await;
+    for pi in &pis {
+        let r = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        assert_eq!(r.status, 202);
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let lease = Duration::from_secs(1);
+    let poll = Duration::from_millis(20);
+    let a = Runner::new(state.db.clone(), "a", lease, poll)
+        .with_executor(JobKind::Reimage, Arc::new(Slow { runner: "a", log: log.clone() }))
+        .with_max_parallel(3)
+        .with_crash_plan(Arc::new(DieAfterStep1));
+    let b = Runner::new(state.db.clone(), "b", lease, poll).with_executor(JobKind::Reimage, Arc::new(Slow { runner: "b", log: log.clone() })).with_max_parallel(3);
+    let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+    let a_run = tokio::spawn(a.run(std::future::pending::<()>()));
+    let b_run = tokio::spawn(b.run(async move {
+        let _ = stopped_b.await;
+    }));
+    assert_eq!(a_run.await.unwrap(), bramble::jobs::RunEnd::Crashed, "runner a died");
+    let died = std::time::Instant::now();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = state.db.list_jobs(&Default::default(), None, 100).await.unwrap();
+        if page.items.iter().all(|j| j.state == JobState::Succeeded) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "jobs did not all finish: {:?}", page.items.iter().map(|j| (j.state, j.current_step.clone())).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_b.send(());
+    assert_eq!(b_run.await.unwrap(), bramble::jobs::RunEnd::Done);
+
+    let log = log.lock().unwrap().clone();
+    let steps = JobKind::Reimage.steps().len();
+    let by_a: std::collections::BTreeSet<&String> = log.iter().filter(|r| r.1 == "a").map(|r| &r.0).collect();
+    assert!(!by_a.is_empty(), "runner a claimed jobs");
+    assert!(log.iter().any(|r| r.1 == "b" && !by_a.contains(&r.0)), "runner b claimed other jobs at the same time (SKIP LOCKED)");
+    for job in &by_a {
+        let runs: Vec<_> = log.iter().filter(|r| &&r.0 == job).collect();
+        // a ran the first steps in order, then died (after step 1 or in the middle of a
+        // step); b resumed at the step on record (re-running it: steps are idempotent)
+        // and ran the rest, only after a died, never alongside a.
+        let a_steps: Vec<usize> = runs.iter().filter(|r| r.1 == "a").map(|r| r.2).collect();
+        let b_steps: Vec<usize> = runs.iter().filter(|r| r.1 == "b").map(|r| r.2).collect();
+        assert_eq!(a_steps, (0..a_steps.len()).collect::<Vec<_>>(), "{job}");
+        let resumed_at = *b_steps.first().unwrap_or_else(|| panic!("{job}: b never ran it"));
+        assert!(resumed_at <= a_steps.len() && a_steps.len() <= resumed_at + 1, "{job}: a ran {a_steps:?}, b resumed at {resumed_at}");
+        assert_eq!(b_steps, (resumed_at..steps).collect::<Vec<_>>(), "{job}");
+        let b_first = runs.iter().filter(|r| r.1 == "b").map(|r| r.3).min().unwrap();
+        assert!(b_first >= died, "{job}: b started before a died");
+        let j = state.db.get_job(&bramble::ids::JobId((*job).clone())).await.unwrap().unwrap();
+        assert_eq!((j.state, j.attempts), (JobState::Succeeded, 2), "{job}");
+    }
+    state.db.close().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
+    for db in test_databases().await {
+        let (state, op) = app_state(&db).await;
+        let api = Api { router: bramble::api::app(state.clone()) };
+        let pi = api.rack(&op, "hb", 1, &["eve"]).await.remove(0);
+        let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let id = bramble::ids::JobId(job.body["id"].as_str().unwrap().into());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let slow = |name| Runner::new(state.db.clone(), name, Duration::from_secs(30), Duration::from_millis(20)).with_executor(JobKind::Reimage, Arc::new(Slow { runner: name, log: log.clone() }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(slow("first").run(async move {
+            let _ = stopped.await;
+        }));
+        while log.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let asked = std::time::Instant::now();
+        let _ = stop.send(());
+        assert_eq!(run.await.unwrap(), bramble::jobs::RunEnd::Done);
+        assert!(asked.elapsed() < Duration::from_secs(2), "shutdown did not wait for the job: {:?}", asked.elapsed());
+        let j = state.db.get_job(&id).await.unwrap().unwrap();
+        assert_eq!((j.state, j.attempts), (JobState::Queued, 1), "handed back to the queue");
+        // Half done: it cannot be cancelled any more.
+        let r = api.post(&format!("/v1/jobs/{}/cancel", id.0), &op, json!({})).await;
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        // The next runner resumes at once (no lease to wait for), at the step it was on.
+        let done_before = log.lock().unwrap().len();
+        assert!(slow("second").run_once().await.unwrap());
+        let second: Vec<usize> = log.lock().unwrap()[done_before..].iter().map(|r| r.2).collect();
+        assert_eq!(second, (2..JobKind::Reimage.steps().len()).collect::<Vec<_>>());
+        assert_eq!(state.db.get_job(&id).await.unwrap().unwrap().state, JobState::Succeeded);
+        state.db.close().await;
+        db.drop().await;
+    }
 }

@@ -1,6 +1,8 @@
 //! Shared harness for Bramble's end-to-end tests: a controller started in-process on a
 //! bound port, with a fresh database, and stopped through its shutdown future.
 
+pub mod shelf;
+
 use std::net::SocketAddr;
 
 use bramble::server::Controller;

@@ -31,11 +31,13 @@ async fn jobs_survive_a_graceful_restart_on_every_backend() {
         let controller = bramble::server::Controller::open(db.config()).await.unwrap();
         let c = RunningController::serve(controller, token).await.unwrap();
         let again: Value = http.get(c.url(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
-        assert_eq!(again["state"], "queued");
+        // The job is still there for the new controller to run (its switch, at a
+        // documentation address, will not answer, so it may be running or failed by now).
         assert_eq!(again["pi"], json!(id));
+        assert!(matches!(again["state"].as_str(), Some("queued" | "running" | "failed")), "{again}");
         let events: Value = http.get(c.url(&format!("/v1/pis/{id}/events"))).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
         let kinds: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["pi.registered", "pi.state", "job.created"]);
+        assert_eq!(kinds[..3], ["pi.registered", "pi.state", "job.created"], "{kinds:?}");
         // Switch secrets never come back through the API.
         let switches = http.get(c.url("/v1/switches")).bearer_auth(&c.token).send().await.unwrap().text().await.unwrap();
         assert!(!switches.contains("authpass1") && !switches.contains("privpass1"), "{switches}");

@@ -132,13 +132,17 @@ impl GaneshaExporter {
     ) -> Result<Self> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| ImagesError::io("creating ganesha config dir", &dir, e))?;
+        // Exports written by an earlier run stay exported: a controller restart must not
+        // withdraw every Pi's root at the next reload.
+        let existing = read_blocks(&dir)?;
         let exporter = GaneshaExporter {
             runner,
             dir,
             control,
             state: Mutex::new(BTreeMap::new()),
         };
-        exporter.write_include(&BTreeMap::new())?;
+        exporter.write_include(&existing)?;
+        *exporter.lock() = existing;
         Ok(exporter)
     }
 
@@ -242,12 +246,73 @@ impl NfsExporter for GaneshaExporter {
     fn mount_path(&self, export: &Export) -> String {
         export.pseudo_path()
     }
+
+    /// ganesha holds an export's root by file handle, and a reload that finds the same
+    /// block keeps it; after a root swap the export is withdrawn and added anew. A config
+    /// reload is asynchronous, so the two reloads are spaced apart.
+    fn reexport(&self, export: &Export) -> Result<()> {
+        self.remove(export)?;
+        if matches!(self.control, GaneshaControl::Reload { .. }) {
+            std::thread::sleep(RELOAD_SETTLE);
+        }
+        self.add(export)
+    }
+}
+
+/// Time given to ganesha to act on a SIGHUP before the next one.
+const RELOAD_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// The exports described by `export-<id>.conf` blocks in `dir` (as written by
+/// [`render_export_block`]); blocks that do not parse are left out.
+fn read_blocks(dir: &Path) -> Result<BTreeMap<u16, Export>> {
+    let mut out = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| ImagesError::io("listing ganesha exports", dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("export-") && name.ends_with(".conf")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        if let Some(e) = parse_export_block(&text) {
+            out.insert(e.id, e);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads back a block written by [`render_export_block`].
+pub fn parse_export_block(text: &str) -> Option<Export> {
+    let value = |key: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.trim_start().strip_prefix('=')))
+            .map(|v| v.trim().trim_end_matches(';').trim().trim_matches('"').to_string())
+    };
+    let id: u16 = value("Export_Id")?.parse().ok()?;
+    let path = PathBuf::from(value("Path")?);
+    let client = value("Clients")?.split('/').next()?.parse().ok()?;
+    Export::with_id(id, client, path).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cmd::RecordingRunner;
+
+    #[test]
+    fn blocks_read_back_and_survive_a_new_exporter() {
+        let e = Export::new("10.46.189.2".parse().expect("ip"), "/srv/roots/pi-1".into()).expect("export");
+        assert_eq!(parse_export_block(&render_export_block(&e)), Some(e.clone()));
+        assert_eq!(parse_export_block("EXPORT { Path = \"/x\"; }"), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = Arc::new(RecordingRunner::default());
+        let control = GaneshaControl::DBus { bus_address: None };
+        let g = GaneshaExporter::new(runner.clone(), dir.path().to_path_buf(), control.clone()).expect("new");
+        g.add(&e).expect("add");
+        let again = GaneshaExporter::new(runner, dir.path().to_path_buf(), control).expect("restart");
+        assert_eq!(again.list().expect("list"), vec![e]);
+        assert!(std::fs::read_to_string(again.include_file()).expect("include").contains("export-48386.conf"));
+    }
 
     #[test]
     fn export_block_limits_access_to_the_pi() {

@@ -68,4 +68,10 @@ pub trait NfsExporter: Send + Sync {
     fn list(&self) -> Result<Vec<Export>>;
     /// The path the Pi mounts (the `nfsroot=` path on its kernel command line).
     fn mount_path(&self, export: &Export) -> String;
+    /// Exports `export` after the directory at its path was replaced (a reimage swaps
+    /// roots): the server must serve the new directory, not the one it resolved before.
+    fn reexport(&self, export: &Export) -> Result<()> {
+        self.remove(export)?;
+        self.add(export)
+    }
 }

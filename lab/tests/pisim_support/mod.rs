@@ -1,6 +1,7 @@
 //! The anchor the simulator boots against in tests: dnsmasq (DHCP + TFTP) and
-//! nfs-ganesha (NFSv3, with its own rpcbind), all inside one private controller
-//! namespace with a private /run, so they never meet another engineer's daemons.
+//! nfs-ganesha (NFSv3, with its own rpcbind, run by `bramble_lab::ganesha`), all inside
+//! one private controller namespace with a private /run, so they never meet another
+//! engineer's daemons.
 
 #![allow(dead_code)]
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
 use bramble_lab::pisim::{PiModel, PiSimConfig, Serial};
 use bramble_lab::{Netns, run_ip, unique_name};
 
@@ -46,7 +48,7 @@ pub struct Anchor {
     pub slots: Vec<PiSlot>,
     ctl_ifs: Vec<String>,
     dnsmasq: Option<Child>,
-    ganesha: Option<Child>,
+    ganesha: Option<GaneshaServer>,
 }
 
 pub fn require_tools() {
@@ -216,34 +218,21 @@ impl Anchor {
         fs::read_to_string(self.dir.path().join("dnsmasq.log")).unwrap_or_default()
     }
 
-    /// rpcbind and ganesha.nfsd in the controller namespace with a private /run,
-    /// exporting the roots directory read-only over NFSv3; waits until it answers.
+    /// nfs-ganesha (with its own rpcbind and /run) in the controller namespace through
+    /// bramble-lab's `GaneshaServer`, exporting the roots directory read-only over
+    /// NFSv3; waits until it serves the first Pi's root.
     pub fn start_ganesha(&mut self) {
         let d = self.dir.path();
-        let conf = format!(
-            "NFS_CORE_PARAM {{ Protocols = 3; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
-             NFSv4 {{ Graceless = true; RecoveryRoot = \"{rec}\"; }}\n\
-             EXPORT {{ Export_Id = 105; Path = \"{roots}\"; Pseudo = \"{roots}\"; Protocols = 3; \
+        let exports = format!(
+            "EXPORT {{ Export_Id = 105; Path = \"{roots}\"; Pseudo = \"{roots}\"; Protocols = 3; \
              Transports = TCP; Access_Type = RO; Squash = No_Root_Squash; SecType = sys; \
              FSAL {{ Name = VFS; }} }}\n",
-            rec = d.join("recovery").display(),
             roots = d.join("roots").display(),
         );
-        write(&d.join("ganesha.conf"), conf.as_bytes());
-        let script = format!(
-            "mount -t tmpfs tmpfs /run && (rpcbind -f -w & echo $! > {d}/rpcbind.pid) && sleep 0.3 && \
-             exec ganesha.nfsd -F -f {d}/ganesha.conf -L {d}/ganesha.log -p {d}/ganesha.pid",
-            d = d.display()
-        );
-        let child = self
-            .ctl
-            .command("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(d.join("ganesha.out")).expect("out file"))
-            .spawn()
-            .expect("spawn ganesha");
-        self.ganesha = Some(child);
+        write(&d.join("exports.conf"), exports.as_bytes());
+        let mut opts = GaneshaOptions::new(d.join("ganesha"), d.join("exports.conf"));
+        opts.netns = Some(self.ctl.name().to_string());
+        self.ganesha = Some(GaneshaServer::start(opts).expect("ganesha starts"));
         let slot = self
             .slots
             .first()
@@ -268,27 +257,17 @@ impl Anchor {
         }
         panic!(
             "ganesha did not serve {url} within 30 s; see {}",
-            d.join("ganesha.log").display()
+            d.join("ganesha/ganesha.log").display()
         );
     }
 }
 
 impl Drop for Anchor {
     fn drop(&mut self) {
-        for child in [self.dnsmasq.take(), self.ganesha.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(child) = self.dnsmasq.take() {
             stop(child);
         }
-        let pid_file = self.dir.path().join("rpcbind.pid");
-        if let Some(pid) = fs::read_to_string(pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            // SAFETY: kill(2) on the pid this fixture started.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        self.ganesha.take();
     }
 }
 

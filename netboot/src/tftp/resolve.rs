@@ -41,6 +41,16 @@ pub enum IdError {
 }
 
 impl Serial {
+    /// Stands in for a serial the inventory does not know yet (a Pi 3B's ROM does not
+    /// send it in DHCP); any `<serial>/` prefix is then taken as this slot's own.
+    pub fn unknown() -> Serial {
+        Serial("00000000".into())
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.0 == "00000000"
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 use super::extract::{require_operator, Body, Caller};
 use super::{ApiError, AppState, FieldError};
 use crate::db::fabric::{EnrollError, NewSwitch};
+use crate::db::jobs::{CreateOutcome, NewJob};
+use crate::jobs::model::JobKind;
 use crate::db::events::NewEvent;
 use crate::ids::SwitchId;
 use crate::model::{Shelf, Switch};
@@ -126,4 +128,32 @@ pub async fn enroll_shelf(State(st): State<AppState>, Caller(who): Caller, Body(
     let msg = format!("shelf {} enrolled: ports {}-{}", shelf.name, shelf.first_port, shelf.last_port);
     st.db.append_event(&NewEvent::new("shelf.enrolled", who.token().as_str(), msg)).await?;
     Ok((StatusCode::CREATED, Json(shelf)))
+}
+
+#[utoipa::path(post, path = "/v1/shelves/{name}/rack", tag = "fabric",
+    params(("name" = String, Path, description = "shelf id or name"), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = crate::model::Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)),
+    security(("bearer" = [])))]
+/// Racks an enrolled shelf: storage interfaces, switch configuration (verified), staggered
+/// power-on, and every slot ready or flagged. Progress is the returned job's.
+pub async fn rack_shelf(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    require_operator(&who)?;
+    let shelf = st.db.get_shelf(&name).await?.ok_or_else(|| ApiError::not_found(format!("shelf {name}")))?;
+    if let Some(running) = st.db.active_job_for_shelf(&shelf.id).await? {
+        return Err(ApiError::Conflict { code: "shelf_busy", message: format!("shelf {} is being racked by job {running}", shelf.name) });
+    }
+    let key = super::pis::idempotency_key(&headers)?;
+    let new = NewJob { kind: JobKind::RackShelf, pi: None, shelf: Some(shelf.id.clone()), params: serde_json::json!({}), idempotency_key: key };
+    let job = match st.db.create_job(&new, &who).await? {
+        CreateOutcome::Created(job) | CreateOutcome::Replayed(job) => job,
+        CreateOutcome::KeyReused { existing } => return Err(ApiError::KeyReused { existing: existing.0 }),
+        CreateOutcome::Busy { running } => return Err(ApiError::Conflict { code: "shelf_busy", message: format!("job {running} is active") }),
+    };
+    let location = format!("/v1/jobs/{}", job.id);
+    Ok((StatusCode::ACCEPTED, [(axum::http::header::LOCATION, location)], Json(st.present(job))))
 }

@@ -22,6 +22,8 @@ mod jobs;
 mod meta;
 pub mod openapi;
 mod pis;
+mod shelf_status;
+mod ui;
 
 pub use error::{ApiError, FieldError, Problem};
 pub use extract::Caller;
@@ -70,8 +72,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/switches", get(fabric::list_switches).post(fabric::create_switch))
         .route("/v1/shelves", get(fabric::list_shelves).post(fabric::enroll_shelf))
         .route("/v1/shelves/{name}", get(fabric::get_shelf))
+        .route("/v1/shelves/{name}/rack", post(fabric::rack_shelf))
+        .route("/v1/shelves/{name}/status", get(shelf_status::get_shelf_status))
         .route("/v1/tokens", get(meta::list_tokens).post(meta::create_token))
         .route("/v1/tokens/{id}", delete(meta::revoke_token))
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
         .fallback(meta::not_found)
         .with_state(state)
 }

@@ -250,7 +250,7 @@ async fn start_job(st: &AppState, who: &crate::auth::Principal, id: &str, kind: 
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job))))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
     let key = v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?;
     if key.is_empty() || key.len() > 255 {

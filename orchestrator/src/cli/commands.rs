@@ -45,6 +45,19 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Shelf { command: ShelfCommand::Show(args), api } => super::shelf_view::run(args, &api).await,
+        Command::Shelf { command: ShelfCommand::Rack { name, wait, timeout }, api } => {
+            let c = ApiClient::new(&api)?;
+            let job = c.post(&format!("/v1/shelves/{}/rack", enc(&name)), &json!({}), None).await?;
+            let id = job["id"].as_str().unwrap_or_default().to_string();
+            if api.json && !wait {
+                print_json(&job);
+            } else {
+                eprintln!("racking shelf {name}: job {id}");
+            }
+            if wait { self::wait(&c, &id, Duration::from_secs(timeout), api.json).await } else { Ok(ExitCode::SUCCESS) }
+        }
+        Command::Lab { command } => super::lab::run(command).await,
         Command::SwitchSim(a) => super::tools::switch_sim(a).await,
         Command::Image { command: ImageCommand::Recipes, .. } => super::tools::recipes(),
         Command::Image { command: ImageCommand::Build(a), .. } => super::tools::image_build(a).await,
@@ -68,7 +81,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

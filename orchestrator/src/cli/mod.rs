@@ -11,7 +11,9 @@ use crate::config::{Config, Overrides};
 
 mod client;
 mod commands;
+mod lab;
 mod output;
+mod shelf_view;
 mod tools;
 
 #[derive(Debug, Parser)]
@@ -98,6 +100,11 @@ enum Command {
     },
     /// Run a virtual PoE switch (SNMP v2c/v3) for labs and tests.
     SwitchSim(tools::SwitchSimArgs),
+    /// A virtual shelf on this machine: controller, switch, NFS server, simulated Pis.
+    Lab {
+        #[command(subcommand)]
+        command: lab::LabCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +187,18 @@ enum JobCommand {
 #[derive(Debug, Subcommand)]
 enum ShelfCommand {
     List,
+    /// Watch one shelf: ports, Pis, boot stages and jobs, redrawn every second.
+    Show(shelf_view::ShowArgs),
+    /// Rack an enrolled shelf: storage interfaces, switch configuration, staggered
+    /// power-on; every slot ends ready or flagged.
+    Rack {
+        name: String,
+        /// Wait for the job, showing progress.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

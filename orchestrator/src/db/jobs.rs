@@ -149,6 +149,16 @@ impl Db {
         row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
     }
 
+    /// The queued or running job of a shelf (racking), if any.
+    pub async fn active_job_for_shelf(&self, shelf: &ShelfId) -> Result<Option<JobId>, DbError> {
+        let row = self
+            .q("SELECT id FROM jobs WHERE shelf_id = $1 AND state IN ('queued', 'running')")
+            .bind(shelf.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
+    }
+
     pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, DbError> {
         let row = self
             .q(const_format::concatcp!("SELECT ", COLUMNS, " FROM jobs WHERE id = $1"))
@@ -175,12 +185,13 @@ impl Db {
         Ok(Page::from_rows(items, limit, |j| j.id.0.clone()))
     }
 
-    /// Cancels a queued job; false if it is no longer queued.
+    /// Cancels a job no runner has started; false otherwise (a job handed back to the
+    /// queue at a shutdown has done some of its steps and is finished, not abandoned).
     pub async fn cancel_job(&self, id: &JobId, by: &Principal) -> Result<bool, DbError> {
         let now = now_millis();
         let mut tx = self.pool().begin().await?;
         let r = self
-            .q("UPDATE jobs SET state = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'queued'")
+            .q("UPDATE jobs SET state = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'queued' AND attempts = 0")
             .bind(now)
             .bind(id.0.clone())
             .execute(&mut *tx)
@@ -237,6 +248,21 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Hands a running job back to the queue (its runner is shutting down): the next
+    /// runner resumes it at its step without waiting for the lease. False if the runner
+    /// no longer held it.
+    pub async fn release_job(&self, id: &JobId, runner: &str) -> Result<bool, DbError> {
+        let r = self
+            .q("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+                WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
+            .bind(now_millis())
+            .bind(id.0.clone())
+            .bind(runner.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Ends a job as succeeded or failed (with messages), with its audit event, if the
     /// runner still holds the lease.
     pub async fn finish_job(&self, id: &JobId, runner: &str, outcome: &JobOutcome) -> Result<bool, DbError> {
@@ -258,7 +284,10 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 1 {
-            let e = NewEvent::new(&format!("job.{state}"), runner, err.unwrap_or_else(|| format!("job {state}"))).job(id);
+            let row = self.q("SELECT j.pi_id, COALESCE(j.customer, p.owner) AS customer FROM jobs j LEFT JOIN pis p ON p.id = j.pi_id WHERE j.id = $1").bind(id.0.clone()).fetch_one(&mut *tx).await?;
+            let mut e = NewEvent::new(&format!("job.{state}"), runner, err.unwrap_or_else(|| format!("job {state}"))).job(id);
+            e.pi = get_opt_str(&row, "pi_id")?.map(PiId);
+            e.customer = get_opt_str(&row, "customer")?.map(CustomerId);
             self.append_event_with(&mut *tx, &e).await?;
         }
         tx.commit().await?;

@@ -13,7 +13,9 @@ pub mod events;
 pub mod fabric;
 pub mod images;
 pub mod jobs;
+pub mod orchestration;
 pub mod pis;
+pub mod status;
 pub mod tokens;
 
 pub type Query<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;

@@ -1,6 +1,27 @@
-//! Durable jobs: the model (kinds, steps, states) and the runner that executes them.
+//! Durable jobs: the model (kinds, steps, states), the runner that executes them, and
+//! the executors that do each kind's steps against the hardware.
 
+pub mod config;
+pub mod hardware;
 pub mod model;
+pub mod power;
+pub mod rack;
+pub mod reimage;
 pub mod runner;
 
-pub use runner::{Executor, Runner, StepError};
+use std::sync::Arc;
+
+pub use hardware::{Hardware, ImagesHost, NoStorage, StorageSync};
+pub use runner::{CrashPlan, Executor, RunEnd, Runner, StepError};
+
+use model::JobKind;
+
+/// Adds an executor for every job kind to `runner`.
+pub fn with_executors(runner: Runner, hw: &Arc<Hardware>) -> Runner {
+    runner
+        .with_executor(JobKind::PowerOn, Arc::new(power::PowerExecutor::new(hw.clone(), true)))
+        .with_executor(JobKind::PowerOff, Arc::new(power::PowerExecutor::new(hw.clone(), false)))
+        .with_executor(JobKind::Reboot, Arc::new(power::RebootExecutor::new(hw.clone())))
+        .with_executor(JobKind::Reimage, Arc::new(reimage::ReimageExecutor::new(hw.clone())))
+        .with_executor(JobKind::RackShelf, Arc::new(rack::RackExecutor::new(hw.clone())))
+}

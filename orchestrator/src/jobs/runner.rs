@@ -13,9 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::model::JobKind;
+use crate::db::events::NewEvent;
 use crate::db::jobs::JobOutcome;
 use crate::db::{Db, DbError};
 use crate::lifecycle::{LifecycleEvent, transition};
+use crate::ids::JobId;
 use crate::model::Job;
 
 /// Why a step did not complete.
@@ -51,22 +53,55 @@ pub trait Executor: Send + Sync {
 const STEP_TRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Test support: decides whether the runner "crashes" right after a step completed,
+/// before the next step is recorded, as a controller killed at that instant would.
+pub trait CrashPlan: Send + Sync {
+    fn crash_after(&self, job: &Job, step: usize) -> bool;
+}
+
+/// How a job's run ended for the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The job finished (succeeded or failed) or was lost to another runner.
+    Done,
+    /// A [`CrashPlan`] stopped the runner: nothing more is written, as after a kill.
+    Crashed,
+}
+
 pub struct Runner {
     db: Db,
     id: String,
     executors: HashMap<JobKind, Arc<dyn Executor>>,
     lease: Duration,
     poll: Duration,
+    max_parallel: usize,
+    crash: Option<Arc<dyn CrashPlan>>,
 }
 
 impl Runner {
     pub fn new(db: Db, id: impl Into<String>, lease: Duration, poll: Duration) -> Self {
-        Runner { db, id: id.into(), executors: HashMap::new(), lease, poll }
+        Runner { db, id: id.into(), executors: HashMap::new(), lease, poll, max_parallel: 1, crash: None }
     }
 
     pub fn with_executor(mut self, kind: JobKind, e: Arc<dyn Executor>) -> Self {
         self.executors.insert(kind, e);
         self
+    }
+
+    /// Runs up to `n` jobs at once (each on its own Pi or shelf).
+    pub fn with_max_parallel(mut self, n: usize) -> Self {
+        self.max_parallel = n.max(1);
+        self
+    }
+
+    /// Test support: crash where `plan` says.
+    pub fn with_crash_plan(mut self, plan: Arc<dyn CrashPlan>) -> Self {
+        self.crash = Some(plan);
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     pub fn kinds(&self) -> Vec<JobKind> {
@@ -75,24 +110,62 @@ impl Runner {
         k
     }
 
-    /// Runs jobs until `shutdown` resolves. A database error is logged and retried after
-    /// the poll interval.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Runs jobs, up to `max_parallel` at once, until `shutdown` resolves, or until a
+    /// crash plan fires (returns [`RunEnd::Crashed`] at once, abandoning every job in
+    /// flight with its lease held, as a killed process would). On shutdown the jobs in
+    /// flight are stopped and handed back to the queue (their steps are idempotent), so
+    /// a restart does not wait for a reboot to finish nor for a lease to expire.
+    /// A database error is logged and retried after the poll interval.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> RunEnd {
+        let this = Arc::new(self);
+        let mut running: tokio::task::JoinSet<RunEnd> = tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, JobId> = HashMap::new();
         tokio::pin!(shutdown);
         loop {
-            let worked = match self.run_once().await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::error!(runner = %self.id, error = format!("{e:#}"), "job runner database error");
-                    false
+            while running.len() < this.max_parallel {
+                match this.db.claim_job(&this.id, &this.kinds(), this.lease).await {
+                    Ok(Some(job)) => {
+                        let (me, id) = (this.clone(), job.id.clone());
+                        let handle = running.spawn(async move {
+                            me.run_job(job).await.unwrap_or_else(|e| {
+                                tracing::error!(error = format!("{e:#}"), "job runner database error; the job resumes after its lease expires");
+                                RunEnd::Done
+                            })
+                        });
+                        in_flight.insert(handle.id(), id);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(runner = %this.id, error = format!("{e:#}"), "job runner database error");
+                        break;
+                    }
                 }
-            };
-            if worked {
-                continue;
             }
             tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = &mut shutdown => {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    for id in in_flight.values() {
+                        match this.db.release_job(id, &this.id).await {
+                            Ok(true) => tracing::info!(job = %id, "job handed back to the queue at shutdown"),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(job = %id, error = %e, "could not hand the job back; it resumes when its lease expires"),
+                        }
+                    }
+                    return RunEnd::Done;
+                }
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    match done {
+                        Ok((task, RunEnd::Crashed)) => {
+                            in_flight.remove(&task);
+                            running.abort_all();
+                            return RunEnd::Crashed;
+                        }
+                        Ok((task, RunEnd::Done)) => { in_flight.remove(&task); }
+                        Err(e) => { in_flight.remove(&e.id()); }
+                    }
+                }
+                _ = tokio::time::sleep(this.poll) => {}
             }
         }
     }
@@ -102,29 +175,81 @@ impl Runner {
         let Some(job) = self.db.claim_job(&self.id, &self.kinds(), self.lease).await? else {
             return Ok(false);
         };
-        let Some(exec) = self.executors.get(&job.kind).cloned() else { return Ok(true) };
+        self.run_job(job).await?;
+        Ok(true)
+    }
+
+    async fn run_job(&self, job: Job) -> Result<RunEnd, DbError> {
+        let Some(exec) = self.executors.get(&job.kind).cloned() else { return Ok(RunEnd::Done) };
         tracing::info!(runner = %self.id, job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
         self.enter_lifecycle(&job).await?;
         let start = job.steps.iter().position(|s| Some(s) == job.current_step.as_ref()).unwrap_or(0);
+        self.job_event(&job, "job.started", format!("{} started (attempt {})", job.kind, job.attempts), start).await?;
         for step in start..job.steps.len() {
             if !self.db.advance_job(&job.id, &self.id, step, self.lease).await? {
                 tracing::warn!(job = %job.id, "lost the lease; another runner has the job");
-                return Ok(true);
+                return Ok(RunEnd::Done);
             }
-            if let Err(e) = self.run_step_with_retries(exec.as_ref(), &job, step).await {
+            self.job_event(&job, "job.step", format!("step {} of {}: {}", step + 1, job.steps.len(), job.steps[step]), step).await?;
+            let outcome = {
+                let heartbeat = self.keep_lease(&job, step);
+                tokio::pin!(heartbeat);
+                tokio::select! {
+                    r = self.run_step_with_retries(exec.as_ref(), &job, step) => r,
+                    lost = &mut heartbeat => {
+                        let _: () = lost;
+                        tracing::warn!(job = %job.id, step = %job.steps[step], "lost the lease during a step; abandoning the job to its new owner");
+                        return Ok(RunEnd::Done);
+                    }
+                }
+            };
+            if let Err(e) = outcome {
                 tracing::warn!(job = %job.id, step = %job.steps[step], error = %e.operator, "job failed");
                 let outcome = JobOutcome::Failed { operator: format!("step {}: {}", job.steps[step], e.operator), customer: e.customer };
                 if self.db.finish_job(&job.id, &self.id, &outcome).await? {
                     self.leave_lifecycle(&job, Some(&job.steps[step])).await?;
                 }
-                return Ok(true);
+                return Ok(RunEnd::Done);
+            }
+            if let Some(plan) = &self.crash
+                && plan.crash_after(&job, step)
+            {
+                tracing::warn!(runner = %self.id, job = %job.id, step = %job.steps[step], "injected crash after step");
+                return Ok(RunEnd::Crashed);
             }
         }
         if self.db.finish_job(&job.id, &self.id, &JobOutcome::Succeeded).await? {
             self.leave_lifecycle(&job, None).await?;
             tracing::info!(job = %job.id, "job succeeded");
         }
-        Ok(true)
+        Ok(RunEnd::Done)
+    }
+
+    /// Renews the lease every third of its length while a step runs; resolves only if
+    /// the lease was lost (another runner took the job).
+    async fn keep_lease(&self, job: &Job, step: usize) {
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.db.advance_job(&job.id, &self.id, step, self.lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "could not renew the job lease"),
+            }
+        }
+    }
+
+    /// An audit event for the job's Pi (and its customer), so progress shows in the Pi's
+    /// timeline and reaches webhooks.
+    async fn job_event(&self, job: &Job, kind: &str, message: String, step: usize) -> Result<(), DbError> {
+        let mut e = NewEvent::new(kind, &self.id, message)
+            .job(&job.id)
+            .data(serde_json::json!({ "kind": job.kind, "step": job.steps.get(step), "attempt": job.attempts }));
+        if let Some(pi) = &job.pi {
+            e.customer = self.db.get_pi(pi).await?.and_then(|p| p.owner);
+            e.pi = Some(pi.clone());
+        }
+        self.db.append_event(&e).await
     }
 
     async fn run_step_with_retries(&self, exec: &dyn Executor, job: &Job, step: usize) -> Result<(), StepError> {

@@ -69,10 +69,12 @@ pub struct NetbootConfig {
 }
 
 impl NetbootConfig {
-    /// Checks the raw section; `origin` names the file in errors.
+    /// Checks the raw section; `origin` names the file in errors. Per-Pi roots default to
+    /// the image store's `roots/`, where reimaging writes them.
     pub fn from_raw(
         raw: RawNetboot,
         state_dir: &Path,
+        image_store: &Path,
         origin: &str,
     ) -> Result<NetbootConfig, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
@@ -133,7 +135,7 @@ impl NetbootConfig {
             firmware_dir: raw
                 .firmware_dir
                 .unwrap_or_else(|| state_dir.join("firmware")),
-            roots_dir: raw.roots_dir.unwrap_or_else(|| state_dir.join("roots")),
+            roots_dir: raw.roots_dir.unwrap_or_else(|| image_store.join("roots")),
             refresh: Duration::from_secs(refresh),
             flat,
         })
@@ -204,7 +206,7 @@ mod tests {
             path: "t.toml".into(),
             message: e.to_string(),
         })?;
-        NetbootConfig::from_raw(raw, Path::new("/var/lib/bramble"), "t.toml")
+        NetbootConfig::from_raw(raw, Path::new("/var/lib/bramble"), Path::new("/var/lib/bramble/images"), "t.toml")
     }
 
     #[test]
@@ -218,7 +220,7 @@ mod tests {
             vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(c.firmware_dir, PathBuf::from("/var/lib/bramble/firmware"));
-        assert_eq!(c.roots_dir, PathBuf::from("/var/lib/bramble/roots"));
+        assert_eq!(c.roots_dir, PathBuf::from("/var/lib/bramble/images/roots"));
     }
 
     #[test]

@@ -154,6 +154,11 @@ impl Netboot {
         Ok(sync_interfaces(&self.inner).await)
     }
 
+    /// A handle other parts of the controller keep to sync storage interfaces.
+    pub fn handle(&self) -> NetbootHandle {
+        NetbootHandle(self.inner.clone())
+    }
+
     /// The DHCP server, to inspect its interfaces and counters.
     pub fn dhcp(&self) -> &DhcpServer {
         &self.inner.dhcp
@@ -179,6 +184,19 @@ impl Netboot {
         if let Some(t) = sink_task {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
+    }
+}
+
+/// A clonable handle on running netboot: the rack-shelf job uses it to serve a new
+/// shelf's storage interfaces without waiting for the refresh timer.
+#[derive(Clone)]
+pub struct NetbootHandle(Arc<Inner>);
+
+impl NetbootHandle {
+    /// Reloads slots and Pis and serves new slots; returns how many interfaces are served.
+    pub async fn sync_interfaces(&self) -> Result<usize, NetbootError> {
+        self.0.directory.refresh().await?;
+        Ok(sync_interfaces(&self.0).await)
     }
 }
 

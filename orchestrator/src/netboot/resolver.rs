@@ -16,10 +16,6 @@ use bramble_netboot::tftp::{BootResolver, MacAddr, Serial, SlotBoot};
 
 use super::directory::{Directory, SlotEntry};
 
-/// Stands in for a serial the inventory does not know yet (a Pi 3B ROM does not send
-/// it). It only means that no `<serial>/` prefix is accepted for this slot.
-const UNKNOWN_SERIAL: &str = "00000000";
-
 pub struct DbBootResolver {
     directory: Arc<Directory>,
     roots_dir: PathBuf,
@@ -60,7 +56,7 @@ pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
         .serial
         .as_deref()
         .and_then(|s| s.parse().ok())
-        .or_else(|| UNKNOWN_SERIAL.parse().ok())?;
+        .unwrap_or_else(Serial::unknown);
     let mac: MacAddr = pi
         .mac
         .as_deref()
@@ -86,11 +82,16 @@ pub fn boot_dir(root: &Path) -> PathBuf {
 
 /// The generated `cmdline.txt` inputs of a storage /30.
 pub fn params(slot: &SlotEntry) -> BootParams {
+    boot_params(slot.controller_ip, slot.pi_ip)
+}
+
+/// The generated `cmdline.txt` inputs of the /30 with these two ends.
+pub fn boot_params(controller: Ipv4Addr, pi: Ipv4Addr) -> BootParams {
     BootParams {
-        controller: slot.controller_ip,
-        pi: slot.pi_ip,
+        controller,
+        pi,
         netmask: Ipv4Addr::new(255, 255, 255, 252),
-        nfs_export: format!("/export/{}", slot.pi_ip),
+        nfs_export: format!("/export/{pi}"),
         console: Vec::new(),
         extra_args: Vec::new(),
         config_additions: Vec::new(),
@@ -123,7 +124,7 @@ mod tests {
         };
         let b = slot_boot(&slot(Some(pi)), Path::new("/r")).expect("slot with a Pi");
         assert_eq!(b.boot_dir, PathBuf::from("/r/pi-7/boot"));
-        assert_eq!(b.serial.as_str(), UNKNOWN_SERIAL);
+        assert!(b.serial.is_unknown());
         assert_eq!(b.mac.to_string(), "b8:27:eb:00:00:07");
         assert_eq!(b.params.nfs_export, "/export/10.46.189.2");
         assert_eq!(b.params, BootParams::example());

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Boot-storm benchmark: N simulated Pis (mixed 3B / 3B+ / 4, real boot-ROM timings,
+# firmware-sized TFTP files) powered on all at once and then staggered; prints one
+# Markdown row per storm (see docs/benchmarks-bootstorm.md for the method).
+#
+#   bench/bootstorm.sh                 # 96 Pis, staggered 16 per 2 s
+#   PIS=24 GROUP=8 PAUSE=1 bench/bootstorm.sh
+#
+# Needs root and: dnsmasq-base tftpd-hpa nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PIS=${PIS:-96}
+GROUP=${GROUP:-16}
+PAUSE=${PAUSE:-2}
+REPLY_DELAY=${REPLY_DELAY:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "bootstorm: needs root (network namespaces, veth pairs)" >&2
+    exit 1
+fi
+for tool in dnsmasq in.tftpd ganesha.nfsd rpcbind nfs-cat; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "bootstorm: $tool missing; apt-get install -y dnsmasq-base tftpd-hpa nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils" >&2
+        exit 1
+    fi
+done
+
+echo "# boot storm, $PIS Pis, $(date -u +%FT%TZ), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "## Anchor: dnsmasq (DHCP, dhcp-reply-delay $REPLY_DELAY s) + tftpd-hpa + nfs-ganesha, configured by hand"
+cargo build --release -q -p bramble-lab --example bootstorm_anchor
+"$CARGO_TARGET_DIR/release/examples/bootstorm_anchor" \
+    --pis "$PIS" --group "$GROUP" --pause-secs "$PAUSE" --reply-delay "$REPLY_DELAY"
+
+# ===== BRAMBLE PART ===============================================================
+# The same two storms against Bramble's virtual shelf (`bramble::lab::Lab`, as
+# `bramble lab up` builds it): controller on SQLite with its own DHCP and TFTP, the
+# virtual PoE switch, nfs-ganesha, and the same PiSims; the shelf is racked and
+# deployed through the API, each Pi's boot files are given the anchor's sizes
+# (BRAMBLE_FILES=firmware, the default; `small` or `lab` for the others), and power goes
+# over SNMP to the switch as the controller sends it. Storage links from 10.109.0.0/16.
+BRAMBLE_FILES=${BRAMBLE_FILES:-firmware}
+cargo build --release -q -p bramble --example bootstorm
+# The lab's controller serves DHCP and TFTP on the root namespace's 67 and 69, and its
+# nfs-ganesha needs 111 and 2049: only one lab can run on a machine at a time.
+if ss -lnu | grep -qE ':(67|69|111) ' || ss -lnt | grep -qE ':(111|2049) '; then
+    echo "bootstorm: port 67, 69, 111 or 2049 is taken (another lab or test is running):" >&2
+    ss -lnup | grep -E ':(67|69|111) ' >&2 || true
+    ss -lntp | grep -E ':(111|2049) ' >&2 || true
+    exit 1
+fi
+echo
+echo "## Bramble: controller (DHCP + TFTP) + virtual switch (PoE over SNMP) + nfs-ganesha, boot files: $BRAMBLE_FILES"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$CARGO_TARGET_DIR/release/examples/bootstorm" \
+    --pis "$PIS" --group "$GROUP" --pause-secs "$PAUSE" --files "$BRAMBLE_FILES"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# ===== END BRAMBLE PART ===========================================================

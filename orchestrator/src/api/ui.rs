@@ -1,0 +1,72 @@
+//! `/ui`: the read-only shelf view for operators, as three static files compiled into the
+//! binary (no build step, nothing fetched from elsewhere).
+//!
+//! The files themselves need no token: they hold no data. The page asks the operator for
+//! a bearer token (or takes it from the URL fragment `#token=...`, which browsers never
+//! send to the server), keeps it in `sessionStorage`, and reads everything through the
+//! ordinary `/v1` API. **Invariant:** the page only ever sends GET requests and puts data
+//! into the DOM as text, never as markup; a unit test below checks the script for both.
+
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::IntoResponse;
+
+const INDEX_HTML: &str = include_str!("ui/index.html");
+const APP_JS: &str = include_str!("ui/app.js");
+const STYLE_CSS: &str = include_str!("ui/style.css");
+
+/// Only this origin's own script, style and API; no framing, no referrer.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    let headers: [(HeaderName, HeaderValue); 5] = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        // Served from the binary: a new controller version brings new files.
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+    ];
+    (headers, body)
+}
+
+/// `GET /ui`: the page.
+pub async fn index() -> impl IntoResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+/// `GET /ui/app.js`.
+pub async fn script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /ui/style.css`.
+pub async fn style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_only_reads_and_never_parses_data_as_markup() {
+        for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
+            assert!(!APP_JS.contains(banned), "app.js uses {banned}");
+        }
+        // Every request goes through one helper that sends GET.
+        assert_eq!(APP_JS.matches("fetch(").count(), 1, "app.js must call fetch in exactly one place");
+        assert!(APP_JS.contains("method: \"GET\""), "the fetch helper must pin the method to GET");
+        for verb in ["\"POST\"", "\"PATCH\"", "\"PUT\"", "\"DELETE\""] {
+            assert!(!APP_JS.contains(verb), "app.js mentions {verb}");
+        }
+    }
+
+    #[test]
+    fn the_page_loads_only_its_own_files() {
+        for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
+            assert!(!text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"), "an external URL in the UI");
+        }
+        assert!(INDEX_HTML.contains("src=\"/ui/app.js\"") && INDEX_HTML.contains("href=\"/ui/style.css\""));
+    }
+}

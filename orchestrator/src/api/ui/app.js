@@ -1,0 +1,366 @@
+// Bramble shelf view: draws each shelf as a grid of ports from the /v1 API and shows a
+// Pi's boot timeline on click. Read-only: every request is a GET, and data reaches the
+// DOM only as text (textContent / text nodes), never as markup.
+"use strict";
+
+(() => {
+  const REFRESH_MS = 2000;
+  const TOKEN_KEY = "bramble.token";
+  const TIMELINE_KEEP = 300;
+  const TIMELINE_PAGES = 10;
+  const STATES = ["new", "ready", "deploying", "deployed", "rescue", "failed", "maintenance", "retired", "empty"];
+
+  const view = {
+    token: null,
+    shelf: null, // show only this shelf (from #shelf=)
+    pi: null, // the selected Pi (from #pi= or a click)
+    port: null, // the selected slot when it holds no Pi: [shelf, port]
+    statuses: [],
+    timeline: { pi: null, events: [], cursor: 0 },
+    timer: null,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  /** An element with attributes and children; strings become text nodes. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else node.setAttribute(k, String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      node.append(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    }
+    return node;
+  }
+
+  class ApiFailure extends Error {
+    constructor(status, code, detail) {
+      super(detail);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  /** The one place that talks to the controller: GET only, with the bearer token. */
+  async function api(path) {
+    let resp;
+    try {
+      resp = await fetch(path, { method: "GET", headers: { Authorization: "Bearer " + view.token }, cache: "no-store" });
+    } catch (e) {
+      throw new ApiFailure(0, "unreachable", "cannot reach the controller");
+    }
+    let body = null;
+    try {
+      body = await resp.json();
+    } catch (e) {
+      body = null;
+    }
+    if (!resp.ok) {
+      const detail = body && typeof body.detail === "string" ? body.detail : resp.statusText;
+      throw new ApiFailure(resp.status, body && body.code, detail);
+    }
+    return body;
+  }
+
+  // ---- URL fragment: #token=..&shelf=..&pi=.. -------------------------------------
+
+  function readFragment() {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const token = params.get("token");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+    }
+    view.token = sessionStorage.getItem(TOKEN_KEY);
+    view.shelf = params.get("shelf") || null;
+    view.pi = params.get("pi") || null;
+    view.port = null;
+    // Keep the token out of the address bar and history once it is stored.
+    if (token) writeFragment();
+  }
+
+  function writeFragment() {
+    const params = new URLSearchParams();
+    if (view.shelf) params.set("shelf", view.shelf);
+    if (view.pi) params.set("pi", view.pi);
+    const text = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (text ? "#" + text : ""));
+  }
+
+  // ---- formatting ---------------------------------------------------------------
+
+  function iso(ms) {
+    const d = new Date(ms);
+    return Number.isNaN(d.getTime()) ? "?" : d.toISOString();
+  }
+
+  function clock(ms) {
+    const text = iso(ms);
+    return text === "?" ? text : text.slice(11, 23) + "Z";
+  }
+
+  function ago(ms, now) {
+    const s = Math.max(0, Math.round((now - ms) / 1000));
+    if (s < 120) return s + " s ago";
+    if (s < 7200) return Math.round(s / 60) + " min ago";
+    return Math.round(s / 3600) + " h ago";
+  }
+
+  function shownState(slot) {
+    const s = slot.pi ? slot.pi.state : "empty";
+    return STATES.includes(s) ? s : "unknown";
+  }
+
+  function jobText(job) {
+    if (!job) return null;
+    return job.kind + " " + (job.step || job.state) + " " + job.percent + "%";
+  }
+
+  // ---- the grid -----------------------------------------------------------------
+
+  function renderLegend() {
+    const items = STATES.map((s) => el("li", {}, el("span", { class: "swatch state-" + s }), s));
+    items.push(el("li", {}, el("span", { class: "swatch flag-swatch" }, "⚑"), "flagged"));
+    $("legend").replaceChildren(...items);
+  }
+
+  function tile(shelf, slot) {
+    const state = shownState(slot);
+    const classes = ["port", "state-" + state];
+    if (slot.flag) classes.push("flagged");
+    const selected = slot.pi ? slot.pi.id === view.pi : view.port && view.port[0] === shelf.name && view.port[1] === slot.port;
+    if (selected) classes.push("selected");
+    const boot = slot.boot ? `${slot.boot.kind} ${ago(slot.boot.at, shelf.read_at)}` : null;
+    const title = [`port ${slot.port}`, slot.pi ? slot.pi.id : "no Pi", boot, slot.flag ? "flag: " + slot.flag : null].filter(Boolean).join(" · ");
+    const button = el(
+      "button",
+      { type: "button", class: classes.join(" "), "data-port": slot.port, "data-state": state, "data-pi": slot.pi && slot.pi.id, title },
+      el("span", { class: "port-no" }, String(slot.port)),
+      el("span", { class: "serial" }, slot.pi ? slot.pi.serial || slot.pi.model : "—"),
+      el("span", { class: "state" }, state, slot.pi && slot.pi.power === "off" ? el("span", { class: "power-off" }, " · power off") : null),
+      slot.pi && slot.pi.failed_step ? el("span", { class: "failed-step" }, "failed at " + slot.pi.failed_step) : null,
+      slot.boot ? el("span", { class: "boot" }, slot.boot.kind) : null,
+      slot.job ? el("span", { class: "job" }, jobText(slot.job)) : null,
+      slot.job ? el("progress", { max: 100, value: slot.job.percent }) : null,
+      slot.flag ? el("span", { class: "flag" }, "⚑ " + slot.flag) : null,
+    );
+    button.addEventListener("click", () => select(shelf, slot));
+    return button;
+  }
+
+  function renderShelf(shelf) {
+    const counts = {};
+    for (const slot of shelf.slots) {
+      const s = shownState(slot);
+      counts[s] = (counts[s] || 0) + 1;
+      if (slot.flag) counts.flagged = (counts.flagged || 0) + 1;
+    }
+    const summary = Object.entries(counts).map(([k, n]) => n + " " + k).join(", ");
+    return el(
+      "section",
+      { class: "shelf", "data-shelf": shelf.name },
+      el("h2", {}, shelf.name, " ", el("small", {}, `switch ${shelf.switch_name} · ports ${shelf.first_port}–${shelf.last_port} · ${summary}`)),
+      el("div", { class: "grid" }, shelf.slots.map((slot) => tile(shelf, slot))),
+    );
+  }
+
+  function renderShelves() {
+    const nodes = view.statuses.map(renderShelf);
+    if (view.shelf) {
+      const all = el("a", { href: "#", class: "all" }, "show all shelves");
+      nodes.push(all);
+    } else if (nodes.length === 0) {
+      nodes.push(el("p", { class: "hint" }, "No shelves are enrolled yet."));
+    }
+    $("shelves").replaceChildren(...nodes);
+  }
+
+  // ---- the detail panel and timeline --------------------------------------------
+
+  function select(shelf, slot) {
+    view.pi = slot.pi ? slot.pi.id : null;
+    view.port = slot.pi ? null : [shelf.name, slot.port];
+    writeFragmentFor(shelf.name);
+    renderShelves();
+    refreshDetail().catch(report);
+  }
+
+  /** Makes the address a deep link to the selection (without the token). */
+  function writeFragmentFor(shelfName) {
+    const keep = view.shelf;
+    view.shelf = shelfName;
+    writeFragment();
+    view.shelf = keep;
+  }
+
+  function findSlot() {
+    for (const shelf of view.statuses) {
+      for (const slot of shelf.slots) {
+        if (view.pi && slot.pi && slot.pi.id === view.pi) return [shelf, slot];
+        if (!view.pi && view.port && view.port[0] === shelf.name && view.port[1] === slot.port) return [shelf, slot];
+      }
+    }
+    return [null, null];
+  }
+
+  function fieldList(pairs) {
+    return pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]);
+  }
+
+  async function refreshDetail() {
+    if (!view.pi && !view.port) {
+      $("detail").hidden = true;
+      return;
+    }
+    let [shelf, slot] = findSlot();
+    let pi = slot && slot.pi;
+    if (view.pi && !pi) {
+      pi = await api("/v1/pis/" + encodeURIComponent(view.pi));
+    }
+    $("detail").hidden = false;
+    $("detail-title").textContent = pi ? "Pi " + pi.id : `Port ${view.port[1]} of ${view.port[0]}`;
+    const fields = [];
+    if (shelf && slot) {
+      fields.push(["shelf", shelf.name], ["port", slot.port], ["vlan", slot.vlan], ["storage ip", slot.storage_ip]);
+      if (slot.flag) fields.push(["flag", slot.flag], ["flagged", clock(slot.flagged_at || 0)]);
+    } else if (pi) {
+      fields.push(["shelf", pi.shelf], ["port", pi.port], ["storage ip", pi.storage_ip]);
+    }
+    if (pi) {
+      fields.push(["serial", pi.serial], ["mac", pi.mac], ["model", pi.model], ["state", pi.state], ["power", pi.power]);
+      fields.push(["owner", pi.owner], ["image", pi.image], ["failed step", pi.failed_step]);
+    }
+    if (slot && slot.job) fields.push(["job", slot.job.id + " · " + jobText(slot.job)]);
+    if (slot && slot.boot) fields.push(["boot stage", slot.boot.kind + " at " + clock(slot.boot.at)]);
+    $("detail-fields").replaceChildren(...fieldList(fields));
+    if (pi) {
+      await refreshTimeline(pi.id);
+    } else {
+      $("timeline-note").textContent = "No Pi in this slot.";
+      $("timeline").querySelector("tbody").replaceChildren();
+    }
+  }
+
+  /** Appends the Pi's new events (paging on from the last one seen) and redraws. */
+  async function refreshTimeline(piId) {
+    const t = view.timeline;
+    if (t.pi !== piId) {
+      t.pi = piId;
+      t.events = [];
+      t.cursor = 0;
+    }
+    for (let page = 0; page < TIMELINE_PAGES; page++) {
+      const body = await api(`/v1/pis/${encodeURIComponent(piId)}/events?limit=500&cursor=${t.cursor}`);
+      const items = Array.isArray(body.items) ? body.items : [];
+      if (items.length > 0) {
+        t.events.push(...items);
+        t.cursor = items[items.length - 1].id;
+      }
+      if (!body.next_cursor) break;
+    }
+    if (t.events.length > TIMELINE_KEEP) t.events = t.events.slice(-TIMELINE_KEEP);
+    const rows = t.events
+      .slice()
+      .reverse()
+      .map((e) => {
+        const family = String(e.kind).split(".")[0];
+        const cls = ["dhcp", "tftp", "job", "pi"].includes(family) ? "ev ev-" + family : "ev";
+        return el("tr", { class: cls, "data-kind": e.kind }, el("td", { title: iso(e.at) }, clock(e.at)), el("td", {}, e.kind), el("td", {}, e.message));
+      });
+    $("timeline-note").textContent = rows.length ? `${rows.length} events, newest first` : "No events recorded for this Pi yet.";
+    $("timeline").querySelector("tbody").replaceChildren(...rows);
+  }
+
+  // ---- the refresh loop ---------------------------------------------------------
+
+  function setStatus(text, bad) {
+    const s = $("status");
+    s.textContent = text;
+    s.classList.toggle("bad", Boolean(bad));
+  }
+
+  function report(e) {
+    if (e instanceof ApiFailure && e.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      view.token = null;
+      showLogin("The controller refused this token: " + e.message);
+    } else if (e instanceof ApiFailure && e.status === 403) {
+      setStatus("This page needs an operator token: " + e.message, true);
+    } else if (e instanceof ApiFailure && e.status === 404) {
+      setStatus("Not found: " + e.message, true);
+    } else {
+      setStatus((e && e.message ? e.message : String(e)) + "; retrying", true);
+    }
+  }
+
+  function showLogin(message) {
+    $("login").hidden = false;
+    $("forget").hidden = true;
+    setStatus(message || "Paste an operator token to see the shelves.", Boolean(message));
+  }
+
+  async function refresh() {
+    const names = view.shelf ? [view.shelf] : (await api("/v1/shelves")).map((s) => s.name);
+    view.statuses = await Promise.all(names.map((n) => api(`/v1/shelves/${encodeURIComponent(n)}/status`)));
+    renderShelves();
+    await refreshDetail();
+    const read = view.statuses.length ? view.statuses[0].read_at : Date.now();
+    setStatus(`updated ${clock(read)} · every ${REFRESH_MS / 1000} s`);
+  }
+
+  async function tick() {
+    clearTimeout(view.timer);
+    if (!view.token) {
+      showLogin();
+      return;
+    }
+    $("login").hidden = true;
+    $("forget").hidden = false;
+    try {
+      await refresh();
+    } catch (e) {
+      report(e);
+    }
+    if (view.token) view.timer = setTimeout(tick, REFRESH_MS);
+  }
+
+  function start() {
+    renderLegend();
+    readFragment();
+    $("login").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const value = $("token-input").value.trim();
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      view.token = value;
+      $("token-input").value = "";
+      tick();
+    });
+    $("forget").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      view.token = null;
+      clearTimeout(view.timer);
+      $("shelves").replaceChildren();
+      $("detail").hidden = true;
+      showLogin();
+    });
+    $("detail-close").addEventListener("click", () => {
+      view.pi = null;
+      view.port = null;
+      writeFragment();
+      $("detail").hidden = true;
+      renderShelves();
+    });
+    window.addEventListener("hashchange", () => {
+      readFragment();
+      view.timeline = { pi: null, events: [], cursor: 0 };
+      tick();
+    });
+    tick();
+  }
+
+  start();
+})();

@@ -1,0 +1,249 @@
+//! `bramble lab up|down`: the virtual shelf from the command line.
+//!
+//! `up` starts the lab in the background (`bramble lab serve`, detached, logging to
+//! `<state dir>/lab.log`), waits for it, then shows the shelf coming up until every Pi
+//! has booted or failed, and says how to use it. `down` stops that process and removes
+//! every namespace, link and process the lab made; `up` also cleans up after a crashed
+//! lab before starting.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use crate::lab::{Lab, LabOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start a virtual shelf in the background, rack it, deploy it, show it.
+    Up(UpArgs),
+    /// Stop the virtual shelf and remove everything it made.
+    Down(DirArgs),
+    /// Run the lab in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Serve(UpArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DirArgs {
+    /// The lab's state directory (database, images, NFS server, logs).
+    #[arg(long, default_value = "/var/lib/bramble-lab")]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    /// Simulated Pis on the shelf (1-96).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=96))]
+    pis: u16,
+    /// Address of the lab controller's API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Image to deploy on every Pi once racked (`none` to leave them ready).
+    #[arg(long, default_value = crate::lab::LAB_IMAGES[0].0)]
+    deploy: String,
+    /// Seconds to wait for the whole shelf.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    #[command(flatten)]
+    dir: DirArgs,
+}
+
+impl UpArgs {
+    fn options(&self) -> anyhow::Result<LabOptions> {
+        let mut o = LabOptions::new(self.pis, &self.dir.state_dir);
+        o.listen = self.listen.parse().with_context(|| format!("--listen {:?} is not ADDRESS:PORT", self.listen))?;
+        o.deploy = (self.deploy != "none").then(|| self.deploy.clone());
+        Ok(o)
+    }
+}
+
+/// What the background lab tells `up` once it serves.
+fn info_file(dir: &Path) -> PathBuf {
+    dir.join("lab.json")
+}
+
+fn pid_file(dir: &Path) -> PathBuf {
+    dir.join("lab.pid")
+}
+
+pub async fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LabCommand::Up(a) => up(a).await,
+        LabCommand::Down(d) => down(&d.state_dir).await,
+        LabCommand::Serve(a) => serve(a).await,
+    }
+}
+
+async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
+    let dir = a.dir.state_dir.clone();
+    if running_pid(&dir).is_some() {
+        bail!("a lab is already running from {}; run `bramble lab down --state-dir {}` first", dir.display(), dir.display());
+    }
+    down(&dir).await?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log = std::fs::File::create(dir.join("lab.log")).context("cannot create lab.log")?;
+    let exe = std::env::current_exe().context("cannot find the bramble binary")?;
+    let child = std::process::Command::new("setsid")
+        .arg(exe)
+        .args(["lab", "serve", "--pis", &a.pis.to_string(), "--listen", &a.listen, "--deploy", &a.deploy, "--state-dir"])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the lab in the background (setsid)")?;
+    std::fs::write(pid_file(&dir), child.id().to_string())?;
+    eprintln!("lab starting in the background (pid {}, log {})", child.id(), dir.join("lab.log").display());
+    let info = wait_info(&dir, Duration::from_secs(120)).await?;
+    let (api, token) = (info["api"].as_str().unwrap_or_default().to_string(), info["token"].as_str().unwrap_or_default().to_string());
+    let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none").await?;
+    println!("\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}", dir.display());
+    Ok(code)
+}
+
+async fn wait_info(dir: &Path, limit: Duration) -> anyhow::Result<Value> {
+    let spinner = ProgressBar::new_spinner().with_message("starting controller, virtual switch, NFS server");
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(info_file(dir))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            spinner.finish_with_message("lab controller serving");
+            return Ok(v);
+        }
+        if running_pid(dir).is_none() {
+            spinner.abandon();
+            let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!("the lab stopped while starting; last lines of its log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        if Instant::now() > deadline {
+            bail!("the lab did not start within {limit:?}; see {}", dir.join("lab.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Shows the shelf until every Pi is deployed (or ready when nothing is deployed) and
+/// its simulator reports booted, or failed; the table is printed at the end.
+async fn watch(api: &str, token: &str, dir: &Path, pis: u16, limit: Duration, deploying: bool) -> anyhow::Result<ExitCode> {
+    let http = reqwest::Client::new();
+    let bar = ProgressBar::new(u64::from(pis)).with_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} Pis up  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let deadline = Instant::now() + limit;
+    let mut last;
+    loop {
+        let page: Value = http.get(format!("{api}/v1/pis?shelf=lab&limit=500")).bearer_auth(token).send().await?.json().await.unwrap_or(Value::Null);
+        let sims: Value = std::fs::read_to_string(dir.join("pis.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
+        last = page["items"].as_array().cloned().unwrap_or_default();
+        let settled = |p: &Value| {
+            let port = p["port"].as_u64().unwrap_or(0).to_string();
+            let sim = sims[&port].as_str().unwrap_or("");
+            let want = if deploying { "deployed" } else { "ready" };
+            (p["state"] == want && (!deploying || sim == "booted")) || p["state"] == "failed"
+        };
+        let up = last.iter().filter(|p| settled(p)).count();
+        bar.set_position(up as u64);
+        bar.set_message(format!("{} Pis in the inventory", last.len()));
+        if up == usize::from(pis) {
+            bar.finish();
+            break;
+        }
+        if Instant::now() > deadline {
+            bar.abandon();
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let sims: Value = std::fs::read_to_string(dir.join("pis.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
+    let mut rows: Vec<Vec<String>> = last
+        .iter()
+        .map(|p| {
+            let port = p["port"].as_u64().unwrap_or(0);
+            let text = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+            vec![port.to_string(), text("serial"), text("model"), text("state"), text("power"), text("image"), sims[&port.to_string()].as_str().unwrap_or("-").to_string()]
+        })
+        .collect();
+    rows.sort_by_key(|r| r[0].parse::<u64>().unwrap_or(0));
+    super::output::table(&["port", "serial", "model", "state", "power", "image", "simulator"], &rows);
+    let failed = last.iter().filter(|p| p["state"] == "failed").count();
+    Ok(if failed == 0 && rows.len() == usize::from(pis) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The lab itself, in the foreground until SIGTERM or Ctrl-C.
+async fn serve(a: UpArgs) -> anyhow::Result<ExitCode> {
+    let opts = a.options()?;
+    let dir = opts.state_dir.clone();
+    let deploy = opts.deploy.clone();
+    let lab = Lab::up(opts).await?;
+    std::fs::write(info_file(&dir), json!({ "api": lab.api, "token": lab.token, "pid": std::process::id() }).to_string())?;
+    let cabling = lab.cabling.clone();
+    let snapshot = tokio::spawn({
+        let dir = dir.clone();
+        async move {
+            loop {
+                let states: serde_json::Map<String, Value> = cabling.sims().into_iter().map(|(port, sim)| (port.to_string(), json!(sim.state().to_string()))).collect();
+                let _ = crate::lab::write_atomic(&dir.join("pis.json"), Value::Object(states).to_string().as_bytes());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let work = async {
+        let job = lab.rack(Duration::from_secs(900)).await?;
+        tracing::info!(state = %job["state"], result = %job["result"], "shelf racked");
+        if let Some(image) = deploy {
+            let jobs = lab.deploy_all(&image).await?;
+            tracing::info!(jobs = jobs.len(), image, "deploying every ready Pi");
+        }
+        Ok::<(), crate::lab::LabError>(())
+    };
+    tokio::select! {
+        r = work => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "lab setup failed; the lab keeps running for inspection");
+            }
+            super::commands::shutdown_signal().await;
+        }
+        _ = super::commands::shutdown_signal() => {}
+    }
+    snapshot.abort();
+    lab.down().await;
+    let _ = std::fs::remove_file(info_file(&dir));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pid of a running background lab, if any.
+fn running_pid(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// Stops the background lab (SIGTERM, then SIGKILL after 60 s) and removes whatever it
+/// or an earlier crashed lab left.
+async fn down(dir: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(pid) = running_pid(dir) {
+        eprintln!("stopping lab (pid {pid})");
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while running_pid(dir).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if running_pid(dir).is_some() {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::lab::cleanup("blab", &d)).await?;
+    for f in [pid_file(dir), info_file(dir), dir.join("pis.json")] {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,176 @@
+//! The controller configuration sections the job executors read: `[jobs]` (leases,
+//! parallelism, reboot and racking timings), `[images]` (the image store and the NFS
+//! server exporting roots) and `[switches]` (SNMP timing). Raw TOML shapes refuse
+//! unknown keys; `from_raw` checks values and names the key in errors.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::fabric::SnmpTiming;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobs {
+    pub lease_seconds: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+    /// Jobs one controller runs at once.
+    pub max_parallel: Option<usize>,
+    /// Reboot: time the port stays unpowered after the switch reports it off.
+    pub settle_ms: Option<u64>,
+    /// Reboot and reimage: how long a Pi has to DHCP and read its kernel after power-on.
+    pub boot_timeout_seconds: Option<u64>,
+    /// How long the switch has to report a port's new power state.
+    pub power_confirm_seconds: Option<u64>,
+    /// Racking: ports powered on together, and the pause between groups.
+    pub rack_group_size: Option<usize>,
+    pub rack_group_pause_ms: Option<u64>,
+    /// Racking: how long the shelf's Pis have to appear in DHCP.
+    pub rack_await_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImages {
+    /// The image store (bases and per-Pi roots); default `<state_dir>/images`.
+    pub store_dir: Option<PathBuf>,
+    /// NFS server for per-Pi roots: `ganesha`, `kernel` or `none` (roots are not exported
+    /// by this controller).
+    pub nfs: Option<String>,
+    /// ganesha: directory of generated export blocks (default `<state_dir>/ganesha`).
+    pub ganesha_dir: Option<PathBuf>,
+    /// ganesha: pid file to SIGHUP on changes; without it changes go over D-Bus.
+    pub ganesha_pid_file: Option<PathBuf>,
+    /// kernel: the exports file kept in step with `exportfs`.
+    pub exports_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSwitches {
+    pub snmp_timeout_ms: Option<u64>,
+    pub snmp_retries: Option<u32>,
+    /// How often the reconciler reads every switch back (0 turns it off).
+    pub reconcile_seconds: Option<u64>,
+}
+
+/// Timings of the job executors.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    pub lease: Duration,
+    pub poll: Duration,
+    pub max_parallel: usize,
+    pub settle: Duration,
+    pub boot_timeout: Duration,
+    pub power_confirm: Duration,
+    pub rack_group_size: usize,
+    pub rack_group_pause: Duration,
+    pub rack_await: Duration,
+}
+
+/// How roots get exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NfsBackend {
+    None,
+    Ganesha { dir: PathBuf, pid_file: Option<PathBuf> },
+    Kernel { exports_file: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct ImagesConfig {
+    pub store_dir: PathBuf,
+    pub nfs: NfsBackend,
+}
+
+#[derive(Debug, Clone)]
+pub struct SwitchesConfig {
+    pub snmp: SnmpTiming,
+    /// `None`: no reconciler.
+    pub reconcile_every: Option<Duration>,
+}
+
+fn invalid(origin: &str, key: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid { origin: origin.to_string(), key, message }
+}
+
+impl JobsConfig {
+    pub fn from_raw(raw: RawJobs, origin: &str) -> Result<JobsConfig, ConfigError> {
+        let lease = raw.lease_seconds.unwrap_or(30);
+        if lease == 0 {
+            return Err(invalid(origin, "jobs.lease_seconds", "must be at least 1".into()));
+        }
+        let max_parallel = raw.max_parallel.unwrap_or(16);
+        if !(1..=1024).contains(&max_parallel) {
+            return Err(invalid(origin, "jobs.max_parallel", format!("{max_parallel} must be 1-1024")));
+        }
+        let group = raw.rack_group_size.unwrap_or(8);
+        if group == 0 {
+            return Err(invalid(origin, "jobs.rack_group_size", "must be at least 1".into()));
+        }
+        let boot_timeout = raw.boot_timeout_seconds.unwrap_or(180);
+        if boot_timeout == 0 {
+            return Err(invalid(origin, "jobs.boot_timeout_seconds", "must be at least 1".into()));
+        }
+        Ok(JobsConfig {
+            lease: Duration::from_secs(lease),
+            poll: Duration::from_millis(raw.poll_interval_ms.unwrap_or(500).max(10)),
+            max_parallel,
+            settle: Duration::from_millis(raw.settle_ms.unwrap_or(5_000)),
+            boot_timeout: Duration::from_secs(boot_timeout),
+            power_confirm: Duration::from_secs(raw.power_confirm_seconds.unwrap_or(15).max(1)),
+            rack_group_size: group,
+            rack_group_pause: Duration::from_millis(raw.rack_group_pause_ms.unwrap_or(10_000)),
+            rack_await: Duration::from_secs(raw.rack_await_seconds.unwrap_or(300).max(1)),
+        })
+    }
+}
+
+impl ImagesConfig {
+    pub fn from_raw(raw: RawImages, state_dir: &Path, origin: &str) -> Result<ImagesConfig, ConfigError> {
+        let nfs = match raw.nfs.as_deref().unwrap_or("none") {
+            "none" => NfsBackend::None,
+            "ganesha" => NfsBackend::Ganesha {
+                dir: raw.ganesha_dir.unwrap_or_else(|| state_dir.join("ganesha")),
+                pid_file: raw.ganesha_pid_file,
+            },
+            "kernel" => NfsBackend::Kernel { exports_file: raw.exports_file.unwrap_or_else(|| PathBuf::from("/etc/exports.d/bramble.exports")) },
+            other => return Err(invalid(origin, "images.nfs", format!("must be ganesha, kernel or none, got {other:?}"))),
+        };
+        Ok(ImagesConfig { store_dir: raw.store_dir.unwrap_or_else(|| state_dir.join("images")), nfs })
+    }
+}
+
+impl SwitchesConfig {
+    pub fn from_raw(raw: RawSwitches, origin: &str) -> Result<SwitchesConfig, ConfigError> {
+        let timeout = raw.snmp_timeout_ms.unwrap_or(1_000);
+        if timeout == 0 {
+            return Err(invalid(origin, "switches.snmp_timeout_ms", "must be at least 1".into()));
+        }
+        let every = raw.reconcile_seconds.unwrap_or(60);
+        Ok(SwitchesConfig {
+            snmp: SnmpTiming { timeout: Duration::from_millis(timeout), retries: raw.snmp_retries.unwrap_or(2) },
+            reconcile_every: (every > 0).then(|| Duration::from_secs(every)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_sane_and_errors_name_the_key() {
+        let j = JobsConfig::from_raw(RawJobs::default(), "t").unwrap();
+        assert_eq!(j.max_parallel, 16);
+        assert!(j.boot_timeout > j.settle);
+        let err = JobsConfig::from_raw(RawJobs { max_parallel: Some(0), ..RawJobs::default() }, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("jobs.max_parallel"), "{err}");
+        let err = ImagesConfig::from_raw(RawImages { nfs: Some("smb".into()), ..RawImages::default() }, Path::new("/s"), "t").unwrap_err().to_string();
+        assert!(err.contains("images.nfs"), "{err}");
+        let i = ImagesConfig::from_raw(RawImages::default(), Path::new("/s"), "t").unwrap();
+        assert_eq!(i.store_dir, PathBuf::from("/s/images"));
+        assert_eq!(SwitchesConfig::from_raw(RawSwitches { reconcile_seconds: Some(0), ..RawSwitches::default() }, "t").unwrap().reconcile_every, None);
+    }
+}

@@ -1,0 +1,246 @@
+//! What job executors act on: the switches (through [`Fabric`]), the image store and NFS
+//! exporter, the controller's storage interfaces, and the boot timeline. Each operation
+//! here is one idempotent piece of a step, so executors read as lists of steps.
+//!
+//! Errors come back as [`StepError`]s carrying both an operator's detail and a sentence a
+//! customer can read; whether a step is retried follows from the error (a switch that did
+//! not answer is retried, a switch that refused a SET is not).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bramble_images::{CommandRunner, ImageStore, NfsExporter, SystemRunner};
+use bramble_switch::model::DetectionStatus;
+use bramble_switch::{PortNo, PortPower};
+
+use super::config::JobsConfig;
+use super::runner::StepError;
+use crate::config::Config;
+use crate::db::events::NewEvent;
+use crate::db::orchestration::{BootEvidence, SlotLocation};
+use crate::db::{Db, DbError};
+use crate::fabric::{Fabric, FabricError};
+use crate::model::{Job, Pi, PowerState, Switch};
+
+/// Makes sure every slot's storage interface exists and is served by DHCP: the running
+/// netboot service, or nothing where this controller does not serve netboot.
+#[async_trait]
+pub trait StorageSync: Send + Sync {
+    /// Returns how many storage interfaces are served.
+    async fn sync(&self) -> Result<usize, String>;
+}
+
+/// No netboot on this controller: storage interfaces are somebody else's.
+pub struct NoStorage;
+
+#[async_trait]
+impl StorageSync for NoStorage {
+    async fn sync(&self) -> Result<usize, String> {
+        Ok(0)
+    }
+}
+
+/// The image store and the NFS server that exports per-Pi roots.
+pub struct ImagesHost {
+    pub store: ImageStore,
+    pub exporter: Option<Arc<dyn NfsExporter>>,
+    pub runner: Arc<dyn CommandRunner>,
+}
+
+impl ImagesHost {
+    pub fn open(dir: &std::path::Path, exporter: Option<Arc<dyn NfsExporter>>) -> Result<ImagesHost, bramble_images::ImagesError> {
+        let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+        let store = ImageStore::open(dir, runner.as_ref())?;
+        Ok(ImagesHost { store, exporter, runner })
+    }
+}
+
+/// Everything executors share.
+pub struct Hardware {
+    pub db: Db,
+    pub fabric: Arc<Fabric>,
+    pub timing: JobsConfig,
+    pub config: Config,
+    pub images: Option<Arc<ImagesHost>>,
+    pub storage: Arc<dyn StorageSync>,
+}
+
+/// A Pi job's target: the Pi, where it is wired, and its switch.
+pub struct Target {
+    pub pi: Pi,
+    pub slot: SlotLocation,
+    pub switch: Switch,
+}
+
+/// How often the boot timeline and port states are polled while waiting.
+const POLL: Duration = Duration::from_millis(250);
+
+impl From<DbError> for StepError {
+    fn from(e: DbError) -> Self {
+        StepError::retryable(format!("database: {e}"), "Bramble could not record progress; it will retry.")
+    }
+}
+
+fn switch_error(e: FabricError, doing: &str) -> StepError {
+    let customer = format!("The network switch did not accept the request to {doing}.");
+    if e.is_transient() { StepError::retryable(chain(&e), customer) } else { StepError::permanent(chain(&e), customer) }
+}
+
+/// An error with its sources, for the operator's message.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    crate::netboot::chain(e)
+}
+
+impl Hardware {
+    /// The Pi a job is for, with its slot and switch.
+    pub async fn target(&self, job: &Job) -> Result<Target, StepError> {
+        let no_target = |what: &str| StepError::permanent(format!("job {}: {what}", job.id), "This Pi is not wired to a switch port; contact support.");
+        let pi_id = job.pi.as_ref().ok_or_else(|| no_target("has no Pi"))?;
+        let pi = self.db.get_pi(pi_id).await?.ok_or_else(|| no_target("its Pi is gone"))?;
+        let slot_id = pi.slot.clone().ok_or_else(|| no_target("the Pi has no slot"))?;
+        let slot = self.db.slot_location(&slot_id).await?.ok_or_else(|| no_target("the Pi's slot is gone"))?;
+        let switch = self.db.get_switch(&slot.switch).await?.ok_or_else(|| no_target("the slot's switch is gone"))?;
+        Ok(Target { pi, slot, switch })
+    }
+
+    /// Sets PoE on `port` (verified by the driver's read-back) and records the new
+    /// power state, and an event with the job so waits can start from it.
+    pub async fn set_power(&self, job: &Job, t: &Target, on: bool) -> Result<(), StepError> {
+        let doing = if on { "power the Pi on" } else { "power the Pi off" };
+        let port = PortNo(t.slot.port);
+        // The Pi may DHCP before this step records anything: boot evidence counts from
+        // the log as it was before the switch was asked.
+        let before = self.db.last_event_id().await?;
+        let result = self.fabric.with_driver(&t.switch, |d| async move { d.set_port_power(port, on).await }).await;
+        if let Err(e) = result {
+            self.record_power_read(t).await;
+            return Err(switch_error(e, doing));
+        }
+        self.db.set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off }).await?;
+        let kind = if on { "power.on" } else { "power.off" };
+        let e = NewEvent::new(kind, "controller", format!("PoE {} on {} port {}", if on { "on" } else { "off" }, t.switch.name, t.slot.port))
+            .pi(&t.pi.id)
+            .job(&job.id)
+            .customer(t.pi.owner.as_ref())
+            .data(serde_json::json!({ "port": t.slot.port, "after_event": before }));
+        self.db.append_event(&e).await?;
+        Ok(())
+    }
+
+    /// Waits until the switch reports the port in the wanted state: admin state set and,
+    /// for off, no power delivered any more.
+    pub async fn confirm_power(&self, t: &Target, on: bool) -> Result<PortPower, StepError> {
+        let port = PortNo(t.slot.port);
+        let deadline = Instant::now() + self.timing.power_confirm;
+        loop {
+            let read = self.fabric.with_driver(&t.switch, |d| async move { d.port_power(port).await }).await;
+            match read {
+                Ok(p) if power_matches(&p, on) => {
+                    self.db.set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off }).await?;
+                    return Ok(p);
+                }
+                Ok(p) if Instant::now() >= deadline => {
+                    return Err(StepError::permanent(
+                        format!("{} port {} still reports admin {} / {:?} after {:?}", t.switch.name, t.slot.port, p.admin_enabled, p.detection, self.timing.power_confirm),
+                        "The switch did not confirm the power change.",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.record_power_read(t).await;
+                    return Err(switch_error(e, "report the port's power"));
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// After a failed switch operation: records what the port now reports, or `unknown`
+    /// when the switch cannot be read, so the inventory never claims a state it has not
+    /// seen.
+    async fn record_power_read(&self, t: &Target) {
+        let port = PortNo(t.slot.port);
+        let state = match self.fabric.with_driver(&t.switch, |d| async move { d.port_power(port).await }).await {
+            Ok(p) if p.admin_enabled => PowerState::On,
+            Ok(_) => PowerState::Off,
+            Err(_) => PowerState::Unknown,
+        };
+        if let Err(e) = self.db.set_pi_power(&t.pi.id, state).await {
+            tracing::warn!(pi = %t.pi.id, error = %e, "could not record power state after a switch error");
+        }
+    }
+
+    /// Waits until the Pi's timeline, after this job's latest `power.on`, shows a DHCP
+    /// answer and a kernel read over TFTP. A Pi that has not even sent DHCP by half the
+    /// timeout is power-cycled once: a Pi 3B's boot ROM gives up for good after five
+    /// unanswered DISCOVERs (say, while the controller was restarting).
+    pub async fn await_boot(&self, job: &Job, t: &Target) -> Result<BootEvidence, StepError> {
+        let start = Instant::now();
+        let mut cycled = false;
+        loop {
+            let after = match self.db.last_job_event(&job.id, "power.on").await? {
+                Some((id, data)) => data["after_event"].as_i64().unwrap_or(id),
+                None => 0,
+            };
+            let seen = self.db.boot_evidence(&t.pi.id, after).await?;
+            if seen.booted() {
+                let e = NewEvent::new("pi.booted", "controller", "Pi netbooted: DHCP answered and kernel fetched")
+                    .pi(&t.pi.id)
+                    .job(&job.id)
+                    .customer(t.pi.owner.as_ref());
+                self.db.append_event(&e).await?;
+                return Ok(seen);
+            }
+            if !seen.dhcp && !cycled && start.elapsed() >= self.timing.boot_timeout / 2 {
+                cycled = true;
+                tracing::info!(pi = %t.pi.id, job = %job.id, "no DHCP from the Pi yet; power-cycling it once");
+                let e = NewEvent::new("boot.retry", "controller", "no DHCP yet; power-cycling the Pi once").pi(&t.pi.id).job(&job.id).customer(t.pi.owner.as_ref());
+                self.db.append_event(&e).await?;
+                self.set_power(job, t, false).await?;
+                self.confirm_power(t, false).await?;
+                tokio::time::sleep(self.timing.settle).await;
+                self.set_power(job, t, true).await?;
+                continue;
+            }
+            if start.elapsed() >= self.timing.boot_timeout {
+                return Err(StepError::permanent(
+                    format!(
+                        "no boot within {:?} of power-on{}: DHCP {}, kernel over TFTP {}",
+                        self.timing.boot_timeout,
+                        if cycled { " (power-cycled once)" } else { "" },
+                        if seen.dhcp { "seen" } else { "not seen" },
+                        if seen.kernel { "fetched" } else { "not fetched" }
+                    ),
+                    "The Pi did not start within the expected time.",
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub fn images(&self) -> Result<&Arc<ImagesHost>, StepError> {
+        self.images.as_ref().ok_or_else(|| {
+            StepError::permanent("this controller has no image store configured", "Reinstalling is not available right now; contact support.")
+        })
+    }
+}
+
+/// Whether a port's read-back shows the wanted power state.
+pub fn power_matches(p: &PortPower, on: bool) -> bool {
+    if on { p.admin_enabled } else { !p.admin_enabled && p.detection != DetectionStatus::DeliveringPower }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_means_disabled_and_not_delivering() {
+        let p = |admin, detection| PortPower { admin_enabled: admin, detection, draw_mw: None };
+        assert!(power_matches(&p(true, DetectionStatus::DeliveringPower), true));
+        assert!(power_matches(&p(false, DetectionStatus::Disabled), false));
+        assert!(!power_matches(&p(false, DetectionStatus::DeliveringPower), false));
+        assert!(!power_matches(&p(false, DetectionStatus::Disabled), true));
+    }
+}

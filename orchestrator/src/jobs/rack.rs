@@ -1,0 +1,190 @@
+//! The rack-shelf job (operators): for a shelf already enrolled (VLANs, /30s and IPv6
+//! addresses allocated), create the controller's storage interfaces, configure the
+//! switch in batches with the shelf's ports unpowered and verify it by reading back,
+//! power the ports on in staggered groups so a shelf of 96 does not boot at once, wait for each Pi to show up in DHCP
+//! (the netboot service records serial, MAC and model as it does), and end with every
+//! slot either ready or flagged with the reason. Racking a shelf again power-cycles it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bramble_switch::{DesiredConfig, PortNo};
+use serde_json::json;
+
+use super::hardware::{Hardware, chain};
+use super::power::unknown_step;
+use super::runner::{Executor, StepError};
+use crate::db::events::NewEvent;
+use crate::fabric::FabricError;
+use crate::lifecycle::{LifecycleEvent, PiState, transition};
+use crate::model::{Job, PowerState, Shelf, Switch};
+
+pub struct RackExecutor {
+    hw: Arc<Hardware>,
+}
+
+/// What racking found for one slot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SlotOutcome {
+    pub port: u16,
+    pub pi: Option<String>,
+    /// `ready`, or `flagged` with `reason`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+}
+
+impl RackExecutor {
+    pub fn new(hw: Arc<Hardware>) -> Self {
+        RackExecutor { hw }
+    }
+
+    async fn shelf(&self, job: &Job) -> Result<(Shelf, Switch), StepError> {
+        let gone = |what: String| StepError::permanent(what, "The shelf is not in the inventory.");
+        let id = job.shelf.as_ref().ok_or_else(|| gone(format!("job {} names no shelf", job.id)))?;
+        let shelf = self.hw.db.get_shelf(id.as_str()).await?.ok_or_else(|| gone(format!("shelf {id} is gone")))?;
+        let switch = self.hw.db.get_switch(&shelf.switch).await?.ok_or_else(|| gone(format!("switch {} is gone", shelf.switch)))?;
+        Ok((shelf, switch))
+    }
+
+    fn desired(&self, shelf: &Shelf, switch: &Switch) -> DesiredConfig {
+        self.hw.fabric.shelf_plan(shelf, switch.trunk_port).desired()
+    }
+
+    async fn event(&self, job: &Job, kind: &str, message: String, data: serde_json::Value) -> Result<(), StepError> {
+        self.hw.db.append_event(&NewEvent::new(kind, "controller", message).job(&job.id).data(data)).await?;
+        Ok(())
+    }
+
+    /// The shelf's VLANs and, for the ports, PoE off: the Pis are powered on afterwards,
+    /// in groups, once their storage networks exist.
+    fn desired_unpowered(&self, shelf: &Shelf, switch: &Switch) -> DesiredConfig {
+        let mut d = self.desired(shelf, switch);
+        d.poe = shelf.slots.iter().map(|s| (PortNo(s.port), false)).collect();
+        d
+    }
+
+    async fn configure(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
+        let desired = self.desired_unpowered(shelf, switch);
+        let report = self.hw.fabric.with_driver(switch, |d| async move { d.apply(&desired).await }).await.map_err(switch_step)?;
+        let msg = format!("switch {} configured for shelf {}: {} varbinds in {} SETs", switch.name, shelf.name, report.varbinds, report.messages);
+        self.event(job, "shelf.switch_configured", msg, json!(report)).await
+    }
+
+    async fn verify(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
+        let desired = self.desired_unpowered(shelf, switch);
+        let drift = self.hw.fabric.with_driver(switch, |d| async move { d.drift(&desired).await }).await.map_err(switch_step)?;
+        if let Some(first) = drift.first() {
+            return Err(StepError::permanent(
+                format!("switch {} differs from the plan in {} place(s), first: {first:?}", switch.name, drift.len()),
+                "The switch configuration could not be verified.",
+            ));
+        }
+        self.event(job, "shelf.switch_verified", format!("switch {} matches shelf {}", switch.name, shelf.name), json!({ "ports": shelf.slots.len() }))
+            .await
+    }
+
+    async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
+        let snapshot = self.hw.fabric.with_driver(switch, |d| async move { d.snapshot().await }).await.map_err(switch_step)?;
+        let off: Vec<u16> = shelf.slots.iter().map(|s| s.port).filter(|p| !snapshot.poe.get(p).is_some_and(|x| x.admin_enabled)).collect();
+        let groups: Vec<&[u16]> = off.chunks(self.hw.timing.rack_group_size).collect();
+        for (i, group) in groups.iter().enumerate() {
+            let ports: Vec<(PortNo, bool)> = group.iter().map(|&p| (PortNo(p), true)).collect();
+            self.hw.fabric.with_driver(switch, |d| async move { d.set_ports_power(&ports).await }).await.map_err(switch_step)?;
+            let msg = format!("powered on ports {:?} ({} of {} groups)", group, i + 1, groups.len());
+            self.event(job, "shelf.power_group", msg, json!({ "ports": group })).await?;
+            // Keep the lease while pausing between groups.
+            if i + 1 < groups.len() {
+                tokio::time::sleep(self.hw.timing.rack_group_pause).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a Pi (with a MAC) in every slot, then marks each slot ready or flagged.
+    async fn await_pis(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.hw.timing.rack_await;
+        loop {
+            let mut missing = 0;
+            for slot in &shelf.slots {
+                let seen = match self.hw.db.pi_in_slot(&slot.id).await? {
+                    Some(pi) => self.hw.db.get_pi(&pi).await?.is_some_and(|p| p.mac.is_some()),
+                    None => false,
+                };
+                missing += usize::from(!seen);
+            }
+            if missing == 0 || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let mut outcomes = Vec::new();
+        for slot in &shelf.slots {
+            let pi = match self.hw.db.pi_in_slot(&slot.id).await? {
+                Some(id) => self.hw.db.get_pi(&id).await?,
+                None => None,
+            };
+            let outcome = match pi {
+                Some(pi) if pi.mac.is_some() => {
+                    if pi.state == PiState::New
+                        && let Ok(next) = transition(pi.state, LifecycleEvent::Commissioned)
+                    {
+                        self.hw.db.set_pi_state(&pi.id, next, None).await?;
+                    }
+                    self.hw.db.set_pi_power(&pi.id, PowerState::On).await?;
+                    self.hw.db.set_slot_flag(&slot.id, None).await?;
+                    SlotOutcome { port: slot.port, pi: Some(pi.id.0), outcome: "ready", reason: None }
+                }
+                _ => {
+                    let reason = self.why_missing(switch, slot.port).await;
+                    self.hw.db.set_slot_flag(&slot.id, Some(&reason)).await?;
+                    SlotOutcome { port: slot.port, pi: None, outcome: "flagged", reason: Some(reason) }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let ready = outcomes.iter().filter(|o| o.outcome == "ready").count();
+        let flagged = outcomes.len() - ready;
+        self.hw.db.set_job_result(&job.id, &json!({ "ready": ready, "flagged": flagged, "slots": outcomes })).await?;
+        let msg = format!("shelf {} racked: {ready} ready, {flagged} flagged", shelf.name);
+        self.event(job, "shelf.racked", msg, json!({ "ready": ready, "flagged": flagged })).await
+    }
+
+    /// A flag for a slot whose Pi never appeared, from what its port reports.
+    async fn why_missing(&self, switch: &Switch, port: u16) -> String {
+        let waited = self.hw.timing.rack_await.as_secs();
+        match self.hw.fabric.with_driver(switch, |d| async move { d.port_power(PortNo(port)).await }).await {
+            Ok(p) => format!(
+                "no Pi answered DHCP within {waited} s; port {port} PoE {:?}, {}",
+                p.detection,
+                p.draw_mw.map(|mw| format!("drawing {mw} mW")).unwrap_or_else(|| "draw not reported".into())
+            ),
+            Err(e) => format!("no Pi answered DHCP within {waited} s; port {port} unreadable: {}", chain(&e)),
+        }
+    }
+}
+
+fn switch_step(e: FabricError) -> StepError {
+    let customer = "The shelf's switch could not be configured.";
+    if e.is_transient() { StepError::retryable(chain(&e), customer) } else { StepError::permanent(chain(&e), customer) }
+}
+
+#[async_trait]
+impl Executor for RackExecutor {
+    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+        let (shelf, switch) = self.shelf(job).await?;
+        match job.steps[step].as_str() {
+            "create-storage-links" => {
+                let served = self.hw.storage.sync().await.map_err(|e| StepError::retryable(e, "The shelf's networks could not be set up yet."))?;
+                let ports: BTreeSet<u16> = shelf.slots.iter().map(|s| s.port).collect();
+                self.event(job, "shelf.links", format!("{served} storage interfaces served"), json!({ "served": served, "ports": ports.len() })).await
+            }
+            "configure-switch" => self.configure(job, &shelf, &switch).await,
+            "verify-switch" => self.verify(job, &shelf, &switch).await,
+            "power-on-staggered" => self.power_on(job, &shelf, &switch).await,
+            "await-pis" => self.await_pis(job, &shelf, &switch).await,
+            other => Err(unknown_step(job, other)),
+        }
+    }
+}

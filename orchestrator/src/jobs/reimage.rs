@@ -1,0 +1,200 @@
+//! The reimage (reinstall) job: power the Pi off, provision a fresh root from the chosen
+//! image with the customer's SSH keys (built beside the live root and swapped in
+//! atomically by `bramble-images`), export it to the Pi's storage address, check its boot
+//! files render for the slot, power on and wait for the boot evidence.
+//!
+//! **Invariant:** the live root is only ever replaced whole: a crash anywhere leaves the
+//! old root or the new one, never a mix; the step re-run after a restart finishes or
+//! redoes the swap from the image store's journal.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bramble_images::nfs::Export;
+use bramble_images::{ImagesError, PiIdentity, PiName, Roots};
+use bramble_netboot::bootfiles::{render_cmdline, render_config};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::hardware::{Hardware, Target, chain};
+use super::power::unknown_step;
+use super::runner::{Executor, StepError};
+use crate::db::events::NewEvent;
+use crate::model::{Job, Pi};
+use crate::netboot::resolver::{boot_dir, boot_params};
+
+/// What a reimage request carries (validated by the API before the job exists).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReimageParams {
+    pub image: String,
+    pub ssh_keys: Vec<String>,
+}
+
+/// Kernel files a Pi may boot; a root without any of them cannot boot.
+const KERNELS: &[&str] = &["kernel8.img", "kernel7l.img", "kernel7.img", "kernel.img"];
+
+pub struct ReimageExecutor {
+    hw: Arc<Hardware>,
+}
+
+impl ReimageExecutor {
+    pub fn new(hw: Arc<Hardware>) -> Self {
+        ReimageExecutor { hw }
+    }
+
+    async fn provision(&self, job: &Job, t: &Target) -> Result<(), StepError> {
+        let params = params(job)?;
+        let images = self.hw.images()?.clone();
+        let name = root_name(&t.pi)?;
+        let identity = PiIdentity {
+            hostname: hostname(&t.pi),
+            public_vlan: self.hw.config.public_vlan,
+            ipv6_address: t.slot.public_ipv6,
+            ipv6_prefix_len: self.hw.config.pools.public_prefix.prefix_len(),
+            ipv6_gateway: self.hw.config.public_gateway,
+            authorized_keys: params.ssh_keys.clone(),
+        };
+        let image = params.image.clone();
+        let done = self.hw.db.job_result(&job.id).await?;
+        let root = blocking(move || {
+            let base = images.store.latest(&image)?;
+            let roots = Roots::new(&images.store, images.runner.as_ref());
+            // Already provisioned by this job before a restart: keep that root.
+            if let (Some(done), Some(live)) = (done, roots.get(&name)?)
+                && done["provisioned"]["version"] == json!(live.version)
+                && live.image == image
+            {
+                return Ok(live);
+            }
+            roots.reimage(&name, &base, &identity)
+        })
+        .await
+        .map_err(|e| images_error(e, "prepare the new system"))?;
+        self.hw.db.set_job_result(&job.id, &json!({ "provisioned": { "image": root.image, "version": root.version } })).await?;
+        self.hw.db.set_pi_image(&t.pi.id, Some(&params.image)).await?;
+        let e = NewEvent::new("root.provisioned", "controller", format!("root provisioned from {} {}", root.image, root.version))
+            .pi(&t.pi.id)
+            .job(&job.id)
+            .customer(t.pi.owner.as_ref());
+        self.hw.db.append_event(&e).await?;
+        Ok(())
+    }
+
+    async fn export(&self, t: &Target) -> Result<(), StepError> {
+        let images = self.hw.images()?.clone();
+        let Some(exporter) = images.exporter.clone() else {
+            tracing::info!(pi = %t.pi.id, "no NFS backend configured; root not exported by this controller");
+            return Ok(());
+        };
+        let name = root_name(&t.pi)?;
+        let pi_ip = t.slot.pi_ip;
+        blocking(move || {
+            let path = Roots::new(&images.store, images.runner.as_ref()).path(&name);
+            exporter.reexport(&Export::new(pi_ip, path)?)
+        })
+        .await
+        .map_err(|e| {
+            let customer = "The new system could not be shared with the Pi yet.";
+            StepError::retryable(format!("export: {}", chain(&e)), customer)
+        })
+    }
+
+    async fn render(&self, job: &Job, t: &Target) -> Result<(), StepError> {
+        let images = self.hw.images()?.clone();
+        let name = root_name(&t.pi)?;
+        let live = blocking(move || Roots::new(&images.store, images.runner.as_ref()).get(&name))
+            .await
+            .map_err(|e| images_error(e, "check the new system"))?
+            .ok_or_else(|| StepError::permanent("no live root after provisioning", "The new system is missing; contact support."))?;
+        let dir = boot_dir(&live.path);
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        let params = boot_params(t.slot.controller_ip, t.slot.pi_ip);
+        let bad = |e: &dyn std::error::Error| StepError::permanent(format!("boot files of {}: {e}", dir.display()), "The chosen image cannot boot this Pi.");
+        let cmdline = render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
+        render_config(read("config.txt").as_deref(), &params).map_err(|e| bad(&e))?;
+        let Some(kernel) = KERNELS.iter().find(|k| dir.join(k).is_file()) else {
+            return Err(StepError::permanent(format!("no kernel ({}) in {}", KERNELS.join(", "), dir.display()), "The chosen image cannot boot this Pi."));
+        };
+        let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
+            .pi(&t.pi.id)
+            .job(&job.id)
+            .customer(t.pi.owner.as_ref())
+            .data(json!({ "cmdline": cmdline.trim_end(), "kernel": kernel, "boot_dir": dir }));
+        self.hw.db.append_event(&e).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Executor for ReimageExecutor {
+    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+        let t = self.hw.target(job).await?;
+        match job.steps[step].as_str() {
+            "power-off" => {
+                self.hw.set_power(job, &t, false).await?;
+                self.hw.confirm_power(&t, false).await.map(|_| ())
+            }
+            "provision-root" => self.provision(job, &t).await,
+            "export-root" => self.export(&t).await,
+            "render-boot-files" => self.render(job, &t).await,
+            "power-on" => self.hw.set_power(job, &t, true).await,
+            "await-boot" => self.hw.await_boot(job, &t).await.map(|_| ()),
+            other => Err(unknown_step(job, other)),
+        }
+    }
+}
+
+fn params(job: &Job) -> Result<ReimageParams, StepError> {
+    serde_json::from_value(job.params.clone())
+        .map_err(|e| StepError::permanent(format!("reimage parameters: {e}"), "The reinstall request was incomplete."))
+}
+
+/// The Pi's root directory name in the image store: its inventory id.
+fn root_name(pi: &Pi) -> Result<PiName, StepError> {
+    PiName::new(pi.id.as_str()).map_err(|e| StepError::permanent(format!("Pi id as a root name: {e}"), "This Pi cannot be reinstalled; contact support."))
+}
+
+/// The Pi's hostname: where it is (`<shelf>-p<port>`, so a replacement board in the slot
+/// keeps the name), else `pi-<serial>`, else its inventory id.
+pub fn hostname(pi: &Pi) -> String {
+    hostname_for(pi.shelf.as_deref(), pi.port, pi.serial.as_deref(), pi.id.as_str())
+}
+
+pub fn hostname_for(shelf: Option<&str>, port: Option<u16>, serial: Option<&str>, id: &str) -> String {
+    let raw = match (shelf, port, serial) {
+        (Some(s), Some(p), _) => format!("{s}-p{p:02}"),
+        (_, _, Some(serial)) => format!("pi-{serial}"),
+        _ => id.to_string(),
+    };
+    let label: String = raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let label = label.trim_matches('-');
+    label[..label.len().min(63)].trim_end_matches('-').to_string()
+}
+
+fn images_error(e: ImagesError, doing: &str) -> StepError {
+    let customer = if e.is_disk_full() {
+        "There is not enough storage to prepare the new system; contact support.".to_string()
+    } else {
+        format!("Bramble could not {doing}.")
+    };
+    StepError::permanent(chain(&e), customer)
+}
+
+/// Runs image-store work (file I/O, external commands) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ImagesError> + Send + 'static) -> Result<T, ImagesError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| Err(ImagesError::InvalidInput { what: "image task", value: String::new(), reason: "panicked".into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hostname_for;
+
+    #[test]
+    fn hostnames_follow_the_slot_and_are_valid_labels() {
+        assert_eq!(hostname_for(Some("rack1"), Some(7), Some("00000001"), "pi-x"), "rack1-p07");
+        assert_eq!(hostname_for(Some("Rack_A"), Some(96), None, "pi-x"), "rack-a-p96");
+        assert_eq!(hostname_for(None, None, Some("0000abcd"), "pi-x"), "pi-0000abcd");
+        assert_eq!(hostname_for(None, None, None, "pi-0192f3"), "pi-0192f3");
+        assert!(hostname_for(Some(&"x".repeat(80)), Some(1), None, "p").len() <= 63);
+    }
+}

@@ -1,0 +1,380 @@
+//! The virtual shelf: a whole Bramble installation on one machine, with no hardware.
+//! A controller on SQLite with netboot, a virtual PoE switch speaking SNMP, a private
+//! nfs-ganesha exporting per-Pi roots, and simulated Pis (real boot-ROM behaviour over
+//! real sockets) in network namespaces, each cabled to its slot's storage interface by a
+//! veth pair. The shelf is racked and deployed through the normal HTTP API.
+//!
+//! Used by `bramble lab up` (see `cli::lab`), the end-to-end tests and the boot-storm
+//! benchmark. The controller can be stopped, crashed and restarted while the switch,
+//! the NFS server and the Pis keep running, as in a real machine room.
+//!
+//! **Invariant:** every namespace and link a lab makes starts with its prefix, and every
+//! process it starts records a pid under its state directory, so [`cleanup`] can remove
+//! whatever a crashed lab left.
+
+pub mod wiring;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bramble_images::{Base, ImageStore, SystemRunner, fixture};
+use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
+use bramble_netboot::links::{StorageLinks, VethLinks};
+use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::auth::{Role, generate_token};
+use crate::config::{Config, NfsBackend, Overrides, RawConfig};
+use crate::jobs::CrashPlan;
+use crate::server::{Controller, ServeError};
+pub use wiring::{Cabling, PiTiming, model_for, serial_for};
+
+/// The public key every lab Pi is deployed with (its private half is not kept anywhere:
+/// nobody logs into a simulated Pi; the simulator only checks the key is in its root).
+pub const LAB_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINnGdCRukDozHiBov5bbdi8gqa8oib+PTvnokdaE2Aya bramble-lab";
+
+/// Synthetic images the lab registers (see `bramble_images::fixture`): two, so a
+/// reinstall visibly changes the kernel a Pi boots.
+pub const LAB_IMAGES: [(&str, &str); 2] = [("lab-bookworm", "bookworm"), ("lab-bullseye", "bullseye")];
+
+const COMMUNITY: &str = "bramble-lab";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("lab setup: {0}")]
+    Setup(String),
+    #[error("the lab's image store")]
+    Images(#[from] bramble_images::ImagesError),
+    #[error("the lab's NFS server")]
+    Nfs(#[source] bramble_lab::LabError),
+    #[error("the lab's controller")]
+    Controller(#[from] ServeError),
+    #[error("the lab's API: {0}")]
+    Api(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    pub pis: u16,
+    pub shelf: String,
+    pub state_dir: PathBuf,
+    /// Prefix of every namespace and link (at most 6 bytes).
+    pub prefix: String,
+    pub storage_supernet: String,
+    pub listen: SocketAddr,
+    pub pi: PiTiming,
+    /// `[jobs]` settings of the lab's controller, as TOML lines.
+    pub jobs_toml: String,
+    /// Image deployed to every Pi once racked (`None`: leave them ready, no OS).
+    pub deploy: Option<String>,
+}
+
+impl LabOptions {
+    /// A lab of `pis` Pis with real boot-ROM timings, under `state_dir`.
+    pub fn new(pis: u16, state_dir: &Path) -> Self {
+        LabOptions {
+            pis,
+            shelf: "lab".into(),
+            state_dir: state_dir.to_path_buf(),
+            prefix: "blab".into(),
+            storage_supernet: "10.46.0.0/16".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pi: PiTiming { dhcp_interval: Duration::from_secs(5) },
+            jobs_toml: "lease_seconds = 5\npoll_interval_ms = 100\nrack_group_size = 8\nrack_group_pause_ms = 2000\nrack_await_seconds = 90\nsettle_ms = 1000\nboot_timeout_seconds = 120\nmax_parallel = 16\n".into(),
+            deploy: Some(LAB_IMAGES[0].0.into()),
+        }
+    }
+}
+
+/// A controller of the lab, running.
+struct RunningController {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+/// A running lab.
+pub struct Lab {
+    pub opts: LabOptions,
+    /// `http://127.0.0.1:<port>`.
+    pub api: String,
+    /// An operator token.
+    pub token: String,
+    pub cabling: Arc<Cabling>,
+    pub switch: SimHandle,
+    links: Arc<VethLinks>,
+    ganesha: Option<GaneshaServer>,
+    controller: Option<RunningController>,
+    background: Vec<JoinHandle<()>>,
+    switch_stop: Option<oneshot::Sender<()>>,
+    switch_addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Lab {
+    /// Builds the lab: images, NFS server, virtual switch, controller, and the shelf
+    /// (switch registered and shelf enrolled through the API; not yet racked).
+    pub async fn up(opts: LabOptions) -> Result<Lab, LabError> {
+        if opts.prefix.is_empty() || opts.prefix.len() > 6 || !opts.prefix.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(LabError::Setup(format!("prefix {:?} must be 1-6 lowercase letters", opts.prefix)));
+        }
+        cleanup(&opts.prefix, &opts.state_dir);
+        std::fs::create_dir_all(opts.state_dir.join("firmware")).map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
+        let bases = prepare_images(&opts.state_dir).await?;
+        fixture::write_firmware(&opts.state_dir.join("firmware"))?;
+        let ganesha = {
+            let o = GaneshaOptions { nfsv3: true, ..GaneshaOptions::new(opts.state_dir.join("ganesha"), exports_dir(&opts.state_dir).join("exports.conf")) };
+            tokio::task::spawn_blocking(move || GaneshaServer::start(o)).await.map_err(|e| LabError::Setup(e.to_string()))?.map_err(LabError::Nfs)?
+        };
+        let sim = SimSwitch::new(SimOptions::new(opts.pis.max(1), COMMUNITY)).map_err(|e| LabError::Setup(e.to_string()))?;
+        let switch = sim.handle();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(|e| LabError::Setup(format!("switch socket: {e}")))?;
+        let switch_addr = socket.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
+        let (switch_stop, stopped) = oneshot::channel::<()>();
+        let switch_task = tokio::spawn(async move {
+            if let Err(e) = sim.serve(socket, async move { let _ = stopped.await; }).await {
+                tracing::error!(error = %e, "virtual switch stopped");
+            }
+        });
+        let links = Arc::new(VethLinks::new(&opts.prefix));
+        let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), LAB_KEY));
+        let mut lab = Lab {
+            api: String::new(),
+            token: generate_token(),
+            cabling: cabling.clone(),
+            switch: switch.clone(),
+            links,
+            ganesha: Some(ganesha),
+            controller: None,
+            background: vec![switch_task],
+            switch_stop: Some(switch_stop),
+            switch_addr,
+            http: reqwest::Client::new(),
+            opts,
+        };
+        let config = lab.config()?;
+        let db = crate::db::Db::connect(&config.database_url).await.map_err(|e| LabError::Setup(e.to_string()))?;
+        for base in &bases {
+            crate::catalogue::register_base(&db, base).await.map_err(|e| LabError::Setup(e.to_string()))?;
+        }
+        db.create_token(&lab.token, Role::Operator, None, "lab").await.map_err(|e| LabError::Setup(e.to_string()))?;
+        db.close().await;
+        lab.start_controller(None).await?;
+        lab.enroll().await?;
+        lab.background.push(tokio::spawn(cabling.follow(switch)));
+        Ok(lab)
+    }
+
+    /// The lab controller's configuration.
+    pub fn config(&self) -> Result<Config, LabError> {
+        let o = &self.opts;
+        let text = format!(
+            "[addressing]\nstorage_supernet = \"{}\"\n[jobs]\n{}\n\
+             [images]\nnfs = \"ganesha\"\nganesha_dir = \"{}\"\nganesha_pid_file = \"{}\"\n\
+             [switches]\nreconcile_seconds = 30\n\
+             [netboot]\nenabled = true\nrefresh_seconds = 2\ntftp_listen = [\"0.0.0.0:69\"]\n",
+            o.storage_supernet,
+            o.jobs_toml,
+            exports_dir(&o.state_dir).display(),
+            o.state_dir.join("ganesha/ganesha.pid").display(),
+        );
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
+        let overrides = Overrides { listen: Some(o.listen.to_string()), database: None, state_dir: Some(o.state_dir.clone()) };
+        let config = Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;
+        debug_assert!(matches!(config.images.nfs, NfsBackend::Ganesha { .. }));
+        Ok(config)
+    }
+
+    /// Starts (or restarts) the controller on the lab's database; `crash` injects a crash
+    /// (the controller then stops as if killed, see [`CrashPlan`]).
+    pub async fn start_controller(&mut self, crash: Option<Arc<dyn CrashPlan>>) -> Result<(), LabError> {
+        let config = self.config()?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| LabError::Setup(format!("API listener {}: {e}", config.listen)))?;
+        let addr = listener.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
+        self.api = format!("http://{addr}");
+        let mut controller = Controller::open(config).await?.with_storage_links(self.links.clone() as Arc<dyn StorageLinks>);
+        if let Some(plan) = crash {
+            controller.runner = controller.runner.with_crash_plan(plan);
+        }
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        self.controller = Some(RunningController { stop, task });
+        Ok(())
+    }
+
+    /// Stops the controller gracefully (jobs in flight finish first).
+    pub async fn stop_controller(&mut self) -> Result<(), LabError> {
+        if let Some(c) = self.controller.take() {
+            let _ = c.stop.send(());
+            c.task.await.map_err(|e| LabError::Setup(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    /// Waits until the controller stopped by itself (an injected crash); true if it did.
+    pub async fn wait_controller_crash(&mut self, limit: Duration) -> bool {
+        let Some(c) = self.controller.as_mut() else { return false };
+        match tokio::time::timeout(limit, &mut c.task).await {
+            Ok(Ok(Err(ServeError::Crashed))) => {
+                self.controller = None;
+                true
+            }
+            Ok(_) => {
+                self.controller = None;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The switch's SNMP address, for peers like snmpwalk.
+    pub fn switch_addr(&self) -> SocketAddr {
+        self.switch_addr
+    }
+
+    async fn enroll(&self) -> Result<(), LabError> {
+        let trunk = self.opts.pis + 1;
+        let sw = json!({ "name": "lab-switch", "address": self.switch_addr.to_string(), "trunk_port": trunk,
+            "credentials": { "version": "v2c", "community": COMMUNITY } });
+        self.call(reqwest::Method::POST, "/v1/switches", Some(sw), &[201]).await?;
+        let shelf = json!({ "name": self.opts.shelf, "switch": "lab-switch", "first_port": 1, "last_port": self.opts.pis });
+        let shelf = self.call(reqwest::Method::POST, "/v1/shelves", Some(shelf), &[201]).await?;
+        for slot in shelf["slots"].as_array().cloned().unwrap_or_default() {
+            let (Some(port), Some(vlan)) = (slot["port"].as_u64(), slot["vlan"].as_u64()) else { continue };
+            let port = port as u16;
+            self.cabling.plug(port, vlan as u16, &crate::jobs::reimage::hostname_for(Some(&self.opts.shelf), Some(port), None, ""));
+        }
+        Ok(())
+    }
+
+    /// Racks the shelf through the API and waits for the job; returns the job.
+    pub async fn rack(&self, limit: Duration) -> Result<Value, LabError> {
+        let job = self.call(reqwest::Method::POST, &format!("/v1/shelves/{}/rack", self.opts.shelf), None, &[202]).await?;
+        self.wait_job(job["id"].as_str().unwrap_or_default(), limit).await
+    }
+
+    /// Starts a reinstall of every ready Pi of the shelf with `image`; returns the jobs.
+    pub async fn deploy_all(&self, image: &str) -> Result<Vec<Value>, LabError> {
+        let mut jobs = Vec::new();
+        for pi in self.pis().await? {
+            if pi["state"] == "ready" {
+                let id = pi["id"].as_str().unwrap_or_default();
+                jobs.push(self.reimage(id, image).await?);
+            }
+        }
+        Ok(jobs)
+    }
+
+    pub async fn reimage(&self, pi: &str, image: &str) -> Result<Value, LabError> {
+        let body = json!({ "image": image, "ssh_keys": [LAB_KEY] });
+        self.call(reqwest::Method::POST, &format!("/v1/pis/{pi}/reimage"), Some(body), &[202]).await
+    }
+
+    /// The shelf's Pis as the API lists them.
+    pub async fn pis(&self) -> Result<Vec<Value>, LabError> {
+        let page = self.call(reqwest::Method::GET, &format!("/v1/pis?shelf={}&limit=500", self.opts.shelf), None, &[200]).await?;
+        Ok(page["items"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Polls a job until it ends; errors if it does not within `limit`.
+    pub async fn wait_job(&self, id: &str, limit: Duration) -> Result<Value, LabError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let job = self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None, &[200]).await;
+            match job {
+                Ok(j) if matches!(j["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) => return Ok(j),
+                Ok(_) | Err(LabError::Api(_)) if Instant::now() < deadline => {}
+                Ok(j) => return Err(LabError::Timeout(format!("job {id} still {} at step {} after {limit:?}", j["state"], j["current_step"]))),
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// One API call as the lab's operator; `ok` lists the accepted statuses.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, ok: &[u16]) -> Result<Value, LabError> {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.api)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| LabError::Api(format!("{method} {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if ok.contains(&status) {
+            Ok(value)
+        } else {
+            Err(LabError::Api(format!("{method} {path}: HTTP {status}: {value}")))
+        }
+    }
+
+    /// Stops everything and removes every namespace, link and process the lab made.
+    pub async fn down(mut self) {
+        if let Err(e) = self.stop_controller().await {
+            tracing::warn!(error = %e, "lab controller did not stop cleanly");
+        }
+        self.cabling.unplug_all().await;
+        if let Some(stop) = self.switch_stop.take() {
+            let _ = stop.send(());
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        drop(self.ganesha.take());
+        let (prefix, dir) = (self.opts.prefix.clone(), self.opts.state_dir.clone());
+        let _ = tokio::task::spawn_blocking(move || cleanup(&prefix, &dir)).await;
+    }
+}
+
+/// Writes a small status file so a reader never sees half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+fn exports_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("ganesha-exports")
+}
+
+/// Registers the lab's synthetic images in the store under `state_dir/images`.
+async fn prepare_images(state_dir: &Path) -> Result<Vec<Base>, LabError> {
+    let dir = state_dir.join("images");
+    tokio::task::spawn_blocking(move || {
+        let store = ImageStore::open(&dir, &SystemRunner)?;
+        LAB_IMAGES.iter().map(|(name, flavour)| fixture::ensure(&store, &SystemRunner, name, flavour)).collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| LabError::Setup(e.to_string()))?
+    .map_err(LabError::Images)
+}
+
+/// Removes what a lab with `prefix` left behind: Pi namespaces, storage links, and the
+/// NFS server recorded under `state_dir`. Safe to run when nothing is left.
+pub fn cleanup(prefix: &str, state_dir: &Path) {
+    bramble_lab::ganesha::cleanup_stale(&state_dir.join("ganesha"));
+    let owned = |name: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.trim_end_matches("pi").chars().all(|c| c.is_ascii_digit()) && !rest.is_empty());
+    if let Ok(out) = std::process::Command::new("ip").args(["netns", "list"]).output() {
+        for ns in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
+            if owned(ns) {
+                let _ = bramble_lab::run_ip(&["netns", "delete", ns]);
+            }
+        }
+    }
+    if let Ok(out) = std::process::Command::new("ip").args(["-o", "link", "show"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("")).unwrap_or("");
+            if owned(name) {
+                let _ = bramble_lab::run_ip(&["link", "delete", name]);
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The reconciler: a background task that reads every switch back, repairs drift from
+//! the configuration the inventory wants, and watches Pi ports for power draw.
+//!
+//! It runs on a timer and on demand ([`ReconcileTrigger`]), takes no input, and each
+//! pass is safe to interrupt: the next one starts from a fresh read. Decisions are pure
+//! functions in [`decide`]; [`switch`] carries them out one switch at a time, every
+//! switch in its own task so one that does not answer delays no other.
+//!
+//! **Invariant:** a repair never changes PoE admin state: the desired configuration is
+//! stripped of PoE before it is compared or applied (a customer may have switched their
+//! Pi off on purpose). **Invariant:** a Pi with an active job is left to the job.
+
+pub mod decide;
+mod report;
+mod switch;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use crate::db::Db;
+use crate::db::jobs::JobFilter;
+use crate::fabric::Fabric;
+use crate::ids::SwitchId;
+use crate::jobs::model::JobState;
+use crate::model::Job;
+use decide::SwitchMemory;
+pub use report::{PowerObserved, ReconcileError, ReconcileReport, SwitchReport};
+
+/// The `actor` of every event the reconciler records.
+pub const ACTOR: &str = "reconciler";
+
+/// Reads every switch back on a timer and repairs what drifted.
+pub struct Reconciler {
+    inner: Arc<Inner>,
+    every: Duration,
+    wake: Arc<Notify>,
+}
+
+/// Asks a running [`Reconciler`] for a pass now (e.g. after an operator fixed a cable).
+#[derive(Clone)]
+pub struct ReconcileTrigger(Arc<Notify>);
+
+impl ReconcileTrigger {
+    /// Starts a pass as soon as the current one (if any) ends.
+    pub fn now(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct Inner {
+    db: Db,
+    fabric: Arc<Fabric>,
+    /// Per switch, what earlier passes saw (outages, failed repairs), so an outage is
+    /// recorded once rather than on every pass.
+    memory: Mutex<HashMap<SwitchId, SwitchMemory>>,
+    /// Held for a whole pass, so two passes never repair the same switch at once.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Reconciler {
+    pub fn new(db: Db, fabric: Arc<Fabric>, every: Duration) -> Reconciler {
+        let inner = Inner { db, fabric, memory: Mutex::new(HashMap::new()), pass: tokio::sync::Mutex::new(()) };
+        Reconciler { inner: Arc::new(inner), every, wake: Arc::new(Notify::new()) }
+    }
+
+    /// A handle that starts a pass on demand.
+    pub fn trigger(&self) -> ReconcileTrigger {
+        ReconcileTrigger(self.wake.clone())
+    }
+
+    /// Runs a pass at once, then every `every` and whenever triggered, until `shutdown`
+    /// resolves (which also abandons a pass under way).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                outcome = self.reconcile_once() => log_pass(&outcome),
+            }
+        }
+        tracing::info!("reconciler stopped");
+    }
+
+    /// One pass over every switch in the inventory.
+    /// Passes never overlap: a second caller waits for the first pass to end.
+    pub async fn reconcile_once(&self) -> Result<ReconcileReport, ReconcileError> {
+        let _one_at_a_time = self.inner.pass.lock().await;
+        let db = &self.inner.db;
+        let switches = db.list_switches().await.map_err(|source| ReconcileError::Inventory { what: "switches", source })?;
+        let shelves = db.list_shelves().await.map_err(|source| ReconcileError::Inventory { what: "shelves", source })?;
+        let active = self.active_jobs().await?;
+        let racking = decide::racking_switches(active.iter().map(|j| (j.kind, j.shelf.as_ref())), &shelves);
+        self.inner.forget_except(&switches);
+        let mut tasks = JoinSet::new();
+        let mut by_task = HashMap::new();
+        for sw in switches {
+            let inner = self.inner.clone();
+            let racking = racking.covers(&sw.id);
+            let task_sw = sw.clone();
+            let handle = tasks.spawn(async move { inner.reconcile_switch(&task_sw, racking).await });
+            by_task.insert(handle.id(), sw);
+        }
+        let mut reports = Vec::with_capacity(by_task.len());
+        while let Some(joined) = tasks.join_next_with_id().await {
+            match joined {
+                Ok((_, report)) => reports.push(report),
+                Err(e) => {
+                    let Some(sw) = by_task.get(&e.id()) else { continue };
+                    let mut report = SwitchReport::new(sw);
+                    report.error("reconciling the switch", &e);
+                    reports.push(report);
+                }
+            }
+        }
+        reports.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ReconcileReport { switches: reports })
+    }
+
+    /// Queued and running jobs (few at any time; paged to be safe).
+    async fn active_jobs(&self) -> Result<Vec<Job>, ReconcileError> {
+        let mut out = Vec::new();
+        for state in [JobState::Queued, JobState::Running] {
+            let filter = JobFilter { pi: None, state: Some(state), visible_to: None };
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = self
+                    .inner
+                    .db
+                    .list_jobs(&filter, cursor.as_deref(), 500)
+                    .await
+                    .map_err(|source| ReconcileError::Inventory { what: "active jobs", source })?;
+                out.extend(page.items);
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Inner {
+    /// A copy of what earlier passes remember about `switch`.
+    fn memory_of(&self, switch: &SwitchId) -> SwitchMemory {
+        self.lock().get(switch).cloned().unwrap_or_default()
+    }
+
+    fn remember(&self, switch: &SwitchId, memory: SwitchMemory) {
+        self.lock().insert(switch.clone(), memory);
+    }
+
+    /// Drops memory of switches no longer in the inventory.
+    fn forget_except(&self, switches: &[crate::model::Switch]) {
+        self.lock().retain(|id, _| switches.iter().any(|s| &s.id == id));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SwitchId, SwitchMemory>> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn log_pass(outcome: &Result<ReconcileReport, ReconcileError>) {
+    match outcome {
+        Ok(report) => {
+            for sw in &report.switches {
+                if !sw.errors.is_empty() {
+                    tracing::warn!(switch = %sw.name, errors = ?sw.errors, "reconciler: switch not fully reconciled");
+                }
+            }
+            tracing::debug!(
+                switches = report.switches.len(),
+                drift = report.drift_found(),
+                unreachable = report.unreachable(),
+                "reconciler pass done"
+            );
+        }
+        Err(e) => tracing::warn!(error = %crate::netboot::chain(e), "reconciler pass failed"),
+    }
+}

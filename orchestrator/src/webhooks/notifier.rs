@@ -1,0 +1,202 @@
+//! The delivery loop: read events after the cursor, POST each matching one (with its job)
+//! to the endpoint, retrying with backoff, and move the cursor after each.
+//!
+//! Events are handled strictly in id order, one at a time, so a receiver sees a job's
+//! events in the order they happened. A delivery that keeps failing is given up after
+//! `max_attempts` and recorded as `webhook.failed`; the queue then moves on.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::policy::{AfterFailure, RetryPolicy, may_pass};
+use super::store::{CURSOR_NAME, advance_cursor, load_cursor, record_give_up};
+use super::{DeliveryFailure, WebhookConfig, WebhookError, error_chain, headers, sign};
+use crate::db::Db;
+use crate::db::events::EventFilter;
+use crate::jobs::model::JobKind;
+use crate::model::{Event, Job};
+use crate::time::now_millis;
+
+/// Events read from the log per query.
+const BATCH: usize = 100;
+
+/// The JSON body of a delivery.
+#[derive(Debug, Serialize)]
+struct Payload<'a> {
+    event: &'a Event,
+    /// The job as `GET /v1/jobs/{id}` shows it now; absent for events without a job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<&'a Job>,
+}
+
+/// How one event ended.
+enum Outcome {
+    Delivered { attempts: u32 },
+    GaveUp { attempts: u32, failure: DeliveryFailure },
+}
+
+/// Wakes a running [`Notifier`] early, e.g. right after a job changed state.
+#[derive(Debug, Clone)]
+pub struct Nudge(Arc<Notify>);
+
+impl Nudge {
+    pub fn nudge(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Sends the event log to the configured endpoint.
+pub struct Notifier {
+    db: Db,
+    cfg: WebhookConfig,
+    client: Result<reqwest::Client, String>,
+    nudge: Arc<Notify>,
+    executable: Arc<HashSet<JobKind>>,
+    endpoint: String,
+}
+
+impl Notifier {
+    pub fn new(db: Db, cfg: WebhookConfig) -> Notifier {
+        // No redirects: a signed notification goes to the configured URL or nowhere.
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("bramble-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| error_chain(&e.without_url()));
+        let endpoint = cfg.endpoint();
+        Notifier { db, cfg, client, nudge: Arc::new(Notify::new()), executable: Arc::default(), endpoint }
+    }
+
+    /// The job kinds this controller runs, so a job's `executable` flag in the payload
+    /// matches what the API shows (pass `AppState::executable`).
+    pub fn with_executable(mut self, kinds: Arc<HashSet<JobKind>>) -> Self {
+        self.executable = kinds;
+        self
+    }
+
+    /// A handle that wakes the loop before its next poll.
+    pub fn nudger(&self) -> Nudge {
+        Nudge(self.nudge.clone())
+    }
+
+    /// Delivers until `shutdown` resolves: a pass over new events every poll interval,
+    /// or at once when nudged. Stopping mid-delivery is safe: the cursor has not moved,
+    /// so that event is sent again next time.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        tracing::info!(endpoint = %self.endpoint, "webhook notifier started");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                result = self.deliver_pending() => {
+                    if let Err(e) = result {
+                        tracing::error!(endpoint = %self.endpoint, error = %error_chain(&e), "webhook pass failed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = self.nudge.notified() => {}
+            }
+        }
+        tracing::info!(endpoint = %self.endpoint, "webhook notifier stopped");
+    }
+
+    /// Handles every event after the cursor (except one after a still-fresh hole in the
+    /// ids, see [`may_pass`]) and returns how many were delivered.
+    pub async fn deliver_pending(&self) -> Result<usize, WebhookError> {
+        let client = self.client.as_ref().map_err(|message| WebhookError::Client { message: message.clone() })?;
+        let mut handled = load_cursor(&self.db, CURSOR_NAME).await?;
+        let mut saved = handled;
+        let mut delivered = 0;
+        'pages: loop {
+            let page = self.db.list_events(&EventFilter::default(), Some(handled), BATCH).await?;
+            let last_page = page.next_cursor.is_none();
+            for event in &page.items {
+                if !may_pass(handled, event.id, event.at, now_millis(), self.cfg.gap_grace) {
+                    tracing::debug!(after = handled, next = event.id, "waiting for a hole in the event ids to fill");
+                    break 'pages;
+                }
+                if self.cfg.kinds.matches(&event.kind) {
+                    match self.deliver(client, event).await? {
+                        Outcome::Delivered { attempts } => {
+                            advance_cursor(&self.db, CURSOR_NAME, event.id).await?;
+                            tracing::info!(event_id = event.id, kind = %event.kind, attempts, endpoint = %self.endpoint, "webhook delivered");
+                            delivered += 1;
+                        }
+                        Outcome::GaveUp { attempts, failure } => {
+                            record_give_up(&self.db, CURSOR_NAME, event, attempts, &failure, &self.endpoint).await?;
+                            tracing::error!(event_id = event.id, kind = %event.kind, attempts, endpoint = %self.endpoint,
+                                error = %failure, "webhook given up; recorded as webhook.failed");
+                        }
+                    }
+                    saved = event.id;
+                }
+                handled = event.id;
+            }
+            if last_page || page.items.is_empty() {
+                break;
+            }
+        }
+        if handled > saved {
+            // Only non-matching events since the last delivery: remember we read them.
+            advance_cursor(&self.db, CURSOR_NAME, handled).await?;
+        }
+        Ok(delivered)
+    }
+
+    /// Sends one event, retrying as the policy says.
+    async fn deliver(&self, client: &reqwest::Client, event: &Event) -> Result<Outcome, WebhookError> {
+        let job = match &event.job {
+            Some(id) => self.db.get_job(id).await?.map(|mut j| {
+                j.executable = self.executable.contains(&j.kind);
+                j
+            }),
+            None => None,
+        };
+        let body = serde_json::to_vec(&Payload { event, job: job.as_ref() })
+            .map_err(|source| WebhookError::Encode { event_id: event.id, source })?;
+        let policy = RetryPolicy { max_attempts: self.cfg.max_attempts, first_pause: self.cfg.first_backoff };
+        let mut attempt = 1;
+        loop {
+            let failure = match self.post(client, event, &body).await {
+                Ok(()) => return Ok(Outcome::Delivered { attempts: attempt }),
+                Err(f) => f,
+            };
+            match policy.after_failure(attempt) {
+                AfterFailure::GiveUp => return Ok(Outcome::GaveUp { attempts: attempt, failure }),
+                AfterFailure::RetryAfter(pause) => {
+                    tracing::warn!(event_id = event.id, kind = %event.kind, attempt, pause_ms = pause.as_millis() as u64,
+                        endpoint = %self.endpoint, error = %failure, "webhook delivery failed; will retry");
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One attempt, signed with a fresh timestamp.
+    async fn post(&self, client: &reqwest::Client, event: &Event, body: &[u8]) -> Result<(), DeliveryFailure> {
+        let timestamp = now_millis() / 1000;
+        let signature = sign(&self.cfg.secret, timestamp, body);
+        let response = client
+            .post(self.cfg.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(headers::EVENT, event.kind.as_str())
+            .header(headers::DELIVERY, event.id.to_string())
+            .header(headers::TIMESTAMP, timestamp.to_string())
+            .header(headers::SIGNATURE, signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| DeliveryFailure::from_reqwest(e, self.cfg.timeout))?;
+        let status = response.status();
+        if status.is_success() { Ok(()) } else { Err(DeliveryFailure::Status(status.as_u16())) }
+    }
+}
