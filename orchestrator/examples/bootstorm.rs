@@ -94,8 +94,46 @@ impl PowerControl for SwitchPower {
     }
 }
 
+/// Waits until the controller's netboot serves a storage link (and so a Pi namespace)
+/// for every slot, and no new one appeared for a few seconds. Racking before that makes
+/// the rack job's interface sync run beside netboot's own refresh pass, and the two race
+/// in `VethLinks::ensure` on the same VLAN (one deletes the other's namespace: a Pi stays
+/// dark). The storms measure booting, not racking, so the example sidesteps it.
+async fn wait_storage_links(prefix: &str, pis: u16) -> Result<(), BoxError> {
+    let count = || -> usize {
+        let out = std::process::Command::new("ip").args(["netns", "list"]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|ns| ns.strip_prefix(prefix).and_then(|r| r.strip_suffix("pi")).is_some_and(|vid| !vid.is_empty() && vid.chars().all(|c| c.is_ascii_digit())))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut stable_since: Option<(usize, Instant)> = None;
+    loop {
+        let n = count();
+        stable_since = match stable_since {
+            Some((m, since)) if m == n => Some((m, since)),
+            _ => Some((n, Instant::now())),
+        };
+        if let Some((m, since)) = stable_since
+            && m >= usize::from(pis)
+            && since.elapsed() >= Duration::from_secs(6)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {n} of {pis} storage links after 300 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Racks the shelf, deploys the first lab image to every Pi and waits until all booted.
 async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
+    let t = Instant::now();
+    wait_storage_links(&lab.opts.prefix, pis).await?;
+    eprintln!("{pis} storage links served in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let job = lab.rack(Duration::from_secs(900)).await?;
     if job["state"] != "succeeded" {
@@ -245,7 +283,8 @@ fn main() -> ExitCode {
     };
     let filter = std::env::var("BRAMBLE_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).try_init();
-    let state_dir = std::env::temp_dir().join(format!("bramble-bootstorm-bz-{}", std::process::id()));
+    // A fixed directory, so the next run's `Lab::up` cleans up after a crashed one.
+    let state_dir = std::env::temp_dir().join("bramble-bootstorm-bzlab");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

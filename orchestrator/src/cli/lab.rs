@@ -49,6 +49,9 @@ pub struct UpArgs {
     /// Seconds to wait for the whole shelf.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Prefix of the lab's namespaces and links (letters, at most 6).
+    #[arg(long, default_value = "blab")]
+    prefix: String,
     #[command(flatten)]
     dir: DirArgs,
 }
@@ -58,6 +61,7 @@ impl UpArgs {
         let mut o = LabOptions::new(self.pis, &self.dir.state_dir);
         o.listen = self.listen.parse().with_context(|| format!("--listen {:?} is not ADDRESS:PORT", self.listen))?;
         o.deploy = (self.deploy != "none").then(|| self.deploy.clone());
+        o.prefix = self.prefix.clone();
         Ok(o)
     }
 }
@@ -69,6 +73,11 @@ fn info_file(dir: &Path) -> PathBuf {
 
 fn pid_file(dir: &Path) -> PathBuf {
     dir.join("lab.pid")
+}
+
+/// The prefix the lab in `dir` names its namespaces and links with.
+fn prefix_file(dir: &Path) -> PathBuf {
+    dir.join("lab.prefix")
 }
 
 pub async fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
@@ -88,9 +97,9 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = std::fs::File::create(dir.join("lab.log")).context("cannot create lab.log")?;
     let exe = std::env::current_exe().context("cannot find the bramble binary")?;
-    let child = std::process::Command::new("setsid")
+    let mut child = std::process::Command::new("setsid")
         .arg(exe)
-        .args(["lab", "serve", "--pis", &a.pis.to_string(), "--listen", &a.listen, "--deploy", &a.deploy, "--state-dir"])
+        .args(["lab", "serve", "--pis", &a.pis.to_string(), "--listen", &a.listen, "--deploy", &a.deploy, "--prefix", &a.prefix, "--state-dir"])
         .arg(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -98,15 +107,16 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         .spawn()
         .context("cannot start the lab in the background (setsid)")?;
     std::fs::write(pid_file(&dir), child.id().to_string())?;
+    std::fs::write(prefix_file(&dir), &a.prefix)?;
     eprintln!("lab starting in the background (pid {}, log {})", child.id(), dir.join("lab.log").display());
-    let info = wait_info(&dir, Duration::from_secs(120)).await?;
+    let info = wait_info(&dir, &mut child, Duration::from_secs(120)).await?;
     let (api, token) = (info["api"].as_str().unwrap_or_default().to_string(), info["token"].as_str().unwrap_or_default().to_string());
     let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none").await?;
     println!("\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}", dir.display());
     Ok(code)
 }
 
-async fn wait_info(dir: &Path, limit: Duration) -> anyhow::Result<Value> {
+async fn wait_info(dir: &Path, child: &mut std::process::Child, limit: Duration) -> anyhow::Result<Value> {
     let spinner = ProgressBar::new_spinner().with_message("starting controller, virtual switch, NFS server");
     spinner.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + limit;
@@ -117,7 +127,7 @@ async fn wait_info(dir: &Path, limit: Duration) -> anyhow::Result<Value> {
             spinner.finish_with_message("lab controller serving");
             return Ok(v);
         }
-        if running_pid(dir).is_none() {
+        if !matches!(child.try_wait(), Ok(None)) {
             spinner.abandon();
             let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
@@ -163,19 +173,19 @@ async fn watch(api: &str, token: &str, dir: &Path, pis: u16, limit: Duration, de
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // The shelf as operators see it (port, serial, model, state, power, boot stage,
+    // job), then what the simulated Pis themselves report.
+    let status: Value = http.get(format!("{api}/v1/shelves/lab/status")).bearer_auth(token).send().await?.json().await?;
+    let status: crate::db::status::ShelfStatus = serde_json::from_value(status).context("reading the shelf status")?;
+    print!("{}", super::shelf_view::render(&status, status.read_at));
     let sims: Value = std::fs::read_to_string(dir.join("pis.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
-    let mut rows: Vec<Vec<String>> = last
-        .iter()
-        .map(|p| {
-            let port = p["port"].as_u64().unwrap_or(0);
-            let text = |k: &str| p[k].as_str().unwrap_or("-").to_string();
-            vec![port.to_string(), text("serial"), text("model"), text("state"), text("power"), text("image"), sims[&port.to_string()].as_str().unwrap_or("-").to_string()]
-        })
-        .collect();
-    rows.sort_by_key(|r| r[0].parse::<u64>().unwrap_or(0));
-    super::output::table(&["port", "serial", "model", "state", "power", "image", "simulator"], &rows);
+    let mut tally: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for state in sims.as_object().into_iter().flat_map(|o| o.values()) {
+        *tally.entry(state.as_str().unwrap_or("?").to_string()).or_default() += 1;
+    }
+    println!("simulated Pis: {}", tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "));
     let failed = last.iter().filter(|p| p["state"] == "failed").count();
-    Ok(if failed == 0 && rows.len() == usize::from(pis) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && last.len() == usize::from(pis) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The lab itself, in the foreground until SIGTERM or Ctrl-C.
@@ -220,10 +230,15 @@ async fn serve(a: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pid of a running background lab, if any.
+/// The pid of a running background lab, if any: a live (not zombie) process that is
+/// still `bramble lab serve` (a pid file outliving its process may name another one).
 fn running_pid(dir: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(dir)).ok()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let serving = String::from_utf8_lossy(&cmdline).split('\0').any(|a| a == "serve");
+    (state != Some('Z') && serving).then_some(pid)
 }
 
 /// Stops the background lab (SIGTERM, then SIGKILL after 60 s) and removes whatever it
@@ -240,8 +255,9 @@ async fn down(dir: &Path) -> anyhow::Result<ExitCode> {
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
+    let prefix = std::fs::read_to_string(prefix_file(dir)).map(|p| p.trim().to_string()).unwrap_or_else(|_| "blab".into());
     let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::lab::cleanup("blab", &d)).await?;
+    tokio::task::spawn_blocking(move || crate::lab::cleanup(&prefix, &d)).await?;
     for f in [pid_file(dir), info_file(dir), dir.join("pis.json")] {
         let _ = std::fs::remove_file(f);
     }

@@ -125,6 +125,16 @@ impl Lab {
             return Err(LabError::Setup(format!("prefix {:?} must be 1-6 lowercase letters", opts.prefix)));
         }
         cleanup(&opts.prefix, &opts.state_dir);
+        // Every lab starts from an empty inventory; image bases are kept as a cache.
+        for stale in ["bramble.db", "bramble.db-wal", "bramble.db-shm", "images/roots", "ganesha-exports", "pis.json"] {
+            let path = opts.state_dir.join(stale);
+            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(LabError::Setup(format!("cannot remove {}: {e}", path.display())));
+            }
+        }
         std::fs::create_dir_all(opts.state_dir.join("firmware")).map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
         let bases = prepare_images(&opts.state_dir).await?;
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
