@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boot-storm benchmark: N simulated Pis (mixed 3B / 3B+ / 4, real boot-ROM timings,
 # firmware-sized TFTP files) powered on all at once and then staggered; prints one
-# Markdown row per storm (see docs/benchmarks-bootstorm.md for the method).
+# Markdown row per storm (see docs/benchmarks.md, "Boot storm", for the method).
 #
 #   bench/bootstorm.sh                 # 96 Pis, staggered 16 per 2 s
 #   PIS=24 GROUP=8 PAUSE=1 bench/bootstorm.sh

@@ -165,7 +165,10 @@ impl StorageLinks for VethLinks {
     fn ensure(&self, vid: u16, controller_addr: Ipv4Addr) -> Result<String, LinkError> {
         check_vid(vid)?;
         let ifname = self.ifname(vid);
-        if self.lock().contains_key(&vid) {
+        // Held while the pair is made: two callers racing for one VLAN must not both
+        // create (and the loser delete) the same namespace.
+        let mut pis = self.lock();
+        if pis.contains_key(&vid) {
             return Ok(ifname);
         }
         let setup = |source| LinkError::Setup {
@@ -182,7 +185,7 @@ impl StorageLinks for VethLinks {
             peer_addr: None,
         };
         let veth = Veth::create(spec, &ns).map_err(setup)?;
-        self.lock().insert(vid, (veth, ns));
+        pis.insert(vid, (veth, ns));
         Ok(ifname)
     }
 

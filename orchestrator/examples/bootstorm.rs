@@ -48,7 +48,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = || value.parse::<u64>().map_err(|_| format!("{flag}: {value:?} is not a number"));
+        let num = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: {value:?} is not a number"))
+        };
         match flag.as_str() {
             "--pis" => a.pis = u16::try_from(num()?).map_err(|_| "--pis: too many".to_string())?,
             "--group" => a.group = num()? as usize,
@@ -60,7 +64,9 @@ fn parse_args() -> Result<Args, String> {
                     "firmware" => Some(BootFileSizes::FIRMWARE),
                     "small" => Some(BootFileSizes::SMALL),
                     "lab" => None,
-                    other => return Err(format!("--files: {other:?} is not firmware, small or lab")),
+                    other => {
+                        return Err(format!("--files: {other:?} is not firmware, small or lab"));
+                    }
                 }
             }
             other => return Err(format!("unknown option {other}")),
@@ -83,14 +89,23 @@ impl PowerControl for SwitchPower {
     async fn power(&self, pis: &[usize], on: bool) -> Result<(), LabError> {
         let mut ports = Vec::with_capacity(pis.len());
         for &pi in pis {
-            let port = u16::try_from(pi + 1).map_err(|_| LabError::Invalid { what: "pi index", reason: format!("{pi} is no switch port") })?;
+            let port = u16::try_from(pi + 1).map_err(|_| LabError::Invalid {
+                what: "pi index",
+                reason: format!("{pi} is no switch port"),
+            })?;
             ports.push((PortNo(port), on));
         }
         self.driver
             .set_ports_power(&ports)
             .await
             .map(drop)
-            .map_err(|e| LabError::Storm { reason: format!("SNMP PoE {} on {} ports: {e}", if on { "on" } else { "off" }, ports.len()) })
+            .map_err(|e| LabError::Storm {
+                reason: format!(
+                    "SNMP PoE {} on {} ports: {e}",
+                    if on { "on" } else { "off" },
+                    ports.len()
+                ),
+            })
     }
 }
 
@@ -101,11 +116,19 @@ impl PowerControl for SwitchPower {
 /// dark). The storms measure booting, not racking, so the example sidesteps it.
 async fn wait_storage_links(prefix: &str, pis: u16) -> Result<(), BoxError> {
     let count = || -> usize {
-        let out = std::process::Command::new("ip").args(["netns", "list"]).output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let out = std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output();
+        let text = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         text.lines()
             .filter_map(|l| l.split_whitespace().next())
-            .filter(|ns| ns.strip_prefix(prefix).and_then(|r| r.strip_suffix("pi")).is_some_and(|vid| !vid.is_empty() && vid.chars().all(|c| c.is_ascii_digit())))
+            .filter(|ns| {
+                ns.strip_prefix(prefix)
+                    .and_then(|r| r.strip_suffix("pi"))
+                    .is_some_and(|vid| !vid.is_empty() && vid.chars().all(|c| c.is_ascii_digit()))
+            })
             .count()
     };
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -133,7 +156,10 @@ async fn wait_storage_links(prefix: &str, pis: u16) -> Result<(), BoxError> {
 async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
     let t = Instant::now();
     wait_storage_links(&lab.opts.prefix, pis).await?;
-    eprintln!("{pis} storage links served in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{pis} storage links served in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let job = lab.rack(Duration::from_secs(900)).await?;
     if job["state"] != "succeeded" {
@@ -153,13 +179,22 @@ async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
         }
     }
     for port in 1..=pis {
-        let sim = lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}"))?;
-        let state = sim.wait_for(Duration::from_secs(60), |s| *s == PiState::Booted).await;
+        let sim = lab
+            .cabling
+            .sim(port)
+            .ok_or_else(|| format!("no simulated Pi in port {port}"))?;
+        let state = sim
+            .wait_for(Duration::from_secs(60), |s| *s == PiState::Booted)
+            .await;
         if state != PiState::Booted {
             return Err(format!("Pi in port {port} is {state} after its deploy").into());
         }
     }
-    eprintln!("deployed {} to {pis} Pis in {:.1} s", LAB_IMAGES[0].0, t.elapsed().as_secs_f64());
+    eprintln!(
+        "deployed {} to {pis} Pis in {:.1} s",
+        LAB_IMAGES[0].0,
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -183,11 +218,14 @@ fn resize_boot_files(dir: &Path, sizes: &BootFileSizes) -> Result<u64, BoxError>
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(len) = size_for(&name, sizes) else { continue };
+        let Some(len) = size_for(&name, sizes) else {
+            continue;
+        };
         let tmp = dir.join(format!(".{name}.bzresize"));
         let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, entry.path()).map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        std::fs::rename(&tmp, entry.path())
+            .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         written += len as u64;
     }
     Ok(written)
@@ -201,25 +239,46 @@ async fn resize_all(lab: &Lab, sizes: BootFileSizes) -> Result<(), BoxError> {
         let id = pi["id"].as_str().ok_or("a Pi without an id")?;
         dirs.push(roots.join(id).join("boot"));
     }
-    let written = tokio::task::spawn_blocking(move || dirs.iter().map(|d| resize_boot_files(d, &sizes)).sum::<Result<u64, BoxError>>().map_err(|e| e.to_string()))
-        .await??;
+    let written = tokio::task::spawn_blocking(move || {
+        dirs.iter()
+            .map(|d| resize_boot_files(d, &sizes))
+            .sum::<Result<u64, BoxError>>()
+            .map_err(|e| e.to_string())
+    })
+    .await??;
     eprintln!("boot files resized: {:.0} MB written", written as f64 / 1e6);
     Ok(())
 }
 
 /// TFTP bytes a Pi fetched since its last power-on.
 fn tftp_bytes(status: &PiStatus) -> u64 {
-    let from = status.timeline.iter().rposition(|e| e.event == Event::PowerOn).unwrap_or(0);
-    status.timeline[from..].iter().map(|e| if let Event::TftpFetched { bytes, .. } = &e.event { *bytes } else { 0 }).sum()
+    let from = status
+        .timeline
+        .iter()
+        .rposition(|e| e.event == Event::PowerOn)
+        .unwrap_or(0);
+    status.timeline[from..]
+        .iter()
+        .map(|e| {
+            if let Event::TftpFetched { bytes, .. } = &e.event {
+                *bytes
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// Fails clearly when another lab holds the ports this one's controller and NFS server
 /// need (otherwise the controller stops at start and the API calls fail obscurely).
 fn ports_free() -> Result<(), BoxError> {
     for port in [67u16, 69] {
-        std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("UDP port {port} is taken ({e}): is another lab or test running?"))?;
+        std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| {
+            format!("UDP port {port} is taken ({e}): is another lab or test running?")
+        })?;
     }
-    std::net::TcpListener::bind(("0.0.0.0", 2049)).map_err(|e| format!("TCP port 2049 is taken ({e}): is another lab or test running?"))?;
+    std::net::TcpListener::bind(("0.0.0.0", 2049))
+        .map_err(|e| format!("TCP port 2049 is taken ({e}): is another lab or test running?"))?;
     Ok(())
 }
 
@@ -236,8 +295,17 @@ async fn run(args: Args, state_dir: &Path) -> Result<(), BoxError> {
         .into();
     opts.deploy = None;
     let t = Instant::now();
-    let lab = Lab::up(opts).await.map_err(|e| format!("lab up: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string())))?;
-    eprintln!("lab up in {:.1} s ({})", t.elapsed().as_secs_f64(), state_dir.display());
+    let lab = Lab::up(opts).await.map_err(|e| {
+        format!(
+            "lab up: {e}: {:?}",
+            std::error::Error::source(&e).map(|s| s.to_string())
+        )
+    })?;
+    eprintln!(
+        "lab up in {:.1} s ({})",
+        t.elapsed().as_secs_f64(),
+        state_dir.display()
+    );
     let result = storms(&lab, &args).await;
     lab.down().await;
     result
@@ -248,22 +316,55 @@ async fn storms(lab: &Lab, args: &Args) -> Result<(), BoxError> {
     if let Some(sizes) = args.files {
         resize_all(lab, sizes).await?;
     }
-    let mut session = SessionConfig::new(lab.switch_addr(), Credentials::V2c { community: COMMUNITY.into() });
+    let mut session = SessionConfig::new(
+        lab.switch_addr(),
+        Credentials::V2c {
+            community: COMMUNITY.into(),
+        },
+    );
     session.timeout = Duration::from_secs(2);
-    let power = SwitchPower { driver: bramble_switch::connect(session).await? };
-    let sims: Vec<_> = (1..=args.pis).map(|port| lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}"))).collect::<Result<_, _>>()?;
-    let modes = [StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
+    let power = SwitchPower {
+        driver: bramble_switch::connect(session).await?,
+    };
+    let sims: Vec<_> = (1..=args.pis)
+        .map(|port| {
+            lab.cabling
+                .sim(port)
+                .ok_or_else(|| format!("no simulated Pi in port {port}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let modes = [
+        StormMode::AllAtOnce,
+        StormMode::Staggered {
+            group: args.group,
+            pause: args.pause,
+        },
+    ];
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {
         let watches: Vec<watch::Receiver<PiStatus>> = sims.iter().map(|s| s.subscribe()).collect();
-        let report = run_storm("bramble", &power, watches, StormOptions { mode, timeout: args.timeout }).await?;
+        let report = run_storm(
+            "bramble",
+            &power,
+            watches,
+            StormOptions {
+                mode,
+                timeout: args.timeout,
+            },
+        )
+        .await?;
         println!("{report}");
         let bytes: u64 = sims.iter().map(|s| tftp_bytes(&s.status())).sum();
         reports.push((report, bytes));
     }
     for (report, bytes) in &reports {
-        println!("{}: TFTP {:.0} MB fetched by the Pis ({:.2} MB per Pi)", report.mode, *bytes as f64 / 1e6, *bytes as f64 / 1e6 / f64::from(args.pis));
+        println!(
+            "{}: TFTP {:.0} MB fetched by the Pis ({:.2} MB per Pi)",
+            report.mode,
+            *bytes as f64 / 1e6,
+            *bytes as f64 / 1e6 / f64::from(args.pis)
+        );
         for (reason, n) in report.failure_summary() {
             println!("    {n} x {reason}");
         }
@@ -282,7 +383,10 @@ fn main() -> ExitCode {
         }
     };
     let filter = std::env::var("BRAMBLE_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
     // A fixed directory, so the next run's `Lab::up` cleans up after a crashed one.
     let state_dir = std::env::temp_dir().join("bramble-bootstorm-bzlab");
     let runtime = match tokio::runtime::Runtime::new() {

@@ -216,6 +216,15 @@ impl Lab {
         let task = tokio::spawn(controller.run(listener, async move {
             let _ = stopped.await;
         }));
+        // A controller that cannot start (ports 67/69 taken, say) stops at once: say why.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if task.is_finished() {
+            return match task.await {
+                Ok(Err(e)) => Err(LabError::Controller(e)),
+                Ok(Ok(())) => Err(LabError::Setup("the controller stopped at once".into())),
+                Err(e) => Err(LabError::Setup(format!("the controller task failed: {e}"))),
+            };
+        }
         self.controller = Some(RunningController { stop, task });
         Ok(())
     }
@@ -340,7 +349,15 @@ impl Lab {
         }
         drop(self.ganesha.take());
         let (prefix, dir) = (self.opts.prefix.clone(), self.opts.state_dir.clone());
-        let _ = tokio::task::spawn_blocking(move || cleanup(&prefix, &dir)).await;
+        // The links remove their own pairs and namespaces when the last holder drops
+        // them; `cleanup` then catches anything a crash left.
+        let Lab { cabling, links, .. } = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(cabling);
+            drop(links);
+            cleanup(&prefix, &dir);
+        })
+        .await;
     }
 }
 

@@ -69,6 +69,8 @@ struct Inner {
     links: Arc<dyn StorageLinks>,
     /// Slots served now, with their interface name and VLAN.
     served: Mutex<HashMap<SlotId, (String, u16)>>,
+    /// One sync pass at a time (the refresh timer and a rack job may both ask).
+    sync: tokio::sync::Mutex<()>,
 }
 
 /// The running DHCP and TFTP servers of one controller.
@@ -111,6 +113,7 @@ impl Netboot {
             directory: directory.clone(),
             links,
             served: Mutex::new(HashMap::new()),
+            sync: tokio::sync::Mutex::new(()),
         });
         let mut tasks = vec![sink_task];
         sync_interfaces(&inner).await;
@@ -204,6 +207,7 @@ impl NetbootHandle {
 /// are gone (retired). Failures are logged per slot: one broken VLAN must not keep the
 /// others from booting.
 async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
+    let _one_pass = inner.sync.lock().await;
     let snap = inner.directory.snapshot();
     let served = |inner: &Inner| {
         inner
