@@ -11,6 +11,6 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh run
 cargo build --release --locked -p bramble
-bin=$PWD/target/release/bramble
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/bramble
 ln -sf "$bin" /usr/local/bin/bramble
 exec "$bin" lab up --pis "${PIS:-8}" --listen "${BRAMBLE_LISTEN:-127.0.0.1:8080}"
