@@ -80,22 +80,8 @@ impl DeliveryFailure {
         if e.is_timeout() {
             return DeliveryFailure::Timeout(timeout.as_millis());
         }
-        let chain = error_chain(&e);
+        let chain = crate::netboot::chain(&e);
         if e.is_connect() { DeliveryFailure::Connect(chain) } else { DeliveryFailure::Request(chain) }
     }
 }
 
-/// An error and its sources, `: `-separated, for one log field.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::policy::{AfterFailure, RetryPolicy, may_pass};
 use super::store::{CURSOR_NAME, advance_cursor, load_cursor, record_give_up};
-use super::{DeliveryFailure, WebhookConfig, WebhookError, error_chain, headers, sign};
+use super::{DeliveryFailure, WebhookConfig, WebhookError, headers, sign};
 use crate::db::Db;
 use crate::db::events::EventFilter;
 use crate::jobs::model::JobKind;
@@ -67,7 +67,7 @@ impl Notifier {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bramble-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| error_chain(&e.without_url()));
+            .map_err(|e| crate::netboot::chain(&e.without_url()));
         let endpoint = cfg.endpoint();
         Notifier { db, cfg, client, nudge: Arc::new(Notify::new()), executable: Arc::default(), endpoint }
     }
@@ -95,7 +95,7 @@ impl Notifier {
                 _ = &mut shutdown => break,
                 result = self.deliver_pending() => {
                     if let Err(e) = result {
-                        tracing::error!(endpoint = %self.endpoint, error = %error_chain(&e), "webhook pass failed");
+                        tracing::error!(endpoint = %self.endpoint, error = %crate::netboot::chain(&e), "webhook pass failed");
                     }
                 }
             }
