@@ -16,12 +16,7 @@ fn main() -> anyhow::Result<()> {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
     match (arg(1), args.len()) {
         ("prepare", 5) => prepare(Path::new(arg(2)), Path::new(arg(3)), arg(4).parse()?),
-        ("run", 6) => run(
-            Path::new(arg(2)),
-            Path::new(arg(3)),
-            arg(4),
-            arg(5).parse()?,
-        ),
+        ("run", 6) => run(Path::new(arg(2)), Path::new(arg(3)), arg(4), arg(5).parse()?),
         _ => anyhow::bail!(
             "usage: provision_bench prepare CACHE_STORE OUT_STORE MB | run SRC_STORE STORE STRATEGY COUNT"
         ),
@@ -36,19 +31,13 @@ fn prepare(cache: &Path, out: &Path, mb: u64) -> anyhow::Result<()> {
     recipe.packages = vec!["openssh-server".into()];
     recipe.kernel_packages.clear();
     let cache = ImageStore::open(cache, &SystemRunner)?;
-    let src = cache
-        .find_by_recipe(&recipe.name, &recipe.hash())?
-        .ok_or_else(|| {
-            anyhow::anyhow!("no cached base: run `cargo test -p bramble-images` first")
-        })?;
+    let src = cache.find_by_recipe(&recipe.name, &recipe.hash())?.ok_or_else(|| {
+        anyhow::anyhow!("no cached base: run `cargo test -p bramble-images` first")
+    })?;
     let store = ImageStore::open(out, &SystemRunner)?;
     let staging = store.stage("bench-base", &SystemRunner)?;
     let root = staging.root();
-    sh(&format!(
-        "cp -a {}/. {}",
-        src.root().display(),
-        root.display()
-    ))?;
+    sh(&format!("cp -a {}/. {}", src.root().display(), root.display()))?;
     let mut n = 0;
     while manifest::tree_digest(&root)?.size_bytes < mb << 20 {
         sh(&format!(
@@ -84,30 +73,18 @@ fn run(src: &Path, dir: &Path, strategy_name: &str, count: usize) -> anyhow::Res
         "reflink" => Strategy::Reflink,
         _ => Strategy::Copy,
     };
-    anyhow::ensure!(
-        forced != Strategy::BtrfsSnapshot || store.strategy() == forced,
-        "not btrfs"
-    );
+    anyhow::ensure!(forced != Strategy::BtrfsSnapshot || store.strategy() == forced, "not btrfs");
     store = store.with_strategy(forced);
     let base = store.import(&src_store.latest("bench-base")?, &SystemRunner)?;
     sh("sync")?;
 
     let t = Instant::now();
-    sh(&format!(
-        "cp -a {} {}/plain-cp",
-        base.root().display(),
-        dir.display()
-    ))?;
+    sh(&format!("cp -a {} {}/plain-cp", base.root().display(), dir.display()))?;
     let cp_a = t.elapsed().as_secs_f64();
     strategy::delete_tree(&SystemRunner, &dir.join("plain-cp"))?;
 
     let t = Instant::now();
-    strategy::clone_tree(
-        store.strategy(),
-        &SystemRunner,
-        &base.root(),
-        &dir.join("one-clone"),
-    )?;
+    strategy::clone_tree(store.strategy(), &SystemRunner, &base.root(), &dir.join("one-clone"))?;
     let one_clone = t.elapsed().as_secs_f64();
     strategy::delete_tree(&SystemRunner, &dir.join("one-clone"))?;
 
@@ -137,9 +114,7 @@ fn identity(i: usize) -> PiIdentity {
             .parse()
             .unwrap_or(std::net::Ipv6Addr::LOCALHOST),
         ipv6_prefix_len: 64,
-        ipv6_gateway: "2a00:1098:0:84::1"
-            .parse()
-            .unwrap_or(std::net::Ipv6Addr::LOCALHOST),
+        ipv6_gateway: "2a00:1098:0:84::1".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST),
         authorized_keys: vec![],
     }
 }

@@ -9,26 +9,11 @@ use crate::recipe::Recipe;
 
 /// Recipes shipped in the binary, as (file name, TOML text).
 const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "raspbian-jessie.toml",
-        include_str!("recipes/raspbian-jessie.toml"),
-    ),
-    (
-        "raspbian-stretch.toml",
-        include_str!("recipes/raspbian-stretch.toml"),
-    ),
-    (
-        "ubuntu-xenial-armhf.toml",
-        include_str!("recipes/ubuntu-xenial-armhf.toml"),
-    ),
-    (
-        "debian-bookworm-armhf.toml",
-        include_str!("recipes/debian-bookworm-armhf.toml"),
-    ),
-    (
-        "debian-bookworm-arm64.toml",
-        include_str!("recipes/debian-bookworm-arm64.toml"),
-    ),
+    ("raspbian-jessie.toml", include_str!("recipes/raspbian-jessie.toml")),
+    ("raspbian-stretch.toml", include_str!("recipes/raspbian-stretch.toml")),
+    ("ubuntu-xenial-armhf.toml", include_str!("recipes/ubuntu-xenial-armhf.toml")),
+    ("debian-bookworm-armhf.toml", include_str!("recipes/debian-bookworm-armhf.toml")),
+    ("debian-bookworm-arm64.toml", include_str!("recipes/debian-bookworm-arm64.toml")),
 ];
 
 /// All known recipes, by name.
@@ -62,11 +47,8 @@ impl Catalogue {
             .collect();
         paths.sort();
         for path in paths {
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| ImagesError::RecipeRead {
-                    path: path.clone(),
-                    source,
-                })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| ImagesError::RecipeRead { path: path.clone(), source })?;
             let recipe = Recipe::from_toml(&text, &path.display().to_string())?;
             tracing::info!(recipe = %recipe.name, file = %path.display(), "loaded recipe override");
             c.insert(recipe);
@@ -79,11 +61,7 @@ impl Catalogue {
     }
 
     pub fn get(&self, name: &str) -> Result<&Recipe> {
-        self.recipes
-            .get(name)
-            .ok_or_else(|| ImagesError::UnknownRecipe {
-                name: name.to_string(),
-            })
+        self.recipes.get(name).ok_or_else(|| ImagesError::UnknownRecipe { name: name.to_string() })
     }
 
     /// Recipes in name order.
@@ -113,17 +91,10 @@ mod tests {
         let stretch = c.get("raspbian-stretch").expect("stretch");
         assert_eq!(stretch.suite, "stretch");
         assert_eq!(stretch.apt_sources[0].suite, "stretch");
-        assert!(
-            stretch
-                .kernel_packages
-                .contains(&"raspberrypi-bootloader".to_string())
-        );
+        assert!(stretch.kernel_packages.contains(&"raspberrypi-bootloader".to_string()));
         let xenial = c.get("ubuntu-xenial-armhf").expect("xenial");
         assert_eq!(xenial.mirror, "http://ports.ubuntu.com/ubuntu-ports");
-        assert_eq!(
-            c.get("debian-bookworm-arm64").expect("arm64").qemu_arch(),
-            "aarch64"
-        );
+        assert_eq!(c.get("debian-bookworm-arm64").expect("arm64").qemu_arch(), "aarch64");
     }
 
     #[test]
@@ -132,16 +103,11 @@ mod tests {
         let text = include_str!("recipes/debian-bookworm-armhf.toml").replace("\"12\"", "\"12.9\"");
         std::fs::write(dir.path().join("mine.toml"), text).expect("write");
         let c = Catalogue::with_overrides(dir.path()).expect("loads");
-        assert_eq!(
-            c.get("debian-bookworm-armhf").expect("present").version,
-            "12.9"
-        );
+        assert_eq!(c.get("debian-bookworm-armhf").expect("present").version, "12.9");
 
         let bad = dir.path().join("zz-bad.toml");
         std::fs::write(&bad, "name = \"x\"\nsurprise = 1\n").expect("write");
-        let err = Catalogue::with_overrides(dir.path())
-            .expect_err("unknown field")
-            .to_string();
+        let err = Catalogue::with_overrides(dir.path()).expect_err("unknown field").to_string();
         assert!(err.contains("zz-bad.toml"), "{err}");
     }
 
@@ -150,30 +116,14 @@ mod tests {
         let base = include_str!("recipes/debian-bookworm-armhf.toml");
         let cases = [
             ("arch = \"armhf\"", "arch = \"x86\"", "arch"),
-            (
-                "boot_dir = \"boot/firmware\"",
-                "boot_dir = \"../etc\"",
-                "boot_dir",
-            ),
-            (
-                "mirror = \"http://deb.debian.org/debian\"",
-                "mirror = \"ftp://x\"",
-                "mirror",
-            ),
-            (
-                "\"openssh-server\",",
-                "\"openssh-server; rm -rf /\",",
-                "package",
-            ),
+            ("boot_dir = \"boot/firmware\"", "boot_dir = \"../etc\"", "boot_dir"),
+            ("mirror = \"http://deb.debian.org/debian\"", "mirror = \"ftp://x\"", "mirror"),
+            ("\"openssh-server\",", "\"openssh-server; rm -rf /\",", "package"),
         ];
         for (from, to, word) in cases {
-            let err = Recipe::from_toml(&base.replace(from, to), "case.toml")
-                .expect_err(to)
-                .to_string();
-            assert!(
-                err.contains("case.toml") && err.contains(word),
-                "{to}: {err}"
-            );
+            let err =
+                Recipe::from_toml(&base.replace(from, to), "case.toml").expect_err(to).to_string();
+            assert!(err.contains("case.toml") && err.contains(word), "{to}: {err}");
         }
     }
 

@@ -18,11 +18,7 @@ pub struct CommandLine {
 
 impl CommandLine {
     pub fn new(program: &str) -> Self {
-        CommandLine {
-            program: program.to_string(),
-            args: Vec::new(),
-            env: Vec::new(),
-        }
+        CommandLine { program: program.to_string(), args: Vec::new(), env: Vec::new() }
     }
 
     pub fn arg(mut self, arg: impl AsRef<str>) -> Self {
@@ -40,8 +36,7 @@ impl CommandLine {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
         self
     }
 
@@ -80,24 +75,15 @@ impl CommandRunner for SystemRunner {
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .output()
-            .map_err(|source| ImagesError::Spawn {
-                command: cmd.to_string(),
-                source,
-            })?;
+            .map_err(|source| ImagesError::Spawn { command: cmd.to_string(), source })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
             if stderr.contains("No space left on device") {
-                return Err(ImagesError::DiskFull {
-                    path: cmd.to_string().into(),
-                });
+                return Err(ImagesError::DiskFull { path: cmd.to_string().into() });
             }
             // Keep the tail: debootstrap and apt put the useful line last.
-            let text = if stderr.trim().is_empty() {
-                stdout
-            } else {
-                stderr
-            };
+            let text = if stderr.trim().is_empty() { stdout } else { stderr };
             let tail: String = text
                 .lines()
                 .rev()
@@ -128,10 +114,7 @@ pub struct RecordingRunner {
 impl RecordingRunner {
     /// Commands run so far, rendered as shell-like lines.
     pub fn lines(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .map(|l| l.iter().map(ToString::to_string).collect())
-            .unwrap_or_default()
+        self.log.lock().map(|l| l.iter().map(ToString::to_string).collect()).unwrap_or_default()
     }
 
     /// Makes every later invocation of `program` fail.

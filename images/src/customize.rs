@@ -105,10 +105,7 @@ impl PiIdentity {
                 reason: "must be 1-128".into(),
             });
         }
-        self.authorized_keys
-            .iter()
-            .map(|k| AuthorizedKey::parse(k))
-            .collect()
+        self.authorized_keys.iter().map(|k| AuthorizedKey::parse(k)).collect()
     }
 
     pub fn network(&self) -> PublicNetwork {
@@ -151,11 +148,7 @@ pub fn customize(
     host_keys: &[HostKeyType],
 ) -> Result<()> {
     let keys = id.validate()?;
-    write_file(
-        &root.join("etc/hostname"),
-        &format!("{}\n", id.hostname),
-        0o644,
-    )?;
+    write_file(&root.join("etc/hostname"), &format!("{}\n", id.hostname), 0o644)?;
     write_file(&root.join("etc/hosts"), &render_hosts(id), 0o644)?;
     for (rel, text) in network::render(manifest.network, &id.network()) {
         write_file(&root.join(rel), &text, 0o644)?;
@@ -171,11 +164,7 @@ pub fn customize(
     write_file(&ssh_dir.join("authorized_keys"), &ak, 0o600)?;
     set_mode(&ssh_dir, 0o700)?;
     generate_host_keys(runner, root, &id.hostname, host_keys)?;
-    write_file(
-        &root.join("etc/machine-id"),
-        &format!("{}\n", random_hex(16)?),
-        0o444,
-    )?;
+    write_file(&root.join("etc/machine-id"), &format!("{}\n", random_hex(16)?), 0o444)?;
     tracing::info!(root = %root.display(), hostname = %id.hostname, keys = keys.len(), "customised root");
     Ok(())
 }
@@ -192,9 +181,7 @@ pub fn render_hosts(id: &PiIdentity) -> String {
 
 /// The ssh-keygen command creating one host key of `kind` inside `root`.
 pub fn host_key_command(root: &Path, kind: HostKeyType, hostname: &str) -> CommandLine {
-    let file = root
-        .join("etc/ssh")
-        .join(format!("ssh_host_{}_key", kind.name()));
+    let file = root.join("etc/ssh").join(format!("ssh_host_{}_key", kind.name()));
     let mut cmd = CommandLine::new("ssh-keygen")
         .args(["-q", "-t", kind.name(), "-N", "", "-C"])
         .arg(format!("root@{hostname}"));
@@ -266,27 +253,12 @@ mod tests {
     fn identity_validation() {
         assert!(identity().validate().is_ok());
         for bad in ["", "-x", "a.b", "pi 1", &"x".repeat(64)] {
-            let id = PiIdentity {
-                hostname: bad.into(),
-                ..identity()
-            };
+            let id = PiIdentity { hostname: bad.into(), ..identity() };
             assert!(id.validate().is_err(), "{bad:?}");
         }
+        assert!(PiIdentity { public_vlan: 0, ..identity() }.validate().is_err());
         assert!(
-            PiIdentity {
-                public_vlan: 0,
-                ..identity()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            PiIdentity {
-                authorized_keys: vec!["nope".into()],
-                ..identity()
-            }
-            .validate()
-            .is_err()
+            PiIdentity { authorized_keys: vec!["nope".into()], ..identity() }.validate().is_err()
         );
         assert!(
             PiName::new("pi-7").is_ok()

@@ -25,11 +25,7 @@ pub enum ImagesError {
     #[error("image {name:?} has no registered base")]
     NoBase { name: String },
     #[error("{what} {value:?} is not valid: {reason}")]
-    InvalidInput {
-        what: &'static str,
-        value: String,
-        reason: String,
-    },
+    InvalidInput { what: &'static str, value: String, reason: String },
     #[error("I/O error on {path} while {action}")]
     Io {
         action: &'static str,
@@ -46,11 +42,7 @@ pub enum ImagesError {
         source: std::io::Error,
     },
     #[error("`{command}` exited with {status}: {stderr}")]
-    CommandFailed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    CommandFailed { command: String, status: String, stderr: String },
     #[error("host is missing {what}: {hint}")]
     HostMissing { what: String, hint: String },
     #[error("manifest {path} is malformed")]
@@ -64,11 +56,7 @@ pub enum ImagesError {
     #[error("injected crash at {point}")]
     InjectedCrash { point: String },
     #[error("NFS export of {path} for {client} failed: {reason}")]
-    Export {
-        client: String,
-        path: PathBuf,
-        reason: String,
-    },
+    Export { client: String, path: PathBuf, reason: String },
 }
 
 impl ImagesError {
@@ -78,11 +66,7 @@ impl ImagesError {
         let path = path.into();
         match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => ImagesError::DiskFull { path },
-            _ => ImagesError::Io {
-                action,
-                path,
-                source,
-            },
+            _ => ImagesError::Io { action, path, source },
         }
     }
 

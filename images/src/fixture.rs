@@ -35,7 +35,12 @@ const BOOT_FILES: &[(&str, usize)] = &[
 /// Registers the synthetic base `image` (a new version each call) in `store`, built
 /// for `flavour` (used only to vary the kernel bytes, so two fixture images boot
 /// visibly different kernels).
-pub fn register(store: &ImageStore, runner: &dyn CommandRunner, image: &str, flavour: &str) -> Result<Base> {
+pub fn register(
+    store: &ImageStore,
+    runner: &dyn CommandRunner,
+    image: &str,
+    flavour: &str,
+) -> Result<Base> {
     let staging = store.stage(image, runner)?;
     let root = staging.root();
     write_tree(&root, image, flavour)?;
@@ -62,7 +67,12 @@ pub fn register(store: &ImageStore, runner: &dyn CommandRunner, image: &str, fla
 }
 
 /// The newest registered version of `image`, or a fresh registration.
-pub fn ensure(store: &ImageStore, runner: &dyn CommandRunner, image: &str, flavour: &str) -> Result<Base> {
+pub fn ensure(
+    store: &ImageStore,
+    runner: &dyn CommandRunner,
+    image: &str,
+    flavour: &str,
+) -> Result<Base> {
     match store.latest(image) {
         Ok(base) => Ok(base),
         Err(ImagesError::NoBase { .. }) => register(store, runner, image, flavour),
@@ -79,7 +89,11 @@ pub fn write_firmware(dir: &Path) -> Result<()> {
 fn write_tree(root: &Path, image: &str, flavour: &str) -> Result<()> {
     let boot = root.join("boot");
     for (name, len) in BOOT_FILES {
-        let (seed, len) = if name.starts_with("kernel") { (format!("{name}-{flavour}"), len + kernel_extra(flavour)) } else { (name.to_string(), *len) };
+        let (seed, len) = if name.starts_with("kernel") {
+            (format!("{name}-{flavour}"), len + kernel_extra(flavour))
+        } else {
+            (name.to_string(), *len)
+        };
         write(&boot.join(name), &pattern(&seed, len))?;
     }
     write(&boot.join("config.txt"), b"# Synthetic Bramble fixture.\nenable_uart=1\n")?;
@@ -87,7 +101,10 @@ fn write_tree(root: &Path, image: &str, flavour: &str) -> Result<()> {
     write(&root.join("etc/hostname"), b"fixture\n")?;
     write(
         &root.join("etc/os-release"),
-        format!("PRETTY_NAME=\"Bramble synthetic fixture {image} ({flavour})\"\nID=bramble-fixture\n").as_bytes(),
+        format!(
+            "PRETTY_NAME=\"Bramble synthetic fixture {image} ({flavour})\"\nID=bramble-fixture\n"
+        )
+        .as_bytes(),
     )?;
     write(&root.join("etc/network/interfaces"), b"auto lo\niface lo inet loopback\n")?;
     for dir in ["etc/ssh", "root", "dev", "proc", "sys", "tmp", "var/log"] {
@@ -99,7 +116,8 @@ fn write_tree(root: &Path, image: &str, flavour: &str) -> Result<()> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| ImagesError::io("creating directory", parent, e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ImagesError::io("creating directory", parent, e))?;
     }
     std::fs::write(path, bytes).map_err(|e| ImagesError::io("writing fixture file", path, e))
 }
@@ -112,7 +130,9 @@ pub fn kernel_extra(flavour: &str) -> usize {
 
 /// `len` bytes of a pattern derived from `seed` (an xorshift stream).
 pub fn pattern(seed: &str, len: usize) -> Vec<u8> {
-    let mut x: u64 = seed.bytes().fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut x: u64 = seed
+        .bytes()
+        .fold(0x9e37_79b9_7f4a_7c15, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (0..len)
         .map(|_| {
             x ^= x << 13;

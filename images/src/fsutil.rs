@@ -15,18 +15,11 @@ use crate::error::{ImagesError, Result};
 pub fn atomic_write(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(|e| ImagesError::io("creating directory", parent, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.write_all(contents)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()
@@ -46,10 +39,7 @@ pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {
         fs::create_dir_all(parent).map_err(|e| ImagesError::io("creating directory", parent, e))?;
     }
     // Replace symlinks (e.g. /etc/resolv.conf) rather than write through them.
-    if fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_symlink())
-        .unwrap_or(false)
-    {
+    if fs::symlink_metadata(path).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
         fs::remove_file(path).map_err(|e| ImagesError::io("removing symlink", path, e))?;
     }
     fs::write(path, contents).map_err(|e| ImagesError::io("writing", path, e))?;
@@ -81,11 +71,7 @@ pub fn exchange(a: &Path, b: &Path) -> Result<()> {
         )
     };
     if rc != 0 {
-        return Err(ImagesError::io(
-            "exchanging with",
-            b,
-            std::io::Error::last_os_error(),
-        ));
+        return Err(ImagesError::io("exchanging with", b, std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -118,11 +104,7 @@ pub fn fs_magic(path: &Path) -> Result<i64> {
     // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(ImagesError::io(
-            "statfs",
-            path,
-            std::io::Error::last_os_error(),
-        ));
+        return Err(ImagesError::io("statfs", path, std::io::Error::last_os_error()));
     }
     Ok(st.f_type as i64)
 }
@@ -148,11 +130,7 @@ pub fn mounts_below(root: &Path) -> Vec<std::path::PathBuf> {
 pub fn unmount_below(runner: &dyn crate::cmd::CommandRunner, root: &Path) -> Result<()> {
     for m in mounts_below(root) {
         tracing::warn!(mount = %m.display(), "unmounting leftover mount inside a root");
-        runner.run(
-            &crate::cmd::CommandLine::new("umount")
-                .arg("-l")
-                .path_arg(&m),
-        )?;
+        runner.run(&crate::cmd::CommandLine::new("umount").arg("-l").path_arg(&m))?;
     }
     Ok(())
 }

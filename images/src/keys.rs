@@ -35,9 +35,7 @@ impl AuthorizedKey {
         let mut parts = line.splitn(3, char::is_whitespace);
         let kind = parts.next().unwrap_or_default();
         if !KEY_TYPES.contains(&kind) {
-            return Err(bad(
-                "unknown key type (options before the key are not accepted)",
-            ));
+            return Err(bad("unknown key type (options before the key are not accepted)"));
         }
         let blob_text = parts.next().ok_or_else(|| bad("missing key data"))?;
         let blob = base64::engine::general_purpose::STANDARD

@@ -44,10 +44,8 @@ pub struct Manifest {
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read(path).map_err(|e| ImagesError::io("reading manifest", path, e))?;
-        serde_json::from_slice(&text).map_err(|source| ImagesError::Manifest {
-            path: path.into(),
-            source,
-        })
+        serde_json::from_slice(&text)
+            .map_err(|source| ImagesError::Manifest { path: path.into(), source })
     }
 
     pub fn to_json(&self) -> String {
@@ -65,15 +63,9 @@ pub struct TreeDigest {
 
 /// Walks `root` in byte-sorted order and hashes a listing line per entry.
 pub fn tree_digest(root: &Path) -> Result<TreeDigest> {
-    let mut acc = TreeDigest {
-        size_bytes: 0,
-        file_count: 0,
-        sha256: String::new(),
-    };
+    let mut acc = TreeDigest { size_bytes: 0, file_count: 0, sha256: String::new() };
     let mut hasher = Sha256::new();
-    let dev = std::fs::metadata(root)
-        .map_err(|e| ImagesError::io("stat", root, e))?
-        .dev();
+    let dev = std::fs::metadata(root).map_err(|e| ImagesError::io("stat", root, e))?.dev();
     walk(root, Path::new(""), dev, &mut hasher, &mut acc)?;
     acc.sha256 = hex::encode(hasher.finalize());
     Ok(acc)
@@ -132,9 +124,7 @@ fn file_sha256(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| ImagesError::io("reading", path, e))?;
+        let n = f.read(&mut buf).map_err(|e| ImagesError::io("reading", path, e))?;
         if n == 0 {
             break;
         }
@@ -147,9 +137,7 @@ fn file_sha256(path: &Path) -> Result<String> {
 pub fn installed_packages(root: &Path) -> Result<Vec<Package>> {
     let path = root.join("var/lib/dpkg/status");
     let f = File::open(&path).map_err(|e| ImagesError::io("reading dpkg status", &path, e))?;
-    Ok(parse_dpkg_status(
-        BufReader::new(f).lines().map_while(std::result::Result::ok),
-    ))
+    Ok(parse_dpkg_status(BufReader::new(f).lines().map_while(std::result::Result::ok)))
 }
 
 /// Parses dpkg status paragraphs, keeping packages whose status is `install ok installed`.

@@ -110,10 +110,8 @@ impl Recipe {
             origin: origin.to_string(),
             source: Box::new(e),
         })?;
-        Recipe::try_from(raw).map_err(|reason| ImagesError::RecipeInvalid {
-            origin: origin.to_string(),
-            reason,
-        })
+        Recipe::try_from(raw)
+            .map_err(|reason| ImagesError::RecipeInvalid { origin: origin.to_string(), reason })
     }
 
     /// Hex SHA-256 of the canonical (JSON) form: equal recipes hash equal whatever the
@@ -125,19 +123,12 @@ impl Recipe {
 
     /// The qemu user-mode emulator name for this architecture (`arm`, `aarch64`).
     pub fn qemu_arch(&self) -> &'static str {
-        ARCHES
-            .iter()
-            .find(|(a, _)| *a == self.arch)
-            .map(|(_, q)| *q)
-            .unwrap_or("arm")
+        ARCHES.iter().find(|(a, _)| *a == self.arch).map(|(_, q)| *q).unwrap_or("arm")
     }
 
     /// `console=` arguments for the kernel command line, serial first.
     pub fn cmdline_console_args(&self) -> Vec<String> {
-        let mut v = vec![format!(
-            "console={},{}",
-            self.console.serial, self.console.baud
-        )];
+        let mut v = vec![format!("console={},{}", self.console.serial, self.console.baud)];
         if let Some(local) = &self.console.local {
             v.push(format!("console={local}"));
         }
@@ -153,16 +144,10 @@ impl TryFrom<RawRecipe> for Recipe {
         check_word("suite", &r.suite, "-")?;
         check_word("version", &r.version, ".-")?;
         if !ARCHES.iter().any(|(a, _)| *a == r.arch) {
-            return Err(format!(
-                "arch {:?} is not one of armhf, armel, arm64",
-                r.arch
-            ));
+            return Err(format!("arch {:?} is not one of armhf, armel, arm64", r.arch));
         }
         if !VARIANTS.contains(&r.variant.as_str()) {
-            return Err(format!(
-                "variant {:?} is not a debootstrap variant",
-                r.variant
-            ));
+            return Err(format!("variant {:?} is not a debootstrap variant", r.variant));
         }
         if !(r.mirror.starts_with("http://") || r.mirror.starts_with("https://")) {
             return Err(format!("mirror {:?} must be an http(s) URL", r.mirror));
@@ -176,12 +161,7 @@ impl TryFrom<RawRecipe> for Recipe {
                 r.keyring
             ));
         }
-        for p in r
-            .packages
-            .iter()
-            .chain(&r.kernel_packages)
-            .chain(&r.components)
-        {
+        for p in r.packages.iter().chain(&r.kernel_packages).chain(&r.components) {
             check_word("package/component", p, "-+.")?;
         }
         for s in &r.mask_services {
@@ -190,10 +170,7 @@ impl TryFrom<RawRecipe> for Recipe {
         for s in &r.apt_sources {
             check_word("apt source name", &s.name, "-_")?;
             if !s.uri.starts_with("http") {
-                return Err(format!(
-                    "apt source {:?} uri must be an http(s) URL",
-                    s.name
-                ));
+                return Err(format!("apt source {:?} uri must be an http(s) URL", s.name));
             }
         }
         if r.boot_dir.starts_with('/') || r.boot_dir.split('/').any(|c| c == ".." || c.is_empty()) {
@@ -230,24 +207,16 @@ impl TryFrom<RawRecipe> for Recipe {
 fn check_word(what: &str, value: &str, extra: &str) -> std::result::Result<(), String> {
     let ok = !value.is_empty()
         && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} {value:?} has characters outside [A-Za-z0-9{extra}]"
-        ))
+        Err(format!("{what} {value:?} has characters outside [A-Za-z0-9{extra}]"))
     }
 }
 
 impl fmt::Display for Recipe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({} {} {})",
-            self.name, self.distribution, self.suite, self.arch
-        )
+        write!(f, "{} ({} {} {})", self.name, self.distribution, self.suite, self.arch)
     }
 }

@@ -48,10 +48,7 @@ impl ImageStore {
         }
         let strategy = strategy::probe(dir, runner)?;
         tracing::info!(store = %dir.display(), %strategy, "opened image store");
-        Ok(ImageStore {
-            dir: dir.to_path_buf(),
-            strategy,
-        })
+        Ok(ImageStore { dir: dir.to_path_buf(), strategy })
     }
 
     /// Same store, forcing a (slower or equal) strategy; for benchmarks and tests.
@@ -88,12 +85,7 @@ impl ImageStore {
             for version in sorted_names(&image_dir)? {
                 let dir = image_dir.join(&version);
                 match Manifest::load(&dir.join("manifest.json")) {
-                    Ok(manifest) => out.push(Base {
-                        image: image.clone(),
-                        version,
-                        dir,
-                        manifest,
-                    }),
+                    Ok(manifest) => out.push(Base { image: image.clone(), version, dir, manifest }),
                     Err(e) => {
                         tracing::warn!(dir = %dir.display(), error = %e, "skipping unreadable base")
                     }
@@ -108,9 +100,7 @@ impl ImageStore {
         self.list()?
             .into_iter()
             .rfind(|b| b.image == image)
-            .ok_or_else(|| ImagesError::NoBase {
-                name: image.to_string(),
-            })
+            .ok_or_else(|| ImagesError::NoBase { name: image.to_string() })
     }
 
     /// The newest base of `image` built from exactly this recipe hash (a build cache hit).
@@ -133,10 +123,7 @@ impl ImageStore {
         fsutil::remove_tree(&dir)?;
         std::fs::create_dir(&dir)
             .map_err(|e| ImagesError::io("creating staging directory", &dir, e))?;
-        let staging = Staging {
-            dir,
-            committed: false,
-        };
+        let staging = Staging { dir, committed: false };
         strategy::create_root_dir(self.strategy, runner, &staging.root())?;
         Ok(staging)
     }
@@ -182,10 +169,8 @@ impl ImageStore {
     /// Copies a base from another store (e.g. a build cache) into this one, as a
     /// subvolume where this store snapshots. Returns the existing copy if present.
     pub fn import(&self, base: &Base, runner: &dyn CommandRunner) -> Result<Base> {
-        if let Some(b) = self
-            .list()?
-            .into_iter()
-            .find(|b| b.image == base.image && b.version == base.version)
+        if let Some(b) =
+            self.list()?.into_iter().find(|b| b.image == base.image && b.version == base.version)
         {
             return Ok(b);
         }
@@ -260,19 +245,11 @@ fn sorted_names(dir: &Path) -> Result<Vec<String>> {
 /// A sortable version string: UTC build time plus the recipe hash prefix,
 /// e.g. `20261123T141500Z-3fa2b1c0`.
 pub fn version_string(now: SystemTime, recipe_hash: &str) -> String {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     let short = recipe_hash.get(..8).unwrap_or(recipe_hash);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{short}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{short}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

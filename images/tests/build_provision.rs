@@ -18,42 +18,23 @@ fn debootstrapped_base_is_an_nfs_root_with_sshd_and_a_manifest() {
     assert_eq!(m.recipe_hash, test_recipe().hash());
     assert_eq!((m.arch.as_str(), m.suite.as_str()), ("armhf", "bookworm"));
     assert!(
-        m.packages
-            .iter()
-            .any(|p| p.name == "openssh-server" && p.arch == "armhf"),
+        m.packages.iter().any(|p| p.name == "openssh-server" && p.arch == "armhf"),
         "no sshd in manifest"
     );
-    assert!(
-        m.size_bytes > 100 << 20,
-        "suspiciously small: {}",
-        m.size_bytes
-    );
+    assert!(m.size_bytes > 100 << 20, "suspiciously small: {}", m.size_bytes);
     assert_eq!(m.tree_sha256.len(), 64);
     let root = base.root();
     assert!(root.join("usr/sbin/sshd").exists());
-    assert!(
-        !root.join("usr/bin/qemu-arm-static").exists(),
-        "emulator left in the base"
-    );
+    assert!(!root.join("usr/bin/qemu-arm-static").exists(), "emulator left in the base");
     let host_keys: Vec<_> = std::fs::read_dir(root.join("etc/ssh"))
         .expect("etc/ssh")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("ssh_host_"))
         .collect();
-    assert!(
-        host_keys.is_empty(),
-        "host keys must not be shared through the base"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.join("etc/machine-id")).expect("machine-id"),
-        ""
-    );
+    assert!(host_keys.is_empty(), "host keys must not be shared through the base");
+    assert_eq!(std::fs::read_to_string(root.join("etc/machine-id")).expect("machine-id"), "");
     let fstab = std::fs::read_to_string(root.join("etc/fstab")).expect("fstab");
-    assert!(
-        fstab
-            .lines()
-            .all(|l| l.starts_with('#') || !l.contains(" / ") && !l.contains("swap"))
-    );
+    assert!(fstab.lines().all(|l| l.starts_with('#') || !l.contains(" / ") && !l.contains("swap")));
     assert!(
         root.join("etc/systemd/system/getty.target.wants/serial-getty@ttyAMA0.service")
             .is_symlink()
@@ -63,11 +44,7 @@ fn debootstrapped_base_is_an_nfs_root_with_sshd_and_a_manifest() {
     let t = Instant::now();
     let again = cached_base();
     assert_eq!(again.version, base.version);
-    assert!(
-        t.elapsed().as_secs() < 5,
-        "cache lookup took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed().as_secs() < 5, "cache lookup took {:?}", t.elapsed());
 }
 
 #[test]
@@ -81,34 +58,19 @@ fn failed_build_registers_nothing() {
         bramble_images::build(&recipe, &store, &bramble_images::NoProgress).expect_err("must fail");
     assert!(err.to_string().contains("debootstrap"), "{err}");
     assert!(store.list().expect("list").is_empty());
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("bases"))
-        .expect("bases")
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("bases")).expect("bases").collect();
     assert!(left.is_empty(), "staging left behind: {left:?}");
 }
 
 fn provision_two_pis(store: &ImageStore) {
-    let base = store
-        .import(&cached_base(), &SystemRunner)
-        .expect("import base");
+    let base = store.import(&cached_base(), &SystemRunner).expect("import base");
     let roots = Roots::new(store, &SystemRunner);
     let key = real_public_key("alice@example");
-    let (p1, p2) = (
-        PiName::new("pi-1").expect("n"),
-        PiName::new("pi-2").expect("n"),
-    );
+    let (p1, p2) = (PiName::new("pi-1").expect("n"), PiName::new("pi-2").expect("n"));
     let t = Instant::now();
-    let r1 = roots
-        .reimage(&p1, &base, &identity("pi-one", vec![key.clone()]))
-        .expect("pi-1");
-    eprintln!(
-        "{}: provisioned one root in {:?}",
-        store.strategy(),
-        t.elapsed()
-    );
-    let r2 = roots
-        .reimage(&p2, &base, &identity("pi-two", vec![key.clone()]))
-        .expect("pi-2");
+    let r1 = roots.reimage(&p1, &base, &identity("pi-one", vec![key.clone()])).expect("pi-1");
+    eprintln!("{}: provisioned one root in {:?}", store.strategy(), t.elapsed());
+    let r2 = roots.reimage(&p2, &base, &identity("pi-two", vec![key.clone()])).expect("pi-2");
 
     let read =
         |r: &bramble_images::PiRoot, f: &str| std::fs::read_to_string(r.path.join(f)).expect(f);
@@ -125,11 +87,8 @@ fn provision_two_pis(store: &ImageStore) {
     );
     assert_eq!(r1.boot_dir, r1.path.join("boot/firmware"));
     assert!(r1.boot_dir.is_dir());
-    for f in [
-        "etc/ssh/ssh_host_ed25519_key.pub",
-        "etc/ssh/ssh_host_rsa_key.pub",
-        "etc/machine-id",
-    ] {
+    for f in ["etc/ssh/ssh_host_ed25519_key.pub", "etc/ssh/ssh_host_rsa_key.pub", "etc/machine-id"]
+    {
         assert_ne!(read(&r1, f), read(&r2, f), "{f} shared between Pis");
     }
     assert_eq!(read(&r1, "etc/machine-id").trim().len(), 32);
@@ -138,9 +97,7 @@ fn provision_two_pis(store: &ImageStore) {
 
     // Reimage again: the root path stays, content is fresh, nothing is left beside it.
     let old_key = read(&r1, "etc/ssh/ssh_host_ed25519_key.pub");
-    let r1b = roots
-        .reimage(&p1, &base, &identity("pi-one", vec![]))
-        .expect("reimage");
+    let r1b = roots.reimage(&p1, &base, &identity("pi-one", vec![])).expect("reimage");
     assert_eq!(r1b.path, r1.path);
     assert_ne!(read(&r1b, "etc/ssh/ssh_host_ed25519_key.pub"), old_key);
     assert!(
@@ -148,10 +105,7 @@ fn provision_two_pis(store: &ImageStore) {
             && !store.roots_dir().join("pi-1.journal").exists()
     );
     if store.strategy() == Strategy::BtrfsSnapshot {
-        assert!(
-            is_subvolume(&base.root()) && is_subvolume(&r1b.path),
-            "roots must be snapshots"
-        );
+        assert!(is_subvolume(&base.root()) && is_subvolume(&r1b.path), "roots must be snapshots");
     }
     roots.remove(&p2).expect("remove");
     assert!(!r2.path.exists());
@@ -161,9 +115,8 @@ fn provision_two_pis(store: &ImageStore) {
 fn provision_on_a_plain_directory() {
     require(&["ssh-keygen"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = ImageStore::open(dir.path(), &SystemRunner)
-        .expect("store")
-        .with_strategy(Strategy::Copy);
+    let store =
+        ImageStore::open(dir.path(), &SystemRunner).expect("store").with_strategy(Strategy::Copy);
     provision_two_pis(&store);
 }
 

@@ -41,10 +41,7 @@ fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
+        assert!(t.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -66,19 +63,11 @@ fn side(host: Ipv4Addr, peer: Ipv4Addr) -> Side {
         peer_addr: Some(peer),
     };
     let veth = Veth::create(spec, &ns).expect("veth");
-    Side {
-        ns,
-        _veth: veth,
-        addr: peer,
-    }
+    Side { ns, _veth: veth, addr: peer }
 }
 
 fn nfs(side: &Side, tool: &str, url: &str) -> Output {
-    side.ns
-        .command("timeout")
-        .args(["20", tool, url])
-        .output()
-        .expect("run libnfs tool")
+    side.ns.command("timeout").args(["20", tool, url]).output().expect("run libnfs tool")
 }
 
 fn cat_ok(side: &Side, url: &str) -> String {
@@ -105,19 +94,8 @@ fn bus_config(dir: &Path) -> String {
 
 #[test]
 fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
-    require(&[
-        "ganesha.nfsd",
-        "rpcbind",
-        "dbus-daemon",
-        "dbus-send",
-        "nfs-cat",
-        "nfs-ls",
-        "ip",
-    ]);
-    let others = Command::new("pgrep")
-        .args(["-x", "ganesha.nfsd"])
-        .output()
-        .expect("pgrep");
+    require(&["ganesha.nfsd", "rpcbind", "dbus-daemon", "dbus-send", "nfs-cat", "nfs-ls", "ip"]);
+    let others = Command::new("pgrep").args(["-x", "ganesha.nfsd"]).output().expect("pgrep");
     assert!(
         !others.status.success(),
         "another ganesha.nfsd is running; stop it first (pids {})",
@@ -142,22 +120,13 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     let stranger = side(Ipv4Addr::new(10, 103, n, 5), Ipv4Addr::new(10, 103, n, 6));
     stranger
         .ns
-        .ip(&[
-            "route",
-            "add",
-            &format!("{ctl}/32"),
-            "via",
-            &format!("10.103.{n}.5"),
-        ])
+        .ip(&["route", "add", &format!("{ctl}/32"), "via", &format!("10.103.{n}.5")])
         .expect("route");
 
     // rpcbind (if none), a private system bus, then ganesha on the controller address.
-    let _rpcbind = (!Command::new("pgrep")
-        .args(["-x", "rpcbind"])
-        .status()
-        .expect("pgrep")
-        .success())
-    .then(|| spawn("rpcbind", Command::new("rpcbind").args(["-f", "-w"])));
+    let _rpcbind =
+        (!Command::new("pgrep").args(["-x", "rpcbind"]).status().expect("pgrep").success())
+            .then(|| spawn("rpcbind", Command::new("rpcbind").args(["-f", "-w"])));
     let gdir = tmp.path().join("ganesha");
     std::fs::create_dir_all(gdir.join("recovery")).expect("mkdir");
     std::fs::write(gdir.join("bus.conf"), bus_config(&gdir)).expect("bus conf");
@@ -173,9 +142,7 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     let exporter = GaneshaExporter::new(
         runner.clone(),
         gdir.join("exports"),
-        GaneshaControl::DBus {
-            bus_address: Some(bus.clone()),
-        },
+        GaneshaControl::DBus { bus_address: Some(bus.clone()) },
     )
     .expect("exporter");
     let conf = ServerConfig {
@@ -212,16 +179,8 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     let export = Export::new(pi_side.addr, root.path.clone()).expect("export");
     let url = |file: &str, v: &str| format!("nfs://{ctl}{}{file}{v}", exporter.mount_path(&export));
     let check_served = |how: &str| {
-        assert_eq!(
-            cat_ok(&pi_side, &url("/etc/hostname", "?version=4")),
-            "pi-nfs\n",
-            "{how} v4"
-        );
-        assert_eq!(
-            cat_ok(&pi_side, &url("/etc/hostname", "")),
-            "pi-nfs\n",
-            "{how} v3"
-        );
+        assert_eq!(cat_ok(&pi_side, &url("/etc/hostname", "?version=4")), "pi-nfs\n", "{how} v4");
+        assert_eq!(cat_ok(&pi_side, &url("/etc/hostname", "")), "pi-nfs\n", "{how} v3");
         assert_eq!(
             cat_ok(&pi_side, &url("/root/.ssh/authorized_keys", "?version=4")),
             format!("{key}\n"),
@@ -233,11 +192,7 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
             "{how}: {ls:?}"
         );
         let refused = nfs(&stranger, "nfs-cat", &url("/etc/hostname", "?version=4"));
-        assert!(
-            !refused.status.success(),
-            "{how}: {} could read the Pi's root",
-            stranger.addr
-        );
+        assert!(!refused.status.success(), "{how}: {} could read the Pi's root", stranger.addr);
         let refused3 = nfs(&stranger, "nfs-cat", &url("/etc/hostname", ""));
         assert!(
             !refused3.status.success(),
@@ -247,9 +202,7 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     };
     let check_gone = |how: &str| {
         assert!(
-            !nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4"))
-                .status
-                .success(),
+            !nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4")).status.success(),
             "{how}: still exported"
         );
     };
@@ -260,31 +213,20 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     exporter.remove(&export).expect("remove over D-Bus");
     check_gone("D-Bus remove");
 
-    let reload = GaneshaExporter::new(
-        runner,
-        gdir.join("exports"),
-        GaneshaControl::Reload { pid_file },
-    )
-    .expect("reload exporter");
+    let reload =
+        GaneshaExporter::new(runner, gdir.join("exports"), GaneshaControl::Reload { pid_file })
+            .expect("reload exporter");
     reload.add(&export).expect("add by reload");
     wait_for("export after SIGHUP", || {
-        nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4"))
-            .status
-            .success()
+        nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4")).status.success()
     });
     check_served("SIGHUP");
     reload.remove(&export).expect("remove by reload");
     wait_for("unexport after SIGHUP", || {
-        !nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4"))
-            .status
-            .success()
+        !nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4")).status.success()
     });
 }
 
 fn sh_ok(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    Command::new("sh").args(["-c", cmd]).output().map(|o| o.status.success()).unwrap_or(false)
 }

@@ -27,9 +27,7 @@ impl CrashHooks for CrashAt {
         let mut fired = self.fired.lock().expect("lock");
         if point == self.point && !*fired {
             *fired = true;
-            return Err(ImagesError::InjectedCrash {
-                point: format!("{point:?}"),
-            });
+            return Err(ImagesError::InjectedCrash { point: format!("{point:?}") });
         }
         Ok(())
     }
@@ -50,30 +48,20 @@ fn live_image(root: &Path) -> Option<String> {
     let image = std::fs::read_to_string(root.join("etc/image")).ok()?;
     let marker = std::fs::read_to_string(root.join("etc/bramble/root.json")).ok()?;
     // Complete root: its marker (written last) names the same image as its content.
-    marker
-        .contains(&format!("\"image\": \"{image}\""))
-        .then_some(image)
+    marker.contains(&format!("\"image\": \"{image}\"")).then_some(image)
 }
 
 fn crash_everywhere(store_dir: &Path, expect: Strategy) {
     require(&["ssh-keygen", "cp"]);
     let store = ImageStore::open(store_dir, &SystemRunner).expect("store");
     assert_eq!(store.strategy(), expect);
-    let (a, b) = (
-        fake_base(&store, "image-a", 4096),
-        fake_base(&store, "image-b", 4096),
-    );
+    let (a, b) = (fake_base(&store, "image-a", 4096), fake_base(&store, "image-b", 4096));
     let key = real_public_key("crash@test");
     for (i, point) in POINTS.iter().enumerate() {
         let pi = PiName::new(&format!("pi-{i}")).expect("name");
         let roots = Roots::new(&store, &SystemRunner).with_host_keys(KEYS);
-        roots
-            .reimage(&pi, &a, &identity("old", vec![]))
-            .expect("first provisioning");
-        let hooks = CrashAt {
-            point: *point,
-            fired: Mutex::new(false),
-        };
+        roots.reimage(&pi, &a, &identity("old", vec![])).expect("first provisioning");
+        let hooks = CrashAt { point: *point, fired: Mutex::new(false) };
         let crashed = Roots::new(&store, &SystemRunner)
             .with_host_keys(KEYS)
             .with_hooks(&hooks)
@@ -121,10 +109,7 @@ fn every_crash_point_converges_on_btrfs() {
 fn full_disk_keeps_the_old_root_and_a_rerun_succeeds_after_space_is_freed() {
     require(&["ssh-keygen", "mount", "umount"]);
     let mnt = tempfile::tempdir().expect("tempdir");
-    sh(&format!(
-        "mount -t tmpfs -o size=7m im-tmpfs {}",
-        mnt.path().display()
-    ));
+    sh(&format!("mount -t tmpfs -o size=7m im-tmpfs {}", mnt.path().display()));
     let result = std::panic::catch_unwind(|| {
         let store = ImageStore::open(&mnt.path().join("store"), &SystemRunner).expect("store");
         assert_eq!(store.strategy(), Strategy::Copy);
@@ -134,21 +119,15 @@ fn full_disk_keeps_the_old_root_and_a_rerun_succeeds_after_space_is_freed() {
         std::fs::write(&filler, vec![1u8; 2 << 20]).expect("filler");
         let pi = PiName::new("pi-full").expect("name");
         let roots = Roots::new(&store, &SystemRunner).with_host_keys(KEYS);
-        roots
-            .reimage(&pi, &small, &identity("old", vec![]))
-            .expect("small fits");
-        let err = roots
-            .reimage(&pi, &big, &identity("new", vec![]))
-            .expect_err("cannot fit");
+        roots.reimage(&pi, &small, &identity("old", vec![])).expect("small fits");
+        let err = roots.reimage(&pi, &big, &identity("new", vec![])).expect_err("cannot fit");
         assert!(err.is_disk_full(), "{err:?}");
         assert_eq!(live_image(&roots.path(&pi)).as_deref(), Some("image-a"));
         assert!(!store.roots_dir().join("pi-full.new").exists());
         assert!(!store.roots_dir().join("pi-full.journal").exists());
         // Once space is freed the same call succeeds.
         std::fs::remove_file(&filler).expect("free space");
-        roots
-            .reimage(&pi, &big, &identity("new", vec![]))
-            .expect("fits now");
+        roots.reimage(&pi, &big, &identity("new", vec![])).expect("fits now");
         assert_eq!(live_image(&roots.path(&pi)).as_deref(), Some("image-b"));
     });
     sh(&format!("umount {}", mnt.path().display()));

@@ -38,11 +38,7 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{flag}: {value:?} is not a number"))
-        };
+        let num = || value.parse::<u64>().map_err(|_| format!("{flag}: {value:?} is not a number"));
         match flag.as_str() {
             "--pis" => a.pis = num()? as usize,
             "--group" => a.group = num()? as usize,
@@ -85,26 +81,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         setup.elapsed().as_secs_f64(),
         shelf.state_dir().display()
     );
-    let sims: Vec<Arc<PiSim>> = shelf
-        .sim_configs()
-        .into_iter()
-        .map(|c| Arc::new(PiSim::new(c)))
-        .collect();
+    let sims: Vec<Arc<PiSim>> =
+        shelf.sim_configs().into_iter().map(|c| Arc::new(PiSim::new(c))).collect();
     let power = SimPower::new(sims);
-    let modes = [
-        StormMode::AllAtOnce,
-        StormMode::Staggered {
-            group: args.group,
-            pause: args.pause,
-        },
-    ];
+    let modes =
+        [StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {
-        let opts = StormOptions {
-            mode,
-            timeout: args.timeout,
-        };
+        let opts = StormOptions { mode, timeout: args.timeout };
         let report = run_storm("anchor", &power, power.watches(), opts).await?;
         println!("{report}");
         reports.push(report);

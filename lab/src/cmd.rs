@@ -6,7 +6,11 @@ use std::process::Command;
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
     #[error("could not start `{command}`")]
-    Spawn { command: String, #[source] source: std::io::Error },
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{command}` exited with {status}: {stderr}")]
     Failed { command: String, status: std::process::ExitStatus, stderr: String },
 }

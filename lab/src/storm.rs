@@ -46,21 +46,15 @@ impl PowerControl for SimPower {
         for &pi in pis {
             let Some(sim) = self.sims.get(pi).cloned() else {
                 let reason = format!("Pi {pi} is not on this shelf of {}", self.sims.len());
-                return Err(LabError::Invalid {
-                    what: "pi index",
-                    reason,
-                });
+                return Err(LabError::Invalid { what: "pi index", reason });
             };
             tasks.spawn(async move {
-                sim.set_power(on)
-                    .await
-                    .map_err(|source| LabError::Power { pi, source })
+                sim.set_power(on).await.map_err(|source| LabError::Power { pi, source })
             });
         }
         while let Some(done) = tasks.join_next().await {
-            let result = done.map_err(|e| LabError::Storm {
-                reason: format!("power task: {e}"),
-            })?;
+            let result =
+                done.map_err(|e| LabError::Storm { reason: format!("power task: {e}") })?;
             result?;
         }
         Ok(())
@@ -171,9 +165,7 @@ pub async fn run_storm<P: PowerControl>(
     }
     let mut outcomes = Vec::with_capacity(all.len());
     while let Some(done) = watchers.join_next().await {
-        outcomes.push(done.map_err(|e| LabError::Storm {
-            reason: format!("watcher: {e}"),
-        })?);
+        outcomes.push(done.map_err(|e| LabError::Storm { reason: format!("watcher: {e}") })?);
     }
     let report = summarize(label, opts.mode, start, outcomes);
     tracing::info!(label, mode = %opts.mode, booted = report.booted, failed = report.failed.len(), "boot storm done");
@@ -183,11 +175,9 @@ pub async fn run_storm<P: PowerControl>(
 async fn wait_all_off(watches: &[watch::Receiver<PiStatus>]) -> Result<(), LabError> {
     for (pi, rx) in watches.iter().enumerate() {
         let mut rx = rx.clone();
-        let off = tokio::time::timeout(
-            Duration::from_secs(30),
-            rx.wait_for(|s| s.state == PiState::Off),
-        )
-        .await;
+        let off =
+            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| s.state == PiState::Off))
+                .await;
         if !matches!(off, Ok(Ok(_))) {
             return Err(LabError::Storm {
                 reason: format!("Pi {pi} did not report off after power off"),
@@ -211,23 +201,14 @@ async fn watch_one(
         Ok(Err(_)) => Err("simulator dropped".to_string()),
         Err(_) => Err(format!("timed out in state {}", status.state)),
     };
-    let discovers = this_boot(&status)
-        .filter(|e| matches!(e.event, Event::DhcpDiscover { .. }))
-        .count() as u64;
-    PiOutcome {
-        pi,
-        result,
-        discovers,
-    }
+    let discovers =
+        this_boot(&status).filter(|e| matches!(e.event, Event::DhcpDiscover { .. })).count() as u64;
+    PiOutcome { pi, result, discovers }
 }
 
 /// The timeline since the last power-on.
 fn this_boot(status: &PiStatus) -> impl Iterator<Item = &TimelineEntry> {
-    let from = status
-        .timeline
-        .iter()
-        .rposition(|e| e.event == Event::PowerOn)
-        .unwrap_or(0);
+    let from = status.timeline.iter().rposition(|e| e.event == Event::PowerOn).unwrap_or(0);
     status.timeline[from..].iter()
 }
 
@@ -391,18 +372,11 @@ mod tests {
         };
         let outcomes = vec![ok(1, 3000, 9000), ok(0, 2000, 2000)];
         let r = summarize("anchor", StormMode::AllAtOnce, start, outcomes.clone());
-        assert_eq!(
-            (r.pis, r.booted, r.time_to_all_booted),
-            (2, 2, Some(ms(9000)))
-        );
+        assert_eq!((r.pis, r.booted, r.time_to_all_booted), (2, 2, Some(ms(9000))));
         assert_eq!((r.p50, r.max), (Some(ms(2000)), Some(ms(3000))));
 
         let mut with_failure = outcomes;
-        with_failure.push(PiOutcome {
-            pi: 2,
-            result: Err("gave up".into()),
-            discovers: 5,
-        });
+        with_failure.push(PiOutcome { pi: 2, result: Err("gave up".into()), discovers: 5 });
         let r = summarize("anchor", StormMode::AllAtOnce, start, with_failure);
         assert_eq!(r.time_to_all_booted, None);
         assert_eq!(r.failed, vec![(2, "gave up".to_string())]);
@@ -412,21 +386,14 @@ mod tests {
         );
         assert_eq!(r.failure_summary(), vec![("gave up".to_string(), 1)]);
         let row = r.to_string();
-        assert!(
-            row.starts_with("| anchor | all at once | 3 | 2 | 1 | - | 2.0 s |"),
-            "{row}"
-        );
+        assert!(row.starts_with("| anchor | all at once | 3 | 2 | 1 | - | 2.0 s |"), "{row}");
     }
 
     #[test]
     fn boot_time_runs_from_the_last_power_on() {
         use crate::pisim::Counters;
         let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let entry = |s, event| TimelineEntry {
-            at: at(s),
-            elapsed: Duration::from_secs(s),
-            event,
-        };
+        let entry = |s, event| TimelineEntry { at: at(s), elapsed: Duration::from_secs(s), event };
         let status = PiStatus {
             state: PiState::Booted,
             timeline: vec![
@@ -442,10 +409,7 @@ mod tests {
             (booted.boot_time, booted.at, booted.first_lease),
             (Duration::from_secs(7), at(17), None)
         );
-        let gave_up = PiStatus {
-            state: PiState::GaveUp,
-            ..status
-        };
+        let gave_up = PiStatus { state: PiState::GaveUp, ..status };
         assert!(outcome_of(&gave_up).is_err_and(|r| r.contains("gave up")));
     }
 }

@@ -9,11 +9,7 @@ use bramble_lab::pisim::{BootFailure, Event, PiModel, PiSim, PiState, PiStatus};
 use pisim_support::Anchor;
 
 fn files(status: &PiStatus, pick: impl Fn(&Event) -> Option<String>) -> Vec<String> {
-    status
-        .timeline
-        .iter()
-        .filter_map(|e| pick(&e.event))
-        .collect()
+    status.timeline.iter().filter_map(|e| pick(&e.event)).collect()
 }
 
 fn fetched(status: &PiStatus) -> Vec<String> {
@@ -44,19 +40,11 @@ fn block_sizes(status: &PiStatus) -> Vec<u16> {
 }
 
 fn requests(status: &PiStatus) -> usize {
-    status
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.event, Event::DhcpRequest { .. }))
-        .count()
+    status.timeline.iter().filter(|e| matches!(e.event, Event::DhcpRequest { .. })).count()
 }
 
 fn dump(status: &PiStatus) -> String {
-    status
-        .timeline
-        .iter()
-        .map(|e| format!("{:>8.3?} {:?}\n", e.elapsed, e.event))
-        .collect()
+    status.timeline.iter().map(|e| format!("{:>8.3?} {:?}\n", e.elapsed, e.event)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,33 +74,20 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
             sim.set_power(true).await.expect("power on");
         }
         for sim in wave {
-            sim.wait_for(Duration::from_secs(90), PiState::is_terminal)
-                .await;
+            sim.wait_for(Duration::from_secs(90), PiState::is_terminal).await;
         }
     }
     let status: Vec<PiStatus> = sims.iter().map(PiSim::status).collect();
     let log = lab.dnsmasq_log();
     for (i, s) in status.iter().enumerate().take(3) {
-        assert_eq!(
-            s.state,
-            PiState::Booted,
-            "Pi {i} did not boot:\n{}\ndnsmasq:\n{log}",
-            dump(s)
-        );
+        assert_eq!(s.state, PiState::Booted, "Pi {i} did not boot:\n{}\ndnsmasq:\n{log}", dump(s));
         assert_eq!(s.counters.boots, 1);
         let slot = &lab.slots[i];
-        let configured = s.timeline.iter().any(|e| {
-            e.event
-                == Event::AddressConfigured {
-                    addr: slot.pi_addr(),
-                    prefix_len: 30,
-                }
-        });
-        assert!(
-            configured,
-            "Pi {i} did not configure its ip= address:\n{}",
-            dump(s)
-        );
+        let configured = s
+            .timeline
+            .iter()
+            .any(|e| e.event == Event::AddressConfigured { addr: slot.pi_addr(), prefix_len: 30 });
+        assert!(configured, "Pi {i} did not configure its ip= address:\n{}", dump(s));
     }
 
     // Pi 3B: ROM files from the root, no REQUEST ever, kernel7.img as the fallback.
@@ -123,14 +98,14 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
     assert!(got.contains(&format!("{serial}/start.elf")));
     assert!(got.contains(&format!("{serial}/kernel7.img")));
     assert!(got.contains(&format!("{serial}/bcm2710-rpi-3-b.dtb")));
-    assert!(s.timeline.iter().any(|e| e.event
-        == Event::TftpMissing {
-            file: "bootsig.bin".into()
-        }));
-    assert!(s.timeline.iter().any(|e| e.event
-        == Event::TftpMissing {
-            file: format!("{serial}/kernel8.img")
-        }));
+    assert!(
+        s.timeline.iter().any(|e| e.event == Event::TftpMissing { file: "bootsig.bin".into() })
+    );
+    assert!(
+        s.timeline
+            .iter()
+            .any(|e| e.event == Event::TftpMissing { file: format!("{serial}/kernel8.img") })
+    );
     assert_eq!(block_sizes(s), [512], "the 3B never negotiates blksize");
     let want: Vec<String> = ["start.elf", "config.txt", "start.elf", "kernel7.img"]
         .iter()
@@ -139,17 +114,8 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
     assert_eq!(probed(s), want, "early terminates:\n{}", dump(s));
     // dnsmasq answers slowly when five Pis share it (its reply delay blocks), so
     // count bound leases, not DISCOVERs: one for the ROM, one for bootcode.bin.
-    let bound = s
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.event, Event::DhcpBound { .. }))
-        .count();
-    assert_eq!(
-        bound,
-        2,
-        "one DHCP for the ROM, one for bootcode.bin:\n{}",
-        dump(s)
-    );
+    let bound = s.timeline.iter().filter(|e| matches!(e.event, Event::DhcpBound { .. })).count();
+    assert_eq!(bound, 2, "one DHCP for the ROM, one for bootcode.bin:\n{}", dump(s));
 
     // Pi 3B+: REQUEST only in the second stage (after bootcode.bin).
     let s = &status[1];
@@ -157,42 +123,21 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
     let first_request = position(&|e| matches!(e, Event::DhcpRequest { .. }));
     let bootcode =
         position(&|e| matches!(e, Event::TftpFetched { file, .. } if file == "bootcode.bin"));
-    assert!(
-        first_request.is_some() && first_request > bootcode,
-        "{}",
-        dump(s)
-    );
+    assert!(first_request.is_some() && first_request > bootcode, "{}", dump(s));
     assert!(fetched(s).contains(&format!("{}/kernel8.img", lab.slots[1].serial)));
 
     // Pi 4: REQUEST/ACK, no bootcode.bin, start4.elf and its device tree.
     let (s, serial) = (&status[2], lab.slots[2].serial);
     assert!(requests(s) >= 1, "{}", dump(s));
     let got = fetched(s);
-    assert_eq!(
-        block_sizes(s),
-        [1024],
-        "dnsmasq acknowledges the Pi 4's blksize 1024"
-    );
+    assert_eq!(block_sizes(s), [1024], "dnsmasq acknowledges the Pi 4's blksize 1024");
     assert!(!got.iter().any(|f| f.contains("bootcode")));
-    for f in [
-        "start4.elf",
-        "fixup4.dat",
-        "bcm2711-rpi-4-b.dtb",
-        "cmdline.txt",
-        "kernel8.img",
-    ] {
-        assert!(
-            got.contains(&format!("{serial}/{f}")),
-            "Pi 4 did not fetch {f}:\n{}",
-            dump(s)
-        );
+    for f in ["start4.elf", "fixup4.dat", "bcm2711-rpi-4-b.dtb", "cmdline.txt", "kernel8.img"] {
+        assert!(got.contains(&format!("{serial}/{f}")), "Pi 4 did not fetch {f}:\n{}", dump(s));
     }
 
     // The anchor saw the early terminates and the Pi 4's options.
-    assert!(
-        log.to_lowercase().contains("early terminate"),
-        "dnsmasq log:\n{log}"
-    );
+    assert!(log.to_lowercase().contains("early terminate"), "dnsmasq log:\n{log}");
 
     // The wrong roots: served, but not what the Pi expects.
     let cases = [
@@ -205,10 +150,7 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
             PiState::Failed(BootFailure::WrongRoot { problem, .. }) => {
                 assert!(problem.contains(what), "{problem}")
             }
-            other => panic!(
-                "expected WrongRoot about {what}, got {other:?}:\n{}",
-                dump(s)
-            ),
+            other => panic!("expected WrongRoot about {what}, got {other:?}:\n{}", dump(s)),
         }
     }
 }

@@ -9,25 +9,15 @@ use bramble_lab::pisim::{BootFailure, Event, PiModel, PiSim, PiState};
 use pisim_support::Anchor;
 
 fn discovers(sim: &PiSim) -> usize {
-    sim.status()
-        .timeline
-        .iter()
-        .filter(|e| matches!(e.event, Event::DhcpDiscover { .. }))
-        .count()
+    sim.status().timeline.iter().filter(|e| matches!(e.event, Event::DhcpDiscover { .. })).count()
 }
 
 fn dump(sim: &PiSim) -> String {
-    sim.status()
-        .timeline
-        .iter()
-        .map(|e| format!("{:>8.3?} {:?}\n", e.elapsed, e.event))
-        .collect()
+    sim.status().timeline.iter().map(|e| format!("{:>8.3?} {:?}\n", e.elapsed, e.event)).collect()
 }
 
 fn link_is_down(ns: &bramble_lab::Netns) -> bool {
-    ns.ip(&["link", "show", "eth0"])
-        .expect("link show")
-        .contains("state DOWN")
+    ns.ip(&["link", "show", "eth0"]).expect("link show").contains("state DOWN")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,9 +32,7 @@ async fn pi3b_gives_up_after_five_tries_and_boots_after_a_power_cycle() {
     // Nothing answers: five DISCOVERs 1 s apart, then GaveUp.
     let start = Instant::now();
     sim.set_power(true).await.expect("power on");
-    let state = sim
-        .wait_for(Duration::from_secs(10), PiState::is_terminal)
-        .await;
+    let state = sim.wait_for(Duration::from_secs(10), PiState::is_terminal).await;
     assert_eq!(state, PiState::GaveUp);
     assert!(
         start.elapsed() >= Duration::from_millis(4900),
@@ -63,14 +51,9 @@ async fn pi3b_gives_up_after_five_tries_and_boots_after_a_power_cycle() {
     // A power cycle does: firmware and kernel load, but no NFS server answers yet.
     sim.set_power(false).await.expect("power off");
     assert_eq!(sim.state(), PiState::Off);
-    assert!(
-        link_is_down(&lab.slots[0].netns),
-        "power off must take the link down"
-    );
+    assert!(link_is_down(&lab.slots[0].netns), "power off must take the link down");
     sim.set_power(true).await.expect("power on");
-    let state = sim
-        .wait_for(Duration::from_secs(60), PiState::is_terminal)
-        .await;
+    let state = sim.wait_for(Duration::from_secs(60), PiState::is_terminal).await;
     assert!(
         matches!(&state, PiState::Failed(BootFailure::NfsUnreachable { server, .. }) if *server == lab.slots[0].server()),
         "{state:?}\n{}",
@@ -81,40 +64,22 @@ async fn pi3b_gives_up_after_five_tries_and_boots_after_a_power_cycle() {
     lab.start_ganesha();
     sim.set_power(false).await.expect("power off");
     sim.set_power(true).await.expect("power on");
-    let state = sim
-        .wait_for(Duration::from_secs(60), PiState::is_terminal)
-        .await;
-    assert_eq!(
-        state,
-        PiState::Booted,
-        "{}\ndnsmasq:\n{}",
-        dump(&sim),
-        lab.dnsmasq_log()
-    );
+    let state = sim.wait_for(Duration::from_secs(60), PiState::is_terminal).await;
+    assert_eq!(state, PiState::Booted, "{}\ndnsmasq:\n{}", dump(&sim), lab.dnsmasq_log());
     let counters = sim.status().counters;
     assert_eq!((counters.power_ons, counters.boots), (3, 1));
 
     // Power off in the middle of a boot aborts it; the next power-on boots from scratch.
     sim.set_power(false).await.expect("power off");
     sim.set_power(true).await.expect("power on");
-    let tftp = sim
-        .wait_for(Duration::from_secs(20), |s| {
-            matches!(s, PiState::Tftp { .. })
-        })
-        .await;
+    let tftp = sim.wait_for(Duration::from_secs(20), |s| matches!(s, PiState::Tftp { .. })).await;
     assert!(matches!(tftp, PiState::Tftp { .. }), "{tftp:?}");
     sim.set_power(false).await.expect("power off mid-boot");
     assert_eq!(sim.state(), PiState::Off);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        sim.state(),
-        PiState::Off,
-        "an aborted boot must not carry on"
-    );
+    assert_eq!(sim.state(), PiState::Off, "an aborted boot must not carry on");
     sim.set_power(true).await.expect("power on");
-    let state = sim
-        .wait_for(Duration::from_secs(60), PiState::is_terminal)
-        .await;
+    let state = sim.wait_for(Duration::from_secs(60), PiState::is_terminal).await;
     assert_eq!(state, PiState::Booted);
     assert_eq!(sim.status().counters.boots, 2);
     assert_eq!(sim.status().counters.power_ons, 5);
@@ -129,9 +94,6 @@ async fn powering_a_pi_without_its_namespace_is_a_typed_error() {
     );
     let sim = PiSim::new(cfg);
     let err = sim.set_power(true).await.expect_err("no such namespace");
-    assert!(
-        matches!(err, bramble_lab::pisim::PiSimError::Link { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, bramble_lab::pisim::PiSimError::Link { .. }), "{err:?}");
     assert_eq!(sim.state(), PiState::Off);
 }

@@ -49,13 +49,8 @@ async fn six_mixed_pis_all_boot_in_a_storm() {
             && models.contains(&PiModel::Pi3BPlus)
             && models.contains(&PiModel::Pi4)
     );
-    let opts = StormOptions {
-        mode: StormMode::AllAtOnce,
-        timeout: Duration::from_secs(90),
-    };
-    let report = run_storm("anchor", &power, power.watches(), opts)
-        .await
-        .expect("storm runs");
+    let opts = StormOptions { mode: StormMode::AllAtOnce, timeout: Duration::from_secs(90) };
+    let report = run_storm("anchor", &power, power.watches(), opts).await.expect("storm runs");
     assert_eq!(
         (report.pis, report.booted),
         (6, 6),
@@ -66,22 +61,14 @@ async fn six_mixed_pis_all_boot_in_a_storm() {
     );
     let all = report.time_to_all_booted.expect("all booted");
     assert!(report.max.is_some_and(|m| m <= all), "{report}");
-    assert!(
-        report.p50 <= report.p90 && report.p90 <= report.max,
-        "{report}"
-    );
+    assert!(report.p50 <= report.p90 && report.p90 <= report.max, "{report}");
 
     // A second, staggered storm power-cycles the same Pis and boots them again.
     let opts = StormOptions {
-        mode: StormMode::Staggered {
-            group: 2,
-            pause: Duration::from_millis(500),
-        },
+        mode: StormMode::Staggered { group: 2, pause: Duration::from_millis(500) },
         timeout: Duration::from_secs(90),
     };
-    let report = run_storm("anchor", &power, power.watches(), opts)
-        .await
-        .expect("storm runs");
+    let report = run_storm("anchor", &power, power.watches(), opts).await.expect("storm runs");
     assert_eq!(report.booted, 6, "{report}\n{:?}", report.failed);
     for sim in power.sims() {
         assert_eq!(sim.status().counters.boots, 2);
@@ -93,29 +80,15 @@ async fn a_root_without_the_customer_key_is_reported_failed() {
     let (shelf, power) = fast_shelf(2);
     let keys = shelf.root_dir(1).join("root/.ssh/authorized_keys");
     std::fs::write(&keys, "ssh-ed25519 AAAAsomeoneelse other@x\n").expect("rewrite keys");
-    let opts = StormOptions {
-        mode: StormMode::AllAtOnce,
-        timeout: Duration::from_secs(60),
-    };
-    let report = run_storm("anchor", &power, power.watches(), opts)
-        .await
-        .expect("storm runs");
-    assert_eq!(
-        report.booted,
-        1,
-        "{report}\n{:?}\n{}",
-        report.failed,
-        timelines(&power)
-    );
+    let opts = StormOptions { mode: StormMode::AllAtOnce, timeout: Duration::from_secs(60) };
+    let report = run_storm("anchor", &power, power.watches(), opts).await.expect("storm runs");
+    assert_eq!(report.booted, 1, "{report}\n{:?}\n{}", report.failed, timelines(&power));
     assert_eq!(report.time_to_all_booted, None);
     let [(pi, reason)] = report.failed.as_slice() else {
         panic!("one failure expected: {:?}", report.failed)
     };
     assert_eq!(*pi, 1);
-    assert!(
-        reason.contains("authorized_keys lacks the expected key"),
-        "{reason}"
-    );
+    assert!(reason.contains("authorized_keys lacks the expected key"), "{reason}");
 }
 
 fn netns_exists(name: &str) -> bool {
@@ -125,10 +98,7 @@ fn netns_exists(name: &str) -> bool {
 #[test]
 fn a_crashed_shelf_is_cleaned_up_by_the_next_run() {
     let shelf = AnchorShelf::start(AnchorConfig::mixed("bsx", 2)).expect("anchor shelf");
-    let (dir, ctl) = (
-        shelf.state_dir().to_path_buf(),
-        shelf.anchor_netns().to_string(),
-    );
+    let (dir, ctl) = (shelf.state_dir().to_path_buf(), shelf.anchor_netns().to_string());
     let ganesha_pid: i32 = std::fs::read_to_string(dir.join("ganesha/ganesha.pid"))
         .expect("ganesha pid file")
         .trim()
@@ -136,9 +106,7 @@ fn a_crashed_shelf_is_cleaned_up_by_the_next_run() {
         .expect("pid");
     // Simulate a crash: the shelf is never dropped and its owner is a dead process.
     std::mem::forget(shelf);
-    let mut dead = std::process::Command::new("true")
-        .spawn()
-        .expect("spawn true");
+    let mut dead = std::process::Command::new("true").spawn().expect("spawn true");
     let dead_pid = dead.id();
     dead.wait().expect("reap");
     std::fs::write(dir.join("owner.pid"), dead_pid.to_string()).expect("fake owner");
@@ -157,17 +125,11 @@ fn a_crashed_shelf_is_cleaned_up_by_the_next_run() {
 /// killed one lingers as a zombie; after a real crash init reaps them).
 fn running(pid: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .any(|l| l.starts_with("State:") && !l.contains("Z (zombie)"))
+    status.lines().any(|l| l.starts_with("State:") && !l.contains("Z (zombie)"))
 }
 
 fn nfs_cat(ns: &Netns, url: &str) -> Result<String, String> {
-    let out = ns
-        .command("nfs-cat")
-        .arg(url)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = ns.command("nfs-cat").arg(url).output().map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -178,10 +140,7 @@ fn nfs_cat(ns: &Netns, url: &str) -> Result<String, String> {
 #[test]
 fn ganesha_serves_the_included_exports_and_reloads_on_sighup() {
     let ns = Netns::new(&unique_name("bs")).expect("netns");
-    let dir = tempfile::Builder::new()
-        .prefix("bs-ganesha")
-        .tempdir()
-        .expect("tempdir");
+    let dir = tempfile::Builder::new().prefix("bs-ganesha").tempdir().expect("tempdir");
     let export = |id: u32, name: &str| {
         let path = dir.path().join(name);
         std::fs::create_dir_all(&path).expect("mkdir");
@@ -201,11 +160,7 @@ fn ganesha_serves_the_included_exports_and_reloads_on_sighup() {
     assert_eq!(nfs_cat(&ns, &url("one")).as_deref(), Ok("from one\n"));
     assert!(nfs_cat(&ns, &url("two")).is_err(), "not exported yet");
 
-    std::fs::write(
-        &include,
-        format!("{}{}", export(1, "one"), export(2, "two")),
-    )
-    .expect("exports");
+    std::fs::write(&include, format!("{}{}", export(1, "one"), export(2, "two"))).expect("exports");
     server.reload().expect("reload");
     let start = Instant::now();
     let mut got = nfs_cat(&ns, &url("two"));
@@ -223,8 +178,5 @@ fn ganesha_serves_the_included_exports_and_reloads_on_sighup() {
     let pid = std::fs::read_to_string(server.pid_file()).expect("pid file");
     drop(server);
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", pid.trim())).unwrap_or_default();
-    assert!(
-        !comm.starts_with("ganesha"),
-        "ganesha still running after drop"
-    );
+    assert!(!comm.starts_with("ganesha"), "ganesha still running after drop");
 }

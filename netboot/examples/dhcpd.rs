@@ -31,14 +31,8 @@ struct AppendFileStore {
 
 impl AppendFileStore {
     fn open(path: PathBuf) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        Ok(AppendFileStore {
-            path,
-            file: Arc::new(Mutex::new(file)),
-        })
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(AppendFileStore { path, file: Arc::new(Mutex::new(file)) })
     }
 
     async fn append(&self, operation: &'static str, text: String) -> Result<(), StoreError> {
@@ -50,21 +44,13 @@ impl AppendFileStore {
         };
         tokio::task::spawn_blocking(io)
             .await
-            .map_err(|e| StoreError::Backend {
-                operation,
-                source: Box::new(e),
-            })?
-            .map_err(|e| StoreError::Backend {
-                operation,
-                source: Box::new(e),
-            })
+            .map_err(|e| StoreError::Backend { operation, source: Box::new(e) })?
+            .map_err(|e| StoreError::Backend { operation, source: Box::new(e) })
     }
 }
 
 fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[async_trait::async_trait]
@@ -82,23 +68,14 @@ impl LeaseStore for AppendFileStore {
             let (Ok(mac), Ok(addr)) = (mac.parse::<MacAddr>(), addr.parse::<Ipv4Addr>()) else {
                 continue;
             };
-            let key = ClientKey {
-                interface: iface.to_string(),
-                mac,
-            };
+            let key = ClientKey { interface: iface.to_string(), mac };
             match *op {
                 "commit" => {
                     let expiry = f.get(4).and_then(|s| s.parse().ok()).unwrap_or(0);
                     let expires_at = UNIX_EPOCH + Duration::from_secs(expiry);
                     leases.insert(
                         key.clone(),
-                        Lease {
-                            key,
-                            addr,
-                            expires_at,
-                            serial: None,
-                            slot: None,
-                        },
+                        Lease { key, addr, expires_at, serial: None, slot: None },
                     );
                 }
                 _ => {
@@ -126,19 +103,12 @@ impl LeaseStore for AppendFileStore {
     }
 
     async fn release_lease(&self, key: &ClientKey, addr: Ipv4Addr) -> Result<(), StoreError> {
-        self.append(
-            "release",
-            format!("release {} {} {addr}\n", key.interface, key.mac),
-        )
-        .await
+        self.append("release", format!("release {} {} {addr}\n", key.interface, key.mac)).await
     }
 
     async fn record_decline(&self, d: &Decline) -> Result<(), StoreError> {
-        self.append(
-            "decline",
-            format!("decline {} {} {}\n", d.key.interface, d.key.mac, d.addr),
-        )
-        .await
+        self.append("decline", format!("decline {} {} {}\n", d.key.interface, d.key.mac, d.addr))
+            .await
     }
 
     async fn record_sighting(&self, _sighting: &Sighting) -> Result<(), StoreError> {
@@ -147,10 +117,7 @@ impl LeaseStore for AppendFileStore {
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn parse_args() -> Result<(FlatNetwork, PathBuf), String> {
@@ -158,9 +125,7 @@ fn parse_args() -> Result<(FlatNetwork, PathBuf), String> {
     let need = |n: &str| arg(&args, n).ok_or(format!("missing {n}"));
     let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|e| format!("{s}: {e}"));
     let network = need("--network")?;
-    let (net, prefix) = network
-        .split_once('/')
-        .ok_or("--network wants ADDR/PREFIX")?;
+    let (net, prefix) = network.split_once('/').ok_or("--network wants ADDR/PREFIX")?;
     let pool = need("--pool")?;
     let (first, last) = pool.split_once('-').ok_or("--pool wants FIRST-LAST")?;
     let server = ip(&need("--server")?)?;

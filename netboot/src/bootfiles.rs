@@ -14,16 +14,8 @@ pub const CONFIG_BEGIN: &str =
 pub const CONFIG_END: &str = "# --- end bramble ---";
 
 /// Kernel arguments Bramble owns; extra arguments with these keys are dropped.
-const RESERVED_KEYS: [&str; 8] = [
-    "root",
-    "nfsroot",
-    "ip",
-    "rw",
-    "ro",
-    "rootwait",
-    "rootfstype",
-    "console",
-];
+const RESERVED_KEYS: [&str; 8] =
+    ["root", "nfsroot", "ip", "rw", "ro", "rootwait", "rootfstype", "console"];
 
 /// Inputs to the generated files for one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +69,9 @@ pub fn render_cmdline(
 ) -> Result<String, BootfileError> {
     let export = &params.nfs_export;
     if !export.starts_with('/')
-        || export
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':')
+        || export.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ':')
     {
-        return Err(BootfileError::InvalidExport {
-            export: export.clone(),
-        });
+        return Err(BootfileError::InvalidExport { export: export.clone() });
     }
     let mut args: Vec<String> = console_args(params, image_cmdline)?;
     let (c, pi, mask) = (params.controller, params.pi, params.netmask);
@@ -132,9 +120,7 @@ fn console_args(
 
 fn check_arg(arg: &str) -> Result<(), BootfileError> {
     if arg.is_empty() || arg.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(BootfileError::InvalidArg {
-            arg: arg.to_string(),
-        });
+        return Err(BootfileError::InvalidArg { arg: arg.to_string() });
     }
     Ok(())
 }
@@ -198,11 +184,8 @@ mod tests {
     #[test]
     fn cmdline_snapshot_console_from_image_and_extra_args() {
         let mut params = BootParams::example();
-        params.extra_args = vec![
-            "quiet".into(),
-            "root=/dev/mmcblk0p2".into(),
-            "cgroup_enable=memory".into(),
-        ];
+        params.extra_args =
+            vec!["quiet".into(), "root=/dev/mmcblk0p2".into(), "cgroup_enable=memory".into()];
         let image =
             "console=ttyAMA0,115200 console=tty1 root=PARTUUID=1234-02 rootfstype=ext4 init=/x\n";
         let got = render_cmdline(&params, Some(image)).expect("renders");
@@ -216,16 +199,10 @@ mod tests {
     fn cmdline_refuses_values_that_break_the_line() {
         let mut params = BootParams::example();
         params.extra_args = vec!["a b".into()];
-        assert!(matches!(
-            render_cmdline(&params, None),
-            Err(BootfileError::InvalidArg { .. })
-        ));
+        assert!(matches!(render_cmdline(&params, None), Err(BootfileError::InvalidArg { .. })));
         let mut params = BootParams::example();
         params.nfs_export = "export,x".into();
-        assert!(matches!(
-            render_cmdline(&params, None),
-            Err(BootfileError::InvalidExport { .. })
-        ));
+        assert!(matches!(render_cmdline(&params, None), Err(BootfileError::InvalidExport { .. })));
     }
 
     #[test]
@@ -251,10 +228,7 @@ mod tests {
     #[test]
     fn config_without_additions_is_the_file_on_disk() {
         let params = BootParams::example();
-        assert_eq!(
-            render_config(Some("a=1\n"), &params),
-            Ok("a=1\n".to_string())
-        );
+        assert_eq!(render_config(Some("a=1\n"), &params), Ok("a=1\n".to_string()));
         assert_eq!(render_config(None, &params), Ok(String::new()));
         let mut bad = BootParams::example();
         bad.config_additions = vec!["a=1\nb=2".into()];

@@ -13,21 +13,37 @@ use serde::Serialize;
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum BootStage {
     DhcpDiscover,
-    DhcpOffer { yiaddr: Ipv4Addr },
+    DhcpOffer {
+        yiaddr: Ipv4Addr,
+    },
     DhcpRequest,
-    DhcpAck { yiaddr: Ipv4Addr },
-    DhcpNak { reason: String },
+    DhcpAck {
+        yiaddr: Ipv4Addr,
+    },
+    DhcpNak {
+        reason: String,
+    },
     DhcpInform,
     DhcpRelease,
     DhcpDecline,
     /// A read request that was accepted; `file` is the path as the client asked for it.
-    TftpRead { file: String },
+    TftpRead {
+        file: String,
+    },
     /// The whole file was transferred.
-    TftpComplete { file: String, bytes: u64 },
+    TftpComplete {
+        file: String,
+        bytes: u64,
+    },
     /// The client stopped the transfer itself (error 0 after reading the size): normal.
-    TftpEarlyTerminate { file: String },
+    TftpEarlyTerminate {
+        file: String,
+    },
     /// The request was refused or the transfer failed.
-    TftpError { file: String, reason: String },
+    TftpError {
+        file: String,
+        reason: String,
+    },
 }
 
 impl BootStage {

@@ -30,11 +30,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -48,9 +44,7 @@ pub struct BadMac {
 impl FromStr for MacAddr {
     type Err = BadMac;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadMac {
-            input: s.to_string(),
-        };
+        let bad = || BadMac { input: s.to_string() };
         let mut out = [0u8; 6];
         let sep = if s.contains(':') { ':' } else { '-' };
         let mut parts = s.split(sep);
@@ -79,7 +73,9 @@ mod tests {
         assert_eq!(mac.to_string(), "b8:27:eb:01:02:03");
         assert_eq!(mac.dashed(), "b8-27-eb-01-02-03");
         assert_eq!(mac.oui(), [0xb8, 0x27, 0xeb]);
-        for bad in ["b8:27:eb:01:02", "b8:27:eb:01:02:03:04", "b8:27:eb:01:02:0g", "b8:27-eb:01:02:03", ""] {
+        for bad in
+            ["b8:27:eb:01:02", "b8:27:eb:01:02:03:04", "b8:27:eb:01:02:0g", "b8:27-eb:01:02:03", ""]
+        {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?}");
         }
     }

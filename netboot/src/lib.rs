@@ -6,9 +6,9 @@
 //! inventory it asks through traits the orchestrator implements, and what it observes
 //! it reports as [`events::BootEvent`]s.
 
+pub mod bootfiles;
+pub mod dhcp;
 pub mod events;
 pub mod hw;
-pub mod bootfiles;
-pub mod tftp;
-pub mod dhcp;
 pub mod links;
+pub mod tftp;

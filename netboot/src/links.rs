@@ -70,13 +70,7 @@ pub fn vlan_setup_commands(trunk: &str, vid: u16, controller_addr: Ipv4Addr) -> 
             "id",
             &vid.to_string(),
         ]),
-        words(&[
-            "addr",
-            "replace",
-            &format!("{controller_addr}/30"),
-            "dev",
-            &ifname,
-        ]),
+        words(&["addr", "replace", &format!("{controller_addr}/30"), "dev", &ifname]),
         words(&["link", "set", &ifname, "up"]),
     ]
 }
@@ -87,11 +81,7 @@ pub fn vlan_remove_command(trunk: &str, vid: u16) -> Vec<String> {
 }
 
 fn check_vid(vid: u16) -> Result<(), LinkError> {
-    if (1..=4094).contains(&vid) {
-        Ok(())
-    } else {
-        Err(LinkError::BadVid { vid })
-    }
+    if (1..=4094).contains(&vid) { Ok(()) } else { Err(LinkError::BadVid { vid }) }
 }
 
 fn link_exists(ifname: &str) -> bool {
@@ -103,9 +93,8 @@ impl StorageLinks for VlanLinks {
         check_vid(vid)?;
         let ifname = self.ifname(vid);
         let exists = link_exists(&ifname);
-        for (i, args) in vlan_setup_commands(&self.trunk, vid, controller_addr)
-            .into_iter()
-            .enumerate()
+        for (i, args) in
+            vlan_setup_commands(&self.trunk, vid, controller_addr).into_iter().enumerate()
         {
             if i == 0 && exists {
                 continue;
@@ -141,10 +130,7 @@ pub struct VethLinks {
 impl VethLinks {
     /// `prefix` must be unique per run and at most 9 bytes (interface names are 15).
     pub fn new(prefix: &str) -> Self {
-        VethLinks {
-            prefix: prefix.to_string(),
-            pis: Mutex::new(HashMap::new()),
-        }
+        VethLinks { prefix: prefix.to_string(), pis: Mutex::new(HashMap::new()) }
     }
 
     pub fn ifname(&self, vid: u16) -> String {
@@ -171,11 +157,7 @@ impl StorageLinks for VethLinks {
         if pis.contains_key(&vid) {
             return Ok(ifname);
         }
-        let setup = |source| LinkError::Setup {
-            ifname: ifname.clone(),
-            vid,
-            source,
-        };
+        let setup = |source| LinkError::Setup { ifname: ifname.clone(), vid, source };
         let ns = Netns::new(&format!("{ifname}pi")).map_err(setup)?;
         let spec = VethSpec {
             host_if: ifname.clone(),
@@ -213,24 +195,16 @@ mod tests {
                 "link set eth0.10 up",
             ]
         );
-        assert_eq!(
-            vlan_remove_command("eth0", 10).join(" "),
-            "link del eth0.10"
-        );
+        assert_eq!(vlan_remove_command("eth0", 10).join(" "), "link del eth0.10");
     }
 
     #[test]
     fn vlan_ids_are_checked() {
-        let links = VlanLinks {
-            trunk: "eth0".into(),
-        };
+        let links = VlanLinks { trunk: "eth0".into() };
         assert!(matches!(
             links.ensure(0, Ipv4Addr::new(10, 101, 0, 1)),
             Err(LinkError::BadVid { vid: 0 })
         ));
-        assert!(matches!(
-            links.remove(4095),
-            Err(LinkError::BadVid { vid: 4095 })
-        ));
+        assert!(matches!(links.remove(4095), Err(LinkError::BadVid { vid: 4095 })));
     }
 }

@@ -38,10 +38,7 @@ fn flat(discovery: bool) -> FlatNetwork {
         server_addr: Ipv4Addr::new(10, 101, 200, 1),
         network: Ipv4Addr::new(10, 101, 200, 0),
         prefix: 24,
-        pool: Some((
-            Ipv4Addr::new(10, 101, 200, 100),
-            Ipv4Addr::new(10, 101, 200, 102),
-        )),
+        pool: Some((Ipv4Addr::new(10, 101, 200, 100), Ipv4Addr::new(10, 101, 200, 102))),
         router: Some(Ipv4Addr::new(10, 101, 200, 1)),
         dns: vec![],
         tftp_server: Some(Ipv4Addr::new(10, 101, 200, 1)),
@@ -82,23 +79,13 @@ fn pi3b_rom_discover_gets_a_bootable_offer_committed_first() {
     };
     assert_eq!(
         (lease.addr, lease.slot.clone()),
-        (
-            Ipv4Addr::new(10, 101, 1, 2),
-            Some(SlotKey("rack1/1".into()))
-        )
+        (Ipv4Addr::new(10, 101, 1, 2), Some(SlotKey("rack1/1".into())))
     );
     assert_eq!(reply.kind, MessageType::Offer);
-    assert_eq!(
-        reply.delay,
-        Duration::from_millis(50),
-        "PXE replies are delayed for the 3B ROM"
-    );
+    assert_eq!(reply.delay, Duration::from_millis(50), "PXE replies are delayed for the 3B ROM");
     assert_eq!(reply.dest.ip(), &Ipv4Addr::BROADCAST);
     let m = decode(&reply.bytes);
-    assert_eq!(
-        (m.xid(), m.yiaddr(), m.siaddr()),
-        (PI3_XID, Ipv4Addr::new(10, 101, 1, 2), C1)
-    );
+    assert_eq!((m.xid(), m.yiaddr(), m.siaddr()), (PI3_XID, Ipv4Addr::new(10, 101, 1, 2), C1));
     let mut want43 = vec![6, 1, 3, 10, 4, 0, b'P', b'X', b'E', 9, 0x17, 0, 0, 0x14];
     want43.extend(b"Raspberry Pi Boot   ");
     want43.push(255);
@@ -109,31 +96,17 @@ fn pi3b_rom_discover_gets_a_bootable_offer_committed_first() {
     guid.extend([0x44; 16]);
     assert_eq!(raw_option(&reply.bytes, 97).unwrap(), guid);
     let s = out.sighting.expect("first sighting");
-    assert_eq!(
-        (s.model, s.slot),
-        (Some(PiModel::Pi3B), Some(SlotKey("rack1/1".into())))
-    );
+    assert_eq!((s.model, s.slot), (Some(PiModel::Pi3B), Some(SlotKey("rack1/1".into()))));
 }
 
 #[test]
 fn same_xid_on_two_slots_gets_each_slot_address() {
     let mut e = engine();
-    let a = e.handle(
-        "st1",
-        &pi3b_rom_discover(mac("b8:27:eb:00:00:01")),
-        SystemTime::now(),
-    );
-    let b = e.handle(
-        "st2",
-        &pi3b_rom_discover(mac("b8:27:eb:00:00:02")),
-        SystemTime::now(),
-    );
+    let a = e.handle("st1", &pi3b_rom_discover(mac("b8:27:eb:00:00:01")), SystemTime::now());
+    let b = e.handle("st2", &pi3b_rom_discover(mac("b8:27:eb:00:00:02")), SystemTime::now());
     let ya = decode(&reply_of(&mut e, a).unwrap().bytes).yiaddr();
     let yb = decode(&reply_of(&mut e, b).unwrap().bytes).yiaddr();
-    assert_eq!(
-        (ya, yb),
-        (Ipv4Addr::new(10, 101, 1, 2), Ipv4Addr::new(10, 101, 2, 2))
-    );
+    assert_eq!((ya, yb), (Ipv4Addr::new(10, 101, 1, 2), Ipv4Addr::new(10, 101, 2, 2)));
 }
 
 #[test]
@@ -158,13 +131,7 @@ fn request_states_ack_or_nak() {
         ),
         (
             "init-reboot wrong",
-            request(
-                MessageType::Request,
-                pi,
-                u,
-                Some(Ipv4Addr::new(10, 9, 9, 9)),
-                None,
-            ),
+            request(MessageType::Request, pi, u, Some(Ipv4Addr::new(10, 9, 9, 9)), None),
             MessageType::Nak,
             Ipv4Addr::BROADCAST,
         ),
@@ -176,13 +143,7 @@ fn request_states_ack_or_nak() {
         ),
         (
             "renew wrong",
-            request(
-                MessageType::Request,
-                pi,
-                Ipv4Addr::new(10, 101, 1, 3),
-                None,
-                None,
-            ),
+            request(MessageType::Request, pi, Ipv4Addr::new(10, 101, 1, 3), None, None),
             MessageType::Nak,
             Ipv4Addr::BROADCAST,
         ),
@@ -199,17 +160,9 @@ fn request_states_ack_or_nak() {
         assert_eq!((r.kind, *r.dest.ip()), (want, dest), "{name}");
     }
     // SELECTING another server: silent.
-    let other = request(
-        MessageType::Request,
-        pi,
-        u,
-        Some(pi_addr),
-        Some(Ipv4Addr::new(10, 101, 9, 9)),
-    );
-    assert_eq!(
-        e.handle("st1", &other, now).action,
-        Action::Drop(DropReason::NotForUs)
-    );
+    let other =
+        request(MessageType::Request, pi, u, Some(pi_addr), Some(Ipv4Addr::new(10, 101, 9, 9)));
+    assert_eq!(e.handle("st1", &other, now).action, Action::Drop(DropReason::NotForUs));
 }
 
 #[test]
@@ -222,32 +175,15 @@ fn flat_pool_reservations_release_and_decline() {
         reply_of(e, out).map(|r| decode(&r.bytes).yiaddr())
     };
     assert_eq!(
-        offer(
-            &mut e,
-            &request(
-                MessageType::Discover,
-                mac("02:00:00:00:00:aa"),
-                u,
-                None,
-                None
-            )
-        ),
+        offer(&mut e, &request(MessageType::Discover, mac("02:00:00:00:00:aa"), u, None, None)),
         Some(Ipv4Addr::new(10, 101, 200, 10))
     );
-    let pi3bplus = with_guid(
-        &request(
-            MessageType::Discover,
-            mac("b8:27:eb:28:f6:6d"),
-            u,
-            None,
-            None,
-        ),
-        {
+    let pi3bplus =
+        with_guid(&request(MessageType::Discover, mac("b8:27:eb:28:f6:6d"), u, None, None), {
             let mut g = [0u8; 16];
             g[12..].copy_from_slice(&[0x5a, 0x28, 0xf6, 0x6d]);
             g
-        },
-    );
+        });
     assert_eq!(
         offer(&mut e, &pi3bplus),
         Some(Ipv4Addr::new(10, 101, 200, 11)),
@@ -267,17 +203,8 @@ fn flat_pool_reservations_release_and_decline() {
             )
         })
         .collect();
-    assert_eq!(
-        pool,
-        [100, 101, 102].map(|o| Some(Ipv4Addr::new(10, 101, 200, o)))
-    );
-    let fourth = request(
-        MessageType::Discover,
-        mac("02:00:00:00:01:04"),
-        u,
-        None,
-        None,
-    );
+    assert_eq!(pool, [100, 101, 102].map(|o| Some(Ipv4Addr::new(10, 101, 200, o))));
+    let fourth = request(MessageType::Discover, mac("02:00:00:00:01:04"), u, None, None);
     assert_eq!(
         e.handle("flat", &fourth, now).action,
         Action::Drop(DropReason::NoAddress),
@@ -287,24 +214,9 @@ fn flat_pool_reservations_release_and_decline() {
     // Client 1 takes its lease, then releases it: the fourth client gets that address.
     let c1 = mac("02:00:00:00:01:01");
     let a1 = Ipv4Addr::new(10, 101, 200, 100);
-    let req = request(
-        MessageType::Request,
-        c1,
-        u,
-        Some(a1),
-        Some(Ipv4Addr::new(10, 101, 200, 1)),
-    );
-    assert!(matches!(
-        e.handle("flat", &req, now).action,
-        Action::CommitThenReply { .. }
-    ));
-    let rel = request(
-        MessageType::Release,
-        c1,
-        a1,
-        None,
-        Some(Ipv4Addr::new(10, 101, 200, 1)),
-    );
+    let req = request(MessageType::Request, c1, u, Some(a1), Some(Ipv4Addr::new(10, 101, 200, 1)));
+    assert!(matches!(e.handle("flat", &req, now).action, Action::CommitThenReply { .. }));
+    let rel = request(MessageType::Release, c1, a1, None, Some(Ipv4Addr::new(10, 101, 200, 1)));
     assert!(
         matches!(e.handle("flat", &rel, now).action, Action::Release { addr, .. } if addr == a1)
     );
@@ -313,25 +225,10 @@ fn flat_pool_reservations_release_and_decline() {
     // Client 2 declines its address: it is held out of the pool.
     let c2 = mac("02:00:00:00:01:02");
     let a2 = Ipv4Addr::new(10, 101, 200, 101);
-    let dec = request(
-        MessageType::Decline,
-        c2,
-        u,
-        Some(a2),
-        Some(Ipv4Addr::new(10, 101, 200, 1)),
-    );
+    let dec = request(MessageType::Decline, c2, u, Some(a2), Some(Ipv4Addr::new(10, 101, 200, 1)));
     assert!(matches!(e.handle("flat", &dec, now).action, Action::Decline(d) if d.addr == a2));
     assert_eq!(
-        offer(
-            &mut e,
-            &request(
-                MessageType::Discover,
-                mac("02:00:00:00:01:05"),
-                u,
-                None,
-                None
-            )
-        ),
+        offer(&mut e, &request(MessageType::Discover, mac("02:00:00:00:01:05"), u, None, None)),
         None
     );
     // Someone else asking for a held address is refused.
@@ -343,10 +240,7 @@ fn flat_pool_reservations_release_and_decline() {
         None,
     );
     let out = e.handle("flat", &steal, now);
-    assert_eq!(
-        reply_of(&mut e, out).map(|r| r.kind),
-        Some(MessageType::Nak)
-    );
+    assert_eq!(reply_of(&mut e, out).map(|r| r.kind), Some(MessageType::Nak));
 }
 
 #[test]
@@ -355,28 +249,17 @@ fn discovery_mode_reports_unknown_pis_only_when_enabled() {
     let pi = pi3b_rom_discover(mac("b8:27:eb:00:00:09"));
     assert!(e.handle("flat", &pi, SystemTime::now()).sighting.is_none());
     e.set_interface(Role::Flat(flat(true)));
-    let s = e
-        .handle("flat", &pi, SystemTime::now())
-        .sighting
-        .expect("reported");
+    let s = e.handle("flat", &pi, SystemTime::now()).sighting.expect("reported");
     assert!(!s.reserved);
-    assert!(
-        e.handle("flat", &pi, SystemTime::now()).sighting.is_none(),
-        "reported once"
-    );
+    assert!(e.handle("flat", &pi, SystemTime::now()).sighting.is_none(), "reported once");
 }
 
 #[test]
 fn hostile_packets_are_dropped_with_a_reason_never_a_panic() {
     let mut e = engine();
     let now = SystemTime::now();
-    let good = request(
-        MessageType::Discover,
-        mac("02:00:00:00:00:01"),
-        Ipv4Addr::UNSPECIFIED,
-        None,
-        None,
-    );
+    let good =
+        request(MessageType::Discover, mac("02:00:00:00:00:01"), Ipv4Addr::UNSPECIFIED, None, None);
     let mut reply_op = good.clone();
     reply_op[0] = 2;
     let mut bad_magic = good.clone();
@@ -401,16 +284,9 @@ fn hostile_packets_are_dropped_with_a_reason_never_a_panic() {
         ("bootp", bootp, DropReason::UnsupportedType),
     ];
     for (name, bytes, reason) in cases {
-        assert_eq!(
-            e.handle("st1", &bytes, now).action,
-            Action::Drop(reason),
-            "{name}"
-        );
+        assert_eq!(e.handle("st1", &bytes, now).action, Action::Drop(reason), "{name}");
     }
-    assert_eq!(
-        e.handle("nope", &good, now).action,
-        Action::Drop(DropReason::UnknownInterface)
-    );
+    assert_eq!(e.handle("nope", &good, now).action, Action::Drop(DropReason::UnknownInterface));
     // Random mutations of valid packets: any outcome but a panic.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..20_000 {

@@ -16,13 +16,9 @@ use bramble_netboot::links::{StorageLinks, VethLinks};
 use dhcp_common::*;
 
 async fn server(store: Arc<MemoryLeaseStore>, sink: Arc<MemorySink>) -> DhcpServer {
-    let opts = ServerOptions {
-        pxe_reply_delay: Duration::from_millis(20),
-        ..ServerOptions::default()
-    };
-    DhcpServer::start(opts, store, sink)
-        .await
-        .expect("server starts")
+    let opts =
+        ServerOptions { pxe_reply_delay: Duration::from_millis(20), ..ServerOptions::default() };
+    DhcpServer::start(opts, store, sink).await.expect("server starts")
 }
 
 /// Runs dhclient once in `ns` with its own lease/pid files and a no-op script; returns
@@ -47,11 +43,7 @@ fn dhclient(ns: &str, dir: &std::path::Path) -> Option<Ipv4Addr> {
         .output()
         .expect("run dhclient");
     // The daemon dhclient forks after binding writes its pid file a moment later.
-    let read_pid = || {
-        std::fs::read_to_string(&pf)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-    };
+    let read_pid = || std::fs::read_to_string(&pf).ok().and_then(|p| p.trim().parse::<i32>().ok());
     let mut pid = read_pid();
     for _ in 0..30 {
         if pid.is_some() {
@@ -71,10 +63,7 @@ fn dhclient(ns: &str, dir: &std::path::Path) -> Option<Ipv4Addr> {
         .find_map(|l| l.trim().strip_prefix("fixed-address "))
         .and_then(|a| a.trim_end_matches(';').parse().ok());
     if addr.is_none() {
-        eprintln!(
-            "dhclient in {ns} got nothing: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eprintln!("dhclient in {ns} got nothing: {}", String::from_utf8_lossy(&out.stderr));
     }
     addr
 }
@@ -83,27 +72,11 @@ fn dhclient(ns: &str, dir: &std::path::Path) -> Option<Ipv4Addr> {
 fn udhcpc(ns: &str) -> Option<Ipv4Addr> {
     let out = Netns::existing(ns)
         .command("busybox")
-        .args([
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-n",
-            "-q",
-            "-f",
-            "-s",
-            "/bin/true",
-            "-t",
-            "5",
-            "-T",
-            "1",
-        ])
+        .args(["udhcpc", "-i", "eth0", "-n", "-q", "-f", "-s", "/bin/true", "-t", "5", "-T", "1"])
         .output()
         .expect("run udhcpc");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let addr = text
         .lines()
         .find_map(|l| l.split("lease of ").nth(1))
@@ -129,10 +102,7 @@ async fn dhclient_gets_each_slot_address_on_three_storage_interfaces_at_once() {
         let slot = SlotKey(format!("shelf/{vid}"));
         srv.add_storage(StorageIface::new(&ifname, controller, controller, slot).unwrap())
             .expect("serve");
-        slots.push((
-            links.pi_netns(vid).unwrap(),
-            Ipv4Addr::new(10, 101, vid as u8, 2),
-        ));
+        slots.push((links.pi_netns(vid).unwrap(), Ipv4Addr::new(10, 101, vid as u8, 2)));
     }
     let dir = tempfile::tempdir().unwrap();
     let runs: Vec<_> = slots
@@ -147,18 +117,12 @@ async fn dhclient_gets_each_slot_address_on_three_storage_interfaces_at_once() {
     }
     let leases = store.leases();
     assert_eq!(leases.len(), 3, "every ACKed lease is stored: {leases:?}");
-    assert!(
-        sink.events()
-            .iter()
-            .any(|e| matches!(e.stage, BootStage::DhcpAck { .. }))
-    );
+    assert!(sink.events().iter().any(|e| matches!(e.stage, BootStage::DhcpAck { .. })));
     // A slot removed at runtime is no longer served.
     let gone = links.ifname(13);
     assert!(srv.remove_interface(&gone));
     assert_eq!(
-        tokio::task::spawn_blocking(move || udhcpc(&links.pi_netns(13).unwrap()))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || udhcpc(&links.pi_netns(13).unwrap())).await.unwrap(),
         None
     );
 }
@@ -178,56 +142,33 @@ async fn replayed_pi3b_rom_discover_gets_the_documented_offer_unless_the_store_f
     .unwrap();
     let ns = links.pi_netns(21).unwrap();
     let mac: MacAddr = "b8:27:eb:28:f6:6d".parse().unwrap();
-    Netns::existing(&ns)
-        .ip(&["link", "set", "eth0", "address", &mac.to_string()])
-        .unwrap();
+    Netns::existing(&ns).ip(&["link", "set", "eth0", "address", &mac.to_string()]).unwrap();
 
     let exchange = move |ns: String| {
         let sock = client_socket_in(&ns);
-        sock.send_to(&pi3b_rom_discover(mac), "255.255.255.255:67")
-            .expect("send DISCOVER");
+        sock.send_to(&pi3b_rom_discover(mac), "255.255.255.255:67").expect("send DISCOVER");
         let mut buf = [0u8; 1500];
-        sock.recv_from(&mut buf)
-            .ok()
-            .map(|(n, _)| buf[..n].to_vec())
+        sock.recv_from(&mut buf).ok().map(|(n, _)| buf[..n].to_vec())
     };
     let ns2 = ns.clone();
-    let reply = tokio::task::spawn_blocking(move || exchange(ns2))
-        .await
-        .unwrap()
-        .expect("an OFFER");
+    let reply =
+        tokio::task::spawn_blocking(move || exchange(ns2)).await.unwrap().expect("an OFFER");
     let m = decode(&reply);
     assert_eq!(msg_type(&m), Some(dhcproto::v4::MessageType::Offer));
-    assert_eq!(
-        (m.xid(), m.yiaddr()),
-        (PI3_XID, Ipv4Addr::new(10, 101, 21, 2))
-    );
-    let mut want43 = vec![
-        0x06, 0x01, 0x03, 0x0a, 0x04, 0x00, b'P', b'X', b'E', 0x09, 0x17, 0x00, 0x00, 0x14,
-    ];
+    assert_eq!((m.xid(), m.yiaddr()), (PI3_XID, Ipv4Addr::new(10, 101, 21, 2)));
+    let mut want43 =
+        vec![0x06, 0x01, 0x03, 0x0a, 0x04, 0x00, b'P', b'X', b'E', 0x09, 0x17, 0x00, 0x00, 0x14];
     want43.extend(b"Raspberry Pi Boot   ");
     want43.push(0xff);
     assert_eq!(raw_option(&reply, 43), Some(want43));
     assert_eq!(raw_option(&reply, 66), Some(b"10.101.21.1".to_vec()));
-    assert_eq!(
-        store.leases().len(),
-        1,
-        "the OFFER a ROM boots from was stored first"
-    );
+    assert_eq!(store.leases().len(), 1, "the OFFER a ROM boots from was stored first");
     assert_eq!(store.sightings()[0].model, Some(PiModel::Pi3B));
 
     store.set_fail_commits(true);
-    let none = tokio::task::spawn_blocking(move || exchange(ns))
-        .await
-        .unwrap();
-    assert!(
-        none.is_none(),
-        "no OFFER may be sent when the lease cannot be stored"
-    );
-    assert_eq!(
-        srv.counters().snapshot().dropped(DropReason::StoreFailed),
-        1
-    );
+    let none = tokio::task::spawn_blocking(move || exchange(ns)).await.unwrap();
+    assert!(none.is_none(), "no OFFER may be sent when the lease cannot be stored");
+    assert_eq!(srv.counters().snapshot().dropped(DropReason::StoreFailed), 1);
 }
 
 /// A flat network on a veth pair: controller end in the root namespace, client in `ns`.
@@ -252,10 +193,7 @@ fn flat_net(
         server_addr,
         network: Ipv4Addr::new(10, 101, third, 0),
         prefix: 24,
-        pool: Some((
-            Ipv4Addr::new(10, 101, third, pool.0),
-            Ipv4Addr::new(10, 101, third, pool.1),
-        )),
+        pool: Some((Ipv4Addr::new(10, 101, third, pool.0), Ipv4Addr::new(10, 101, third, pool.1))),
         router: Some(server_addr),
         dns: vec![],
         tftp_server: Some(server_addr),
@@ -279,23 +217,17 @@ async fn flat_network_serves_reservations_and_pool_to_udhcpc_and_dhclient() {
     let srv = server(store.clone(), Arc::new(MemorySink::default())).await;
     srv.add_flat(net).unwrap();
     let name = ns.name().to_string();
-    ns.ip(&["link", "set", "eth0", "address", &reserved.to_string()])
-        .unwrap();
+    ns.ip(&["link", "set", "eth0", "address", &reserved.to_string()]).unwrap();
     let n = name.clone();
     assert_eq!(
-        tokio::task::spawn_blocking(move || udhcpc(&n))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || udhcpc(&n)).await.unwrap(),
         Some(Ipv4Addr::new(10, 101, 200, 7))
     );
-    ns.ip(&["link", "set", "eth0", "address", "02:00:00:00:00:42"])
-        .unwrap();
+    ns.ip(&["link", "set", "eth0", "address", "02:00:00:00:00:42"]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     assert_eq!(
-        tokio::task::spawn_blocking(move || dhclient(&name, &d))
-            .await
-            .unwrap(),
+        tokio::task::spawn_blocking(move || dhclient(&name, &d)).await.unwrap(),
         Some(Ipv4Addr::new(10, 101, 200, 100))
     );
     let sightings = store.sightings();
@@ -312,8 +244,7 @@ async fn perfdhcp_completes_exchanges_against_flat_mode() {
     require(&["ip", "perfdhcp"]);
     let (ns, _veth, net) = flat_net(201, "dhp", (10, 250), vec![]);
     // perfdhcp acts as a relay on the link: it needs an address (outside the pool).
-    ns.ip(&["addr", "add", "10.101.201.2/24", "dev", "eth0"])
-        .unwrap();
+    ns.ip(&["addr", "add", "10.101.201.2/24", "dev", "eth0"]).unwrap();
     let store = Arc::new(MemoryLeaseStore::default());
     let srv = server(store.clone(), Arc::new(MemorySink::default())).await;
     srv.add_flat(net).unwrap();
@@ -329,11 +260,8 @@ async fn perfdhcp_completes_exchanges_against_flat_mode() {
     })
     .await
     .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let counts = |key: &str| -> Vec<u64> {
         text.lines()
             .filter_map(|l| l.trim().strip_prefix(key))
@@ -343,14 +271,8 @@ async fn perfdhcp_completes_exchanges_against_flat_mode() {
     let (sent, received) = (counts("sent packets:"), counts("received packets:"));
     assert_eq!(sent.len(), 2, "perfdhcp output has both exchanges:\n{text}");
     for (s, r) in sent.iter().zip(&received) {
-        assert!(
-            *s > 100 && *r * 100 >= *s * 95,
-            "fewer than 95% answered ({r} of {s}):\n{text}"
-        );
+        assert!(*s > 100 && *r * 100 >= *s * 95, "fewer than 95% answered ({r} of {s}):\n{text}");
     }
     let snap = srv.counters().snapshot();
-    assert!(
-        snap.acks > 100 && snap.store_leases >= snap.acks,
-        "{snap:?}"
-    );
+    assert!(snap.acks > 100 && snap.store_leases >= snap.acks, "{snap:?}");
 }

@@ -42,18 +42,13 @@ async fn client(bind: Ipv4Addr) -> UdpSocket {
 
 async fn recv(sock: &UdpSocket, wait: Duration) -> Option<(Vec<u8>, SocketAddr)> {
     let mut buf = vec![0u8; 2048];
-    let (n, from) = timeout(wait, sock.recv_from(&mut buf))
-        .await
-        .ok()?
-        .expect("recv");
+    let (n, from) = timeout(wait, sock.recv_from(&mut buf)).await.ok()?.expect("recv");
     buf.truncate(n);
     Some((buf, from))
 }
 
 async fn expect_packet(sock: &UdpSocket) -> (Vec<u8>, SocketAddr) {
-    recv(sock, Duration::from_secs(3))
-        .await
-        .expect("a reply from the server")
+    recv(sock, Duration::from_secs(3)).await.expect("a reply from the server")
 }
 
 /// Waits until the server has recorded an event matching `pred`.
@@ -73,10 +68,7 @@ async fn tsize_then_error_zero_is_an_early_terminate() {
     let run = server(&tree).await;
     let sock = client(Ipv4Addr::LOCALHOST).await;
     sock.send_to(
-        &rrq(
-            b"1234abcd/kernel8.img",
-            &[("tsize", "0"), ("blksize", "1024")],
-        ),
+        &rrq(b"1234abcd/kernel8.img", &[("tsize", "0"), ("blksize", "1024")]),
         run.addrs[0],
     )
     .await
@@ -85,23 +77,14 @@ async fn tsize_then_error_zero_is_an_early_terminate() {
     assert_ne!(tid, run.addrs[0], "the transfer answers from its own port");
     let want = format!("\0\x06tsize\0{KERNEL_SIZE}\0blksize\x001024\0");
     assert_eq!(oack, want.as_bytes());
-    sock.send_to(b"\0\x05\0\0tsize only\0", tid)
-        .await
-        .expect("send");
+    sock.send_to(b"\0\x05\0\0tsize only\0", tid).await.expect("send");
     wait_for_event(
         &run,
         |s| matches!(s, BootStage::TftpEarlyTerminate { file } if file == "1234abcd/kernel8.img"),
     )
     .await;
     let m = run.server.metrics().snapshot();
-    assert_eq!(
-        (
-            m.early_terminations,
-            m.transfers_failed,
-            m.transfers_completed
-        ),
-        (1, 0, 0)
-    );
+    assert_eq!((m.early_terminations, m.transfers_failed, m.transfers_completed), (1, 0, 0));
 }
 
 #[tokio::test]
@@ -109,12 +92,9 @@ async fn windows_resend_after_a_partial_ack_and_ignore_duplicates() {
     let tree = BootTree::new();
     let run = server(&tree).await;
     let sock = client(Ipv4Addr::LOCALHOST).await;
-    sock.send_to(
-        &rrq(b"start.elf", &[("windowsize", "4"), ("blksize", "8192")]),
-        run.addrs[0],
-    )
-    .await
-    .expect("send");
+    sock.send_to(&rrq(b"start.elf", &[("windowsize", "4"), ("blksize", "8192")]), run.addrs[0])
+        .await
+        .expect("send");
     let (oack, tid) = expect_packet(&sock).await;
     assert_eq!(oack, b"\0\x06windowsize\x004\0blksize\x001468\0");
     let mut received: Vec<Vec<u8>> = Vec::new();
@@ -148,18 +128,13 @@ async fn windows_resend_after_a_partial_ack_and_ignore_duplicates() {
         if window.len() < 4 {
             break;
         }
-        sock.send_to(&ack(acked - 1), tid)
-            .await
-            .expect("duplicate ack");
+        sock.send_to(&ack(acked - 1), tid).await.expect("duplicate ack");
     }
     assert_eq!(
         received.concat(),
         std::fs::read(tree.boot_dir("slot-a").join("start.elf")).expect("fixture")
     );
-    wait_for_event(&run, |s| {
-        matches!(s, BootStage::TftpComplete { bytes: 100_000, .. })
-    })
-    .await;
+    wait_for_event(&run, |s| matches!(s, BootStage::TftpComplete { bytes: 100_000, .. })).await;
     assert_eq!(
         run.server.metrics().snapshot().retransmits,
         0,
@@ -172,14 +147,11 @@ async fn unacknowledged_blocks_are_retransmitted_then_abandoned() {
     let tree = BootTree::new();
     let run = server(&tree).await;
     let sock = client(Ipv4Addr::LOCALHOST).await;
-    sock.send_to(&rrq(b"start.elf", &[]), run.addrs[0])
-        .await
-        .expect("send");
+    sock.send_to(&rrq(b"start.elf", &[]), run.addrs[0]).await.expect("send");
     let (first, _) = expect_packet(&sock).await;
     assert_eq!(&first[..4], b"\0\x03\0\x01");
-    let (again, _) = recv(&sock, Duration::from_secs(3))
-        .await
-        .expect("retransmission after the 1 s timeout");
+    let (again, _) =
+        recv(&sock, Duration::from_secs(3)).await.expect("retransmission after the 1 s timeout");
     assert_eq!(first, again);
     wait_for_event(
         &run,
@@ -187,11 +159,7 @@ async fn unacknowledged_blocks_are_retransmitted_then_abandoned() {
     )
     .await;
     let m = run.server.metrics().snapshot();
-    assert_eq!(
-        (m.retransmits, m.transfers_failed),
-        (2, 1),
-        "max_retries is 2 in the fixture"
-    );
+    assert_eq!((m.retransmits, m.transfers_failed), (2, 1), "max_retries is 2 in the fixture");
 }
 
 #[tokio::test]
@@ -200,16 +168,8 @@ async fn refusals_reply_with_tftp_errors_and_are_counted() {
     let run = server(&tree).await;
     let sock = client(Ipv4Addr::LOCALHOST).await;
     let cases: Vec<(Vec<u8>, u16, Refusal)> = vec![
-        (
-            b"\0\x02upload.bin\0octet\0".to_vec(),
-            2,
-            Refusal::WriteRequest,
-        ),
-        (
-            b"\0\x01start.elf\0../../secret.txt\0octet\0".to_vec(),
-            4,
-            Refusal::NulByte,
-        ),
+        (b"\0\x02upload.bin\0octet\0".to_vec(), 2, Refusal::WriteRequest),
+        (b"\0\x01start.elf\0../../secret.txt\0octet\0".to_vec(), 4, Refusal::NulByte),
         (rrq(b"start\xff.elf", &[]), 2, Refusal::NonUtf8),
         (rrq(b"bootsig.bin", &[]), 1, Refusal::NotFound),
         (rrq(b"overlays", &[]), 1, Refusal::NotAFile),
@@ -221,37 +181,17 @@ async fn refusals_reply_with_tftp_errors_and_are_counted() {
         let want = cases[..=i].iter().filter(|c| c.2 == *reason).count() as u64;
         sock.send_to(datagram, run.addrs[0]).await.expect("send");
         let (reply, _) = expect_packet(&sock).await;
-        assert_eq!(
-            &reply[..4],
-            &[0, 5, 0, *code as u8],
-            "{datagram:?} -> {reply:?}"
-        );
-        assert_eq!(
-            run.server.metrics().snapshot().refused(*reason),
-            want,
-            "{}",
-            reason.name()
-        );
+        assert_eq!(&reply[..4], &[0, 5, 0, *code as u8], "{datagram:?} -> {reply:?}");
+        assert_eq!(run.server.metrics().snapshot().refused(*reason), want, "{}", reason.name());
     }
     // A client whose address belongs to no slot gets nothing, however valid the name.
     let stranger = client(Ipv4Addr::new(127, 0, 0, 2)).await;
-    stranger
-        .send_to(&rrq(b"bootcode.bin", &[]), run.addrs[0])
-        .await
-        .expect("send");
+    stranger.send_to(&rrq(b"bootcode.bin", &[]), run.addrs[0]).await.expect("send");
     let (reply, _) = expect_packet(&stranger).await;
     assert_eq!(&reply[..4], b"\0\x05\0\x02");
-    assert_eq!(
-        run.server
-            .metrics()
-            .snapshot()
-            .refused(Refusal::UnknownClient),
-        1
-    );
+    assert_eq!(run.server.metrics().snapshot().refused(Refusal::UnknownClient), 1);
     // After all that the server still serves.
-    sock.send_to(&rrq(b"bootcode.bin", &[]), run.addrs[0])
-        .await
-        .expect("send");
+    sock.send_to(&rrq(b"bootcode.bin", &[]), run.addrs[0]).await.expect("send");
     let (data, _) = expect_packet(&sock).await;
     assert_eq!(&data[..4], b"\0\x03\0\x01");
 }
@@ -262,23 +202,12 @@ async fn shutdown_stops_the_server() {
     let run = server(&tree).await;
     let addr = run.addrs[0];
     let sock = client(Ipv4Addr::LOCALHOST).await;
-    sock.send_to(&rrq(b"bootcode.bin", &[("blksize", "1468")]), addr)
-        .await
-        .expect("send");
-    assert!(
-        expect_packet(&sock).await.0.starts_with(b"\0\x06"),
-        "OACK before shutdown"
-    );
+    sock.send_to(&rrq(b"bootcode.bin", &[("blksize", "1468")]), addr).await.expect("send");
+    assert!(expect_packet(&sock).await.0.starts_with(b"\0\x06"), "OACK before shutdown");
     drop(run);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sock.send_to(&rrq(b"bootcode.bin", &[]), addr)
-        .await
-        .expect("send");
-    assert_eq!(
-        recv(&sock, Duration::from_millis(500)).await,
-        None,
-        "no reply after shutdown"
-    );
+    sock.send_to(&rrq(b"bootcode.bin", &[]), addr).await.expect("send");
+    assert_eq!(recv(&sock, Duration::from_millis(500)).await, None, "no reply after shutdown");
 }
 
 #[tokio::test]

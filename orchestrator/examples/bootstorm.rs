@@ -48,11 +48,7 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{flag}: {value:?} is not a number"))
-        };
+        let num = || value.parse::<u64>().map_err(|_| format!("{flag}: {value:?} is not a number"));
         match flag.as_str() {
             "--pis" => a.pis = u16::try_from(num()?).map_err(|_| "--pis: too many".to_string())?,
             "--group" => a.group = num()? as usize,
@@ -95,17 +91,13 @@ impl PowerControl for SwitchPower {
             })?;
             ports.push((PortNo(port), on));
         }
-        self.driver
-            .set_ports_power(&ports)
-            .await
-            .map(drop)
-            .map_err(|e| LabError::Storm {
-                reason: format!(
-                    "SNMP PoE {} on {} ports: {e}",
-                    if on { "on" } else { "off" },
-                    ports.len()
-                ),
-            })
+        self.driver.set_ports_power(&ports).await.map(drop).map_err(|e| LabError::Storm {
+            reason: format!(
+                "SNMP PoE {} on {} ports: {e}",
+                if on { "on" } else { "off" },
+                ports.len()
+            ),
+        })
     }
 }
 
@@ -116,12 +108,8 @@ impl PowerControl for SwitchPower {
 /// dark). The storms measure booting, not racking, so the example sidesteps it.
 async fn wait_storage_links(prefix: &str, pis: u16) -> Result<(), BoxError> {
     let count = || -> usize {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output();
-        let text = out
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let out = std::process::Command::new("ip").args(["netns", "list"]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         text.lines()
             .filter_map(|l| l.split_whitespace().next())
             .filter(|ns| {
@@ -156,10 +144,7 @@ async fn wait_storage_links(prefix: &str, pis: u16) -> Result<(), BoxError> {
 async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
     let t = Instant::now();
     wait_storage_links(&lab.opts.prefix, pis).await?;
-    eprintln!(
-        "{pis} storage links served in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("{pis} storage links served in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let job = lab.rack(Duration::from_secs(900)).await?;
     if job["state"] != "succeeded" {
@@ -179,22 +164,13 @@ async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
         }
     }
     for port in 1..=pis {
-        let sim = lab
-            .cabling
-            .sim(port)
-            .ok_or_else(|| format!("no simulated Pi in port {port}"))?;
-        let state = sim
-            .wait_for(Duration::from_secs(60), |s| *s == PiState::Booted)
-            .await;
+        let sim = lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}"))?;
+        let state = sim.wait_for(Duration::from_secs(60), |s| *s == PiState::Booted).await;
         if state != PiState::Booted {
             return Err(format!("Pi in port {port} is {state} after its deploy").into());
         }
     }
-    eprintln!(
-        "deployed {} to {pis} Pis in {:.1} s",
-        LAB_IMAGES[0].0,
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("deployed {} to {pis} Pis in {:.1} s", LAB_IMAGES[0].0, t.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -252,20 +228,10 @@ async fn resize_all(lab: &Lab, sizes: BootFileSizes) -> Result<(), BoxError> {
 
 /// TFTP bytes a Pi fetched since its last power-on.
 fn tftp_bytes(status: &PiStatus) -> u64 {
-    let from = status
-        .timeline
-        .iter()
-        .rposition(|e| e.event == Event::PowerOn)
-        .unwrap_or(0);
+    let from = status.timeline.iter().rposition(|e| e.event == Event::PowerOn).unwrap_or(0);
     status.timeline[from..]
         .iter()
-        .map(|e| {
-            if let Event::TftpFetched { bytes, .. } = &e.event {
-                *bytes
-            } else {
-                0
-            }
-        })
+        .map(|e| if let Event::TftpFetched { bytes, .. } = &e.event { *bytes } else { 0 })
         .sum()
 }
 
@@ -296,16 +262,9 @@ async fn run(args: Args, state_dir: &Path) -> Result<(), BoxError> {
     opts.deploy = None;
     let t = Instant::now();
     let lab = Lab::up(opts).await.map_err(|e| {
-        format!(
-            "lab up: {e}: {:?}",
-            std::error::Error::source(&e).map(|s| s.to_string())
-        )
+        format!("lab up: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string()))
     })?;
-    eprintln!(
-        "lab up in {:.1} s ({})",
-        t.elapsed().as_secs_f64(),
-        state_dir.display()
-    );
+    eprintln!("lab up in {:.1} s ({})", t.elapsed().as_secs_f64(), state_dir.display());
     let result = storms(&lab, &args).await;
     lab.down().await;
     result
@@ -316,44 +275,22 @@ async fn storms(lab: &Lab, args: &Args) -> Result<(), BoxError> {
     if let Some(sizes) = args.files {
         resize_all(lab, sizes).await?;
     }
-    let mut session = SessionConfig::new(
-        lab.switch_addr(),
-        Credentials::V2c {
-            community: COMMUNITY.into(),
-        },
-    );
+    let mut session =
+        SessionConfig::new(lab.switch_addr(), Credentials::V2c { community: COMMUNITY.into() });
     session.timeout = Duration::from_secs(2);
-    let power = SwitchPower {
-        driver: bramble_switch::connect(session).await?,
-    };
+    let power = SwitchPower { driver: bramble_switch::connect(session).await? };
     let sims: Vec<_> = (1..=args.pis)
-        .map(|port| {
-            lab.cabling
-                .sim(port)
-                .ok_or_else(|| format!("no simulated Pi in port {port}"))
-        })
+        .map(|port| lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}")))
         .collect::<Result<_, _>>()?;
-    let modes = [
-        StormMode::AllAtOnce,
-        StormMode::Staggered {
-            group: args.group,
-            pause: args.pause,
-        },
-    ];
+    let modes =
+        [StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {
         let watches: Vec<watch::Receiver<PiStatus>> = sims.iter().map(|s| s.subscribe()).collect();
-        let report = run_storm(
-            "bramble",
-            &power,
-            watches,
-            StormOptions {
-                mode,
-                timeout: args.timeout,
-            },
-        )
-        .await?;
+        let report =
+            run_storm("bramble", &power, watches, StormOptions { mode, timeout: args.timeout })
+                .await?;
         println!("{report}");
         let bytes: u64 = sims.iter().map(|s| tftp_bytes(&s.status())).sum();
         reports.push((report, bytes));

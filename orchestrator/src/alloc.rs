@@ -74,7 +74,11 @@ pub enum AllocError {
 
 /// Plans `count` slots from `pools`, avoiding everything in `taken`. Lowest free values
 /// first, so plans are deterministic.
-pub fn allocate(pools: &AddressPools, taken: &Taken, count: usize) -> Result<Vec<SlotAddresses>, AllocError> {
+pub fn allocate(
+    pools: &AddressPools,
+    taken: &Taken,
+    count: usize,
+) -> Result<Vec<SlotAddresses>, AllocError> {
     let vlans: Vec<u16> =
         pools.storage_vlans.clone().filter(|v| !taken.vlans.contains(v)).take(count).collect();
     check("storage VLANs", count, vlans.len(), || {
@@ -157,7 +161,10 @@ mod tests {
     fn exhaustion_names_the_resource_and_allocates_nothing() {
         let p = pools("10.0.0.0/28", 100..=199, "2001:db8::/64");
         let err = allocate(&p, &Taken::default(), 5).unwrap_err();
-        assert_eq!(err, AllocError::Exhausted { resource: "storage /30 networks", needed: 5, available: 4 });
+        assert_eq!(
+            err,
+            AllocError::Exhausted { resource: "storage /30 networks", needed: 5, available: 4 }
+        );
         let p = pools("10.0.0.0/16", 100..=101, "2001:db8::/64");
         let err = allocate(&p, &Taken::default(), 3).unwrap_err();
         assert!(err.to_string().contains("storage VLANs: 3 needed, 2 available"), "{err}");

@@ -12,7 +12,9 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::alloc::AddressPools;
-pub use crate::jobs::config::{ImagesConfig, JobsConfig, NfsBackend, RawImages, RawJobs, RawSwitches, SwitchesConfig};
+pub use crate::jobs::config::{
+    ImagesConfig, JobsConfig, NfsBackend, RawImages, RawJobs, RawSwitches, SwitchesConfig,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +81,11 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{origin}: `{key}` {message}")]
@@ -93,8 +99,10 @@ impl Config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
-                let raw: RawConfig = toml::from_str(&text)
-                    .map_err(|e| ConfigError::Parse { path: p.to_path_buf(), message: e.to_string() })?;
+                let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message: e.to_string(),
+                })?;
                 (raw, p.display().to_string())
             }
             None => (RawConfig::default(), "built-in defaults".to_string()),
@@ -103,56 +111,92 @@ impl Config {
     }
 
     /// Checks a parsed file. `origin` names the file in errors.
-    pub fn from_raw(raw: RawConfig, origin: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+    pub fn from_raw(
+        raw: RawConfig,
+        origin: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
 
-        let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen_text =
+            overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text
             .parse()
             .map_err(|_| invalid("listen", format!("must be ADDRESS:PORT, got {listen_text:?}")))?;
 
-        let state_dir = overrides.state_dir.clone().or(raw.state_dir).unwrap_or_else(default_state_dir);
-        let database_url = overrides
-            .database
-            .clone()
-            .or(raw.database)
-            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", state_dir.join("bramble.db").display()));
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        let state_dir =
+            overrides.state_dir.clone().or(raw.state_dir).unwrap_or_else(default_state_dir);
+        let database_url = overrides.database.clone().or(raw.database).unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", state_dir.join("bramble.db").display())
+        });
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
             return Err(invalid("database", "must be a sqlite: or postgres:// URL".into()));
         }
 
         let a = raw.addressing;
         let supernet_text = a.storage_supernet.unwrap_or_else(|| "10.46.0.0/16".into());
-        let storage_supernet: Ipv4Net = supernet_text
-            .parse()
-            .map_err(|_| invalid("addressing.storage_supernet", format!("must be an IPv4 network, got {supernet_text:?}")))?;
+        let storage_supernet: Ipv4Net = supernet_text.parse().map_err(|_| {
+            invalid(
+                "addressing.storage_supernet",
+                format!("must be an IPv4 network, got {supernet_text:?}"),
+            )
+        })?;
         if storage_supernet.prefix_len() > 30 {
             return Err(invalid("addressing.storage_supernet", "must be /30 or larger".into()));
         }
         let first = a.storage_vlan_first.unwrap_or(200);
         let last = a.storage_vlan_last.unwrap_or(3999);
         if !(2..=4094).contains(&first) || !(2..=4094).contains(&last) || first > last {
-            return Err(invalid("addressing.storage_vlan_first", format!("VLAN range {first}-{last} must lie within 2-4094, first <= last")));
+            return Err(invalid(
+                "addressing.storage_vlan_first",
+                format!("VLAN range {first}-{last} must lie within 2-4094, first <= last"),
+            ));
         }
         let public_vlan = a.public_vlan.unwrap_or(131);
         if (first..=last).contains(&public_vlan) || !(2..=4094).contains(&public_vlan) {
-            return Err(invalid("addressing.public_vlan", format!("{public_vlan} must be 2-4094 and outside the storage VLAN range {first}-{last}")));
+            return Err(invalid(
+                "addressing.public_vlan",
+                format!(
+                    "{public_vlan} must be 2-4094 and outside the storage VLAN range {first}-{last}"
+                ),
+            ));
         }
         let prefix_text = a.public_prefix.unwrap_or_else(|| "2001:db8:0:84::/64".into());
-        let public_prefix: Ipv6Net = prefix_text
-            .parse()
-            .map_err(|_| invalid("addressing.public_prefix", format!("must be an IPv6 prefix, got {prefix_text:?}")))?;
+        let public_prefix: Ipv6Net = prefix_text.parse().map_err(|_| {
+            invalid(
+                "addressing.public_prefix",
+                format!("must be an IPv6 prefix, got {prefix_text:?}"),
+            )
+        })?;
         let gateway_default = Ipv6Addr::from(u128::from(public_prefix.network()) + 1).to_string();
         let gw_text = a.public_gateway.unwrap_or(gateway_default);
-        let public_gateway: Ipv6Addr = gw_text
-            .parse()
-            .map_err(|_| invalid("addressing.public_gateway", format!("must be an IPv6 address, got {gw_text:?}")))?;
+        let public_gateway: Ipv6Addr = gw_text.parse().map_err(|_| {
+            invalid(
+                "addressing.public_gateway",
+                format!("must be an IPv6 address, got {gw_text:?}"),
+            )
+        })?;
         if !public_prefix.contains(&public_gateway) {
-            return Err(invalid("addressing.public_gateway", format!("{public_gateway} is not inside {public_prefix}")));
+            return Err(invalid(
+                "addressing.public_gateway",
+                format!("{public_gateway} is not inside {public_prefix}"),
+            ));
         }
 
         let images = ImagesConfig::from_raw(raw.images, &state_dir, origin)?;
-        let netboot = crate::netboot::config::NetbootConfig::from_raw(raw.netboot, &state_dir, &images.store_dir, origin)?;
+        let netboot = crate::netboot::config::NetbootConfig::from_raw(
+            raw.netboot,
+            &state_dir,
+            &images.store_dir,
+            origin,
+        )?;
         let jobs = JobsConfig::from_raw(raw.jobs, origin)?;
         let switches = SwitchesConfig::from_raw(raw.switches, origin)?;
         Ok(Config {
@@ -172,7 +216,10 @@ impl Config {
             jobs,
             images,
             switches,
-            webhooks: raw.webhooks.map(|w| crate::webhooks::WebhookConfig::from_raw(w, origin)).transpose()?,
+            webhooks: raw
+                .webhooks
+                .map(|w| crate::webhooks::WebhookConfig::from_raw(w, origin))
+                .transpose()?,
             netboot,
         })
     }
@@ -193,7 +240,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
         Config::from_raw(raw, "t.toml", &Overrides::default())
     }
 
@@ -211,7 +259,10 @@ mod tests {
             ("listen = \"nowhere\"", "t.toml: `listen`"),
             ("[addressing]\npublic_vlan = 250", "`addressing.public_vlan`"),
             ("[addressing]\nstorage_supernet = \"10.0.0.0/31\"", "`addressing.storage_supernet`"),
-            ("[addressing]\npublic_prefix = \"2001:db8::/64\"\npublic_gateway = \"2001:db9::1\"", "`addressing.public_gateway`"),
+            (
+                "[addressing]\npublic_prefix = \"2001:db8::/64\"\npublic_gateway = \"2001:db9::1\"",
+                "`addressing.public_gateway`",
+            ),
             ("database = \"mysql://x\"", "`database`"),
         ];
         for (text, want) in cases {
@@ -232,7 +283,11 @@ mod tests {
     #[test]
     fn the_readme_example_is_a_valid_config() {
         let readme = include_str!("../../README.md");
-        let block = readme.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("README has a toml block");
+        let block = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("README has a toml block");
         let c = parse(block).unwrap_or_else(|e| panic!("README config example: {e}"));
         assert!(c.netboot.enabled);
         assert_eq!(c.public_vlan, 131);
@@ -247,7 +302,11 @@ mod tests {
     #[test]
     fn overrides_beat_the_file() {
         let raw: RawConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
-        let o = Overrides { listen: Some("127.0.0.1:2".into()), state_dir: Some("/tmp/x".into()), database: None };
+        let o = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            state_dir: Some("/tmp/x".into()),
+            database: None,
+        };
         let c = Config::from_raw(raw, "f", &o).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.database_url, "sqlite:///tmp/x/bramble.db?mode=rwc");

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bramble_switch::{DesiredConfig, PortNo, SessionConfig, ShelfPlan, SwitchDriver, SwitchError, VlanId};
+use bramble_switch::{
+    DesiredConfig, PortNo, SessionConfig, ShelfPlan, SwitchDriver, SwitchError, VlanId,
+};
 
 use crate::db::{Db, DbError};
 use crate::ids::SwitchId;
@@ -40,7 +42,9 @@ impl FabricError {
     /// SET or a bad configuration is not.
     pub fn is_transient(&self) -> bool {
         match self {
-            FabricError::Switch { source, .. } => matches!(source, SwitchError::Timeout { .. } | SwitchError::Transport { .. }),
+            FabricError::Switch { source, .. } => {
+                matches!(source, SwitchError::Timeout { .. } | SwitchError::Transport { .. })
+            }
             FabricError::Db(_) => true,
             _ => false,
         }
@@ -79,17 +83,28 @@ impl Fabric {
         if let Some(d) = self.lock().get(switch) {
             return Ok(d.clone());
         }
-        let sw = self.db.get_switch(switch).await?.ok_or_else(|| FabricError::UnknownSwitch(switch.clone()))?;
-        let creds = self.db.switch_credentials(&sw.id).await?.ok_or_else(|| FabricError::NoCredentials { switch: sw.name.clone() })?;
-        let addr: SocketAddr = sw
-            .address
-            .parse()
-            .map_err(|_| FabricError::BadAddress { switch: sw.name.clone(), address: sw.address.clone() })?;
+        let sw = self
+            .db
+            .get_switch(switch)
+            .await?
+            .ok_or_else(|| FabricError::UnknownSwitch(switch.clone()))?;
+        let creds = self
+            .db
+            .switch_credentials(&sw.id)
+            .await?
+            .ok_or_else(|| FabricError::NoCredentials { switch: sw.name.clone() })?;
+        let addr: SocketAddr = sw.address.parse().map_err(|_| FabricError::BadAddress {
+            switch: sw.name.clone(),
+            address: sw.address.clone(),
+        })?;
         let mut cfg = SessionConfig::new(addr, creds.to_driver());
         cfg.timeout = self.timing.timeout;
         cfg.retries = self.timing.retries;
-        let driver: Arc<dyn SwitchDriver> =
-            Arc::from(bramble_switch::connect(cfg).await.map_err(|source| FabricError::Switch { switch: sw.name.clone(), source })?);
+        let driver: Arc<dyn SwitchDriver> = Arc::from(
+            bramble_switch::connect(cfg)
+                .await
+                .map_err(|source| FabricError::Switch { switch: sw.name.clone(), source })?,
+        );
         self.lock().insert(sw.id.clone(), driver.clone());
         Ok(driver)
     }
@@ -129,7 +144,10 @@ impl Fabric {
     /// What `switch` should look like: the union of its shelves' plans (PoE left alone).
     pub async fn desired_for(&self, switch: &Switch) -> Result<DesiredConfig, FabricError> {
         let shelves = self.db.list_shelves().await?;
-        let plans = shelves.iter().filter(|s| s.switch == switch.id).map(|s| self.shelf_plan(s, switch.trunk_port).desired());
+        let plans = shelves
+            .iter()
+            .filter(|s| s.switch == switch.id)
+            .map(|s| self.shelf_plan(s, switch.trunk_port).desired());
         Ok(merge(plans))
     }
 
@@ -167,7 +185,12 @@ pub fn restrict(desired: &DesiredConfig, ports: &BTreeSet<u16>) -> DesiredConfig
         used.extend(access.tagged.iter().copied());
         out.access_ports.insert(*port, access.clone());
     }
-    out.vlans = desired.vlans.iter().filter(|(v, _)| used.contains(v)).map(|(v, n)| (*v, n.clone())).collect();
+    out.vlans = desired
+        .vlans
+        .iter()
+        .filter(|(v, _)| used.contains(v))
+        .map(|(v, n)| (*v, n.clone()))
+        .collect();
     out.trunk_tagged = desired
         .trunk_tagged
         .iter()
@@ -182,7 +205,12 @@ mod tests {
     use super::*;
 
     fn plan(ports: &[(u16, u16)]) -> DesiredConfig {
-        ShelfPlan { public_vlan: VlanId(131), trunk: PortNo(49), pis: ports.iter().map(|&(p, v)| (PortNo(p), VlanId(v))).collect() }.desired()
+        ShelfPlan {
+            public_vlan: VlanId(131),
+            trunk: PortNo(49),
+            pis: ports.iter().map(|&(p, v)| (PortNo(p), VlanId(v))).collect(),
+        }
+        .desired()
     }
 
     #[test]

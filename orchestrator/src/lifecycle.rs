@@ -170,8 +170,16 @@ mod tests {
     #[test]
     fn retired_is_terminal() {
         let events = [
-            E::Commissioned, E::DeployStarted, E::DeploySucceeded, E::JobFailed, E::RescueStarted,
-            E::RescueEnded, E::Released, E::MarkedBroken, E::Repaired, E::Retired,
+            E::Commissioned,
+            E::DeployStarted,
+            E::DeploySucceeded,
+            E::JobFailed,
+            E::RescueStarted,
+            E::RescueEnded,
+            E::Released,
+            E::MarkedBroken,
+            E::Repaired,
+            E::Retired,
         ];
         for e in events {
             assert!(transition(S::Retired, e).is_err(), "retired accepted {e:?}");

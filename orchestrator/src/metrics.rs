@@ -61,7 +61,11 @@ impl Metrics {
     pub fn render(&self, extra: &[(&'static str, &'static str, Vec<Sample>)]) -> String {
         let mut out = String::new();
         for (name, help, c) in self.counters.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         for c in self.collectors.read().unwrap_or_else(|e| e.into_inner()).iter() {
             let samples = c.collect();
@@ -86,7 +90,8 @@ fn write_sample(out: &mut String, s: &Sample) {
     if s.labels.is_empty() {
         let _ = writeln!(out, "{} {}", s.name, s.value);
     } else {
-        let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels: Vec<String> =
+            s.labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
         let _ = writeln!(out, "{}{{{}}} {}", s.name, labels.join(","), s.value);
     }
 }
@@ -103,7 +108,11 @@ mod tests {
     fn renders_counters_and_labelled_gauges() {
         let m = Metrics::default();
         m.counter("bramble_x_total", "X things").fetch_add(3, Ordering::Relaxed);
-        let text = m.render(&[("bramble_pis", "Pis by state", vec![Sample::new("bramble_pis", 2.0).label("state", "re\"ady")])]);
+        let text = m.render(&[(
+            "bramble_pis",
+            "Pis by state",
+            vec![Sample::new("bramble_pis", 2.0).label("state", "re\"ady")],
+        )]);
         assert!(text.contains("# TYPE bramble_x_total counter\nbramble_x_total 3\n"), "{text}");
         assert!(text.contains("bramble_pis{state=\"re\\\"ady\"} 2\n"), "{text}");
     }

@@ -51,7 +51,9 @@ impl SnmpCredentials {
     /// The session settings the switch driver needs.
     pub fn to_driver(&self) -> bramble_switch::Credentials {
         match self {
-            SnmpCredentials::V2c { community } => bramble_switch::Credentials::V2c { community: community.clone() },
+            SnmpCredentials::V2c { community } => {
+                bramble_switch::Credentials::V2c { community: community.clone() }
+            }
             SnmpCredentials::V3 { user, auth_pass, priv_pass } => bramble_switch::Credentials::V3 {
                 user: user.clone(),
                 auth: bramble_switch::V3Auth::Sha256,
@@ -76,7 +78,11 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = SnmpCredentials::V3 { user: "ops".into(), auth_pass: Secret::new("hunter22"), priv_pass: Secret::new("s3cr3t!!") };
+        let c = SnmpCredentials::V3 {
+            user: "ops".into(),
+            auth_pass: Secret::new("hunter22"),
+            priv_pass: Secret::new("s3cr3t!!"),
+        };
         let shown = format!("{c:?} {}", Secret::new("x"));
         assert!(!shown.contains("hunter22") && !shown.contains("s3cr3t!!"), "{shown}");
         assert_eq!(SnmpCredentials::from_stored(&c.to_stored()), Some(c));

@@ -76,10 +76,17 @@ impl Controller {
             storage: storage.clone(),
         });
         let runner_id = format!("{}-{}", hostname(), std::process::id());
-        let runner = Runner::new(db.clone(), runner_id, config.job_lease, config.job_poll).with_max_parallel(config.jobs.max_parallel);
+        let runner = Runner::new(db.clone(), runner_id, config.job_lease, config.job_poll)
+            .with_max_parallel(config.jobs.max_parallel);
         let runner = crate::jobs::with_executors(runner, &hardware);
         let executable: HashSet<_> = runner.kinds().into_iter().collect();
-        Ok(Controller { state: AppState::new(db, config, executable), runner, hardware, links: None, storage })
+        Ok(Controller {
+            state: AppState::new(db, config, executable),
+            runner,
+            hardware,
+            links: None,
+            storage,
+        })
     }
 
     /// Serves storage networks through `links` instead of the configured trunk's VLAN
@@ -90,7 +97,11 @@ impl Controller {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests and jobs.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let Controller { state, runner, links, storage, hardware } = self;
         let (tx, rx) = tokio::sync::watch::channel(false);
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
@@ -114,12 +125,17 @@ impl Controller {
         });
         // Switches read back against the inventory, drift repaired, power draw watched.
         let reconciler = state.config.switches.reconcile_every.map(|every| {
-            let r = crate::reconciler::Reconciler::new(state.db.clone(), hardware.fabric.clone(), every);
+            let r = crate::reconciler::Reconciler::new(
+                state.db.clone(),
+                hardware.fabric.clone(),
+                every,
+            );
             tokio::spawn(r.run(wait_true(rx.clone())))
         });
         // Job notifications read the event log on their own; jobs never wait for them.
         let webhooks = state.config.webhooks.clone().map(|cfg| {
-            let notifier = crate::webhooks::Notifier::new(state.db.clone(), cfg).with_executable(state.executable.clone());
+            let notifier = crate::webhooks::Notifier::new(state.db.clone(), cfg)
+                .with_executable(state.executable.clone());
             tokio::spawn(notifier.run(wait_true(rx.clone())))
         });
         let addr = listener.local_addr().ok();
@@ -160,7 +176,9 @@ fn open_images(config: &Config) -> Result<Option<Arc<ImagesHost>>, bramble_image
             };
             Some(Arc::new(GaneshaExporter::new(runner.clone(), dir.clone(), control)?))
         }
-        NfsBackend::Kernel { exports_file } => Some(Arc::new(KernelExporter::new(runner.clone(), exports_file.clone())?)),
+        NfsBackend::Kernel { exports_file } => {
+            Some(Arc::new(KernelExporter::new(runner.clone(), exports_file.clone())?))
+        }
     };
     Ok(Some(Arc::new(ImagesHost::open(&config.images.store_dir, exporter)?)))
 }
@@ -170,5 +188,7 @@ async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "controller".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "controller".into())
 }

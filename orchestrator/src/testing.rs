@@ -29,9 +29,13 @@ enum Cleanup {
 pub async fn test_databases() -> Vec<TestDb> {
     let mut dbs = vec![sqlite_db()];
     match std::env::var("BRAMBLE_TEST_POSTGRES") {
-        Ok(v) if v == "skip" => eprintln!("BRAMBLE_TEST_POSTGRES=skip: PostgreSQL half of this test SKIPPED"),
+        Ok(v) if v == "skip" => {
+            eprintln!("BRAMBLE_TEST_POSTGRES=skip: PostgreSQL half of this test SKIPPED")
+        }
         Ok(admin) => dbs.push(postgres_db(&admin).await),
-        Err(_) => panic!("BRAMBLE_TEST_POSTGRES is not set: run the README's test command, or set it to a PostgreSQL admin URL (or `skip`)"),
+        Err(_) => panic!(
+            "BRAMBLE_TEST_POSTGRES is not set: run the README's test command, or set it to a PostgreSQL admin URL (or `skip`)"
+        ),
     }
     dbs
 }
@@ -46,11 +50,20 @@ async fn postgres_db(admin: &str) -> TestDb {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("bramble_test_{}", rand::random::<u64>());
-    let mut conn = sqlx::AnyConnection::connect(admin).await.unwrap_or_else(|e| panic!("cannot connect to BRAMBLE_TEST_POSTGRES: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+    let mut conn = sqlx::AnyConnection::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to BRAMBLE_TEST_POSTGRES: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let _ = conn.close().await;
     let (base, _) = admin.rsplit_once('/').expect("admin URL has a database path");
-    TestDb { label: "postgres", url: format!("{base}/{name}"), cleanup: Cleanup::Postgres { admin: admin.to_string(), name } }
+    TestDb {
+        label: "postgres",
+        url: format!("{base}/{name}"),
+        cleanup: Cleanup::Postgres { admin: admin.to_string(), name },
+    }
 }
 
 impl TestDb {
@@ -64,7 +77,11 @@ impl TestDb {
             Cleanup::Postgres { admin, name } => {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             }
         }
@@ -72,8 +89,15 @@ impl TestDb {
 
     /// A configuration using this database, with short job leases for tests.
     pub fn config(&self) -> Config {
-        let raw: RawConfig = toml::from_str("[jobs]\nlease_seconds = 2\npoll_interval_ms = 50\n[switches]\nreconcile_seconds = 0\n").expect("test config");
-        let o = Overrides { listen: Some("127.0.0.1:0".into()), database: Some(self.url.clone()), state_dir: Some(std::env::temp_dir()) };
+        let raw: RawConfig = toml::from_str(
+            "[jobs]\nlease_seconds = 2\npoll_interval_ms = 50\n[switches]\nreconcile_seconds = 0\n",
+        )
+        .expect("test config");
+        let o = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            database: Some(self.url.clone()),
+            state_dir: Some(std::env::temp_dir()),
+        };
         Config::from_raw(raw, "test", &o).expect("valid test config")
     }
 }
@@ -87,7 +111,11 @@ pub async fn controller(db: &TestDb) -> (Controller, String) {
 pub async fn controller_with(_db: &TestDb, config: Config) -> (Controller, String) {
     let c = Controller::open(config).await.expect("open controller");
     let token = generate_token();
-    c.state.db.create_token(&token, Role::Operator, None, "test operator").await.expect("operator token");
+    c.state
+        .db
+        .create_token(&token, Role::Operator, None, "test operator")
+        .await
+        .expect("operator token");
     (c, token)
 }
 

@@ -14,7 +14,12 @@ pub fn check(field: &str, value: &str, check: fn(&str) -> Result<(), String>) ->
 }
 
 /// Like [`check`] for an optional value.
-pub fn opt(errs: &mut Vec<FieldError>, field: &str, value: Option<&str>, f: fn(&str) -> Result<(), String>) {
+pub fn opt(
+    errs: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<&str>,
+    f: fn(&str) -> Result<(), String>,
+) {
     if let Some(v) = value {
         errs.extend(check(field, v, f));
     }
@@ -37,7 +42,9 @@ pub fn serial(s: &str) -> Result<(), String> {
 /// A MAC address `aa:bb:cc:dd:ee:ff`.
 pub fn mac(s: &str) -> Result<(), String> {
     let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if parts.len() == 6
+        && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         Ok(())
     } else {
         Err(format!("must look like aa:bb:cc:dd:ee:ff, got {s:?}"))
@@ -48,10 +55,15 @@ pub fn mac(s: &str) -> Result<(), String> {
 /// alphanumeric.
 pub fn name(s: &str) -> Result<(), String> {
     let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if ok_start && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if ok_start
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         Ok(())
     } else {
-        Err(format!("must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got {s:?}"))
+        Err(format!(
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got {s:?}"
+        ))
     }
 }
 

@@ -43,7 +43,12 @@ async fn customers_see_and_touch_only_their_own_pis() {
         let alice = api.customer_token(op, "alice").await;
 
         let list = api.get("/v1/pis", &alice).await;
-        let ids: Vec<&str> = list.body["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, vec![alice_pi.as_str()]);
         // Even asking for bob's Pis by owner gives nothing.
         let list = api.get("/v1/pis?owner=bob", &alice).await;
@@ -55,7 +60,11 @@ async fn customers_see_and_touch_only_their_own_pis() {
             ("GET", format!("/v1/pis/{bob_pi}/events"), None),
             ("POST", format!("/v1/pis/{bob_pi}/reboot"), None),
             ("POST", format!("/v1/pis/{bob_pi}/power-off"), None),
-            ("POST", format!("/v1/pis/{bob_pi}/reimage"), Some(json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}).to_string())),
+            (
+                "POST",
+                format!("/v1/pis/{bob_pi}/reimage"),
+                Some(json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}).to_string()),
+            ),
             ("POST", format!("/v1/pis/{bob_pi}/reimage"), Some("{}".to_string())),
             ("GET", format!("/v1/events?pi={bob_pi}"), None),
         ] {
@@ -107,17 +116,28 @@ async fn idempotency_keys_replay_and_one_job_per_pi() {
         assert_eq!(r.body["job"], first.body["id"]);
 
         // The other Pi is not blocked; after cancelling, the first Pi takes jobs again.
-        assert_eq!(api.post(&format!("/v1/pis/{}/reboot", pis[1]), &carol, json!({})).await.status, 202);
+        assert_eq!(
+            api.post(&format!("/v1/pis/{}/reboot", pis[1]), &carol, json!({})).await.status,
+            202
+        );
         let id = first.body["id"].as_str().unwrap();
         let r = api.post(&format!("/v1/jobs/{id}/cancel"), &carol, json!({})).await;
         assert_eq!(r.body["state"], "cancelled", "{:?}", r.body);
-        assert_problem(&api.post(&format!("/v1/jobs/{id}/cancel"), &carol, json!({})).await, 409, "not_cancellable");
+        assert_problem(
+            &api.post(&format!("/v1/jobs/{id}/cancel"), &carol, json!({})).await,
+            409,
+            "not_cancellable",
+        );
         assert_eq!(api.post(&other, &carol, json!({})).await.status, 202);
 
         // Jobs say honestly whether this controller can run them.
         let kinds = api.get("/v1/job-kinds", &carol).await;
         assert_eq!(kinds.body.as_array().unwrap().len(), 5);
-        assert!(kinds.body.as_array().unwrap().iter().all(|k| k["executable"] == json!(true)), "{:?}", kinds.body);
+        assert!(
+            kinds.body.as_array().unwrap().iter().all(|k| k["executable"] == json!(true)),
+            "{:?}",
+            kinds.body
+        );
         assert_eq!(first.body["executable"], json!(true));
     }
     each_backend!(case);
@@ -135,26 +155,48 @@ async fn bad_input_is_refused_naming_the_field() {
             (json!({"ssh_keys": [KEY]}), "image"),
             (json!({"image": "debian-bookworm-armhf", "ssh_keys": [3]}), "ssh_keys[0]"),
             (json!({"image": "debian-bookworm-armhf", "ssh_keys": []}), "ssh_keys"),
-            (json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY, "ssh-rsa !!!"]}), "ssh_keys[1]"),
+            (
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY, "ssh-rsa !!!"]}),
+                "ssh_keys[1]",
+            ),
             (json!({"image": "windows-95", "ssh_keys": [KEY]}), "image"),
-            (json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY], "password": "x"}), "password"),
+            (
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY], "password": "x"}),
+                "password",
+            ),
         ];
         for (body, field) in cases {
             let r = api.post(&path, op, body.clone()).await;
             assert_eq!(r.status, 422, "{body}: {:?}", r.body);
             assert_eq!(r.body["code"], "invalid_input");
-            let fields: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-            assert!(fields.iter().any(|f| f.contains(field)), "{body}: wanted {field} in {fields:?} / {}", r.body);
+            let fields: Vec<&str> = r.body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["field"].as_str().unwrap())
+                .collect();
+            assert!(
+                fields.iter().any(|f| f.contains(field)),
+                "{body}: wanted {field} in {fields:?} / {}",
+                r.body
+            );
         }
         let r = api.get("/v1/pis?state=sleeping", op).await;
         assert_problem(&r, 422, "invalid_input");
         assert_problem(&api.get("/v1/pis?limit=0", op).await, 422, "invalid_input");
         let r = api.post("/v1/tokens", op, json!({"role": "customer"})).await;
         assert_eq!(r.body["errors"][0]["field"], "customer");
-        let r = api.post("/v1/shelves", op, json!({"name": "x", "switch": "nope", "first_port": 5, "last_port": 1})).await;
+        let r = api
+            .post(
+                "/v1/shelves",
+                op,
+                json!({"name": "x", "switch": "nope", "first_port": 5, "last_port": 1}),
+            )
+            .await;
         assert_eq!(r.body["errors"][0]["field"], "first_port");
         // A valid reimage is accepted.
-        let r = api.post(&path, op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let r =
+            api.post(&path, op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
         assert_eq!(r.status, 202, "{:?}", r.body);
         assert_eq!(r.body["params"]["ssh_keys"][0], KEY);
     }
@@ -174,7 +216,13 @@ async fn shelves_get_collision_free_addresses_or_nothing() {
         assert_eq!(slots[0]["vlan"], 200);
 
         // Overlapping ports on the same switch are refused.
-        let r = api.post("/v1/shelves", op, json!({"name": "shelf-e", "switch": "sw-shelf-d", "first_port": 4, "last_port": 9})).await;
+        let r = api
+            .post(
+                "/v1/shelves",
+                op,
+                json!({"name": "shelf-e", "switch": "sw-shelf-d", "first_port": 4, "last_port": 9}),
+            )
+            .await;
         assert_problem(&r, 409, "ports_in_use");
         // Asking for more VLANs than the range has leaves nothing behind.
         let before = state.db.taken_addresses().await.unwrap().vlans.len();
@@ -198,10 +246,23 @@ async fn shelves_get_collision_free_addresses_or_nothing() {
 #[tokio::test]
 async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
     async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
-        let r = api.post("/v1/tokens", op, json!({"role": "customer", "customer": "frank", "label": "panel"})).await;
-        let (id, token) = (r.body["id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string());
+        let r = api
+            .post(
+                "/v1/tokens",
+                op,
+                json!({"role": "customer", "customer": "frank", "label": "panel"}),
+            )
+            .await;
+        let (id, token) = (
+            r.body["id"].as_str().unwrap().to_string(),
+            r.body["token"].as_str().unwrap().to_string(),
+        );
         assert_eq!(api.get("/v1/pis", &token).await.status, 200);
-        assert_problem(&api.post("/v1/tokens", &token, json!({"role": "operator"})).await, 403, "forbidden");
+        assert_problem(
+            &api.post("/v1/tokens", &token, json!({"role": "operator"})).await,
+            403,
+            "forbidden",
+        );
         let listed = api.get("/v1/tokens", op).await;
         assert!(!listed.body.to_string().contains(&token), "token secret listed");
         let r = api.call("DELETE", &format!("/v1/tokens/{id}"), Some(op), None, &[]).await;
@@ -209,7 +270,12 @@ async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
         assert_problem(&api.get("/v1/pis", &token).await, 401, "unauthorized");
         // The audit log recorded who did it.
         let audit = api.get("/v1/events?kind=token.", op).await;
-        let kinds: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds, vec!["token.created", "token.revoked"]);
     }
     each_backend!(case);
@@ -260,6 +326,9 @@ async fn metrics_and_openapi_are_served() {
         std::fs::write(path, &generated).unwrap();
     }
     let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(checked_in == generated, "docs/openapi.json is stale: run `BRAMBLE_UPDATE_OPENAPI=1 cargo test -p bramble --test api metrics_and_openapi`");
+    assert!(
+        checked_in == generated,
+        "docs/openapi.json is stale: run `BRAMBLE_UPDATE_OPENAPI=1 cargo test -p bramble --test api metrics_and_openapi`"
+    );
     db.drop().await;
 }

@@ -21,7 +21,12 @@ impl Drop for Killed {
 }
 
 fn bramble(args: &[&str], api: &str, token: &str) -> Output {
-    Command::new(BIN).args(args).env("BRAMBLE_API", api).env("BRAMBLE_TOKEN", token).output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env("BRAMBLE_API", api)
+        .env("BRAMBLE_TOKEN", token)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -32,10 +37,16 @@ fn text(o: &Output) -> String {
 fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_str().unwrap();
-    let out = Command::new(BIN).args(["token", "create", "--role", "customer", "--state-dir", state]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--role", "customer", "--state-dir", state])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "a customer token without --customer was minted");
     assert!(text(&out).contains("--customer is required"), "{}", text(&out));
-    let out = Command::new(BIN).args(["token", "create", "--role", "operator", "--state-dir", state]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--role", "operator", "--state-dir", state])
+        .output()
+        .unwrap();
     let token = String::from_utf8(out.stdout).unwrap();
     assert_eq!(token.lines().count(), 1, "token create must print the token alone: {token:?}");
     let token = token.trim().to_string();
@@ -60,10 +71,14 @@ fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
     assert!(images.status.success(), "{}", text(&images));
     let table = String::from_utf8_lossy(&images.stdout);
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("debian-bookworm-armhf") && table.contains("raspbian-jessie"), "{table}");
+    assert!(
+        table.contains("debian-bookworm-armhf") && table.contains("raspbian-jessie"),
+        "{table}"
+    );
 
     let pis = bramble(&["pi", "list", "--json"], &api, &token);
-    let v: serde_json::Value = serde_json::from_slice(&pis.stdout).unwrap_or_else(|_| panic!("{}", text(&pis)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&pis.stdout).unwrap_or_else(|_| panic!("{}", text(&pis)));
     assert_eq!(v["items"], serde_json::json!([]));
 
     let bad = bramble(&["pi", "list"], &api, "brm_wrong");
@@ -71,7 +86,11 @@ fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
     assert!(text(&bad).contains("BRAMBLE_TOKEN"), "{}", text(&bad));
     let missing = bramble(&["pi", "reboot", "pi-nope"], &api, &token);
     assert!(!missing.status.success());
-    assert!(text(&missing).contains("404") && text(&missing).contains("not_found"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("404") && text(&missing).contains("not_found"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[test]
@@ -92,7 +111,18 @@ fn switch_sim_answers_snmpget() {
     loop {
         // pethPsePortAdminEnable of port 8 (group 1): the simulator answers for every port.
         let out = Command::new("snmpget")
-            .args(["-v2c", "-c", "labcommunity", "-t", "1", "-r", "0", "-On", &addr, "1.3.6.1.2.1.105.1.1.1.3.1.8"])
+            .args([
+                "-v2c",
+                "-c",
+                "labcommunity",
+                "-t",
+                "1",
+                "-r",
+                "0",
+                "-On",
+                &addr,
+                "1.3.6.1.2.1.105.1.1.1.3.1.8",
+            ])
             .output()
             .expect("snmpget (Debian package snmp) must be installed");
         if out.status.success() {
@@ -104,6 +134,9 @@ fn switch_sim_answers_snmpget() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // The wrong community gets nothing.
-    let out = Command::new("snmpget").args(["-v2c", "-c", "wrong", "-t", "1", "-r", "0", &addr, "1.3.6.1.2.1.1.2.0"]).output().unwrap();
+    let out = Command::new("snmpget")
+        .args(["-v2c", "-c", "wrong", "-t", "1", "-r", "0", &addr, "1.3.6.1.2.1.1.2.0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
 }

@@ -35,14 +35,18 @@ impl Executor for Recorder {
             return Err(StepError::retryable("switch timed out", "temporary problem"));
         }
         if self.fail_at == Some(name.as_str()) {
-            return Err(StepError::permanent(format!("{name} broke"), "The reinstall failed; support has been told."));
+            return Err(StepError::permanent(
+                format!("{name} broke"),
+                "The reinstall failed; support has been told.",
+            ));
         }
         Ok(())
     }
 }
 
 fn runner(state: &bramble::api::AppState, id: &str, exec: Arc<dyn Executor>) -> Runner {
-    Runner::new(state.db.clone(), id, Duration::from_millis(400), Duration::from_millis(20)).with_executor(JobKind::Reimage, exec)
+    Runner::new(state.db.clone(), id, Duration::from_millis(400), Duration::from_millis(20))
+        .with_executor(JobKind::Reimage, exec)
 }
 
 #[tokio::test]
@@ -51,7 +55,13 @@ async fn a_reimage_runs_every_step_and_deploys_the_pi() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s1", 1, &["ann"]).await.remove(0);
-        let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let job = api
+            .post(
+                &format!("/v1/pis/{pi}/reimage"),
+                &op,
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
+            )
+            .await;
         let rec = Arc::new(Recorder { transient_failures: Mutex::new(2), ..Default::default() });
         assert!(runner(&state, "r1", rec.clone()).run_once().await.unwrap());
         let steps = JobKind::Reimage.steps();
@@ -59,13 +69,23 @@ async fn a_reimage_runs_every_step_and_deploys_the_pi() {
         // The first step failed twice transiently, then everything ran once, in order.
         assert_eq!(ran[..3], [steps[0], steps[0], steps[0]]);
         assert_eq!(ran[2..], *steps);
-        let j = state.db.get_job(&bramble::ids::JobId(job.body["id"].as_str().unwrap().into())).await.unwrap().unwrap();
+        let j = state
+            .db
+            .get_job(&bramble::ids::JobId(job.body["id"].as_str().unwrap().into()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(j.state, JobState::Succeeded, "{j:?}");
         assert_eq!(j.progress_percent, 100);
         let p = api.get(&format!("/v1/pis/{pi}"), &op).await;
         assert_eq!(p.body["state"], "deployed");
         let audit = api.get(&format!("/v1/pis/{pi}/events?kind=job."), &op).await;
-        let kinds: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
         let mut want = vec!["job.created", "job.started"];
         want.extend(std::iter::repeat_n("job.step", steps.len()));
         want.push("job.succeeded");
@@ -81,7 +101,13 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s2", 1, &["ben"]).await.remove(0);
-        let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let job = api
+            .post(
+                &format!("/v1/pis/{pi}/reimage"),
+                &op,
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
+            )
+            .await;
         let rec = Arc::new(Recorder { fail_at: Some("export-root"), ..Default::default() });
         runner(&state, "r1", rec.clone()).run_once().await.unwrap();
         let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await.body;
@@ -90,7 +116,10 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
         assert_eq!(j["last_error"], "step export-root: export-root broke");
         assert_eq!(j["customer_message"], "The reinstall failed; support has been told.");
         let p = api.get(&format!("/v1/pis/{pi}"), &op).await.body;
-        assert_eq!((p["state"].as_str(), p["failed_step"].as_str()), (Some("failed"), Some("export-root")));
+        assert_eq!(
+            (p["state"].as_str(), p["failed_step"].as_str()),
+            (Some("failed"), Some("export-root"))
+        );
         // No step after the failed one ran.
         assert_eq!(rec.ran.lock().unwrap().last().map(String::as_str), Some("export-root"));
         state.db.close().await;
@@ -104,11 +133,18 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s3", 1, &["cat"]).await.remove(0);
-        let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let job = api
+            .post(
+                &format!("/v1/pis/{pi}/reimage"),
+                &op,
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
+            )
+            .await;
         let id = bramble::ids::JobId(job.body["id"].as_str().unwrap().into());
         // Runner "dead" claims the job, gets to step 3, and dies (never finishes).
         let lease = Duration::from_millis(400);
-        let claimed = state.db.claim_job("dead", &[JobKind::Reimage], lease).await.unwrap().unwrap();
+        let claimed =
+            state.db.claim_job("dead", &[JobKind::Reimage], lease).await.unwrap().unwrap();
         assert!(state.db.advance_job(&claimed.id, "dead", 3, lease).await.unwrap());
         // While the lease holds, nobody else gets it.
         assert!(state.db.claim_job("alive", &[JobKind::Reimage], lease).await.unwrap().is_none());
@@ -134,7 +170,10 @@ async fn a_runner_claims_only_kinds_it_has_an_executor_for() {
     let pi = api.rack(&op, "s4", 1, &["dan"]).await.remove(0);
     let job = api.post(&format!("/v1/pis/{pi}/power-on"), &op, json!({})).await;
     let rec = Arc::new(Recorder::default());
-    assert!(!runner(&state, "r", rec).run_once().await.unwrap(), "a power-on job was claimed by a reimage-only runner");
+    assert!(
+        !runner(&state, "r", rec).run_once().await.unwrap(),
+        "a power-on job was claimed by a reimage-only runner"
+    );
     let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await.body;
     assert_eq!(j["state"], "queued");
     state.db.close().await;
@@ -155,7 +194,13 @@ impl Executor for Slow {
     async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
         let start = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        self.log.lock().unwrap().push((job.id.0.clone(), self.runner, step, start, std::time::Instant::now()));
+        self.log.lock().unwrap().push((
+            job.id.0.clone(),
+            self.runner,
+            step,
+            start,
+            std::time::Instant::now(),
+        ));
         Ok(())
     }
 }
@@ -171,15 +216,26 @@ impl bramble::jobs::CrashPlan for DieAfterStep1 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_it_dies() {
-    let url = std::env::var("BRAMBLE_TEST_POSTGRES").expect("BRAMBLE_TEST_POSTGRES must name a PostgreSQL server (scripts/test.sh starts one)");
+    let url = std::env::var("BRAMBLE_TEST_POSTGRES")
+        .expect("BRAMBLE_TEST_POSTGRES must name a PostgreSQL server (scripts/test.sh starts one)");
     assert!(!url.is_empty());
-    let db = test_databases().await.into_iter().find(|d| d.url.starts_with("postgres")).expect("a PostgreSQL test database");
+    let db = test_databases()
+        .await
+        .into_iter()
+        .find(|d| d.url.starts_with("postgres"))
+        .expect("a PostgreSQL test database");
     let (state, op) = app_state(&db).await;
     let api = Api { router: bramble::api::app(state.clone()) };
     let owners = ["p1", "p2", "p3", "p4", "p5", "p6"];
     let pis = api.rack(&op, "tk", 1, &owners).await;
     for pi in &pis {
-        let r = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let r = api
+            .post(
+                &format!("/v1/pis/{pi}/reimage"),
+                &op,
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
+            )
+            .await;
         assert_eq!(r.status, 202);
     }
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -189,7 +245,9 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
         .with_executor(JobKind::Reimage, Arc::new(Slow { runner: "a", log: log.clone() }))
         .with_max_parallel(3)
         .with_crash_plan(Arc::new(DieAfterStep1));
-    let b = Runner::new(state.db.clone(), "b", lease, poll).with_executor(JobKind::Reimage, Arc::new(Slow { runner: "b", log: log.clone() })).with_max_parallel(3);
+    let b = Runner::new(state.db.clone(), "b", lease, poll)
+        .with_executor(JobKind::Reimage, Arc::new(Slow { runner: "b", log: log.clone() }))
+        .with_max_parallel(3);
     let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
     let a_run = tokio::spawn(a.run(std::future::pending::<()>()));
     let b_run = tokio::spawn(b.run(async move {
@@ -204,7 +262,11 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
         if page.items.iter().all(|j| j.state == JobState::Succeeded) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "jobs did not all finish: {:?}", page.items.iter().map(|j| (j.state, j.current_step.clone())).collect::<Vec<_>>());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs did not all finish: {:?}",
+            page.items.iter().map(|j| (j.state, j.current_step.clone())).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop_b.send(());
@@ -212,9 +274,13 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
 
     let log = log.lock().unwrap().clone();
     let steps = JobKind::Reimage.steps().len();
-    let by_a: std::collections::BTreeSet<&String> = log.iter().filter(|r| r.1 == "a").map(|r| &r.0).collect();
+    let by_a: std::collections::BTreeSet<&String> =
+        log.iter().filter(|r| r.1 == "a").map(|r| &r.0).collect();
     assert!(!by_a.is_empty(), "runner a claimed jobs");
-    assert!(log.iter().any(|r| r.1 == "b" && !by_a.contains(&r.0)), "runner b claimed other jobs at the same time (SKIP LOCKED)");
+    assert!(
+        log.iter().any(|r| r.1 == "b" && !by_a.contains(&r.0)),
+        "runner b claimed other jobs at the same time (SKIP LOCKED)"
+    );
     for job in &by_a {
         let runs: Vec<_> = log.iter().filter(|r| &&r.0 == job).collect();
         // a ran the first steps in order, then died (after step 1 or in the middle of a
@@ -224,7 +290,10 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
         let b_steps: Vec<usize> = runs.iter().filter(|r| r.1 == "b").map(|r| r.2).collect();
         assert_eq!(a_steps, (0..a_steps.len()).collect::<Vec<_>>(), "{job}");
         let resumed_at = *b_steps.first().unwrap_or_else(|| panic!("{job}: b never ran it"));
-        assert!(resumed_at <= a_steps.len() && a_steps.len() <= resumed_at + 1, "{job}: a ran {a_steps:?}, b resumed at {resumed_at}");
+        assert!(
+            resumed_at <= a_steps.len() && a_steps.len() <= resumed_at + 1,
+            "{job}: a ran {a_steps:?}, b resumed at {resumed_at}"
+        );
         assert_eq!(b_steps, (resumed_at..steps).collect::<Vec<_>>(), "{job}");
         let b_first = runs.iter().filter(|r| r.1 == "b").map(|r| r.3).min().unwrap();
         assert!(b_first >= died, "{job}: b started before a died");
@@ -241,10 +310,19 @@ async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "hb", 1, &["eve"]).await.remove(0);
-        let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]})).await;
+        let job = api
+            .post(
+                &format!("/v1/pis/{pi}/reimage"),
+                &op,
+                json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
+            )
+            .await;
         let id = bramble::ids::JobId(job.body["id"].as_str().unwrap().into());
         let log = Arc::new(Mutex::new(Vec::new()));
-        let slow = |name| Runner::new(state.db.clone(), name, Duration::from_secs(30), Duration::from_millis(20)).with_executor(JobKind::Reimage, Arc::new(Slow { runner: name, log: log.clone() }));
+        let slow = |name| {
+            Runner::new(state.db.clone(), name, Duration::from_secs(30), Duration::from_millis(20))
+                .with_executor(JobKind::Reimage, Arc::new(Slow { runner: name, log: log.clone() }))
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let run = tokio::spawn(slow("first").run(async move {
             let _ = stopped.await;
@@ -255,7 +333,11 @@ async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
         let asked = std::time::Instant::now();
         let _ = stop.send(());
         assert_eq!(run.await.unwrap(), bramble::jobs::RunEnd::Done);
-        assert!(asked.elapsed() < Duration::from_secs(2), "shutdown did not wait for the job: {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "shutdown did not wait for the job: {:?}",
+            asked.elapsed()
+        );
         let j = state.db.get_job(&id).await.unwrap().unwrap();
         assert_eq!((j.state, j.attempts), (JobState::Queued, 1), "handed back to the queue");
         // Half done: it cannot be cancelled any more.

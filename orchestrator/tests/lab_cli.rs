@@ -20,14 +20,30 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().to_str().expect("utf-8 path");
     let prefix = "clilab";
-    let up = bramble(&["lab", "up", "--pis", "3", "--listen", "127.0.0.1:0", "--prefix", prefix, "--timeout", "240", "--state-dir", state]);
+    let up = bramble(&[
+        "lab",
+        "up",
+        "--pis",
+        "3",
+        "--listen",
+        "127.0.0.1:0",
+        "--prefix",
+        prefix,
+        "--timeout",
+        "240",
+        "--state-dir",
+        state,
+    ]);
     let stdout = String::from_utf8_lossy(&up.stdout);
     let stderr = String::from_utf8_lossy(&up.stderr);
     let log = std::fs::read_to_string(dir.path().join("lab.log")).unwrap_or_default();
     let down_anyway = || bramble(&["lab", "down", "--state-dir", state]);
     if !up.status.success() {
         down_anyway();
-        panic!("lab up failed:\n{stdout}\n{stderr}\nlab.log tail:\n{}", log.lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "lab up failed:\n{stdout}\n{stderr}\nlab.log tail:\n{}",
+            log.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
     }
     assert!(stdout.contains("3 slots: 3 deployed"), "{stdout}");
     assert!(stdout.contains("simulated Pis: 3 booted"), "{stdout}");
@@ -38,7 +54,8 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert_eq!(count(&["ip", "netns", "list"], prefix), 0, "namespaces left");
     assert_eq!(count(&["ip", "-o", "link", "show"], prefix), 0, "links left");
-    let ganesha = Command::new("pgrep").args(["-f", &format!("{state}/ganesha")]).output().expect("pgrep");
+    let ganesha =
+        Command::new("pgrep").args(["-f", &format!("{state}/ganesha")]).output().expect("pgrep");
     assert!(!ganesha.status.success(), "the lab's ganesha is still running");
     assert!(!dir.path().join("lab.pid").exists());
 }

@@ -40,22 +40,12 @@ async fn open(db: &TestDb) -> (Db, Vec<(String, Ipv4Addr)>) {
         address: "127.0.0.1:1161".into(),
         driver: "standard".into(),
         trunk_port: 24,
-        credentials: SnmpCredentials::V2c {
-            community: Secret::new("public"),
-        },
+        credentials: SnmpCredentials::V2c { community: Secret::new("public") },
     };
     let sw = c.state.db.insert_switch(&sw).await.expect("switch");
-    let shelf = c
-        .state
-        .db
-        .enroll_shelf("s", &sw.id, 1, 2, &pools)
-        .await
-        .expect("shelf");
-    let slots = shelf
-        .slots
-        .iter()
-        .map(|s| (s.id.0.clone(), s.pi_ip.parse().expect("ip")))
-        .collect();
+    let shelf = c.state.db.enroll_shelf("s", &sw.id, 1, 2, &pools).await.expect("shelf");
+    let slots =
+        shelf.slots.iter().map(|s| (s.id.0.clone(), s.pi_ip.parse().expect("ip"))).collect();
     (c.state.db, slots)
 }
 
@@ -76,27 +66,13 @@ fn sighting(slot: Option<&str>, m: MacAddr, serial: Option<u32>) -> Sighting {
 }
 
 async fn kinds(db: &Db, pi: &str) -> Vec<String> {
-    let f = EventFilter {
-        pi: Some(bramble::ids::PiId(pi.into())),
-        ..Default::default()
-    };
-    db.list_events(&f, None, 100)
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
+    let f = EventFilter { pi: Some(bramble::ids::PiId(pi.into())), ..Default::default() };
+    db.list_events(&f, None, 100).await.expect("events").items.into_iter().map(|e| e.kind).collect()
 }
 
 async fn pi_in_slot(db: &Db, slot: &str) -> Option<bramble::model::Pi> {
-    let page = db
-        .list_pis(&Default::default(), None, 100)
-        .await
-        .expect("pis");
-    page.items
-        .into_iter()
-        .find(|p| p.slot.as_ref().map(|s| s.0.as_str()) == Some(slot))
+    let page = db.list_pis(&Default::default(), None, 100).await.expect("pis");
+    page.items.into_iter().find(|p| p.slot.as_ref().map(|s| s.0.as_str()) == Some(slot))
 }
 
 #[tokio::test]
@@ -104,10 +80,7 @@ async fn leases_are_stored_replaced_released_and_reloaded() {
     for tdb in test_databases().await {
         let (db, slots) = open(&tdb).await;
         let store = DbLeaseStore::new(db.clone(), Arc::new(Directory::new(db.clone())));
-        let key = ClientKey {
-            interface: "gl0".into(),
-            mac: mac(1),
-        };
+        let key = ClientKey { interface: "gl0".into(), mac: mac(1) };
         let expires = UNIX_EPOCH + Duration::from_millis(1_900_000_000_000);
         let lease = Lease {
             key: key.clone(),
@@ -117,19 +90,13 @@ async fn leases_are_stored_replaced_released_and_reloaded() {
             slot: Some(SlotKey(slots[0].0.clone())),
         };
         let flat = Lease {
-            key: ClientKey {
-                interface: "gl9".into(),
-                mac: mac(2),
-            },
+            key: ClientKey { interface: "gl9".into(), mac: mac(2) },
             addr: Ipv4Addr::new(10, 106, 251, 100),
             expires_at: expires,
             serial: None,
             slot: None,
         };
-        store
-            .commit_leases(&[lease.clone(), flat.clone()])
-            .await
-            .expect("commit");
+        store.commit_leases(&[lease.clone(), flat.clone()]).await.expect("commit");
         assert_eq!(
             store.load_leases().await.expect("load"),
             vec![lease.clone(), flat.clone()],
@@ -137,35 +104,16 @@ async fn leases_are_stored_replaced_released_and_reloaded() {
             tdb.label
         );
         // Same key again replaces, never duplicates.
-        let renewed = Lease {
-            expires_at: expires + Duration::from_secs(60),
-            ..lease.clone()
-        };
-        store
-            .commit_leases(std::slice::from_ref(&renewed))
-            .await
-            .expect("renew");
-        assert_eq!(
-            store.load_leases().await.expect("load"),
-            vec![renewed.clone(), flat.clone()]
-        );
+        let renewed = Lease { expires_at: expires + Duration::from_secs(60), ..lease.clone() };
+        store.commit_leases(std::slice::from_ref(&renewed)).await.expect("renew");
+        assert_eq!(store.load_leases().await.expect("load"), vec![renewed.clone(), flat.clone()]);
         // A release for another address is ignored; for the leased one it removes the row.
-        store
-            .release_lease(&key, Ipv4Addr::new(1, 2, 3, 4))
-            .await
-            .expect("release other");
+        store.release_lease(&key, Ipv4Addr::new(1, 2, 3, 4)).await.expect("release other");
         assert_eq!(store.load_leases().await.expect("load").len(), 2);
-        store
-            .release_lease(&key, slots[0].1)
-            .await
-            .expect("release");
+        store.release_lease(&key, slots[0].1).await.expect("release");
         assert_eq!(store.load_leases().await.expect("load"), vec![flat]);
         store
-            .record_decline(&Decline {
-                key,
-                addr: slots[0].1,
-                at: SystemTime::now(),
-            })
+            .record_decline(&Decline { key, addr: slots[0].1, at: SystemTime::now() })
             .await
             .expect("decline");
         db.close().await;
@@ -185,12 +133,7 @@ async fn sightings_create_fill_and_detect_replacements() {
             .expect("first sighting");
         let pi = pi_in_slot(&db, slot).await.expect("new Pi in the slot");
         assert_eq!(
-            (
-                pi.state.as_str(),
-                pi.mac.as_deref(),
-                pi.serial.as_deref(),
-                pi.model.as_str()
-            ),
+            (pi.state.as_str(), pi.mac.as_deref(), pi.serial.as_deref(), pi.model.as_str()),
             ("new", Some("b8:27:eb:00:00:01"), Some("1234abcd"), "3b+"),
             "{}",
             tdb.label
@@ -200,10 +143,7 @@ async fn sightings_create_fill_and_detect_replacements() {
             .record_sighting(&sighting(Some(slot), mac(1), Some(0x1234abcd)))
             .await
             .expect("again");
-        assert_eq!(
-            pi_in_slot(&db, slot).await.expect("pi").updated_at,
-            pi.updated_at
-        );
+        assert_eq!(pi_in_slot(&db, slot).await.expect("pi").updated_at, pi.updated_at);
         // Another board in the slot: the Pi takes its identity and the timeline says so.
         store
             .record_sighting(&sighting(Some(slot), mac(2), Some(0x99990000)))
@@ -211,56 +151,29 @@ async fn sightings_create_fill_and_detect_replacements() {
             .expect("replacement");
         let replaced = pi_in_slot(&db, slot).await.expect("pi");
         assert_eq!(
-            (
-                replaced.id.clone(),
-                replaced.mac.as_deref(),
-                replaced.serial.as_deref()
-            ),
+            (replaced.id.clone(), replaced.mac.as_deref(), replaced.serial.as_deref()),
             (pi.id.clone(), Some("b8:27:eb:00:00:02"), Some("99990000"))
         );
-        assert!(
-            kinds(&db, pi.id.as_str())
-                .await
-                .contains(&"pi.replaced".to_string())
-        );
+        assert!(kinds(&db, pi.id.as_str()).await.contains(&"pi.replaced".to_string()));
         // Flat discovery: an unknown Pi becomes a `new` Pi without a slot, once.
         for _ in 0..2 {
-            store
-                .record_sighting(&sighting(None, mac(3), None))
-                .await
-                .expect("flat sighting");
+            store.record_sighting(&sighting(None, mac(3), None)).await.expect("flat sighting");
         }
-        let all = db
-            .list_pis(&Default::default(), None, 100)
-            .await
-            .expect("pis")
-            .items;
-        let flat: Vec<_> = all
-            .iter()
-            .filter(|p| p.mac.as_deref() == Some("b8:27:eb:00:00:03"))
-            .collect();
+        let all = db.list_pis(&Default::default(), None, 100).await.expect("pis").items;
+        let flat: Vec<_> =
+            all.iter().filter(|p| p.mac.as_deref() == Some("b8:27:eb:00:00:03")).collect();
         assert_eq!(flat.len(), 1, "{all:?}");
         assert_eq!(flat[0].slot, None);
         // That board racked into slot 2 is adopted, not duplicated.
-        store
-            .record_sighting(&sighting(Some(&slots[1].0), mac(3), None))
-            .await
-            .expect("adopt");
-        assert_eq!(
-            pi_in_slot(&db, &slots[1].0).await.map(|p| p.id),
-            Some(flat[0].id.clone())
-        );
+        store.record_sighting(&sighting(Some(&slots[1].0), mac(3), None)).await.expect("adopt");
+        assert_eq!(pi_in_slot(&db, &slots[1].0).await.map(|p| p.id), Some(flat[0].id.clone()));
         db.close().await;
         tdb.drop().await;
     }
 }
 
 fn event(client: ClientRef, stage: BootStage) -> BootEvent {
-    BootEvent {
-        at: SystemTime::now(),
-        client,
-        stage,
-    }
+    BootEvent { at: SystemTime::now(), client, stage }
 }
 
 #[tokio::test]
@@ -269,30 +182,15 @@ async fn events_reach_the_right_timeline_and_the_resolver_finds_the_slot() {
         let (db, slots) = open(&tdb).await;
         let directory = Arc::new(Directory::new(db.clone()));
         let store = DbLeaseStore::new(db.clone(), directory.clone());
-        store
-            .record_sighting(&sighting(Some(&slots[0].0), mac(1), None))
-            .await
-            .expect("sighting");
+        store.record_sighting(&sighting(Some(&slots[0].0), mac(1), None)).await.expect("sighting");
         let pi = pi_in_slot(&db, &slots[0].0).await.expect("pi");
         let roots = std::env::temp_dir().join("gl-roots");
         let resolver = DbBootResolver::new(directory.clone(), &roots);
-        let boot = resolver
-            .resolve(IpAddr::V4(slots[0].1))
-            .await
-            .expect("slot 1 resolves");
+        let boot = resolver.resolve(IpAddr::V4(slots[0].1)).await.expect("slot 1 resolves");
         assert_eq!(boot.boot_dir, roots.join(pi.id.as_str()).join("boot"));
         assert_eq!(boot.params.nfs_export, format!("/export/{}", slots[0].1));
-        assert_eq!(
-            resolver.resolve(IpAddr::V4(slots[1].1)).await,
-            None,
-            "no Pi in slot 2 yet"
-        );
-        assert_eq!(
-            resolver
-                .resolve(IpAddr::V4(Ipv4Addr::new(10, 106, 99, 2)))
-                .await,
-            None
-        );
+        assert_eq!(resolver.resolve(IpAddr::V4(slots[1].1)).await, None, "no Pi in slot 2 yet");
+        assert_eq!(resolver.resolve(IpAddr::V4(Ipv4Addr::new(10, 106, 99, 2))).await, None);
 
         let (sink, counters, task) = DbEventSink::start(db.clone(), directory.clone());
         let by_addr = ClientRef {
@@ -313,12 +211,7 @@ async fn events_reach_the_right_timeline_and_the_resolver_finds_the_slot() {
             serial: None,
             addr: None,
         };
-        sink.record(event(
-            by_addr,
-            BootStage::TftpRead {
-                file: "start.elf".into(),
-            },
-        ));
+        sink.record(event(by_addr, BootStage::TftpRead { file: "start.elf".into() }));
         sink.record(event(by_mac, BootStage::DhcpDiscover));
         sink.record(event(stranger, BootStage::DhcpDiscover));
         drop(sink);
@@ -355,9 +248,7 @@ async fn controller_run_starts_and_stops_netboot() {
     let config = Config::from_raw(raw, "netboot run test", &o).expect("valid config");
     assert!(config.netboot.enabled);
     let controller = Controller::open(config).await.expect("open controller");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(controller.run(listener, async move {
@@ -378,14 +269,8 @@ async fn controller_run_starts_and_stops_netboot() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(
-        text.contains("bramble_tftp_transfers_total{outcome=\"started\"} 0"),
-        "{text}"
-    );
-    assert!(
-        text.contains("bramble_boot_events_total{outcome=\"dropped\"} 0"),
-        "{text}"
-    );
+    assert!(text.contains("bramble_tftp_transfers_total{outcome=\"started\"} 0"), "{text}");
+    assert!(text.contains("bramble_boot_events_total{outcome=\"dropped\"} 0"), "{text}");
     let _ = stop.send(());
     let result = tokio::time::timeout(Duration::from_secs(10), run)
         .await

@@ -33,10 +33,7 @@ fn require_tools() {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
-        assert!(
-            found,
-            "`{tool}` is not installed: apt-get install -y busybox tftp-hpa iproute2"
-        );
+        assert!(found, "`{tool}` is not installed: apt-get install -y busybox tftp-hpa iproute2");
     }
 }
 
@@ -50,11 +47,7 @@ fn unique_prefix() -> String {
 const SCRIPT: &str = "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$subnet\" dev \"$interface\"; echo \"$ip\" > \"$0.$interface.got\";; esac\nexit 0\n";
 
 fn in_ns(ns: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("run ip netns exec")
+    Command::new("ip").args(["netns", "exec", ns]).args(args).output().expect("run ip netns exec")
 }
 
 fn udhcpc(ns: &str, script: &Path) -> std::process::Output {
@@ -126,36 +119,24 @@ async fn setup(db: &TestDb, subnet: u8) -> (AppState, String, Lab) {
         address: "127.0.0.1:1161".into(),
         driver: "standard".into(),
         trunk_port: 24,
-        credentials: SnmpCredentials::V2c {
-            community: Secret::new("public"),
-        },
+        credentials: SnmpCredentials::V2c { community: Secret::new("public") },
     };
     let sw = state.db.insert_switch(&sw).await.expect("switch");
-    let shelf = state
-        .db
-        .enroll_shelf("gl-shelf", &sw.id, 1, 2, &config.pools)
-        .await
-        .expect("shelf");
+    let shelf =
+        state.db.enroll_shelf("gl-shelf", &sw.id, 1, 2, &config.pools).await.expect("shelf");
     let slots: Vec<_> = shelf
         .slots
         .iter()
         .map(|s| {
-            (
-                s.id.0.clone(),
-                s.vlan,
-                s.controller_ip.parse().unwrap(),
-                s.pi_ip.parse().unwrap(),
-            )
+            (s.id.0.clone(), s.vlan, s.controller_ip.parse().unwrap(), s.pi_ip.parse().unwrap())
         })
         .collect();
     config.netboot.enabled = true;
     config.netboot.firmware_dir = dir.join("firmware");
     config.netboot.roots_dir = dir.join("roots");
     config.netboot.refresh = Duration::from_secs(1);
-    config.netboot.tftp_listen = slots
-        .iter()
-        .map(|(_, _, c, _)| format!("{c}:69").parse().unwrap())
-        .collect();
+    config.netboot.tftp_listen =
+        slots.iter().map(|(_, _, c, _)| format!("{c}:69").parse().unwrap()).collect();
     let state = AppState::new(state.db.clone(), config, Default::default());
     let links = Arc::new(VethLinks::new(&unique_prefix()));
     std::fs::write(dir.join("udhcpc.sh"), SCRIPT).expect("script");
@@ -178,36 +159,24 @@ fn sample(text: &str, series: &str) -> f64 {
 async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = api
-            .get(&format!("/v1/pis/{pi}/events?limit=200"), token)
-            .await;
+        let r = api.get(&format!("/v1/pis/{pi}/events?limit=200"), token).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         let items = r.body["items"].as_array().cloned().unwrap_or_default();
         let kinds: Vec<&str> = items.iter().filter_map(|e| e["kind"].as_str()).collect();
         let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
-        if want
-            .iter()
-            .all(|w| count(w) >= want.iter().filter(|x| *x == w).count())
-        {
+        if want.iter().all(|w| count(w) >= want.iter().filter(|x| *x == w).count()) {
             return items;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timeline of {pi} lacks some of {want:?}: {kinds:?}"
-        );
+        assert!(Instant::now() < deadline, "timeline of {pi} lacks some of {want:?}: {kinds:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn case(db: &TestDb, subnet: u8) {
     let (state, token, lab) = setup(db, subnet).await;
-    let netboot = Netboot::start(&state, lab.links.clone())
-        .await
-        .expect("netboot starts");
+    let netboot = Netboot::start(&state, lab.links.clone()).await.expect("netboot starts");
     assert_eq!(netboot.dhcp().interfaces().len(), 2, "both slots served");
-    let api = Api {
-        router: app(state.clone()),
-    };
+    let api = Api { router: app(state.clone()) };
     let script = lab.dir.join("udhcpc.sh");
 
     // Two Pis ask at once, each on its own storage network.
@@ -223,16 +192,8 @@ async fn case(db: &TestDb, subnet: u8) {
     let mut namespaces = Vec::new();
     for (client, (_, _, _, pi_ip)) in clients.into_iter().zip(&lab.slots) {
         let (out, ns) = client.join().expect("udhcpc thread");
-        assert!(
-            out.status.success(),
-            "udhcpc in {ns}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            ns_addr(&ns).contains(&format!("{pi_ip}/30")),
-            "{ns} got {}",
-            ns_addr(&ns)
-        );
+        assert!(out.status.success(), "udhcpc in {ns}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(ns_addr(&ns).contains(&format!("{pi_ip}/30")), "{ns} got {}", ns_addr(&ns));
         namespaces.push(ns);
     }
 
@@ -248,10 +209,8 @@ async fn case(db: &TestDb, subnet: u8) {
     }
 
     // Each slot now has a `new` Pi recorded from DHCP.
-    let pis = api.get("/v1/pis", &token).await.body["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let pis =
+        api.get("/v1/pis", &token).await.body["items"].as_array().cloned().unwrap_or_default();
     let pi_of = |slot: &str| {
         pis.iter()
             .find(|p| p["slot"] == slot)
@@ -270,34 +229,20 @@ async fn case(db: &TestDb, subnet: u8) {
     std::fs::write(boot.join("kernel7.img"), &kernel).expect("kernel");
     std::fs::write(lab.dir.join("firmware/bootcode.bin"), b"first stage").expect("bootcode");
     let server = lab.slots[0].2.to_string();
-    for (remote, want) in [
-        ("bootcode.bin", b"first stage".to_vec()),
-        ("kernel7.img", kernel.clone()),
-    ] {
+    for (remote, want) in
+        [("bootcode.bin", b"first stage".to_vec()), ("kernel7.img", kernel.clone())]
+    {
         let local = lab.dir.join(format!("got-{remote}"));
         let out = in_ns(
             &namespaces[0],
-            &[
-                "tftp",
-                "-m",
-                "binary",
-                &server,
-                "-c",
-                "get",
-                remote,
-                local.to_str().unwrap(),
-            ],
+            &["tftp", "-m", "binary", &server, "-c", "get", remote, local.to_str().unwrap()],
         );
         assert!(
             out.status.success(),
             "tftp get {remote}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            std::fs::read(&local).ok(),
-            Some(want),
-            "{remote} byte-identical"
-        );
+        assert_eq!(std::fs::read(&local).ok(), Some(want), "{remote} byte-identical");
     }
 
     // The boot timeline through the API.
@@ -317,13 +262,8 @@ async fn case(db: &TestDb, subnet: u8) {
         .iter()
         .find(|e| e["kind"] == "tftp.read" && e["data"]["stage"]["file"] == "kernel7.img");
     assert!(read.is_some(), "kernel read in timeline: {items:?}");
-    let other = pi_of(&lab.slots[1].0)["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let others = api
-        .get(&format!("/v1/pis/{other}/events?kind=tftp."), &token)
-        .await;
+    let other = pi_of(&lab.slots[1].0)["id"].as_str().unwrap_or_default().to_string();
+    let others = api.get(&format!("/v1/pis/{other}/events?kind=tftp."), &token).await;
     assert_eq!(
         others.body["items"].as_array().map(Vec::len),
         Some(0),
@@ -333,29 +273,16 @@ async fn case(db: &TestDb, subnet: u8) {
     // A different board in slot 1: logged as a replacement, identity taken over.
     let new_mac = "02:00:00:06:0a:01";
     assert_ne!(mac, new_mac);
-    let out = in_ns(
-        &namespaces[0],
-        &["ip", "link", "set", "dev", "eth0", "address", new_mac],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = in_ns(&namespaces[0], &["ip", "link", "set", "dev", "eth0", "address", new_mac]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         udhcpc(&namespaces[0], &script).status.success(),
         "second board gets the slot's address"
     );
     let items = timeline(&api, &token, &pi_id, &["pi.replaced"]).await;
-    let replaced = items
-        .iter()
-        .find(|e| e["kind"] == "pi.replaced")
-        .expect("pi.replaced");
+    let replaced = items.iter().find(|e| e["kind"] == "pi.replaced").expect("pi.replaced");
     assert_eq!(replaced["data"]["old_mac"], mac.as_str());
-    assert_eq!(
-        api.get(&format!("/v1/pis/{pi_id}"), &token).await.body["mac"],
-        new_mac
-    );
+    assert_eq!(api.get(&format!("/v1/pis/{pi_id}"), &token).await.body["mac"], new_mac);
 
     // A retired slot's storage interface is withdrawn.
     state
@@ -366,50 +293,27 @@ async fn case(db: &TestDb, subnet: u8) {
         .await
         .expect("retire slot 2");
     assert_eq!(netboot.sync_interfaces().await.expect("sync"), 1);
-    assert_eq!(
-        lab.links.pi_netns(lab.slots[1].1),
-        None,
-        "slot 2's link removed"
-    );
+    assert_eq!(lab.links.pi_netns(lab.slots[1].1), None, "slot 2's link removed");
 
     // Counters are on /metrics.
     let metrics = api.get("/metrics", &token).await.body;
     let text = metrics.as_str().unwrap_or_default();
-    assert!(
-        sample(text, "bramble_dhcp_replies_total{type=\"ack\"}") >= 3.0,
-        "{text}"
-    );
-    assert!(
-        sample(text, "bramble_tftp_transfers_total{outcome=\"completed\"}") >= 2.0,
-        "{text}"
-    );
-    assert!(
-        sample(text, "bramble_boot_events_total{outcome=\"written\"}") >= 7.0,
-        "{text}"
-    );
+    assert!(sample(text, "bramble_dhcp_replies_total{type=\"ack\"}") >= 3.0, "{text}");
+    assert!(sample(text, "bramble_tftp_transfers_total{outcome=\"completed\"}") >= 2.0, "{text}");
+    assert!(sample(text, "bramble_boot_events_total{outcome=\"written\"}") >= 7.0, "{text}");
 
     // Restart: a new controller on the same database loads the stored leases.
     netboot.stop().await;
     state.db.close().await;
     let (restarted, _) = open(config(db, subnet, &lab.dir)).await;
-    let store = DbLeaseStore::new(
-        restarted.db.clone(),
-        Arc::new(Directory::new(restarted.db.clone())),
-    );
-    let leases = store
-        .load_leases()
-        .await
-        .expect("load leases after restart");
+    let store =
+        DbLeaseStore::new(restarted.db.clone(), Arc::new(Directory::new(restarted.db.clone())));
+    let leases = store.load_leases().await.expect("load leases after restart");
     assert!(
-        leases
-            .iter()
-            .any(|l| l.addr == lab.slots[0].3 && l.key.mac.to_string() == new_mac),
+        leases.iter().any(|l| l.addr == lab.slots[0].3 && l.key.mac.to_string() == new_mac),
         "{leases:?}"
     );
-    assert!(
-        leases.iter().any(|l| l.addr == lab.slots[1].3),
-        "{leases:?}"
-    );
+    assert!(leases.iter().any(|l| l.addr == lab.slots[1].3), "{leases:?}");
     restarted.db.close().await;
     drop(lab.links);
     let _ = std::fs::remove_dir_all(&lab.dir);

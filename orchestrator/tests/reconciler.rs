@@ -56,15 +56,21 @@ async fn start_sim() -> Sim {
 
 /// Runs a net-snmp tool against `sim` (v2c); panics with its stderr if it fails.
 async fn snmp(tool: &'static str, sim: &Sim, args: &[&str]) -> String {
-    let mut argv: Vec<String> = ["-v2c", "-c", COMMUNITY, "-On", "-t", "2", "-r", "1"].map(String::from).to_vec();
+    let mut argv: Vec<String> =
+        ["-v2c", "-c", COMMUNITY, "-On", "-t", "2", "-r", "1"].map(String::from).to_vec();
     argv.push(format!("udp:{}", sim.addr));
     argv.extend(args.iter().map(|a| a.to_string()));
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(tool).args(&argv).output())
-        .await
-        .expect("join")
-        .unwrap_or_else(|e| panic!("{tool} not runnable ({e}); install Debian package `snmp`"));
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new(tool).args(&argv).output())
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{tool} not runnable ({e}); install Debian package `snmp`"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{tool} {args:?} failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -118,15 +124,35 @@ impl Lab {
     async fn rig(&self, name: &str) -> Rig {
         let sim = start_sim().await;
         let credentials = SnmpCredentials::V2c { community: Secret::new(COMMUNITY) };
-        let new = NewSwitch { name: name.into(), address: sim.addr.to_string(), driver: "auto".into(), trunk_port: TRUNK, credentials };
+        let new = NewSwitch {
+            name: name.into(),
+            address: sim.addr.to_string(),
+            driver: "auto".into(),
+            trunk_port: TRUNK,
+            credentials,
+        };
         let switch = self.db.insert_switch(&new).await.expect("switch");
-        let shelf = self.db.enroll_shelf(&format!("{name}-shelf"), &switch.id, 1, PORTS, &self.pools).await.expect("shelf");
+        let shelf = self
+            .db
+            .enroll_shelf(&format!("{name}-shelf"), &switch.id, 1, PORTS, &self.pools)
+            .await
+            .expect("shelf");
         let desired = self.fabric.desired_for(&switch).await.expect("desired");
         assert!(desired.vlans.contains_key(&bramble_switch::VlanId(self.public_vlan)));
-        self.fabric.with_driver(&switch, |d| async move { d.apply(&desired).await }).await.expect("configure the shelf");
+        self.fabric
+            .with_driver(&switch, |d| async move { d.apply(&desired).await })
+            .await
+            .expect("configure the shelf");
         let mut pis = Vec::new();
         for s in &shelf.slots {
-            let new = NewPi { serial: None, mac: None, model: "3b".into(), slot: Some(s.id.clone()), owner: None, state: PiState::Ready };
+            let new = NewPi {
+                serial: None,
+                mac: None,
+                model: "3b".into(),
+                slot: Some(s.id.clone()),
+                owner: None,
+                state: PiState::Ready,
+            };
             let pi = self.db.insert_pi(&new, "test").await.expect("pi");
             self.db.set_pi_power(&pi.id, PowerState::On).await.expect("power");
             pis.push(pi.id);
@@ -164,40 +190,87 @@ async fn drift_made_with_snmpset_is_repaired_once_and_poe_is_left_alone() {
         let rig = lab.rig("rc-drift").await;
         let rec = lab.reconciler();
         let first = pass(&rec).await;
-        assert!(of(&first, &rig).drift.is_empty() && of(&first, &rig).errors.is_empty(), "{:?}", of(&first, &rig));
+        assert!(
+            of(&first, &rig).drift.is_empty() && of(&first, &rig).errors.is_empty(),
+            "{:?}",
+            of(&first, &rig)
+        );
 
         // A customer switched their Pi on port 2 off; someone misconfigured the switch.
         snmp("snmpset", &rig.sim, &[&format!("{POE_ADMIN}.2"), "i", "2"]).await;
         let (v3, v5) = (rig.vlan(3), rig.vlan(5));
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{EGRESS}.{v5}")]).await.contains("Hex-STRING: 08 80"));
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{EGRESS}.{v5}")])
+                .await
+                .contains("Hex-STRING: 08 80")
+        );
         snmp("snmpset", &rig.sim, &[&format!("{PVID}.3"), "u", &lab.public_vlan.to_string()]).await;
         snmp("snmpset", &rig.sim, &[&format!("{EGRESS}.{v5}"), "x", "0800"]).await;
-        let power_changes: Vec<u64> = (1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect();
+        let power_changes: Vec<u64> =
+            (1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect();
 
         let report = pass(&rec).await;
         let sw = of(&report, &rig);
-        assert!(sw.drift.contains(&Drift::Pvid { port: 3, expected: v3, actual: Some(lab.public_vlan) }), "{:?}", sw.drift);
-        assert!(sw.drift.contains(&Drift::Egress { vlan: v5, missing: vec![TRUNK], extra: vec![] }), "{:?}", sw.drift);
+        assert!(
+            sw.drift.contains(&Drift::Pvid {
+                port: 3,
+                expected: v3,
+                actual: Some(lab.public_vlan)
+            }),
+            "{:?}",
+            sw.drift
+        );
+        assert!(
+            sw.drift.contains(&Drift::Egress { vlan: v5, missing: vec![TRUNK], extra: vec![] }),
+            "{:?}",
+            sw.drift
+        );
         assert!(sw.repaired, "{:?}", sw.errors);
 
         // Read back by a real peer and by the driver.
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{PVID}.3")]).await.contains(&format!("Gauge32: {v3}")));
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{EGRESS}.{v5}")]).await.contains("Hex-STRING: 08 80"));
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{PVID}.3")])
+                .await
+                .contains(&format!("Gauge32: {v3}"))
+        );
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{EGRESS}.{v5}")])
+                .await
+                .contains("Hex-STRING: 08 80")
+        );
         let desired = lab.fabric.desired_for(&rig.switch).await.expect("desired");
-        let snapshot = lab.fabric.with_driver(&rig.switch, |d| async move { d.snapshot().await }).await.expect("snapshot");
+        let snapshot = lab
+            .fabric
+            .with_driver(&rig.switch, |d| async move { d.snapshot().await })
+            .await
+            .expect("snapshot");
         assert_eq!(bramble_switch::model::drift(&desired, &snapshot), vec![]);
 
         // PoE untouched: port 2 still off, no port power-cycled by the repair.
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{POE_ADMIN}.2")]).await.contains("INTEGER: 2"));
-        assert_eq!((1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect::<Vec<_>>(), power_changes);
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{POE_ADMIN}.2")]).await.contains("INTEGER: 2")
+        );
+        assert_eq!(
+            (1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect::<Vec<_>>(),
+            power_changes
+        );
         assert!(!snapshot.poe[&2].admin_enabled);
-        assert_eq!(lab.db.get_pi(rig.pi(2)).await.expect("pi").expect("pi").power, PowerState::Off, "recorded power follows the port");
+        assert_eq!(
+            lab.db.get_pi(rig.pi(2)).await.expect("pi").expect("pi").power,
+            PowerState::Off,
+            "recorded power follows the port"
+        );
         assert_eq!(sw.power_observed.len(), 1);
         assert!(sw.flagged.is_empty(), "a port switched off is not a missing draw");
 
         let repaired = lab.events("switch.drift_repaired").await;
         assert_eq!(repaired.len(), 1, "[{}] one event per repair", tdb.label);
-        assert_eq!(repaired[0].data["drift"].as_array().map(Vec::len), Some(2), "{}", repaired[0].data);
+        assert_eq!(
+            repaired[0].data["drift"].as_array().map(Vec::len),
+            Some(2),
+            "{}",
+            repaired[0].data
+        );
         assert_eq!(repaired[0].data["switch"], json!(rig.switch.id));
         assert_eq!(lab.events("pi.power_observed").await.len(), 1);
 
@@ -208,8 +281,13 @@ async fn drift_made_with_snmpset_is_repaired_once_and_poe_is_left_alone() {
         assert_eq!(lab.events("pi.power_observed").await.len(), 1);
 
         // While the shelf is being racked the job owns the switch: drift is only reported.
-        let rack =
-            NewJob { kind: JobKind::RackShelf, pi: None, shelf: Some(rig.shelf.id.clone()), params: json!({}), idempotency_key: None };
+        let rack = NewJob {
+            kind: JobKind::RackShelf,
+            pi: None,
+            shelf: Some(rig.shelf.id.clone()),
+            params: json!({}),
+            idempotency_key: None,
+        };
         let job = match lab.db.create_job(&rack, &operator()).await.expect("rack job") {
             CreateOutcome::Created(job) => job,
             other => panic!("rack job not created: {other:?}"),
@@ -218,7 +296,11 @@ async fn drift_made_with_snmpset_is_repaired_once_and_poe_is_left_alone() {
         let deferred = pass(&rec).await;
         let sw = of(&deferred, &rig);
         assert!(sw.drift.len() == 1 && !sw.repaired && sw.repair_deferred, "{sw:?}");
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{PVID}.3")]).await.contains(&format!("Gauge32: {}", lab.public_vlan)));
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{PVID}.3")])
+                .await
+                .contains(&format!("Gauge32: {}", lab.public_vlan))
+        );
         assert!(lab.db.cancel_job(&job.id, &operator()).await.expect("cancel"));
         assert!(of(&pass(&rec).await, &rig).repaired);
         assert_eq!(lab.events("switch.drift_repaired").await.len(), 2);
@@ -235,7 +317,8 @@ async fn a_silent_switch_is_one_event_per_outage_and_the_others_still_reconcile(
         let rec = lab.reconciler();
         quiet.sim.handle.set_silent(true);
         for round in 0..2 {
-            snmp("snmpset", &busy.sim, &[&format!("{PVID}.1"), "u", &lab.public_vlan.to_string()]).await;
+            snmp("snmpset", &busy.sim, &[&format!("{PVID}.1"), "u", &lab.public_vlan.to_string()])
+                .await;
             let report = pass(&rec).await;
             let q = of(&report, &quiet);
             assert!(!q.reachable && !q.errors.is_empty(), "round {round}: {q:?}");
@@ -249,7 +332,11 @@ async fn a_silent_switch_is_one_event_per_outage_and_the_others_still_reconcile(
 
         quiet.sim.handle.set_silent(false);
         let report = pass(&rec).await;
-        assert!(of(&report, &quiet).reachable && of(&report, &quiet).errors.is_empty(), "{:?}", of(&report, &quiet));
+        assert!(
+            of(&report, &quiet).reachable && of(&report, &quiet).errors.is_empty(),
+            "{:?}",
+            of(&report, &quiet)
+        );
         assert_eq!(lab.events("switch.reachable").await.len(), 1);
         quiet.sim.handle.set_silent(true);
         pass(&rec).await;
@@ -269,7 +356,13 @@ async fn an_unplugged_pi_is_flagged_once_and_unflagged_when_it_draws_again() {
         assert!(of(&first, &rig).flagged.is_empty(), "{:?}", of(&first, &rig));
 
         // Port 6's Pi has a job running: the job owns it, even if it is unplugged.
-        let job = NewJob { kind: JobKind::Reboot, pi: Some(rig.pi(6).clone()), shelf: None, params: json!({}), idempotency_key: None };
+        let job = NewJob {
+            kind: JobKind::Reboot,
+            pi: Some(rig.pi(6).clone()),
+            shelf: None,
+            params: json!({}),
+            idempotency_key: None,
+        };
         lab.db.create_job(&job, &operator()).await.expect("job");
         rig.sim.handle.set_device_present(4, false).expect("unplug");
         rig.sim.handle.set_device_present(6, false).expect("unplug");
@@ -278,7 +371,11 @@ async fn an_unplugged_pi_is_flagged_once_and_unflagged_when_it_draws_again() {
         }
         let flag = lab.flag(&rig.slot(4)).await.expect("port 4 flagged");
         assert!(flag.starts_with("no power draw on port 4:"), "{flag}");
-        assert_eq!(lab.flag(&rig.slot(6)).await, None, "a Pi with a running job is left to the job");
+        assert_eq!(
+            lab.flag(&rig.slot(6)).await,
+            None,
+            "a Pi with a running job is left to the job"
+        );
         let lost = lab.events("pi.no_power_draw").await;
         assert_eq!(lost.len(), 1, "[{}] flagged once, not on every pass", tdb.label);
         assert_eq!(lost[0].pi.as_ref(), Some(rig.pi(4)));
@@ -313,7 +410,10 @@ async fn the_background_task_runs_at_start_and_on_demand_until_shut_down() {
         trigger.now();
         wait_for_events(&lab, "switch.drift_repaired", 2).await;
         let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(5), task).await.expect("stops on shutdown").expect("no panic");
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops on shutdown")
+            .expect("no panic");
         lab.db.close().await;
         tdb.drop().await;
     }
@@ -339,15 +439,26 @@ async fn a_refused_repair_is_recorded_once_and_retried_every_pass() {
         for _ in 0..2 {
             let report = pass(&rec).await;
             let sw = of(&report, &rig);
-            assert!(sw.reachable && !sw.repaired && sw.drift.len() == 1 && !sw.errors.is_empty(), "{sw:?}");
+            assert!(
+                sw.reachable && !sw.repaired && sw.drift.len() == 1 && !sw.errors.is_empty(),
+                "{sw:?}"
+            );
         }
         let failed = lab.events("switch.repair_failed").await;
         assert_eq!(failed.len(), 1, "[{}] the same failure is recorded once", tdb.label);
-        assert!(failed[0].data["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", failed[0].data);
+        assert!(
+            failed[0].data["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{}",
+            failed[0].data
+        );
 
         rig.sim.handle.set_reject_sets(false);
         assert!(of(&pass(&rec).await, &rig).repaired);
-        assert!(snmp("snmpget", &rig.sim, &[&format!("{PVID}.7")]).await.contains(&format!("Gauge32: {}", rig.vlan(7))));
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{PVID}.7")])
+                .await
+                .contains(&format!("Gauge32: {}", rig.vlan(7)))
+        );
         assert_eq!(lab.events("switch.drift_repaired").await.len(), 1);
         lab.db.close().await;
         tdb.drop().await;

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 
 const SHELF: &str = "ui-rack";
 /// What each of the 8 ports shows, as `state-*` classes.
-const SHOWN: [&str; 8] = ["ready", "deployed", "failed", "maintenance", "new", "empty", "deploying", "empty"];
+const SHOWN: [&str; 8] =
+    ["ready", "deployed", "failed", "maintenance", "new", "empty", "deploying", "empty"];
 /// The flag on port 6; markup in it must reach the page as text.
 const FLAG: &str = "no Pi answered DHCP while racking <i>check cable</i>";
 const BOOT: [(&str, &str); 5] = [
@@ -43,13 +44,28 @@ struct Seeded {
 /// timeline and another's running reboot.
 async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
     let r = api
-        .post("/v1/switches", op, json!({"name": "ui-sw", "address": "127.0.0.1:161", "trunk_port": 48,
-            "credentials": {"version": "v2c", "community": "ui-community"}}))
+        .post(
+            "/v1/switches",
+            op,
+            json!({"name": "ui-sw", "address": "127.0.0.1:161", "trunk_port": 48,
+            "credentials": {"version": "v2c", "community": "ui-community"}}),
+        )
         .await;
     assert_eq!(r.status.as_u16(), 201, "{:?}", r.body);
-    let r = api.post("/v1/shelves", op, json!({"name": SHELF, "switch": "ui-sw", "first_port": 1, "last_port": 8})).await;
+    let r = api
+        .post(
+            "/v1/shelves",
+            op,
+            json!({"name": SHELF, "switch": "ui-sw", "first_port": 1, "last_port": 8}),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 201, "{:?}", r.body);
-    let slots: Vec<String> = r.body["slots"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let slots: Vec<String> = r.body["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
     let mut pis = Vec::new();
     for (i, shown) in SHOWN.iter().enumerate() {
         if *shown == "empty" {
@@ -63,7 +79,10 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
         let state = PiState::parse(shown).unwrap();
         let failed = (state == PiState::Failed).then_some("await-boot");
         st.db.set_pi_state(&id, state, failed).await.unwrap();
-        st.db.set_pi_power(&id, if i == 2 { PowerState::Off } else { PowerState::On }).await.unwrap();
+        st.db
+            .set_pi_power(&id, if i == 2 { PowerState::Off } else { PowerState::On })
+            .await
+            .unwrap();
         pis.push(Some(id));
     }
     st.db
@@ -80,14 +99,22 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
         st.db.append_event(&NewEvent::new(kind, actor, message).pi(&booted)).await.unwrap();
     }
     // A later non-boot event must not hide the latest boot stage.
-    st.db.append_event(&NewEvent::new("pi.note", "controller", "checked by hand").pi(&booted)).await.unwrap();
+    st.db
+        .append_event(&NewEvent::new("pi.note", "controller", "checked by hand").pi(&booted))
+        .await
+        .unwrap();
     // Port 2: a reboot claimed by a runner and on its third step.
     let busy = pis[1].clone().unwrap();
     let r = api.post(&format!("/v1/pis/{busy}/reboot"), op, json!({})).await;
     assert_eq!(r.status.as_u16(), 202, "{:?}", r.body);
     let job = JobId(r.body["id"].as_str().unwrap().to_string());
     let lease = Duration::from_secs(600);
-    let claimed = st.db.claim_job("ui-test-runner", &[JobKind::Reboot], lease).await.unwrap().expect("the reboot is claimable");
+    let claimed = st
+        .db
+        .claim_job("ui-test-runner", &[JobKind::Reboot], lease)
+        .await
+        .unwrap()
+        .expect("the reboot is claimable");
     assert_eq!(claimed.id, job);
     assert!(st.db.advance_job(&job, "ui-test-runner", 2, lease).await.unwrap());
     Seeded { pis, job }
@@ -103,14 +130,25 @@ fn check_status_json(v: &Value, seeded: &Seeded) {
         assert!(slot["vlan"].as_u64().is_some() && slot["storage_ip"].as_str().is_some(), "{slot}");
         let shown = slot["pi"]["state"].as_str().unwrap_or("empty");
         assert_eq!(shown, SHOWN[i], "port {}", i + 1);
-        assert_eq!(slot["pi"]["id"].as_str(), seeded.pis[i].as_ref().map(|p| p.as_str()), "port {}", i + 1);
+        assert_eq!(
+            slot["pi"]["id"].as_str(),
+            seeded.pis[i].as_ref().map(|p| p.as_str()),
+            "port {}",
+            i + 1
+        );
     }
     let first = &slots[0];
     assert_eq!(first["pi"]["serial"], "1000aaa1");
     assert_eq!(first["pi"]["power"], "on");
-    assert_eq!(first["boot"]["kind"], "tftp.complete", "latest dhcp/tftp event, not the later pi.note");
+    assert_eq!(
+        first["boot"]["kind"], "tftp.complete",
+        "latest dhcp/tftp event, not the later pi.note"
+    );
     assert!(first["job"].is_null());
-    assert_eq!(slots[1]["job"], json!({"id": seeded.job.as_str(), "kind": "reboot", "state": "running", "step": "settle", "percent": 40}));
+    assert_eq!(
+        slots[1]["job"],
+        json!({"id": seeded.job.as_str(), "kind": "reboot", "state": "running", "step": "settle", "percent": 40})
+    );
     assert!(slots[1]["boot"].is_null());
     assert_eq!(slots[2]["pi"]["failed_step"], "await-boot");
     assert_eq!(slots[2]["pi"]["power"], "off");
@@ -131,11 +169,20 @@ async fn the_shelf_view_shows_every_port_live() {
         let r = api.get(&format!("/v1/shelves/{SHELF}/status"), &op).await;
         assert_eq!(r.status.as_u16(), 200, "{:?}", r.body);
         check_status_json(&r.body, &seeded);
-        let by_id = api.get(&format!("/v1/shelves/{}/status", r.body["id"].as_str().unwrap()), &op).await;
+        let by_id =
+            api.get(&format!("/v1/shelves/{}/status", r.body["id"].as_str().unwrap()), &op).await;
         assert_eq!(by_id.body["slots"], r.body["slots"], "the id names the same shelf");
         let customer = api.customer_token(&op, "cust-ui").await;
-        assert_problem(&api.get(&format!("/v1/shelves/{SHELF}/status"), &customer).await, 403, "forbidden");
-        assert_problem(&api.call("GET", &format!("/v1/shelves/{SHELF}/status"), None, None, &[]).await, 401, "unauthorized");
+        assert_problem(
+            &api.get(&format!("/v1/shelves/{SHELF}/status"), &customer).await,
+            403,
+            "forbidden",
+        );
+        assert_problem(
+            &api.call("GET", &format!("/v1/shelves/{SHELF}/status"), None, None, &[]).await,
+            401,
+            "unauthorized",
+        );
         assert_problem(&api.get("/v1/shelves/no-such-shelf/status", &op).await, 404, "not_found");
 
         if db.label == "sqlite" {
@@ -150,12 +197,15 @@ async fn the_shelf_view_shows_every_port_live() {
 async fn through_a_browser_and_the_cli(state: &AppState, op: &str, seeded: &Seeded) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, bramble::api::app(state.clone())).into_future());
+    let server =
+        tokio::spawn(axum::serve(listener, bramble::api::app(state.clone())).into_future());
 
     // The static files need no token; data does.
     let page = reqwest::get(format!("{base}/ui")).await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'")
+    );
 
     let dom = chromium(&["--dump-dom"], &format!("{base}/ui#token={op}")).await;
     for (i, shown) in SHOWN.iter().enumerate() {
@@ -163,7 +213,10 @@ async fn through_a_browser_and_the_cli(state: &AppState, op: &str, seeded: &Seed
         assert!(tag.contains(&format!("state-{shown}")), "port {} should be {shown}: {tag}", i + 1);
         assert_eq!(tag.contains("flagged"), i == 5, "only port 6 is flagged: {tag}");
     }
-    assert!(dom.contains("⚑ no Pi answered DHCP while racking &lt;i&gt;check cable&lt;/i&gt;"), "the flag, as text:\n{dom}");
+    assert!(
+        dom.contains("⚑ no Pi answered DHCP while racking &lt;i&gt;check cable&lt;/i&gt;"),
+        "the flag, as text:\n{dom}"
+    );
     assert!(!dom.contains("<i>check cable"), "the flag's markup was parsed");
     assert!(dom.contains("reboot settle 40%") && dom.contains("tftp.complete"), "{dom}");
     assert!(dom.contains("class=\"legend\"") && dom.contains("maintenance"), "{dom}");
@@ -174,14 +227,24 @@ async fn through_a_browser_and_the_cli(state: &AppState, op: &str, seeded: &Seed
     assert!(dom.contains(&format!("Pi {pi}")), "the deep link opens the Pi:\n{dom}");
     let timeline = &dom[dom.find("id=\"timeline\"").expect("timeline table")..];
     for (kind, message) in BOOT {
-        assert!(timeline.contains(&format!("data-kind=\"{kind}\"")), "{kind} missing from the timeline:\n{timeline}");
+        assert!(
+            timeline.contains(&format!("data-kind=\"{kind}\"")),
+            "{kind} missing from the timeline:\n{timeline}"
+        );
         let shown = message.replace('<', "&lt;").replace('>', "&gt;");
         assert!(timeline.contains(&shown), "{message} missing from the timeline:\n{timeline}");
     }
     let shot = screenshot_path();
-    let _ = chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,900"], &deep).await;
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "screenshot {} looks empty", shot.display());
+    let _ =
+        chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,900"], &deep)
+            .await;
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", shot.display()));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot {} looks empty",
+        shot.display()
+    );
     eprintln!("screenshot of the deep-linked shelf view: {}", shot.display());
 
     the_cli_prints_the_table(&base, op).await;
@@ -205,13 +268,24 @@ async fn the_cli_prints_the_table(base: &str, op: &str) {
         assert_eq!(cells[0], (i + 1).to_string(), "{text}");
         assert_eq!(cells[3], SHOWN[i], "{text}");
     }
-    assert!(rows[0].contains("1000aaa1") && rows[0].contains("tftp.complete") && rows[0].contains(" on "), "{text}");
+    assert!(
+        rows[0].contains("1000aaa1")
+            && rows[0].contains("tftp.complete")
+            && rows[0].contains(" on "),
+        "{text}"
+    );
     assert!(rows[1].contains("reboot settle 40%"), "{text}");
     assert!(rows[5].ends_with(FLAG), "{text}");
 
-    let out = bramble(&["shelf", "show", "no-such-shelf", "--once", "--api", base, "--token", op]).await;
+    let out =
+        bramble(&["shelf", "show", "no-such-shelf", "--once", "--api", base, "--token", op]).await;
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("cannot show shelf \"no-such-shelf\"") && err.contains("not found"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("cannot show shelf \"no-such-shelf\"")
+            && err.contains("not found"),
+        "{err}"
+    );
     let out = bramble(&["shelf", "show", SHELF, "--once", "--api", base]).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no API token"), "{err}");
@@ -235,7 +309,12 @@ async fn chromium(mode: &[&str], url: &str) -> String {
     let profile = tempfile::Builder::new().prefix("bramble-ui-chromium-").tempdir().unwrap();
     let mut cmd = tokio::process::Command::new("chromium");
     cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--virtual-time-budget=5000")
         .args(mode)
@@ -246,13 +325,19 @@ async fn chromium(mode: &[&str], url: &str) -> String {
     let out = match tokio::time::timeout(Duration::from_secs(40), child).await {
         Err(_) => panic!("chromium did not finish within 40 s on {url}"),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            panic!("chromium is not installed: this test needs Debian's `chromium` (apt-get install -y chromium)")
+            panic!(
+                "chromium is not installed: this test needs Debian's `chromium` (apt-get install -y chromium)"
+            )
         }
         Ok(r) => r.unwrap(),
     };
     eprintln!("chromium {} took {:.1} s", mode.join(" "), started.elapsed().as_secs_f64());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "chromium failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 

@@ -76,7 +76,9 @@ impl Receiver {
 /// Verifies the signature as a control panel would, independently of the notifier's
 /// own signing code, records the request and answers from the script.
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let header = |name: &str| {
+        headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
     let timestamp = header("x-bramble-timestamp");
     let mut mac = Hmac::<Sha256>::new_from_slice(&r.secret).unwrap();
     mac.update(format!("{timestamp}.").as_bytes());
@@ -115,17 +117,36 @@ async fn listener() -> (TcpListener, SocketAddr) {
 
 /// A checked config for `addr` with short pauses, plus `extra` TOML lines.
 fn config(addr: SocketAddr, extra: &str) -> WebhookConfig {
-    let text = format!("url = \"http://{addr}/hooks\"\nsecret = \"{SECRET}\"\ntimeout_ms = 400\nfirst_backoff_ms = 20\n{extra}");
+    let text = format!(
+        "url = \"http://{addr}/hooks\"\nsecret = \"{SECRET}\"\ntimeout_ms = 400\nfirst_backoff_ms = 20\n{extra}"
+    );
     let raw: RawWebhooks = toml::from_str(&text).unwrap();
     WebhookConfig::from_raw(raw, "test").unwrap()
 }
 
 /// A ready Pi and a queued reboot job on it, made through the `Db` API.
 async fn job(db: &Db, customer: &str) -> Job {
-    let new_pi = NewPi { serial: None, mac: None, model: "3b".into(), slot: None, owner: Some(CustomerId(customer.into())), state: PiState::Ready };
+    let new_pi = NewPi {
+        serial: None,
+        mac: None,
+        model: "3b".into(),
+        slot: None,
+        owner: Some(CustomerId(customer.into())),
+        state: PiState::Ready,
+    };
     let pi = db.insert_pi(&new_pi, "test").await.unwrap();
-    let new_job = NewJob { kind: JobKind::Reboot, pi: Some(pi.id), shelf: None, params: json!({}), idempotency_key: None };
-    match db.create_job(&new_job, &Principal::Operator { token: TokenId("tok-test".into()) }).await.unwrap() {
+    let new_job = NewJob {
+        kind: JobKind::Reboot,
+        pi: Some(pi.id),
+        shelf: None,
+        params: json!({}),
+        idempotency_key: None,
+    };
+    match db
+        .create_job(&new_job, &Principal::Operator { token: TokenId("tok-test".into()) })
+        .await
+        .unwrap()
+    {
         CreateOutcome::Created(j) => j,
         other => panic!("job not created: {other:?}"),
     }
@@ -152,17 +173,29 @@ async fn job_events_arrive_signed_with_the_job() {
         assert!(d.signature_ok, "{}: {d:?}", tdb.label);
         assert_eq!((d.kind.as_str(), d.content_type.as_str()), ("job.created", "application/json"));
         assert_eq!(d.delivery_id, d.body["event"]["id"].to_string());
-        assert!((d.timestamp - bramble::time::now_millis() / 1000).abs() < 60, "timestamp {}", d.timestamp);
+        assert!(
+            (d.timestamp - bramble::time::now_millis() / 1000).abs() < 60,
+            "timestamp {}",
+            d.timestamp
+        );
         assert_eq!(d.body["event"]["kind"], "job.created");
         assert_eq!(d.body["event"]["pi"], json!(j.pi));
         assert_eq!(d.body["job"]["id"], j.id.as_str());
-        assert_eq!((&d.body["job"]["kind"], &d.body["job"]["state"]), (&json!("reboot"), &json!("queued")));
+        assert_eq!(
+            (&d.body["job"]["kind"], &d.body["job"]["state"]),
+            (&json!("reboot"), &json!("queued"))
+        );
 
-        db.cancel_job(&j.id, &Principal::Operator { token: TokenId("tok-test".into()) }).await.unwrap();
+        db.cancel_job(&j.id, &Principal::Operator { token: TokenId("tok-test".into()) })
+            .await
+            .unwrap();
         assert_eq!(notifier.deliver_pending().await.unwrap(), 1);
         let got = rx.deliveries();
         assert_eq!(got.len(), 2);
-        assert_eq!((got[1].kind.as_str(), &got[1].body["job"]["state"]), ("job.cancelled", &json!("cancelled")));
+        assert_eq!(
+            (got[1].kind.as_str(), &got[1].body["job"]["state"]),
+            ("job.cancelled", &json!("cancelled"))
+        );
         assert!(got[1].signature_ok);
         db.close().await;
         tdb.drop().await;
@@ -181,8 +214,13 @@ async fn a_failing_receiver_gets_the_event_once_it_recovers() {
         assert_eq!(notifier.deliver_pending().await.unwrap(), 1, "{}", tdb.label);
         let got = rx.deliveries();
         assert_eq!(got.len(), 4, "three failures, then the delivery: {got:?}");
-        assert!(got.iter().all(|d| d.signature_ok && d.kind == "job.created" && d.delivery_id == got[0].delivery_id));
-        assert!(events(&db, "webhook.").await.is_empty(), "a delivery that succeeded is no failure");
+        assert!(got.iter().all(|d| d.signature_ok
+            && d.kind == "job.created"
+            && d.delivery_id == got[0].delivery_id));
+        assert!(
+            events(&db, "webhook.").await.is_empty(),
+            "a delivery that succeeded is no failure"
+        );
         assert_eq!(notifier.deliver_pending().await.unwrap(), 0, "delivered once");
         db.close().await;
         tdb.drop().await;
@@ -230,7 +268,12 @@ async fn a_restarted_notifier_resumes_after_the_last_delivery() {
         let (l, addr) = listener().await;
         let rx = Receiver::start(l, SECRET, &[]);
         job(&db, "ann").await;
-        assert_eq!(Notifier::new(db.clone(), config(addr, "")).deliver_pending().await.unwrap(), 1, "{}", tdb.label);
+        assert_eq!(
+            Notifier::new(db.clone(), config(addr, "")).deliver_pending().await.unwrap(),
+            1,
+            "{}",
+            tdb.label
+        );
         db.close().await;
 
         // A new process: a fresh pool and a fresh notifier, same database.
@@ -239,7 +282,8 @@ async fn a_restarted_notifier_resumes_after_the_last_delivery() {
         assert_eq!(notifier.deliver_pending().await.unwrap(), 0, "already delivered");
         job(&db, "ben").await;
         assert_eq!(notifier.deliver_pending().await.unwrap(), 1);
-        let ids: Vec<i64> = rx.deliveries().iter().map(|d| d.delivery_id.parse().unwrap()).collect();
+        let ids: Vec<i64> =
+            rx.deliveries().iter().map(|d| d.delivery_id.parse().unwrap()).collect();
         assert!(ids.len() == 2 && ids[0] < ids[1], "{ids:?}");
         db.close().await;
         tdb.drop().await;
@@ -288,7 +332,8 @@ async fn an_event_committed_late_is_not_skipped() {
         assert_eq!(notifier.deliver_pending().await.unwrap(), 0, "b waits while a's id is a hole");
         tx.commit().await.unwrap();
         assert_eq!(notifier.deliver_pending().await.unwrap(), 2);
-        let order: Vec<Value> = rx.deliveries().iter().map(|d| d.body["event"]["message"].clone()).collect();
+        let order: Vec<Value> =
+            rx.deliveries().iter().map(|d| d.body["event"]["message"].clone()).collect();
         assert_eq!(order, [json!("a"), json!("b")]);
 
         // A hole that never fills (a rolled-back insert) is passed once the grace is over.
@@ -329,7 +374,10 @@ async fn the_running_notifier_delivers_when_nudged_and_stops_on_shutdown() {
         assert_eq!(got.len(), 2, "{}: {got:?}", tdb.label);
         assert!(got.iter().all(|d| d.signature_ok && d.kind == "job.created"), "{got:?}");
         let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(2), task).await.expect("run returns on shutdown").unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("run returns on shutdown")
+            .unwrap();
         db.close().await;
         tdb.drop().await;
     }

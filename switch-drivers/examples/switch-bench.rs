@@ -40,9 +40,7 @@ async fn run(label: &str, v3: bool, limits: BatchLimits) -> anyhow::Result<()> {
             priv_pass: Secret::new("bench-priv-1"),
         }
     } else {
-        Credentials::V2c {
-            community: Secret::new("bench"),
-        }
+        Credentials::V2c { community: Secret::new("bench") }
     };
     let mut cfg = SessionConfig::new(addr, creds);
     cfg.timeout = Duration::from_secs(2);

@@ -7,15 +7,11 @@ use bramble_switch::sim::{SimOptions, SimSwitch, SimV3User};
 use std::collections::HashMap;
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut flags = HashMap::new();
     for pair in args.chunks(2) {
-        let [k, v] = pair else {
-            anyhow::bail!("flag {} needs a value", pair[0])
-        };
+        let [k, v] = pair else { anyhow::bail!("flag {} needs a value", pair[0]) };
         flags.insert(k.trim_start_matches('-').to_string(), v.clone());
     }
     let get = |k: &str| flags.get(k).cloned();
@@ -23,9 +19,7 @@ fn main() -> anyhow::Result<()> {
         get("ports").unwrap_or_else(|| "8".into()).parse()?,
         &get("community").unwrap_or_else(|| "private".into()),
     );
-    opts.listen = get("listen")
-        .unwrap_or_else(|| "127.0.0.1:16100".into())
-        .parse()?;
+    opts.listen = get("listen").unwrap_or_else(|| "127.0.0.1:16100".into()).parse()?;
     opts.state_file = get("state").map(Into::into);
     opts.cisco = get("personality").as_deref() == Some("cisco");
     if let Some(user) = get("v3-user") {
@@ -33,11 +27,7 @@ fn main() -> anyhow::Result<()> {
             Secret::new(get("auth-pass").ok_or_else(|| anyhow::anyhow!("--auth-pass required"))?);
         let priv_pass =
             Secret::new(get("priv-pass").ok_or_else(|| anyhow::anyhow!("--priv-pass required"))?);
-        opts.v3 = Some(SimV3User {
-            user,
-            auth_pass,
-            priv_pass,
-        });
+        opts.v3 = Some(SimV3User { user, auth_pass, priv_pass });
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {

@@ -79,11 +79,7 @@ pub fn cisco_plan(current: &SwitchSnapshot, target: &SwitchSnapshot) -> Vec<(Oid
     }
     for (&p, want) in &target.poe {
         if current.poe.get(&p).map(|h| h.admin_enabled) != Some(want.admin_enabled) {
-            let v = if want.admin_enabled {
-                CISCO_POE_AUTO
-            } else {
-                CISCO_POE_DISABLE
-            };
+            let v = if want.admin_enabled { CISCO_POE_AUTO } else { CISCO_POE_DISABLE };
             out.push((
                 oids::oid(oids::CISCO_PSE_PORT_ENABLE, &[1, u32::from(p)]),
                 Value::Integer(v),
@@ -106,11 +102,7 @@ impl CiscoDriver {
     /// Wraps two sessions to the same switch (one for Cisco objects, one for standard reads).
     pub fn new(session: Session, standard: Session) -> Self {
         let limits = session.limits();
-        Self {
-            session,
-            limits,
-            standard: StandardDriver::new(standard),
-        }
+        Self { session, limits, standard: StandardDriver::new(standard) }
     }
 
     fn unsupported(&self, what: &str) -> SwitchError {
@@ -144,21 +136,14 @@ impl SwitchDriver for CiscoDriver {
         for vb in self.session.walk(oids::CISCO_VTP_VLAN_NAME).await? {
             if let (Some(&v), Some(name)) = (vb.oid.arcs().last(), vb.value.as_str()) {
                 let v = u16::try_from(v).unwrap_or(0);
-                snap.vlans.insert(
-                    v,
-                    VlanEntry {
-                        name: name.to_string(),
-                        ..Default::default()
-                    },
-                );
+                snap.vlans.insert(v, VlanEntry { name: name.to_string(), ..Default::default() });
             }
         }
         let port_of = |oid: &Oid| oid.arcs().last().and_then(|i| by_ifx.get(i)).copied();
         for vb in self.session.walk(oids::CISCO_VM_VLAN).await? {
-            let (Some(p), Some(v)) = (
-                port_of(&vb.oid),
-                vb.value.as_i32().and_then(|v| u16::try_from(v).ok()),
-            ) else {
+            let (Some(p), Some(v)) =
+                (port_of(&vb.oid), vb.value.as_i32().and_then(|v| u16::try_from(v).ok()))
+            else {
                 continue;
             };
             let e = snap.vlans.entry(v).or_default();
@@ -167,10 +152,9 @@ impl SwitchDriver for CiscoDriver {
             snap.pvid.insert(p, v);
         }
         for vb in self.session.walk(oids::CISCO_TRUNK_NATIVE_VLAN).await? {
-            let (Some(p), Some(v)) = (
-                port_of(&vb.oid),
-                vb.value.as_i32().and_then(|v| u16::try_from(v).ok()),
-            ) else {
+            let (Some(p), Some(v)) =
+                (port_of(&vb.oid), vb.value.as_i32().and_then(|v| u16::try_from(v).ok()))
+            else {
                 continue;
             };
             snap.pvid.insert(p, v);
@@ -196,19 +180,12 @@ impl SwitchDriver for CiscoDriver {
             return Err(self.unsupported("destroying VLANs"));
         }
         let current = self.snapshot().await?;
-        if let Some(v) = desired
-            .vlans
-            .keys()
-            .find(|v| !current.vlans.contains_key(&v.0))
-        {
+        if let Some(v) = desired.vlans.keys().find(|v| !current.vlans.contains_key(&v.0)) {
             return Err(self.unsupported(&format!("creating VLAN {v}")));
         }
         let target = model::apply_desired(&current, desired);
         let plan = cisco_plan(&current, &target);
-        let mut report = ApplyReport {
-            varbinds: plan.len(),
-            ..Default::default()
-        };
+        let mut report = ApplyReport { varbinds: plan.len(), ..Default::default() };
         if !plan.is_empty() {
             report.messages = self.session.set_plan(plan, self.limits).await?.messages;
         }
@@ -227,18 +204,13 @@ impl SwitchDriver for CiscoDriver {
 
     async fn port_power(&self, port: PortNo) -> Result<PortPower, SwitchError> {
         let oid = oids::oid(oids::CISCO_PSE_PORT_ENABLE, &[1, u32::from(port.0)]);
-        let vbs = self
-            .session
-            .get(std::slice::from_ref(&oid))
-            .await
-            .map_err(|e| e.with_port(port.0))?;
+        let vbs =
+            self.session.get(std::slice::from_ref(&oid)).await.map_err(|e| e.with_port(port.0))?;
         let enable = vbs.first().and_then(|vb| vb.value.as_i32());
         let std = self.standard.port_power(port).await.ok();
         Ok(PortPower {
             admin_enabled: enable.is_some_and(|v| v != CISCO_POE_DISABLE),
-            detection: std
-                .map(|s| s.detection)
-                .unwrap_or(DetectionStatus::OtherFault),
+            detection: std.map(|s| s.detection).unwrap_or(DetectionStatus::OtherFault),
             draw_mw: std.and_then(|s| s.draw_mw),
         })
     }
@@ -257,16 +229,9 @@ mod tests {
         let all: BTreeSet<u16> = (1..=3).collect();
         SwitchSnapshot {
             ports: (1..=3).map(|p| (p, 100 + u32::from(p))).collect(),
-            vlans: [(
-                1,
-                VlanEntry {
-                    name: "default".into(),
-                    egress: all.clone(),
-                    untagged: all,
-                },
-            )]
-            .into_iter()
-            .collect(),
+            vlans: [(1, VlanEntry { name: "default".into(), egress: all.clone(), untagged: all })]
+                .into_iter()
+                .collect(),
             pvid: (1..=3).map(|p| (p, 1)).collect(),
             poe: BTreeMap::new(),
         }
@@ -277,10 +242,7 @@ mod tests {
         let mut d = DesiredConfig::default();
         d.access_ports.insert(
             PortNo(2),
-            AccessPort {
-                untagged: VlanId(10),
-                tagged: [VlanId(131)].into_iter().collect(),
-            },
+            AccessPort { untagged: VlanId(10), tagged: [VlanId(131)].into_iter().collect() },
         );
         d.poe.insert(PortNo(2), false);
         let cur = base();
@@ -288,10 +250,7 @@ mod tests {
         assert_eq!(plan.len(), 3, "{plan:?}");
         assert_eq!(plan[0].0.to_string(), "1.3.6.1.4.1.9.9.46.1.6.1.1.4.102");
         let bits = plan[0].1.as_bytes().expect("bitmap");
-        assert_eq!(
-            portlist::decode_vlan_bitmap(bits),
-            [10, 131].into_iter().collect()
-        );
+        assert_eq!(portlist::decode_vlan_bitmap(bits), [10, 131].into_iter().collect());
         assert_eq!(
             (plan[1].0.to_string().as_str(), plan[1].1.as_i32()),
             ("1.3.6.1.4.1.9.9.46.1.6.1.1.5.102", Some(10))
@@ -305,13 +264,8 @@ mod tests {
     #[test]
     fn access_only_port_uses_vm_vlan() {
         let mut d = DesiredConfig::default();
-        d.access_ports.insert(
-            PortNo(3),
-            AccessPort {
-                untagged: VlanId(20),
-                tagged: BTreeSet::new(),
-            },
-        );
+        d.access_ports
+            .insert(PortNo(3), AccessPort { untagged: VlanId(20), tagged: BTreeSet::new() });
         let cur = base();
         let plan = cisco_plan(&cur, &model::apply_desired(&cur, &d));
         assert_eq!(plan.len(), 1);

@@ -30,14 +30,13 @@ pub async fn connect(cfg: SessionConfig) -> Result<Box<dyn SwitchDriver>, Switch
     let session = Session::connect(cfg.clone()).await?;
     let oid = Oid::from_slice(oids::SYS_OBJECT_ID);
     let vbs = session.get(std::slice::from_ref(&oid)).await?;
-    let id = vbs
-        .first()
-        .and_then(|vb| vb.value.as_oid().cloned())
-        .ok_or_else(|| SwitchError::BadValue {
+    let id = vbs.first().and_then(|vb| vb.value.as_oid().cloned()).ok_or_else(|| {
+        SwitchError::BadValue {
             switch: cfg.addr,
             oid: oid.to_string(),
             detail: "sysObjectID missing or not an OBJECT IDENTIFIER".into(),
-        })?;
+        }
+    })?;
     let kind = kind_for(&id);
     tracing::info!(switch = %cfg.addr, sys_object_id = %id, ?kind, "switch driver selected");
     Ok(match kind {
@@ -52,17 +51,8 @@ mod tests {
 
     #[test]
     fn cisco_prefix_selects_cisco() {
-        assert_eq!(
-            kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 9, 1, 2277])),
-            DriverKind::Cisco
-        );
-        assert_eq!(
-            kind_for(&Oid::from_slice(oids::SIM_OBJECT_ID)),
-            DriverKind::Standard
-        );
-        assert_eq!(
-            kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 99])),
-            DriverKind::Standard
-        );
+        assert_eq!(kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 9, 1, 2277])), DriverKind::Cisco);
+        assert_eq!(kind_for(&Oid::from_slice(oids::SIM_OBJECT_ID)), DriverKind::Standard);
+        assert_eq!(kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 99])), DriverKind::Standard);
     }
 }

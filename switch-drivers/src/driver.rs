@@ -59,10 +59,7 @@ pub trait SwitchDriver: Send + Sync {
 
     /// Turns PoE on or off on many ports in as few SETs as the limits allow.
     async fn set_ports_power(&self, ports: &[(PortNo, bool)]) -> Result<ApplyReport, SwitchError> {
-        let desired = DesiredConfig {
-            poe: ports.iter().copied().collect(),
-            ..Default::default()
-        };
+        let desired = DesiredConfig { poe: ports.iter().copied().collect(), ..Default::default() };
         self.apply(&desired).await
     }
 
@@ -84,13 +81,7 @@ pub trait SwitchDriver: Send + Sync {
     ) -> Result<ApplyReport, SwitchError> {
         let mut desired = DesiredConfig::default();
         let tagged = [public].into_iter().collect();
-        desired.access_ports.insert(
-            port,
-            AccessPort {
-                untagged: storage,
-                tagged,
-            },
-        );
+        desired.access_ports.insert(port, AccessPort { untagged: storage, tagged });
         self.apply(&desired).await
     }
 
@@ -101,9 +92,7 @@ pub trait SwitchDriver: Send + Sync {
         vlans: &[VlanId],
     ) -> Result<ApplyReport, SwitchError> {
         let mut desired = DesiredConfig::default();
-        desired
-            .trunk_tagged
-            .insert(trunk, vlans.iter().copied().collect());
+        desired.trunk_tagged.insert(trunk, vlans.iter().copied().collect());
         self.apply(&desired).await
     }
 
@@ -114,9 +103,7 @@ pub trait SwitchDriver: Send + Sync {
         vlans: &[VlanId],
     ) -> Result<ApplyReport, SwitchError> {
         let mut desired = DesiredConfig::default();
-        desired
-            .trunk_removed
-            .insert(trunk, vlans.iter().copied().collect());
+        desired.trunk_removed.insert(trunk, vlans.iter().copied().collect());
         self.apply(&desired).await
     }
 
@@ -129,10 +116,8 @@ pub trait SwitchDriver: Send + Sync {
 
     /// Destroys a VLAN.
     async fn destroy_vlan(&self, vlan: VlanId) -> Result<ApplyReport, SwitchError> {
-        let desired = DesiredConfig {
-            absent_vlans: [vlan].into_iter().collect(),
-            ..Default::default()
-        };
+        let desired =
+            DesiredConfig { absent_vlans: [vlan].into_iter().collect(), ..Default::default() };
         self.apply(&desired).await
     }
 

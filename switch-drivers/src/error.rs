@@ -29,26 +29,13 @@ pub enum SwitchError {
     },
     /// Talking to the agent failed for another reason (socket, USM, decode).
     #[error("switch {switch}: {operation} on {oid} failed: {detail}")]
-    Transport {
-        switch: SocketAddr,
-        operation: &'static str,
-        oid: String,
-        detail: String,
-    },
+    Transport { switch: SocketAddr, operation: &'static str, oid: String, detail: String },
     /// The agent answered with something that does not fit the MIB.
     #[error("switch {switch}: unexpected value for {oid}: {detail}")]
-    BadValue {
-        switch: SocketAddr,
-        oid: String,
-        detail: String,
-    },
+    BadValue { switch: SocketAddr, oid: String, detail: String },
     /// The request names a port the switch does not have.
     #[error("switch {switch}: no such port {port} (switch has {ports} bridge ports)")]
-    NoSuchPort {
-        switch: SocketAddr,
-        port: u16,
-        ports: u16,
-    },
+    NoSuchPort { switch: SocketAddr, port: u16, ports: u16 },
     /// The request names an invalid VLAN id.
     #[error("switch {switch}: invalid VLAN id {vlan}")]
     InvalidVlan { switch: SocketAddr, vlan: u16 },
@@ -56,18 +43,10 @@ pub enum SwitchError {
     #[error(
         "switch {switch}: read-back after {operation} does not match: {mismatches} difference(s), first: {first}"
     )]
-    VerifyFailed {
-        switch: SocketAddr,
-        operation: &'static str,
-        mismatches: usize,
-        first: String,
-    },
+    VerifyFailed { switch: SocketAddr, operation: &'static str, mismatches: usize, first: String },
     /// sysObjectID names a vendor no driver supports.
     #[error("switch {switch}: no driver for sysObjectID {sys_object_id}")]
-    Unsupported {
-        switch: SocketAddr,
-        sys_object_id: String,
-    },
+    Unsupported { switch: SocketAddr, sys_object_id: String },
     /// The driver configuration is invalid (before any packet is sent).
     #[error("switch {switch}: invalid configuration: {detail}")]
     Config { switch: SocketAddr, detail: String },
@@ -81,19 +60,9 @@ impl SwitchError {
     /// Attaches a port number to an SNMP error that lacks one.
     pub fn with_port(self, port: u16) -> Self {
         match self {
-            SwitchError::Snmp {
-                switch,
-                operation,
-                status,
-                oid,
-                port: None,
-            } => SwitchError::Snmp {
-                switch,
-                operation,
-                status,
-                oid,
-                port: Some(port),
-            },
+            SwitchError::Snmp { switch, operation, status, oid, port: None } => {
+                SwitchError::Snmp { switch, operation, status, oid, port: Some(port) }
+            }
             other => other,
         }
     }

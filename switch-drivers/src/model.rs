@@ -135,19 +135,12 @@ impl ShelfPlan {
     /// The desired configuration of this shelf (PoE is not touched).
     pub fn desired(&self) -> DesiredConfig {
         let mut d = DesiredConfig::default();
-        d.vlans
-            .insert(self.public_vlan, format!("public-{}", self.public_vlan));
+        d.vlans.insert(self.public_vlan, format!("public-{}", self.public_vlan));
         let mut trunk = BTreeSet::new();
         for (&port, &storage) in &self.pis {
             d.vlans.insert(storage, format!("storage-{port}"));
             let tagged = [self.public_vlan].into_iter().collect();
-            d.access_ports.insert(
-                port,
-                AccessPort {
-                    untagged: storage,
-                    tagged,
-                },
-            );
+            d.access_ports.insert(port, AccessPort { untagged: storage, tagged });
             trunk.insert(storage);
         }
         trunk.insert(self.public_vlan);
@@ -159,37 +152,13 @@ impl ShelfPlan {
 /// One difference between the desired and the actual configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Drift {
-    VlanMissing {
-        vlan: u16,
-    },
-    VlanPresent {
-        vlan: u16,
-    },
-    VlanName {
-        vlan: u16,
-        expected: String,
-        actual: String,
-    },
-    Egress {
-        vlan: u16,
-        missing: Vec<u16>,
-        extra: Vec<u16>,
-    },
-    Untagged {
-        vlan: u16,
-        missing: Vec<u16>,
-        extra: Vec<u16>,
-    },
-    Pvid {
-        port: u16,
-        expected: u16,
-        actual: Option<u16>,
-    },
-    Poe {
-        port: u16,
-        expected: bool,
-        actual: Option<bool>,
-    },
+    VlanMissing { vlan: u16 },
+    VlanPresent { vlan: u16 },
+    VlanName { vlan: u16, expected: String, actual: String },
+    Egress { vlan: u16, missing: Vec<u16>, extra: Vec<u16> },
+    Untagged { vlan: u16, missing: Vec<u16>, extra: Vec<u16> },
+    Pvid { port: u16, expected: u16, actual: Option<u16> },
+    Poe { port: u16, expected: bool, actual: Option<bool> },
 }
 
 impl fmt::Display for Drift {
@@ -197,45 +166,19 @@ impl fmt::Display for Drift {
         match self {
             Drift::VlanMissing { vlan } => write!(f, "VLAN {vlan} missing"),
             Drift::VlanPresent { vlan } => write!(f, "VLAN {vlan} should not exist"),
-            Drift::VlanName {
-                vlan,
-                expected,
-                actual,
-            } => {
+            Drift::VlanName { vlan, expected, actual } => {
                 write!(f, "VLAN {vlan} named {actual:?}, want {expected:?}")
             }
-            Drift::Egress {
-                vlan,
-                missing,
-                extra,
-            } => {
-                write!(
-                    f,
-                    "VLAN {vlan} egress ports missing {missing:?} extra {extra:?}"
-                )
+            Drift::Egress { vlan, missing, extra } => {
+                write!(f, "VLAN {vlan} egress ports missing {missing:?} extra {extra:?}")
             }
-            Drift::Untagged {
-                vlan,
-                missing,
-                extra,
-            } => {
-                write!(
-                    f,
-                    "VLAN {vlan} untagged ports missing {missing:?} extra {extra:?}"
-                )
+            Drift::Untagged { vlan, missing, extra } => {
+                write!(f, "VLAN {vlan} untagged ports missing {missing:?} extra {extra:?}")
             }
-            Drift::Pvid {
-                port,
-                expected,
-                actual,
-            } => {
+            Drift::Pvid { port, expected, actual } => {
                 write!(f, "port {port} PVID {actual:?}, want {expected}")
             }
-            Drift::Poe {
-                port,
-                expected,
-                actual,
-            } => {
+            Drift::Poe { port, expected, actual } => {
                 write!(f, "port {port} PoE {actual:?}, want {expected}")
             }
         }
@@ -297,10 +240,7 @@ pub fn apply_desired(current: &SwitchSnapshot, desired: &DesiredConfig) -> Switc
 }
 
 fn set_diff(expected: &BTreeSet<u16>, actual: &BTreeSet<u16>) -> (Vec<u16>, Vec<u16>) {
-    (
-        expected.difference(actual).copied().collect(),
-        actual.difference(expected).copied().collect(),
-    )
+    (expected.difference(actual).copied().collect(), actual.difference(expected).copied().collect())
 }
 
 /// Differences between an expected snapshot and an actual one, over VLANs, PVIDs and
@@ -321,46 +261,26 @@ pub fn diff(expected: &SwitchSnapshot, actual: &SwitchSnapshot) -> Vec<Drift> {
         }
         let (missing, extra) = set_diff(&want.egress, &have.egress);
         if !missing.is_empty() || !extra.is_empty() {
-            out.push(Drift::Egress {
-                vlan,
-                missing,
-                extra,
-            });
+            out.push(Drift::Egress { vlan, missing, extra });
         }
         let (missing, extra) = set_diff(&want.untagged, &have.untagged);
         if !missing.is_empty() || !extra.is_empty() {
-            out.push(Drift::Untagged {
-                vlan,
-                missing,
-                extra,
-            });
+            out.push(Drift::Untagged { vlan, missing, extra });
         }
     }
-    for &vlan in actual
-        .vlans
-        .keys()
-        .filter(|v| !expected.vlans.contains_key(v))
-    {
+    for &vlan in actual.vlans.keys().filter(|v| !expected.vlans.contains_key(v)) {
         out.push(Drift::VlanPresent { vlan });
     }
     for (&port, &want) in &expected.pvid {
         let have = actual.pvid.get(&port).copied();
         if have != Some(want) {
-            out.push(Drift::Pvid {
-                port,
-                expected: want,
-                actual: have,
-            });
+            out.push(Drift::Pvid { port, expected: want, actual: have });
         }
     }
     for (&port, want) in &expected.poe {
         let have = actual.poe.get(&port).map(|p| p.admin_enabled);
         if have != Some(want.admin_enabled) {
-            out.push(Drift::Poe {
-                port,
-                expected: want.admin_enabled,
-                actual: have,
-            });
+            out.push(Drift::Poe { port, expected: want.admin_enabled, actual: have });
         }
     }
     out

@@ -55,10 +55,8 @@ pub fn standard_plan(
         }
         let old_e = have.map(|h| &h.egress).unwrap_or(&empty);
         let old_u = have.map(|h| &h.untagged).unwrap_or(&empty);
-        let (e_oid, u_oid) = (
-            oids::vlan_col(COL_VLAN_EGRESS, vid),
-            oids::vlan_col(COL_VLAN_UNTAGGED, vid),
-        );
+        let (e_oid, u_oid) =
+            (oids::vlan_col(COL_VLAN_EGRESS, vid), oids::vlan_col(COL_VLAN_UNTAGGED, vid));
         if !old_u.is_subset(&want.untagged) {
             untag_lose.push((
                 u_oid.clone(),
@@ -66,10 +64,7 @@ pub fn standard_plan(
             ));
         }
         if !want.egress.is_subset(old_e) {
-            egress_gain.push((
-                e_oid.clone(),
-                plist(&old_e.union(&want.egress).copied().collect()),
-            ));
+            egress_gain.push((e_oid.clone(), plist(&old_e.union(&want.egress).copied().collect())));
         }
         if !want.untagged.is_subset(old_u) {
             untag_gain.push((u_oid, plist(&want.untagged)));
@@ -78,26 +73,15 @@ pub fn standard_plan(
             egress_lose.push((e_oid, plist(&want.egress)));
         }
     }
-    let pvids = target
-        .pvid
-        .iter()
-        .filter(|(p, v)| current.pvid.get(p) != Some(v))
-        .map(|(&p, &v)| {
-            (
-                oids::oid(oids::DOT1Q_PVID, &[u32::from(p)]),
-                Value::Gauge32(u32::from(v)),
-            )
+    let pvids =
+        target.pvid.iter().filter(|(p, v)| current.pvid.get(p) != Some(v)).map(|(&p, &v)| {
+            (oids::oid(oids::DOT1Q_PVID, &[u32::from(p)]), Value::Gauge32(u32::from(v)))
         });
     let destroys = current
         .vlans
         .keys()
         .filter(|v| !target.vlans.contains_key(v))
-        .map(|&v| {
-            (
-                oids::vlan_col(COL_VLAN_ROW_STATUS, v),
-                Value::Integer(ROW_DESTROY),
-            )
-        });
+        .map(|&v| (oids::vlan_col(COL_VLAN_ROW_STATUS, v), Value::Integer(ROW_DESTROY)));
     let poe = target
         .poe
         .iter()
@@ -131,20 +115,13 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> Self {
         // 1472 is the common SNMP over Ethernet maximum; leave room for headers/USM.
-        Self {
-            max_varbinds: 60,
-            max_bytes: 1100,
-        }
+        Self { max_varbinds: 60, max_bytes: 1100 }
     }
 }
 
 /// Rough BER size of one varbind.
 pub fn varbind_size(oid: &Oid, value: &Value) -> usize {
-    let oid_len: usize = oid
-        .arcs()
-        .iter()
-        .map(|a| if *a < 128 { 1 } else { 3 })
-        .sum();
+    let oid_len: usize = oid.arcs().iter().map(|a| if *a < 128 { 1 } else { 3 }).sum();
     let val_len = match value {
         Value::OctetString(b) | Value::Opaque(b) => b.len(),
         Value::ObjectIdentifier(o) => o.len() * 2,

@@ -74,32 +74,20 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
+        f.debug_struct("Session").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 
 fn auth_of(cfg: &SessionConfig) -> Result<Auth, SwitchError> {
     match &cfg.credentials {
         Credentials::V2c { community } => Ok(Auth::v2c(community.expose())),
-        Credentials::V3 {
-            user,
-            auth,
-            auth_pass,
-            priv_pass,
-        } => {
+        Credentials::V3 { user, auth, auth_pass, priv_pass } => {
             let proto = match auth {
                 V3Auth::Sha1 => AuthProtocol::Sha1,
                 V3Auth::Sha256 => AuthProtocol::Sha256,
             };
             UsmConfig::new(user.clone())
-                .auth_priv(
-                    proto,
-                    auth_pass.expose(),
-                    PrivProtocol::Aes128,
-                    priv_pass.expose(),
-                )
+                .auth_priv(proto, auth_pass.expose(), PrivProtocol::Aes128, priv_pass.expose())
                 .map(Auth::from)
                 .map_err(|e| SwitchError::Config {
                     switch: cfg.addr,
@@ -113,10 +101,8 @@ impl Session {
     /// Builds the client; with v3 this also performs engine discovery.
     pub async fn connect(cfg: SessionConfig) -> Result<Self, SwitchError> {
         let auth = auth_of(&cfg)?;
-        let retry = Retry::fixed(cfg.retries, Duration::ZERO).map_err(|e| SwitchError::Config {
-            switch: cfg.addr,
-            detail: e.to_string(),
-        })?;
+        let retry = Retry::fixed(cfg.retries, Duration::ZERO)
+            .map_err(|e| SwitchError::Config { switch: cfg.addr, detail: e.to_string() })?;
         let client = Client::builder(cfg.addr, auth)
             .request_timeout(cfg.timeout)
             .retry(retry)
@@ -175,10 +161,7 @@ impl Session {
         limits: BatchLimits,
     ) -> Result<SetStats, SwitchError> {
         let start = Instant::now();
-        let mut stats = SetStats {
-            varbinds: plan.len(),
-            ..Default::default()
-        };
+        let mut stats = SetStats { varbinds: plan.len(), ..Default::default() };
         for batch in plan::split(plan, limits) {
             let resp = self.client.set_many(&batch).await;
             if let Err(e) = resp {
@@ -200,9 +183,7 @@ pub(crate) fn map_err(
     err: &async_snmp::Error,
 ) -> SwitchError {
     let switch = cfg.addr;
-    let fallback_oid = fallback
-        .map(|o| o.to_string())
-        .unwrap_or_else(|| "-".into());
+    let fallback_oid = fallback.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
     match innermost(err) {
         async_snmp::Error::Timeout { .. } => SwitchError::Timeout {
             switch,
@@ -248,9 +229,7 @@ mod tests {
             priv_pass: Secret::new("priv-SECRET-2"),
         };
         let cfg = SessionConfig::new(SocketAddr::from(([127, 0, 0, 1], 161)), creds);
-        let v2 = Credentials::V2c {
-            community: Secret::new("community-SECRET-3"),
-        };
+        let v2 = Credentials::V2c { community: Secret::new("community-SECRET-3") };
         let text = format!("{cfg:?} {v2:?}");
         assert!(!text.contains("SECRET"), "{text}");
         assert!(text.contains("ops"));

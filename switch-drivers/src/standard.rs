@@ -69,12 +69,7 @@ impl StandardDriver {
 
     async fn read_poe(&self, snap: &mut SwitchSnapshot) -> Result<(), SwitchError> {
         let mut draws = std::collections::BTreeMap::new();
-        for vb in self
-            .session
-            .walk(oids::PORT_POWER_MW)
-            .await
-            .unwrap_or_default()
-        {
+        for vb in self.session.walk(oids::PORT_POWER_MW).await.unwrap_or_default() {
             if let (Some(&p), Some(mw)) = (vb.oid.arcs().last(), vb.value.as_u32()) {
                 draws.insert(p, mw);
             }
@@ -147,11 +142,7 @@ impl StandardDriver {
         for p in ports {
             if !snap.ports.contains_key(&p.0) {
                 let count = u16::try_from(snap.ports.len()).unwrap_or(u16::MAX);
-                return Err(SwitchError::NoSuchPort {
-                    switch,
-                    port: p.0,
-                    ports: count,
-                });
+                return Err(SwitchError::NoSuchPort { switch, port: p.0, ports: count });
             }
         }
         let vlans = desired
@@ -176,10 +167,7 @@ struct Parts {
 }
 
 impl Parts {
-    const ALL: Parts = Parts {
-        vlans: true,
-        poe: true,
-    };
+    const ALL: Parts = Parts { vlans: true, poe: true };
 
     fn for_desired(d: &DesiredConfig) -> Parts {
         let vlans = !(d.vlans.is_empty()
@@ -187,10 +175,7 @@ impl Parts {
             && d.access_ports.is_empty()
             && d.trunk_tagged.is_empty()
             && d.trunk_removed.is_empty());
-        Parts {
-            vlans,
-            poe: !d.poe.is_empty(),
-        }
+        Parts { vlans, poe: !d.poe.is_empty() }
     }
 }
 
@@ -219,10 +204,7 @@ impl SwitchDriver for StandardDriver {
     }
 
     async fn identify(&self) -> Result<SwitchIdentity, SwitchError> {
-        let oids = [
-            Oid::from_slice(oids::SYS_OBJECT_ID),
-            Oid::from_slice(oids::SYS_DESCR),
-        ];
+        let oids = [Oid::from_slice(oids::SYS_OBJECT_ID), Oid::from_slice(oids::SYS_DESCR)];
         let vbs = self.session.get(&oids).await?;
         let [id, descr] = vbs.as_slice() else {
             return Err(SwitchError::BadValue {
@@ -237,10 +219,7 @@ impl SwitchDriver for StandardDriver {
             .ok_or_else(|| self.bad(id, "expected OBJECT IDENTIFIER"))?
             .to_string();
         let sys_descr = descr.value.as_str().unwrap_or_default().to_string();
-        Ok(SwitchIdentity {
-            sys_object_id,
-            sys_descr,
-        })
+        Ok(SwitchIdentity { sys_object_id, sys_descr })
     }
 
     async fn snapshot(&self) -> Result<SwitchSnapshot, SwitchError> {
@@ -255,22 +234,15 @@ impl SwitchDriver for StandardDriver {
         let width = current.ports.keys().max().copied().unwrap_or(0);
         let plan = plan::standard_plan(&current, &target, width);
         let varbinds = plan.len();
-        let mut report = ApplyReport {
-            varbinds,
-            ..Default::default()
-        };
+        let mut report = ApplyReport { varbinds, ..Default::default() };
         if !plan.is_empty() {
-            let stats = self
-                .session
-                .set_plan(plan, self.limits)
-                .await
-                .map_err(|e| match &e {
-                    SwitchError::Snmp { oid, .. } => match port_of_oid(oid) {
-                        Some(p) => e.with_port(p),
-                        None => e,
-                    },
-                    _ => e,
-                })?;
+            let stats = self.session.set_plan(plan, self.limits).await.map_err(|e| match &e {
+                SwitchError::Snmp { oid, .. } => match port_of_oid(oid) {
+                    Some(p) => e.with_port(p),
+                    None => e,
+                },
+                _ => e,
+            })?;
             report.messages = stats.messages;
         }
         let after = self.read(parts).await?;
@@ -295,11 +267,7 @@ impl SwitchDriver for StandardDriver {
             oids::pse_col(COL_PSE_DETECTION, port.0),
             oids::oid(oids::PORT_POWER_MW, &[p]),
         ];
-        let vbs = self
-            .session
-            .get(&oids)
-            .await
-            .map_err(|e| e.with_port(port.0))?;
+        let vbs = self.session.get(&oids).await.map_err(|e| e.with_port(port.0))?;
         let [admin, det, draw] = vbs.as_slice() else {
             return Err(SwitchError::BadValue {
                 switch: self.switch(),
@@ -307,20 +275,13 @@ impl SwitchDriver for StandardDriver {
                 detail: "short response".into(),
             });
         };
-        let admin = admin
-            .value
-            .as_i32()
-            .ok_or_else(|| self.bad(admin, "no PSE port"))?;
+        let admin = admin.value.as_i32().ok_or_else(|| self.bad(admin, "no PSE port"))?;
         let detection = det
             .value
             .as_i32()
             .and_then(DetectionStatus::from_i32)
             .ok_or_else(|| self.bad(det, "bad detection status"))?;
-        Ok(PortPower {
-            admin_enabled: admin == 1,
-            detection,
-            draw_mw: draw.value.as_u32(),
-        })
+        Ok(PortPower { admin_enabled: admin == 1, detection, draw_mw: draw.value.as_u32() })
     }
 
     async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError> {
@@ -331,18 +292,13 @@ impl SwitchDriver for StandardDriver {
             };
             let [fdb_id, m @ ..] = rest else { continue };
             let mac: Option<Vec<u8>> = m.iter().map(|b| u8::try_from(*b).ok()).collect();
-            let (Some(mac), Some(port)) = (
-                mac.and_then(|m| <[u8; 6]>::try_from(m).ok()),
-                vb.value.as_i32(),
-            ) else {
+            let (Some(mac), Some(port)) =
+                (mac.and_then(|m| <[u8; 6]>::try_from(m).ok()), vb.value.as_i32())
+            else {
                 return Err(self.bad(&vb, "malformed dot1qTpFdbPort entry"));
             };
             let port = PortNo(u16::try_from(port).map_err(|_| self.bad(&vb, "port out of range"))?);
-            out.push(MacEntry {
-                fdb_id: *fdb_id,
-                mac,
-                port,
-            });
+            out.push(MacEntry { fdb_id: *fdb_id, mac, port });
         }
         Ok(out)
     }

@@ -11,23 +11,11 @@ use common::{Sim, start_cisco, v2c};
 async fn connect_picks_the_driver_by_sys_object_id() {
     let cisco = start_cisco(4).await;
     let d = connect(v2c(cisco.addr)).await.expect("connect");
-    assert!(
-        d.identify()
-            .await
-            .expect("id")
-            .sys_object_id
-            .starts_with("1.3.6.1.4.1.9.")
-    );
+    assert!(d.identify().await.expect("id").sys_object_id.starts_with("1.3.6.1.4.1.9."));
     assert!(format!("{:?}", d.identify().await.expect("id")).contains("Cisco"));
     let standard = Sim::start(4, None).await;
     let d = connect(v2c(standard.addr)).await.expect("connect");
-    assert!(
-        d.identify()
-            .await
-            .expect("id")
-            .sys_object_id
-            .starts_with("1.3.6.1.4.1.99999.")
-    );
+    assert!(d.identify().await.expect("id").sys_object_id.starts_with("1.3.6.1.4.1.99999."));
 }
 
 #[tokio::test]
@@ -50,18 +38,10 @@ async fn cisco_driver_configures_a_shelf_and_powers_ports() {
     assert!(st.vlans[&131].egress.contains(&3) && st.vlans[&103].egress.contains(&9));
     assert!(d.drift(&plan.desired()).await.expect("drift").is_empty());
 
-    d.set_port_power(PortNo(4), false)
-        .await
-        .expect("cpeExtPsePortEnable disable");
+    d.set_port_power(PortNo(4), false).await.expect("cpeExtPsePortEnable disable");
     let p = d.port_power(PortNo(4)).await.expect("power");
-    assert_eq!(
-        (p.admin_enabled, p.detection),
-        (false, DetectionStatus::Disabled)
-    );
+    assert_eq!((p.admin_enabled, p.detection), (false, DetectionStatus::Disabled));
     assert_eq!(sim.handle.power_changes(4), 1);
-    let err = d
-        .create_vlan(VlanId(999), "new")
-        .await
-        .expect_err("VTP edit buffer not implemented");
+    let err = d.create_vlan(VlanId(999), "new").await.expect_err("VTP edit buffer not implemented");
     assert!(err.to_string().contains("VTP"), "{err}");
 }

@@ -25,21 +25,10 @@ async fn power_cycle_a_port_over_v3() {
     let before = d.port_power(PortNo(3)).await.expect("read power");
     assert!(before.admin_enabled);
     assert_eq!(before.detection, DetectionStatus::DeliveringPower);
-    assert!(
-        before.draw_mw.is_some_and(|mw| (1500..2500).contains(&mw)),
-        "{before:?}"
-    );
-    d.power_cycle(&[PortNo(3)], Duration::from_millis(50))
-        .await
-        .expect("power cycle");
-    assert_eq!(
-        events.recv().await.expect("event"),
-        SimEvent::PowerChanged { port: 3, on: false }
-    );
-    assert_eq!(
-        events.recv().await.expect("event"),
-        SimEvent::PowerChanged { port: 3, on: true }
-    );
+    assert!(before.draw_mw.is_some_and(|mw| (1500..2500).contains(&mw)), "{before:?}");
+    d.power_cycle(&[PortNo(3)], Duration::from_millis(50)).await.expect("power cycle");
+    assert_eq!(events.recv().await.expect("event"), SimEvent::PowerChanged { port: 3, on: false });
+    assert_eq!(events.recv().await.expect("event"), SimEvent::PowerChanged { port: 3, on: true });
     assert_eq!(sim.handle.power_changes(3), 2);
     assert_eq!(sim.handle.power_changes(4), 0);
     d.set_port_power(PortNo(5), false).await.expect("off");
@@ -54,23 +43,12 @@ async fn power_cycle_a_port_over_v3() {
 async fn move_a_port_between_vlans_and_read_back() {
     let sim = Sim::start(8, None).await;
     let d = driver(v2c(sim.addr)).await;
-    d.create_vlan(VlanId(131), "public")
-        .await
-        .expect("public vlan");
-    d.create_vlan(VlanId(10), "storage-a")
-        .await
-        .expect("vlan 10");
-    d.create_vlan(VlanId(20), "storage-b")
-        .await
-        .expect("vlan 20");
-    let r = d
-        .configure_pi_port(PortNo(4), VlanId(10), VlanId(131))
-        .await
-        .expect("port 4 → 10");
+    d.create_vlan(VlanId(131), "public").await.expect("public vlan");
+    d.create_vlan(VlanId(10), "storage-a").await.expect("vlan 10");
+    d.create_vlan(VlanId(20), "storage-b").await.expect("vlan 20");
+    let r = d.configure_pi_port(PortNo(4), VlanId(10), VlanId(131)).await.expect("port 4 → 10");
     assert!(r.verified && r.messages >= 1);
-    d.configure_pi_port(PortNo(4), VlanId(20), VlanId(131))
-        .await
-        .expect("port 4 → 20");
+    d.configure_pi_port(PortNo(4), VlanId(20), VlanId(131)).await.expect("port 4 → 20");
     let snap = d.snapshot().await.expect("snapshot");
     assert_eq!(snap.pvid.get(&4), Some(&20));
     assert!(!snap.vlans[&10].egress.contains(&4) && !snap.vlans[&1].egress.contains(&4));
@@ -79,17 +57,9 @@ async fn move_a_port_between_vlans_and_read_back() {
     let st = sim.handle.state();
     assert_eq!(st.pvid.get(&4), Some(&20), "switch's own state agrees");
     d.destroy_vlan(VlanId(10)).await.expect("destroy 10");
-    assert!(
-        !d.snapshot()
-            .await
-            .expect("snapshot")
-            .vlans
-            .contains_key(&10)
-    );
-    let err = d
-        .configure_pi_port(PortNo(42), VlanId(20), VlanId(131))
-        .await
-        .expect_err("no port 42");
+    assert!(!d.snapshot().await.expect("snapshot").vlans.contains_key(&10));
+    let err =
+        d.configure_pi_port(PortNo(42), VlanId(20), VlanId(131)).await.expect_err("no port 42");
     assert!(err.to_string().contains("port 42"), "{err}");
 }
 
@@ -100,23 +70,12 @@ async fn configure_and_verify_a_96_port_shelf() {
     let plan = shelf(96, 131);
     let report = d.configure_shelf(&plan).await.expect("shelf");
     assert!(report.verified);
-    assert!(
-        report.messages < report.varbinds / 10,
-        "batched: {report:?}"
-    );
+    assert!(report.messages < report.varbinds / 10, "batched: {report:?}");
     let snap = d.snapshot().await.expect("snapshot");
     for p in 1..=96u16 {
         let v = 1000 + p;
-        assert_eq!(
-            snap.vlans[&v].untagged,
-            [p].into_iter().collect(),
-            "VLAN {v} untagged"
-        );
-        assert_eq!(
-            snap.vlans[&v].egress,
-            [p, 97].into_iter().collect(),
-            "VLAN {v} egress"
-        );
+        assert_eq!(snap.vlans[&v].untagged, [p].into_iter().collect(), "VLAN {v} untagged");
+        assert_eq!(snap.vlans[&v].egress, [p, 97].into_iter().collect(), "VLAN {v} egress");
         assert_eq!(snap.pvid[&p], v);
     }
     assert_eq!(snap.vlans[&131].egress, (1..=97).collect());
@@ -134,31 +93,17 @@ async fn drift_mac_table_and_identity() {
     d.configure_shelf(&plan).await.expect("shelf");
     // Someone untags port 2 by hand: drift must show it.
     let mut events = sim.handle.subscribe();
-    d.configure_pi_port(PortNo(2), VlanId(1005), VlanId(131))
-        .await
-        .expect("manual change");
-    assert!(matches!(
-        events.recv().await,
-        Ok(SimEvent::VlanMembershipChanged { .. })
-    ));
+    d.configure_pi_port(PortNo(2), VlanId(1005), VlanId(131)).await.expect("manual change");
+    assert!(matches!(events.recv().await, Ok(SimEvent::VlanMembershipChanged { .. })));
     let drift = d.drift(&plan.desired()).await.expect("drift");
     assert!(
-        drift.contains(&Drift::Pvid {
-            port: 2,
-            expected: 1002,
-            actual: Some(1005)
-        }),
+        drift.contains(&Drift::Pvid { port: 2, expected: 1002, actual: Some(1005) }),
         "{drift:?}"
     );
-    sim.handle
-        .inject_mac(1003, [0xb8, 0x27, 0xeb, 0x12, 0x34, 0x56], 3)
-        .expect("inject");
+    sim.handle.inject_mac(1003, [0xb8, 0x27, 0xeb, 0x12, 0x34, 0x56], 3).expect("inject");
     let macs = d.mac_table().await.expect("macs");
     assert_eq!(macs.len(), 1);
-    assert_eq!(
-        (macs[0].port, macs[0].mac[5], macs[0].fdb_id),
-        (PortNo(3), 0x56, 1003)
-    );
+    assert_eq!((macs[0].port, macs[0].mac[5], macs[0].fdb_id), (PortNo(3), 0x56, 1003));
     let id = d.identify().await.expect("identify");
     assert_eq!(id.sys_object_id, "1.3.6.1.4.1.99999.1.1");
     assert!(id.sys_descr.contains("8 PoE ports"));
@@ -175,11 +120,6 @@ async fn state_survives_restart() {
     sim.shutdown().await;
     let sim = Sim::start(8, Some(file)).await;
     let d = driver(v2c(sim.addr)).await;
-    assert!(
-        d.drift(&shelf(8, 131).desired())
-            .await
-            .expect("drift")
-            .is_empty()
-    );
+    assert!(d.drift(&shelf(8, 131).desired()).await.expect("drift").is_empty());
     assert!(!d.port_power(PortNo(7)).await.expect("power").admin_enabled);
 }

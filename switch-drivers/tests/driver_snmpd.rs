@@ -34,14 +34,8 @@ async fn start_snmpd(ports: u16) -> Snmpd {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let snmpd = snmpd.expect("snmpd not installed: install Debian package `snmpd`");
-    let dir = tempfile::Builder::new()
-        .prefix("sw-snmpd")
-        .tempdir()
-        .expect("tempdir");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/bridge_poe_pass_persist.py"
-    );
+    let dir = tempfile::Builder::new().prefix("sw-snmpd").tempdir().expect("tempdir");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge_poe_pass_persist.py");
     let port = free_port();
     let conf = dir.path().join("snmpd.conf");
     let text = format!(
@@ -60,11 +54,7 @@ async fn start_snmpd(ports: u16) -> Snmpd {
         .spawn()
         .expect("spawn snmpd");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let d = Snmpd {
-        child,
-        addr,
-        _dir: dir,
-    };
+    let d = Snmpd { child, addr, _dir: dir };
     for _ in 0..50 {
         let out = common::net_snmp(
             "snmpget",
@@ -92,36 +82,21 @@ async fn start_snmpd(ports: u16) -> Snmpd {
 async fn standard_driver_powers_and_moves_a_port_on_net_snmp_snmpd() {
     let agent = start_snmpd(8).await;
     let d = driver(v2c(agent.addr)).await;
-    d.set_port_power(PortNo(2), false)
-        .await
-        .expect("power off on snmpd");
+    d.set_port_power(PortNo(2), false).await.expect("power off on snmpd");
     let p = d.port_power(PortNo(2)).await.expect("read power");
-    assert_eq!(
-        (p.admin_enabled, p.detection),
-        (false, DetectionStatus::Disabled)
-    );
+    assert_eq!((p.admin_enabled, p.detection), (false, DetectionStatus::Disabled));
     d.set_port_power(PortNo(2), true).await.expect("power on");
     assert_eq!(
         d.port_power(PortNo(2)).await.expect("read").detection,
         DetectionStatus::DeliveringPower
     );
 
-    d.create_vlan(VlanId(131), "public")
-        .await
-        .expect("vlan 131");
-    d.create_vlan(VlanId(10), "storage-a")
-        .await
-        .expect("vlan 10");
-    d.create_vlan(VlanId(20), "storage-b")
-        .await
-        .expect("vlan 20");
-    d.configure_pi_port(PortNo(3), VlanId(10), VlanId(131))
-        .await
-        .expect("port 3 into VLAN 10");
-    let report = d
-        .configure_pi_port(PortNo(3), VlanId(20), VlanId(131))
-        .await
-        .expect("move to VLAN 20");
+    d.create_vlan(VlanId(131), "public").await.expect("vlan 131");
+    d.create_vlan(VlanId(10), "storage-a").await.expect("vlan 10");
+    d.create_vlan(VlanId(20), "storage-b").await.expect("vlan 20");
+    d.configure_pi_port(PortNo(3), VlanId(10), VlanId(131)).await.expect("port 3 into VLAN 10");
+    let report =
+        d.configure_pi_port(PortNo(3), VlanId(20), VlanId(131)).await.expect("move to VLAN 20");
     assert!(report.verified);
     let snap = d.snapshot().await.expect("snapshot");
     assert_eq!(snap.pvid[&3], 20);

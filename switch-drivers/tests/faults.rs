@@ -26,29 +26,18 @@ async fn silent_switch_times_out_naming_switch_and_object() {
     let d = driver(v2c(sim.addr)).await;
     sim.handle.set_silent(true);
     let start = Instant::now();
-    let err = d
-        .set_port_power(PortNo(2), false)
-        .await
-        .expect_err("silent switch");
+    let err = d.set_port_power(PortNo(2), false).await.expect_err("silent switch");
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
-    assert!(
-        matches!(err, SwitchError::Timeout { attempts: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, SwitchError::Timeout { attempts: 2, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&sim.addr.to_string()) && msg.contains("1.3.6.1"),
-        "{msg}"
-    );
+    assert!(msg.contains(&sim.addr.to_string()) && msg.contains("1.3.6.1"), "{msg}");
     assert!(
         !msg.contains(COMMUNITY) && !format!("{err:?}").contains(COMMUNITY),
         "credential leaked: {msg}"
     );
     assert_eq!(sim.handle.power_changes(2), 0);
     sim.handle.set_silent(false);
-    d.set_port_power(PortNo(2), false)
-        .await
-        .expect("recovers when the switch answers again");
+    d.set_port_power(PortNo(2), false).await.expect("recovers when the switch answers again");
 }
 
 #[tokio::test]
@@ -58,10 +47,7 @@ async fn rejected_sets_fail_with_status_and_change_nothing() {
     let before = sim.handle.state();
     sim.handle.set_reject_sets(true);
     let start = Instant::now();
-    let err = d
-        .configure_shelf(&shelf8())
-        .await
-        .expect_err("SETs rejected");
+    let err = d.configure_shelf(&shelf8()).await.expect_err("SETs rejected");
     assert!(start.elapsed() < BOUND);
     match &err {
         SwitchError::Snmp { status, oid, .. } => {
@@ -73,19 +59,9 @@ async fn rejected_sets_fail_with_status_and_change_nothing() {
         }
         other => panic!("expected an SNMP error status, got {other:?}"),
     }
-    assert_eq!(
-        sim.handle.state(),
-        before,
-        "a rejected SET must change nothing"
-    );
-    let err = d
-        .set_port_power(PortNo(3), false)
-        .await
-        .expect_err("rejected");
-    assert!(
-        err.to_string().contains("port 3"),
-        "error names the port: {err}"
-    );
+    assert_eq!(sim.handle.state(), before, "a rejected SET must change nothing");
+    let err = d.set_port_power(PortNo(3), false).await.expect_err("rejected");
+    assert!(err.to_string().contains("port 3"), "error names the port: {err}");
     assert!(d.snapshot().await.is_ok(), "reads still work");
 }
 
@@ -95,19 +71,11 @@ async fn slow_answers_time_out_or_succeed_within_bounds() {
     let d = driver(v2c(sim.addr)).await;
     sim.handle.set_delay(Duration::from_millis(1500));
     let start = Instant::now();
-    let err = d
-        .port_power(PortNo(1))
-        .await
-        .expect_err("slower than the timeout");
+    let err = d.port_power(PortNo(1)).await.expect_err("slower than the timeout");
     assert!(start.elapsed() < BOUND);
     assert!(matches!(err, SwitchError::Timeout { .. }), "{err:?}");
     sim.handle.set_delay(Duration::from_millis(50));
-    assert!(
-        d.port_power(PortNo(1))
-            .await
-            .expect("slow but in time")
-            .admin_enabled
-    );
+    assert!(d.port_power(PortNo(1)).await.expect("slow but in time").admin_enabled);
 }
 
 #[tokio::test]
@@ -118,37 +86,25 @@ async fn dropped_requests_never_yield_an_unverified_success() {
     let d = StandardDriver::new(Session::connect(cfg).await.expect("connect"));
     sim.handle.set_drop_fraction(1.0);
     let start = Instant::now();
-    assert!(matches!(
-        d.configure_shelf(&shelf8()).await,
-        Err(SwitchError::Timeout { .. })
-    ));
+    assert!(matches!(d.configure_shelf(&shelf8()).await, Err(SwitchError::Timeout { .. })));
     assert!(start.elapsed() < BOUND);
     sim.handle.set_drop_fraction(0.3);
     for _ in 0..5 {
         let start = Instant::now();
         let result = d.configure_shelf(&shelf8()).await;
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "bounded: {:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(30), "bounded: {:?}", start.elapsed());
         if let Ok(report) = result {
             assert!(report.verified);
             sim.handle.set_drop_fraction(0.0);
             assert!(
-                d.drift(&shelf8().desired())
-                    .await
-                    .expect("drift")
-                    .is_empty(),
+                d.drift(&shelf8().desired()).await.expect("drift").is_empty(),
                 "reported applied but drifted"
             );
             return;
         }
     }
     sim.handle.set_drop_fraction(0.0);
-    d.configure_shelf(&shelf8())
-        .await
-        .expect("completes once the network is clean");
+    d.configure_shelf(&shelf8()).await.expect("completes once the network is clean");
 }
 
 #[tokio::test]
@@ -168,10 +124,7 @@ async fn a_shelf_cut_off_midway_is_an_error_and_a_rerun_completes_it() {
             handle.set_reject_sets(true);
         }
     });
-    let err = d
-        .configure_shelf(&plan)
-        .await
-        .expect_err("cut off after the first SET");
+    let err = d.configure_shelf(&plan).await.expect_err("cut off after the first SET");
     assert!(matches!(err, SwitchError::Snmp { .. }), "{err:?}");
     let _ = tripwire.await;
     sim.handle.set_reject_sets(false);
@@ -180,14 +133,8 @@ async fn a_shelf_cut_off_midway_is_an_error_and_a_rerun_completes_it() {
         !drift.is_empty(),
         "the switch holds a partial configuration, and it was not reported as applied"
     );
-    assert!(
-        sim.handle.state().vlans.len() > 1,
-        "the first message did apply"
-    );
-    let report = d
-        .configure_shelf(&plan)
-        .await
-        .expect("re-run resumes from what is there");
+    assert!(sim.handle.state().vlans.len() > 1, "the first message did apply");
+    let report = d.configure_shelf(&plan).await.expect("re-run resumes from what is there");
     assert!(report.verified && report.varbinds < 485, "{report:?}");
     assert!(d.drift(&plan.desired()).await.expect("drift").is_empty());
 }

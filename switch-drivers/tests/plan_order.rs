@@ -29,10 +29,7 @@ fn replay(st: &mut SimState, desired: &DesiredConfig) -> usize {
             .unwrap_or_else(|e| panic!("varbind {i} {oid}: {e:?} in plan {plan:?}"));
         state::apply(st, &change);
     }
-    assert!(
-        model::drift(desired, &snapshot_of(st)).is_empty(),
-        "plan did not reach the target"
-    );
+    assert!(model::drift(desired, &snapshot_of(st)).is_empty(), "plan did not reach the target");
     n
 }
 
@@ -40,9 +37,7 @@ fn shelf(ports: u16, storage_base: u16) -> ShelfPlan {
     ShelfPlan {
         public_vlan: VlanId(131),
         trunk: PortNo(ports + 1),
-        pis: (1..=ports)
-            .map(|p| (PortNo(p), VlanId(storage_base + p)))
-            .collect(),
+        pis: (1..=ports).map(|p| (PortNo(p), VlanId(storage_base + p))).collect(),
     }
 }
 
@@ -56,16 +51,11 @@ fn shelf_then_renumber_then_move_every_prefix_is_consistent() {
     let mut mv = DesiredConfig::default();
     mv.access_ports.insert(
         PortNo(5),
-        AccessPort {
-            untagged: VlanId(2010),
-            tagged: [VlanId(131)].into_iter().collect(),
-        },
+        AccessPort { untagged: VlanId(2010), tagged: [VlanId(131)].into_iter().collect() },
     );
     replay(&mut st, &mv);
     let mut teardown = DesiredConfig::default();
-    teardown
-        .trunk_removed
-        .insert(PortNo(97), [VlanId(2001)].into_iter().collect());
+    teardown.trunk_removed.insert(PortNo(97), [VlanId(2001)].into_iter().collect());
     replay(&mut st, &teardown);
 }
 
@@ -77,14 +67,8 @@ fn splitting_respects_limits_and_never_repeats_an_oid_in_a_message() {
     let plan = plan::standard_plan(&cur, &target, 97);
     let total = plan.len();
     for limits in [
-        BatchLimits {
-            max_varbinds: 1,
-            max_bytes: 1100,
-        },
-        BatchLimits {
-            max_varbinds: 7,
-            max_bytes: 300,
-        },
+        BatchLimits { max_varbinds: 1, max_bytes: 1100 },
+        BatchLimits { max_varbinds: 7, max_bytes: 300 },
         BatchLimits::default(),
     ] {
         let batches = plan::split(plan.clone(), limits);

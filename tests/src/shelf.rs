@@ -18,7 +18,10 @@ static ONE_LAB: Mutex<()> = Mutex::const_new(());
 /// is set, e.g. `BRAMBLE_LOG=info`).
 pub async fn serial() -> MutexGuard<'static, ()> {
     if let Ok(filter) = std::env::var("BRAMBLE_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
     ONE_LAB.lock().await
 }
@@ -36,7 +39,8 @@ fn prefix(tag: char) -> String {
 
 /// A lab of `pis` Pis with test timings, on storage addresses from `10.108.<net>.0/24`.
 pub fn options(pis: u16, net: u8, tag: char) -> LabOptions {
-    let dir: PathBuf = std::env::temp_dir().join(format!("bramble-e2e-{}-{tag}", std::process::id()));
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("bramble-e2e-{}-{tag}", std::process::id()));
     let mut o = LabOptions::new(pis, &dir);
     o.prefix = prefix(tag);
     o.shelf = "e2e".into();
@@ -53,12 +57,18 @@ pub fn options(pis: u16, net: u8, tag: char) -> LabOptions {
 /// Brings a lab up and racks it; every slot must end ready.
 pub async fn racked(opts: LabOptions) -> Lab {
     let pis = opts.pis;
-    let lab = Lab::up(opts).await.unwrap_or_else(|e| panic!("lab up: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string())));
+    let lab = Lab::up(opts).await.unwrap_or_else(|e| {
+        panic!("lab up: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string()))
+    });
     let job = lab.rack(Duration::from_secs(120)).await.expect("rack job");
     assert_eq!(job["state"], "succeeded", "rack job: {job}");
     let listed = lab.pis().await.expect("pis");
     let ready = listed.iter().filter(|p| p["state"] == "ready").count();
-    assert_eq!(ready, usize::from(pis), "every slot has a ready Pi; rack job {job}; Pis {listed:?}");
+    assert_eq!(
+        ready,
+        usize::from(pis),
+        "every slot has a ready Pi; rack job {job}; Pis {listed:?}"
+    );
     lab
 }
 
@@ -66,12 +76,21 @@ pub async fn racked(opts: LabOptions) -> Lab {
 pub async fn deploy_all(lab: &Lab, image: &str) {
     let jobs = lab.deploy_all(image).await.expect("deploy");
     for job in jobs {
-        let done = lab.wait_job(job["id"].as_str().expect("job id"), Duration::from_secs(120)).await.expect("deploy job");
+        let done = lab
+            .wait_job(job["id"].as_str().expect("job id"), Duration::from_secs(120))
+            .await
+            .expect("deploy job");
         assert_eq!(done["state"], "succeeded", "deploy job: {done}");
     }
     for (port, sim) in lab.cabling.sims() {
-        let state = sim.wait_for(Duration::from_secs(30), |s| *s == bramble_lab::pisim::PiState::Booted).await;
-        assert_eq!(state, bramble_lab::pisim::PiState::Booted, "Pi in port {port} after deploying {image}");
+        let state = sim
+            .wait_for(Duration::from_secs(30), |s| *s == bramble_lab::pisim::PiState::Booted)
+            .await;
+        assert_eq!(
+            state,
+            bramble_lab::pisim::PiState::Booted,
+            "Pi in port {port} after deploying {image}"
+        );
     }
 }
 
@@ -82,13 +101,28 @@ pub fn other_image() -> &'static str {
 
 /// A customer token for `customer` (through the API).
 pub async fn customer_token(lab: &Lab, customer: &str) -> String {
-    let t = lab.call(reqwest::Method::POST, "/v1/tokens", Some(json!({ "role": "customer", "customer": customer, "label": "e2e" })), &[201]).await.expect("token");
+    let t = lab
+        .call(
+            reqwest::Method::POST,
+            "/v1/tokens",
+            Some(json!({ "role": "customer", "customer": customer, "label": "e2e" })),
+            &[201],
+        )
+        .await
+        .expect("token");
     t["token"].as_str().expect("token").to_string()
 }
 
 /// Gives a Pi to a customer.
 pub async fn assign(lab: &Lab, pi: &str, customer: &str) {
-    lab.call(reqwest::Method::PATCH, &format!("/v1/pis/{pi}"), Some(json!({ "owner": customer })), &[200]).await.expect("assign");
+    lab.call(
+        reqwest::Method::PATCH,
+        &format!("/v1/pis/{pi}"),
+        Some(json!({ "owner": customer })),
+        &[200],
+    )
+    .await
+    .expect("assign");
 }
 
 /// A Pi's timeline, oldest first.
@@ -96,7 +130,15 @@ pub async fn timeline(lab: &Lab, pi: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}/events?limit=500{cursor}"), None, &[200]).await.expect("events");
+        let page = lab
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/pis/{pi}/events?limit=500{cursor}"),
+                None,
+                &[200],
+            )
+            .await
+            .expect("events");
         all.extend(page["items"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
@@ -107,8 +149,20 @@ pub async fn timeline(lab: &Lab, pi: &str) -> Vec<Value> {
 
 /// The events after the job's last `power.on`: what the Pi did when it booted.
 pub fn boot_after_power_on(events: &[Value], job: &str) -> Vec<String> {
-    let start = events.iter().rposition(|e| e["kind"] == "power.on" && e["job"] == job).unwrap_or_else(|| panic!("job {job} powered on"));
-    events[start..].iter().map(|e| format!("{} {}", e["kind"].as_str().unwrap_or(""), e["data"]["stage"]["file"].as_str().unwrap_or(""))).collect()
+    let start = events
+        .iter()
+        .rposition(|e| e["kind"] == "power.on" && e["job"] == job)
+        .unwrap_or_else(|| panic!("job {job} powered on"));
+    events[start..]
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap_or(""),
+                e["data"]["stage"]["file"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 /// The image and version recorded in a Pi's live root on disk.
@@ -121,7 +175,11 @@ pub fn root_marker(lab: &Lab, pi: &str) -> Value {
 /// Leftovers of an unfinished reimage next to a Pi's root.
 pub fn leftovers(lab: &Lab, pi: &str) -> Vec<String> {
     let roots = lab.opts.state_dir.join("images/roots");
-    ["new", "journal"].iter().map(|s| format!("{pi}.{s}")).filter(|n| roots.join(n).exists()).collect()
+    ["new", "journal"]
+        .iter()
+        .map(|s| format!("{pi}.{s}"))
+        .filter(|n| roots.join(n).exists())
+        .collect()
 }
 
 /// A Pi (by inventory id) and the port it is in.
@@ -131,7 +189,12 @@ pub async fn pi_ports(lab: &Lab) -> Vec<(String, u16)> {
         .await
         .expect("pis")
         .iter()
-        .map(|p| (p["id"].as_str().unwrap_or_default().to_string(), p["port"].as_u64().unwrap_or(0) as u16))
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default().to_string(),
+                p["port"].as_u64().unwrap_or(0) as u16,
+            )
+        })
         .collect();
     v.sort_by_key(|(_, port)| *port);
     v

@@ -49,11 +49,26 @@ async fn racking_96_ports_configures_and_verifies_every_port() {
         let (controller, token) = bramble::testing::controller_with(&db, config).await;
         let c = RunningController::serve(controller, token).await.unwrap();
         let http = reqwest::Client::new();
-        let post = |path: &str, body: Value| http.post(c.url(path)).bearer_auth(&c.token).json(&body).send();
-        let r = post("/v1/switches", json!({"name": "sw96", "address": addr, "trunk_port": PORTS + 1,
-            "credentials": {"version": "v2c", "community": COMMUNITY}})).await.unwrap();
+        let post = |path: &str, body: Value| {
+            http.post(c.url(path)).bearer_auth(&c.token).json(&body).send()
+        };
+        let r = post(
+            "/v1/switches",
+            json!({"name": "sw96", "address": addr, "trunk_port": PORTS + 1,
+            "credentials": {"version": "v2c", "community": COMMUNITY}}),
+        )
+        .await
+        .unwrap();
         assert_eq!(r.status(), 201);
-        let shelf: Value = post("/v1/shelves", json!({"name": "r96", "switch": "sw96", "first_port": 1, "last_port": PORTS})).await.unwrap().json().await.unwrap();
+        let shelf: Value = post(
+            "/v1/shelves",
+            json!({"name": "r96", "switch": "sw96", "first_port": 1, "last_port": PORTS}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
         let r = post("/v1/shelves/r96/rack", json!({})).await.unwrap();
         assert_eq!(r.status(), 202);
         let job: Value = r.json().await.unwrap();
@@ -62,7 +77,15 @@ async fn racking_96_ports_configures_and_verifies_every_port() {
         assert_eq!(post("/v1/shelves/r96/rack", json!({})).await.unwrap().status(), 409);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let done = loop {
-            let j: Value = http.get(c.url(&format!("/v1/jobs/{id}"))).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
+            let j: Value = http
+                .get(c.url(&format!("/v1/jobs/{id}")))
+                .bearer_auth(&c.token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if j["state"] != "queued" && j["state"] != "running" {
                 break j;
             }
@@ -80,17 +103,55 @@ async fn racking_96_ports_configures_and_verifies_every_port() {
             assert!(pvids.contains(&(port, vlan)), "port {port} PVID should be {vlan}: {pvids:?}");
         }
         let admin = walk(&addr, "1.3.6.1.2.1.105.1.1.1.3");
-        assert_eq!(admin.iter().filter(|(_, v)| *v == 1).count(), usize::from(PORTS), "PoE admin on for every port: {admin:?}");
+        assert_eq!(
+            admin.iter().filter(|(_, v)| *v == 1).count(),
+            usize::from(PORTS),
+            "PoE admin on for every port: {admin:?}"
+        );
         let state = handle.state();
-        assert_eq!((1..=PORTS).filter(|p| state.delivering(*p)).count(), usize::from(PORTS), "the switch delivers power on every port");
+        assert_eq!(
+            (1..=PORTS).filter(|p| state.delivering(*p)).count(),
+            usize::from(PORTS),
+            "the switch delivers power on every port"
+        );
 
         // Powered on in six groups of 16, and every slot ended flagged with a reason.
-        let events: Value = http.get(c.url("/v1/events?kind=shelf.&limit=100")).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
-        let kinds: Vec<&str> = events["items"].as_array().unwrap().iter().filter(|e| e["job"] == json!(id)).map(|e| e["kind"].as_str().unwrap()).collect();
+        let events: Value = http
+            .get(c.url("/v1/events?kind=shelf.&limit=100"))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["job"] == json!(id))
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
         assert_eq!(kinds.iter().filter(|k| **k == "shelf.power_group").count(), 6, "{kinds:?}");
-        assert!(kinds.contains(&"shelf.switch_verified") && kinds.contains(&"shelf.racked"), "{kinds:?}");
-        let shelf_now: Value = http.get(c.url("/v1/shelves/r96/status")).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
-        let flagged = shelf_now["slots"].as_array().unwrap().iter().filter(|s| s["flag"].as_str().is_some_and(|f| f.contains("no Pi answered DHCP"))).count();
+        assert!(
+            kinds.contains(&"shelf.switch_verified") && kinds.contains(&"shelf.racked"),
+            "{kinds:?}"
+        );
+        let shelf_now: Value = http
+            .get(c.url("/v1/shelves/r96/status"))
+            .bearer_auth(&c.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let flagged = shelf_now["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["flag"].as_str().is_some_and(|f| f.contains("no Pi answered DHCP")))
+            .count();
         assert_eq!(flagged, usize::from(PORTS), "{shelf_now}");
 
         c.stop().await;

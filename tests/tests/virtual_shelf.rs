@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 /// Kernel bytes a Pi fetched over TFTP in its latest boot (the last kernel transfer).
 fn last_kernel_bytes(sim: &bramble_lab::pisim::PiSim) -> Option<u64> {
     sim.status().timeline.iter().rev().find_map(|e| match &e.event {
-        bramble_lab::pisim::Event::TftpFetched { file, bytes, .. } if file.contains("kernel") => Some(*bytes),
+        bramble_lab::pisim::Event::TftpFetched { file, bytes, .. } if file.contains("kernel") => {
+            Some(*bytes)
+        }
         _ => None,
     })
 }
@@ -33,18 +35,27 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     shelf::assign(&lab, &reinstalled, "cust-ann").await;
     shelf::assign(&lab, &rebooted, "cust-ann").await;
     let ann = shelf::customer_token(&lab, "cust-ann").await;
-    let power_ons: Vec<(u16, u64)> = lab.cabling.sims().iter().map(|(p, s)| (*p, s.status().counters.power_ons)).collect();
+    let power_ons: Vec<(u16, u64)> =
+        lab.cabling.sims().iter().map(|(p, s)| (*p, s.status().counters.power_ons)).collect();
 
     let http = reqwest::Client::new();
-    let post = |path: String, body: Value| http.post(format!("{}{path}", lab.api)).bearer_auth(&ann).json(&body).send();
-    let r = post(format!("/v1/pis/{reinstalled}/reimage"), json!({ "image": other_image(), "ssh_keys": [bramble::lab::LAB_KEY] })).await.unwrap();
+    let post = |path: String, body: Value| {
+        http.post(format!("{}{path}", lab.api)).bearer_auth(&ann).json(&body).send()
+    };
+    let r = post(
+        format!("/v1/pis/{reinstalled}/reimage"),
+        json!({ "image": other_image(), "ssh_keys": [bramble::lab::LAB_KEY] }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 202);
     let reimage: Value = r.json().await.unwrap();
     let r = post(format!("/v1/pis/{rebooted}/reboot"), json!({})).await.unwrap();
     assert_eq!(r.status(), 202);
     let reboot: Value = r.json().await.unwrap();
     for job in [&reimage, &reboot] {
-        let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
+        let done =
+            lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
         assert_eq!(done["state"], "succeeded", "{done}");
         assert_eq!(done["progress_percent"], 100);
     }
@@ -55,7 +66,11 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
         let now = sim.status().counters.power_ons;
         if port == reinstalled_port || port == rebooted_port {
             assert_eq!(now, before + 1, "port {port} was power-cycled once");
-            assert_eq!(sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await, PiState::Booted, "port {port}");
+            assert_eq!(
+                sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
+                PiState::Booted,
+                "port {port}"
+            );
         } else {
             assert_eq!(now, before, "port {port} was not touched");
             assert_eq!(sim.state(), PiState::Booted);
@@ -65,17 +80,30 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     for (pi, job) in [(&reinstalled, &reimage), (&rebooted, &reboot)] {
         let events = timeline(&lab, pi).await;
         let boot = boot_after_power_on(&events, job["id"].as_str().unwrap());
-        assert!(boot.iter().any(|k| k.starts_with("dhcp.ack") || k.starts_with("dhcp.offer")), "{pi}: {boot:?}");
-        assert!(boot.iter().any(|k| k.starts_with("tftp.") && k.contains("kernel")), "{pi}: {boot:?}");
+        assert!(
+            boot.iter().any(|k| k.starts_with("dhcp.ack") || k.starts_with("dhcp.offer")),
+            "{pi}: {boot:?}"
+        );
+        assert!(
+            boot.iter().any(|k| k.starts_with("tftp.") && k.contains("kernel")),
+            "{pi}: {boot:?}"
+        );
         assert!(boot.iter().any(|k| k.starts_with("pi.booted")), "{pi}: {boot:?}");
     }
     // The reinstalled Pi booted the new root: the marker on disk names the new image,
     // and the kernel it fetched is that image's kernel (the images' kernels differ).
     assert_eq!(shelf::root_marker(&lab, &reinstalled)["image"], other_image());
     let sim = lab.cabling.sim(reinstalled_port).unwrap();
-    let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B { "kernel7.img" } else { "kernel8.img" };
+    let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
+        "kernel7.img"
+    } else {
+        "kernel8.img"
+    };
     assert_eq!(last_kernel_bytes(&sim), Some(kernel_size(&lab, &reinstalled, kernel)));
-    let p = lab.call(reqwest::Method::GET, &format!("/v1/pis/{reinstalled}"), None, &[200]).await.unwrap();
+    let p = lab
+        .call(reqwest::Method::GET, &format!("/v1/pis/{reinstalled}"), None, &[200])
+        .await
+        .unwrap();
     assert_eq!((p["state"].as_str(), p["image"].as_str()), (Some("deployed"), Some(other_image())));
     lab.down().await;
 }
@@ -88,7 +116,9 @@ struct CrashAfter {
 
 impl bramble::jobs::CrashPlan for CrashAfter {
     fn crash_after(&self, job: &bramble::model::Job, step: usize) -> bool {
-        job.kind == bramble::jobs::model::JobKind::Reimage && step == self.step && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        job.kind == bramble::jobs::model::JobKind::Reimage
+            && step == self.step
+            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -105,14 +135,25 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
         let plan = std::sync::Arc::new(CrashAfter { step: i, fired: Default::default() });
         lab.start_controller(Some(plan)).await.unwrap();
         let job = lab.reimage(&pi, image).await.unwrap();
-        assert!(lab.wait_controller_crash(Duration::from_secs(90)).await, "controller crashed after {step}");
+        assert!(
+            lab.wait_controller_crash(Duration::from_secs(90)).await,
+            "controller crashed after {step}"
+        );
         // The killed controller left the job running at the step it had finished.
         let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
-        let left = db.get_job(&bramble::ids::JobId(job["id"].as_str().unwrap().into())).await.unwrap().unwrap();
-        assert_eq!((left.state, left.current_step.as_deref()), (bramble::jobs::model::JobState::Running, Some(*step)));
+        let left = db
+            .get_job(&bramble::ids::JobId(job["id"].as_str().unwrap().into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (left.state, left.current_step.as_deref()),
+            (bramble::jobs::model::JobState::Running, Some(*step))
+        );
         db.close().await;
         lab.start_controller(None).await.unwrap();
-        let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
+        let done =
+            lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
         assert_eq!(done["state"], "succeeded", "after a crash after {step}: {done}");
         assert_eq!(done["attempts"], 2, "resumed by the restarted controller: {done}");
         // Exactly the new root: its marker, nothing half-built beside it, and the Pi
@@ -121,11 +162,28 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
         assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a crash after {step}");
         assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a crash after {step}");
         let sim = lab.cabling.sim(port).unwrap();
-        assert_eq!(sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await, PiState::Booted, "after a crash after {step}");
-        let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B { "kernel7.img" } else { "kernel8.img" };
-        assert_eq!(last_kernel_bytes(&sim), Some(kernel_size(&lab, &pi, kernel)), "after a crash after {step}");
-        let p = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
-        assert_eq!((p["state"].as_str(), p["image"].as_str()), (Some("deployed"), Some(image)), "after a crash after {step}");
+        assert_eq!(
+            sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
+            PiState::Booted,
+            "after a crash after {step}"
+        );
+        let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
+            "kernel7.img"
+        } else {
+            "kernel8.img"
+        };
+        assert_eq!(
+            last_kernel_bytes(&sim),
+            Some(kernel_size(&lab, &pi, kernel)),
+            "after a crash after {step}"
+        );
+        let p =
+            lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
+        assert_eq!(
+            (p["state"].as_str(), p["image"].as_str()),
+            (Some("deployed"), Some(image)),
+            "after a crash after {step}"
+        );
     }
     lab.down().await;
 }
@@ -136,25 +194,41 @@ async fn switch_faults_fail_jobs_cleanly_and_the_port_state_is_known() {
     let lab = shelf::racked(shelf::options(1, 3, 'f')).await;
     let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
     let (pi_path, off_path) = (format!("/v1/pis/{pi}"), format!("/v1/pis/{pi}/power-off"));
-    let pi_json = || async { lab.call(reqwest::Method::GET, &pi_path, None, &[200]).await.unwrap() };
+    let pi_json =
+        || async { lab.call(reqwest::Method::GET, &pi_path, None, &[200]).await.unwrap() };
     let power_off = || lab.call(reqwest::Method::POST, &off_path, Some(json!({})), &[202]);
 
     // A silent switch: the job fails after its retries; nobody knows the port state.
     lab.switch.set_silent(true);
     let job = power_off().await.unwrap();
     let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
-    assert_eq!((done["state"].as_str(), done["current_step"].as_str()), (Some("failed"), Some("power-off")), "{done}");
+    assert_eq!(
+        (done["state"].as_str(), done["current_step"].as_str()),
+        (Some("failed"), Some("power-off")),
+        "{done}"
+    );
     assert!(done["last_error"].as_str().unwrap().contains("no answer"), "{done}");
-    assert_eq!(done["customer_message"], "The network switch did not accept the request to power the Pi off.");
+    assert_eq!(
+        done["customer_message"],
+        "The network switch did not accept the request to power the Pi off."
+    );
     let p = pi_json().await;
-    assert_eq!((p["state"].as_str(), p["failed_step"].as_str(), p["power"].as_str()), (Some("failed"), Some("power-off"), Some("unknown")), "{p}");
+    assert_eq!(
+        (p["state"].as_str(), p["failed_step"].as_str(), p["power"].as_str()),
+        (Some("failed"), Some("power-off"), Some("unknown")),
+        "{p}"
+    );
 
     // A switch that refuses SETs: the job fails at once; the port read back is still on.
     lab.switch.set_silent(false);
     lab.switch.set_reject_sets(true);
     let job = power_off().await.unwrap();
     let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
-    assert_eq!((done["state"].as_str(), done["attempts"].as_i64()), (Some("failed"), Some(1)), "{done}");
+    assert_eq!(
+        (done["state"].as_str(), done["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{done}"
+    );
     assert!(lab.switch.state().delivering(port));
     assert_eq!(pi_json().await["power"], "on", "the inventory says what the switch reads back");
 
@@ -165,21 +239,39 @@ async fn switch_faults_fail_jobs_cleanly_and_the_port_state_is_known() {
     assert_eq!(done["state"], "succeeded", "{done}");
     assert!(!lab.switch.state().delivering(port));
     assert_eq!(pi_json().await["power"], "off");
-    assert_eq!(lab.cabling.sim(port).unwrap().wait_for(Duration::from_secs(5), |s| *s == PiState::Off).await, PiState::Off);
+    assert_eq!(
+        lab.cabling
+            .sim(port)
+            .unwrap()
+            .wait_for(Duration::from_secs(5), |s| *s == PiState::Off)
+            .await,
+        PiState::Off
+    );
     lab.down().await;
 }
 
 /// One customer's session: reboot their first Pi, reinstall their second, reboot it,
 /// poking at the other customer's Pis and at their own busy Pi on the way. Returns the
 /// ids of the jobs it started.
-async fn hammer(lab: &bramble::lab::Lab, token: &str, mine: &[String], theirs: &[String]) -> Vec<String> {
+async fn hammer(
+    lab: &bramble::lab::Lab,
+    token: &str,
+    mine: &[String],
+    theirs: &[String],
+) -> Vec<String> {
     let http = reqwest::Client::new();
-    let post = |path: String, body: Value| http.post(format!("{}{path}", lab.api)).bearer_auth(token).json(&body).send();
+    let post = |path: String, body: Value| {
+        http.post(format!("{}{path}", lab.api)).bearer_auth(token).json(&body).send()
+    };
     let mut jobs = Vec::new();
     let plan = [(0, "reboot"), (1, "reimage"), (1, "reboot"), (0, "reimage")];
     for (i, (which, action)) in plan.iter().enumerate() {
         let pi = &mine[*which];
-        let body = if *action == "reimage" { json!({ "image": bramble::lab::LAB_IMAGES[i % 2].0, "ssh_keys": [bramble::lab::LAB_KEY] }) } else { json!({}) };
+        let body = if *action == "reimage" {
+            json!({ "image": bramble::lab::LAB_IMAGES[i % 2].0, "ssh_keys": [bramble::lab::LAB_KEY] })
+        } else {
+            json!({})
+        };
         let r = post(format!("/v1/pis/{pi}/{action}"), body.clone()).await.unwrap();
         assert_eq!(r.status(), 202);
         let job: Value = r.json().await.unwrap();
@@ -191,7 +283,10 @@ async fn hammer(lab: &bramble::lab::Lab, token: &str, mine: &[String], theirs: &
         let problem: Value = busy.json().await.unwrap();
         assert!(problem.to_string().contains(&id), "409 names the running job: {problem}");
         for other in theirs {
-            assert_eq!(post(format!("/v1/pis/{other}/{action}"), body.clone()).await.unwrap().status(), 404);
+            assert_eq!(
+                post(format!("/v1/pis/{other}/{action}"), body.clone()).await.unwrap().status(),
+                404
+            );
         }
         let done = lab.wait_job(&id, Duration::from_secs(120)).await.unwrap();
         assert_eq!(done["state"], "succeeded", "{done}");
@@ -213,30 +308,75 @@ async fn two_customers_hammering_their_own_pis_never_touch_each_other() {
     for (pi, _) in &ben {
         shelf::assign(&lab, pi, "cust-ben").await;
     }
-    let (ann_token, ben_token) = (shelf::customer_token(&lab, "cust-ann").await, shelf::customer_token(&lab, "cust-ben").await);
-    let changes_before: Vec<u64> = pis.iter().map(|(_, port)| lab.switch.power_changes(*port)).collect();
+    let (ann_token, ben_token) = (
+        shelf::customer_token(&lab, "cust-ann").await,
+        shelf::customer_token(&lab, "cust-ben").await,
+    );
+    let changes_before: Vec<u64> =
+        pis.iter().map(|(_, port)| lab.switch.power_changes(*port)).collect();
     let ids = |v: &[(String, u16)]| v.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
     let (ann_ids, ben_ids) = (ids(&ann), ids(&ben));
-    let (ann_jobs, ben_jobs) = tokio::join!(hammer(&lab, &ann_token, &ann_ids, &ben_ids), hammer(&lab, &ben_token, &ben_ids, &ann_ids));
+    let (ann_jobs, ben_jobs) = tokio::join!(
+        hammer(&lab, &ann_token, &ann_ids, &ben_ids),
+        hammer(&lab, &ben_token, &ben_ids, &ann_ids)
+    );
 
     // Each Pi's port changed power exactly twice (off, on) per job its owner ran on it.
     for ((pi, port), before) in pis.iter().zip(changes_before) {
-        let jobs = lab.call(reqwest::Method::GET, &format!("/v1/jobs?pi={pi}&limit=100"), None, &[200]).await.unwrap();
-        let mine: Vec<String> = jobs["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).filter(|id| ann_jobs.contains(id) || ben_jobs.contains(id)).collect();
+        let jobs = lab
+            .call(reqwest::Method::GET, &format!("/v1/jobs?pi={pi}&limit=100"), None, &[200])
+            .await
+            .unwrap();
+        let mine: Vec<String> = jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .filter(|id| ann_jobs.contains(id) || ben_jobs.contains(id))
+            .collect();
         let owner_jobs = if *port <= 2 { &ann_jobs } else { &ben_jobs };
-        assert!(mine.iter().all(|id| owner_jobs.contains(id)), "Pi in port {port} only ran its owner's jobs");
-        assert_eq!(lab.switch.power_changes(*port) - before, 2 * mine.len() as u64, "port {port}: off and on once per job");
+        assert!(
+            mine.iter().all(|id| owner_jobs.contains(id)),
+            "Pi in port {port} only ran its owner's jobs"
+        );
+        assert_eq!(
+            lab.switch.power_changes(*port) - before,
+            2 * mine.len() as u64,
+            "port {port}: off and on once per job"
+        );
         // The Pi's audit trail names only its owner's jobs.
         let events = timeline(&lab, pi).await;
         let foreign = if *port <= 2 { &ben_jobs } else { &ann_jobs };
-        assert!(events.iter().all(|e| !foreign.iter().any(|id| e["job"] == json!(id))), "port {port} saw the other customer's job");
-        assert_eq!(lab.cabling.sim(*port).unwrap().wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await, PiState::Booted, "port {port}");
+        assert!(
+            events.iter().all(|e| !foreign.iter().any(|id| e["job"] == json!(id))),
+            "port {port} saw the other customer's job"
+        );
+        assert_eq!(
+            lab.cabling
+                .sim(*port)
+                .unwrap()
+                .wait_for(Duration::from_secs(30), |s| *s == PiState::Booted)
+                .await,
+            PiState::Booted,
+            "port {port}"
+        );
     }
     // Each customer's audit log lists their own jobs and nothing of the other's.
     let http = reqwest::Client::new();
-    let log: Value = http.get(format!("{}/v1/events?limit=500", lab.api)).bearer_auth(&ann_token).send().await.unwrap().json().await.unwrap();
+    let log: Value = http
+        .get(format!("{}/v1/events?limit=500", lab.api))
+        .bearer_auth(&ann_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = log["items"].as_array().unwrap();
     assert!(items.iter().any(|e| e["kind"] == "job.succeeded"), "ann sees her jobs finish");
-    assert!(items.iter().all(|e| !ben_jobs.iter().any(|id| e["job"] == json!(id))), "ann sees nothing of ben's jobs");
+    assert!(
+        items.iter().all(|e| !ben_jobs.iter().any(|id| e["job"] == json!(id))),
+        "ann sees nothing of ben's jobs"
+    );
     lab.down().await;
 }

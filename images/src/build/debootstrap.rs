@@ -8,10 +8,7 @@ use crate::recipe::Recipe;
 
 /// True when the build host can run the recipe's binaries natively (no qemu).
 pub fn is_native(recipe: &Recipe, host_arch: &str) -> bool {
-    matches!(
-        (recipe.arch.as_str(), host_arch),
-        ("arm64", "aarch64") | ("armhf" | "armel", "arm")
-    )
+    matches!((recipe.arch.as_str(), host_arch), ("arm64", "aarch64") | ("armhf" | "armel", "arm"))
 }
 
 /// The debootstrap invocation: first stage only (`--foreign`) unless `native`.
@@ -54,12 +51,7 @@ pub fn enable_binfmt(qemu_arch: &str) -> CommandLine {
 
 /// `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc`.
 pub fn mount_binfmt() -> CommandLine {
-    CommandLine::new("mount").args([
-        "-t",
-        "binfmt_misc",
-        "binfmt_misc",
-        "/proc/sys/fs/binfmt_misc",
-    ])
+    CommandLine::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
 }
 
 /// Installs the kernel/firmware packages with apt after the second stage.
@@ -101,11 +93,7 @@ mod tests {
         let c = Catalogue::builtin().expect("builtin");
         let r = c.get("debian-bookworm-arm64").expect("recipe");
         assert!(is_native(r, "aarch64"));
-        assert!(
-            !first_stage(r, Path::new("/r"), true)
-                .args
-                .contains(&"--foreign".to_string())
-        );
+        assert!(!first_stage(r, Path::new("/r"), true).args.contains(&"--foreign".to_string()));
         assert_eq!(
             enable_binfmt(r.qemu_arch()).to_string(),
             "update-binfmts --enable qemu-aarch64"

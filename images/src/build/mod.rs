@@ -144,10 +144,7 @@ pub fn build_with(
         size_bytes: digest.size_bytes,
         file_count: digest.file_count,
         tree_sha256: digest.sha256,
-        built_at_unix: started_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        built_at_unix: started_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         build_seconds: started.elapsed().as_secs_f64(),
     };
     step(BuildStage::Register);
@@ -159,12 +156,8 @@ pub fn build_with(
 }
 
 fn check_host(recipe: &Recipe, native: bool) -> Result<()> {
-    let missing = |what: String, hint: &str| {
-        Err(ImagesError::HostMissing {
-            what,
-            hint: hint.to_string(),
-        })
-    };
+    let missing =
+        |what: String, hint: &str| Err(ImagesError::HostMissing { what, hint: hint.to_string() });
     if !Path::new("/usr/sbin/debootstrap").exists() {
         return missing("debootstrap".into(), "apt-get install debootstrap");
     }
@@ -194,9 +187,7 @@ fn setup_emulation(runner: &dyn CommandRunner, recipe: &Recipe, root: &Path) -> 
     }
     runner.run(&debootstrap::enable_binfmt(recipe.qemu_arch()))?;
     let qemu = qemu_binary(recipe);
-    let dest = root
-        .join("usr/bin")
-        .join(qemu.file_name().unwrap_or_default());
+    let dest = root.join("usr/bin").join(qemu.file_name().unwrap_or_default());
     std::fs::copy(&qemu, &dest)
         .map_err(|e| ImagesError::io("copying qemu into the root", &dest, e))?;
     Ok(())
@@ -220,35 +211,19 @@ fn install_kernel(runner: &dyn CommandRunner, recipe: &Recipe, root: &Path) -> R
         return Ok(());
     }
     // No daemons may start inside the chroot.
-    write_file(
-        &root.join("usr/sbin/policy-rc.d"),
-        "#!/bin/sh\nexit 101\n",
-        0o755,
-    )?;
+    write_file(&root.join("usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", 0o755)?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     write_file(&root.join("etc/resolv.conf"), &resolv, 0o644)?;
     for src in &recipe.apt_sources {
-        let line = format!(
-            "deb {} {} {}\n",
-            src.uri,
-            src.suite,
-            src.components.join(" ")
-        );
+        let line = format!("deb {} {} {}\n", src.uri, src.suite, src.components.join(" "));
         write_file(
-            &root
-                .join("etc/apt/sources.list.d")
-                .join(format!("{}.list", src.name)),
+            &root.join("etc/apt/sources.list.d").join(format!("{}.list", src.name)),
             &line,
             0o644,
         )?;
         if let Some(url) = &src.key_url {
             let dest = root.join("tmp").join(format!("{}.key", src.name));
-            runner.run(
-                &CommandLine::new("curl")
-                    .args(["-fsSL", "-o"])
-                    .path_arg(&dest)
-                    .arg(url),
-            )?;
+            runner.run(&CommandLine::new("curl").args(["-fsSL", "-o"]).path_arg(&dest).arg(url))?;
         }
     }
     for cmd in kernel_commands(recipe, root) {
@@ -259,10 +234,7 @@ fn install_kernel(runner: &dyn CommandRunner, recipe: &Recipe, root: &Path) -> R
 
 fn cleanup(root: &Path, recipe: &Recipe) -> Result<()> {
     fsutil::remove_tree(
-        &qemu_binary(recipe)
-            .file_name()
-            .map(|f| root.join("usr/bin").join(f))
-            .unwrap_or_default(),
+        &qemu_binary(recipe).file_name().map(|f| root.join("usr/bin").join(f)).unwrap_or_default(),
     )?;
     fsutil::remove_tree(&root.join("usr/sbin/policy-rc.d"))?;
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
@@ -290,10 +262,8 @@ mod tests {
     fn raspbian_kernel_comes_from_archive_raspberrypi_org_after_adding_its_key() {
         let c = Catalogue::builtin().expect("builtin");
         let r = c.get("raspbian-jessie").expect("jessie");
-        let lines: Vec<String> = kernel_commands(r, Path::new("/r"))
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let lines: Vec<String> =
+            kernel_commands(r, Path::new("/r")).iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
             [

@@ -33,11 +33,7 @@ pub fn prepare(root: &Path, recipe: &Recipe) -> Result<()> {
 
 /// Masks a systemd unit (link to /dev/null) and removes its SysV start links.
 pub fn mask_unit(root: &Path, unit: &str) -> Result<()> {
-    let unit_file = if unit.contains('.') {
-        unit.to_string()
-    } else {
-        format!("{unit}.service")
-    };
+    let unit_file = if unit.contains('.') { unit.to_string() } else { format!("{unit}.service") };
     let link = root.join("etc/systemd/system").join(&unit_file);
     replace_symlink(Path::new("/dev/null"), &link)?;
     let sysv = unit.strip_suffix(".service").unwrap_or(unit);
@@ -61,10 +57,7 @@ pub fn enable_serial_getty(root: &Path, tty: &str) -> Result<()> {
     let link = root
         .join("etc/systemd/system/getty.target.wants")
         .join(format!("serial-getty@{tty}.service"));
-    replace_symlink(
-        Path::new("/lib/systemd/system/serial-getty@.service"),
-        &link,
-    )
+    replace_symlink(Path::new("/lib/systemd/system/serial-getty@.service"), &link)
 }
 
 /// Removes host keys and empties machine-id: customisation generates them per Pi.
@@ -113,10 +106,7 @@ mod tests {
         prepare(p, r).expect("prepare");
         assert!(!p.join("etc/ssh/ssh_host_rsa_key").exists());
         assert!(p.join("etc/ssh/sshd_config").exists());
-        assert_eq!(
-            std::fs::read_to_string(p.join("etc/machine-id")).expect("mid"),
-            ""
-        );
+        assert_eq!(std::fs::read_to_string(p.join("etc/machine-id")).expect("mid"), "");
         assert!(!p.join("etc/rc2.d/S01dphys-swapfile").exists());
         assert_eq!(
             std::fs::read_link(p.join("etc/systemd/system/resize2fs_once.service")).expect("mask"),
@@ -130,11 +120,7 @@ mod tests {
         );
         let fstab = std::fs::read_to_string(p.join("etc/fstab")).expect("fstab");
         assert!(!fstab.contains("swap") || fstab.contains("no swap"));
-        assert!(
-            !fstab
-                .lines()
-                .any(|l| l.split_whitespace().nth(1) == Some("/"))
-        );
+        assert!(!fstab.lines().any(|l| l.split_whitespace().nth(1) == Some("/")));
         assert!(p.join("boot").is_dir());
     }
 }

@@ -36,9 +36,7 @@ impl Export {
     pub fn with_id(id: u16, client: Ipv4Addr, path: PathBuf) -> Result<Self> {
         let text = path.to_string_lossy();
         let ok = path.is_absolute()
-            && !text
-                .chars()
-                .any(|c| c.is_whitespace() || "\"(),;{}#".contains(c));
+            && !text.chars().any(|c| c.is_whitespace() || "\"(),;{}#".contains(c));
         if !ok || id == 0 {
             return Err(ImagesError::Export {
                 client: client.to_string(),

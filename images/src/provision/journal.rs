@@ -85,12 +85,7 @@ mod tests {
         new_complete: bool,
         live_is_new: bool,
     ) -> Observed {
-        Observed {
-            journal,
-            new_exists,
-            new_complete,
-            live_is_new,
-        }
+        Observed { journal, new_exists, new_complete, live_is_new }
     }
 
     #[test]
@@ -129,30 +124,13 @@ mod tests {
                 let step = next_step(s);
                 s = match step {
                     Step::Done => break,
-                    Step::DeleteNew => Observed {
-                        new_exists: false,
-                        new_complete: false,
-                        ..s
-                    },
-                    Step::Provision => Observed {
-                        new_exists: true,
-                        new_complete: true,
-                        ..s
-                    },
-                    Step::MarkPrepared => Observed {
-                        journal: Some(Phase::Prepared),
-                        ..s
-                    },
-                    Step::Swap => Observed {
-                        new_exists: true,
-                        new_complete: false,
-                        live_is_new: true,
-                        ..s
-                    },
-                    Step::Restart => Observed {
-                        journal: Some(Phase::Preparing),
-                        ..s
-                    },
+                    Step::DeleteNew => Observed { new_exists: false, new_complete: false, ..s },
+                    Step::Provision => Observed { new_exists: true, new_complete: true, ..s },
+                    Step::MarkPrepared => Observed { journal: Some(Phase::Prepared), ..s },
+                    Step::Swap => {
+                        Observed { new_exists: true, new_complete: false, live_is_new: true, ..s }
+                    }
+                    Step::Restart => Observed { journal: Some(Phase::Preparing), ..s },
                     Step::Finish => Observed { journal: None, ..s },
                 };
                 steps += 1;

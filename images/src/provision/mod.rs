@@ -77,12 +77,7 @@ pub struct Roots<'a> {
 
 impl<'a> Roots<'a> {
     pub fn new(store: &'a ImageStore, runner: &'a dyn CommandRunner) -> Self {
-        Roots {
-            store,
-            runner,
-            hooks: &NoCrash,
-            host_keys: DEFAULT_HOST_KEYS,
-        }
+        Roots { store, runner, hooks: &NoCrash, host_keys: DEFAULT_HOST_KEYS }
     }
 
     /// Generates only these host key types (default: ed25519 and RSA).
@@ -206,11 +201,8 @@ impl<'a> Roots<'a> {
                 Step::DeleteNew => strategy::delete_tree(self.runner, &new)?,
                 Step::Provision => self.provision(&base, &job, &new)?,
                 Step::MarkPrepared | Step::Restart => {
-                    job.phase = if step == Step::Restart {
-                        Phase::Preparing
-                    } else {
-                        Phase::Prepared
-                    };
+                    job.phase =
+                        if step == Step::Restart { Phase::Preparing } else { Phase::Prepared };
                     self.write_journal(&job)?;
                 }
                 Step::Swap => self.swap(&live, &new)?,
@@ -236,13 +228,7 @@ impl<'a> Roots<'a> {
         let used = strategy::clone_tree(self.store.strategy(), self.runner, &base.root(), new)?;
         tracing::debug!(pi = %job.pi, strategy = %used, "cloned base");
         self.hooks.check(CrashPoint::Cloned)?;
-        customize::customize(
-            self.runner,
-            new,
-            &base.manifest,
-            &job.identity,
-            self.host_keys,
-        )?;
+        customize::customize(self.runner, new, &base.manifest, &job.identity, self.host_keys)?;
         self.hooks.check(CrashPoint::Customised)?;
         let marker = RootMarker {
             pi: job.pi.clone(),
@@ -272,14 +258,9 @@ impl<'a> Roots<'a> {
     fn read_journal(&self, pi: &PiName) -> Result<Option<Journal>> {
         let path = self.journal_path(pi);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| ImagesError::Journal {
-                        path,
-                        reason: e.to_string(),
-                    })
-            }
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ImagesError::Journal { path, reason: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ImagesError::io("reading journal", path, e)),
         }

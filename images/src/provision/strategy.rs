@@ -43,20 +43,11 @@ pub fn probe(dir: &Path, runner: &dyn CommandRunner) -> Result<Strategy> {
     let dst = dir.join(format!(".reflink-probe-{}.copy", std::process::id()));
     fsutil::write_file(&src, "bramble reflink probe\n", 0o600)?;
     let ok = runner
-        .run(
-            &CommandLine::new("cp")
-                .arg("--reflink=always")
-                .path_arg(&src)
-                .path_arg(&dst),
-        )
+        .run(&CommandLine::new("cp").arg("--reflink=always").path_arg(&src).path_arg(&dst))
         .is_ok();
     let _ = std::fs::remove_file(&src);
     let _ = std::fs::remove_file(&dst);
-    let strategy = if ok {
-        Strategy::Reflink
-    } else {
-        Strategy::Copy
-    };
+    let strategy = if ok { Strategy::Reflink } else { Strategy::Copy };
     tracing::debug!(dir = %dir.display(), %strategy, "probed provisioning strategy");
     Ok(strategy)
 }
@@ -64,18 +55,15 @@ pub fn probe(dir: &Path, runner: &dyn CommandRunner) -> Result<Strategy> {
 /// The command that clones `src` (a base root) to the new path `dst`.
 pub fn clone_command(strategy: Strategy, src: &Path, dst: &Path) -> CommandLine {
     match strategy {
-        Strategy::BtrfsSnapshot => CommandLine::new("btrfs")
-            .args(["subvolume", "snapshot"])
-            .path_arg(src)
-            .path_arg(dst),
-        Strategy::Reflink => CommandLine::new("cp")
-            .args(["-a", "--reflink=always"])
-            .path_arg(src)
-            .path_arg(dst),
-        Strategy::Copy => CommandLine::new("cp")
-            .args(["-a", "--reflink=never"])
-            .path_arg(src)
-            .path_arg(dst),
+        Strategy::BtrfsSnapshot => {
+            CommandLine::new("btrfs").args(["subvolume", "snapshot"]).path_arg(src).path_arg(dst)
+        }
+        Strategy::Reflink => {
+            CommandLine::new("cp").args(["-a", "--reflink=always"]).path_arg(src).path_arg(dst)
+        }
+        Strategy::Copy => {
+            CommandLine::new("cp").args(["-a", "--reflink=never"]).path_arg(src).path_arg(dst)
+        }
     }
 }
 
@@ -99,11 +87,7 @@ pub fn clone_tree(
 /// per-Pi roots can be snapshots of it.
 pub fn create_root_dir(strategy: Strategy, runner: &dyn CommandRunner, path: &Path) -> Result<()> {
     if strategy == Strategy::BtrfsSnapshot {
-        runner.run(
-            &CommandLine::new("btrfs")
-                .args(["subvolume", "create"])
-                .path_arg(path),
-        )?;
+        runner.run(&CommandLine::new("btrfs").args(["subvolume", "create"]).path_arg(path))?;
         Ok(())
     } else {
         std::fs::create_dir(path)
@@ -127,11 +111,7 @@ pub fn seal(runner: &dyn CommandRunner, path: &Path) -> Result<()> {
 /// Deletes a tree, a subvolume with `btrfs subvolume delete`; a missing path is fine.
 pub fn delete_tree(runner: &dyn CommandRunner, path: &Path) -> Result<()> {
     if is_subvolume(path) {
-        runner.run(
-            &CommandLine::new("btrfs")
-                .args(["subvolume", "delete"])
-                .path_arg(path),
-        )?;
+        runner.run(&CommandLine::new("btrfs").args(["subvolume", "delete"]).path_arg(path))?;
         Ok(())
     } else {
         fsutil::remove_tree(path)
@@ -145,9 +125,7 @@ pub fn is_subvolume(path: &Path) -> bool {
     };
     md.is_dir()
         && md.ino() == 256
-        && fsutil::fs_magic(path)
-            .map(|m| m == BTRFS_MAGIC)
-            .unwrap_or(false)
+        && fsutil::fs_magic(path).map(|m| m == BTRFS_MAGIC).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -156,10 +134,7 @@ mod tests {
 
     #[test]
     fn clone_commands_per_strategy() {
-        let (s, d) = (
-            Path::new("/s/bases/x/v1/root"),
-            Path::new("/s/roots/pi1.new"),
-        );
+        let (s, d) = (Path::new("/s/bases/x/v1/root"), Path::new("/s/roots/pi1.new"));
         assert_eq!(
             clone_command(Strategy::BtrfsSnapshot, s, d).to_string(),
             "btrfs subvolume snapshot /s/bases/x/v1/root /s/roots/pi1.new"

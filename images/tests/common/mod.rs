@@ -23,24 +23,14 @@ pub fn require(tools: &[&str]) {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        assert!(
-            ok,
-            "{t} is missing: install it (see scripts/ in the repo for the package list)"
-        );
+        assert!(ok, "{t} is missing: install it (see scripts/ in the repo for the package list)");
     }
 }
 
 /// Runs a shell command line, panicking with its stderr on failure.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("sh").args(["-c", cmd]).output().expect("spawn sh");
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -48,10 +38,7 @@ pub fn sh(cmd: &str) -> String {
 /// openssh-server and without the kernel (which would add minutes under emulation).
 pub fn test_recipe() -> Recipe {
     let c = Catalogue::builtin().expect("builtin catalogue");
-    let mut r = c
-        .get("debian-bookworm-armhf")
-        .expect("bookworm armhf")
-        .clone();
+    let mut r = c.get("debian-bookworm-armhf").expect("bookworm armhf").clone();
     r.name = "test-bookworm-armhf".into();
     r.packages = vec!["openssh-server".into()];
     r.kernel_packages.clear();
@@ -64,9 +51,7 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// /var/cache/bramble/images), built on first use and keyed by recipe hash.
 pub fn cached_base() -> Base {
     require(&["debootstrap", "qemu-arm-static", "update-binfmts", "chroot"]);
-    let _guard = BUILD_LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir =
         std::env::var("BRAMBLE_IMAGE_CACHE").unwrap_or_else(|_| "/var/cache/bramble/images".into());
     let store = ImageStore::open(Path::new(&dir), &SystemRunner).expect("open cache store");
@@ -90,21 +75,11 @@ impl BtrfsLoop {
             rand_suffix()
         ));
         sh(&format!("truncate -s {size} {}", image.display()));
-        let device = sh(&format!("losetup -f --show {}", image.display()))
-            .trim()
-            .to_string();
+        let device = sh(&format!("losetup -f --show {}", image.display())).trim().to_string();
         let mount = tempfile::tempdir().expect("tempdir");
-        let lp = BtrfsLoop {
-            mount,
-            image,
-            device,
-        };
+        let lp = BtrfsLoop { mount, image, device };
         sh(&format!("mkfs.btrfs -q {}", lp.device));
-        sh(&format!(
-            "mount {} {}",
-            lp.device,
-            lp.mount.path().display()
-        ));
+        sh(&format!("mount {} {}", lp.device, lp.mount.path().display()));
         lp
     }
 
@@ -129,14 +104,8 @@ fn rand_suffix() -> String {
 pub fn real_public_key(comment: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("k");
-    sh(&format!(
-        "ssh-keygen -q -t ed25519 -N '' -C {comment} -f {}",
-        key.display()
-    ));
-    std::fs::read_to_string(key.with_extension("pub"))
-        .expect("pub key")
-        .trim()
-        .to_string()
+    sh(&format!("ssh-keygen -q -t ed25519 -N '' -C {comment} -f {}", key.display()));
+    std::fs::read_to_string(key.with_extension("pub")).expect("pub key").trim().to_string()
 }
 
 pub fn identity(hostname: &str, keys: Vec<String>) -> PiIdentity {
@@ -181,7 +150,5 @@ pub fn fake_base(store: &ImageStore, image: &str, pad_bytes: usize) -> Base {
         built_at_unix: 0,
         build_seconds: 0.0,
     };
-    store
-        .commit(staging, &manifest, &SystemRunner)
-        .expect("commit")
+    store.commit(staging, &manifest, &SystemRunner).expect("commit")
 }

@@ -30,22 +30,11 @@ pub enum LabError {
         source: std::io::Error,
     },
     #[error("{program} exited early ({status}); see {}", log.display())]
-    Exited {
-        program: String,
-        status: std::process::ExitStatus,
-        log: PathBuf,
-    },
+    Exited { program: String, status: std::process::ExitStatus, log: PathBuf },
     #[error("{what} was not ready within {waited:?}; see {}", log.display())]
-    NotReady {
-        what: String,
-        waited: Duration,
-        log: PathBuf,
-    },
+    NotReady { what: String, waited: Duration, log: PathBuf },
     #[error("{tool} is not installed (Debian package {package})")]
-    MissingTool {
-        tool: &'static str,
-        package: &'static str,
-    },
+    MissingTool { tool: &'static str, package: &'static str },
     #[error("the lab needs root (network namespaces, veth pairs)")]
     NotRoot,
     #[error("invalid lab setting {what}: {reason}")]

@@ -83,22 +83,13 @@ pub(crate) fn write_boot_dir(
         fs::hard_link(&from, &to).map_err(LabError::io("linking", &to))?;
     }
     write(&dir.join("config.txt"), b"arm_64bit=1\nenable_uart=1\n")?;
-    write(
-        &dir.join("cmdline.txt"),
-        cmdline(slot, &root.display().to_string()).as_bytes(),
-    )
+    write(&dir.join("cmdline.txt"), cmdline(slot, &root.display().to_string()).as_bytes())
 }
 
 /// The Pi's root: `etc/hostname` and `root/.ssh/authorized_keys` with its key.
 pub(crate) fn write_root(root: &Path, slot: &SlotPlan) -> Result<(), LabError> {
-    write(
-        &root.join("etc/hostname"),
-        format!("{}\n", slot.hostname()).as_bytes(),
-    )?;
-    let keys = format!(
-        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABother operator@anchor\n{}\n",
-        slot.key()
-    );
+    write(&root.join("etc/hostname"), format!("{}\n", slot.hostname()).as_bytes())?;
+    let keys = format!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABother operator@anchor\n{}\n", slot.key());
     write(&root.join("root/.ssh/authorized_keys"), keys.as_bytes())
 }
 

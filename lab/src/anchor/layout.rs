@@ -50,19 +50,14 @@ impl SlotPlan {
 
     /// The customer key the Pi's root must hold.
     pub fn key(&self) -> String {
-        format!(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBS{} customer@{}",
-            self.serial, self.serial
-        )
+        format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBS{} customer@{}", self.serial, self.serial)
     }
 }
 
 /// 3B, 3B+, 4, 3B, ... with serials `0x0b57_0000 + index`.
 pub fn mixed_shelf(pis: usize) -> Vec<(PiModel, Serial)> {
     const MODELS: [PiModel; 3] = [PiModel::Pi3B, PiModel::Pi3BPlus, PiModel::Pi4];
-    (0..pis)
-        .map(|i| (MODELS[i % 3], Serial(0x0b57_0000 + i as u32)))
-        .collect()
+    (0..pis).map(|i| (MODELS[i % 3], Serial(0x0b57_0000 + i as u32))).collect()
 }
 
 /// dnsmasq serving DHCP only (no DNS, no TFTP): one static reservation per Pi keyed on
@@ -91,10 +86,7 @@ pub fn dnsmasq_args(slots: &[SlotPlan], lease_file: &Path, reply_delay_secs: u32
     for s in slots {
         let tag = format!("p{}", s.index);
         args.push(format!("--interface={}", s.server_if));
-        args.push(format!(
-            "--dhcp-range=set:{tag},{},static,255.255.255.252,1h",
-            s.pi
-        ));
+        args.push(format!("--dhcp-range=set:{tag},{},static,255.255.255.252,1h", s.pi));
         args.push(format!("--dhcp-host={},{}", s.mac(), s.pi));
         args.push(format!("--dhcp-option=tag:{tag},66,{}", s.server));
     }
@@ -185,11 +177,7 @@ mod tests {
         assert!(args.contains(&"--dhcp-reply-delay=1".to_string()));
         assert!(!args.iter().any(|a| a.contains("tftp")));
         assert!(args.contains(&"--pxe-service=0,Raspberry Pi Boot   ".to_string()));
-        assert!(
-            !dnsmasq_args(&[slot], Path::new("/l"), 0)
-                .iter()
-                .any(|a| a.contains("delay"))
-        );
+        assert!(!dnsmasq_args(&[slot], Path::new("/l"), 0).iter().any(|a| a.contains("delay")));
     }
 
     #[test]
@@ -202,10 +190,8 @@ mod tests {
 
     #[test]
     fn exports_name_each_pi_once() {
-        let slots = [
-            SlotPlan::new(0, PiModel::Pi3B, Serial(1)),
-            SlotPlan::new(1, PiModel::Pi4, Serial(2)),
-        ];
+        let slots =
+            [SlotPlan::new(0, PiModel::Pi3B, Serial(1)), SlotPlan::new(1, PiModel::Pi4, Serial(2))];
         let text = render_exports(&slots, |s| format!("/roots/{}", s.serial));
         assert_eq!(text.matches("EXPORT {").count(), 2);
         assert!(text.contains("Export_Id = 2;") && text.contains("Clients = 10.107.0.6;"));

@@ -81,24 +81,15 @@ impl AnchorShelf {
     pub fn start(cfg: AnchorConfig) -> Result<AnchorShelf, LabError> {
         require_tools(&TOOLS)?;
         if cfg.pis.is_empty() || cfg.pis.len() > MAX_PIS {
-            let reason = format!(
-                "{} Pis; an anchor shelf holds 1 to {MAX_PIS}",
-                cfg.pis.len()
-            );
-            return Err(LabError::Invalid {
-                what: "pis",
-                reason,
-            });
+            let reason = format!("{} Pis; an anchor shelf holds 1 to {MAX_PIS}", cfg.pis.len());
+            return Err(LabError::Invalid { what: "pis", reason });
         }
         if cfg.prefix.is_empty()
             || cfg.prefix.len() > 5
             || !cfg.prefix.chars().all(|c| c.is_ascii_alphanumeric())
         {
             let reason = format!("{:?} must be 1-5 ASCII letters or digits", cfg.prefix);
-            return Err(LabError::Invalid {
-                what: "prefix",
-                reason,
-            });
+            return Err(LabError::Invalid { what: "prefix", reason });
         }
         let ctl_name = unique_name(&cfg.prefix);
         let state = StateDir::create(&cfg.prefix, &ctl_name)?;
@@ -131,10 +122,8 @@ impl AnchorShelf {
         for slot in &self.slots {
             let name = unique_name(prefix);
             self.state.record_netns(&name)?;
-            let ns = Netns::new(&name).map_err(LabError::cmd(format!(
-                "creating namespace for slot {}",
-                slot.index
-            )))?;
+            let ns = Netns::new(&name)
+                .map_err(LabError::cmd(format!("creating namespace for slot {}", slot.index)))?;
             let what = || format!("wiring slot {}", slot.index);
             run_ip(&[
                 "link",
@@ -155,9 +144,7 @@ impl AnchorShelf {
             self.ctl
                 .ip(&["addr", "add", &cidr, "dev", &slot.server_if])
                 .map_err(LabError::cmd(what()))?;
-            self.ctl
-                .ip(&["link", "set", &slot.server_if, "up"])
-                .map_err(LabError::cmd(what()))?;
+            self.ctl.ip(&["link", "set", &slot.server_if, "up"]).map_err(LabError::cmd(what()))?;
             self.pi_netns.push(ns);
         }
         Ok(())
@@ -188,11 +175,7 @@ impl AnchorShelf {
         self.tftpd = Some(Daemon::spawn("in.tftpd", tftpd, &dir.join("tftpd.log"))?);
 
         let mut dnsmasq = self.ctl.command("dnsmasq");
-        dnsmasq.args(dnsmasq_args(
-            &self.slots,
-            &dir.join("dnsmasq.leases"),
-            reply_delay,
-        ));
+        dnsmasq.args(dnsmasq_args(&self.slots, &dir.join("dnsmasq.leases"), reply_delay));
         self.dnsmasq = Some(Daemon::spawn("dnsmasq", dnsmasq, &self.dnsmasq_log_file())?);
 
         std::thread::sleep(Duration::from_millis(300));

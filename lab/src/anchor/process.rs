@@ -33,16 +33,9 @@ impl Daemon {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(|source| LabError::Spawn {
-                program: program.to_string(),
-                source,
-            })?;
+            .map_err(|source| LabError::Spawn { program: program.to_string(), source })?;
         tracing::debug!(program, pid = child.id(), log = %log.display(), "lab daemon started");
-        Ok(Daemon {
-            program: program.to_string(),
-            child,
-            log: log.to_path_buf(),
-        })
+        Ok(Daemon { program: program.to_string(), child, log: log.to_path_buf() })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -101,9 +94,7 @@ pub(crate) fn read_pid_file(path: &Path) -> Option<i32> {
 
 /// The command name of a live process (`/proc/PID/comm`).
 pub(crate) fn process_name(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
 }
 
 /// SIGKILLs the process in `pid_file` if it still runs a program whose name starts
@@ -133,10 +124,7 @@ pub(crate) fn tcp_accepts(netns: Option<&str>, addr: SocketAddrV4, limit: Durati
         TcpStream::connect_timeout(&addr.into(), limit).map(drop)
     };
     // A fresh thread: setns changes the calling thread for good.
-    match std::thread::Builder::new()
-        .name("lab-tcp-probe".into())
-        .spawn(probe)
-    {
+    match std::thread::Builder::new().name("lab-tcp-probe".into()).spawn(probe) {
         Ok(handle) => handle.join().is_ok_and(|r| r.is_ok()),
         Err(_) => false,
     }

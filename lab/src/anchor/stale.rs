@@ -85,10 +85,7 @@ pub(crate) fn cleanup(prefix: &str) -> usize {
     let mut cleaned = 0;
     for entry in entries.flatten() {
         let dir = entry.path();
-        let is_ours = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(&want));
+        let is_ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(&want));
         if !is_ours || !dir.is_dir() || owner_alive(&dir) {
             continue;
         }

@@ -43,9 +43,7 @@ struct Boot<'a> {
 }
 
 fn sim_io(what: &str, e: impl std::fmt::Display) -> Stop {
-    Stop::Failed(BootFailure::SimIo {
-        detail: format!("{what}: {e}"),
-    })
+    Stop::Failed(BootFailure::SimIo { detail: format!("{what}: {e}") })
 }
 
 /// Boots once from power-on; returns when the root checked out or the boot stopped.
@@ -60,22 +58,15 @@ pub(crate) async fn run(cfg: &PiSimConfig, rec: &Recorder) -> Result<(), Stop> {
         PiModel::Pi3B | PiModel::Pi3BPlus => {
             let sock = boot.tftp_socket().await?;
             let rom = TftpOptions::NONE;
-            boot.fetch(&sock, &lease, "bootcode.bin", rom, FetchKind::Required)
-                .await?;
-            boot.fetch(&sock, &lease, "bootsig.bin", rom, FetchKind::Optional)
-                .await?;
+            boot.fetch(&sock, &lease, "bootcode.bin", rom, FetchKind::Required).await?;
+            boot.fetch(&sock, &lease, "bootsig.bin", rom, FetchKind::Optional).await?;
             drop(sock);
             let lease = boot.dhcp(DhcpStage::Bootcode).await?;
-            let cmdline = boot
-                .firmware(&lease, "start.elf", TftpOptions::NONE)
-                .await?;
+            let cmdline = boot.firmware(&lease, "start.elf", TftpOptions::NONE).await?;
             (lease, cmdline)
         }
         PiModel::Pi4 => {
-            let opts = TftpOptions {
-                tsize: true,
-                blksize: Some(1024),
-            };
+            let opts = TftpOptions { tsize: true, blksize: Some(1024) };
             (lease, boot.firmware(&lease, "start4.elf", opts).await?)
         }
     };
@@ -95,12 +86,9 @@ impl Boot<'_> {
     async fn dhcp(&self, stage: DhcpStage) -> Result<Lease, Stop> {
         let cfg = self.cfg;
         let iface = cfg.interface.clone();
-        netio::ip_in(
-            &cfg.netns,
-            vec!["addr".into(), "flush".into(), "dev".into(), iface],
-        )
-        .await
-        .map_err(|e| sim_io("flushing addresses", e))?;
+        netio::ip_in(&cfg.netns, vec!["addr".into(), "flush".into(), "dev".into(), iface])
+            .await
+            .map_err(|e| sim_io("flushing addresses", e))?;
         let socks = DhcpSockets::open(&cfg.netns, &cfg.interface)
             .await
             .map_err(|e| sim_io("DHCP sockets", e))?;
@@ -112,10 +100,7 @@ impl Boot<'_> {
         for attempt in 1..=DHCP_ATTEMPTS {
             self.rec.emit(Event::DhcpDiscover { attempt });
             let packet = dhcp::discover(cfg.model, cfg.serial, mac, self.xid);
-            socks
-                .broadcast(&packet)
-                .await
-                .map_err(|e| sim_io("sending DISCOVER", e))?;
+            socks.broadcast(&packet).await.map_err(|e| sim_io("sending DISCOVER", e))?;
             let deadline = Instant::now() + cfg.dhcp_interval;
             let Some(offer) = self.reply(&socks, MessageType::Offer, deadline).await? else {
                 continue;
@@ -123,10 +108,7 @@ impl Boot<'_> {
             let lease = if request {
                 self.rec.emit(Event::DhcpRequest { addr: offer.addr });
                 let packet = dhcp::request(cfg.model, cfg.serial, mac, self.xid, &offer);
-                socks
-                    .broadcast(&packet)
-                    .await
-                    .map_err(|e| sim_io("sending REQUEST", e))?;
+                socks.broadcast(&packet).await.map_err(|e| sim_io("sending REQUEST", e))?;
                 let deadline = Instant::now() + cfg.dhcp_interval;
                 match self.reply(&socks, MessageType::Ack, deadline).await? {
                     Some(ack) => ack,
@@ -167,10 +149,7 @@ impl Boot<'_> {
     /// Gives the interface the leased address so TFTP can use kernel sockets.
     async fn bind(&self, lease: &Lease) -> Result<(), Stop> {
         self.set_addr(lease.addr, lease.prefix_len).await?;
-        self.rec.emit(Event::DhcpBound {
-            addr: lease.addr,
-            tftp_server: lease.tftp_server,
-        });
+        self.rec.emit(Event::DhcpBound { addr: lease.addr, tftp_server: lease.tftp_server });
         Ok(())
     }
 
@@ -181,12 +160,9 @@ impl Boot<'_> {
             .await
             .map_err(|e| sim_io("flushing addresses", e))?;
         let cidr = format!("{addr}/{prefix_len}");
-        netio::ip_in(
-            &self.cfg.netns,
-            args(&["addr", "add", &cidr, "dev", &iface]),
-        )
-        .await
-        .map_err(|e| sim_io("adding address", e))
+        netio::ip_in(&self.cfg.netns, args(&["addr", "add", &cidr, "dev", &iface]))
+            .await
+            .map_err(|e| sim_io("adding address", e))
     }
 
     async fn tftp_socket(&self) -> Result<UdpSocket, Stop> {
@@ -204,27 +180,12 @@ impl Boot<'_> {
         opts: TftpOptions,
         kind: FetchKind,
     ) -> Result<Outcome, Stop> {
-        self.rec.emit(Event::TftpRequest {
-            file: path.to_string(),
-        });
+        self.rec.emit(Event::TftpRequest { file: path.to_string() });
         let probe = kind == FetchKind::Probe;
-        let opts = if probe {
-            TftpOptions {
-                tsize: true,
-                ..opts
-            }
-        } else {
-            opts
-        };
-        let timing = Timing {
-            timeout: self.cfg.tftp_timeout,
-            retries: self.cfg.tftp_retries,
-        };
+        let opts = if probe { TftpOptions { tsize: true, ..opts } } else { opts };
+        let timing = Timing { timeout: self.cfg.tftp_timeout, retries: self.cfg.tftp_retries };
         let failed = |reason: String| {
-            Stop::Failed(BootFailure::TftpFailed {
-                file: path.to_string(),
-                reason,
-            })
+            Stop::Failed(BootFailure::TftpFailed { file: path.to_string(), reason })
         };
         let outcome = tftp::read(sock, lease.tftp_server, path, opts, probe, timing)
             .await
@@ -258,41 +219,24 @@ impl Boot<'_> {
         let sock = self.tftp_socket().await?;
         let serial_dir = format!("{}/", self.cfg.serial);
         let probe = self
-            .fetch(
-                &sock,
-                lease,
-                &format!("{serial_dir}{first}"),
-                opts,
-                FetchKind::Probe,
-            )
+            .fetch(&sock, lease, &format!("{serial_dir}{first}"), opts, FetchKind::Probe)
             .await?;
-        let dir = if probe == Outcome::NotFound {
-            String::new()
-        } else {
-            serial_dir
-        };
+        let dir = if probe == Outcome::NotFound { String::new() } else { serial_dir };
         let mut cmdline = None;
         for step in firmware_sequence(self.cfg.model) {
             let file = match step.files {
                 [one] => one.to_string(),
-                alternatives => {
-                    self.first_existing(&sock, lease, &dir, alternatives, opts)
-                        .await?
-                }
+                alternatives => self.first_existing(&sock, lease, &dir, alternatives, opts).await?,
             };
-            let outcome = self
-                .fetch(&sock, lease, &format!("{dir}{file}"), opts, step.kind)
-                .await?;
+            let outcome =
+                self.fetch(&sock, lease, &format!("{dir}{file}"), opts, step.kind).await?;
             if let (FetchKind::Cmdline, Outcome::Fetched { data, .. }) = (step.kind, outcome) {
                 cmdline = Some(data);
             }
         }
         cmdline.ok_or_else(|| {
-            BootFailure::TftpFailed {
-                file: format!("{dir}cmdline.txt"),
-                reason: "not read".into(),
-            }
-            .into()
+            BootFailure::TftpFailed { file: format!("{dir}cmdline.txt"), reason: "not read".into() }
+                .into()
         })
     }
 
@@ -308,32 +252,21 @@ impl Boot<'_> {
     ) -> Result<String, Stop> {
         for file in alternatives {
             let path = format!("{dir}{file}");
-            if self
-                .fetch(sock, lease, &path, opts, FetchKind::Probe)
-                .await?
-                != Outcome::NotFound
-            {
+            if self.fetch(sock, lease, &path, opts, FetchKind::Probe).await? != Outcome::NotFound {
                 return Ok(file.to_string());
             }
         }
-        Ok(alternatives
-            .last()
-            .map(|f| f.to_string())
-            .unwrap_or_default())
+        Ok(alternatives.last().map(|f| f.to_string()).unwrap_or_default())
     }
 
     /// Configures the address the kernel would use and checks the NFS root.
     async fn root(&self, lease: &Lease, cmdline: &[u8]) -> Result<(), Stop> {
-        let line = parse_cmdline(cmdline).map_err(|e| BootFailure::BadCmdline {
-            reason: e.to_string(),
-        })?;
+        let line = parse_cmdline(cmdline)
+            .map_err(|e| BootFailure::BadCmdline { reason: e.to_string() })?;
         let (addr, prefix_len) = match line.ip {
-            IpConfig::Static {
-                client, netmask, ..
-            } => (
-                client,
-                netmask.map_or(lease.prefix_len, |m| u32::from(m).leading_ones() as u8),
-            ),
+            IpConfig::Static { client, netmask, .. } => {
+                (client, netmask.map_or(lease.prefix_len, |m| u32::from(m).leading_ones() as u8))
+            }
             IpConfig::Dhcp => (lease.addr, lease.prefix_len),
         };
         if addr != lease.addr || prefix_len != lease.prefix_len {
@@ -341,22 +274,11 @@ impl Boot<'_> {
         }
         self.rec.emit(Event::AddressConfigured { addr, prefix_len });
         let server = line.root_server(lease.server_id.unwrap_or(lease.tftp_server));
-        self.rec.emit(Event::NfsCheck {
-            server,
-            path: line.nfs_path.clone(),
-        });
-        let expect = RootExpectation {
-            hostname: &self.cfg.expected_hostname,
-            key: &self.cfg.expected_key,
-        };
-        nfs::check_root(
-            &self.cfg.netns,
-            server,
-            &line.nfs_path,
-            expect,
-            self.cfg.nfs_timeout,
-        )
-        .await?;
+        self.rec.emit(Event::NfsCheck { server, path: line.nfs_path.clone() });
+        let expect =
+            RootExpectation { hostname: &self.cfg.expected_hostname, key: &self.cfg.expected_key };
+        nfs::check_root(&self.cfg.netns, server, &line.nfs_path, expect, self.cfg.nfs_timeout)
+            .await?;
         Ok(())
     }
 }

@@ -10,11 +10,7 @@ pub enum IpConfig {
     /// `ip=dhcp` (or no `ip=`): keep the address DHCP gave.
     Dhcp,
     /// `ip=CLIENT:SERVER:GATEWAY:NETMASK:HOSTNAME:DEVICE:AUTOCONF`.
-    Static {
-        client: Ipv4Addr,
-        server: Option<Ipv4Addr>,
-        netmask: Option<Ipv4Addr>,
-    },
+    Static { client: Ipv4Addr, server: Option<Ipv4Addr>, netmask: Option<Ipv4Addr> },
 }
 
 /// Where the root is and how the kernel reaches it.
@@ -59,16 +55,10 @@ pub enum CmdlineError {
 /// Parses cmdline.txt bytes; requires `vers=3` and `tcp` on the NFS root.
 pub fn parse_cmdline(bytes: &[u8]) -> Result<BootCmdline, CmdlineError> {
     let text = std::str::from_utf8(bytes).map_err(|_| CmdlineError::NotText)?;
-    let arg = |key: &str| {
-        text.split_whitespace()
-            .rev()
-            .find_map(|w| w.strip_prefix(key))
-    };
+    let arg = |key: &str| text.split_whitespace().rev().find_map(|w| w.strip_prefix(key));
     let root = arg("root=");
     if root != Some("/dev/nfs") {
-        return Err(CmdlineError::NotNfsRoot {
-            found: root.map(str::to_string),
-        });
+        return Err(CmdlineError::NotNfsRoot { found: root.map(str::to_string) });
     }
     let nfsroot = arg("nfsroot=").ok_or(CmdlineError::MissingNfsroot)?;
     let (location, options) = nfsroot.split_once(',').unwrap_or((nfsroot, ""));
@@ -77,19 +67,13 @@ pub fn parse_cmdline(bytes: &[u8]) -> Result<BootCmdline, CmdlineError> {
         None => (None, location),
     };
     if !nfs_path.starts_with('/') {
-        return Err(CmdlineError::RelativePath {
-            path: nfs_path.to_string(),
-        });
+        return Err(CmdlineError::RelativePath { path: nfs_path.to_string() });
     }
-    let nfs_options: Vec<String> = options
-        .split(',')
-        .filter(|o| !o.is_empty())
-        .map(str::to_string)
-        .collect();
-    for (option, accepted) in [
-        ("vers=3", &["vers=3", "nfsvers=3", "v3"][..]),
-        ("tcp", &["tcp", "proto=tcp"]),
-    ] {
+    let nfs_options: Vec<String> =
+        options.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect();
+    for (option, accepted) in
+        [("vers=3", &["vers=3", "nfsvers=3", "v3"][..]), ("tcp", &["tcp", "proto=tcp"])]
+    {
         if !nfs_options.iter().any(|o| accepted.contains(&o.as_str())) {
             return Err(CmdlineError::MissingOption { option });
         }
@@ -98,12 +82,7 @@ pub fn parse_cmdline(bytes: &[u8]) -> Result<BootCmdline, CmdlineError> {
         None | Some("dhcp" | "on" | "any" | "bootp") => IpConfig::Dhcp,
         Some(spec) => parse_ip_spec(spec)?,
     };
-    Ok(BootCmdline {
-        nfs_server,
-        nfs_path: nfs_path.to_string(),
-        nfs_options,
-        ip,
-    })
+    Ok(BootCmdline { nfs_server, nfs_path: nfs_path.to_string(), nfs_options, ip })
 }
 
 fn parse_ip_spec(spec: &str) -> Result<IpConfig, CmdlineError> {
@@ -119,20 +98,13 @@ fn parse_ip_spec(spec: &str) -> Result<IpConfig, CmdlineError> {
     let _gateway = next("gateway")?;
     let netmask = next("netmask")?;
     match client {
-        Some(client) => Ok(IpConfig::Static {
-            client,
-            server,
-            netmask,
-        }),
+        Some(client) => Ok(IpConfig::Static { client, server, netmask }),
         None => Ok(IpConfig::Dhcp),
     }
 }
 
 fn parse_ip(field: &'static str, value: &str) -> Result<Ipv4Addr, CmdlineError> {
-    value.parse().map_err(|_| CmdlineError::BadIp {
-        field,
-        value: value.to_string(),
-    })
+    value.parse().map_err(|_| CmdlineError::BadIp { field, value: value.to_string() })
 }
 
 #[cfg(test)]
@@ -161,16 +133,10 @@ mod tests {
     fn server_falls_back_to_ip_then_dhcp() {
         let line = "root=/dev/nfs nfsroot=/r,vers=3,tcp ip=10.0.0.2:10.0.0.9::255.0.0.0::eth0:off";
         let c = parse_cmdline(line.as_bytes()).expect("valid");
-        assert_eq!(
-            c.root_server(Ipv4Addr::new(1, 1, 1, 1)),
-            Ipv4Addr::new(10, 0, 0, 9)
-        );
+        assert_eq!(c.root_server(Ipv4Addr::new(1, 1, 1, 1)), Ipv4Addr::new(10, 0, 0, 9));
         let c = parse_cmdline(b"root=/dev/nfs nfsroot=/r,vers=3,tcp ip=dhcp").expect("valid");
         assert_eq!(c.ip, IpConfig::Dhcp);
-        assert_eq!(
-            c.root_server(Ipv4Addr::new(1, 1, 1, 1)),
-            Ipv4Addr::new(1, 1, 1, 1)
-        );
+        assert_eq!(c.root_server(Ipv4Addr::new(1, 1, 1, 1)), Ipv4Addr::new(1, 1, 1, 1));
     }
 
     #[test]
@@ -178,9 +144,7 @@ mod tests {
         let cases: &[(&str, CmdlineError)] = &[
             (
                 "root=/dev/mmcblk0p2",
-                CmdlineError::NotNfsRoot {
-                    found: Some("/dev/mmcblk0p2".into()),
-                },
+                CmdlineError::NotNfsRoot { found: Some("/dev/mmcblk0p2".into()) },
             ),
             ("root=/dev/nfs", CmdlineError::MissingNfsroot),
             (
@@ -197,10 +161,7 @@ mod tests {
             ),
             (
                 "root=/dev/nfs nfsroot=/r,vers=3,tcp ip=10.0.0.300::::",
-                CmdlineError::BadIp {
-                    field: "client",
-                    value: "10.0.0.300".into(),
-                },
+                CmdlineError::BadIp { field: "client", value: "10.0.0.300".into() },
             ),
         ];
         for (line, want) in cases {

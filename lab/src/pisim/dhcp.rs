@@ -58,9 +58,7 @@ fn base(model: PiModel, serial: Serial, mac: Mac, xid: u32, kind: MessageType) -
     opts.insert(DhcpOption::ClassIdentifier(VENDOR_CLASS.to_vec()));
     opts.insert(DhcpOption::ClientSystemArchitecture(0u16.into()));
     opts.insert(DhcpOption::ClientNetworkInterface(1, 2, 1));
-    opts.insert(DhcpOption::ClientMachineIdentifier(client_guid(
-        model, serial, mac,
-    )));
+    opts.insert(DhcpOption::ClientMachineIdentifier(client_guid(model, serial, mac)));
     msg
 }
 
@@ -72,8 +70,7 @@ pub fn discover(model: PiModel, serial: Serial, mac: Mac, xid: u32) -> Vec<u8> {
 /// An encoded REQUEST for the address of `lease`.
 pub fn request(model: PiModel, serial: Serial, mac: Mac, xid: u32, lease: &Lease) -> Vec<u8> {
     let mut msg = base(model, serial, mac, xid, MessageType::Request);
-    msg.opts_mut()
-        .insert(DhcpOption::RequestedIpAddress(lease.addr));
+    msg.opts_mut().insert(DhcpOption::RequestedIpAddress(lease.addr));
     if let Some(id) = lease.server_id {
         msg.opts_mut().insert(DhcpOption::ServerIdentifier(id));
     }
@@ -117,12 +114,7 @@ pub fn parse_reply(
         Some(DhcpOption::ServerIdentifier(id)) => Some(*id),
         _ => None,
     };
-    Ok(Lease {
-        addr: msg.yiaddr(),
-        prefix_len,
-        server_id,
-        tftp_server,
-    })
+    Ok(Lease { addr: msg.yiaddr(), prefix_len, server_id, tftp_server })
 }
 
 /// Option 66 as dotted decimal; the Pi 4 falls back to siaddr, the Pi 3 ignores siaddr.

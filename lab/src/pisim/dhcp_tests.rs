@@ -15,27 +15,17 @@ fn mac(model: PiModel) -> Mac {
 /// A reply as dnsmasq builds it for a Pi: option 43 with the PXE menu, option 66.
 fn reply(model: PiModel, kind: MessageType, opt43: Option<&[u8]>, opt66: Option<&str>) -> Message {
     let zero = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(
-        PI3_XID,
-        zero,
-        [10, 105, 1, 2].into(),
-        zero,
-        zero,
-        &mac(model).0,
-    );
+    let mut m =
+        Message::new_with_id(PI3_XID, zero, [10, 105, 1, 2].into(), zero, zero, &mac(model).0);
     m.set_opcode(Opcode::BootReply);
     m.opts_mut().insert(DhcpOption::MessageType(kind));
-    m.opts_mut()
-        .insert(DhcpOption::SubnetMask([255, 255, 255, 252].into()));
-    m.opts_mut()
-        .insert(DhcpOption::ServerIdentifier([10, 105, 1, 1].into()));
+    m.opts_mut().insert(DhcpOption::SubnetMask([255, 255, 255, 252].into()));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier([10, 105, 1, 1].into()));
     if let Some(v) = opt43 {
-        m.opts_mut()
-            .insert(DhcpOption::VendorExtensions(v.to_vec()));
+        m.opts_mut().insert(DhcpOption::VendorExtensions(v.to_vec()));
     }
     if let Some(name) = opt66 {
-        m.opts_mut()
-            .insert(DhcpOption::TFTPServerName(name.as_bytes().to_vec()));
+        m.opts_mut().insert(DhcpOption::TFTPServerName(name.as_bytes().to_vec()));
     }
     m
 }
@@ -48,13 +38,8 @@ fn bytes(m: &Message) -> Vec<u8> {
 
 #[test]
 fn pi3b_discover_matches_the_rom() {
-    let m = Message::from_bytes(&discover(
-        PiModel::Pi3B,
-        SERIAL,
-        mac(PiModel::Pi3B),
-        PI3_XID,
-    ))
-    .expect("decodes");
+    let m = Message::from_bytes(&discover(PiModel::Pi3B, SERIAL, mac(PiModel::Pi3B), PI3_XID))
+        .expect("decodes");
     assert_eq!(m.xid(), 0x26f3_0339);
     assert_eq!(m.ciaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(&m.chaddr()[..6], &[0xb8, 0x27, 0xeb, 0x34, 0xab, 0xcd]);
@@ -89,20 +74,10 @@ fn guids_differ_by_model() {
 
 #[test]
 fn accepts_a_dnsmasq_offer() {
-    let offer = reply(
-        PiModel::Pi3B,
-        MessageType::Offer,
-        Some(DNSMASQ_43),
-        Some("10.105.1.1"),
-    );
-    let lease = parse_reply(
-        &bytes(&offer),
-        PiModel::Pi3B,
-        mac(PiModel::Pi3B),
-        PI3_XID,
-        MessageType::Offer,
-    )
-    .expect("usable");
+    let offer = reply(PiModel::Pi3B, MessageType::Offer, Some(DNSMASQ_43), Some("10.105.1.1"));
+    let lease =
+        parse_reply(&bytes(&offer), PiModel::Pi3B, mac(PiModel::Pi3B), PI3_XID, MessageType::Offer)
+            .expect("usable");
     assert_eq!(lease.addr, Ipv4Addr::new(10, 105, 1, 2));
     assert_eq!(lease.prefix_len, 30);
     assert_eq!(lease.tftp_server, Ipv4Addr::new(10, 105, 1, 1));
@@ -112,28 +87,12 @@ fn accepts_a_dnsmasq_offer() {
 fn rejects_what_the_rom_rejects() {
     let m3 = PiModel::Pi3B;
     let cases = [
-        (
-            "no option 43",
-            reply(m3, MessageType::Offer, None, Some("10.105.1.1")),
-        ),
+        ("no option 43", reply(m3, MessageType::Offer, None, Some("10.105.1.1"))),
         (
             "43 without marker",
-            reply(
-                m3,
-                MessageType::Offer,
-                Some(b"\x06\x01\x03\xff"),
-                Some("10.105.1.1"),
-            ),
+            reply(m3, MessageType::Offer, Some(b"\x06\x01\x03\xff"), Some("10.105.1.1")),
         ),
-        (
-            "66 is a name",
-            reply(
-                m3,
-                MessageType::Offer,
-                Some(DNSMASQ_43),
-                Some("boot.example"),
-            ),
-        ),
+        ("66 is a name", reply(m3, MessageType::Offer, Some(DNSMASQ_43), Some("boot.example"))),
         ("no 66 (siaddr ignored)", {
             let mut m = reply(m3, MessageType::Offer, Some(DNSMASQ_43), None);
             m.set_siaddr([10, 105, 1, 1]);
@@ -162,13 +121,7 @@ fn rejects_what_the_rom_rejects() {
 fn pi4_falls_back_to_siaddr() {
     let mut m = reply(PiModel::Pi4, MessageType::Ack, Some(DNSMASQ_43), None);
     m.set_siaddr([10, 105, 1, 9]);
-    let lease = parse_reply(
-        &bytes(&m),
-        PiModel::Pi4,
-        mac(PiModel::Pi4),
-        PI3_XID,
-        MessageType::Ack,
-    )
-    .expect("usable");
+    let lease = parse_reply(&bytes(&m), PiModel::Pi4, mac(PiModel::Pi4), PI3_XID, MessageType::Ack)
+        .expect("usable");
     assert_eq!(lease.tftp_server, Ipv4Addr::new(10, 105, 1, 9));
 }

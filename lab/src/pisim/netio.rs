@@ -25,16 +25,13 @@ where
 {
     let path = format!("/var/run/netns/{netns}");
     let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("pisim-setns".into())
-        .spawn(move || {
-            let result = File::open(&path)
-                .and_then(|ns| setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from))
-                .and_then(|()| f());
-            let _ = tx.send(result);
-        })?;
-    rx.await
-        .map_err(|_| io::Error::other("netns helper thread ended without an answer"))?
+    std::thread::Builder::new().name("pisim-setns".into()).spawn(move || {
+        let result = File::open(&path)
+            .and_then(|ns| setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from))
+            .and_then(|()| f());
+        let _ = tx.send(result);
+    })?;
+    rx.await.map_err(|_| io::Error::other("netns helper thread ended without an answer"))?
 }
 
 /// A UDP socket bound to `port` on all addresses, tied to `iface`, broadcast allowed.
@@ -64,25 +61,17 @@ pub(crate) struct DhcpSockets {
 impl DhcpSockets {
     pub(crate) async fn open(netns: &str, iface: &str) -> io::Result<Self> {
         let iface = iface.to_string();
-        let (udp, raw) = in_netns(netns, move || {
-            Ok((udp_on(&iface, 68)?, packet_socket(&iface)?))
-        })
-        .await?;
+        let (udp, raw) =
+            in_netns(netns, move || Ok((udp_on(&iface, 68)?, packet_socket(&iface)?))).await?;
         // SAFETY: the OwnedFd is moved into the AsyncFd, which keeps it open and
         // unchanged until it is dropped.
         let raw = unsafe { AsyncFd::register(raw) }.map_err(io::Error::from)?;
-        Ok(DhcpSockets {
-            udp: UdpSocket::from_std(udp)?,
-            raw,
-        })
+        Ok(DhcpSockets { udp: UdpSocket::from_std(udp)?, raw })
     }
 
     /// Broadcasts `payload` to port 67.
     pub(crate) async fn broadcast(&self, payload: &[u8]) -> io::Result<()> {
-        self.udp
-            .send_to(payload, SocketAddrV4::new(Ipv4Addr::BROADCAST, 67))
-            .await
-            .map(drop)
+        self.udp.send_to(payload, SocketAddrV4::new(Ipv4Addr::BROADCAST, 67)).await.map(drop)
     }
 
     /// The next UDP payload addressed to port 68, whatever its IP destination.
@@ -94,11 +83,7 @@ impl DhcpSockets {
                 // SAFETY: buf is valid for buf.len() bytes for the duration of the call.
                 let n =
                     unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
             });
             match read {
                 Ok(Ok(n)) => {
@@ -168,10 +153,7 @@ pub(crate) async fn ip_in(netns: &str, args: Vec<String>) -> Result<(), crate::C
     let command = format!("ip {}", full.join(" "));
     match tokio::task::spawn_blocking(move || crate::run_ip(&full)).await {
         Ok(result) => result.map(drop),
-        Err(join) => Err(crate::CmdError::Spawn {
-            command,
-            source: std::io::Error::other(join),
-        }),
+        Err(join) => Err(crate::CmdError::Spawn { command, source: std::io::Error::other(join) }),
     }
 }
 
@@ -181,9 +163,7 @@ mod tests {
 
     fn packet(dst_port: u16, payload: &[u8]) -> Vec<u8> {
         let total = (20 + 8 + payload.len()) as u16;
-        let mut p = vec![
-            0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
         p[2..4].copy_from_slice(&total.to_be_bytes());
         p.extend(67u16.to_be_bytes());
         p.extend(dst_port.to_be_bytes());

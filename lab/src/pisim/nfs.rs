@@ -23,10 +23,7 @@ pub async fn check_root(
     limit: Duration,
 ) -> Result<(), BootFailure> {
     let base = path.trim_end_matches('/');
-    let wrong = |problem: String| BootFailure::WrongRoot {
-        path: path.to_string(),
-        problem,
-    };
+    let wrong = |problem: String| BootFailure::WrongRoot { path: path.to_string(), problem };
     let hostname = match cat(netns, server, &format!("{base}/etc/hostname"), limit).await? {
         Some(text) => text,
         None => return Err(wrong("no etc/hostname".into())),
@@ -38,14 +35,9 @@ pub async fn check_root(
             expect.hostname
         )));
     }
-    let keys = cat(
-        netns,
-        server,
-        &format!("{base}/root/.ssh/authorized_keys"),
-        limit,
-    )
-    .await?
-    .ok_or_else(|| wrong("no root/.ssh/authorized_keys".into()))?;
+    let keys = cat(netns, server, &format!("{base}/root/.ssh/authorized_keys"), limit)
+        .await?
+        .ok_or_else(|| wrong("no root/.ssh/authorized_keys".into()))?;
     if !keys.lines().any(|l| l.trim() == expect.key.trim()) {
         return Err(wrong("authorized_keys lacks the expected key".into()));
     }
@@ -61,14 +53,10 @@ async fn cat(
     limit: Duration,
 ) -> Result<Option<String>, BootFailure> {
     let url = format!("nfs://{server}{file}");
-    let unreachable = |detail: String| BootFailure::NfsUnreachable {
-        server,
-        path: file.to_string(),
-        detail,
-    };
+    let unreachable =
+        |detail: String| BootFailure::NfsUnreachable { server, path: file.to_string(), detail };
     let mut cmd = tokio::process::Command::new("ip");
-    cmd.args(["netns", "exec", netns, "nfs-cat", &url])
-        .kill_on_drop(true);
+    cmd.args(["netns", "exec", netns, "nfs-cat", &url]).kill_on_drop(true);
     tracing::debug!(%url, netns, "nfs-cat");
     let out = match tokio::time::timeout(limit, cmd.output()).await {
         Err(_) => return Err(unreachable(format!("nfs-cat gave no answer in {limit:?}"))),
@@ -79,11 +67,7 @@ async fn cat(
         return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
     }
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if is_missing_file(&stderr) {
-        Ok(None)
-    } else {
-        Err(unreachable(stderr))
-    }
+    if is_missing_file(&stderr) { Ok(None) } else { Err(unreachable(stderr)) }
 }
 
 /// libnfs reports a missing file with NFS3ERR_NOENT from the open/lookup, after a

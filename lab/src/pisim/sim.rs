@@ -63,11 +63,7 @@ impl PiStatus {
         if self.timeline.len() >= TIMELINE_LIMIT {
             self.timeline.drain(..TIMELINE_LIMIT / 4);
         }
-        self.timeline.push(TimelineEntry {
-            at: SystemTime::now(),
-            elapsed,
-            event,
-        });
+        self.timeline.push(TimelineEntry { at: SystemTime::now(), elapsed, event });
     }
 }
 
@@ -96,22 +92,11 @@ pub struct PiSim {
 impl PiSim {
     /// A Pi in state `Off`. Its namespace and interface must exist when powered on.
     pub fn new(cfg: PiSimConfig) -> Self {
-        let status = PiStatus {
-            state: PiState::Off,
-            timeline: Vec::new(),
-            counters: Counters::default(),
-        };
+        let status =
+            PiStatus { state: PiState::Off, timeline: Vec::new(), counters: Counters::default() };
         let (tx, _) = watch::channel(status);
-        let rec = Recorder {
-            tx,
-            created: Instant::now(),
-            serial: cfg.serial.to_string(),
-        };
-        PiSim {
-            cfg: Arc::new(cfg),
-            rec: Arc::new(rec),
-            task: Mutex::new(None),
-        }
+        let rec = Recorder { tx, created: Instant::now(), serial: cfg.serial.to_string() };
+        PiSim { cfg: Arc::new(cfg), rec: Arc::new(rec), task: Mutex::new(None) }
     }
 
     pub fn config(&self) -> &PiSimConfig {
@@ -147,8 +132,7 @@ impl PiSim {
             if self.state() != PiState::Off {
                 return Ok(()); // Booted, GaveUp or Failed: on already, waiting for a power cycle.
             }
-            self.link(&["address", &self.cfg.mac().to_string(), "up"])
-                .await?;
+            self.link(&["address", &self.cfg.mac().to_string(), "up"]).await?;
             tracing::info!(pi = %self.cfg.serial, model = ?self.cfg.model, "pisim power on");
             self.rec.emit(Event::PowerOn);
             let (cfg, rec) = (self.cfg.clone(), self.rec.clone());
@@ -160,12 +144,8 @@ impl PiSim {
                 }
             }));
         } else {
-            let flush = vec![
-                "addr".into(),
-                "flush".into(),
-                "dev".into(),
-                self.cfg.interface.clone(),
-            ];
+            let flush =
+                vec!["addr".into(), "flush".into(), "dev".into(), self.cfg.interface.clone()];
             let _ = netio::ip_in(&self.cfg.netns, flush).await;
             self.link(&["down"]).await?;
             if self.state() != PiState::Off {
@@ -177,20 +157,14 @@ impl PiSim {
     }
 
     async fn link(&self, what: &[&str]) -> Result<(), PiSimError> {
-        let mut args = vec![
-            "link".to_string(),
-            "set".into(),
-            "dev".into(),
-            self.cfg.interface.clone(),
-        ];
+        let mut args =
+            vec!["link".to_string(), "set".into(), "dev".into(), self.cfg.interface.clone()];
         args.extend(what.iter().map(|s| s.to_string()));
-        netio::ip_in(&self.cfg.netns, args)
-            .await
-            .map_err(|source| PiSimError::Link {
-                netns: self.cfg.netns.clone(),
-                interface: self.cfg.interface.clone(),
-                source,
-            })
+        netio::ip_in(&self.cfg.netns, args).await.map_err(|source| PiSimError::Link {
+            netns: self.cfg.netns.clone(),
+            interface: self.cfg.interface.clone(),
+            source,
+        })
     }
 
     /// Waits until the state satisfies `done`, at most `limit`; returns the state then
@@ -221,11 +195,7 @@ mod tests {
     use crate::pisim::state::BootFailure;
 
     fn fresh() -> PiStatus {
-        PiStatus {
-            state: PiState::Off,
-            timeline: Vec::new(),
-            counters: Counters::default(),
-        }
+        PiStatus { state: PiState::Off, timeline: Vec::new(), counters: Counters::default() }
     }
 
     #[test]
@@ -234,14 +204,8 @@ mod tests {
         let events = [
             Event::PowerOn,
             Event::DhcpDiscover { attempt: 1 },
-            Event::TftpRequest {
-                file: "bootcode.bin".into(),
-            },
-            Event::TftpFetched {
-                file: "bootcode.bin".into(),
-                bytes: 100,
-                blksize: 512,
-            },
+            Event::TftpRequest { file: "bootcode.bin".into() },
+            Event::TftpFetched { file: "bootcode.bin".into(), bytes: 100, blksize: 512 },
             Event::Failed(BootFailure::NoDhcpOffer),
             Event::PowerOff,
             Event::PowerOn,

@@ -52,11 +52,7 @@ pub enum BootFailure {
     /// cmdline.txt did not say where the root is, or said it wrongly.
     BadCmdline { reason: String },
     /// The NFS server did not serve the root (mount or read failed).
-    NfsUnreachable {
-        server: Ipv4Addr,
-        path: String,
-        detail: String,
-    },
+    NfsUnreachable { server: Ipv4Addr, path: String, detail: String },
     /// The root was served but is not the one this Pi expects.
     WrongRoot { path: String, problem: String },
     /// The simulator could not do its own I/O (socket, `ip` command).
@@ -71,11 +67,7 @@ impl fmt::Display for BootFailure {
                 write!(f, "TFTP of {file} failed: {reason}")
             }
             BootFailure::BadCmdline { reason } => write!(f, "bad cmdline.txt: {reason}"),
-            BootFailure::NfsUnreachable {
-                server,
-                path,
-                detail,
-            } => {
+            BootFailure::NfsUnreachable { server, path, detail } => {
                 write!(f, "NFS root {server}:{path} unreachable: {detail}")
             }
             BootFailure::WrongRoot { path, problem } => write!(f, "wrong root {path}: {problem}"),
@@ -156,20 +148,14 @@ impl PiState {
     }
 
     fn is_booting(&self) -> bool {
-        matches!(
-            self,
-            PiState::DhcpDiscovering { .. } | PiState::Tftp { .. } | PiState::Nfs
-        )
+        matches!(self, PiState::DhcpDiscovering { .. } | PiState::Tftp { .. } | PiState::Nfs)
     }
 }
 
 /// The transition function: the state after `event` in `state`, or why it is not allowed.
 pub fn next(state: &PiState, event: &Event) -> Result<PiState, InvalidTransition> {
     use PiState as S;
-    let invalid = || InvalidTransition {
-        state: state.clone(),
-        event: event.clone(),
-    };
+    let invalid = || InvalidTransition { state: state.clone(), event: event.clone() };
     let next = match (state, event) {
         (_, Event::PowerOff) => S::Off,
         (S::Off, Event::PowerOn) => S::DhcpDiscovering { attempt: 0 },

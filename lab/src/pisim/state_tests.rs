@@ -10,49 +10,24 @@ fn run(events: &[Event]) -> Result<PiState, InvalidTransition> {
 fn tftp(file: &str) -> [Event; 2] {
     [
         Event::TftpRequest { file: file.into() },
-        Event::TftpFetched {
-            file: file.into(),
-            bytes: 10,
-            blksize: 512,
-        },
+        Event::TftpFetched { file: file.into(), bytes: 10, blksize: 512 },
     ]
 }
 
 #[test]
 fn a_full_pi3_boot_reaches_booted() {
     let mut events = vec![Event::PowerOn, Event::DhcpDiscover { attempt: 1 }];
-    events.push(Event::DhcpBound {
-        addr: [10, 0, 0, 2].into(),
-        tftp_server: [10, 0, 0, 1].into(),
-    });
+    events.push(Event::DhcpBound { addr: [10, 0, 0, 2].into(), tftp_server: [10, 0, 0, 1].into() });
     events.extend(tftp("bootcode.bin"));
-    events.push(Event::TftpRequest {
-        file: "bootsig.bin".into(),
-    });
-    events.push(Event::TftpMissing {
-        file: "bootsig.bin".into(),
-    });
+    events.push(Event::TftpRequest { file: "bootsig.bin".into() });
+    events.push(Event::TftpMissing { file: "bootsig.bin".into() });
     events.push(Event::DhcpDiscover { attempt: 1 });
-    events.push(Event::DhcpBound {
-        addr: [10, 0, 0, 2].into(),
-        tftp_server: [10, 0, 0, 1].into(),
-    });
-    events.push(Event::TftpRequest {
-        file: "abc/start.elf".into(),
-    });
-    events.push(Event::TftpProbed {
-        file: "abc/start.elf".into(),
-        size: Some(3),
-    });
+    events.push(Event::DhcpBound { addr: [10, 0, 0, 2].into(), tftp_server: [10, 0, 0, 1].into() });
+    events.push(Event::TftpRequest { file: "abc/start.elf".into() });
+    events.push(Event::TftpProbed { file: "abc/start.elf".into(), size: Some(3) });
     events.extend(tftp("abc/cmdline.txt"));
-    events.push(Event::AddressConfigured {
-        addr: [10, 0, 0, 2].into(),
-        prefix_len: 30,
-    });
-    events.push(Event::NfsCheck {
-        server: [10, 0, 0, 1].into(),
-        path: "/x".into(),
-    });
+    events.push(Event::AddressConfigured { addr: [10, 0, 0, 2].into(), prefix_len: 30 });
+    events.push(Event::NfsCheck { server: [10, 0, 0, 1].into(), path: "/x".into() });
     events.push(Event::Booted);
     assert_eq!(run(&events), Ok(PiState::Booted));
 }
@@ -63,18 +38,11 @@ fn five_silent_attempts_give_up_and_only_power_off_leaves() {
     events.extend((1..=DHCP_ATTEMPTS).map(|attempt| Event::DhcpDiscover { attempt }));
     events.push(Event::DhcpExhausted);
     assert_eq!(run(&events), Ok(PiState::GaveUp));
-    for e in [
-        Event::PowerOn,
-        Event::DhcpDiscover { attempt: 1 },
-        Event::Booted,
-    ] {
+    for e in [Event::PowerOn, Event::DhcpDiscover { attempt: 1 }, Event::Booted] {
         assert!(next(&PiState::GaveUp, &e).is_err(), "{e:?} left GaveUp");
     }
     assert_eq!(next(&PiState::GaveUp, &Event::PowerOff), Ok(PiState::Off));
-    assert_eq!(
-        next(&PiState::Off, &Event::PowerOn),
-        Ok(PiState::DhcpDiscovering { attempt: 0 })
-    );
+    assert_eq!(next(&PiState::Off, &Event::PowerOn), Ok(PiState::DhcpDiscovering { attempt: 0 }));
 }
 
 #[test]
@@ -93,11 +61,7 @@ fn refused_transitions() {
         // A transfer result for another file.
         (
             PiState::Tftp { file: "a".into() },
-            Event::TftpFetched {
-                file: "b".into(),
-                bytes: 1,
-                blksize: 512,
-            },
+            Event::TftpFetched { file: "b".into(), bytes: 1, blksize: 512 },
         ),
         // Booted without checking the root.
         (PiState::Tftp { file: "a".into() }, Event::Booted),
@@ -106,24 +70,16 @@ fn refused_transitions() {
         (PiState::Off, Event::Failed(BootFailure::NoDhcpOffer)),
     ];
     for (state, event) in cases {
-        assert!(
-            next(&state, &event).is_err(),
-            "{event:?} accepted in {state:?}"
-        );
+        assert!(next(&state, &event).is_err(), "{event:?} accepted in {state:?}");
     }
 }
 
 #[test]
 fn failures_are_terminal_and_power_off_always_works() {
-    let failure = BootFailure::TftpFailed {
-        file: "x/start.elf".into(),
-        reason: "timeout".into(),
-    };
+    let failure = BootFailure::TftpFailed { file: "x/start.elf".into(), reason: "timeout".into() };
     let states = [
         PiState::DhcpDiscovering { attempt: 2 },
-        PiState::Tftp {
-            file: "x/start.elf".into(),
-        },
+        PiState::Tftp { file: "x/start.elf".into() },
         PiState::Nfs,
     ];
     for s in states {
@@ -136,17 +92,8 @@ fn failures_are_terminal_and_power_off_always_works() {
 
 #[test]
 fn states_print_as_short_labels() {
-    assert_eq!(
-        PiState::DhcpDiscovering { attempt: 2 }.to_string(),
-        "dhcp 2/5"
-    );
-    assert_eq!(
-        PiState::Tftp {
-            file: "abc/start.elf".into()
-        }
-        .to_string(),
-        "tftp abc/start.elf"
-    );
+    assert_eq!(PiState::DhcpDiscovering { attempt: 2 }.to_string(), "dhcp 2/5");
+    assert_eq!(PiState::Tftp { file: "abc/start.elf".into() }.to_string(), "tftp abc/start.elf");
     let failed = PiState::Failed(BootFailure::WrongRoot {
         path: "/r".into(),
         problem: "no etc/hostname".into(),

@@ -25,10 +25,7 @@ pub struct TftpOptions {
 }
 
 impl TftpOptions {
-    pub const NONE: TftpOptions = TftpOptions {
-        tsize: false,
-        blksize: None,
-    };
+    pub const NONE: TftpOptions = TftpOptions { tsize: false, blksize: None };
 }
 
 /// Retransmission policy.
@@ -78,21 +75,16 @@ enum Packet<'a> {
 
 fn parse(buf: &[u8]) -> Result<Packet<'_>, TftpError> {
     let short = || TftpError::Protocol(format!("{}-byte packet", buf.len()));
-    let opcode = u16::from_be_bytes([
-        *buf.first().ok_or_else(short)?,
-        *buf.get(1).ok_or_else(short)?,
-    ]);
+    let opcode =
+        u16::from_be_bytes([*buf.first().ok_or_else(short)?, *buf.get(1).ok_or_else(short)?]);
     let rest = &buf[2..];
     match opcode {
-        DATA if rest.len() >= 2 => Ok(Packet::Data {
-            block: u16::from_be_bytes([rest[0], rest[1]]),
-            data: &rest[2..],
-        }),
+        DATA if rest.len() >= 2 => {
+            Ok(Packet::Data { block: u16::from_be_bytes([rest[0], rest[1]]), data: &rest[2..] })
+        }
         ERROR if rest.len() >= 2 => Ok(Packet::Error {
             code: u16::from_be_bytes([rest[0], rest[1]]),
-            message: String::from_utf8_lossy(&rest[2..])
-                .trim_end_matches('\0')
-                .to_string(),
+            message: String::from_utf8_lossy(&rest[2..]).trim_end_matches('\0').to_string(),
         }),
         OACK => {
             let fields: Vec<String> = rest
@@ -101,10 +93,7 @@ fn parse(buf: &[u8]) -> Result<Packet<'_>, TftpError> {
                 .map(|f| String::from_utf8_lossy(f).to_ascii_lowercase())
                 .collect();
             Ok(Packet::Oack(
-                fields
-                    .chunks(2)
-                    .filter_map(|c| Some((c[0].clone(), c.get(1)?.clone())))
-                    .collect(),
+                fields.chunks(2).filter_map(|c| Some((c[0].clone(), c.get(1)?.clone()))).collect(),
             ))
         }
         other => Err(TftpError::Protocol(format!("unexpected opcode {other}"))),
@@ -119,10 +108,7 @@ fn rrq(file: &str, opts: TftpOptions) -> Vec<u8> {
         p.push(0);
     }
     let blksize = opts.blksize.map(|b| b.to_string());
-    let pairs = [
-        ("tsize", opts.tsize.then_some("0")),
-        ("blksize", blksize.as_deref()),
-    ];
+    let pairs = [("tsize", opts.tsize.then_some("0")), ("blksize", blksize.as_deref())];
     for (name, value) in pairs.into_iter().filter_map(|(n, v)| Some((n, v?))) {
         p.extend(name.as_bytes());
         p.push(0);
@@ -163,34 +149,19 @@ struct Transfer {
 
 impl Transfer {
     fn new(request: Vec<u8>, probe: bool) -> Self {
-        Transfer {
-            probe,
-            blksize: 512,
-            expected: 1,
-            content: Vec::new(),
-            last_sent: request,
-        }
+        Transfer { probe, blksize: 512, expected: 1, content: Vec::new(), last_sent: request }
     }
 
     fn on_packet(&mut self, packet: Packet<'_>) -> Result<Step, TftpError> {
         match packet {
-            Packet::Error {
-                code: NOT_FOUND, ..
-            } => Ok(Step::Finish(None, Outcome::NotFound)),
+            Packet::Error { code: NOT_FOUND, .. } => Ok(Step::Finish(None, Outcome::NotFound)),
             Packet::Error { code, message } => Err(TftpError::Server { code, message }),
             Packet::Oack(fields) => {
-                let value = |key: &str| {
-                    fields
-                        .iter()
-                        .find(|(k, _)| k == key)
-                        .map(|(_, v)| v.clone())
-                };
+                let value =
+                    |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
                 if self.probe {
                     let size = value("tsize").and_then(|v| v.parse().ok());
-                    return Ok(Step::Finish(
-                        Some(early_terminate()),
-                        Outcome::Probed { size },
-                    ));
+                    return Ok(Step::Finish(Some(early_terminate()), Outcome::Probed { size }));
                 }
                 if let Some(v) = value("blksize") {
                     self.blksize = v
@@ -246,12 +217,9 @@ pub async fn read(
         let Ok(received) = timeout(timing.timeout, sock.recv_from(&mut buf)).await else {
             misses += 1;
             if misses > timing.retries {
-                return Err(TftpError::Timeout {
-                    retries: timing.retries,
-                });
+                return Err(TftpError::Timeout { retries: timing.retries });
             }
-            sock.send_to(&transfer.last_sent, peer.unwrap_or(listen))
-                .await?;
+            sock.send_to(&transfer.last_sent, peer.unwrap_or(listen)).await?;
             continue;
         };
         let (n, from) = received?;
@@ -280,18 +248,12 @@ mod tests {
 
     #[test]
     fn rrq_without_options_is_file_and_octet_only() {
-        assert_eq!(
-            rrq("bootcode.bin", TftpOptions::NONE),
-            b"\0\x01bootcode.bin\0octet\0".to_vec()
-        );
+        assert_eq!(rrq("bootcode.bin", TftpOptions::NONE), b"\0\x01bootcode.bin\0octet\0".to_vec());
     }
 
     #[test]
     fn pi4_rrq_carries_tsize_then_blksize() {
-        let opts = TftpOptions {
-            tsize: true,
-            blksize: Some(1024),
-        };
+        let opts = TftpOptions { tsize: true, blksize: Some(1024) };
         assert_eq!(
             rrq("a/start4.elf", opts),
             b"\0\x01a/start4.elf\0octet\0tsize\x000\0blksize\x001024\0".to_vec()
@@ -303,67 +265,31 @@ mod tests {
         let oack = parse(b"\0\x06tsize\x0042\0blksize\x001024\0").expect("oack");
         assert_eq!(
             oack,
-            Packet::Oack(vec![
-                ("tsize".into(), "42".into()),
-                ("blksize".into(), "1024".into())
-            ])
+            Packet::Oack(vec![("tsize".into(), "42".into()), ("blksize".into(), "1024".into())])
         );
         let err = parse(b"\0\x05\0\x01File not found\0").expect("error");
-        assert_eq!(
-            err,
-            Packet::Error {
-                code: 1,
-                message: "File not found".into()
-            }
-        );
+        assert_eq!(err, Packet::Error { code: 1, message: "File not found".into() });
     }
 
     #[test]
     fn a_pi4_read_acks_the_oack_then_each_block() {
-        let mut t = Transfer::new(
-            rrq(
-                "f",
-                TftpOptions {
-                    tsize: true,
-                    blksize: Some(1024),
-                },
-            ),
-            false,
-        );
-        let oack = Packet::Oack(vec![
-            ("tsize".into(), "1500".into()),
-            ("blksize".into(), "1024".into()),
-        ]);
-        assert_eq!(
-            t.on_packet(oack).expect("oack"),
-            Step::Reply(ack(0).to_vec())
-        );
+        let mut t =
+            Transfer::new(rrq("f", TftpOptions { tsize: true, blksize: Some(1024) }), false);
+        let oack =
+            Packet::Oack(vec![("tsize".into(), "1500".into()), ("blksize".into(), "1024".into())]);
+        assert_eq!(t.on_packet(oack).expect("oack"), Step::Reply(ack(0).to_vec()));
         let full = vec![7u8; 1024];
         assert_eq!(
-            t.on_packet(Packet::Data {
-                block: 1,
-                data: &full
-            })
-            .expect("b1"),
+            t.on_packet(Packet::Data { block: 1, data: &full }).expect("b1"),
             Step::Reply(ack(1).to_vec())
         );
         // A repeated block 1 (our ACK was lost) is acknowledged again, not appended.
         assert_eq!(
-            t.on_packet(Packet::Data {
-                block: 1,
-                data: &full
-            })
-            .expect("dup"),
+            t.on_packet(Packet::Data { block: 1, data: &full }).expect("dup"),
             Step::Reply(ack(1).to_vec())
         );
         let tail = vec![8u8; 476];
-        match t
-            .on_packet(Packet::Data {
-                block: 2,
-                data: &tail,
-            })
-            .expect("b2")
-        {
+        match t.on_packet(Packet::Data { block: 2, data: &tail }).expect("b2") {
             Step::Finish(Some(last), Outcome::Fetched { data, blksize }) => {
                 assert_eq!(last, ack(2).to_vec());
                 assert_eq!((data.len(), blksize), (1500, 1024));
@@ -374,44 +300,20 @@ mod tests {
 
     #[test]
     fn a_probe_ends_with_error_zero_at_the_oack() {
-        let mut t = Transfer::new(
-            rrq(
-                "f",
-                TftpOptions {
-                    tsize: true,
-                    blksize: None,
-                },
-            ),
-            true,
-        );
-        let step = t
-            .on_packet(Packet::Oack(vec![("tsize".into(), "42".into())]))
-            .expect("oack");
-        assert_eq!(
-            step,
-            Step::Finish(Some(early_terminate()), Outcome::Probed { size: Some(42) })
-        );
+        let mut t = Transfer::new(rrq("f", TftpOptions { tsize: true, blksize: None }), true);
+        let step = t.on_packet(Packet::Oack(vec![("tsize".into(), "42".into())])).expect("oack");
+        assert_eq!(step, Step::Finish(Some(early_terminate()), Outcome::Probed { size: Some(42) }));
     }
 
     #[test]
     fn an_absurd_blksize_is_a_protocol_error() {
         let mut t = Transfer::new(rrq("f", TftpOptions::NONE), false);
-        assert!(
-            t.on_packet(Packet::Oack(vec![("blksize".into(), "3".into())]))
-                .is_err()
-        );
+        assert!(t.on_packet(Packet::Oack(vec![("blksize".into(), "3".into())])).is_err());
     }
 
     #[test]
     fn malformed_packets_are_errors_not_panics() {
-        for p in [
-            &b""[..],
-            b"\0",
-            b"\0\x03",
-            b"\0\x05\0",
-            b"\0\x09xx",
-            b"\0\x06tsize",
-        ] {
+        for p in [&b""[..], b"\0", b"\0\x03", b"\0\x05\0", b"\0\x09xx", b"\0\x06tsize"] {
             let _ = parse(p);
         }
         assert!(parse(b"\0\x02x").is_err());

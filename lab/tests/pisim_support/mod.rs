@@ -34,10 +34,7 @@ impl PiSlot {
         format!("pi-{}", self.serial)
     }
     pub fn key(&self) -> String {
-        format!(
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} customer@{}",
-            self.serial, self.serial
-        )
+        format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} customer@{}", self.serial, self.serial)
     }
 }
 
@@ -52,50 +49,27 @@ pub struct Anchor {
 }
 
 pub fn require_tools() {
-    for tool in [
-        "dnsmasq",
-        "ganesha.nfsd",
-        "rpcbind",
-        "nfs-cat",
-        "unshare",
-        "ip",
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output();
+    for tool in ["dnsmasq", "ganesha.nfsd", "rpcbind", "nfs-cat", "unshare", "ip"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
         assert!(
             found.is_ok_and(|o| o.status.success()),
             "{tool} is missing: install dnsmasq-base nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils"
         );
     }
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the Pi simulator tests need root (netns, veth)"
-    );
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the Pi simulator tests need root (netns, veth)");
 }
 
 impl Anchor {
     pub fn new() -> Self {
         require_tools();
         let ctl = Netns::new(&unique_name("psc")).expect("controller netns");
-        let dir = tempfile::Builder::new()
-            .prefix("pisim")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("pisim").tempdir().expect("temp dir");
         for sub in ["tftp", "roots", "recovery"] {
             fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
         write(&dir.path().join("tftp/bootcode.bin"), &pattern(51_200 + 17));
-        Anchor {
-            ctl,
-            dir,
-            slots: Vec::new(),
-            ctl_ifs: Vec::new(),
-            dnsmasq: None,
-            ganesha: None,
-        }
+        Anchor { ctl, dir, slots: Vec::new(), ctl_ifs: Vec::new(), dnsmasq: None, ganesha: None }
     }
 
     pub fn tftp_root(&self) -> PathBuf {
@@ -115,22 +89,11 @@ impl Anchor {
         run_ip(&["link", "add", &ctl_if, "type", "veth", "peer", "name", &tmp]).expect("veth");
         run_ip(&["link", "set", &ctl_if, "netns", self.ctl.name()]).expect("move ctl end");
         run_ip(&["link", "set", &tmp, "netns", netns.name()]).expect("move pi end");
-        netns
-            .ip(&["link", "set", &tmp, "name", "eth0"])
-            .expect("rename");
-        let slot = PiSlot {
-            netns,
-            index,
-            model,
-            serial: Serial(serial),
-        };
+        netns.ip(&["link", "set", &tmp, "name", "eth0"]).expect("rename");
+        let slot = PiSlot { netns, index, model, serial: Serial(serial) };
         let cidr = format!("{}/30", slot.server());
-        self.ctl
-            .ip(&["addr", "add", &cidr, "dev", &ctl_if])
-            .expect("ctl addr");
-        self.ctl
-            .ip(&["link", "set", &ctl_if, "up"])
-            .expect("ctl up");
+        self.ctl.ip(&["addr", "add", &cidr, "dev", &ctl_if]).expect("ctl addr");
+        self.ctl.ip(&["link", "set", &ctl_if, "up"]).expect("ctl up");
         self.ctl_ifs.push(ctl_if);
         self.write_boot_files(&slot);
         self.write_root(&slot);
@@ -165,10 +128,7 @@ impl Anchor {
 
     fn write_root(&self, slot: &PiSlot) {
         let root = self.root_of(slot);
-        write(
-            &root.join("etc/hostname"),
-            format!("{}\n", slot.hostname()).as_bytes(),
-        );
+        write(&root.join("etc/hostname"), format!("{}\n", slot.hostname()).as_bytes());
         let keys = format!("ssh-rsa AAAAB3other other@x\n{}\n", slot.key());
         write(&root.join("root/.ssh/authorized_keys"), keys.as_bytes());
     }
@@ -233,23 +193,12 @@ impl Anchor {
         let mut opts = GaneshaOptions::new(d.join("ganesha"), d.join("exports.conf"));
         opts.netns = Some(self.ctl.name().to_string());
         self.ganesha = Some(GaneshaServer::start(opts).expect("ganesha starts"));
-        let slot = self
-            .slots
-            .first()
-            .expect("add a Pi before starting ganesha");
-        let url = format!(
-            "nfs://{}{}/etc/hostname",
-            slot.server(),
-            self.root_of(slot).display()
-        );
+        let slot = self.slots.first().expect("add a Pi before starting ganesha");
+        let url = format!("nfs://{}{}/etc/hostname", slot.server(), self.root_of(slot).display());
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(30) {
-            let ok = self
-                .ctl
-                .command("nfs-cat")
-                .arg(&url)
-                .output()
-                .is_ok_and(|o| o.status.success());
+            let ok =
+                self.ctl.command("nfs-cat").arg(&url).output().is_ok_and(|o| o.status.success());
             if ok {
                 return;
             }

@@ -36,10 +36,7 @@ impl Bindings {
     /// The client holding `addr` on `ifname`, if its binding has not expired.
     pub fn holder(&self, ifname: &str, addr: Ipv4Addr, now: SystemTime) -> Option<&ClientKey> {
         let key = self.by_addr.get(&(ifname.to_string(), addr))?;
-        self.by_key
-            .get(key)
-            .filter(|b| b.expires > now)
-            .map(|_| key)
+        self.by_key.get(key).filter(|b| b.expires > now).map(|_| key)
     }
 
     /// Gives `addr` to `key`, taking it from any previous holder (whose binding must have
@@ -47,10 +44,7 @@ impl Bindings {
     /// Returns the previous holder when it was another client.
     pub fn bind(&mut self, key: &ClientKey, binding: Binding) -> Option<ClientKey> {
         let addr_key = (key.interface.clone(), binding.addr);
-        let previous = self
-            .by_addr
-            .insert(addr_key, key.clone())
-            .filter(|k| k != key);
+        let previous = self.by_addr.insert(addr_key, key.clone()).filter(|k| k != key);
         if let Some(prev) = &previous {
             self.by_key.remove(prev);
         }
@@ -64,11 +58,7 @@ impl Bindings {
 
     /// Marks a binding durable once its lease is stored (if it still matches).
     pub fn confirm(&mut self, lease: &Lease) {
-        if let Some(b) = self
-            .by_key
-            .get_mut(&lease.key)
-            .filter(|b| b.addr == lease.addr)
-        {
+        if let Some(b) = self.by_key.get_mut(&lease.key).filter(|b| b.addr == lease.addr) {
             b.committed = true;
             b.expires = lease.expires_at;
         }
@@ -98,11 +88,7 @@ impl Bindings {
     /// Restores committed leases (at startup); expired ones are skipped.
     pub fn restore(&mut self, leases: &[Lease], now: SystemTime) {
         for lease in leases.iter().filter(|l| l.expires_at > now) {
-            let binding = Binding {
-                addr: lease.addr,
-                expires: lease.expires_at,
-                committed: true,
-            };
+            let binding = Binding { addr: lease.addr, expires: lease.expires_at, committed: true };
             self.bind(&lease.key, binding);
         }
     }
@@ -115,13 +101,9 @@ impl Bindings {
         addr: Ipv4Addr,
         now: SystemTime,
     ) -> bool {
-        let declined = self
-            .declined
-            .get(&(net.ifname.clone(), addr))
-            .is_some_and(|until| *until > now);
-        let taken = self
-            .holder(&net.ifname, addr, now)
-            .is_some_and(|k| k != key);
+        let declined =
+            self.declined.get(&(net.ifname.clone(), addr)).is_some_and(|until| *until > now);
+        let taken = self.holder(&net.ifname, addr, now).is_some_and(|k| k != key);
         net.contains(addr)
             && !declined
             && !taken

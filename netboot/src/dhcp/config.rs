@@ -12,11 +12,7 @@ pub enum ConfigError {
     #[error("interface name `{ifname}` is empty or longer than 15 bytes")]
     BadIfname { ifname: String },
     #[error("storage interface {ifname}: {controller} and {pi} are not .1 and .2 of one /30")]
-    NotASlash30 {
-        ifname: String,
-        controller: Ipv4Addr,
-        pi: Ipv4Addr,
-    },
+    NotASlash30 { ifname: String, controller: Ipv4Addr, pi: Ipv4Addr },
     #[error("flat network on {ifname}: prefix /{prefix} is not between /8 and /30")]
     BadPrefix { ifname: String, prefix: u8 },
     #[error("flat network on {ifname}: {addr} ({what}) is outside {network}/{prefix}")]
@@ -28,11 +24,7 @@ pub enum ConfigError {
         prefix: u8,
     },
     #[error("flat network on {ifname}: pool {first}..={last} is empty")]
-    EmptyPool {
-        ifname: String,
-        first: Ipv4Addr,
-        last: Ipv4Addr,
-    },
+    EmptyPool { ifname: String, first: Ipv4Addr, last: Ipv4Addr },
 }
 
 /// One per-Pi storage network: whoever asks on `ifname` is the Pi in `slot` and gets
@@ -128,11 +120,7 @@ impl FlatNetwork {
             checks.push(("pool start", first));
             checks.push(("pool end", last));
             if u32::from(first) > u32::from(last) {
-                return Err(ConfigError::EmptyPool {
-                    ifname: self.ifname.clone(),
-                    first,
-                    last,
-                });
+                return Err(ConfigError::EmptyPool { ifname: self.ifname.clone(), first, last });
             }
         }
         for (what, addr) in checks {
@@ -151,11 +139,7 @@ impl FlatNetwork {
     }
 
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(
-            u32::MAX
-                .checked_shl(32 - u32::from(self.prefix))
-                .unwrap_or(0),
-        )
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0))
     }
 
     /// True for a usable host address of the subnet (not network or broadcast).
@@ -173,12 +157,8 @@ impl FlatNetwork {
 
     /// The reserved address for a MAC, then for a serial.
     pub fn reservation_for(&self, mac: &MacAddr, serial: Option<PiSerial>) -> Option<Ipv4Addr> {
-        let by = |key: ReservationKey| {
-            self.reservations
-                .iter()
-                .find(|r| r.key == key)
-                .map(|r| r.addr)
-        };
+        let by =
+            |key: ReservationKey| self.reservations.iter().find(|r| r.key == key).map(|r| r.addr);
         by(ReservationKey::Mac(*mac)).or_else(|| serial.and_then(|s| by(ReservationKey::Serial(s))))
     }
 
@@ -221,9 +201,7 @@ impl Default for ServerOptions {
 
 fn check_ifname(ifname: &str) -> Result<(), ConfigError> {
     if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ' ', '\0']) {
-        return Err(ConfigError::BadIfname {
-            ifname: ifname.to_string(),
-        });
+        return Err(ConfigError::BadIfname { ifname: ifname.to_string() });
     }
     Ok(())
 }
@@ -238,10 +216,7 @@ mod tests {
             server_addr: Ipv4Addr::new(10, 101, 200, 1),
             network: Ipv4Addr::new(10, 101, 200, 0),
             prefix: 24,
-            pool: Some((
-                Ipv4Addr::new(10, 101, 200, 100),
-                Ipv4Addr::new(10, 101, 200, 199),
-            )),
+            pool: Some((Ipv4Addr::new(10, 101, 200, 100), Ipv4Addr::new(10, 101, 200, 199))),
             router: Some(Ipv4Addr::new(10, 101, 200, 1)),
             dns: vec![],
             tftp_server: None,
@@ -286,22 +261,10 @@ mod tests {
     fn flat_validation_catches_bad_addresses() {
         assert!(flat().validate().is_ok());
         let mut f = flat();
-        f.pool = Some((
-            Ipv4Addr::new(10, 101, 200, 100),
-            Ipv4Addr::new(10, 101, 201, 1),
-        ));
-        assert!(matches!(
-            f.validate(),
-            Err(ConfigError::OutsideSubnet {
-                what: "pool end",
-                ..
-            })
-        ));
+        f.pool = Some((Ipv4Addr::new(10, 101, 200, 100), Ipv4Addr::new(10, 101, 201, 1)));
+        assert!(matches!(f.validate(), Err(ConfigError::OutsideSubnet { what: "pool end", .. })));
         let mut f = flat();
-        f.pool = Some((
-            Ipv4Addr::new(10, 101, 200, 150),
-            Ipv4Addr::new(10, 101, 200, 100),
-        ));
+        f.pool = Some((Ipv4Addr::new(10, 101, 200, 150), Ipv4Addr::new(10, 101, 200, 100)));
         assert!(matches!(f.validate(), Err(ConfigError::EmptyPool { .. })));
         assert!(!flat().contains(Ipv4Addr::new(10, 101, 200, 255)));
         assert_eq!(flat().netmask(), Ipv4Addr::new(255, 255, 255, 0));

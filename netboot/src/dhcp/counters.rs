@@ -110,10 +110,7 @@ pub struct CountersSnapshot {
 
 impl CountersSnapshot {
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+        self.dropped.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
     }
 
     pub fn dropped_total(&self) -> u64 {
@@ -127,10 +124,7 @@ impl Counters {
     }
 
     pub fn drop_packet(&self, reason: DropReason) {
-        let index = DropReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
+        let index = DropReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
         self.dropped[index].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -148,11 +142,7 @@ impl Counters {
             naks: get(&self.naks),
             store_batches: get(&self.store_batches),
             store_leases: get(&self.store_leases),
-            dropped: DropReason::ALL
-                .iter()
-                .zip(&self.dropped)
-                .map(|(r, c)| (*r, get(c)))
-                .collect(),
+            dropped: DropReason::ALL.iter().zip(&self.dropped).map(|(r, c)| (*r, get(c))).collect(),
         }
     }
 }

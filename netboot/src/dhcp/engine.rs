@@ -67,12 +67,7 @@ pub struct Outcome {
 
 impl Outcome {
     fn dropped(reason: DropReason) -> Self {
-        Outcome {
-            action: Action::Drop(reason),
-            seen: None,
-            sighting: None,
-            request: None,
-        }
+        Outcome { action: Action::Drop(reason), seen: None, sighting: None, request: None }
     }
 }
 
@@ -98,10 +93,7 @@ struct Ctx<'a> {
 
 impl Engine {
     pub fn new(opts: ServerOptions) -> Self {
-        Engine {
-            opts,
-            ..Engine::default()
-        }
+        Engine { opts, ..Engine::default() }
     }
 
     pub fn options(&self) -> &ServerOptions {
@@ -153,10 +145,7 @@ impl Engine {
         }
         let ctx = Ctx {
             role: &role,
-            key: ClientKey {
-                interface: ifname.to_string(),
-                mac: req.mac,
-            },
+            key: ClientKey { interface: ifname.to_string(), mac: req.mac },
             id: pi::identify(&req.mac, req.option97.as_deref()),
             now,
         };
@@ -174,12 +163,7 @@ impl Engine {
             _ => (BootStage::DhcpDecline, self.decline(&ctx, &req)),
         };
         let sighting = self.sighting(&ctx);
-        Outcome {
-            action,
-            seen: Some((client, stage)),
-            sighting,
-            request: Some(req.kind),
-        }
+        Outcome { action, seen: Some((client, stage)), sighting, request: Some(req.kind) }
     }
 
     fn discover(&mut self, ctx: &Ctx<'_>, req: &Request) -> Action {
@@ -233,10 +217,7 @@ impl Engine {
 
     fn inform(&mut self, ctx: &Ctx<'_>, req: &Request) -> Action {
         let reply = self.reply(ctx, req, MessageType::Ack, Ipv4Addr::UNSPECIFIED, None);
-        Action::Reply(Reply {
-            stage: BootStage::DhcpAck { yiaddr: req.ciaddr },
-            ..reply
-        })
+        Action::Reply(Reply { stage: BootStage::DhcpAck { yiaddr: req.ciaddr }, ..reply })
     }
 
     fn release(&mut self, ctx: &Ctx<'_>, req: &Request) -> Action {
@@ -246,30 +227,21 @@ impl Engine {
         match self.bindings.get(&ctx.key) {
             Some(b) if b.addr == req.ciaddr => {
                 self.bindings.remove(&ctx.key);
-                Action::Release {
-                    key: ctx.key.clone(),
-                    addr: req.ciaddr,
-                }
+                Action::Release { key: ctx.key.clone(), addr: req.ciaddr }
             }
             _ => Action::Drop(DropReason::NotForUs),
         }
     }
 
     fn decline(&mut self, ctx: &Ctx<'_>, req: &Request) -> Action {
-        let Some(addr) = req
-            .requested
-            .filter(|a| self.bindings.get(&ctx.key).is_some_and(|b| b.addr == *a))
+        let Some(addr) =
+            req.requested.filter(|a| self.bindings.get(&ctx.key).is_some_and(|b| b.addr == *a))
         else {
             return Action::Drop(DropReason::NotForUs);
         };
         tracing::warn!(interface = %ctx.key.interface, mac = %ctx.key.mac, %addr, "client declined address: in use by another host");
-        self.bindings
-            .decline(&ctx.key.interface, addr, ctx.now + self.opts.decline_hold);
-        Action::Decline(Decline {
-            key: ctx.key.clone(),
-            addr,
-            at: ctx.now,
-        })
+        self.bindings.decline(&ctx.key.interface, addr, ctx.now + self.opts.decline_hold);
+        Action::Decline(Decline { key: ctx.key.clone(), addr, at: ctx.now })
     }
 
     /// The address this client gets here, if any.
@@ -277,30 +249,19 @@ impl Engine {
         match ctx.role {
             Role::Storage(s) => Some(s.pi_addr),
             Role::Flat(net) => {
-                self.bindings
-                    .choose_flat(net, &ctx.key, ctx.id.serial, hint, ctx.now)
+                self.bindings.choose_flat(net, &ctx.key, ctx.id.serial, hint, ctx.now)
             }
         }
     }
 
     /// Holds `addr` for the client while an offer or an ACK is in flight.
     fn hold(&mut self, ctx: &Ctx<'_>, addr: Ipv4Addr) {
-        let committed = self
-            .bindings
-            .get(&ctx.key)
-            .is_some_and(|b| b.committed && b.addr == addr);
+        let committed = self.bindings.get(&ctx.key).is_some_and(|b| b.committed && b.addr == addr);
         let expires = match self.bindings.get(&ctx.key) {
             Some(b) if committed => b.expires.max(ctx.now + self.opts.offer_hold),
             _ => ctx.now + self.opts.offer_hold,
         };
-        if let Some(previous) = self.bindings.bind(
-            &ctx.key,
-            Binding {
-                addr,
-                expires,
-                committed,
-            },
-        ) {
+        if let Some(previous) = self.bindings.bind(&ctx.key, Binding { addr, expires, committed }) {
             tracing::warn!(interface = %ctx.key.interface, %addr, old_mac = %previous.mac, new_mac = %ctx.key.mac,
                 "address taken over by another client (replaced Pi in a storage slot?)");
         }
@@ -323,13 +284,7 @@ impl Engine {
     }
 
     fn nak(&self, ctx: &Ctx<'_>, req: &Request, reason: &str) -> Reply {
-        self.reply(
-            ctx,
-            req,
-            MessageType::Nak,
-            Ipv4Addr::UNSPECIFIED,
-            Some(reason.to_string()),
-        )
+        self.reply(ctx, req, MessageType::Nak, Ipv4Addr::UNSPECIFIED, Some(reason.to_string()))
     }
 
     fn reply(
@@ -363,20 +318,16 @@ impl Engine {
         };
         let stage = match kind {
             MessageType::Offer => BootStage::DhcpOffer { yiaddr },
-            MessageType::Nak => BootStage::DhcpNak {
-                reason: params.message.clone().unwrap_or_default(),
-            },
+            MessageType::Nak => {
+                BootStage::DhcpNak { reason: params.message.clone().unwrap_or_default() }
+            }
             _ => BootStage::DhcpAck { yiaddr },
         };
         Reply {
             kind,
             bytes: packet::encode_reply(req, kind, yiaddr, &params),
             dest: packet::destination(req, kind, self.opts.server_port, self.opts.client_port),
-            delay: if req.pxe {
-                self.opts.pxe_reply_delay
-            } else {
-                Duration::ZERO
-            },
+            delay: if req.pxe { self.opts.pxe_reply_delay } else { Duration::ZERO },
             stage,
         }
     }

@@ -56,11 +56,8 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DropReason> {
     if msg.opcode() != Opcode::BootRequest || msg.htype() != HType::Eth || msg.hlen() != 6 {
         return Err(DropReason::BadHardware);
     }
-    let mac_bytes: [u8; 6] = msg
-        .chaddr()
-        .get(..6)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(DropReason::BadHardware)?;
+    let mac_bytes: [u8; 6] =
+        msg.chaddr().get(..6).and_then(|b| b.try_into().ok()).ok_or(DropReason::BadHardware)?;
     let mac = MacAddr(mac_bytes);
     if !mac.is_valid_client() {
         return Err(DropReason::BadHardware);
@@ -182,8 +179,7 @@ pub fn encode_reply(
         add_config_options(&mut msg, req, p);
     }
     if let Some(id) = &req.client_id {
-        msg.opts_mut()
-            .insert(DhcpOption::ClientIdentifier(id.clone()));
+        msg.opts_mut().insert(DhcpOption::ClientIdentifier(id.clone()));
     }
     // Encoding a message we built ourselves cannot fail; an empty vector is dropped by
     // the caller as a send failure rather than panicking.
@@ -219,9 +215,7 @@ fn add_config_options(msg: &mut Message, req: &Request, p: &ReplyParams) {
     }
     if req.pxe {
         opts.insert(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()));
-        opts.insert(DhcpOption::VendorExtensions(pi::vendor_options(
-            pi::PI_BOOT_STRING,
-        )));
+        opts.insert(DhcpOption::VendorExtensions(pi::vendor_options(pi::PI_BOOT_STRING)));
     }
     if let Some(guid) = &req.option97 {
         opts.insert(DhcpOption::ClientMachineIdentifier(guid.clone()));

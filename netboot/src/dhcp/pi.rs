@@ -68,39 +68,19 @@ pub struct PiIdentity {
 pub fn identify(mac: &MacAddr, option97: Option<&[u8]>) -> PiIdentity {
     let by_oui = model_from_oui(mac);
     let Some(guid) = option97.and_then(guid_of) else {
-        return PiIdentity {
-            model: by_oui,
-            serial: None,
-        };
+        return PiIdentity { model: by_oui, serial: None };
     };
     if guid == [0x44; 16] {
-        let model = if by_oui.is_some() {
-            Some(PiModel::Pi3B)
-        } else {
-            None
-        };
-        return PiIdentity {
-            model,
-            serial: None,
-        };
+        let model = if by_oui.is_some() { Some(PiModel::Pi3B) } else { None };
+        return PiIdentity { model, serial: None };
     }
     match &guid[..4] {
-        b"RPi4" => PiIdentity {
-            model: Some(PiModel::Pi4),
-            serial: eeprom_serial(&guid),
-        },
-        b"RPi5" => PiIdentity {
-            model: Some(PiModel::Pi5),
-            serial: eeprom_serial(&guid),
-        },
-        _ if by_oui == Some(PiModel::Pi3OrOlder) => PiIdentity {
-            model: Some(PiModel::Pi3BPlus),
-            serial: pi3_plus_serial(mac, &guid),
-        },
-        _ => PiIdentity {
-            model: by_oui,
-            serial: None,
-        },
+        b"RPi4" => PiIdentity { model: Some(PiModel::Pi4), serial: eeprom_serial(&guid) },
+        b"RPi5" => PiIdentity { model: Some(PiModel::Pi5), serial: eeprom_serial(&guid) },
+        _ if by_oui == Some(PiModel::Pi3OrOlder) => {
+            PiIdentity { model: Some(PiModel::Pi3BPlus), serial: pi3_plus_serial(mac, &guid) }
+        }
+        _ => PiIdentity { model: by_oui, serial: None },
     }
 }
 
@@ -164,20 +144,14 @@ mod tests {
         rom3b.extend([0x44; 16]);
         assert_eq!(
             identify(&pi3, Some(&rom3b)),
-            PiIdentity {
-                model: Some(PiModel::Pi3B),
-                serial: None
-            }
+            PiIdentity { model: Some(PiModel::Pi3B), serial: None }
         );
 
         let mut rom3bp = vec![0u8; 13];
         rom3bp.extend([0x5a, 0x28, 0xf6, 0x6d]);
         assert_eq!(
             identify(&pi3, Some(&rom3bp)),
-            PiIdentity {
-                model: Some(PiModel::Pi3BPlus),
-                serial: Some(PiSerial(0x5a28f66d))
-            }
+            PiIdentity { model: Some(PiModel::Pi3BPlus), serial: Some(PiSerial(0x5a28f66d)) }
         );
 
         let pi4: MacAddr = "dc:a6:32:03:22:20".parse().unwrap();
@@ -188,20 +162,11 @@ mod tests {
         rom4.extend([0, 0]);
         assert_eq!(
             identify(&pi4, Some(&rom4)),
-            PiIdentity {
-                model: Some(PiModel::Pi4),
-                serial: Some(PiSerial(0x47b45dcb))
-            }
+            PiIdentity { model: Some(PiModel::Pi4), serial: Some(PiSerial(0x47b45dcb)) }
         );
 
         assert_eq!(identify(&pi4, None).model, Some(PiModel::NewerPi));
         let other: MacAddr = "02:00:00:00:00:01".parse().unwrap();
-        assert_eq!(
-            identify(&other, Some(&[1, 2, 3])),
-            PiIdentity {
-                model: None,
-                serial: None
-            }
-        );
+        assert_eq!(identify(&other, Some(&[1, 2, 3])), PiIdentity { model: None, serial: None });
     }
 }

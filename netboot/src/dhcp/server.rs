@@ -48,28 +48,17 @@ impl DhcpServer {
         store: Arc<dyn LeaseStore>,
         sink: Arc<dyn BootEventSink>,
     ) -> Result<Self, DhcpError> {
-        let leases = store
-            .load_leases()
-            .await
-            .map_err(|source| DhcpError::LoadLeases { source })?;
+        let leases =
+            store.load_leases().await.map_err(|source| DhcpError::LoadLeases { source })?;
         let mut engine = Engine::new(opts);
         engine.restore(&leases, SystemTime::now());
         tracing::info!(leases = leases.len(), "dhcp server starting");
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let committer = tokio::spawn(run_committer(rx, store.clone(), counters.clone()));
-        let shared = Arc::new(Shared {
-            engine: Mutex::new(engine),
-            counters,
-            store,
-            sink,
-            commits: tx,
-        });
-        Ok(DhcpServer {
-            shared,
-            tasks: Mutex::new(HashMap::new()),
-            committer,
-        })
+        let shared =
+            Arc::new(Shared { engine: Mutex::new(engine), counters, store, sink, commits: tx });
+        Ok(DhcpServer { shared, tasks: Mutex::new(HashMap::new()), committer })
     }
 
     /// Starts serving a storage /30 (replacing its previous configuration, if any).
@@ -79,9 +68,7 @@ impl DhcpServer {
 
     /// Starts serving a flat network (validated first).
     pub fn add_flat(&self, net: FlatNetwork) -> Result<(), DhcpError> {
-        let net = net
-            .validate()
-            .map_err(|source| DhcpError::Config { source })?;
+        let net = net.validate().map_err(|source| DhcpError::Config { source })?;
         self.add(Role::Flat(net))
     }
 
@@ -109,16 +96,11 @@ impl DhcpServer {
             Role::Flat(f) => f.ifname.clone(),
         };
         let port = self.shared.engine().options().server_port;
-        let socket = bind_to_device(&ifname, port).map_err(|source| DhcpError::Bind {
-            ifname: ifname.clone(),
-            source,
-        })?;
+        let socket = bind_to_device(&ifname, port)
+            .map_err(|source| DhcpError::Bind { ifname: ifname.clone(), source })?;
         self.shared.engine().set_interface(role);
-        let task = tokio::spawn(serve_interface(
-            self.shared.clone(),
-            ifname.clone(),
-            Arc::new(socket),
-        ));
+        let task =
+            tokio::spawn(serve_interface(self.shared.clone(), ifname.clone(), Arc::new(socket)));
         if let Some(old) = lock(&self.tasks).insert(ifname.clone(), task) {
             old.abort();
         }
@@ -148,11 +130,7 @@ impl Shared {
     }
 
     fn record(&self, client: ClientRef, stage: BootStage) {
-        self.sink.record(BootEvent {
-            at: SystemTime::now(),
-            client,
-            stage,
-        });
+        self.sink.record(BootEvent { at: SystemTime::now(), client, stage });
     }
 }
 
@@ -169,9 +147,7 @@ async fn serve_interface(shared: Arc<Shared>, ifname: String, socket: Arc<UdpSoc
             }
         };
         Counters::bump(&shared.counters.received);
-        let outcome = shared
-            .engine()
-            .handle(&ifname, &buf[..n], SystemTime::now());
+        let outcome = shared.engine().handle(&ifname, &buf[..n], SystemTime::now());
         dispatch(&shared, &socket, outcome).await;
     }
 }
@@ -186,16 +162,12 @@ async fn dispatch(shared: &Arc<Shared>, socket: &Arc<UdpSocket>, outcome: Outcom
         Some(_) => Counters::bump(&c.declines),
         None => {}
     }
-    let client = outcome
-        .seen
-        .as_ref()
-        .map(|(client, _)| client.clone())
-        .unwrap_or(ClientRef {
-            interface: None,
-            mac: None,
-            serial: None,
-            addr: None,
-        });
+    let client = outcome.seen.as_ref().map(|(client, _)| client.clone()).unwrap_or(ClientRef {
+        interface: None,
+        mac: None,
+        serial: None,
+        addr: None,
+    });
     if let Some((client, stage)) = outcome.seen {
         shared.record(client, stage);
     }
@@ -252,10 +224,7 @@ async fn commit_then_reply(
     client: ClientRef,
 ) {
     let (done, stored) = oneshot::channel();
-    let job = CommitJob {
-        lease: lease.clone(),
-        done,
-    };
+    let job = CommitJob { lease: lease.clone(), done };
     let ok = shared.commits.send(job).await.is_ok() && stored.await.unwrap_or(false);
     if !ok {
         shared.counters.drop_packet(DropReason::StoreFailed);

@@ -87,9 +87,7 @@ pub struct MemoryLeaseStore {
 impl MemoryLeaseStore {
     pub fn with_leases(leases: Vec<Lease>) -> Self {
         let store = MemoryLeaseStore::default();
-        store
-            .lock_leases()
-            .extend(leases.into_iter().map(|l| (l.key.clone(), l)));
+        store.lock_leases().extend(leases.into_iter().map(|l| (l.key.clone(), l)));
         store
     }
 
@@ -132,9 +130,7 @@ impl LeaseStore for MemoryLeaseStore {
     async fn commit_leases(&self, leases: &[Lease]) -> Result<(), StoreError> {
         self.commit_calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_commits.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                reason: "fault injected".into(),
-            });
+            return Err(StoreError::Unavailable { reason: "fault injected".into() });
         }
         let mut map = self.lock_leases();
         for lease in leases {
@@ -154,9 +150,7 @@ impl LeaseStore for MemoryLeaseStore {
     async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError> {
         self.declines
             .lock()
-            .map_err(|_| StoreError::Unavailable {
-                reason: "poisoned".into(),
-            })?
+            .map_err(|_| StoreError::Unavailable { reason: "poisoned".into() })?
             .push(decline.clone());
         Ok(())
     }
@@ -164,9 +158,7 @@ impl LeaseStore for MemoryLeaseStore {
     async fn record_sighting(&self, sighting: &Sighting) -> Result<(), StoreError> {
         self.sightings
             .lock()
-            .map_err(|_| StoreError::Unavailable {
-                reason: "poisoned".into(),
-            })?
+            .map_err(|_| StoreError::Unavailable { reason: "poisoned".into() })?
             .push(sighting.clone());
         Ok(())
     }

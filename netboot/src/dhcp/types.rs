@@ -31,18 +31,14 @@ impl FromStr for PiSerial {
         // /proc/cpuinfo prints 16 digits with leading zeros; accept those too.
         let trimmed = s.trim_start_matches('0');
         if s.is_empty() || s.len() > 16 || trimmed.len() > 8 {
-            return Err(BadSerial {
-                input: s.to_string(),
-            });
+            return Err(BadSerial { input: s.to_string() });
         }
         if trimmed.is_empty() {
             return Ok(PiSerial(0));
         }
         u32::from_str_radix(trimmed, 16)
             .map(PiSerial)
-            .map_err(|_| BadSerial {
-                input: s.to_string(),
-            })
+            .map_err(|_| BadSerial { input: s.to_string() })
     }
 }
 
@@ -89,27 +85,17 @@ mod tests {
     fn mac_round_trips_and_rejects_garbage() {
         let m: MacAddr = "b8:27:eb:12:34:56".parse().unwrap();
         assert_eq!(m.to_string(), "b8:27:eb:12:34:56");
-        for bad in [
-            "",
-            "b8:27:eb:12:34",
-            "b8:27:eb:12:34:56:78",
-            "zz:27:eb:12:34:56",
-            "b8:27:eb:123:4:56",
-        ] {
+        for bad in
+            ["", "b8:27:eb:12:34", "b8:27:eb:12:34:56:78", "zz:27:eb:12:34:56", "b8:27:eb:123:4:56"]
+        {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn serial_parses_short_and_cpuinfo_forms() {
-        assert_eq!(
-            "1a2b3c4d".parse::<PiSerial>().unwrap(),
-            PiSerial(0x1a2b3c4d)
-        );
-        assert_eq!(
-            "000000001a2b3c4d".parse::<PiSerial>().unwrap().to_string(),
-            "1a2b3c4d"
-        );
+        assert_eq!("1a2b3c4d".parse::<PiSerial>().unwrap(), PiSerial(0x1a2b3c4d));
+        assert_eq!("000000001a2b3c4d".parse::<PiSerial>().unwrap().to_string(), "1a2b3c4d");
         assert!("11a2b3c4d".parse::<PiSerial>().is_err());
         assert!("xyz".parse::<PiSerial>().is_err());
     }

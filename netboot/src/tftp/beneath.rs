@@ -21,10 +21,7 @@ use super::source::OpenError;
 /// Opens `base/rel` for reading if it resolves to a regular file inside `base`; returns
 /// it with its size.
 pub fn open_beneath(base: &Path, rel: &Path) -> Result<(File, u64), OpenError> {
-    let io_error = |source: io::Error| OpenError::Io {
-        path: base.join(rel),
-        source,
-    };
+    let io_error = |source: io::Error| OpenError::Io { path: base.join(rel), source };
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -103,10 +100,7 @@ mod tests {
         symlink("loop", boot.join("loop")).expect("symlink");
         symlink(tmp.path(), tmp.path().join("linked-boot")).expect("symlink");
         nix_mkfifo(&boot.join("fifo"));
-        assert_eq!(
-            open_beneath(&boot, Path::new("inner")).map(|(_, n)| n).ok(),
-            Some(3)
-        );
+        assert_eq!(open_beneath(&boot, Path::new("inner")).map(|(_, n)| n).ok(), Some(3));
         assert_eq!(refused(&boot, "sub/up"), None);
         assert_eq!(refused(&boot, "escape"), Some(Refusal::SymlinkEscape));
         assert_eq!(refused(&boot, "absolute"), Some(Refusal::SymlinkEscape));

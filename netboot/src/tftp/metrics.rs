@@ -102,10 +102,7 @@ pub struct MetricsSnapshot {
 impl MetricsSnapshot {
     /// The refusal count for one reason.
     pub fn refused(&self, reason: Refusal) -> u64 {
-        self.refused
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| *n)
+        self.refused.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n)
     }
 }
 
@@ -140,10 +137,7 @@ impl TftpMetrics {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
-            refused: Refusal::ALL
-                .iter()
-                .map(|r| (*r, get(&self.refused[r.index()])))
-                .collect(),
+            refused: Refusal::ALL.iter().map(|r| (*r, get(&self.refused[r.index()]))).collect(),
             transfers_started: get(&self.transfers_started),
             transfers_completed: get(&self.transfers_completed),
             early_terminations: get(&self.early_terminations),

@@ -93,20 +93,11 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     /// (asked, blksize, windowsize, timeout seconds, OACK)
-    type Case<'a> = (
-        &'a [(&'a str, &'a str)],
-        usize,
-        u16,
-        u64,
-        &'a [(&'a str, &'a str)],
-    );
+    type Case<'a> = (&'a [(&'a str, &'a str)], usize, u16, u64, &'a [(&'a str, &'a str)]);
 
     #[test]
     fn table_of_requests() {
@@ -130,20 +121,8 @@ mod tests {
                 3,
                 &[("windowsize", "8"), ("timeout", "3")],
             ),
-            (
-                &[("windowsize", "1000")],
-                512,
-                64,
-                1,
-                &[("windowsize", "64")],
-            ),
-            (
-                &[("windowsize", "0"), ("timeout", "0"), ("tsize", "5")],
-                512,
-                1,
-                1,
-                &[],
-            ),
+            (&[("windowsize", "1000")], 512, 64, 1, &[("windowsize", "64")]),
+            (&[("windowsize", "0"), ("timeout", "0"), ("tsize", "5")], 512, 1, 1, &[]),
             (&[("multicast", ""), ("timeout", "256")], 512, 1, 1, &[]),
         ];
         for (asked, blksize, window, timeout, oack) in cases {

@@ -85,10 +85,7 @@ pub fn decode(buf: &[u8]) -> Result<ClientPacket, DecodeError> {
             [a, b, rest @ ..] => {
                 let text = rest.split(|&c| c == 0).next().unwrap_or_default();
                 let message = String::from_utf8_lossy(text).into_owned();
-                Ok(ClientPacket::Error {
-                    code: u16::from_be_bytes([*a, *b]),
-                    message,
-                })
+                Ok(ClientPacket::Error { code: u16::from_be_bytes([*a, *b]), message })
             }
             _ => Err(DecodeError::TooShort { len: buf.len() }),
         },
@@ -127,11 +124,7 @@ fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
             _ => None,
         })
         .collect();
-    Ok(Request {
-        filename,
-        mode,
-        options,
-    })
+    Ok(Request { filename, mode, options })
 }
 
 fn parse_mode(raw: &[u8]) -> Option<Mode> {
@@ -184,17 +177,12 @@ mod tests {
     #[test]
     fn decodes_read_request_with_options() {
         let pkt = b"\x00\x01abc/start.elf\x00OCTET\x00TSize\x000\x00blksize\x001468\x00";
-        let ClientPacket::Read(req) = decode(pkt).expect("decodes") else {
-            panic!("not RRQ")
-        };
+        let ClientPacket::Read(req) = decode(pkt).expect("decodes") else { panic!("not RRQ") };
         assert_eq!(req.filename, b"abc/start.elf");
         assert_eq!(req.mode, Mode::Octet);
         assert_eq!(
             req.options,
-            vec![
-                ("tsize".into(), "0".into()),
-                ("blksize".into(), "1468".into())
-            ]
+            vec![("tsize".into(), "0".into()), ("blksize".into(), "1468".into())]
         );
     }
 
@@ -208,12 +196,7 @@ mod tests {
             (b"\x00\x01file\x00octet", DecodeError::Unterminated),
             (b"\x00\x01file\x00", DecodeError::Unterminated),
             (b"\x00\x01a\x00../x\x00octet\x00", DecodeError::NulInName),
-            (
-                b"\x00\x01a\x00mail\x00",
-                DecodeError::BadMode {
-                    mode: "mail".into(),
-                },
-            ),
+            (b"\x00\x01a\x00mail\x00", DecodeError::BadMode { mode: "mail".into() }),
         ];
         for (bytes, want) in cases {
             assert_eq!(decode(bytes).as_ref(), Err(want), "{bytes:?}");
@@ -224,28 +207,16 @@ mod tests {
     fn decodes_ack_and_client_error() {
         assert_eq!(decode(b"\x00\x04\xff\xfe"), Ok(ClientPacket::Ack(0xfffe)));
         let got = decode(b"\x00\x05\x00\x00early\x00").expect("decodes");
-        assert_eq!(
-            got,
-            ClientPacket::Error {
-                code: 0,
-                message: "early".into()
-            }
-        );
+        assert_eq!(got, ClientPacket::Error { code: 0, message: "early".into() });
         assert_eq!(
             decode(b"\x00\x05\x00\x08"),
-            Ok(ClientPacket::Error {
-                code: 8,
-                message: String::new()
-            })
+            Ok(ClientPacket::Error { code: 8, message: String::new() })
         );
     }
 
     #[test]
     fn encodes_error_and_oack() {
-        assert_eq!(
-            encode_error(ErrorCode::AccessViolation, "no"),
-            b"\x00\x05\x00\x02no\x00"
-        );
+        assert_eq!(encode_error(ErrorCode::AccessViolation, "no"), b"\x00\x05\x00\x02no\x00");
         let oack = encode_oack(&[("blksize", "1468".into()), ("tsize", "7".into())]);
         assert_eq!(oack, b"\x00\x06blksize\x001468\x00tsize\x007\x00");
     }

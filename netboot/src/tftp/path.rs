@@ -125,15 +125,9 @@ mod tests {
             (b"b8-27-eb-34-ab-cd/start4.elf", ok("start4.elf")),
             (b"1234abcd/overlays/./a.dtbo", ok("overlays/a.dtbo")),
             (b"kernel8.img", ok("kernel8.img")),
-            (
-                b"1234abcd//cmdline.txt",
-                Ok(Target::Generated(Generated::Cmdline)),
-            ),
+            (b"1234abcd//cmdline.txt", Ok(Target::Generated(Generated::Cmdline))),
             (b"cmdline.txt", Ok(Target::Generated(Generated::Cmdline))),
-            (
-                b"b8-27-eb-34-ab-cd/config.txt",
-                Ok(Target::Generated(Generated::Config)),
-            ),
+            (b"b8-27-eb-34-ab-cd/config.txt", Ok(Target::Generated(Generated::Config))),
             (b"overlays/config.txt", ok("overlays/config.txt")),
             (b"deadbeef/start.elf", Err(Refusal::ForeignSlot)),
             (b"b8-27-eb-00-00-01/start.elf", Err(Refusal::ForeignSlot)),
@@ -150,12 +144,7 @@ mod tests {
             (b"1234abcd/", Err(Refusal::NotAFile)),
         ];
         for (name, want) in cases {
-            assert_eq!(
-                map_request(name, &slot),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(name)
-            );
+            assert_eq!(map_request(name, &slot), want, "{:?}", String::from_utf8_lossy(name));
         }
     }
 

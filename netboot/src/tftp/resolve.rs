@@ -62,9 +62,7 @@ impl FromStr for Serial {
         if looks_like_serial(s) {
             Ok(Serial(s.to_ascii_lowercase()))
         } else {
-            Err(IdError::Serial {
-                value: s.to_string(),
-            })
+            Err(IdError::Serial { value: s.to_string() })
         }
     }
 }
@@ -93,10 +91,7 @@ mod tests {
 
     #[test]
     fn parses_ids() {
-        assert_eq!(
-            "DEADBEEF".parse::<Serial>().map(|s| s.to_string()),
-            Ok("deadbeef".into())
-        );
+        assert_eq!("DEADBEEF".parse::<Serial>().map(|s| s.to_string()), Ok("deadbeef".into()));
         assert!("deadbee".parse::<Serial>().is_err());
         assert!("deadbeeg".parse::<Serial>().is_err());
         let mac: MacAddr = "B8:27:EB:01:02:03".parse().expect("mac");

@@ -158,24 +158,12 @@ impl TftpServer {
             }
             Err(OpenError::Refused(reason)) => {
                 tracing::info!(%peer, serial = %slot.serial, %file, reason = reason.name(), "request refused");
-                self.record(
-                    &client,
-                    BootStage::TftpError {
-                        file,
-                        reason: reason.name().into(),
-                    },
-                );
+                self.record(&client, BootStage::TftpError { file, reason: reason.name().into() });
                 self.refuse(listener, peer, reason).await;
             }
             Err(error) => {
                 tracing::error!(%peer, serial = %slot.serial, %file, error = %error_chain(&error), "cannot serve file");
-                self.record(
-                    &client,
-                    BootStage::TftpError {
-                        file,
-                        reason: error.to_string(),
-                    },
-                );
+                self.record(&client, BootStage::TftpError { file, reason: error.to_string() });
                 let reply = packet::encode_error(ErrorCode::NotDefined, "internal error");
                 let _ = listener.send_to(&reply, peer).await;
             }
@@ -199,25 +187,16 @@ impl TftpServer {
         let socket = match transfer_socket(local, peer, &params) {
             Ok(socket) => socket,
             Err(e) => {
-                return Outcome::Io {
-                    detail: format!("transfer socket: {e}"),
-                };
+                return Outcome::Io { detail: format!("transfer socket: {e}") };
             }
         };
         let (metrics, max_retries) = (Arc::clone(&self.metrics), self.config.max_retries);
         let job = tokio::task::spawn_blocking(move || {
-            let transfer = Transfer {
-                socket,
-                peer,
-                params: &params,
-                max_retries,
-                metrics: &metrics,
-            };
+            let transfer =
+                Transfer { socket, peer, params: &params, max_retries, metrics: &metrics };
             transfer.run(&mut src)
         });
-        job.await.unwrap_or_else(|e| Outcome::Io {
-            detail: format!("transfer thread: {e}"),
-        })
+        job.await.unwrap_or_else(|e| Outcome::Io { detail: format!("transfer thread: {e}") })
     }
 
     fn finish(&self, client: &ClientRef, file: String, outcome: Outcome) {
@@ -254,20 +233,13 @@ impl TftpServer {
             Refusal::UnknownClient => (ErrorCode::AccessViolation, "unknown client"),
             _ => (ErrorCode::AccessViolation, "access denied"),
         };
-        if let Err(error) = listener
-            .send_to(&packet::encode_error(code, message), peer)
-            .await
-        {
+        if let Err(error) = listener.send_to(&packet::encode_error(code, message), peer).await {
             tracing::debug!(%peer, %error, "could not send error reply");
         }
     }
 
     fn record(&self, client: &ClientRef, stage: BootStage) {
-        self.sink.record(BootEvent {
-            at: SystemTime::now(),
-            client: client.clone(),
-            stage,
-        });
+        self.sink.record(BootEvent { at: SystemTime::now(), client: client.clone(), stage });
     }
 }
 

@@ -42,10 +42,7 @@ pub enum OpenError {
 
 impl Source {
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Source {
-            size: bytes.len() as u64,
-            body: Body::Memory { bytes, pos: 0 },
-        }
+        Source { size: bytes.len() as u64, body: Body::Memory { bytes, pos: 0 } }
     }
 
     /// Fills `buf` completely unless the end of the file comes first; returns the count.
@@ -84,15 +81,11 @@ pub async fn open(
         Target::Slot(rel) => open_file(&slot.boot_dir, rel).await,
         Target::Generated(Generated::Cmdline) => {
             let image = read_text(&slot.boot_dir, "cmdline.txt").await?;
-            Ok(Source::from_bytes(
-                render_cmdline(&slot.params, image.as_deref())?.into_bytes(),
-            ))
+            Ok(Source::from_bytes(render_cmdline(&slot.params, image.as_deref())?.into_bytes()))
         }
         Target::Generated(Generated::Config) => {
             let on_disk = read_text(&slot.boot_dir, "config.txt").await?;
-            Ok(Source::from_bytes(
-                render_config(on_disk.as_deref(), &slot.params)?.into_bytes(),
-            ))
+            Ok(Source::from_bytes(render_config(on_disk.as_deref(), &slot.params)?.into_bytes()))
         }
     }
 }
@@ -110,12 +103,7 @@ async fn on_blocking_thread<T: Send + 'static>(
         let (file, size) = open_beneath(&base, &rel)?;
         then(file, size)
     });
-    job.await.unwrap_or_else(|e| {
-        Err(OpenError::Io {
-            path,
-            source: io::Error::other(e),
-        })
-    })
+    job.await.unwrap_or_else(|e| Err(OpenError::Io { path, source: io::Error::other(e) }))
 }
 
 async fn open_file(base: &Path, rel: &Path) -> Result<Source, OpenError> {

@@ -49,18 +49,12 @@ impl Transfer<'_> {
     pub fn run(&self, source: &mut Source) -> Outcome {
         if !self.params.oack.is_empty() {
             let oack = packet::encode_oack(&self.params.oack);
-            let mut first = InFlight {
-                base: 0,
-                packets: VecDeque::from([oack]),
-            };
+            let mut first = InFlight { base: 0, packets: VecDeque::from([oack]) };
             if let Err(outcome) = self.exchange(&mut first) {
                 return outcome;
             }
         }
-        let mut window = InFlight {
-            base: 1,
-            packets: VecDeque::new(),
-        };
+        let mut window = InFlight { base: 1, packets: VecDeque::new() };
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut next = 1u64;
         let mut eof = false;
@@ -70,9 +64,7 @@ impl Transfer<'_> {
                 match self.fill(&mut pkt, next, source) {
                     Ok(full) => eof = !full,
                     Err(e) => {
-                        return Outcome::Io {
-                            detail: format!("reading block {next}: {e}"),
-                        };
+                        return Outcome::Io { detail: format!("reading block {next}: {e}") };
                     }
                 }
                 window.packets.push_back(pkt);
@@ -127,9 +119,7 @@ impl Transfer<'_> {
                 }
             }
         }
-        Err(Outcome::TimedOut {
-            block: wire_block(window.base),
-        })
+        Err(Outcome::TimedOut { block: wire_block(window.base) })
     }
 
     /// Receives one datagram, or `None` once `deadline` has passed. The socket's read
@@ -141,10 +131,7 @@ impl Transfer<'_> {
             match self.socket.recv(buf) {
                 Ok(len) => break Ok(Some(len)),
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A connected UDP socket reports an ICMP port unreachable here.
                 Err(e) => break Err(io_outcome("receive", e)),
@@ -153,9 +140,7 @@ impl Transfer<'_> {
             if left.is_zero() {
                 break Ok(None);
             }
-            self.socket
-                .set_read_timeout(Some(left))
-                .map_err(|e| io_outcome("set timeout", e))?;
+            self.socket.set_read_timeout(Some(left)).map_err(|e| io_outcome("set timeout", e))?;
             shortened = true;
         };
         if shortened {
@@ -168,7 +153,5 @@ impl Transfer<'_> {
 }
 
 fn io_outcome(what: &str, e: io::Error) -> Outcome {
-    Outcome::Io {
-        detail: format!("{what}: {e}"),
-    }
+    Outcome::Io { detail: format!("{what}: {e}") }
 }

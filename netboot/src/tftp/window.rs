@@ -86,14 +86,8 @@ mod tests {
 
     #[test]
     fn error_zero_is_early_terminate() {
-        assert!(matches!(
-            client_error(0, "x".into()),
-            Outcome::EarlyTerminate { .. }
-        ));
-        assert!(matches!(
-            client_error(8, "x".into()),
-            Outcome::ClientError { code: 8, .. }
-        ));
+        assert!(matches!(client_error(0, "x".into()), Outcome::EarlyTerminate { .. }));
+        assert!(matches!(client_error(8, "x".into()), Outcome::ClientError { code: 8, .. }));
         assert_eq!(Outcome::Complete { bytes: 1 }.reason(), None);
     }
 }

@@ -23,9 +23,7 @@ pub fn pi3b_rom_discover(mac: MacAddr) -> Vec<u8> {
     let o = m.opts_mut();
     o.insert(DhcpOption::MessageType(MessageType::Discover));
     let prl = [43u8, 60, 67, 128, 129, 130, 131, 132, 133, 134, 135, 66];
-    o.insert(DhcpOption::ParameterRequestList(
-        prl.iter().map(|c| OptionCode::from(*c)).collect(),
-    ));
+    o.insert(DhcpOption::ParameterRequestList(prl.iter().map(|c| OptionCode::from(*c)).collect()));
     o.insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
         OptionCode::from(93),
         vec![0, 0],
@@ -37,9 +35,7 @@ pub fn pi3b_rom_discover(mac: MacAddr) -> Vec<u8> {
     let mut guid = vec![0u8];
     guid.extend([0x44; 16]);
     o.insert(DhcpOption::ClientMachineIdentifier(guid));
-    o.insert(DhcpOption::ClassIdentifier(
-        b"PXEClient:Arch:00000:UNDI:002001".to_vec(),
-    ));
+    o.insert(DhcpOption::ClassIdentifier(b"PXEClient:Arch:00000:UNDI:002001".to_vec()));
     m.to_vec().expect("encode")
 }
 
@@ -119,10 +115,7 @@ pub fn require(tools: &[&str]) {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
-        assert!(
-            found,
-            "`{tool}` is not installed; the test command installs it (see scripts/)"
-        );
+        assert!(found, "`{tool}` is not installed; the test command installs it (see scripts/)");
     }
 }
 
@@ -145,10 +138,8 @@ pub fn client_socket_in(ns: &str) -> std::net::UdpSocket {
         s.set_reuse_address(true).expect("reuse");
         s.set_broadcast(true).expect("broadcast");
         s.bind_device(Some(b"eth0")).expect("bind device");
-        s.bind(&std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())
-            .expect("bind :68");
-        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
-            .expect("timeout");
+        s.bind(&std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into()).expect("bind :68");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3))).expect("timeout");
         std::net::UdpSocket::from(s)
     })
     .join()

@@ -43,10 +43,7 @@ pub struct BootTree {
 
 impl BootTree {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("tf")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("tf").tempdir().expect("tempdir");
         let root = dir.path();
         write(&root.join("firmware/bootcode.bin"), &pattern(51_000, 1));
         write(&root.join("secret.txt"), b"controller secret\n");
@@ -59,10 +56,7 @@ impl BootTree {
                 &boot.join("cmdline.txt"),
                 b"console=ttyAMA0,115200 console=tty1 root=PARTUUID=x rootwait\n",
             );
-            write(
-                &boot.join("config.txt"),
-                format!("# {slot}\narm_64bit=1\n").as_bytes(),
-            );
+            write(&boot.join("config.txt"), format!("# {slot}\narm_64bit=1\n").as_bytes());
             std::os::unix::fs::symlink("../../secret.txt", boot.join("escape")).expect("symlink");
             std::os::unix::fs::symlink("start.elf", boot.join("inner")).expect("symlink");
         }
@@ -133,21 +127,14 @@ pub async fn start(binds: &[IpAddr], firmware: PathBuf, slots: Vec<(IpAddr, Slot
     let (stop, stopped) = watch::channel(());
     let mut addrs = Vec::new();
     for bind in binds {
-        let socket = UdpSocket::bind(SocketAddr::new(*bind, 0))
-            .await
-            .expect("bind server socket");
+        let socket = UdpSocket::bind(SocketAddr::new(*bind, 0)).await.expect("bind server socket");
         addrs.push(socket.local_addr().expect("local addr"));
         let mut stopped = stopped.clone();
         tokio::spawn(Arc::clone(&server).serve(socket, async move {
             let _ = stopped.changed().await;
         }));
     }
-    Running {
-        addrs,
-        server,
-        sink,
-        _stop: stop,
-    }
+    Running { addrs, server, sink, _stop: stop }
 }
 
 /// A Pi namespace on its own storage /30 (10.102.N.0/30: .1 controller, .2 Pi).
@@ -182,12 +169,7 @@ impl PiNet {
             peer_addr: Some(pi),
         };
         let veth = Veth::create(spec, &ns).expect("create veth");
-        PiNet {
-            ns,
-            veth,
-            controller,
-            pi,
-        }
+        PiNet { ns, veth, controller, pi }
     }
 }
 
@@ -195,8 +177,5 @@ impl PiNet {
 pub fn require(program: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()));
-    assert!(
-        found,
-        "{program} is not installed (apt-get install tftp-hpa atftp curl)"
-    );
+    assert!(found, "{program} is not installed (apt-get install tftp-hpa atftp curl)");
 }

@@ -76,7 +76,9 @@ impl ApiError {
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::PiBusy { .. } => (StatusCode::CONFLICT, "pi_busy"),
-            ApiError::KeyReused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            ApiError::KeyReused { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -112,7 +114,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(problem)).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

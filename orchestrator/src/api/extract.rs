@@ -21,17 +21,34 @@ pub fn require_operator(who: &Principal) -> Result<(), ApiError> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token =
+            header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty());
         let Some(token) = token else {
-            state.metrics.counter("bramble_api_auth_failures_total", "Requests refused for a missing or invalid token").fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .metrics
+                .counter(
+                    "bramble_api_auth_failures_total",
+                    "Requests refused for a missing or invalid token",
+                )
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(ApiError::Unauthorized);
         };
         match state.db.authenticate(token).await? {
             Some(p) => Ok(Caller(p)),
             None => {
-                state.metrics.counter("bramble_api_auth_failures_total", "Requests refused for a missing or invalid token").fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                state
+                    .metrics
+                    .counter(
+                        "bramble_api_auth_failures_total",
+                        "Requests refused for a missing or invalid token",
+                    )
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Err(ApiError::Unauthorized)
             }
         }
@@ -63,7 +80,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Params(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(field_error(&e.body_text())),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(field_error(&e.body_text()))
+            }
             Err(e) => Err(ApiError::MalformedBody(e.body_text())),
         }
     }
@@ -103,13 +122,20 @@ mod tests {
 
     #[test]
     fn serde_messages_become_field_errors() {
-        let e = field_error("Failed to deserialize the JSON body into the target type: ssh_keys[0]: invalid type: integer `3`, expected a string at line 1 column 30");
+        let e = field_error(
+            "Failed to deserialize the JSON body into the target type: ssh_keys[0]: invalid type: integer `3`, expected a string at line 1 column 30",
+        );
         match e {
             ApiError::Invalid(errs) => assert_eq!(errs[0].field, "ssh_keys[0]"),
             other => panic!("{other:?}"),
         }
-        match field_error("Failed to deserialize the JSON body into the target type: missing field `image` at line 1 column 2") {
-            ApiError::Invalid(errs) => assert_eq!((errs[0].field.as_str(), errs[0].message.as_str()), ("image", "is required")),
+        match field_error(
+            "Failed to deserialize the JSON body into the target type: missing field `image` at line 1 column 2",
+        ) {
+            ApiError::Invalid(errs) => assert_eq!(
+                (errs[0].field.as_str(), errs[0].message.as_str()),
+                ("image", "is required")
+            ),
             other => panic!("{other:?}"),
         }
     }

@@ -7,13 +7,13 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{require_operator, Body, Caller};
+use super::extract::{Body, Caller, require_operator};
 use super::{ApiError, AppState, FieldError};
+use crate::db::events::NewEvent;
 use crate::db::fabric::{EnrollError, NewSwitch};
 use crate::db::jobs::{CreateOutcome, NewJob};
-use crate::jobs::model::JobKind;
-use crate::db::events::NewEvent;
 use crate::ids::SwitchId;
+use crate::jobs::model::JobKind;
 use crate::model::{Shelf, Switch};
 use crate::secret::SnmpCredentials;
 use crate::validate;
@@ -37,42 +37,79 @@ fn auto() -> String {
 }
 
 #[utoipa::path(get, path = "/v1/switches", tag = "fabric", responses((status = 200, body = Vec<Switch>)), security(("bearer" = [])))]
-pub async fn list_switches(State(st): State<AppState>, Caller(who): Caller) -> Result<Json<Vec<Switch>>, ApiError> {
+pub async fn list_switches(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<Vec<Switch>>, ApiError> {
     require_operator(&who)?;
     Ok(Json(st.db.list_switches().await?))
 }
 
 #[utoipa::path(post, path = "/v1/switches", tag = "fabric", request_body = CreateSwitch,
     responses((status = 201, body = Switch), (status = 422, body = super::Problem)), security(("bearer" = [])))]
-pub async fn create_switch(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<CreateSwitch>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create_switch(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<CreateSwitch>,
+) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
     let mut errs = validate::check("name", &req.name, validate::name);
     if req.address.parse::<std::net::SocketAddr>().is_err() && !req.address.contains(':') {
-        errs.push(FieldError { field: "address".into(), message: format!("must be host:port, got {:?}", req.address) });
+        errs.push(FieldError {
+            field: "address".into(),
+            message: format!("must be host:port, got {:?}", req.address),
+        });
     }
     if !["auto", "standard", "cisco"].contains(&req.driver.as_str()) {
-        errs.push(FieldError { field: "driver".into(), message: "must be auto, standard or cisco".into() });
+        errs.push(FieldError {
+            field: "driver".into(),
+            message: "must be auto, standard or cisco".into(),
+        });
     }
     if req.trunk_port == 0 {
-        errs.push(FieldError { field: "trunk_port".into(), message: "must be a port number from 1".into() });
+        errs.push(FieldError {
+            field: "trunk_port".into(),
+            message: "must be a port number from 1".into(),
+        });
     }
     if let SnmpCredentials::V3 { auth_pass, priv_pass, .. } = &req.credentials {
         // RFC 3414: USM passwords shorter than 8 characters are refused by agents.
         if auth_pass.expose().len() < 8 {
-            errs.push(FieldError { field: "credentials.auth_pass".into(), message: "must be at least 8 characters".into() });
+            errs.push(FieldError {
+                field: "credentials.auth_pass".into(),
+                message: "must be at least 8 characters".into(),
+            });
         }
         if priv_pass.expose().len() < 8 {
-            errs.push(FieldError { field: "credentials.priv_pass".into(), message: "must be at least 8 characters".into() });
+            errs.push(FieldError {
+                field: "credentials.priv_pass".into(),
+                message: "must be at least 8 characters".into(),
+            });
         }
     }
     validate::finish(errs)?;
-    let new = NewSwitch { name: req.name, address: req.address, driver: req.driver, trunk_port: req.trunk_port, credentials: req.credentials };
+    let new = NewSwitch {
+        name: req.name,
+        address: req.address,
+        driver: req.driver,
+        trunk_port: req.trunk_port,
+        credentials: req.credentials,
+    };
     match st.db.insert_switch(&new).await {
         Ok(sw) => {
-            st.db.append_event(&NewEvent::new("switch.registered", who.token().as_str(), format!("switch {} registered", sw.name))).await?;
+            st.db
+                .append_event(&NewEvent::new(
+                    "switch.registered",
+                    who.token().as_str(),
+                    format!("switch {} registered", sw.name),
+                ))
+                .await?;
             Ok((StatusCode::CREATED, Json(sw)))
         }
-        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict { code: "switch_exists", message: format!("a switch named {:?} exists already", new.name) }),
+        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict {
+            code: "switch_exists",
+            message: format!("a switch named {:?} exists already", new.name),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -89,43 +126,85 @@ pub struct EnrollShelf {
 }
 
 #[utoipa::path(get, path = "/v1/shelves", tag = "fabric", responses((status = 200, body = Vec<Shelf>)), security(("bearer" = [])))]
-pub async fn list_shelves(State(st): State<AppState>, Caller(who): Caller) -> Result<Json<Vec<Shelf>>, ApiError> {
+pub async fn list_shelves(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<Vec<Shelf>>, ApiError> {
     require_operator(&who)?;
     Ok(Json(st.db.list_shelves().await?))
 }
 
 #[utoipa::path(get, path = "/v1/shelves/{name}", tag = "fabric", params(("name" = String, Path, description = "shelf id or name")),
     responses((status = 200, body = Shelf), (status = 404, body = super::Problem)), security(("bearer" = [])))]
-pub async fn get_shelf(State(st): State<AppState>, Caller(who): Caller, Path(name): Path<String>) -> Result<Json<Shelf>, ApiError> {
+pub async fn get_shelf(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Shelf>, ApiError> {
     require_operator(&who)?;
-    st.db.get_shelf(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("shelf {name}")))
+    st.db
+        .get_shelf(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("shelf {name}")))
 }
 
 #[utoipa::path(post, path = "/v1/shelves", tag = "fabric", request_body = EnrollShelf,
     responses((status = 201, body = Shelf), (status = 409, body = super::Problem), (status = 422, body = super::Problem)), security(("bearer" = [])))]
-pub async fn enroll_shelf(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<EnrollShelf>) -> Result<impl IntoResponse, ApiError> {
+pub async fn enroll_shelf(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<EnrollShelf>,
+) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
     let mut errs = validate::check("name", &req.name, validate::name);
     if req.first_port == 0 || req.first_port > req.last_port {
-        errs.push(FieldError { field: "first_port".into(), message: format!("ports {}-{} must satisfy 1 <= first_port <= last_port", req.first_port, req.last_port) });
+        errs.push(FieldError {
+            field: "first_port".into(),
+            message: format!(
+                "ports {}-{} must satisfy 1 <= first_port <= last_port",
+                req.first_port, req.last_port
+            ),
+        });
     } else if req.last_port - req.first_port >= 192 {
-        errs.push(FieldError { field: "last_port".into(), message: "a shelf spans at most 192 ports".into() });
+        errs.push(FieldError {
+            field: "last_port".into(),
+            message: "a shelf spans at most 192 ports".into(),
+        });
     }
     validate::finish(errs)?;
     let shelf = st
         .db
-        .enroll_shelf(&req.name, &SwitchId(req.switch.clone()), req.first_port, req.last_port, &st.config.pools)
+        .enroll_shelf(
+            &req.name,
+            &SwitchId(req.switch.clone()),
+            req.first_port,
+            req.last_port,
+            &st.config.pools,
+        )
         .await
         .map_err(|e| match e {
-            EnrollError::UnknownSwitch(s) => ApiError::invalid("switch", format!("no switch {s:?}")),
+            EnrollError::UnknownSwitch(s) => {
+                ApiError::invalid("switch", format!("no switch {s:?}"))
+            }
             EnrollError::TrunkInRange(_) => ApiError::invalid("last_port", e.to_string()),
-            EnrollError::NameTaken(_) => ApiError::Conflict { code: "shelf_exists", message: e.to_string() },
-            EnrollError::PortsInUse { .. } => ApiError::Conflict { code: "ports_in_use", message: e.to_string() },
-            EnrollError::Exhausted(_) => ApiError::Conflict { code: "addresses_exhausted", message: e.to_string() },
-            EnrollError::Db(d) if d.is_unique_violation() => ApiError::Conflict { code: "enroll_conflict", message: "another enrollment took these ports or addresses; retry".into() },
+            EnrollError::NameTaken(_) => {
+                ApiError::Conflict { code: "shelf_exists", message: e.to_string() }
+            }
+            EnrollError::PortsInUse { .. } => {
+                ApiError::Conflict { code: "ports_in_use", message: e.to_string() }
+            }
+            EnrollError::Exhausted(_) => {
+                ApiError::Conflict { code: "addresses_exhausted", message: e.to_string() }
+            }
+            EnrollError::Db(d) if d.is_unique_violation() => ApiError::Conflict {
+                code: "enroll_conflict",
+                message: "another enrollment took these ports or addresses; retry".into(),
+            },
             EnrollError::Db(d) => d.into(),
         })?;
-    let msg = format!("shelf {} enrolled: ports {}-{}", shelf.name, shelf.first_port, shelf.last_port);
+    let msg =
+        format!("shelf {} enrolled: ports {}-{}", shelf.name, shelf.first_port, shelf.last_port);
     st.db.append_event(&NewEvent::new("shelf.enrolled", who.token().as_str(), msg)).await?;
     Ok((StatusCode::CREATED, Json(shelf)))
 }
@@ -143,16 +222,36 @@ pub async fn rack_shelf(
     headers: axum::http::HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
-    let shelf = st.db.get_shelf(&name).await?.ok_or_else(|| ApiError::not_found(format!("shelf {name}")))?;
+    let shelf = st
+        .db
+        .get_shelf(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("shelf {name}")))?;
     if let Some(running) = st.db.active_job_for_shelf(&shelf.id).await? {
-        return Err(ApiError::Conflict { code: "shelf_busy", message: format!("shelf {} is being racked by job {running}", shelf.name) });
+        return Err(ApiError::Conflict {
+            code: "shelf_busy",
+            message: format!("shelf {} is being racked by job {running}", shelf.name),
+        });
     }
     let key = super::pis::idempotency_key(&headers)?;
-    let new = NewJob { kind: JobKind::RackShelf, pi: None, shelf: Some(shelf.id.clone()), params: serde_json::json!({}), idempotency_key: key };
+    let new = NewJob {
+        kind: JobKind::RackShelf,
+        pi: None,
+        shelf: Some(shelf.id.clone()),
+        params: serde_json::json!({}),
+        idempotency_key: key,
+    };
     let job = match st.db.create_job(&new, &who).await? {
         CreateOutcome::Created(job) | CreateOutcome::Replayed(job) => job,
-        CreateOutcome::KeyReused { existing } => return Err(ApiError::KeyReused { existing: existing.0 }),
-        CreateOutcome::Busy { running } => return Err(ApiError::Conflict { code: "shelf_busy", message: format!("job {running} is active") }),
+        CreateOutcome::KeyReused { existing } => {
+            return Err(ApiError::KeyReused { existing: existing.0 });
+        }
+        CreateOutcome::Busy { running } => {
+            return Err(ApiError::Conflict {
+                code: "shelf_busy",
+                message: format!("job {running} is active"),
+            });
+        }
     };
     let location = format!("/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(axum::http::header::LOCATION, location)], Json(st.present(job))))

@@ -26,10 +26,17 @@ pub struct ListJobs {
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobs),
     responses((status = 200, body = Page<Job>)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Caller(who): Caller, Params(q): Params<ListJobs>) -> Result<Json<Page<Job>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Params(q): Params<ListJobs>,
+) -> Result<Json<Page<Job>>, ApiError> {
     let f = JobFilter { pi: q.pi.map(PiId), state: q.state, visible_to: who.customer().cloned() };
     let page = st.db.list_jobs(&f, q.cursor.as_deref(), page_limit(q.limit)?).await?;
-    Ok(Json(Page { items: page.items.into_iter().map(|j| st.present(j)).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(Page {
+        items: page.items.into_iter().map(|j| st.present(j)).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, ApiError> {
@@ -50,13 +57,21 @@ async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, Ap
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = super::Problem)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     Ok(Json(visible_job(&st, &who, &id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)), security(("bearer" = [])))]
-pub async fn cancel(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+pub async fn cancel(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
     let job = visible_job(&st, &who, &id).await?;
     if !st.db.cancel_job(&job.id, &who).await? {
         return Err(ApiError::Conflict {
@@ -82,7 +97,11 @@ pub async fn kinds(State(st): State<AppState>, Caller(_who): Caller) -> Json<Vec
     Json(
         JobKind::ALL
             .into_iter()
-            .map(|k| JobKindInfo { kind: k, steps: k.steps().iter().map(|s| s.to_string()).collect(), executable: st.executable.contains(&k) })
+            .map(|k| JobKindInfo {
+                kind: k,
+                steps: k.steps().iter().map(|s| s.to_string()).collect(),
+                executable: st.executable.contains(&k),
+            })
             .collect(),
     )
 }

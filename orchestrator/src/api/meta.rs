@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{require_operator, Body, Caller, Params, page_limit};
+use super::extract::{Body, Caller, Params, page_limit, require_operator};
 use super::{ApiError, AppState};
 use crate::auth::{Role, generate_token};
 use crate::db::Page;
@@ -30,8 +30,15 @@ pub async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiErro
 
 #[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let pis = st.db.count_pis_by_state().await?.into_iter().map(|(s, n)| Sample::new("bramble_pis", n as f64).label("state", &s)).collect();
-    let text = st.metrics.render(&[("bramble_pis", "Pis in the inventory by lifecycle state", pis)]);
+    let pis = st
+        .db
+        .count_pis_by_state()
+        .await?
+        .into_iter()
+        .map(|(s, n)| Sample::new("bramble_pis", n as f64).label("state", &s))
+        .collect();
+    let text =
+        st.metrics.render(&[("bramble_pis", "Pis in the inventory by lifecycle state", pis)]);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
@@ -58,7 +65,11 @@ pub struct ListAudit {
 
 /// The audit log. Customers see the events of their own requests and Pis.
 #[utoipa::path(get, path = "/v1/events", tag = "meta", params(ListAudit), responses((status = 200, body = Page<Event>)), security(("bearer" = [])))]
-pub async fn events(State(st): State<AppState>, Caller(who): Caller, Params(q): Params<ListAudit>) -> Result<Json<Page<Event>>, ApiError> {
+pub async fn events(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Params(q): Params<ListAudit>,
+) -> Result<Json<Page<Event>>, ApiError> {
     let pi = match &q.pi {
         Some(id) => Some(super::pis::visible_pi(&st, &who, id).await?.id),
         None => None,
@@ -73,7 +84,10 @@ pub async fn events(State(st): State<AppState>, Caller(who): Caller, Params(q): 
 }
 
 #[utoipa::path(get, path = "/v1/images", tag = "meta", responses((status = 200, body = Vec<Image>)), security(("bearer" = [])))]
-pub async fn images(State(st): State<AppState>, Caller(_who): Caller) -> Result<Json<Vec<Image>>, ApiError> {
+pub async fn images(
+    State(st): State<AppState>,
+    Caller(_who): Caller,
+) -> Result<Json<Vec<Image>>, ApiError> {
     Ok(Json(st.db.list_images().await?))
 }
 
@@ -96,22 +110,36 @@ pub struct CreatedToken {
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<Token>), (status = 403, body = super::Problem)), security(("bearer" = [])))]
-pub async fn list_tokens(State(st): State<AppState>, Caller(who): Caller) -> Result<Json<Vec<Token>>, ApiError> {
+pub async fn list_tokens(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<Vec<Token>>, ApiError> {
     require_operator(&who)?;
     Ok(Json(st.db.list_tokens().await?))
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = CreateToken,
     responses((status = 201, body = CreatedToken), (status = 403, body = super::Problem), (status = 422, body = super::Problem)), security(("bearer" = [])))]
-pub async fn create_token(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<CreateToken>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create_token(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<CreateToken>,
+) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
     let customer = match (req.role, req.customer) {
         (Role::Customer, Some(c)) => {
             validate::finish(validate::check("customer", &c, validate::customer_id))?;
             Some(CustomerId(c))
         }
-        (Role::Customer, None) => return Err(ApiError::invalid("customer", "is required for customer tokens")),
-        (Role::Operator, Some(_)) => return Err(ApiError::invalid("customer", "operator tokens are not bound to a customer")),
+        (Role::Customer, None) => {
+            return Err(ApiError::invalid("customer", "is required for customer tokens"));
+        }
+        (Role::Operator, Some(_)) => {
+            return Err(ApiError::invalid(
+                "customer",
+                "operator tokens are not bound to a customer",
+            ));
+        }
         (Role::Operator, None) => None,
     };
     if req.label.len() > 200 {
@@ -119,18 +147,33 @@ pub async fn create_token(State(st): State<AppState>, Caller(who): Caller, Body(
     }
     let secret = generate_token();
     let info = st.db.create_token(&secret, req.role, customer.as_ref(), &req.label).await?;
-    let e = NewEvent::new("token.created", who.token().as_str(), format!("{} token {} created", req.role.as_str(), info.id)).customer(customer.as_ref());
+    let e = NewEvent::new(
+        "token.created",
+        who.token().as_str(),
+        format!("{} token {} created", req.role.as_str(), info.id),
+    )
+    .customer(customer.as_ref());
     st.db.append_event(&e).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token: secret })))
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = super::Problem)), security(("bearer" = [])))]
-pub async fn revoke_token(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_token(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     require_operator(&who)?;
     if !st.db.revoke_token(&TokenId(id.clone())).await? {
         return Err(ApiError::not_found(format!("token {id}")));
     }
-    st.db.append_event(&NewEvent::new("token.revoked", who.token().as_str(), format!("token {id} revoked"))).await?;
+    st.db
+        .append_event(&NewEvent::new(
+            "token.revoked",
+            who.token().as_str(),
+            format!("token {id} revoked"),
+        ))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -40,7 +40,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: Db, config: Config, executable: HashSet<JobKind>) -> Self {
-        AppState { db, config: Arc::new(config), metrics: Arc::new(Metrics::default()), executable: Arc::new(executable) }
+        AppState {
+            db,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            executable: Arc::new(executable),
+        }
     }
 
     /// A job with its `executable` flag filled in from this controller's runners.

@@ -1,14 +1,14 @@
 //! `/v1/pis`: listing and showing Pis, their timelines, and the actions customers take
 //! on them (power on/off, reboot, reimage), each answered `202` with a queued job.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{require_operator, Body, Caller, Params, page_limit};
+use super::extract::{Body, Caller, Params, page_limit, require_operator};
 use super::{ApiError, AppState, FieldError};
 use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
@@ -37,7 +37,11 @@ pub struct ListPis {
 
 #[utoipa::path(get, path = "/v1/pis", tag = "pis", params(ListPis),
     responses((status = 200, body = Page<Pi>), (status = 401, body = super::Problem)), security(("bearer" = [])))]
-pub async fn list(State(st): State<AppState>, Caller(who): Caller, Params(q): Params<ListPis>) -> Result<Json<Page<Pi>>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Params(q): Params<ListPis>,
+) -> Result<Json<Page<Pi>>, ApiError> {
     let filter = PiFilter {
         shelf: q.shelf,
         state: q.state,
@@ -48,7 +52,11 @@ pub async fn list(State(st): State<AppState>, Caller(who): Caller, Params(q): Pa
 }
 
 /// Loads a Pi the caller may see; another customer's Pi is "not found", never "forbidden".
-pub(super) async fn visible_pi(st: &AppState, who: &crate::auth::Principal, id: &str) -> Result<Pi, ApiError> {
+pub(super) async fn visible_pi(
+    st: &AppState,
+    who: &crate::auth::Principal,
+    id: &str,
+) -> Result<Pi, ApiError> {
     match st.db.get_pi(&PiId(id.to_string())).await? {
         Some(pi) if who.may_see(pi.owner.as_ref()) => Ok(pi),
         _ => Err(ApiError::not_found(format!("Pi {id}"))),
@@ -57,7 +65,11 @@ pub(super) async fn visible_pi(st: &AppState, who: &crate::auth::Principal, id: 
 
 #[utoipa::path(get, path = "/v1/pis/{id}", tag = "pis", params(("id" = String, Path)),
     responses((status = 200, body = Pi), (status = 404, body = super::Problem)), security(("bearer" = [])))]
-pub async fn get(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>) -> Result<Json<Pi>, ApiError> {
+pub async fn get(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Pi>, ApiError> {
     Ok(Json(visible_pi(&st, &who, &id).await?))
 }
 
@@ -82,14 +94,21 @@ fn unknown_model() -> String {
 
 #[utoipa::path(post, path = "/v1/pis", tag = "pis", request_body = CreatePi,
     responses((status = 201, body = Pi), (status = 422, body = super::Problem)), security(("bearer" = [])))]
-pub async fn create(State(st): State<AppState>, Caller(who): Caller, Body(req): Body<CreatePi>) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Body(req): Body<CreatePi>,
+) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
     let mut errs = Vec::new();
     validate::opt(&mut errs, "serial", req.serial.as_deref(), validate::serial);
     validate::opt(&mut errs, "mac", req.mac.as_deref(), validate::mac);
     validate::opt(&mut errs, "owner", req.owner.as_deref(), validate::customer_id);
     if !validate::MODELS.contains(&req.model.as_str()) {
-        errs.push(FieldError { field: "model".into(), message: format!("must be one of {:?}", validate::MODELS) });
+        errs.push(FieldError {
+            field: "model".into(),
+            message: format!("must be one of {:?}", validate::MODELS),
+        });
     }
     validate::finish(errs)?;
     let new = NewPi {
@@ -102,7 +121,10 @@ pub async fn create(State(st): State<AppState>, Caller(who): Caller, Body(req): 
     };
     match st.db.insert_pi(&new, who.token().as_str()).await {
         Ok(pi) => Ok((StatusCode::CREATED, Json(pi))),
-        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict { code: "pi_exists", message: "a Pi with this serial, MAC or slot exists already".into() }),
+        Err(e) if e.is_unique_violation() => Err(ApiError::Conflict {
+            code: "pi_exists",
+            message: "a Pi with this serial, MAC or slot exists already".into(),
+        }),
         Err(e) => Err(e.into()),
     }
 }
@@ -121,14 +143,21 @@ pub struct UpdatePi {
 
 mod double_option {
     use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
     }
 }
 
 #[utoipa::path(patch, path = "/v1/pis/{id}", tag = "pis", params(("id" = String, Path)), request_body = UpdatePi,
     responses((status = 200, body = Pi), (status = 404, body = super::Problem), (status = 409, body = super::Problem)), security(("bearer" = [])))]
-pub async fn update(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, Body(req): Body<UpdatePi>) -> Result<Json<Pi>, ApiError> {
+pub async fn update(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpdatePi>,
+) -> Result<Json<Pi>, ApiError> {
     require_operator(&who)?;
     let pi = visible_pi(&st, &who, &id).await?;
     if let Some(owner) = &req.owner {
@@ -144,11 +173,22 @@ pub async fn update(State(st): State<AppState>, Caller(who): Caller, Path(id): P
             PiState::Ready => LifecycleEvent::Released,
             PiState::Maintenance => LifecycleEvent::MarkedBroken,
             PiState::Retired => LifecycleEvent::Retired,
-            other => return Err(ApiError::invalid("state", format!("operators may set ready, maintenance or retired, not {other}"))),
+            other => {
+                return Err(ApiError::invalid(
+                    "state",
+                    format!("operators may set ready, maintenance or retired, not {other}"),
+                ));
+            }
         };
-        let next = transition(pi.state, event).map_err(|e| ApiError::Conflict { code: "invalid_state", message: e.to_string() })?;
+        let next = transition(pi.state, event)
+            .map_err(|e| ApiError::Conflict { code: "invalid_state", message: e.to_string() })?;
         st.db.set_pi_state(&pi.id, next, None).await?;
-        st.db.append_event(&NewEvent::new("pi.state", who.token().as_str(), format!("{} -> {next}", pi.state)).pi(&pi.id)).await?;
+        st.db
+            .append_event(
+                &NewEvent::new("pi.state", who.token().as_str(), format!("{} -> {next}", pi.state))
+                    .pi(&pi.id),
+            )
+            .await?;
     }
     Ok(Json(visible_pi(&st, &who, &id).await?))
 }
@@ -164,7 +204,12 @@ pub struct ListEvents {
 
 #[utoipa::path(get, path = "/v1/pis/{id}/events", tag = "pis", params(("id" = String, Path), ListEvents),
     responses((status = 200, body = Page<Event>), (status = 404, body = super::Problem)), security(("bearer" = [])))]
-pub async fn events(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, Params(q): Params<ListEvents>) -> Result<Json<Page<Event>>, ApiError> {
+pub async fn events(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Params(q): Params<ListEvents>,
+) -> Result<Json<Page<Event>>, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
     let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
     Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
@@ -211,19 +256,40 @@ pub async fn reimage(
     let Body(req) = body?;
     let mut errs = Vec::new();
     if !st.db.list_images().await?.iter().any(|i| i.name == req.image) {
-        errs.push(FieldError { field: "image".into(), message: format!("unknown image {:?}; see GET /v1/images", req.image) });
+        errs.push(FieldError {
+            field: "image".into(),
+            message: format!("unknown image {:?}; see GET /v1/images", req.image),
+        });
     }
     if req.ssh_keys.is_empty() {
-        errs.push(FieldError { field: "ssh_keys".into(), message: "at least one SSH public key is required".into() });
+        errs.push(FieldError {
+            field: "ssh_keys".into(),
+            message: "at least one SSH public key is required".into(),
+        });
     }
     for (i, key) in req.ssh_keys.iter().enumerate() {
         errs.extend(validate::check(&format!("ssh_keys[{i}]"), key, validate::ssh_public_key));
     }
     validate::finish(errs)?;
-    start_job(&st, &who, &id, JobKind::Reimage, serde_json::json!({ "image": req.image, "ssh_keys": req.ssh_keys }), &headers).await
+    start_job(
+        &st,
+        &who,
+        &id,
+        JobKind::Reimage,
+        serde_json::json!({ "image": req.image, "ssh_keys": req.ssh_keys }),
+        &headers,
+    )
+    .await
 }
 
-async fn start_job(st: &AppState, who: &crate::auth::Principal, id: &str, kind: JobKind, params: serde_json::Value, headers: &HeaderMap) -> Result<impl IntoResponse + use<>, ApiError> {
+async fn start_job(
+    st: &AppState,
+    who: &crate::auth::Principal,
+    id: &str,
+    kind: JobKind,
+    params: serde_json::Value,
+    headers: &HeaderMap,
+) -> Result<impl IntoResponse + use<>, ApiError> {
     let pi = visible_pi(st, who, id).await?;
     let key = idempotency_key(headers)?;
     let allowed = match kind {
@@ -231,19 +297,29 @@ async fn start_job(st: &AppState, who: &crate::auth::Principal, id: &str, kind: 
         _ => pi.state.accepts_power_actions(),
     };
     if !allowed {
-        return Err(ApiError::Conflict { code: "invalid_state", message: format!("Pi {} is {}; {kind} is not possible now", pi.id, pi.state) });
+        return Err(ApiError::Conflict {
+            code: "invalid_state",
+            message: format!("Pi {} is {}; {kind} is not possible now", pi.id, pi.state),
+        });
     }
     if pi.slot.is_none() {
-        return Err(ApiError::Conflict { code: "not_in_slot", message: format!("Pi {} is not in a slot", pi.id) });
+        return Err(ApiError::Conflict {
+            code: "not_in_slot",
+            message: format!("Pi {} is not in a slot", pi.id),
+        });
     }
     let new = NewJob { kind, pi: Some(pi.id.clone()), shelf: None, params, idempotency_key: key };
     let job = match st.db.create_job(&new, who).await? {
         CreateOutcome::Created(job) => {
-            st.metrics.counter("bramble_jobs_created_total", "Jobs created through the API").fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            st.metrics
+                .counter("bramble_jobs_created_total", "Jobs created through the API")
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             job
         }
         CreateOutcome::Replayed(job) => job,
-        CreateOutcome::KeyReused { existing } => return Err(ApiError::KeyReused { existing: existing.0 }),
+        CreateOutcome::KeyReused { existing } => {
+            return Err(ApiError::KeyReused { existing: existing.0 });
+        }
         CreateOutcome::Busy { running } => return Err(ApiError::PiBusy { running: running.0 }),
     };
     let location = format!("/v1/jobs/{}", job.id);
@@ -252,7 +328,8 @@ async fn start_job(st: &AppState, who: &crate::auth::Principal, id: &str, kind: 
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?;
+    let key =
+        v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?;
     if key.is_empty() || key.len() > 255 {
         return Err(ApiError::invalid("Idempotency-Key", "must be 1-255 characters"));
     }

@@ -16,7 +16,15 @@ use crate::db::status::ShelfStatus;
         (status = 404, body = super::Problem),
     ),
     security(("bearer" = [])))]
-pub async fn get_shelf_status(State(st): State<AppState>, Caller(who): Caller, Path(name): Path<String>) -> Result<Json<ShelfStatus>, ApiError> {
+pub async fn get_shelf_status(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ShelfStatus>, ApiError> {
     require_operator(&who)?;
-    st.db.shelf_status(&name).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("shelf {name}")))
+    st.db
+        .shelf_status(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("shelf {name}")))
 }

@@ -51,11 +51,22 @@ mod tests {
 
     #[test]
     fn the_script_only_reads_and_never_parses_data_as_markup() {
-        for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ] {
             assert!(!APP_JS.contains(banned), "app.js uses {banned}");
         }
         // Every request goes through one helper that sends GET.
-        assert_eq!(APP_JS.matches("fetch(").count(), 1, "app.js must call fetch in exactly one place");
+        assert_eq!(
+            APP_JS.matches("fetch(").count(),
+            1,
+            "app.js must call fetch in exactly one place"
+        );
         assert!(APP_JS.contains("method: \"GET\""), "the fetch helper must pin the method to GET");
         for verb in ["\"POST\"", "\"PATCH\"", "\"PUT\"", "\"DELETE\""] {
             assert!(!APP_JS.contains(verb), "app.js mentions {verb}");
@@ -65,8 +76,14 @@ mod tests {
     #[test]
     fn the_page_loads_only_its_own_files() {
         for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
-            assert!(!text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"), "an external URL in the UI");
+            assert!(
+                !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
+                "an external URL in the UI"
+            );
         }
-        assert!(INDEX_HTML.contains("src=\"/ui/app.js\"") && INDEX_HTML.contains("href=\"/ui/style.css\""));
+        assert!(
+            INDEX_HTML.contains("src=\"/ui/app.js\"")
+                && INDEX_HTML.contains("href=\"/ui/style.css\"")
+        );
     }
 }

@@ -14,15 +14,25 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        Ok(ApiClient { http, base: args.api.trim_end_matches('/').to_string(), token: args.token.clone() })
+        let http =
+            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(ApiClient {
+            http,
+            base: args.api.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
+        })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(self.url(path))).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value, idempotency_key: Option<&str>) -> anyhow::Result<Value> {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let mut req = self.http.post(self.url(path)).json(body);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
@@ -38,7 +48,10 @@ impl ApiClient {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach the controller at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the controller at {}", self.base))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -57,7 +70,9 @@ impl ApiClient {
 pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

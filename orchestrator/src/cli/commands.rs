@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::client::{ApiClient, enc};
 use super::output::{cell, json as print_json, table};
-use super::{ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand};
+use super::{
+    ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand,
+};
 use crate::db::Db;
 use crate::ids::CustomerId;
 use crate::server::Controller;
@@ -22,8 +24,12 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let db = Db::connect(&config.database_url).await?;
             let customer = customer.map(CustomerId);
             match (role, &customer) {
-                (crate::auth::Role::Customer, None) => bail!("--customer is required for customer tokens"),
-                (crate::auth::Role::Operator, Some(_)) => bail!("operator tokens are not bound to a customer"),
+                (crate::auth::Role::Customer, None) => {
+                    bail!("--customer is required for customer tokens")
+                }
+                (crate::auth::Role::Operator, Some(_)) => {
+                    bail!("operator tokens are not bound to a customer")
+                }
                 _ => {}
             }
             let secret = crate::auth::generate_token();
@@ -40,12 +46,24 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             if api.json {
                 print_json(&v);
             } else {
-                let rows = list(&v).iter().map(|s| vec![cell(s, "name"), cell(s, "switch"), format!("{}-{}", cell(s, "first_port"), cell(s, "last_port")), s["slots"].as_array().map_or(0, Vec::len).to_string()]).collect::<Vec<_>>();
+                let rows = list(&v)
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            cell(s, "name"),
+                            cell(s, "switch"),
+                            format!("{}-{}", cell(s, "first_port"), cell(s, "last_port")),
+                            s["slots"].as_array().map_or(0, Vec::len).to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
                 table(&["name", "switch", "ports", "slots"], &rows);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Shelf { command: ShelfCommand::Show(args), api } => super::shelf_view::run(args, &api).await,
+        Command::Shelf { command: ShelfCommand::Show(args), api } => {
+            super::shelf_view::run(args, &api).await
+        }
         Command::Shelf { command: ShelfCommand::Rack { name, wait, timeout }, api } => {
             let c = ApiClient::new(&api)?;
             let job = c.post(&format!("/v1/shelves/{}/rack", enc(&name)), &json!({}), None).await?;
@@ -55,18 +73,35 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 eprintln!("racking shelf {name}: job {id}");
             }
-            if wait { self::wait(&c, &id, Duration::from_secs(timeout), api.json).await } else { Ok(ExitCode::SUCCESS) }
+            if wait {
+                self::wait(&c, &id, Duration::from_secs(timeout), api.json).await
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
         Command::Lab { command } => super::lab::run(command).await,
         Command::SwitchSim(a) => super::tools::switch_sim(a).await,
         Command::Image { command: ImageCommand::Recipes, .. } => super::tools::recipes(),
-        Command::Image { command: ImageCommand::Build(a), .. } => super::tools::image_build(a).await,
+        Command::Image { command: ImageCommand::Build(a), .. } => {
+            super::tools::image_build(a).await
+        }
         Command::Image { command: ImageCommand::List, api } => {
             let v = ApiClient::new(&api)?.get("/v1/images").await?;
             if api.json {
                 print_json(&v);
             } else {
-                let rows = list(&v).iter().map(|i| vec![cell(i, "name"), cell(i, "release"), cell(i, "arch"), cell(i, "status"), cell(i, "size_bytes")]).collect::<Vec<_>>();
+                let rows = list(&v)
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            cell(i, "name"),
+                            cell(i, "release"),
+                            cell(i, "arch"),
+                            cell(i, "status"),
+                            cell(i, "size_bytes"),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
                 table(&["name", "release", "arch", "status", "size"], &rows);
             }
             Ok(ExitCode::SUCCESS)
@@ -75,7 +110,9 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: crate::config::Config) -> anyhow::Result<ExitCode> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let controller = Controller::open(config).await?;
     controller.run(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -112,8 +149,22 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             if api.json {
                 print_json(&v);
             } else {
-                let rows = list(&v).iter().map(|p| ["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"].iter().map(|k| cell(p, k)).collect()).collect::<Vec<_>>();
-                table(&["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"], &rows);
+                let rows = list(&v)
+                    .iter()
+                    .map(|p| {
+                        [
+                            "id", "shelf", "port", "serial", "model", "state", "power", "owner",
+                            "image",
+                        ]
+                        .iter()
+                        .map(|k| cell(p, k))
+                        .collect()
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"],
+                    &rows,
+                );
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -123,11 +174,28 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             if api.json {
                 print_json(&json!({ "pi": p, "events": ev["items"] }));
             } else {
-                for k in ["id", "serial", "mac", "model", "shelf", "port", "state", "failed_step", "power", "owner", "image", "storage_ip", "public_ipv6"] {
+                for k in [
+                    "id",
+                    "serial",
+                    "mac",
+                    "model",
+                    "shelf",
+                    "port",
+                    "state",
+                    "failed_step",
+                    "power",
+                    "owner",
+                    "image",
+                    "storage_ip",
+                    "public_ipv6",
+                ] {
                     println!("{k:<12} {}", cell(&p, k));
                 }
                 println!();
-                let rows = list(&ev).iter().map(|e| vec![cell(e, "at"), cell(e, "kind"), cell(e, "message")]).collect::<Vec<_>>();
+                let rows = list(&ev)
+                    .iter()
+                    .map(|e| vec![cell(e, "at"), cell(e, "kind"), cell(e, "message")])
+                    .collect::<Vec<_>>();
                 table(&["at (ms)", "event", "message"], &rows);
             }
             return Ok(ExitCode::SUCCESS);
@@ -137,8 +205,14 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
         PiCommand::Reboot(a) => (a, "reboot", json!({})),
         PiCommand::Reimage { action, image, mut ssh_keys, ssh_key_files } => {
             for f in ssh_key_files {
-                let text = std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
-                ssh_keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                ssh_keys.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from),
+                );
             }
             (action, "reimage", json!({ "image": image, "ssh_keys": ssh_keys }))
         }
@@ -146,8 +220,16 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
     start(&c, api, action, path, body).await
 }
 
-async fn start(c: &ApiClient, api: &ApiArgs, a: ActionArgs, path: &str, body: Value) -> anyhow::Result<ExitCode> {
-    let job = c.post(&format!("/v1/pis/{}/{path}", enc(&a.id)), &body, a.idempotency_key.as_deref()).await?;
+async fn start(
+    c: &ApiClient,
+    api: &ApiArgs,
+    a: ActionArgs,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<ExitCode> {
+    let job = c
+        .post(&format!("/v1/pis/{}/{path}", enc(&a.id)), &body, a.idempotency_key.as_deref())
+        .await?;
     if api.json && !a.wait {
         print_json(&job);
         return Ok(ExitCode::SUCCESS);
@@ -171,20 +253,42 @@ async fn job(cmd: JobCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             if api.json {
                 print_json(&j);
             } else {
-                for k in ["id", "kind", "pi", "state", "current_step", "progress_percent", "attempts", "executable", "last_error", "customer_message"] {
+                for k in [
+                    "id",
+                    "kind",
+                    "pi",
+                    "state",
+                    "current_step",
+                    "progress_percent",
+                    "attempts",
+                    "executable",
+                    "last_error",
+                    "customer_message",
+                ] {
                     println!("{k:<17} {}", cell(&j, k));
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        JobCommand::Wait { id, timeout } => wait(&c, &id, Duration::from_secs(timeout), api.json).await,
+        JobCommand::Wait { id, timeout } => {
+            wait(&c, &id, Duration::from_secs(timeout), api.json).await
+        }
     }
 }
 
 /// Polls a job until it ends, drawing its progress.
-async fn wait(c: &ApiClient, id: &str, timeout: Duration, json_out: bool) -> anyhow::Result<ExitCode> {
+async fn wait(
+    c: &ApiClient,
+    id: &str,
+    timeout: Duration,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
     let bar = ProgressBar::new(100);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
     let deadline = Instant::now() + timeout;
     loop {
         let j = c.get(&format!("/v1/jobs/{}", enc(id))).await?;

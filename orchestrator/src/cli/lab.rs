@@ -59,7 +59,10 @@ pub struct UpArgs {
 impl UpArgs {
     fn options(&self) -> anyhow::Result<LabOptions> {
         let mut o = LabOptions::new(self.pis, &self.dir.state_dir);
-        o.listen = self.listen.parse().with_context(|| format!("--listen {:?} is not ADDRESS:PORT", self.listen))?;
+        o.listen = self
+            .listen
+            .parse()
+            .with_context(|| format!("--listen {:?} is not ADDRESS:PORT", self.listen))?;
         o.deploy = (self.deploy != "none").then(|| self.deploy.clone());
         o.prefix = self.prefix.clone();
         Ok(o)
@@ -91,7 +94,11 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
 async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = a.dir.state_dir.clone();
     if running_pid(&dir).is_some() {
-        bail!("a lab is already running from {}; run `bramble lab down --state-dir {}` first", dir.display(), dir.display());
+        bail!(
+            "a lab is already running from {}; run `bramble lab down --state-dir {}` first",
+            dir.display(),
+            dir.display()
+        );
     }
     down(&dir).await?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -99,7 +106,19 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the bramble binary")?;
     let mut child = std::process::Command::new("setsid")
         .arg(exe)
-        .args(["lab", "serve", "--pis", &a.pis.to_string(), "--listen", &a.listen, "--deploy", &a.deploy, "--prefix", &a.prefix, "--state-dir"])
+        .args([
+            "lab",
+            "serve",
+            "--pis",
+            &a.pis.to_string(),
+            "--listen",
+            &a.listen,
+            "--deploy",
+            &a.deploy,
+            "--prefix",
+            &a.prefix,
+            "--state-dir",
+        ])
         .arg(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -108,16 +127,32 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the lab in the background (setsid)")?;
     std::fs::write(pid_file(&dir), child.id().to_string())?;
     std::fs::write(prefix_file(&dir), &a.prefix)?;
-    eprintln!("lab starting in the background (pid {}, log {})", child.id(), dir.join("lab.log").display());
+    eprintln!(
+        "lab starting in the background (pid {}, log {})",
+        child.id(),
+        dir.join("lab.log").display()
+    );
     let info = wait_info(&dir, &mut child, Duration::from_secs(120)).await?;
-    let (api, token) = (info["api"].as_str().unwrap_or_default().to_string(), info["token"].as_str().unwrap_or_default().to_string());
-    let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none").await?;
-    println!("\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}", dir.display());
+    let (api, token) = (
+        info["api"].as_str().unwrap_or_default().to_string(),
+        info["token"].as_str().unwrap_or_default().to_string(),
+    );
+    let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none")
+        .await?;
+    println!(
+        "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}",
+        dir.display()
+    );
     Ok(code)
 }
 
-async fn wait_info(dir: &Path, child: &mut std::process::Child, limit: Duration) -> anyhow::Result<Value> {
-    let spinner = ProgressBar::new_spinner().with_message("starting controller, virtual switch, NFS server");
+async fn wait_info(
+    dir: &Path,
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> anyhow::Result<Value> {
+    let spinner =
+        ProgressBar::new_spinner().with_message("starting controller, virtual switch, NFS server");
     spinner.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + limit;
     loop {
@@ -131,7 +166,10 @@ async fn wait_info(dir: &Path, child: &mut std::process::Child, limit: Duration)
             spinner.abandon();
             let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            bail!("the lab stopped while starting; last lines of its log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!(
+                "the lab stopped while starting; last lines of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         if Instant::now() > deadline {
             bail!("the lab did not start within {limit:?}; see {}", dir.join("lab.log").display());
@@ -142,17 +180,37 @@ async fn wait_info(dir: &Path, child: &mut std::process::Child, limit: Duration)
 
 /// Shows the shelf until every Pi is deployed (or ready when nothing is deployed) and
 /// its simulator reports booted, or failed; the table is printed at the end.
-async fn watch(api: &str, token: &str, dir: &Path, pis: u16, limit: Duration, deploying: bool) -> anyhow::Result<ExitCode> {
+async fn watch(
+    api: &str,
+    token: &str,
+    dir: &Path,
+    pis: u16,
+    limit: Duration,
+    deploying: bool,
+) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::new();
     let bar = ProgressBar::new(u64::from(pis)).with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} Pis up  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} Pis up  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let deadline = Instant::now() + limit;
     let mut last;
     loop {
-        let page: Value = http.get(format!("{api}/v1/pis?shelf=lab&limit=500")).bearer_auth(token).send().await?.json().await.unwrap_or(Value::Null);
-        let sims: Value = std::fs::read_to_string(dir.join("pis.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
+        let page: Value = http
+            .get(format!("{api}/v1/pis?shelf=lab&limit=500"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let sims: Value = std::fs::read_to_string(dir.join("pis.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(json!({}));
         last = page["items"].as_array().cloned().unwrap_or_default();
         let settled = |p: &Value| {
             let port = p["port"].as_u64().unwrap_or(0).to_string();
@@ -175,17 +233,34 @@ async fn watch(api: &str, token: &str, dir: &Path, pis: u16, limit: Duration, de
     }
     // The shelf as operators see it (port, serial, model, state, power, boot stage,
     // job), then what the simulated Pis themselves report.
-    let status: Value = http.get(format!("{api}/v1/shelves/lab/status")).bearer_auth(token).send().await?.json().await?;
-    let status: crate::db::status::ShelfStatus = serde_json::from_value(status).context("reading the shelf status")?;
+    let status: Value = http
+        .get(format!("{api}/v1/shelves/lab/status"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let status: crate::db::status::ShelfStatus =
+        serde_json::from_value(status).context("reading the shelf status")?;
     print!("{}", super::shelf_view::render(&status, status.read_at));
-    let sims: Value = std::fs::read_to_string(dir.join("pis.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(json!({}));
+    let sims: Value = std::fs::read_to_string(dir.join("pis.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(json!({}));
     let mut tally: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for state in sims.as_object().into_iter().flat_map(|o| o.values()) {
         *tally.entry(state.as_str().unwrap_or("?").to_string()).or_default() += 1;
     }
-    println!("simulated Pis: {}", tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "simulated Pis: {}",
+        tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
+    );
     let failed = last.iter().filter(|p| p["state"] == "failed").count();
-    Ok(if failed == 0 && last.len() == usize::from(pis) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 && last.len() == usize::from(pis) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// The lab itself, in the foreground until SIGTERM or Ctrl-C.
@@ -194,14 +269,24 @@ async fn serve(a: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = opts.state_dir.clone();
     let deploy = opts.deploy.clone();
     let lab = Lab::up(opts).await?;
-    std::fs::write(info_file(&dir), json!({ "api": lab.api, "token": lab.token, "pid": std::process::id() }).to_string())?;
+    std::fs::write(
+        info_file(&dir),
+        json!({ "api": lab.api, "token": lab.token, "pid": std::process::id() }).to_string(),
+    )?;
     let cabling = lab.cabling.clone();
     let snapshot = tokio::spawn({
         let dir = dir.clone();
         async move {
             loop {
-                let states: serde_json::Map<String, Value> = cabling.sims().into_iter().map(|(port, sim)| (port.to_string(), json!(sim.state().to_string()))).collect();
-                let _ = crate::lab::write_atomic(&dir.join("pis.json"), Value::Object(states).to_string().as_bytes());
+                let states: serde_json::Map<String, Value> = cabling
+                    .sims()
+                    .into_iter()
+                    .map(|(port, sim)| (port.to_string(), json!(sim.state().to_string())))
+                    .collect();
+                let _ = crate::lab::write_atomic(
+                    &dir.join("pis.json"),
+                    Value::Object(states).to_string().as_bytes(),
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -255,7 +340,9 @@ async fn down(dir: &Path) -> anyhow::Result<ExitCode> {
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
-    let prefix = std::fs::read_to_string(prefix_file(dir)).map(|p| p.trim().to_string()).unwrap_or_else(|_| "blab".into());
+    let prefix = std::fs::read_to_string(prefix_file(dir))
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|_| "blab".into());
     let d = dir.to_path_buf();
     tokio::task::spawn_blocking(move || crate::lab::cleanup(&prefix, &d)).await?;
     for f in [pid_file(dir), info_file(dir), dir.join("pis.json")] {

@@ -42,7 +42,11 @@ pub struct LocalArgs {
 
 impl LocalArgs {
     fn load(&self) -> anyhow::Result<Config> {
-        let o = Overrides { listen: self.listen.clone(), database: self.database.clone(), state_dir: self.state_dir.clone() };
+        let o = Overrides {
+            listen: self.listen.clone(),
+            database: self.database.clone(),
+            state_dir: self.state_dir.clone(),
+        };
         Ok(Config::load(self.config.as_deref(), &o)?)
     }
 }
@@ -174,7 +178,9 @@ struct ActionArgs {
 
 #[derive(Debug, Subcommand)]
 enum JobCommand {
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Wait for a job to finish, with a progress bar. Exits 1 if it failed.
     Wait {
         id: String,
@@ -233,7 +239,8 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BRAMBLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter =
+        EnvFilter::try_from_env("BRAMBLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("BRAMBLE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {

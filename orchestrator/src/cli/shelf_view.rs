@@ -31,7 +31,9 @@ pub struct ShowArgs {
 /// Runs `shelf show`.
 pub async fn run(args: ShowArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
     if api.token.as_deref().is_none_or(|t| t.trim().is_empty()) {
-        bail!("no API token: pass --token or set BRAMBLE_TOKEN to an operator token (`bramble token create --role operator` mints one)");
+        bail!(
+            "no API token: pass --token or set BRAMBLE_TOKEN to an operator token (`bramble token create --role operator` mints one)"
+        );
     }
     let client = ApiClient::new(api)?;
     let path = format!("/v1/shelves/{}/status", enc(&args.name));
@@ -47,7 +49,8 @@ pub async fn run(args: ShowArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
 
 async fn fetch(client: &ApiClient, path: &str, name: &str) -> anyhow::Result<ShelfStatus> {
     let value = client.get(path).await.with_context(|| format!("cannot show shelf {name:?}"))?;
-    serde_json::from_value(value).context("the controller's answer is not a shelf status (a different Bramble version?)")
+    serde_json::from_value(value)
+        .context("the controller's answer is not a shelf status (a different Bramble version?)")
 }
 
 fn frame(status: &ShelfStatus, json: bool, pretty: bool) -> String {
@@ -60,7 +63,13 @@ fn frame(status: &ShelfStatus, json: bool, pretty: bool) -> String {
 
 /// Redraws until Ctrl-C. Later read errors are shown under the last good table and
 /// retried: a controller restart should not end the watch.
-async fn watch(client: &ApiClient, path: &str, name: &str, first: ShelfStatus, json: bool) -> anyhow::Result<()> {
+async fn watch(
+    client: &ApiClient,
+    path: &str,
+    name: &str,
+    first: ShelfStatus,
+    json: bool,
+) -> anyhow::Result<()> {
     let screen = Screen::new(json);
     let mut last = frame(&first, json, false);
     screen.draw(&last)?;
@@ -100,7 +109,10 @@ impl Screen {
             return Screen::Log;
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-        bar.set_style(ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         Screen::Live(bar)
     }
 
@@ -136,7 +148,8 @@ pub fn render(status: &ShelfStatus, now: i64) -> String {
         status.last_port,
         clock(status.read_at)
     );
-    let counts: Vec<String> = status.counts().iter().map(|(state, n)| format!("{n} {state}")).collect();
+    let counts: Vec<String> =
+        status.counts().iter().map(|(state, n)| format!("{n} {state}")).collect();
     let _ = writeln!(out, "{} slots: {}", status.slots.len(), counts.join(", "));
     out.push('\n');
     let headers = ["port", "serial", "model", "state", "power", "boot stage", "job", "flag"];
@@ -157,7 +170,14 @@ fn row(s: &SlotStatus, now: i64) -> [String; 8] {
         s.boot.as_ref().map(|b| format!("{} {}", b.kind, ago(now, b.at))).unwrap_or_else(dash),
         s.job
             .as_ref()
-            .map(|j| format!("{} {} {}%", j.kind, j.step.as_deref().unwrap_or(j.state.as_str()), j.percent))
+            .map(|j| {
+                format!(
+                    "{} {} {}%",
+                    j.kind,
+                    j.step.as_deref().unwrap_or(j.state.as_str()),
+                    j.percent
+                )
+            })
             .unwrap_or_else(dash),
         s.flag.clone().unwrap_or_else(dash),
     ]
@@ -171,7 +191,8 @@ fn columns<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String 
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         format!("{}\n", padded.join("  ").trim_end())
     };
     let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
@@ -233,8 +254,15 @@ mod tests {
             image: None,
             failed_step: None,
         });
-        busy.boot = Some(LatestBoot { kind: "tftp.complete".into(), at: 1_000, message: String::new() });
-        busy.job = Some(ActiveJob { id: JobId("job-1".into()), kind: JobKind::Reboot, state: JobState::Running, step: Some("settle".into()), percent: 40 });
+        busy.boot =
+            Some(LatestBoot { kind: "tftp.complete".into(), at: 1_000, message: String::new() });
+        busy.job = Some(ActiveJob {
+            id: JobId("job-1".into()),
+            kind: JobKind::Reboot,
+            state: JobState::Running,
+            step: Some("settle".into()),
+            percent: 40,
+        });
         let mut flagged = slot(2);
         flagged.flag = Some("no Pi answered".into());
         let status = ShelfStatus {
@@ -251,10 +279,31 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "shelf rack-a · switch sw-a · ports 1-2 · read 01:01:01Z");
         assert_eq!(lines[1], "2 slots: 1 deployed, 1 empty, 1 flagged");
-        assert!(lines[3].starts_with("PORT  SERIAL    MODEL  STATE     POWER  BOOT STAGE"), "{text}");
-        let cells: Vec<&str> = lines[4].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
-        assert_eq!(cells, ["1", "1234abcd", "3b+", "deployed", "on", "tftp.complete 12s ago", "reboot settle 40%", "-"]);
-        assert!(lines[5].starts_with("2 ") && lines[5].contains("empty") && lines[5].ends_with("no Pi answered"), "{text}");
+        assert!(
+            lines[3].starts_with("PORT  SERIAL    MODEL  STATE     POWER  BOOT STAGE"),
+            "{text}"
+        );
+        let cells: Vec<&str> =
+            lines[4].split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+        assert_eq!(
+            cells,
+            [
+                "1",
+                "1234abcd",
+                "3b+",
+                "deployed",
+                "on",
+                "tftp.complete 12s ago",
+                "reboot settle 40%",
+                "-"
+            ]
+        );
+        assert!(
+            lines[5].starts_with("2 ")
+                && lines[5].contains("empty")
+                && lines[5].ends_with("no Pi answered"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -45,9 +45,12 @@ pub async fn switch_sim(a: SwitchSimArgs) -> anyhow::Result<ExitCode> {
     opts.state_file = a.state;
     opts.cisco = a.cisco;
     if let (Some(user), Some(auth), Some(privacy)) = (a.v3_user, a.auth_pass, a.priv_pass) {
-        opts.v3 = Some(SimV3User { user, auth_pass: Secret::new(auth), priv_pass: Secret::new(privacy) });
+        opts.v3 =
+            Some(SimV3User { user, auth_pass: Secret::new(auth), priv_pass: Secret::new(privacy) });
     }
-    let socket = tokio::net::UdpSocket::bind(a.listen).await.with_context(|| format!("cannot bind {}", a.listen))?;
+    let socket = tokio::net::UdpSocket::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", a.listen))?;
     tracing::info!(addr = %socket.local_addr()?, ports = a.ports, "virtual PoE switch listening");
     let sim = SimSwitch::new(opts)?;
     sim.serve(socket, async {
@@ -87,12 +90,19 @@ pub async fn image_build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let dir = a.store.unwrap_or_else(|| config.state_dir.join("images"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bar = ProgressBar::new(100);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos:>3}% {msg}")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {pos:>3}% {msg}")?
+            .progress_chars("=> "),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let progress = Bar(bar.clone());
     let base = tokio::task::spawn_blocking(move || {
         let store = ImageStore::open(&dir, &SystemRunner)?;
-        if a.force { bramble_images::build(&recipe, &store, &progress) } else { bramble_images::build_cached(&recipe, &store, &progress) }
+        if a.force {
+            bramble_images::build(&recipe, &store, &progress)
+        } else {
+            bramble_images::build_cached(&recipe, &store, &progress)
+        }
     })
     .await??;
     bar.finish_with_message(format!("built {} {}", base.image, base.version));
@@ -106,7 +116,10 @@ pub async fn image_build(a: BuildArgs) -> anyhow::Result<ExitCode> {
 /// `bramble image recipes`: the built-in recipes.
 pub fn recipes() -> anyhow::Result<ExitCode> {
     let c = Catalogue::builtin()?;
-    let rows: Vec<Vec<String>> = c.iter().map(|r| vec![r.name.clone(), r.suite.clone(), r.arch.clone(), r.mirror.clone()]).collect();
+    let rows: Vec<Vec<String>> = c
+        .iter()
+        .map(|r| vec![r.name.clone(), r.suite.clone(), r.arch.clone(), r.mirror.clone()])
+        .collect();
     super::output::table(&["name", "suite", "arch", "mirror"], &rows);
     Ok(ExitCode::SUCCESS)
 }

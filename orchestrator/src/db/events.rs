@@ -88,7 +88,12 @@ impl Db {
     }
 
     /// Events in order of appending, after `cursor` (an event id).
-    pub async fn list_events(&self, f: &EventFilter, cursor: Option<i64>, limit: usize) -> Result<Page<Event>, DbError> {
+    pub async fn list_events(
+        &self,
+        f: &EventFilter,
+        cursor: Option<i64>,
+        limit: usize,
+    ) -> Result<Page<Event>, DbError> {
         let rows = self
             .q("SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events \
                 WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR customer = $2) \

@@ -84,7 +84,10 @@ impl Db {
     }
 
     /// The stored credentials of a switch, for drivers only; never for the API.
-    pub async fn switch_credentials(&self, id: &SwitchId) -> Result<Option<SnmpCredentials>, DbError> {
+    pub async fn switch_credentials(
+        &self,
+        id: &SwitchId,
+    ) -> Result<Option<SnmpCredentials>, DbError> {
         let row = self
             .q("SELECT credentials FROM switch_credentials WHERE switch_id = $1")
             .bind(id.0.clone())
@@ -92,23 +95,46 @@ impl Db {
             .await?;
         row.map(|r| {
             let text = get_str(&r, "credentials")?;
-            SnmpCredentials::from_stored(&text).ok_or(DbError::Corrupt { column: "switch_credentials", value: "<unreadable>".into() })
+            SnmpCredentials::from_stored(&text).ok_or(DbError::Corrupt {
+                column: "switch_credentials",
+                value: "<unreadable>".into(),
+            })
         })
         .transpose()
     }
 
     /// Creates a shelf of ports `first..=last` on `switch`, planning every slot's
     /// addresses from `pools`.
-    pub async fn enroll_shelf(&self, name: &str, switch: &SwitchId, first: u16, last: u16, pools: &AddressPools) -> Result<Shelf, EnrollError> {
-        let sw = self.get_switch(switch).await?.ok_or_else(|| EnrollError::UnknownSwitch(switch.0.clone()))?;
+    pub async fn enroll_shelf(
+        &self,
+        name: &str,
+        switch: &SwitchId,
+        first: u16,
+        last: u16,
+        pools: &AddressPools,
+    ) -> Result<Shelf, EnrollError> {
+        let sw = self
+            .get_switch(switch)
+            .await?
+            .ok_or_else(|| EnrollError::UnknownSwitch(switch.0.clone()))?;
         if (first..=last).contains(&sw.trunk_port) {
             return Err(EnrollError::TrunkInRange(sw.trunk_port));
         }
         if self.list_shelves().await?.iter().any(|s| s.name == name) {
             return Err(EnrollError::NameTaken(name.to_string()));
         }
-        if let Some(other) = self.list_shelves().await?.into_iter().find(|s| s.switch == sw.id && s.first_port <= last && first <= s.last_port) {
-            return Err(EnrollError::PortsInUse { switch: sw.name, first, last, shelf: other.name });
+        if let Some(other) = self
+            .list_shelves()
+            .await?
+            .into_iter()
+            .find(|s| s.switch == sw.id && s.first_port <= last && first <= s.last_port)
+        {
+            return Err(EnrollError::PortsInUse {
+                switch: sw.name,
+                first,
+                last,
+                shelf: other.name,
+            });
         }
         let plan = allocate(pools, &self.taken_addresses().await?, usize::from(last - first) + 1)?;
         let id = ShelfId::generate();
@@ -138,20 +164,31 @@ impl Db {
                 .await?;
         }
         tx.commit().await?;
-        self.get_shelf(&id.0).await?.ok_or_else(|| EnrollError::Db(DbError::Corrupt { column: "shelves.id", value: id.0 }))
+        self.get_shelf(&id.0)
+            .await?
+            .ok_or_else(|| EnrollError::Db(DbError::Corrupt { column: "shelves.id", value: id.0 }))
     }
 
     /// Every VLAN, /30 and IPv6 address any slot holds.
     pub async fn taken_addresses(&self) -> Result<Taken, DbError> {
-        let rows = self.q("SELECT vlan, storage_net, public_ipv6 FROM slots").fetch_all(self.pool()).await?;
+        let rows = self
+            .q("SELECT vlan, storage_net, public_ipv6 FROM slots")
+            .fetch_all(self.pool())
+            .await?;
         let mut taken = Taken::default();
         for r in &rows {
             let net = get_str(r, "storage_net")?;
             let v6 = get_str(r, "public_ipv6")?;
             taken.add(&SlotAddresses {
                 vlan: get_u16(r, "vlan")?,
-                storage_net: net.parse().map_err(|_| DbError::Corrupt { column: "slots.storage_net", value: net.clone() })?,
-                public_ipv6: v6.parse::<Ipv6Addr>().map_err(|_| DbError::Corrupt { column: "slots.public_ipv6", value: v6.clone() })?,
+                storage_net: net.parse().map_err(|_| DbError::Corrupt {
+                    column: "slots.storage_net",
+                    value: net.clone(),
+                })?,
+                public_ipv6: v6.parse::<Ipv6Addr>().map_err(|_| DbError::Corrupt {
+                    column: "slots.public_ipv6",
+                    value: v6.clone(),
+                })?,
             });
         }
         Ok(taken)

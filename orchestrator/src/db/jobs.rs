@@ -38,9 +38,13 @@ pub enum CreateOutcome {
     /// The same request was made before with this Idempotency-Key.
     Replayed(Job),
     /// The Idempotency-Key was used before for a different request.
-    KeyReused { existing: JobId },
+    KeyReused {
+        existing: JobId,
+    },
     /// The Pi already has an active job.
-    Busy { running: JobId },
+    Busy {
+        running: JobId,
+    },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -104,18 +108,25 @@ impl Db {
             }
             Err(e) => return Err(e),
         }
-        let mut event = NewEvent::new("job.created", by.token().as_str(), format!("{} requested", new.kind))
-            .job(&id)
-            .customer(by.customer())
-            .data(serde_json::json!({ "kind": new.kind, "params": new.params }));
+        let mut event =
+            NewEvent::new("job.created", by.token().as_str(), format!("{} requested", new.kind))
+                .job(&id)
+                .customer(by.customer())
+                .data(serde_json::json!({ "kind": new.kind, "params": new.params }));
         event.pi = new.pi.clone();
         self.append_event_with(&mut *tx, &event).await?;
         tx.commit().await?;
-        let job = self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })?;
+        let job =
+            self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })?;
         Ok(CreateOutcome::Created(job))
     }
 
-    async fn explain_conflict(&self, new: &NewJob, by: &Principal, hash: &str) -> Result<Option<CreateOutcome>, DbError> {
+    async fn explain_conflict(
+        &self,
+        new: &NewJob,
+        by: &Principal,
+        hash: &str,
+    ) -> Result<Option<CreateOutcome>, DbError> {
         if let Some(key) = &new.idempotency_key
             && let Some(found) = self.job_by_key(by, key).await?
         {
@@ -131,12 +142,17 @@ impl Db {
 
     async fn job_by_key(&self, by: &Principal, key: &str) -> Result<Option<KeyedJob>, DbError> {
         let row = self
-            .q(const_format::concatcp!("SELECT ", COLUMNS, ", request_hash FROM jobs WHERE requested_by = $1 AND idempotency_key = $2"))
+            .q(const_format::concatcp!(
+                "SELECT ",
+                COLUMNS,
+                ", request_hash FROM jobs WHERE requested_by = $1 AND idempotency_key = $2"
+            ))
             .bind(by.token().0.clone())
             .bind(key.to_string())
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| Ok(KeyedJob { job: job_from_row(&r)?, hash: get_str(&r, "request_hash")? })).transpose()
+        row.map(|r| Ok(KeyedJob { job: job_from_row(&r)?, hash: get_str(&r, "request_hash")? }))
+            .transpose()
     }
 
     /// The queued or running job of a Pi, if any.
@@ -168,10 +184,17 @@ impl Db {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    pub async fn list_jobs(&self, f: &JobFilter, cursor: Option<&str>, limit: usize) -> Result<Page<Job>, DbError> {
+    pub async fn list_jobs(
+        &self,
+        f: &JobFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Job>, DbError> {
         let rows = self
             .q(const_format::concatcp!(
-                "SELECT ", COLUMNS, " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
+                "SELECT ",
+                COLUMNS,
+                " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
                  AND ($3 IS NULL OR customer = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
             ))
             .bind(f.pi.as_ref().map(|p| p.0.clone()))
@@ -197,7 +220,9 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 1 {
-            let e = NewEvent::new("job.cancelled", by.token().as_str(), "job cancelled").job(id).customer(by.customer());
+            let e = NewEvent::new("job.cancelled", by.token().as_str(), "job cancelled")
+                .job(id)
+                .customer(by.customer());
             self.append_event_with(&mut *tx, &e).await?;
         }
         tx.commit().await?;
@@ -206,11 +231,17 @@ impl Db {
 
     /// Claims the oldest queued job of one of `kinds` (or a running one whose lease
     /// expired) for `runner`, holding it for `lease`.
-    pub async fn claim_job(&self, runner: &str, kinds: &[JobKind], lease: Duration) -> Result<Option<Job>, DbError> {
+    pub async fn claim_job(
+        &self,
+        runner: &str,
+        kinds: &[JobKind],
+        lease: Duration,
+    ) -> Result<Option<Job>, DbError> {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let kind_list = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
+        let kind_list =
+            kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -234,7 +265,13 @@ impl Db {
 
     /// Records that the runner is on `step` and extends its lease. False if the lease
     /// was lost.
-    pub async fn advance_job(&self, id: &JobId, runner: &str, step: usize, lease: Duration) -> Result<bool, DbError> {
+    pub async fn advance_job(
+        &self,
+        id: &JobId,
+        runner: &str,
+        step: usize,
+        lease: Duration,
+    ) -> Result<bool, DbError> {
         let now = now_millis();
         let r = self
             .q("UPDATE jobs SET step = $1, lease_expires_at = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'running'")
@@ -265,11 +302,18 @@ impl Db {
 
     /// Ends a job as succeeded or failed (with messages), with its audit event, if the
     /// runner still holds the lease.
-    pub async fn finish_job(&self, id: &JobId, runner: &str, outcome: &JobOutcome) -> Result<bool, DbError> {
+    pub async fn finish_job(
+        &self,
+        id: &JobId,
+        runner: &str,
+        outcome: &JobOutcome,
+    ) -> Result<bool, DbError> {
         let now = now_millis();
         let (state, err, msg) = match outcome {
             JobOutcome::Succeeded => (JobState::Succeeded, None, None),
-            JobOutcome::Failed { operator, customer } => (JobState::Failed, Some(operator.clone()), Some(customer.clone())),
+            JobOutcome::Failed { operator, customer } => {
+                (JobState::Failed, Some(operator.clone()), Some(customer.clone()))
+            }
         };
         let mut tx = self.pool().begin().await?;
         let r = self
@@ -285,7 +329,12 @@ impl Db {
             .await?;
         if r.rows_affected() == 1 {
             let row = self.q("SELECT j.pi_id, COALESCE(j.customer, p.owner) AS customer FROM jobs j LEFT JOIN pis p ON p.id = j.pi_id WHERE j.id = $1").bind(id.0.clone()).fetch_one(&mut *tx).await?;
-            let mut e = NewEvent::new(&format!("job.{state}"), runner, err.unwrap_or_else(|| format!("job {state}"))).job(id);
+            let mut e = NewEvent::new(
+                &format!("job.{state}"),
+                runner,
+                err.unwrap_or_else(|| format!("job {state}")),
+            )
+            .job(id);
             e.pi = get_opt_str(&row, "pi_id")?.map(PiId);
             e.customer = get_opt_str(&row, "customer")?.map(CustomerId);
             self.append_event_with(&mut *tx, &e).await?;
@@ -309,19 +358,27 @@ struct KeyedJob {
 
 impl KeyedJob {
     fn into_outcome(self, hash: &str) -> CreateOutcome {
-        if self.hash == hash { CreateOutcome::Replayed(self.job) } else { CreateOutcome::KeyReused { existing: self.job.id } }
+        if self.hash == hash {
+            CreateOutcome::Replayed(self.job)
+        } else {
+            CreateOutcome::KeyReused { existing: self.job.id }
+        }
     }
 }
 
 fn job_from_row(row: &AnyRow) -> Result<Job, DbError> {
     let kind_text = get_str(row, "kind")?;
-    let kind = JobKind::parse(&kind_text).ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
+    let kind = JobKind::parse(&kind_text)
+        .ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
     let state_text = get_str(row, "state")?;
-    let state = JobState::parse(&state_text).ok_or(DbError::Corrupt { column: "jobs.state", value: state_text })?;
+    let state = JobState::parse(&state_text)
+        .ok_or(DbError::Corrupt { column: "jobs.state", value: state_text })?;
     let step = usize::try_from(get_i64(row, "step")?).unwrap_or(0);
     let steps = kind.steps();
     let current_step = match state {
-        JobState::Running | JobState::Failed => steps.get(step.min(steps.len().saturating_sub(1))).map(|s| s.to_string()),
+        JobState::Running | JobState::Failed => {
+            steps.get(step.min(steps.len().saturating_sub(1))).map(|s| s.to_string())
+        }
         _ => None,
     };
     Ok(Job {

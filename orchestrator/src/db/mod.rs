@@ -29,9 +29,17 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("cannot open database {url}")]
-    Open { url: String, #[source] source: sqlx::Error },
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot create state directory {path}")]
-    StateDir { path: String, #[source] source: std::io::Error },
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database query failed")]

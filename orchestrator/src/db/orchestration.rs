@@ -82,12 +82,20 @@ impl Db {
 
     /// The Pi in a slot, if any.
     pub async fn pi_in_slot(&self, slot: &SlotId) -> Result<Option<PiId>, DbError> {
-        let row = self.q("SELECT id FROM pis WHERE slot_id = $1").bind(slot.0.clone()).fetch_optional(self.pool()).await?;
+        let row = self
+            .q("SELECT id FROM pis WHERE slot_id = $1")
+            .bind(slot.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| Ok(PiId(get_str(&r, "id")?))).transpose()
     }
 
     /// The id and data of the newest event of `kind` a job recorded, if any.
-    pub async fn last_job_event(&self, job: &JobId, kind: &str) -> Result<Option<(i64, serde_json::Value)>, DbError> {
+    pub async fn last_job_event(
+        &self,
+        job: &JobId,
+        kind: &str,
+    ) -> Result<Option<(i64, serde_json::Value)>, DbError> {
         let row = self
             .q("SELECT id, data FROM events WHERE job_id = $1 AND kind = $2 ORDER BY id DESC LIMIT 1")
             .bind(job.0.clone())
@@ -140,7 +148,11 @@ impl Db {
     }
 
     /// Stores what a job found (JSON), e.g. each slot's outcome of a racking.
-    pub async fn set_job_result(&self, job: &JobId, result: &serde_json::Value) -> Result<(), DbError> {
+    pub async fn set_job_result(
+        &self,
+        job: &JobId,
+        result: &serde_json::Value,
+    ) -> Result<(), DbError> {
         self.q("UPDATE jobs SET result = $1 WHERE id = $2")
             .bind(result.to_string())
             .bind(job.0.clone())
@@ -150,7 +162,11 @@ impl Db {
     }
 
     pub async fn job_result(&self, job: &JobId) -> Result<Option<serde_json::Value>, DbError> {
-        let row = self.q("SELECT result FROM jobs WHERE id = $1").bind(job.0.clone()).fetch_optional(self.pool()).await?;
+        let row = self
+            .q("SELECT result FROM jobs WHERE id = $1")
+            .bind(job.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(get_opt_str(&row, "result")?.and_then(|t| serde_json::from_str(&t).ok()))
     }
@@ -161,7 +177,9 @@ fn is_kernel_read(data: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else { return false };
     // `data` is `{"stage": {"stage": "tftp_read", "file": ...}, "client": ...}`.
     v["stage"]["file"].as_str().map(|f| f.rsplit('/').next().unwrap_or(f)).is_some_and(|name| {
-        (name.starts_with("kernel") && name.ends_with(".img")) || name == "Image" || name.starts_with("vmlinuz")
+        (name.starts_with("kernel") && name.ends_with(".img"))
+            || name == "Image"
+            || name.starts_with("vmlinuz")
     })
 }
 
@@ -177,7 +195,9 @@ fn location_from_row(r: &sqlx::any::AnyRow) -> Result<SlotLocation, DbError> {
         switch: SwitchId(get_str(r, "switch_id")?),
         port: get_u16(r, "port")?,
         vlan: get_u16(r, "vlan")?,
-        controller_ip: controller.parse().map_err(|_| bad("slots.controller_ip", controller.clone()))?,
+        controller_ip: controller
+            .parse()
+            .map_err(|_| bad("slots.controller_ip", controller.clone()))?,
         pi_ip: pi.parse().map_err(|_| bad("slots.pi_ip", pi.clone()))?,
         public_ipv6: v6.parse().map_err(|_| bad("slots.public_ipv6", v6.clone()))?,
         flag: get_opt_str(r, "flag")?,
@@ -191,7 +211,9 @@ mod tests {
     #[test]
     fn kernel_reads_are_recognised_by_file_name() {
         assert!(is_kernel_read(r#"{"stage":{"stage":"tftp_read","file":"1234abcd/kernel7.img"}}"#));
-        assert!(is_kernel_read(r#"{"stage":{"stage":"tftp_complete","file":"kernel8.img","bytes":3}}"#));
+        assert!(is_kernel_read(
+            r#"{"stage":{"stage":"tftp_complete","file":"kernel8.img","bytes":3}}"#
+        ));
         assert!(!is_kernel_read(r#"{"stage":{"stage":"tftp_read","file":"start.elf"}}"#));
         assert!(!is_kernel_read("not json"));
     }

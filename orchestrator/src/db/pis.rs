@@ -34,7 +34,12 @@ pub struct NewPi {
 }
 
 impl Db {
-    pub async fn list_pis(&self, f: &PiFilter, cursor: Option<&str>, limit: usize) -> Result<Page<Pi>, DbError> {
+    pub async fn list_pis(
+        &self,
+        f: &PiFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Pi>, DbError> {
         let sql: &'static str = const_format::concatcp!(
             SELECT,
             " WHERE ($1 IS NULL OR sh.name = $1) AND ($2 IS NULL OR p.state = $2) \
@@ -81,14 +86,20 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let event = NewEvent::new("pi.registered", actor, "Pi registered").pi(&id).customer(new.owner.as_ref());
+        let event = NewEvent::new("pi.registered", actor, "Pi registered")
+            .pi(&id)
+            .customer(new.owner.as_ref());
         self.append_event_with(&mut *tx, &event).await?;
         tx.commit().await?;
         self.get_pi(&id).await?.ok_or(DbError::Corrupt { column: "pis.id", value: id.0 })
     }
 
     /// Assigns (or with `None` clears) the customer who owns a Pi.
-    pub async fn set_pi_owner(&self, id: &PiId, owner: Option<&CustomerId>) -> Result<bool, DbError> {
+    pub async fn set_pi_owner(
+        &self,
+        id: &PiId,
+        owner: Option<&CustomerId>,
+    ) -> Result<bool, DbError> {
         let r = self
             .q("UPDATE pis SET owner = $1, updated_at = $2 WHERE id = $3")
             .bind(owner.map(|o| o.0.clone()))
@@ -100,7 +111,12 @@ impl Db {
     }
 
     /// Stores a lifecycle state (computed by `lifecycle::transition`) and the failed step.
-    pub async fn set_pi_state(&self, id: &PiId, state: PiState, failed_step: Option<&str>) -> Result<(), DbError> {
+    pub async fn set_pi_state(
+        &self,
+        id: &PiId,
+        state: PiState,
+        failed_step: Option<&str>,
+    ) -> Result<(), DbError> {
         self.q("UPDATE pis SET state = $1, failed_step = $2, updated_at = $3 WHERE id = $4")
             .bind(state.as_str())
             .bind(failed_step.map(str::to_string))
@@ -123,14 +139,18 @@ impl Db {
 
     /// Counts Pis per lifecycle state, for metrics.
     pub async fn count_pis_by_state(&self) -> Result<Vec<(String, i64)>, DbError> {
-        let rows = self.q("SELECT state, COUNT(*) AS n FROM pis GROUP BY state").fetch_all(self.pool()).await?;
+        let rows = self
+            .q("SELECT state, COUNT(*) AS n FROM pis GROUP BY state")
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(|r| Ok((get_str(r, "state")?, get_i64(r, "n")?))).collect()
     }
 }
 
 fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {
     let state_text = get_str(row, "state")?;
-    let state = PiState::parse(&state_text).ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
+    let state = PiState::parse(&state_text)
+        .ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
     Ok(Pi {
         id: PiId(get_str(row, "id")?),
         serial: get_opt_str(row, "serial")?,

@@ -153,7 +153,11 @@ impl Db {
 fn slot_from_row(row: &AnyRow) -> Result<SlotStatus, DbError> {
     let pi = get_opt_str(row, "pi_id")?.map(|id| pi_from_row(row, id)).transpose()?;
     let boot = match (get_opt_str(row, "boot_kind")?, get_opt_i64(row, "boot_at")?) {
-        (Some(kind), Some(at)) => Some(LatestBoot { kind, at, message: get_opt_str(row, "boot_message")?.unwrap_or_default() }),
+        (Some(kind), Some(at)) => Some(LatestBoot {
+            kind,
+            at,
+            message: get_opt_str(row, "boot_message")?.unwrap_or_default(),
+        }),
         _ => None,
     };
     let job = get_opt_str(row, "job_id")?.map(|id| job_from_row(row, id)).transpose()?;
@@ -172,7 +176,8 @@ fn slot_from_row(row: &AnyRow) -> Result<SlotStatus, DbError> {
 
 fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
     let state_text = get_str(row, "state")?;
-    let state = PiState::parse(&state_text).ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
+    let state = PiState::parse(&state_text)
+        .ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
     Ok(PiSummary {
         id: PiId(id),
         serial: get_opt_str(row, "serial")?,
@@ -188,15 +193,23 @@ fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
 
 fn job_from_row(row: &AnyRow, id: String) -> Result<ActiveJob, DbError> {
     let kind_text = get_str(row, "job_kind")?;
-    let kind = JobKind::parse(&kind_text).ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
+    let kind = JobKind::parse(&kind_text)
+        .ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
     let state_text = get_str(row, "job_state")?;
-    let state = JobState::parse(&state_text).ok_or(DbError::Corrupt { column: "jobs.state", value: state_text })?;
+    let state = JobState::parse(&state_text)
+        .ok_or(DbError::Corrupt { column: "jobs.state", value: state_text })?;
     let step = usize::try_from(get_i64(row, "job_step")?).unwrap_or(0);
     let name = match state {
         JobState::Running => kind.steps().get(step).map(|s| s.to_string()),
         _ => None,
     };
-    Ok(ActiveJob { id: JobId(id), kind, state, step: name, percent: progress_percent(kind, state, step) })
+    Ok(ActiveJob {
+        id: JobId(id),
+        kind,
+        state,
+        step: name,
+        percent: progress_percent(kind, state, step),
+    })
 }
 
 #[cfg(test)]

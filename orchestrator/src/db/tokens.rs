@@ -10,7 +10,13 @@ use crate::time::now_millis;
 
 impl Db {
     /// Stores a new token for `secret` and returns its listing.
-    pub async fn create_token(&self, secret: &str, role: Role, customer: Option<&CustomerId>, label: &str) -> Result<Token, DbError> {
+    pub async fn create_token(
+        &self,
+        secret: &str,
+        role: Role,
+        customer: Option<&CustomerId>,
+        label: &str,
+    ) -> Result<Token, DbError> {
         let id = TokenId::generate();
         let now = now_millis();
         self.q("INSERT INTO tokens (id, hash, role, customer, label, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, NULL)")
@@ -22,7 +28,14 @@ impl Db {
             .bind(now)
             .execute(self.pool())
             .await?;
-        Ok(Token { id, role, customer: customer.cloned(), label: label.to_string(), created_at: now, revoked_at: None })
+        Ok(Token {
+            id,
+            role,
+            customer: customer.cloned(),
+            label: label.to_string(),
+            created_at: now,
+            revoked_at: None,
+        })
     }
 
     /// Who a presented token acts as, if it is known and not revoked.
@@ -37,7 +50,9 @@ impl Db {
         Ok(Some(match (t.role, t.customer) {
             (Role::Operator, _) => Principal::Operator { token: t.id },
             (Role::Customer, Some(customer)) => Principal::Customer { token: t.id, customer },
-            (Role::Customer, None) => return Err(DbError::Corrupt { column: "tokens.customer", value: "NULL".into() }),
+            (Role::Customer, None) => {
+                return Err(DbError::Corrupt { column: "tokens.customer", value: "NULL".into() });
+            }
         }))
     }
 
@@ -65,7 +80,8 @@ fn token_from_row(row: &AnyRow) -> Result<Token, DbError> {
     let role_text = get_str(row, "role")?;
     Ok(Token {
         id: TokenId(get_str(row, "id")?),
-        role: Role::parse(&role_text).ok_or(DbError::Corrupt { column: "tokens.role", value: role_text })?,
+        role: Role::parse(&role_text)
+            .ok_or(DbError::Corrupt { column: "tokens.role", value: role_text })?,
         customer: get_opt_str(row, "customer")?.map(CustomerId),
         label: get_str(row, "label")?,
         created_at: get_i64(row, "created_at")?,

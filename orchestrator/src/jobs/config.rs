@@ -103,7 +103,11 @@ impl JobsConfig {
         }
         let max_parallel = raw.max_parallel.unwrap_or(16);
         if !(1..=1024).contains(&max_parallel) {
-            return Err(invalid(origin, "jobs.max_parallel", format!("{max_parallel} must be 1-1024")));
+            return Err(invalid(
+                origin,
+                "jobs.max_parallel",
+                format!("{max_parallel} must be 1-1024"),
+            ));
         }
         let group = raw.rack_group_size.unwrap_or(8);
         if group == 0 {
@@ -128,17 +132,34 @@ impl JobsConfig {
 }
 
 impl ImagesConfig {
-    pub fn from_raw(raw: RawImages, state_dir: &Path, origin: &str) -> Result<ImagesConfig, ConfigError> {
+    pub fn from_raw(
+        raw: RawImages,
+        state_dir: &Path,
+        origin: &str,
+    ) -> Result<ImagesConfig, ConfigError> {
         let nfs = match raw.nfs.as_deref().unwrap_or("none") {
             "none" => NfsBackend::None,
             "ganesha" => NfsBackend::Ganesha {
                 dir: raw.ganesha_dir.unwrap_or_else(|| state_dir.join("ganesha")),
                 pid_file: raw.ganesha_pid_file,
             },
-            "kernel" => NfsBackend::Kernel { exports_file: raw.exports_file.unwrap_or_else(|| PathBuf::from("/etc/exports.d/bramble.exports")) },
-            other => return Err(invalid(origin, "images.nfs", format!("must be ganesha, kernel or none, got {other:?}"))),
+            "kernel" => NfsBackend::Kernel {
+                exports_file: raw
+                    .exports_file
+                    .unwrap_or_else(|| PathBuf::from("/etc/exports.d/bramble.exports")),
+            },
+            other => {
+                return Err(invalid(
+                    origin,
+                    "images.nfs",
+                    format!("must be ganesha, kernel or none, got {other:?}"),
+                ));
+            }
         };
-        Ok(ImagesConfig { store_dir: raw.store_dir.unwrap_or_else(|| state_dir.join("images")), nfs })
+        Ok(ImagesConfig {
+            store_dir: raw.store_dir.unwrap_or_else(|| state_dir.join("images")),
+            nfs,
+        })
     }
 }
 
@@ -150,7 +171,10 @@ impl SwitchesConfig {
         }
         let every = raw.reconcile_seconds.unwrap_or(60);
         Ok(SwitchesConfig {
-            snmp: SnmpTiming { timeout: Duration::from_millis(timeout), retries: raw.snmp_retries.unwrap_or(2) },
+            snmp: SnmpTiming {
+                timeout: Duration::from_millis(timeout),
+                retries: raw.snmp_retries.unwrap_or(2),
+            },
             reconcile_every: (every > 0).then(|| Duration::from_secs(every)),
         })
     }
@@ -165,12 +189,29 @@ mod tests {
         let j = JobsConfig::from_raw(RawJobs::default(), "t").unwrap();
         assert_eq!(j.max_parallel, 16);
         assert!(j.boot_timeout > j.settle);
-        let err = JobsConfig::from_raw(RawJobs { max_parallel: Some(0), ..RawJobs::default() }, "t.toml").unwrap_err().to_string();
+        let err =
+            JobsConfig::from_raw(RawJobs { max_parallel: Some(0), ..RawJobs::default() }, "t.toml")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("jobs.max_parallel"), "{err}");
-        let err = ImagesConfig::from_raw(RawImages { nfs: Some("smb".into()), ..RawImages::default() }, Path::new("/s"), "t").unwrap_err().to_string();
+        let err = ImagesConfig::from_raw(
+            RawImages { nfs: Some("smb".into()), ..RawImages::default() },
+            Path::new("/s"),
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("images.nfs"), "{err}");
         let i = ImagesConfig::from_raw(RawImages::default(), Path::new("/s"), "t").unwrap();
         assert_eq!(i.store_dir, PathBuf::from("/s/images"));
-        assert_eq!(SwitchesConfig::from_raw(RawSwitches { reconcile_seconds: Some(0), ..RawSwitches::default() }, "t").unwrap().reconcile_every, None);
+        assert_eq!(
+            SwitchesConfig::from_raw(
+                RawSwitches { reconcile_seconds: Some(0), ..RawSwitches::default() },
+                "t"
+            )
+            .unwrap()
+            .reconcile_every,
+            None
+        );
     }
 }

@@ -49,7 +49,10 @@ pub struct ImagesHost {
 }
 
 impl ImagesHost {
-    pub fn open(dir: &std::path::Path, exporter: Option<Arc<dyn NfsExporter>>) -> Result<ImagesHost, bramble_images::ImagesError> {
+    pub fn open(
+        dir: &std::path::Path,
+        exporter: Option<Arc<dyn NfsExporter>>,
+    ) -> Result<ImagesHost, bramble_images::ImagesError> {
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
         let store = ImageStore::open(dir, runner.as_ref())?;
         Ok(ImagesHost { store, exporter, runner })
@@ -78,13 +81,20 @@ const POLL: Duration = Duration::from_millis(250);
 
 impl From<DbError> for StepError {
     fn from(e: DbError) -> Self {
-        StepError::retryable(format!("database: {e}"), "Bramble could not record progress; it will retry.")
+        StepError::retryable(
+            format!("database: {e}"),
+            "Bramble could not record progress; it will retry.",
+        )
     }
 }
 
 fn switch_error(e: FabricError, doing: &str) -> StepError {
     let customer = format!("The network switch did not accept the request to {doing}.");
-    if e.is_transient() { StepError::retryable(chain(&e), customer) } else { StepError::permanent(chain(&e), customer) }
+    if e.is_transient() {
+        StepError::retryable(chain(&e), customer)
+    } else {
+        StepError::permanent(chain(&e), customer)
+    }
 }
 
 /// An error with its sources, for the operator's message.
@@ -95,12 +105,25 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 impl Hardware {
     /// The Pi a job is for, with its slot and switch.
     pub async fn target(&self, job: &Job) -> Result<Target, StepError> {
-        let no_target = |what: &str| StepError::permanent(format!("job {}: {what}", job.id), "This Pi is not wired to a switch port; contact support.");
+        let no_target = |what: &str| {
+            StepError::permanent(
+                format!("job {}: {what}", job.id),
+                "This Pi is not wired to a switch port; contact support.",
+            )
+        };
         let pi_id = job.pi.as_ref().ok_or_else(|| no_target("has no Pi"))?;
         let pi = self.db.get_pi(pi_id).await?.ok_or_else(|| no_target("its Pi is gone"))?;
         let slot_id = pi.slot.clone().ok_or_else(|| no_target("the Pi has no slot"))?;
-        let slot = self.db.slot_location(&slot_id).await?.ok_or_else(|| no_target("the Pi's slot is gone"))?;
-        let switch = self.db.get_switch(&slot.switch).await?.ok_or_else(|| no_target("the slot's switch is gone"))?;
+        let slot = self
+            .db
+            .slot_location(&slot_id)
+            .await?
+            .ok_or_else(|| no_target("the Pi's slot is gone"))?;
+        let switch = self
+            .db
+            .get_switch(&slot.switch)
+            .await?
+            .ok_or_else(|| no_target("the slot's switch is gone"))?;
         Ok(Target { pi, slot, switch })
     }
 
@@ -112,18 +135,30 @@ impl Hardware {
         // The Pi may DHCP before this step records anything: boot evidence counts from
         // the log as it was before the switch was asked.
         let before = self.db.last_event_id().await?;
-        let result = self.fabric.with_driver(&t.switch, |d| async move { d.set_port_power(port, on).await }).await;
+        let result = self
+            .fabric
+            .with_driver(&t.switch, |d| async move { d.set_port_power(port, on).await })
+            .await;
         if let Err(e) = result {
             self.record_power_read(t).await;
             return Err(switch_error(e, doing));
         }
         self.db.set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off }).await?;
         let kind = if on { "power.on" } else { "power.off" };
-        let e = NewEvent::new(kind, "controller", format!("PoE {} on {} port {}", if on { "on" } else { "off" }, t.switch.name, t.slot.port))
-            .pi(&t.pi.id)
-            .job(&job.id)
-            .customer(t.pi.owner.as_ref())
-            .data(serde_json::json!({ "port": t.slot.port, "after_event": before }));
+        let e = NewEvent::new(
+            kind,
+            "controller",
+            format!(
+                "PoE {} on {} port {}",
+                if on { "on" } else { "off" },
+                t.switch.name,
+                t.slot.port
+            ),
+        )
+        .pi(&t.pi.id)
+        .job(&job.id)
+        .customer(t.pi.owner.as_ref())
+        .data(serde_json::json!({ "port": t.slot.port, "after_event": before }));
         self.db.append_event(&e).await?;
         Ok(())
     }
@@ -134,15 +169,27 @@ impl Hardware {
         let port = PortNo(t.slot.port);
         let deadline = Instant::now() + self.timing.power_confirm;
         loop {
-            let read = self.fabric.with_driver(&t.switch, |d| async move { d.port_power(port).await }).await;
+            let read = self
+                .fabric
+                .with_driver(&t.switch, |d| async move { d.port_power(port).await })
+                .await;
             match read {
                 Ok(p) if power_matches(&p, on) => {
-                    self.db.set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off }).await?;
+                    self.db
+                        .set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off })
+                        .await?;
                     return Ok(p);
                 }
                 Ok(p) if Instant::now() >= deadline => {
                     return Err(StepError::permanent(
-                        format!("{} port {} still reports admin {} / {:?} after {:?}", t.switch.name, t.slot.port, p.admin_enabled, p.detection, self.timing.power_confirm),
+                        format!(
+                            "{} port {} still reports admin {} / {:?} after {:?}",
+                            t.switch.name,
+                            t.slot.port,
+                            p.admin_enabled,
+                            p.detection,
+                            self.timing.power_confirm
+                        ),
                         "The switch did not confirm the power change.",
                     ));
                 }
@@ -161,7 +208,11 @@ impl Hardware {
     /// seen.
     async fn record_power_read(&self, t: &Target) {
         let port = PortNo(t.slot.port);
-        let state = match self.fabric.with_driver(&t.switch, |d| async move { d.port_power(port).await }).await {
+        let state = match self
+            .fabric
+            .with_driver(&t.switch, |d| async move { d.port_power(port).await })
+            .await
+        {
             Ok(p) if p.admin_enabled => PowerState::On,
             Ok(_) => PowerState::Off,
             Err(_) => PowerState::Unknown,
@@ -185,17 +236,28 @@ impl Hardware {
             };
             let seen = self.db.boot_evidence(&t.pi.id, after).await?;
             if seen.booted() {
-                let e = NewEvent::new("pi.booted", "controller", "Pi netbooted: DHCP answered and kernel fetched")
-                    .pi(&t.pi.id)
-                    .job(&job.id)
-                    .customer(t.pi.owner.as_ref());
+                let e = NewEvent::new(
+                    "pi.booted",
+                    "controller",
+                    "Pi netbooted: DHCP answered and kernel fetched",
+                )
+                .pi(&t.pi.id)
+                .job(&job.id)
+                .customer(t.pi.owner.as_ref());
                 self.db.append_event(&e).await?;
                 return Ok(seen);
             }
             if !seen.dhcp && !cycled && start.elapsed() >= self.timing.boot_timeout / 2 {
                 cycled = true;
                 tracing::info!(pi = %t.pi.id, job = %job.id, "no DHCP from the Pi yet; power-cycling it once");
-                let e = NewEvent::new("boot.retry", "controller", "no DHCP yet; power-cycling the Pi once").pi(&t.pi.id).job(&job.id).customer(t.pi.owner.as_ref());
+                let e = NewEvent::new(
+                    "boot.retry",
+                    "controller",
+                    "no DHCP yet; power-cycling the Pi once",
+                )
+                .pi(&t.pi.id)
+                .job(&job.id)
+                .customer(t.pi.owner.as_ref());
                 self.db.append_event(&e).await?;
                 self.set_power(job, t, false).await?;
                 self.confirm_power(t, false).await?;
@@ -221,14 +283,21 @@ impl Hardware {
 
     pub fn images(&self) -> Result<&Arc<ImagesHost>, StepError> {
         self.images.as_ref().ok_or_else(|| {
-            StepError::permanent("this controller has no image store configured", "Reinstalling is not available right now; contact support.")
+            StepError::permanent(
+                "this controller has no image store configured",
+                "Reinstalling is not available right now; contact support.",
+            )
         })
     }
 }
 
 /// Whether a port's read-back shows the wanted power state.
 pub fn power_matches(p: &PortPower, on: bool) -> bool {
-    if on { p.admin_enabled } else { !p.admin_enabled && p.detection != DetectionStatus::DeliveringPower }
+    if on {
+        p.admin_enabled
+    } else {
+        !p.admin_enabled && p.detection != DetectionStatus::DeliveringPower
+    }
 }
 
 #[cfg(test)]

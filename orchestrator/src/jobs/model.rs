@@ -20,8 +20,13 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] =
-        [JobKind::PowerOn, JobKind::PowerOff, JobKind::Reboot, JobKind::Reimage, JobKind::RackShelf];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::PowerOn,
+        JobKind::PowerOff,
+        JobKind::Reboot,
+        JobKind::Reimage,
+        JobKind::RackShelf,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,8 +92,13 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] =
-        [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled];
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -68,5 +68,8 @@ impl Executor for RebootExecutor {
 /// A step name this executor does not know: the database holds a job from a newer
 /// controller. Never retried.
 pub fn unknown_step(job: &Job, step: &str) -> StepError {
-    StepError::permanent(format!("{} job has unknown step {step:?}", job.kind), "This request cannot be carried out; contact support.")
+    StepError::permanent(
+        format!("{} job has unknown step {step:?}", job.kind),
+        "This request cannot be carried out; contact support.",
+    )
 }

@@ -41,9 +41,20 @@ impl RackExecutor {
 
     async fn shelf(&self, job: &Job) -> Result<(Shelf, Switch), StepError> {
         let gone = |what: String| StepError::permanent(what, "The shelf is not in the inventory.");
-        let id = job.shelf.as_ref().ok_or_else(|| gone(format!("job {} names no shelf", job.id)))?;
-        let shelf = self.hw.db.get_shelf(id.as_str()).await?.ok_or_else(|| gone(format!("shelf {id} is gone")))?;
-        let switch = self.hw.db.get_switch(&shelf.switch).await?.ok_or_else(|| gone(format!("switch {} is gone", shelf.switch)))?;
+        let id =
+            job.shelf.as_ref().ok_or_else(|| gone(format!("job {} names no shelf", job.id)))?;
+        let shelf = self
+            .hw
+            .db
+            .get_shelf(id.as_str())
+            .await?
+            .ok_or_else(|| gone(format!("shelf {id} is gone")))?;
+        let switch = self
+            .hw
+            .db
+            .get_switch(&shelf.switch)
+            .await?
+            .ok_or_else(|| gone(format!("switch {} is gone", shelf.switch)))?;
         Ok((shelf, switch))
     }
 
@@ -51,8 +62,17 @@ impl RackExecutor {
         self.hw.fabric.shelf_plan(shelf, switch.trunk_port).desired()
     }
 
-    async fn event(&self, job: &Job, kind: &str, message: String, data: serde_json::Value) -> Result<(), StepError> {
-        self.hw.db.append_event(&NewEvent::new(kind, "controller", message).job(&job.id).data(data)).await?;
+    async fn event(
+        &self,
+        job: &Job,
+        kind: &str,
+        message: String,
+        data: serde_json::Value,
+    ) -> Result<(), StepError> {
+        self.hw
+            .db
+            .append_event(&NewEvent::new(kind, "controller", message).job(&job.id).data(data))
+            .await?;
         Ok(())
     }
 
@@ -66,32 +86,69 @@ impl RackExecutor {
 
     async fn configure(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let desired = self.desired_unpowered(shelf, switch);
-        let report = self.hw.fabric.with_driver(switch, |d| async move { d.apply(&desired).await }).await.map_err(switch_step)?;
-        let msg = format!("switch {} configured for shelf {}: {} varbinds in {} SETs", switch.name, shelf.name, report.varbinds, report.messages);
+        let report = self
+            .hw
+            .fabric
+            .with_driver(switch, |d| async move { d.apply(&desired).await })
+            .await
+            .map_err(switch_step)?;
+        let msg = format!(
+            "switch {} configured for shelf {}: {} varbinds in {} SETs",
+            switch.name, shelf.name, report.varbinds, report.messages
+        );
         self.event(job, "shelf.switch_configured", msg, json!(report)).await
     }
 
     async fn verify(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let desired = self.desired_unpowered(shelf, switch);
-        let drift = self.hw.fabric.with_driver(switch, |d| async move { d.drift(&desired).await }).await.map_err(switch_step)?;
+        let drift = self
+            .hw
+            .fabric
+            .with_driver(switch, |d| async move { d.drift(&desired).await })
+            .await
+            .map_err(switch_step)?;
         if let Some(first) = drift.first() {
             return Err(StepError::permanent(
-                format!("switch {} differs from the plan in {} place(s), first: {first:?}", switch.name, drift.len()),
+                format!(
+                    "switch {} differs from the plan in {} place(s), first: {first:?}",
+                    switch.name,
+                    drift.len()
+                ),
                 "The switch configuration could not be verified.",
             ));
         }
-        self.event(job, "shelf.switch_verified", format!("switch {} matches shelf {}", switch.name, shelf.name), json!({ "ports": shelf.slots.len() }))
-            .await
+        self.event(
+            job,
+            "shelf.switch_verified",
+            format!("switch {} matches shelf {}", switch.name, shelf.name),
+            json!({ "ports": shelf.slots.len() }),
+        )
+        .await
     }
 
     async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
-        let snapshot = self.hw.fabric.with_driver(switch, |d| async move { d.snapshot().await }).await.map_err(switch_step)?;
-        let off: Vec<u16> = shelf.slots.iter().map(|s| s.port).filter(|p| !snapshot.poe.get(p).is_some_and(|x| x.admin_enabled)).collect();
+        let snapshot = self
+            .hw
+            .fabric
+            .with_driver(switch, |d| async move { d.snapshot().await })
+            .await
+            .map_err(switch_step)?;
+        let off: Vec<u16> = shelf
+            .slots
+            .iter()
+            .map(|s| s.port)
+            .filter(|p| !snapshot.poe.get(p).is_some_and(|x| x.admin_enabled))
+            .collect();
         let groups: Vec<&[u16]> = off.chunks(self.hw.timing.rack_group_size).collect();
         for (i, group) in groups.iter().enumerate() {
             let ports: Vec<(PortNo, bool)> = group.iter().map(|&p| (PortNo(p), true)).collect();
-            self.hw.fabric.with_driver(switch, |d| async move { d.set_ports_power(&ports).await }).await.map_err(switch_step)?;
-            let msg = format!("powered on ports {:?} ({} of {} groups)", group, i + 1, groups.len());
+            self.hw
+                .fabric
+                .with_driver(switch, |d| async move { d.set_ports_power(&ports).await })
+                .await
+                .map_err(switch_step)?;
+            let msg =
+                format!("powered on ports {:?} ({} of {} groups)", group, i + 1, groups.len());
             self.event(job, "shelf.power_group", msg, json!({ "ports": group })).await?;
             // Keep the lease while pausing between groups.
             if i + 1 < groups.len() {
@@ -133,19 +190,35 @@ impl RackExecutor {
                     }
                     self.hw.db.set_pi_power(&pi.id, PowerState::On).await?;
                     self.hw.db.set_slot_flag(&slot.id, None).await?;
-                    SlotOutcome { port: slot.port, pi: Some(pi.id.0), outcome: "ready", reason: None }
+                    SlotOutcome {
+                        port: slot.port,
+                        pi: Some(pi.id.0),
+                        outcome: "ready",
+                        reason: None,
+                    }
                 }
                 _ => {
                     let reason = self.why_missing(switch, slot.port).await;
                     self.hw.db.set_slot_flag(&slot.id, Some(&reason)).await?;
-                    SlotOutcome { port: slot.port, pi: None, outcome: "flagged", reason: Some(reason) }
+                    SlotOutcome {
+                        port: slot.port,
+                        pi: None,
+                        outcome: "flagged",
+                        reason: Some(reason),
+                    }
                 }
             };
             outcomes.push(outcome);
         }
         let ready = outcomes.iter().filter(|o| o.outcome == "ready").count();
         let flagged = outcomes.len() - ready;
-        self.hw.db.set_job_result(&job.id, &json!({ "ready": ready, "flagged": flagged, "slots": outcomes })).await?;
+        self.hw
+            .db
+            .set_job_result(
+                &job.id,
+                &json!({ "ready": ready, "flagged": flagged, "slots": outcomes }),
+            )
+            .await?;
         let msg = format!("shelf {} racked: {ready} ready, {flagged} flagged", shelf.name);
         self.event(job, "shelf.racked", msg, json!({ "ready": ready, "flagged": flagged })).await
     }
@@ -153,20 +226,34 @@ impl RackExecutor {
     /// A flag for a slot whose Pi never appeared, from what its port reports.
     async fn why_missing(&self, switch: &Switch, port: u16) -> String {
         let waited = self.hw.timing.rack_await.as_secs();
-        match self.hw.fabric.with_driver(switch, |d| async move { d.port_power(PortNo(port)).await }).await {
+        match self
+            .hw
+            .fabric
+            .with_driver(switch, |d| async move { d.port_power(PortNo(port)).await })
+            .await
+        {
             Ok(p) => format!(
                 "no Pi answered DHCP within {waited} s; port {port} PoE {:?}, {}",
                 p.detection,
-                p.draw_mw.map(|mw| format!("drawing {mw} mW")).unwrap_or_else(|| "draw not reported".into())
+                p.draw_mw
+                    .map(|mw| format!("drawing {mw} mW"))
+                    .unwrap_or_else(|| "draw not reported".into())
             ),
-            Err(e) => format!("no Pi answered DHCP within {waited} s; port {port} unreadable: {}", chain(&e)),
+            Err(e) => format!(
+                "no Pi answered DHCP within {waited} s; port {port} unreadable: {}",
+                chain(&e)
+            ),
         }
     }
 }
 
 fn switch_step(e: FabricError) -> StepError {
     let customer = "The shelf's switch could not be configured.";
-    if e.is_transient() { StepError::retryable(chain(&e), customer) } else { StepError::permanent(chain(&e), customer) }
+    if e.is_transient() {
+        StepError::retryable(chain(&e), customer)
+    } else {
+        StepError::permanent(chain(&e), customer)
+    }
 }
 
 #[async_trait]
@@ -175,8 +262,16 @@ impl Executor for RackExecutor {
         let (shelf, switch) = self.shelf(job).await?;
         match job.steps[step].as_str() {
             "create-storage-links" => {
-                let served = self.hw.storage.sync().await.map_err(|e| StepError::retryable(e, "The shelf's networks could not be set up yet."))?;
-                self.event(job, "shelf.links", format!("{served} storage interfaces served"), json!({ "served": served, "ports": shelf.slots.len() })).await
+                let served = self.hw.storage.sync().await.map_err(|e| {
+                    StepError::retryable(e, "The shelf's networks could not be set up yet.")
+                })?;
+                self.event(
+                    job,
+                    "shelf.links",
+                    format!("{served} storage interfaces served"),
+                    json!({ "served": served, "ports": shelf.slots.len() }),
+                )
+                .await
             }
             "configure-switch" => self.configure(job, &shelf, &switch).await,
             "verify-switch" => self.verify(job, &shelf, &switch).await,

@@ -70,12 +70,22 @@ impl ReimageExecutor {
         })
         .await
         .map_err(|e| images_error(e, "prepare the new system"))?;
-        self.hw.db.set_job_result(&job.id, &json!({ "provisioned": { "image": root.image, "version": root.version } })).await?;
+        self.hw
+            .db
+            .set_job_result(
+                &job.id,
+                &json!({ "provisioned": { "image": root.image, "version": root.version } }),
+            )
+            .await?;
         self.hw.db.set_pi_image(&t.pi.id, Some(&params.image)).await?;
-        let e = NewEvent::new("root.provisioned", "controller", format!("root provisioned from {} {}", root.image, root.version))
-            .pi(&t.pi.id)
-            .job(&job.id)
-            .customer(t.pi.owner.as_ref());
+        let e = NewEvent::new(
+            "root.provisioned",
+            "controller",
+            format!("root provisioned from {} {}", root.image, root.version),
+        )
+        .pi(&t.pi.id)
+        .job(&job.id)
+        .customer(t.pi.owner.as_ref());
         self.hw.db.append_event(&e).await?;
         Ok(())
     }
@@ -105,15 +115,29 @@ impl ReimageExecutor {
         let live = blocking(move || Roots::new(&images.store, images.runner.as_ref()).get(&name))
             .await
             .map_err(|e| images_error(e, "check the new system"))?
-            .ok_or_else(|| StepError::permanent("no live root after provisioning", "The new system is missing; contact support."))?;
+            .ok_or_else(|| {
+                StepError::permanent(
+                    "no live root after provisioning",
+                    "The new system is missing; contact support.",
+                )
+            })?;
         let dir = boot_dir(&live.path);
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
         let params = boot_params(t.slot.controller_ip, t.slot.pi_ip);
-        let bad = |e: &dyn std::error::Error| StepError::permanent(format!("boot files of {}: {e}", dir.display()), "The chosen image cannot boot this Pi.");
-        let cmdline = render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
+        let bad = |e: &dyn std::error::Error| {
+            StepError::permanent(
+                format!("boot files of {}: {e}", dir.display()),
+                "The chosen image cannot boot this Pi.",
+            )
+        };
+        let cmdline =
+            render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
         render_config(read("config.txt").as_deref(), &params).map_err(|e| bad(&e))?;
         let Some(kernel) = KERNELS.iter().find(|k| dir.join(k).is_file()) else {
-            return Err(StepError::permanent(format!("no kernel ({}) in {}", KERNELS.join(", "), dir.display()), "The chosen image cannot boot this Pi."));
+            return Err(StepError::permanent(
+                format!("no kernel ({}) in {}", KERNELS.join(", "), dir.display()),
+                "The chosen image cannot boot this Pi.",
+            ));
         };
         let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
             .pi(&t.pi.id)
@@ -145,13 +169,22 @@ impl Executor for ReimageExecutor {
 }
 
 fn params(job: &Job) -> Result<ReimageParams, StepError> {
-    serde_json::from_value(job.params.clone())
-        .map_err(|e| StepError::permanent(format!("reimage parameters: {e}"), "The reinstall request was incomplete."))
+    serde_json::from_value(job.params.clone()).map_err(|e| {
+        StepError::permanent(
+            format!("reimage parameters: {e}"),
+            "The reinstall request was incomplete.",
+        )
+    })
 }
 
 /// The Pi's root directory name in the image store: its inventory id.
 fn root_name(pi: &Pi) -> Result<PiName, StepError> {
-    PiName::new(pi.id.as_str()).map_err(|e| StepError::permanent(format!("Pi id as a root name: {e}"), "This Pi cannot be reinstalled; contact support."))
+    PiName::new(pi.id.as_str()).map_err(|e| {
+        StepError::permanent(
+            format!("Pi id as a root name: {e}"),
+            "This Pi cannot be reinstalled; contact support.",
+        )
+    })
 }
 
 /// The Pi's hostname: where it is (`<shelf>-p<port>`, so a replacement board in the slot
@@ -160,13 +193,22 @@ pub fn hostname(pi: &Pi) -> String {
     hostname_for(pi.shelf.as_deref(), pi.port, pi.serial.as_deref(), pi.id.as_str())
 }
 
-pub fn hostname_for(shelf: Option<&str>, port: Option<u16>, serial: Option<&str>, id: &str) -> String {
+pub fn hostname_for(
+    shelf: Option<&str>,
+    port: Option<u16>,
+    serial: Option<&str>,
+    id: &str,
+) -> String {
     let raw = match (shelf, port, serial) {
         (Some(s), Some(p), _) => format!("{s}-p{p:02}"),
         (_, _, Some(serial)) => format!("pi-{serial}"),
         _ => id.to_string(),
     };
-    let label: String = raw.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let label: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     let label = label.trim_matches('-');
     label[..label.len().min(63)].trim_end_matches('-').to_string()
 }
@@ -181,8 +223,16 @@ fn images_error(e: ImagesError, doing: &str) -> StepError {
 }
 
 /// Runs image-store work (file I/O, external commands) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ImagesError> + Send + 'static) -> Result<T, ImagesError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| Err(ImagesError::InvalidInput { what: "image task", value: String::new(), reason: "panicked".into() }))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImagesError> + Send + 'static,
+) -> Result<T, ImagesError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
+        Err(ImagesError::InvalidInput {
+            what: "image task",
+            value: String::new(),
+            reason: "panicked".into(),
+        })
+    })
 }
 
 #[cfg(test)]

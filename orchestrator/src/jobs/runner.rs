@@ -16,8 +16,8 @@ use super::model::JobKind;
 use crate::db::events::NewEvent;
 use crate::db::jobs::JobOutcome;
 use crate::db::{Db, DbError};
-use crate::lifecycle::{LifecycleEvent, transition};
 use crate::ids::JobId;
+use crate::lifecycle::{LifecycleEvent, transition};
 use crate::model::Job;
 
 /// Why a step did not complete.
@@ -80,7 +80,15 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(db: Db, id: impl Into<String>, lease: Duration, poll: Duration) -> Self {
-        Runner { db, id: id.into(), executors: HashMap::new(), lease, poll, max_parallel: 1, crash: None }
+        Runner {
+            db,
+            id: id.into(),
+            executors: HashMap::new(),
+            lease,
+            poll,
+            max_parallel: 1,
+            crash: None,
+        }
     }
 
     pub fn with_executor(mut self, kind: JobKind, e: Arc<dyn Executor>) -> Self {
@@ -183,14 +191,27 @@ impl Runner {
         let Some(exec) = self.executors.get(&job.kind).cloned() else { return Ok(RunEnd::Done) };
         tracing::info!(runner = %self.id, job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
         self.enter_lifecycle(&job).await?;
-        let start = job.steps.iter().position(|s| Some(s) == job.current_step.as_ref()).unwrap_or(0);
-        self.job_event(&job, "job.started", format!("{} started (attempt {})", job.kind, job.attempts), start).await?;
+        let start =
+            job.steps.iter().position(|s| Some(s) == job.current_step.as_ref()).unwrap_or(0);
+        self.job_event(
+            &job,
+            "job.started",
+            format!("{} started (attempt {})", job.kind, job.attempts),
+            start,
+        )
+        .await?;
         for step in start..job.steps.len() {
             if !self.db.advance_job(&job.id, &self.id, step, self.lease).await? {
                 tracing::warn!(job = %job.id, "lost the lease; another runner has the job");
                 return Ok(RunEnd::Done);
             }
-            self.job_event(&job, "job.step", format!("step {} of {}: {}", step + 1, job.steps.len(), job.steps[step]), step).await?;
+            self.job_event(
+                &job,
+                "job.step",
+                format!("step {} of {}: {}", step + 1, job.steps.len(), job.steps[step]),
+                step,
+            )
+            .await?;
             let outcome = {
                 let heartbeat = self.keep_lease(&job, step);
                 tokio::pin!(heartbeat);
@@ -205,7 +226,10 @@ impl Runner {
             };
             if let Err(e) = outcome {
                 tracing::warn!(job = %job.id, step = %job.steps[step], error = %e.operator, "job failed");
-                let outcome = JobOutcome::Failed { operator: format!("step {}: {}", job.steps[step], e.operator), customer: e.customer };
+                let outcome = JobOutcome::Failed {
+                    operator: format!("step {}: {}", job.steps[step], e.operator),
+                    customer: e.customer,
+                };
                 if self.db.finish_job(&job.id, &self.id, &outcome).await? {
                     self.leave_lifecycle(&job, Some(&job.steps[step])).await?;
                 }
@@ -234,14 +258,22 @@ impl Runner {
             match self.db.advance_job(&job.id, &self.id, step, self.lease).await {
                 Ok(true) => {}
                 Ok(false) => return,
-                Err(e) => tracing::warn!(job = %job.id, error = %e, "could not renew the job lease"),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, error = %e, "could not renew the job lease")
+                }
             }
         }
     }
 
     /// An audit event for the job's Pi (and its customer), so progress shows in the Pi's
     /// timeline and reaches webhooks.
-    async fn job_event(&self, job: &Job, kind: &str, message: String, step: usize) -> Result<(), DbError> {
+    async fn job_event(
+        &self,
+        job: &Job,
+        kind: &str,
+        message: String,
+        step: usize,
+    ) -> Result<(), DbError> {
         let mut e = NewEvent::new(kind, &self.id, message)
             .job(&job.id)
             .data(serde_json::json!({ "kind": job.kind, "step": job.steps.get(step), "attempt": job.attempts }));
@@ -252,7 +284,12 @@ impl Runner {
         self.db.append_event(&e).await
     }
 
-    async fn run_step_with_retries(&self, exec: &dyn Executor, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step_with_retries(
+        &self,
+        exec: &dyn Executor,
+        job: &Job,
+        step: usize,
+    ) -> Result<(), StepError> {
         let mut backoff = FIRST_BACKOFF;
         let mut tries = 0;
         loop {

@@ -35,11 +35,13 @@ pub use wiring::{Cabling, PiTiming, model_for, serial_for};
 
 /// The public key every lab Pi is deployed with (its private half is not kept anywhere:
 /// nobody logs into a simulated Pi; the simulator only checks the key is in its root).
-pub const LAB_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINnGdCRukDozHiBov5bbdi8gqa8oib+PTvnokdaE2Aya bramble-lab";
+pub const LAB_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINnGdCRukDozHiBov5bbdi8gqa8oib+PTvnokdaE2Aya bramble-lab";
 
 /// Synthetic images the lab registers (see `bramble_images::fixture`): two, so a
 /// reinstall visibly changes the kernel a Pi boots.
-pub const LAB_IMAGES: [(&str, &str); 2] = [("lab-bookworm", "bookworm"), ("lab-bullseye", "bullseye")];
+pub const LAB_IMAGES: [(&str, &str); 2] =
+    [("lab-bookworm", "bookworm"), ("lab-bullseye", "bullseye")];
 
 const COMMUNITY: &str = "bramble-lab";
 
@@ -121,34 +123,69 @@ impl Lab {
     /// Builds the lab: images, NFS server, virtual switch, controller, and the shelf
     /// (switch registered and shelf enrolled through the API; not yet racked).
     pub async fn up(opts: LabOptions) -> Result<Lab, LabError> {
-        if opts.prefix.is_empty() || opts.prefix.len() > 6 || !opts.prefix.chars().all(|c| c.is_ascii_lowercase()) {
-            return Err(LabError::Setup(format!("prefix {:?} must be 1-6 lowercase letters", opts.prefix)));
+        if opts.prefix.is_empty()
+            || opts.prefix.len() > 6
+            || !opts.prefix.chars().all(|c| c.is_ascii_lowercase())
+        {
+            return Err(LabError::Setup(format!(
+                "prefix {:?} must be 1-6 lowercase letters",
+                opts.prefix
+            )));
         }
         cleanup(&opts.prefix, &opts.state_dir);
         // Every lab starts from an empty inventory; image bases are kept as a cache.
-        for stale in ["bramble.db", "bramble.db-wal", "bramble.db-shm", "images/roots", "ganesha-exports", "pis.json"] {
+        for stale in [
+            "bramble.db",
+            "bramble.db-wal",
+            "bramble.db-shm",
+            "images/roots",
+            "ganesha-exports",
+            "pis.json",
+        ] {
             let path = opts.state_dir.join(stale);
-            let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
             if let Err(e) = removed
                 && e.kind() != std::io::ErrorKind::NotFound
             {
                 return Err(LabError::Setup(format!("cannot remove {}: {e}", path.display())));
             }
         }
-        std::fs::create_dir_all(opts.state_dir.join("firmware")).map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
+        std::fs::create_dir_all(opts.state_dir.join("firmware"))
+            .map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
         let bases = prepare_images(&opts.state_dir).await?;
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
         let ganesha = {
-            let o = GaneshaOptions { nfsv3: true, ..GaneshaOptions::new(opts.state_dir.join("ganesha"), exports_dir(&opts.state_dir).join("exports.conf")) };
-            tokio::task::spawn_blocking(move || GaneshaServer::start(o)).await.map_err(|e| LabError::Setup(e.to_string()))?.map_err(LabError::Nfs)?
+            let o = GaneshaOptions {
+                nfsv3: true,
+                ..GaneshaOptions::new(
+                    opts.state_dir.join("ganesha"),
+                    exports_dir(&opts.state_dir).join("exports.conf"),
+                )
+            };
+            tokio::task::spawn_blocking(move || GaneshaServer::start(o))
+                .await
+                .map_err(|e| LabError::Setup(e.to_string()))?
+                .map_err(LabError::Nfs)?
         };
-        let sim = SimSwitch::new(SimOptions::new(opts.pis.max(1), COMMUNITY)).map_err(|e| LabError::Setup(e.to_string()))?;
+        let sim = SimSwitch::new(SimOptions::new(opts.pis.max(1), COMMUNITY))
+            .map_err(|e| LabError::Setup(e.to_string()))?;
         let switch = sim.handle();
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.map_err(|e| LabError::Setup(format!("switch socket: {e}")))?;
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| LabError::Setup(format!("switch socket: {e}")))?;
         let switch_addr = socket.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
         let (switch_stop, stopped) = oneshot::channel::<()>();
         let switch_task = tokio::spawn(async move {
-            if let Err(e) = sim.serve(socket, async move { let _ = stopped.await; }).await {
+            if let Err(e) = sim
+                .serve(socket, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            {
                 tracing::error!(error = %e, "virtual switch stopped");
             }
         });
@@ -169,11 +206,17 @@ impl Lab {
             opts,
         };
         let config = lab.config()?;
-        let db = crate::db::Db::connect(&config.database_url).await.map_err(|e| LabError::Setup(e.to_string()))?;
+        let db = crate::db::Db::connect(&config.database_url)
+            .await
+            .map_err(|e| LabError::Setup(e.to_string()))?;
         for base in &bases {
-            crate::catalogue::register_base(&db, base).await.map_err(|e| LabError::Setup(e.to_string()))?;
+            crate::catalogue::register_base(&db, base)
+                .await
+                .map_err(|e| LabError::Setup(e.to_string()))?;
         }
-        db.create_token(&lab.token, Role::Operator, None, "lab").await.map_err(|e| LabError::Setup(e.to_string()))?;
+        db.create_token(&lab.token, Role::Operator, None, "lab")
+            .await
+            .map_err(|e| LabError::Setup(e.to_string()))?;
         db.close().await;
         lab.start_controller(None).await?;
         lab.enroll().await?;
@@ -194,21 +237,34 @@ impl Lab {
             exports_dir(&o.state_dir).display(),
             o.state_dir.join("ganesha/ganesha.pid").display(),
         );
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
-        let overrides = Overrides { listen: Some(o.listen.to_string()), database: None, state_dir: Some(o.state_dir.clone()) };
-        let config = Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
+        let overrides = Overrides {
+            listen: Some(o.listen.to_string()),
+            database: None,
+            state_dir: Some(o.state_dir.clone()),
+        };
+        let config =
+            Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;
         debug_assert!(matches!(config.images.nfs, NfsBackend::Ganesha { .. }));
         Ok(config)
     }
 
     /// Starts (or restarts) the controller on the lab's database; `crash` injects a crash
     /// (the controller then stops as if killed, see [`CrashPlan`]).
-    pub async fn start_controller(&mut self, crash: Option<Arc<dyn CrashPlan>>) -> Result<(), LabError> {
+    pub async fn start_controller(
+        &mut self,
+        crash: Option<Arc<dyn CrashPlan>>,
+    ) -> Result<(), LabError> {
         let config = self.config()?;
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| LabError::Setup(format!("API listener {}: {e}", config.listen)))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| LabError::Setup(format!("API listener {}: {e}", config.listen)))?;
         let addr = listener.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
         self.api = format!("http://{addr}");
-        let mut controller = Controller::open(config).await?.with_storage_links(self.links.clone() as Arc<dyn StorageLinks>);
+        let mut controller = Controller::open(config)
+            .await?
+            .with_storage_links(self.links.clone() as Arc<dyn StorageLinks>);
         if let Some(plan) = crash {
             controller.runner = controller.runner.with_crash_plan(plan);
         }
@@ -267,16 +323,29 @@ impl Lab {
         let shelf = json!({ "name": self.opts.shelf, "switch": "lab-switch", "first_port": 1, "last_port": self.opts.pis });
         let shelf = self.call(reqwest::Method::POST, "/v1/shelves", Some(shelf), &[201]).await?;
         for slot in shelf["slots"].as_array().cloned().unwrap_or_default() {
-            let (Some(port), Some(vlan)) = (slot["port"].as_u64(), slot["vlan"].as_u64()) else { continue };
+            let (Some(port), Some(vlan)) = (slot["port"].as_u64(), slot["vlan"].as_u64()) else {
+                continue;
+            };
             let port = port as u16;
-            self.cabling.plug(port, vlan as u16, &crate::jobs::reimage::hostname_for(Some(&self.opts.shelf), Some(port), None, ""));
+            self.cabling.plug(
+                port,
+                vlan as u16,
+                &crate::jobs::reimage::hostname_for(Some(&self.opts.shelf), Some(port), None, ""),
+            );
         }
         Ok(())
     }
 
     /// Racks the shelf through the API and waits for the job; returns the job.
     pub async fn rack(&self, limit: Duration) -> Result<Value, LabError> {
-        let job = self.call(reqwest::Method::POST, &format!("/v1/shelves/{}/rack", self.opts.shelf), None, &[202]).await?;
+        let job = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/shelves/{}/rack", self.opts.shelf),
+                None,
+                &[202],
+            )
+            .await?;
         self.wait_job(job["id"].as_str().unwrap_or_default(), limit).await
     }
 
@@ -299,7 +368,14 @@ impl Lab {
 
     /// The shelf's Pis as the API lists them.
     pub async fn pis(&self) -> Result<Vec<Value>, LabError> {
-        let page = self.call(reqwest::Method::GET, &format!("/v1/pis?shelf={}&limit=500", self.opts.shelf), None, &[200]).await?;
+        let page = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/pis?shelf={}&limit=500", self.opts.shelf),
+                None,
+                &[200],
+            )
+            .await?;
         Ok(page["items"].as_array().cloned().unwrap_or_default())
     }
 
@@ -307,11 +383,24 @@ impl Lab {
     pub async fn wait_job(&self, id: &str, limit: Duration) -> Result<Value, LabError> {
         let deadline = Instant::now() + limit;
         loop {
-            let job = self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None, &[200]).await;
+            let job =
+                self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None, &[200]).await;
             match job {
-                Ok(j) if matches!(j["state"].as_str(), Some("succeeded" | "failed" | "cancelled")) => return Ok(j),
+                Ok(j)
+                    if matches!(
+                        j["state"].as_str(),
+                        Some("succeeded" | "failed" | "cancelled")
+                    ) =>
+                {
+                    return Ok(j);
+                }
                 Ok(_) | Err(LabError::Api(_)) if Instant::now() < deadline => {}
-                Ok(j) => return Err(LabError::Timeout(format!("job {id} still {} at step {} after {limit:?}", j["state"], j["current_step"]))),
+                Ok(j) => {
+                    return Err(LabError::Timeout(format!(
+                        "job {id} still {} at step {} after {limit:?}",
+                        j["state"], j["current_step"]
+                    )));
+                }
                 Err(e) => return Err(e),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -319,8 +408,17 @@ impl Lab {
     }
 
     /// One API call as the lab's operator; `ok` lists the accepted statuses.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, ok: &[u16]) -> Result<Value, LabError> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.api)).bearer_auth(&self.token);
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        ok: &[u16],
+    ) -> Result<Value, LabError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.api))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -377,7 +475,10 @@ async fn prepare_images(state_dir: &Path) -> Result<Vec<Base>, LabError> {
     let dir = state_dir.join("images");
     tokio::task::spawn_blocking(move || {
         let store = ImageStore::open(&dir, &SystemRunner)?;
-        LAB_IMAGES.iter().map(|(name, flavour)| fixture::ensure(&store, &SystemRunner, name, flavour)).collect::<Result<Vec<_>, _>>()
+        LAB_IMAGES
+            .iter()
+            .map(|(name, flavour)| fixture::ensure(&store, &SystemRunner, name, flavour))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| LabError::Setup(e.to_string()))?
@@ -388,9 +489,15 @@ async fn prepare_images(state_dir: &Path) -> Result<Vec<Base>, LabError> {
 /// NFS server recorded under `state_dir`. Safe to run when nothing is left.
 pub fn cleanup(prefix: &str, state_dir: &Path) {
     bramble_lab::ganesha::cleanup_stale(&state_dir.join("ganesha"));
-    let owned = |name: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.trim_end_matches("pi").chars().all(|c| c.is_ascii_digit()) && !rest.is_empty());
+    let owned = |name: &str| {
+        name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.trim_end_matches("pi").chars().all(|c| c.is_ascii_digit()) && !rest.is_empty()
+        })
+    };
     if let Ok(out) = std::process::Command::new("ip").args(["netns", "list"]).output() {
-        for ns in String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()) {
+        for ns in
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next())
+        {
             if owned(ns) {
                 let _ = bramble_lab::run_ip(&["netns", "delete", ns]);
             }
@@ -398,7 +505,11 @@ pub fn cleanup(prefix: &str, state_dir: &Path) {
     }
     if let Ok(out) = std::process::Command::new("ip").args(["-o", "link", "show"]).output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let name = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("")).unwrap_or("");
+            let name = line
+                .split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or(""))
+                .unwrap_or("");
             if owned(name) {
                 let _ = bramble_lab::run_ip(&["link", "delete", name]);
             }

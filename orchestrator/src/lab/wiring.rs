@@ -47,7 +47,13 @@ pub fn serial_for(port: u16) -> Serial {
 
 impl Cabling {
     pub fn new(links: Arc<VethLinks>, timing: PiTiming, expected_key: &str) -> Self {
-        Cabling { links, timing, expected_key: expected_key.to_string(), ports: Mutex::new(BTreeMap::new()), sims: Mutex::new(BTreeMap::new()) }
+        Cabling {
+            links,
+            timing,
+            expected_key: expected_key.to_string(),
+            ports: Mutex::new(BTreeMap::new()),
+            sims: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Cables `port` to the slot on storage VLAN `vlan`; its root must name `hostname`.
@@ -75,7 +81,11 @@ impl Cabling {
                     return;
                 };
                 let Some(netns) = self.links.pi_netns(vlan) else {
-                    tracing::warn!(port, vlan, "PoE on before the slot's storage link exists; Pi stays dark");
+                    tracing::warn!(
+                        port,
+                        vlan,
+                        "PoE on before the slot's storage link exists; Pi stays dark"
+                    );
                     return;
                 };
                 let mut cfg = PiSimConfig::new(model_for(port), serial_for(port), &netns);

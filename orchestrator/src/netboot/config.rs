@@ -100,19 +100,13 @@ impl NetbootConfig {
             .iter()
             .map(|t| {
                 t.parse().map_err(|_| {
-                    invalid(
-                        "netboot.tftp_listen",
-                        format!("must be ADDRESS:PORT, got {t:?}"),
-                    )
+                    invalid("netboot.tftp_listen", format!("must be ADDRESS:PORT, got {t:?}"))
                 })
             })
             .collect::<Result<Vec<SocketAddr>, _>>()?;
         let refresh = raw.refresh_seconds.unwrap_or(30);
         if refresh == 0 {
-            return Err(invalid(
-                "netboot.refresh_seconds",
-                "must be at least 1".into(),
-            ));
+            return Err(invalid("netboot.refresh_seconds", "must be at least 1".into()));
         }
         let reply_delay = raw.reply_delay_ms.unwrap_or(0);
         if reply_delay > 4000 {
@@ -121,20 +115,15 @@ impl NetbootConfig {
                 format!("{reply_delay} is longer than the Pi ROM's 5 s retry interval allows"),
             ));
         }
-        let flat = raw
-            .flat
-            .into_iter()
-            .map(|f| flat_network(f, origin))
-            .collect::<Result<Vec<_>, _>>()?;
+        let flat =
+            raw.flat.into_iter().map(|f| flat_network(f, origin)).collect::<Result<Vec<_>, _>>()?;
         Ok(NetbootConfig {
             enabled: raw.enabled.unwrap_or(false),
             dhcp_port: raw.dhcp_port.unwrap_or(67),
             storage_trunk,
             reply_delay: Duration::from_millis(reply_delay),
             tftp_listen,
-            firmware_dir: raw
-                .firmware_dir
-                .unwrap_or_else(|| state_dir.join("firmware")),
+            firmware_dir: raw.firmware_dir.unwrap_or_else(|| state_dir.join("firmware")),
             roots_dir: raw.roots_dir.unwrap_or_else(|| image_store.join("roots")),
             refresh: Duration::from_secs(refresh),
             flat,
@@ -150,17 +139,11 @@ fn flat_network(raw: RawFlat, origin: &str) -> Result<FlatNetwork, ConfigError> 
     };
     let ip = |what: &str, text: &str| -> Result<Ipv4Addr, ConfigError> {
         text.parse().map_err(|_| {
-            invalid(format!(
-                "{}: {what} must be an IPv4 address, got {text:?}",
-                raw.interface
-            ))
+            invalid(format!("{}: {what} must be an IPv4 address, got {text:?}", raw.interface))
         })
     };
     let subnet: Ipv4Net = raw.subnet.parse().map_err(|_| {
-        invalid(format!(
-            "{}: subnet must be an IPv4 network, got {:?}",
-            raw.interface, raw.subnet
-        ))
+        invalid(format!("{}: subnet must be an IPv4 network, got {:?}", raw.interface, raw.subnet))
     })?;
     let pool = match (&raw.pool_start, &raw.pool_end) {
         (Some(a), Some(b)) => Some((ip("pool_start", a)?, ip("pool_end", b)?)),
@@ -179,21 +162,14 @@ fn flat_network(raw: RawFlat, origin: &str) -> Result<FlatNetwork, ConfigError> 
         prefix: subnet.prefix_len(),
         pool,
         router: raw.router.as_deref().map(|r| ip("router", r)).transpose()?,
-        dns: raw
-            .dns
-            .iter()
-            .map(|d| ip("dns", d))
-            .collect::<Result<_, _>>()?,
+        dns: raw.dns.iter().map(|d| ip("dns", d)).collect::<Result<_, _>>()?,
         tftp_server: None,
         reservations: Vec::new(),
         discovery: raw.discovery.unwrap_or(true),
         lease_time: Duration::from_secs(raw.lease_seconds.unwrap_or(3600).max(60)),
     };
     let server = net.server_addr;
-    let net = FlatNetwork {
-        tftp_server: Some(server),
-        ..net
-    };
+    let net = FlatNetwork { tftp_server: Some(server), ..net };
     net.validate().map_err(|e| invalid(e.to_string()))
 }
 
@@ -202,11 +178,14 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<NetbootConfig, ConfigError> {
-        let raw: RawNetboot = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "t.toml".into(),
-            message: e.to_string(),
-        })?;
-        NetbootConfig::from_raw(raw, Path::new("/var/lib/bramble"), Path::new("/var/lib/bramble/images"), "t.toml")
+        let raw: RawNetboot = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
+        NetbootConfig::from_raw(
+            raw,
+            Path::new("/var/lib/bramble"),
+            Path::new("/var/lib/bramble/images"),
+            "t.toml",
+        )
     }
 
     #[test]
@@ -215,10 +194,7 @@ mod tests {
         assert!(!c.enabled);
         assert_eq!(c.dhcp_port, 67);
         assert_eq!(c.storage_trunk, "eth0");
-        assert_eq!(
-            c.tftp_listen,
-            vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(c.tftp_listen, vec!["0.0.0.0:69".parse::<SocketAddr>().unwrap()]);
         assert_eq!(c.firmware_dir, PathBuf::from("/var/lib/bramble/firmware"));
         assert_eq!(c.roots_dir, PathBuf::from("/var/lib/bramble/images/roots"));
     }
@@ -232,22 +208,10 @@ mod tests {
         assert!(c.flat[0].discovery);
         let cases = [
             (ok.replace("192.168.50.199", "192.168.51.9"), "netboot.flat"),
-            (
-                ok.replace("pool_end = \"192.168.50.199\"\n", ""),
-                "pool_start and pool_end",
-            ),
-            (
-                "storage_trunk = \"eth0.5\"".to_string(),
-                "netboot.storage_trunk",
-            ),
-            (
-                "tftp_listen = [\"nowhere\"]".to_string(),
-                "netboot.tftp_listen",
-            ),
-            (
-                "reply_delay_ms = 9000".to_string(),
-                "netboot.reply_delay_ms",
-            ),
+            (ok.replace("pool_end = \"192.168.50.199\"\n", ""), "pool_start and pool_end"),
+            ("storage_trunk = \"eth0.5\"".to_string(), "netboot.storage_trunk"),
+            ("tftp_listen = [\"nowhere\"]".to_string(), "netboot.tftp_listen"),
+            ("reply_delay_ms = 9000".to_string(), "netboot.reply_delay_ms"),
             ("enabeld = true".to_string(), "enabeld"),
         ];
         for (text, want) in cases {

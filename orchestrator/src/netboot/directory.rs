@@ -45,26 +45,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(slots: Vec<SlotEntry>, pis: Vec<PiEntry>) -> Snapshot {
-        let by_slot = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i))
-            .collect();
-        let by_pi_ip = slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.pi_ip, i))
-            .collect();
-        let by_mac = pis
-            .into_iter()
-            .filter_map(|p| Some((p.mac.clone()?, p)))
-            .collect();
-        Snapshot {
-            slots,
-            by_slot,
-            by_pi_ip,
-            by_mac,
-        }
+        let by_slot = slots.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
+        let by_pi_ip = slots.iter().enumerate().map(|(i, s)| (s.pi_ip, i)).collect();
+        let by_mac = pis.into_iter().filter_map(|p| Some((p.mac.clone()?, p))).collect();
+        Snapshot { slots, by_slot, by_pi_ip, by_mac }
     }
 
     pub fn slot(&self, id: &SlotId) -> Option<&SlotEntry> {
@@ -103,10 +87,7 @@ impl Directory {
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Reloads slots and Pis from the database.
@@ -148,18 +129,11 @@ impl Directory {
     }
 
     pub fn slot_of_interface(&self, ifname: &str) -> Option<SlotId> {
-        self.ifaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(ifname)
-            .cloned()
+        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).get(ifname).cloned()
     }
 
     pub fn interfaces(&self) -> HashMap<String, SlotId> {
-        self.ifaces
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.ifaces.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -206,8 +180,5 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
 
 fn parse_ip(row: &sqlx::any::AnyRow, col: &'static str) -> Result<Ipv4Addr, DbError> {
     let text = get_str(row, col)?;
-    text.parse().map_err(|_| DbError::Corrupt {
-        column: col,
-        value: text,
-    })
+    text.parse().map_err(|_| DbError::Corrupt { column: col, value: text })
 }

@@ -61,22 +61,11 @@ impl DbEventSink {
     pub fn start(
         db: Db,
         directory: Arc<Directory>,
-    ) -> (
-        Arc<DbEventSink>,
-        Arc<SinkCounters>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    ) -> (Arc<DbEventSink>, Arc<SinkCounters>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(SinkCounters::default());
         let task = tokio::spawn(drain(rx, db, directory, counters.clone()));
-        (
-            Arc::new(DbEventSink {
-                tx,
-                counters: counters.clone(),
-            }),
-            counters,
-            task,
-        )
+        (Arc::new(DbEventSink { tx, counters: counters.clone() }), counters, task)
     }
 }
 
@@ -128,10 +117,7 @@ pub fn pi_for(event: &BootEvent, snap: &Snapshot, directory: &Directory) -> Matc
             _ => None,
         });
     if let Some(slot) = slot {
-        return slot
-            .pi
-            .as_ref()
-            .map_or(Match::EmptySlot, |p| Match::Pi(p.id.clone()));
+        return slot.pi.as_ref().map_or(Match::EmptySlot, |p| Match::Pi(p.id.clone()));
     }
     match c.mac.as_deref().and_then(|m| snap.pi_by_mac(m)) {
         Some(p) => Match::Pi(p.id.clone()),
@@ -164,14 +150,10 @@ async fn drain(
         }
         match write(&db, &rows).await {
             Ok(()) => {
-                counters
-                    .written
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                counters.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
             }
             Err(error) => {
-                counters
-                    .write_failures
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                counters.write_failures.fetch_add(rows.len() as u64, Ordering::Relaxed);
                 tracing::warn!(events = rows.len(), error = %error, "could not store boot events");
             }
         }
@@ -180,7 +162,11 @@ async fn drain(
 
 /// Maps an event to a Pi, refreshing the cache on a miss; until `deadline`, waits for a
 /// Pi about to be created from a sighting in a known slot.
-async fn resolve(event: &BootEvent, directory: &Directory, deadline: tokio::time::Instant) -> Option<PiId> {
+async fn resolve(
+    event: &BootEvent,
+    directory: &Directory,
+    deadline: tokio::time::Instant,
+) -> Option<PiId> {
     if let Match::Pi(pi) = pi_for(event, &directory.snapshot(), directory) {
         return Some(pi);
     }
@@ -197,24 +183,18 @@ async fn resolve(event: &BootEvent, directory: &Directory, deadline: tokio::time
 async fn write(db: &Db, rows: &[(PiId, BootEvent)]) -> Result<(), DbError> {
     let mut tx = db.pool().begin().await?;
     for (pi, event) in rows {
-        let actor = if event.stage.name().starts_with("dhcp") {
-            "dhcp"
-        } else {
-            "tftp"
-        };
+        let actor = if event.stage.name().starts_with("dhcp") { "dhcp" } else { "tftp" };
         let data = json!({ "stage": event.stage, "client": event.client });
-        db.q(
-            "INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
-              VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6)",
-        )
-        .bind(to_millis(event.at))
-        .bind(pi.0.clone())
-        .bind(actor.to_string())
-        .bind(kind(&event.stage))
-        .bind(message(&event.stage))
-        .bind(data.to_string())
-        .execute(&mut *tx)
-        .await?;
+        db.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
+              VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6)")
+            .bind(to_millis(event.at))
+            .bind(pi.0.clone())
+            .bind(actor.to_string())
+            .bind(kind(&event.stage))
+            .bind(message(&event.stage))
+            .bind(data.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -227,9 +207,7 @@ mod tests {
     #[test]
     fn kinds_are_dotted() {
         assert_eq!(
-            kind(&BootStage::DhcpOffer {
-                yiaddr: "10.0.0.2".parse().unwrap()
-            }),
+            kind(&BootStage::DhcpOffer { yiaddr: "10.0.0.2".parse().unwrap() }),
             "dhcp.offer"
         );
         assert_eq!(

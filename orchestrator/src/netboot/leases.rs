@@ -29,19 +29,12 @@ pub struct DbLeaseStore {
 
 impl DbLeaseStore {
     pub fn new(db: Db, directory: Arc<Directory>) -> DbLeaseStore {
-        DbLeaseStore {
-            db,
-            directory,
-            sighting_lock: tokio::sync::Mutex::new(()),
-        }
+        DbLeaseStore { db, directory, sighting_lock: tokio::sync::Mutex::new(()) }
     }
 }
 
 fn backend(operation: &'static str) -> impl Fn(DbError) -> StoreError {
-    move |e| StoreError::Backend {
-        operation,
-        source: Box::new(e),
-    }
+    move |e| StoreError::Backend { operation, source: Box::new(e) }
 }
 
 #[async_trait]
@@ -115,15 +108,11 @@ impl LeaseStore for DbLeaseStore {
 
     async fn record_sighting(&self, sighting: &Sighting) -> Result<(), StoreError> {
         let _one_at_a_time = self.sighting_lock.lock().await;
-        let changed = sightings::apply(&self.db, sighting)
-            .await
-            .map_err(backend("record_sighting"))?;
+        let changed =
+            sightings::apply(&self.db, sighting).await.map_err(backend("record_sighting"))?;
         if changed {
             // The new or changed Pi must be visible to TFTP and the timeline at once.
-            self.directory
-                .refresh()
-                .await
-                .map_err(backend("record_sighting"))?;
+            self.directory.refresh().await.map_err(backend("record_sighting"))?;
         }
         Ok(())
     }
@@ -132,27 +121,21 @@ impl LeaseStore for DbLeaseStore {
 fn lease_from_row(row: &sqlx::any::AnyRow) -> Result<Lease, DbError> {
     let corrupt = |column: &'static str, value: String| DbError::Corrupt { column, value };
     let mac_text = get_str(row, "mac")?;
-    let mac: MacAddr = mac_text
-        .parse()
-        .map_err(|_| corrupt("dhcp_leases.mac", mac_text.clone()))?;
+    let mac: MacAddr =
+        mac_text.parse().map_err(|_| corrupt("dhcp_leases.mac", mac_text.clone()))?;
     let addr_text = get_str(row, "addr")?;
-    let addr: Ipv4Addr = addr_text
-        .parse()
-        .map_err(|_| corrupt("dhcp_leases.addr", addr_text.clone()))?;
+    let addr: Ipv4Addr =
+        addr_text.parse().map_err(|_| corrupt("dhcp_leases.addr", addr_text.clone()))?;
     let expires = get_i64(row, "expires_at")?;
     let expires_at = UNIX_EPOCH + Duration::from_millis(u64::try_from(expires).unwrap_or(0));
     let serial = match get_opt_str(row, "serial")? {
-        Some(s) => Some(
-            s.parse::<PiSerial>()
-                .map_err(|_| corrupt("dhcp_leases.serial", s.clone()))?,
-        ),
+        Some(s) => {
+            Some(s.parse::<PiSerial>().map_err(|_| corrupt("dhcp_leases.serial", s.clone()))?)
+        }
         None => None,
     };
     Ok(Lease {
-        key: ClientKey {
-            interface: get_str(row, "interface")?,
-            mac,
-        },
+        key: ClientKey { interface: get_str(row, "interface")?, mac },
         addr,
         expires_at,
         serial,

@@ -19,16 +19,8 @@ pub struct NetbootCollector {
 impl Collector for NetbootCollector {
     fn describe(&self) -> Vec<(&'static str, &'static str, &'static str)> {
         vec![
-            (
-                "bramble_dhcp_received_total",
-                "counter",
-                "DHCP packets received, by message type",
-            ),
-            (
-                "bramble_dhcp_replies_total",
-                "counter",
-                "DHCP replies sent, by message type",
-            ),
+            ("bramble_dhcp_received_total", "counter", "DHCP packets received, by message type"),
+            ("bramble_dhcp_replies_total", "counter", "DHCP replies sent, by message type"),
             (
                 "bramble_dhcp_dropped_total",
                 "counter",
@@ -39,26 +31,10 @@ impl Collector for NetbootCollector {
                 "counter",
                 "Lease batches made durable, and leases in them",
             ),
-            (
-                "bramble_tftp_transfers_total",
-                "counter",
-                "TFTP transfers, by outcome",
-            ),
-            (
-                "bramble_tftp_refused_total",
-                "counter",
-                "TFTP requests refused, by reason",
-            ),
-            (
-                "bramble_tftp_bytes_sent_total",
-                "counter",
-                "File bytes sent over TFTP",
-            ),
-            (
-                "bramble_tftp_retransmits_total",
-                "counter",
-                "TFTP blocks sent again after a timeout",
-            ),
+            ("bramble_tftp_transfers_total", "counter", "TFTP transfers, by outcome"),
+            ("bramble_tftp_refused_total", "counter", "TFTP requests refused, by reason"),
+            ("bramble_tftp_bytes_sent_total", "counter", "File bytes sent over TFTP"),
+            ("bramble_tftp_retransmits_total", "counter", "TFTP blocks sent again after a timeout"),
             (
                 "bramble_boot_events_total",
                 "counter",
@@ -113,14 +89,8 @@ impl Collector for NetbootCollector {
                 Sample::new("bramble_tftp_refused_total", *n as f64).label("reason", reason.name()),
             );
         }
-        out.push(Sample::new(
-            "bramble_tftp_bytes_sent_total",
-            t.bytes_sent as f64,
-        ));
-        out.push(Sample::new(
-            "bramble_tftp_retransmits_total",
-            t.retransmits as f64,
-        ));
+        out.push(Sample::new("bramble_tftp_bytes_sent_total", t.bytes_sent as f64));
+        out.push(Sample::new("bramble_tftp_retransmits_total", t.retransmits as f64));
 
         let e = &self.events;
         for (o, c) in [
@@ -131,11 +101,8 @@ impl Collector for NetbootCollector {
             ("write_failed", &e.write_failures),
         ] {
             out.push(
-                Sample::new(
-                    "bramble_boot_events_total",
-                    c.load(Ordering::Relaxed) as f64,
-                )
-                .label("outcome", o),
+                Sample::new("bramble_boot_events_total", c.load(Ordering::Relaxed) as f64)
+                    .label("outcome", o),
             );
         }
         out

@@ -92,18 +92,14 @@ impl Netboot {
         directory.refresh().await?;
         let (sink, sink_counters, sink_task) =
             events::DbEventSink::start(state.db.clone(), directory.clone());
-        let store = Arc::new(leases::DbLeaseStore::new(
-            state.db.clone(),
-            directory.clone(),
-        ));
+        let store = Arc::new(leases::DbLeaseStore::new(state.db.clone(), directory.clone()));
         let opts = ServerOptions {
             pxe_reply_delay: cfg.reply_delay,
             server_port: cfg.dhcp_port,
             ..ServerOptions::default()
         };
-        let dhcp = DhcpServer::start(opts, store, sink.clone())
-            .await
-            .map_err(NetbootError::Dhcp)?;
+        let dhcp =
+            DhcpServer::start(opts, store, sink.clone()).await.map_err(NetbootError::Dhcp)?;
         for net in &cfg.flat {
             dhcp.add_flat(net.clone()).map_err(NetbootError::Dhcp)?;
         }
@@ -118,18 +114,13 @@ impl Netboot {
         let mut tasks = vec![sink_task];
         sync_interfaces(&inner).await;
 
-        let resolver = Arc::new(resolver::DbBootResolver::new(
-            directory.clone(),
-            cfg.roots_dir.clone(),
-        ));
+        let resolver =
+            Arc::new(resolver::DbBootResolver::new(directory.clone(), cfg.roots_dir.clone()));
         let tftp = TftpServer::new(TftpConfig::new(cfg.firmware_dir.clone()), resolver, sink);
         for addr in &cfg.tftp_listen {
-            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| {
-                NetbootError::TftpBind {
-                    addr: *addr,
-                    source,
-                }
-            })?;
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| NetbootError::TftpBind { addr: *addr, source })?;
             let rx = stopped.clone();
             let server = tftp.clone();
             tasks.push(tokio::spawn(async move {
@@ -138,13 +129,11 @@ impl Netboot {
                 }
             }));
         }
-        state
-            .metrics
-            .add_collector(Arc::new(metrics::NetbootCollector {
-                dhcp: inner.dhcp.counters(),
-                tftp: tftp.metrics(),
-                events: sink_counters,
-            }));
+        state.metrics.add_collector(Arc::new(metrics::NetbootCollector {
+            dhcp: inner.dhcp.counters(),
+            tftp: tftp.metrics(),
+            events: sink_counters,
+        }));
         tasks.push(tokio::spawn(reconcile(inner.clone(), cfg.refresh, stopped)));
         tracing::info!(interfaces = inner.dhcp.interfaces().len(), tftp = ?cfg.tftp_listen, "netboot started");
         Ok(Netboot { inner, stop, tasks })
@@ -209,13 +198,7 @@ impl NetbootHandle {
 async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
     let _one_pass = inner.sync.lock().await;
     let snap = inner.directory.snapshot();
-    let served = |inner: &Inner| {
-        inner
-            .served
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    };
+    let served = |inner: &Inner| inner.served.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for slot in &snap.slots {
         if served(inner).contains_key(&slot.id) {
             continue;
@@ -232,9 +215,7 @@ async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
         }
     }
     let current: HashSet<&SlotId> = snap.slots.iter().map(|s| &s.id).collect();
-    for (slot, (ifname, vlan)) in served(inner)
-        .into_iter()
-        .filter(|(id, _)| !current.contains(id))
+    for (slot, (ifname, vlan)) in served(inner).into_iter().filter(|(id, _)| !current.contains(id))
     {
         inner.dhcp.remove_interface(&ifname);
         let links = inner.links.clone();
@@ -247,11 +228,7 @@ async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
             }
             Err(_) => tracing::warn!(interface = %ifname, "removing storage interface panicked"),
         }
-        inner
-            .served
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&slot);
+        inner.served.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
     }
     inner.dhcp.interfaces().len()
 }
@@ -265,15 +242,8 @@ async fn serve_slot(
     // `ip` commands block; keep them off the async workers.
     let ensured = tokio::task::spawn_blocking(move || links.ensure(vlan, ip))
         .await
-        .map_err(|_| NetbootError::LinkTask {
-            slot: id.clone(),
-            vlan,
-        })?;
-    let ifname = ensured.map_err(|source| NetbootError::Link {
-        slot: id.clone(),
-        vlan,
-        source,
-    })?;
+        .map_err(|_| NetbootError::LinkTask { slot: id.clone(), vlan })?;
+    let ifname = ensured.map_err(|source| NetbootError::Link { slot: id.clone(), vlan, source })?;
     let iface = StorageIface::new(&ifname, ip, ip, SlotKey(id.0.clone())).map_err(|source| {
         NetbootError::DhcpInterface {
             ifname: ifname.clone(),
@@ -282,14 +252,11 @@ async fn serve_slot(
         }
     })?;
     inner.directory.set_interface(&ifname, &id);
-    inner
-        .dhcp
-        .add_storage(iface)
-        .map_err(|source| NetbootError::DhcpInterface {
-            ifname: ifname.clone(),
-            slot: id,
-            source,
-        })?;
+    inner.dhcp.add_storage(iface).map_err(|source| NetbootError::DhcpInterface {
+        ifname: ifname.clone(),
+        slot: id,
+        source,
+    })?;
     Ok(ifname)
 }
 

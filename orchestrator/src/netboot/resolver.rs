@@ -23,10 +23,7 @@ pub struct DbBootResolver {
 
 impl DbBootResolver {
     pub fn new(directory: Arc<Directory>, roots_dir: impl Into<PathBuf>) -> DbBootResolver {
-        DbBootResolver {
-            directory,
-            roots_dir: roots_dir.into(),
-        }
+        DbBootResolver { directory, roots_dir: roots_dir.into() }
     }
 }
 
@@ -35,8 +32,7 @@ impl BootResolver for DbBootResolver {
     async fn resolve(&self, client: IpAddr) -> Option<SlotBoot> {
         let IpAddr::V4(ip) = client else { return None };
         let boot = |snap: &super::directory::Snapshot| {
-            snap.slot_by_pi_ip(ip)
-                .and_then(|s| slot_boot(s, &self.roots_dir))
+            snap.slot_by_pi_ip(ip).and_then(|s| slot_boot(s, &self.roots_dir))
         };
         if let Some(found) = boot(&self.directory.snapshot()) {
             return Some(found);
@@ -52,16 +48,9 @@ impl BootResolver for DbBootResolver {
 /// What a slot boots, or `None` when no Pi is in it (nothing to serve).
 pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
     let pi = slot.pi.as_ref()?;
-    let serial: Serial = pi
-        .serial
-        .as_deref()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(Serial::unknown);
-    let mac: MacAddr = pi
-        .mac
-        .as_deref()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(MacAddr([0; 6]));
+    let serial: Serial =
+        pi.serial.as_deref().and_then(|s| s.parse().ok()).unwrap_or_else(Serial::unknown);
+    let mac: MacAddr = pi.mac.as_deref().and_then(|m| m.parse().ok()).unwrap_or(MacAddr([0; 6]));
     Some(SlotBoot {
         serial,
         mac,
@@ -73,11 +62,7 @@ pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
 /// `<root>/boot/firmware` when the image keeps its firmware there, else `<root>/boot`.
 pub fn boot_dir(root: &Path) -> PathBuf {
     let firmware = root.join("boot/firmware");
-    if firmware.join("config.txt").is_file() {
-        firmware
-    } else {
-        root.join("boot")
-    }
+    if firmware.join("config.txt").is_file() { firmware } else { root.join("boot") }
 }
 
 /// The generated `cmdline.txt` inputs of a storage /30.

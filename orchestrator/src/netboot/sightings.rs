@@ -107,11 +107,7 @@ pub async fn apply(db: &Db, s: &Sighting) -> Result<bool, DbError> {
             update_identity(db, &pi, &seen, None).await?;
             Ok(true)
         }
-        Decision::Replaced {
-            pi,
-            old_mac,
-            old_serial,
-        } => {
+        Decision::Replaced { pi, old_mac, old_serial } => {
             let data = json!({ "slot": slot, "old_mac": old_mac, "old_serial": old_serial,
                                "new_mac": seen.mac, "new_serial": seen.serial, "interface": s.interface });
             let msg = format!("a different Pi ({}) answered in this Pi's slot", seen.mac);
@@ -243,11 +239,7 @@ mod tests {
     }
 
     fn seen(mac: &str, serial: Option<&str>) -> Seen {
-        Seen {
-            mac: mac.into(),
-            serial: serial.map(Into::into),
-            model: None,
-        }
+        Seen { mac: mac.into(), serial: serial.map(Into::into), model: None }
     }
 
     #[test]
@@ -257,16 +249,8 @@ mod tests {
         let m2 = "b8:27:eb:00:00:02";
         let cases = [
             (None, seen(m1, None), Decision::Create),
-            (
-                Some(known(None, None)),
-                seen(m1, None),
-                Decision::Fill { pi: pi.clone() },
-            ),
-            (
-                Some(known(Some(m1), None)),
-                seen(m1, None),
-                Decision::Nothing,
-            ),
+            (Some(known(None, None)), seen(m1, None), Decision::Fill { pi: pi.clone() }),
+            (Some(known(Some(m1), None)), seen(m1, None), Decision::Nothing),
             (
                 Some(known(Some(m1), None)),
                 seen(m1, Some("1234abcd")),
@@ -280,11 +264,7 @@ mod tests {
             (
                 Some(known(Some(m1), None)),
                 seen(m2, None),
-                Decision::Replaced {
-                    pi: pi.clone(),
-                    old_mac: Some(m1.into()),
-                    old_serial: None,
-                },
+                Decision::Replaced { pi: pi.clone(), old_mac: Some(m1.into()), old_serial: None },
             ),
             (
                 Some(known(Some(m1), Some("1234abcd"))),
@@ -301,9 +281,6 @@ mod tests {
         }
         let mut s = seen(m1, None);
         s.model = Some("3b+");
-        assert_eq!(
-            decide(Some(&known(Some(m1), None)), &s),
-            Decision::Fill { pi }
-        );
+        assert_eq!(decide(Some(&known(Some(m1), None)), &s), Decision::Fill { pi });
     }
 }

@@ -49,11 +49,23 @@ pub enum ClearCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotAction {
     /// Record the PoE admin state read from the switch as the Pi's power.
-    ObservePower { pi: PiId, owner: Option<CustomerId>, port: u16, from: PowerState, to: PowerState },
+    ObservePower {
+        pi: PiId,
+        owner: Option<CustomerId>,
+        port: u16,
+        from: PowerState,
+        to: PowerState,
+    },
     /// The port is on but nothing draws power: flag the slot with `flag`.
     FlagNoDraw { slot: SlotId, pi: PiId, owner: Option<CustomerId>, port: u16, flag: String },
     /// Clear a flag this reconciler set.
-    ClearNoDraw { slot: SlotId, pi: Option<PiId>, owner: Option<CustomerId>, port: u16, cause: ClearCause },
+    ClearNoDraw {
+        slot: SlotId,
+        pi: Option<PiId>,
+        owner: Option<CustomerId>,
+        port: u16,
+        cause: ClearCause,
+    },
 }
 
 /// Everything to do on one switch after one read.
@@ -69,7 +81,12 @@ pub struct SwitchPlan {
 /// Decides what to do about one switch. Pure. `racking` says a rack-shelf job may be
 /// configuring this switch right now: its read-modify-write of whole port lists must
 /// not race a repair, so drift is only reported.
-pub fn plan_switch(desired: &DesiredConfig, snapshot: &SwitchSnapshot, slots: &[SlotView], racking: bool) -> SwitchPlan {
+pub fn plan_switch(
+    desired: &DesiredConfig,
+    snapshot: &SwitchSnapshot,
+    slots: &[SlotView],
+    racking: bool,
+) -> SwitchPlan {
     let wanted = without_poe(desired);
     let drift = model::drift(&wanted, snapshot);
     let repair = (!drift.is_empty() && !racking).then_some(wanted);
@@ -97,14 +114,25 @@ pub fn plan_slot(slot: &SlotView, port: Option<&PortPower>) -> Vec<SlotAction> {
     let mut out = Vec::new();
     let observed = if power.admin_enabled { PowerState::On } else { PowerState::Off };
     if pi.power != observed {
-        out.push(SlotAction::ObservePower { pi: pi.id.clone(), owner: pi.owner.clone(), port: slot.port, from: pi.power, to: observed });
+        out.push(SlotAction::ObservePower {
+            pi: pi.id.clone(),
+            owner: pi.owner.clone(),
+            port: slot.port,
+            from: pi.power,
+            to: observed,
+        });
     }
     match (no_draw_reason(slot.port, power), ours) {
-        (Some(flag), false) if slot.flag.is_none() => {
-            out.push(SlotAction::FlagNoDraw { slot: slot.slot.clone(), pi: pi.id.clone(), owner: pi.owner.clone(), port: slot.port, flag })
-        }
+        (Some(flag), false) if slot.flag.is_none() => out.push(SlotAction::FlagNoDraw {
+            slot: slot.slot.clone(),
+            pi: pi.id.clone(),
+            owner: pi.owner.clone(),
+            port: slot.port,
+            flag,
+        }),
         (None, true) => {
-            let cause = if power.admin_enabled { ClearCause::Restored } else { ClearCause::PortOff };
+            let cause =
+                if power.admin_enabled { ClearCause::Restored } else { ClearCause::PortOff };
             out.push(clear(slot, Some(pi), cause));
         }
         // Already flagged (by us, or by a job with its own reason), or drawing as it should.
@@ -128,12 +156,16 @@ pub fn no_draw_reason(port: u16, power: &PortPower) -> Option<String> {
     if !power.admin_enabled {
         return None;
     }
-    let draw = power.draw_mw.map_or_else(|| "draw not reported".to_string(), |mw| format!("{mw} mW"));
+    let draw =
+        power.draw_mw.map_or_else(|| "draw not reported".to_string(), |mw| format!("{mw} mW"));
     let delivering = power.detection == DetectionStatus::DeliveringPower;
     if delivering && power.draw_mw != Some(0) {
         return None;
     }
-    Some(format!("{NO_DRAW_PREFIX}{port}: PoE on, detection {}, {draw}", detection_name(power.detection)))
+    Some(format!(
+        "{NO_DRAW_PREFIX}{port}: PoE on, detection {}, {draw}",
+        detection_name(power.detection)
+    ))
 }
 
 fn detection_name(d: DetectionStatus) -> &'static str {
@@ -150,7 +182,10 @@ fn detection_name(d: DetectionStatus) -> &'static str {
 /// Switches a rack-shelf job may be configuring, from the active jobs' kinds and
 /// shelves: those holding the shelf of an active rack-shelf job, or every switch when
 /// such a job names no known shelf. Pure.
-pub fn racking_switches<'a>(active_jobs: impl IntoIterator<Item = (JobKind, Option<&'a ShelfId>)>, shelves: &[Shelf]) -> Racking {
+pub fn racking_switches<'a>(
+    active_jobs: impl IntoIterator<Item = (JobKind, Option<&'a ShelfId>)>,
+    shelves: &[Shelf],
+) -> Racking {
     let mut out = Racking::default();
     for (_, shelf) in active_jobs.into_iter().filter(|(kind, _)| *kind == JobKind::RackShelf) {
         match shelves.iter().find(|s| Some(&s.id) == shelf) {
@@ -257,21 +292,57 @@ mod tests {
     #[test]
     fn slot_decisions() {
         use PowerState::{Off, On, Unknown};
-        let ours = "no power draw on port 4: PoE on, detection searching (nothing plugged in), 0 mW";
+        let ours =
+            "no power draw on port 4: PoE on, detection searching (nothing plugged in), 0 mW";
         let cases: &[(&str, SlotView, Option<PortPower>, &[&str])] = &[
-            ("healthy Pi", slot(None, Some(On), false), Some(power(true, DELIVERING, Some(2000))), &[]),
-            ("unplugged Pi is flagged", slot(None, Some(On), false), Some(power(true, SEARCHING, Some(0))), &["flag"]),
-            ("delivering but 0 mW is flagged", slot(None, Some(On), false), Some(power(true, DELIVERING, Some(0))), &["flag"]),
-            ("PSE fault is flagged", slot(None, Some(On), false), Some(power(true, DetectionStatus::Fault, None)), &["flag"]),
-            ("no draw reading is fine when delivering", slot(None, Some(On), false), Some(power(true, DELIVERING, None)), &[]),
-            ("flagged once only", slot(Some(ours), Some(On), false), Some(power(true, SEARCHING, Some(0))), &[]),
+            (
+                "healthy Pi",
+                slot(None, Some(On), false),
+                Some(power(true, DELIVERING, Some(2000))),
+                &[],
+            ),
+            (
+                "unplugged Pi is flagged",
+                slot(None, Some(On), false),
+                Some(power(true, SEARCHING, Some(0))),
+                &["flag"],
+            ),
+            (
+                "delivering but 0 mW is flagged",
+                slot(None, Some(On), false),
+                Some(power(true, DELIVERING, Some(0))),
+                &["flag"],
+            ),
+            (
+                "PSE fault is flagged",
+                slot(None, Some(On), false),
+                Some(power(true, DetectionStatus::Fault, None)),
+                &["flag"],
+            ),
+            (
+                "no draw reading is fine when delivering",
+                slot(None, Some(On), false),
+                Some(power(true, DELIVERING, None)),
+                &[],
+            ),
+            (
+                "flagged once only",
+                slot(Some(ours), Some(On), false),
+                Some(power(true, SEARCHING, Some(0))),
+                &[],
+            ),
             (
                 "draw back clears our flag",
                 slot(Some(ours), Some(On), false),
                 Some(power(true, DELIVERING, Some(2000))),
                 &["clear-Restored"],
             ),
-            ("someone else's flag is kept", slot(Some("did not DHCP"), Some(On), false), Some(power(true, DELIVERING, Some(2000))), &[]),
+            (
+                "someone else's flag is kept",
+                slot(Some("did not DHCP"), Some(On), false),
+                Some(power(true, DELIVERING, Some(2000))),
+                &[],
+            ),
             (
                 "someone else's flag is not overwritten",
                 slot(Some("did not DHCP"), Some(On), false),
@@ -290,18 +361,38 @@ mod tests {
                 Some(power(false, DetectionStatus::Disabled, Some(0))),
                 &["clear-PortOff"],
             ),
-            ("unknown power learned", slot(None, Some(Unknown), false), Some(power(true, DELIVERING, Some(2000))), &["observe-on"]),
+            (
+                "unknown power learned",
+                slot(None, Some(Unknown), false),
+                Some(power(true, DELIVERING, Some(2000))),
+                &["observe-on"],
+            ),
             (
                 "switched on elsewhere and unplugged",
                 slot(None, Some(Off), false),
                 Some(power(true, SEARCHING, Some(0))),
                 &["observe-on", "flag"],
             ),
-            ("a job owns the Pi", slot(None, Some(On), true), Some(power(false, SEARCHING, Some(0))), &[]),
-            ("a job owns the flagged Pi", slot(Some(ours), Some(On), true), Some(power(true, DELIVERING, Some(2000))), &[]),
+            (
+                "a job owns the Pi",
+                slot(None, Some(On), true),
+                Some(power(false, SEARCHING, Some(0))),
+                &[],
+            ),
+            (
+                "a job owns the flagged Pi",
+                slot(Some(ours), Some(On), true),
+                Some(power(true, DELIVERING, Some(2000))),
+                &[],
+            ),
             ("port not reported", slot(None, Some(On), false), None, &[]),
             ("empty slot", slot(None, None, false), Some(power(true, SEARCHING, Some(0))), &[]),
-            ("emptied slot loses our flag", slot(Some(ours), None, false), Some(power(true, SEARCHING, Some(0))), &["clear-SlotEmpty"]),
+            (
+                "emptied slot loses our flag",
+                slot(Some(ours), None, false),
+                Some(power(true, SEARCHING, Some(0))),
+                &["clear-SlotEmpty"],
+            ),
         ];
         for (name, s, p, want) in cases {
             assert_eq!(kinds(&plan_slot(s, p.as_ref())), *want, "{name}");
@@ -316,8 +407,12 @@ mod tests {
     }
 
     fn shelf_desired() -> DesiredConfig {
-        let mut d =
-            ShelfPlan { public_vlan: VlanId(131), trunk: PortNo(9), pis: [(PortNo(1), VlanId(200))].into_iter().collect() }.desired();
+        let mut d = ShelfPlan {
+            public_vlan: VlanId(131),
+            trunk: PortNo(9),
+            pis: [(PortNo(1), VlanId(200))].into_iter().collect(),
+        }
+        .desired();
         d.poe.insert(PortNo(1), true);
         d
     }
@@ -325,10 +420,15 @@ mod tests {
     #[test]
     fn repairs_strip_poe_and_only_happen_on_drift() {
         let desired = shelf_desired();
-        let mut configured = model::apply_desired(&SwitchSnapshot::default(), &without_poe(&desired));
+        let mut configured =
+            model::apply_desired(&SwitchSnapshot::default(), &without_poe(&desired));
         configured.poe.insert(1, power(false, DetectionStatus::Disabled, Some(0)));
         let clean = plan_switch(&desired, &configured, &[], false);
-        assert!(clean.drift.is_empty() && clean.repair.is_none(), "PoE off is not drift: {:?}", clean.drift);
+        assert!(
+            clean.drift.is_empty() && clean.repair.is_none(),
+            "PoE off is not drift: {:?}",
+            clean.drift
+        );
 
         configured.pvid.insert(1, 131);
         let plan = plan_switch(&desired, &configured, &[], false);
@@ -345,7 +445,10 @@ mod tests {
     #[test]
     fn outages_and_failed_repairs_are_recorded_once() {
         let mut m = SwitchMemory::default();
-        let edges: Vec<_> = [true, false, false, false, true, true, false].iter().map(|ok| m.note_read(*ok)).collect();
+        let edges: Vec<_> = [true, false, false, false, true, true, false]
+            .iter()
+            .map(|ok| m.note_read(*ok))
+            .collect();
         use OutageEdge::{Began, Ended};
         assert_eq!(edges, [None, Some(Began), None, None, Some(Ended), None, Some(Began)]);
 
@@ -371,7 +474,8 @@ mod tests {
         };
         let shelves = [shelf("shelf-a", "sw-a"), shelf("shelf-b", "sw-b")];
         let (a, b) = (ShelfId("shelf-a".into()), ShelfId("shelf-new".into()));
-        let r = racking_switches([(JobKind::Reboot, None), (JobKind::RackShelf, Some(&a))], &shelves);
+        let r =
+            racking_switches([(JobKind::Reboot, None), (JobKind::RackShelf, Some(&a))], &shelves);
         assert!(r.covers(&SwitchId("sw-a".into())) && !r.covers(&SwitchId("sw-b".into())));
         let r = racking_switches([(JobKind::RackShelf, Some(&b))], &shelves);
         assert!(r.covers(&SwitchId("sw-b".into())), "a shelf not enrolled yet could be anywhere");

@@ -65,7 +65,12 @@ struct Inner {
 
 impl Reconciler {
     pub fn new(db: Db, fabric: Arc<Fabric>, every: Duration) -> Reconciler {
-        let inner = Inner { db, fabric, memory: Mutex::new(HashMap::new()), pass: tokio::sync::Mutex::new(()) };
+        let inner = Inner {
+            db,
+            fabric,
+            memory: Mutex::new(HashMap::new()),
+            pass: tokio::sync::Mutex::new(()),
+        };
         Reconciler { inner: Arc::new(inner), every, wake: Arc::new(Notify::new()) }
     }
 
@@ -99,10 +104,17 @@ impl Reconciler {
     pub async fn reconcile_once(&self) -> Result<ReconcileReport, ReconcileError> {
         let _one_at_a_time = self.inner.pass.lock().await;
         let db = &self.inner.db;
-        let switches = db.list_switches().await.map_err(|source| ReconcileError::Inventory { what: "switches", source })?;
-        let shelves = db.list_shelves().await.map_err(|source| ReconcileError::Inventory { what: "shelves", source })?;
+        let switches = db
+            .list_switches()
+            .await
+            .map_err(|source| ReconcileError::Inventory { what: "switches", source })?;
+        let shelves = db
+            .list_shelves()
+            .await
+            .map_err(|source| ReconcileError::Inventory { what: "shelves", source })?;
         let active = self.active_jobs().await?;
-        let racking = decide::racking_switches(active.iter().map(|j| (j.kind, j.shelf.as_ref())), &shelves);
+        let racking =
+            decide::racking_switches(active.iter().map(|j| (j.kind, j.shelf.as_ref())), &shelves);
         self.inner.forget_except(&switches);
         let mut tasks = JoinSet::new();
         let mut by_task = HashMap::new();
@@ -110,7 +122,8 @@ impl Reconciler {
             let inner = self.inner.clone();
             let racking = racking.covers(&sw.id);
             let task_sw = sw.clone();
-            let handle = tasks.spawn(async move { inner.reconcile_switch(&task_sw, racking).await });
+            let handle =
+                tasks.spawn(async move { inner.reconcile_switch(&task_sw, racking).await });
             by_task.insert(handle.id(), sw);
         }
         let mut reports = Vec::with_capacity(by_task.len());
@@ -136,12 +149,10 @@ impl Reconciler {
             let filter = JobFilter { pi: None, state: Some(state), visible_to: None };
             let mut cursor: Option<String> = None;
             loop {
-                let page = self
-                    .inner
-                    .db
-                    .list_jobs(&filter, cursor.as_deref(), 500)
-                    .await
-                    .map_err(|source| ReconcileError::Inventory { what: "active jobs", source })?;
+                let page =
+                    self.inner.db.list_jobs(&filter, cursor.as_deref(), 500).await.map_err(
+                        |source| ReconcileError::Inventory { what: "active jobs", source },
+                    )?;
                 out.extend(page.items);
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),

@@ -67,8 +67,12 @@ impl Inner {
         let event = match (&read, edge) {
             (Err(e), Some(OutageEdge::Began)) => Some(unreachable_event(sw, e)),
             (Ok(_), Some(OutageEdge::Ended)) => Some(
-                NewEvent::new("switch.reachable", ACTOR, format!("switch {} answers again", sw.name))
-                    .data(json!({"switch": sw.id, "name": sw.name})),
+                NewEvent::new(
+                    "switch.reachable",
+                    ACTOR,
+                    format!("switch {} answers again", sw.name),
+                )
+                .data(json!({"switch": sw.id, "name": sw.name})),
             ),
             _ => None,
         };
@@ -94,7 +98,13 @@ impl Inner {
     }
 
     /// Applies `repair` (batched and verified by the driver) and records the outcome.
-    async fn repair(&self, sw: &Switch, drift: &[Drift], repair: &DesiredConfig, report: &mut SwitchReport) {
+    async fn repair(
+        &self,
+        sw: &Switch,
+        drift: &[Drift],
+        repair: &DesiredConfig,
+        report: &mut SwitchReport,
+    ) {
         let summary: Vec<String> = drift.iter().map(ToString::to_string).collect();
         let owned = repair.clone();
         let applied = self.fabric.with_driver(sw, |d| async move { d.apply(&owned).await }).await;
@@ -108,10 +118,17 @@ impl Inner {
                     NewEvent::new(
                         "switch.drift_repaired",
                         ACTOR,
-                        format!("switch {}: repaired {} differences: {}", sw.name, drift.len(), summary.join("; ")),
+                        format!(
+                            "switch {}: repaired {} differences: {}",
+                            sw.name,
+                            drift.len(),
+                            summary.join("; ")
+                        ),
                     )
-                    .data(json!({"switch": sw.id, "name": sw.name, "drift": drift, "summary": summary,
-                                     "varbinds": done.varbinds, "messages": done.messages})),
+                    .data(
+                        json!({"switch": sw.id, "name": sw.name, "drift": drift, "summary": summary,
+                                     "varbinds": done.varbinds, "messages": done.messages}),
+                    ),
                 )
             }
             Err(e) => {
@@ -157,18 +174,36 @@ impl Inner {
     }
 
     /// Writes one slot decision and its event.
-    async fn carry_out(&self, action: &SlotAction, report: &mut SwitchReport) -> Result<(), DbError> {
+    async fn carry_out(
+        &self,
+        action: &SlotAction,
+        report: &mut SwitchReport,
+    ) -> Result<(), DbError> {
         match action {
             SlotAction::ObservePower { pi, owner, port, from, to } => {
                 self.db.set_pi_power(pi, *to).await?;
-                let msg = format!("switch port {port} reads PoE {}; recorded power was {}", to.as_str(), from.as_str());
-                let ev = NewEvent::new("pi.power_observed", ACTOR, msg).pi(pi).customer(owner.as_ref());
-                self.db.append_event(&ev.data(json!({"port": port, "from": from, "to": to}))).await?;
-                report.power_observed.push(PowerObserved { pi: pi.clone(), port: *port, from: *from, to: *to });
+                let msg = format!(
+                    "switch port {port} reads PoE {}; recorded power was {}",
+                    to.as_str(),
+                    from.as_str()
+                );
+                let ev =
+                    NewEvent::new("pi.power_observed", ACTOR, msg).pi(pi).customer(owner.as_ref());
+                self.db
+                    .append_event(&ev.data(json!({"port": port, "from": from, "to": to})))
+                    .await?;
+                report.power_observed.push(PowerObserved {
+                    pi: pi.clone(),
+                    port: *port,
+                    from: *from,
+                    to: *to,
+                });
             }
             SlotAction::FlagNoDraw { slot, pi, owner, port, flag } => {
                 self.db.set_slot_flag(slot, Some(flag)).await?;
-                let ev = NewEvent::new("pi.no_power_draw", ACTOR, flag.clone()).pi(pi).customer(owner.as_ref());
+                let ev = NewEvent::new("pi.no_power_draw", ACTOR, flag.clone())
+                    .pi(pi)
+                    .customer(owner.as_ref());
                 self.db.append_event(&ev.data(json!({"port": port, "slot": slot}))).await?;
                 tracing::warn!(%pi, port, flag = %flag, "Pi stopped drawing power");
                 report.flagged.push(*port);
@@ -176,11 +211,20 @@ impl Inner {
             SlotAction::ClearNoDraw { slot, pi, owner, port, cause } => {
                 self.db.set_slot_flag(slot, None).await?;
                 let (kind, msg) = match cause {
-                    ClearCause::Restored => ("pi.power_draw_restored", format!("port {port} draws power again")),
-                    ClearCause::PortOff => ("slot.flag_cleared", format!("port {port} was switched off; no power draw expected")),
-                    ClearCause::SlotEmpty => ("slot.flag_cleared", format!("port {port} no longer holds a Pi")),
+                    ClearCause::Restored => {
+                        ("pi.power_draw_restored", format!("port {port} draws power again"))
+                    }
+                    ClearCause::PortOff => (
+                        "slot.flag_cleared",
+                        format!("port {port} was switched off; no power draw expected"),
+                    ),
+                    ClearCause::SlotEmpty => {
+                        ("slot.flag_cleared", format!("port {port} no longer holds a Pi"))
+                    }
                 };
-                let mut ev = NewEvent::new(kind, ACTOR, msg).customer(owner.as_ref()).data(json!({"port": port, "slot": slot}));
+                let mut ev = NewEvent::new(kind, ACTOR, msg)
+                    .customer(owner.as_ref())
+                    .data(json!({"port": port, "slot": slot}));
                 if let Some(pi) = pi {
                     ev = ev.pi(pi);
                 }
@@ -193,6 +237,10 @@ impl Inner {
 }
 
 fn unreachable_event(sw: &Switch, e: &FabricError) -> NewEvent {
-    NewEvent::new("switch.unreachable", ACTOR, format!("switch {} cannot be read: {}", sw.name, chain(e)))
-        .data(json!({"switch": sw.id, "name": sw.name, "address": sw.address, "error": chain(e)}))
+    NewEvent::new(
+        "switch.unreachable",
+        ACTOR,
+        format!("switch {} cannot be read: {}", sw.name, chain(e)),
+    )
+    .data(json!({"switch": sw.id, "name": sw.name, "address": sw.address, "error": chain(e)}))
 }

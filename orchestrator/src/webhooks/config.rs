@@ -55,28 +55,56 @@ pub struct WebhookConfig {
 impl WebhookConfig {
     /// Checks a parsed `[webhooks]` section. `origin` names the file in errors.
     pub fn from_raw(raw: RawWebhooks, origin: &str) -> Result<WebhookConfig, ConfigError> {
-        let invalid = |key: &'static str, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
         let url = check_url(&raw.url).map_err(|m| invalid("webhooks.url", m))?;
         let secret = match (raw.secret, raw.secret_file) {
             (Some(s), None) => s,
-            (None, Some(path)) => read_secret_file(&path).map_err(|m| invalid("webhooks.secret_file", m))?,
-            (Some(_), Some(_)) => return Err(invalid("webhooks.secret", "and `secret_file` are both set; give one".into())),
-            (None, None) => return Err(invalid("webhooks.secret", "is missing: set `secret` or `secret_file`".into())),
+            (None, Some(path)) => {
+                read_secret_file(&path).map_err(|m| invalid("webhooks.secret_file", m))?
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "webhooks.secret",
+                    "and `secret_file` are both set; give one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "webhooks.secret",
+                    "is missing: set `secret` or `secret_file`".into(),
+                ));
+            }
         };
         if secret.len() < MIN_SECRET_BYTES {
-            return Err(invalid("webhooks.secret", format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len())));
+            return Err(invalid(
+                "webhooks.secret",
+                format!("must be at least {MIN_SECRET_BYTES} bytes, got {}", secret.len()),
+            ));
         }
         let timeout_ms = raw.timeout_ms.unwrap_or(10_000);
         if !(1..=300_000).contains(&timeout_ms) {
-            return Err(invalid("webhooks.timeout_ms", format!("must be 1-300000, got {timeout_ms}")));
+            return Err(invalid(
+                "webhooks.timeout_ms",
+                format!("must be 1-300000, got {timeout_ms}"),
+            ));
         }
         let max_attempts = raw.max_attempts.unwrap_or(5);
         if !(1..=100).contains(&max_attempts) {
-            return Err(invalid("webhooks.max_attempts", format!("must be 1-100, got {max_attempts}")));
+            return Err(invalid(
+                "webhooks.max_attempts",
+                format!("must be 1-100, got {max_attempts}"),
+            ));
         }
         let backoff_ms = raw.first_backoff_ms.unwrap_or(1_000);
         if backoff_ms > 600_000 {
-            return Err(invalid("webhooks.first_backoff_ms", format!("must be at most 600000, got {backoff_ms}")));
+            return Err(invalid(
+                "webhooks.first_backoff_ms",
+                format!("must be at most 600000, got {backoff_ms}"),
+            ));
         }
         let kinds = match raw.kinds {
             Some(list) => KindFilter::parse(&list).map_err(|m| invalid("webhooks.kinds", m))?,
@@ -97,7 +125,13 @@ impl WebhookConfig {
     /// The endpoint as logs and audit events show it: scheme, host, port and path.
     pub fn endpoint(&self) -> String {
         let u = &self.url;
-        format!("{}://{}:{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0), u.path())
+        format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port_or_known_default().unwrap_or(0),
+            u.path()
+        )
     }
 }
 
@@ -106,14 +140,20 @@ fn check_url(text: &str) -> Result<reqwest::Url, String> {
     match url.scheme() {
         "http" => {}
         "https" if HTTPS_SUPPORTED => {}
-        "https" => return Err("is https, but this build's HTTP client has no TLS support; use http".into()),
+        "https" => {
+            return Err(
+                "is https, but this build's HTTP client has no TLS support; use http".into()
+            );
+        }
         other => return Err(format!("must be an http(s) URL, got scheme {other:?}")),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("has no host".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry a user or password (the signature authenticates the controller)".into());
+        return Err(
+            "must not carry a user or password (the signature authenticates the controller)".into(),
+        );
     }
     Ok(url)
 }
@@ -188,8 +228,12 @@ impl KindFilter {
             .map(|p| match p.as_str() {
                 "*" => Ok(KindPattern::Any),
                 "" => Err("contains an empty kind".to_string()),
-                _ if p.ends_with(".*") && !p[..p.len() - 1].contains('*') => Ok(KindPattern::Prefix(p[..p.len() - 1].to_string())),
-                _ if p.contains('*') => Err(format!("{p:?}: `*` may only stand alone or end a pattern as `.*`")),
+                _ if p.ends_with(".*") && !p[..p.len() - 1].contains('*') => {
+                    Ok(KindPattern::Prefix(p[..p.len() - 1].to_string()))
+                }
+                _ if p.contains('*') => {
+                    Err(format!("{p:?}: `*` may only stand alone or end a pattern as `.*`"))
+                }
                 _ => Ok(KindPattern::Exact(p.clone())),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -215,16 +259,22 @@ mod tests {
     const SECRET: &str = "correct-horse-battery-staple";
 
     fn parse(body: &str) -> Result<WebhookConfig, ConfigError> {
-        let raw: RawWebhooks = toml::from_str(body).map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
+        let raw: RawWebhooks = toml::from_str(body)
+            .map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: e.to_string() })?;
         WebhookConfig::from_raw(raw, "t.toml")
     }
 
     #[test]
     fn defaults_fill_in_around_url_and_secret() {
-        let c = parse(&format!("url = \"http://panel.example:8000/hooks\"\nsecret = \"{SECRET}\"")).unwrap();
+        let c = parse(&format!("url = \"http://panel.example:8000/hooks\"\nsecret = \"{SECRET}\""))
+            .unwrap();
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert_eq!((c.max_attempts, c.first_backoff), (5, Duration::from_secs(1)));
-        assert!(c.kinds.matches("job.created") && c.kinds.matches("job.step") && !c.kinds.matches("dhcp.offer"));
+        assert!(
+            c.kinds.matches("job.created")
+                && c.kinds.matches("job.step")
+                && !c.kinds.matches("dhcp.offer")
+        );
         assert_eq!(c.endpoint(), "http://panel.example:8000/hooks");
     }
 
@@ -239,7 +289,10 @@ mod tests {
             ("url = \"http://x/\"\nsecret = \"short\"".into(), "at least 16 bytes"),
             ("url = \"http://x/\"".into(), "`webhooks.secret` is missing"),
             (format!("url = \"http://x/\"\n{s}\nsecret_file = \"/x\""), "both set"),
-            ("url = \"http://x/\"\nsecret_file = \"/nonexistent/bramble-secret\"".into(), "`webhooks.secret_file`"),
+            (
+                "url = \"http://x/\"\nsecret_file = \"/nonexistent/bramble-secret\"".into(),
+                "`webhooks.secret_file`",
+            ),
             (format!("url = \"http://x/\"\n{s}\ntimeout_ms = 0"), "`webhooks.timeout_ms`"),
             (format!("url = \"http://x/\"\n{s}\nmax_attempts = 0"), "`webhooks.max_attempts`"),
             (format!("url = \"http://x/\"\n{s}\nkinds = [\"job.*.x\"]"), "`webhooks.kinds`"),
@@ -256,7 +309,8 @@ mod tests {
     #[test]
     fn the_secret_never_prints() {
         let c = parse(&format!("url = \"http://x/\"\nsecret = \"{SECRET}\"")).unwrap();
-        let raw: RawWebhooks = toml::from_str(&format!("url = \"http://x/\"\nsecret = \"{SECRET}\"")).unwrap();
+        let raw: RawWebhooks =
+            toml::from_str(&format!("url = \"http://x/\"\nsecret = \"{SECRET}\"")).unwrap();
         let shown = format!("{c:?} {raw:?} {:#?}", c.secret);
         assert!(!shown.contains(SECRET) && shown.contains("<redacted>"), "{shown}");
     }
@@ -266,7 +320,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
         std::fs::write(&path, format!("{SECRET}\n")).unwrap();
-        let c = parse(&format!("url = \"http://x/\"\nsecret_file = \"{}\"", path.display())).unwrap();
+        let c =
+            parse(&format!("url = \"http://x/\"\nsecret_file = \"{}\"", path.display())).unwrap();
         assert_eq!(c.secret, WebhookSecret::new(SECRET));
     }
 

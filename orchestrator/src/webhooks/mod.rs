@@ -81,7 +81,10 @@ impl DeliveryFailure {
             return DeliveryFailure::Timeout(timeout.as_millis());
         }
         let chain = crate::netboot::chain(&e);
-        if e.is_connect() { DeliveryFailure::Connect(chain) } else { DeliveryFailure::Request(chain) }
+        if e.is_connect() {
+            DeliveryFailure::Connect(chain)
+        } else {
+            DeliveryFailure::Request(chain)
+        }
     }
 }
-

@@ -69,7 +69,14 @@ impl Notifier {
             .build()
             .map_err(|e| crate::netboot::chain(&e.without_url()));
         let endpoint = cfg.endpoint();
-        Notifier { db, cfg, client, nudge: Arc::new(Notify::new()), executable: Arc::default(), endpoint }
+        Notifier {
+            db,
+            cfg,
+            client,
+            nudge: Arc::new(Notify::new()),
+            executable: Arc::default(),
+            endpoint,
+        }
     }
 
     /// The job kinds this controller runs, so a job's `executable` flag in the payload
@@ -111,7 +118,10 @@ impl Notifier {
     /// Handles every event after the cursor (except one after a still-fresh hole in the
     /// ids, see [`may_pass`]) and returns how many were delivered.
     pub async fn deliver_pending(&self) -> Result<usize, WebhookError> {
-        let client = self.client.as_ref().map_err(|message| WebhookError::Client { message: message.clone() })?;
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|message| WebhookError::Client { message: message.clone() })?;
         let mut handled = load_cursor(&self.db, CURSOR_NAME).await?;
         let mut saved = handled;
         let mut delivered = 0;
@@ -120,7 +130,11 @@ impl Notifier {
             let last_page = page.next_cursor.is_none();
             for event in &page.items {
                 if !may_pass(handled, event.id, event.at, now_millis(), self.cfg.gap_grace) {
-                    tracing::debug!(after = handled, next = event.id, "waiting for a hole in the event ids to fill");
+                    tracing::debug!(
+                        after = handled,
+                        next = event.id,
+                        "waiting for a hole in the event ids to fill"
+                    );
                     break 'pages;
                 }
                 if self.cfg.kinds.matches(&event.kind) {
@@ -131,7 +145,15 @@ impl Notifier {
                             delivered += 1;
                         }
                         Outcome::GaveUp { attempts, failure } => {
-                            record_give_up(&self.db, CURSOR_NAME, event, attempts, &failure, &self.endpoint).await?;
+                            record_give_up(
+                                &self.db,
+                                CURSOR_NAME,
+                                event,
+                                attempts,
+                                &failure,
+                                &self.endpoint,
+                            )
+                            .await?;
                             tracing::error!(event_id = event.id, kind = %event.kind, attempts, endpoint = %self.endpoint,
                                 error = %failure, "webhook given up; recorded as webhook.failed");
                         }
@@ -152,7 +174,11 @@ impl Notifier {
     }
 
     /// Sends one event, retrying as the policy says.
-    async fn deliver(&self, client: &reqwest::Client, event: &Event) -> Result<Outcome, WebhookError> {
+    async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        event: &Event,
+    ) -> Result<Outcome, WebhookError> {
         let job = match &event.job {
             Some(id) => self.db.get_job(id).await?.map(|mut j| {
                 j.executable = self.executable.contains(&j.kind);
@@ -162,7 +188,10 @@ impl Notifier {
         };
         let body = serde_json::to_vec(&Payload { event, job: job.as_ref() })
             .map_err(|source| WebhookError::Encode { event_id: event.id, source })?;
-        let policy = RetryPolicy { max_attempts: self.cfg.max_attempts, first_pause: self.cfg.first_backoff };
+        let policy = RetryPolicy {
+            max_attempts: self.cfg.max_attempts,
+            first_pause: self.cfg.first_backoff,
+        };
         let mut attempt = 1;
         loop {
             let failure = match self.post(client, event, &body).await {
@@ -182,7 +211,12 @@ impl Notifier {
     }
 
     /// One attempt, signed with a fresh timestamp.
-    async fn post(&self, client: &reqwest::Client, event: &Event, body: &[u8]) -> Result<(), DeliveryFailure> {
+    async fn post(
+        &self,
+        client: &reqwest::Client,
+        event: &Event,
+        body: &[u8],
+    ) -> Result<(), DeliveryFailure> {
         let timestamp = now_millis() / 1000;
         let signature = sign(&self.cfg.secret, timestamp, body);
         let response = client

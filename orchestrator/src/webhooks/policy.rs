@@ -78,7 +78,11 @@ mod tests {
             (0, 7, 0, 60_000, true),
         ];
         for (last, id, at, now, want) in cases {
-            assert_eq!(may_pass(last, id, at, now, grace), want, "last {last} id {id} at {at} now {now}");
+            assert_eq!(
+                may_pass(last, id, at, now, grace),
+                want,
+                "last {last} id {id} at {at} now {now}"
+            );
         }
     }
 }

@@ -25,7 +25,8 @@ pub enum VerifyError {
 
 fn mac(secret: &WebhookSecret, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length (long ones are hashed first), so this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -47,7 +48,10 @@ pub fn verify(
     now_secs: i64,
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| VerifyError::BadTimestamp(timestamp.chars().take(32).collect()))?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp(timestamp.chars().take(32).collect()))?;
     let age_secs = now_secs.saturating_sub(ts).saturating_abs();
     if age_secs > tolerance_secs {
         return Err(VerifyError::Stale { age_secs, tolerance_secs });
@@ -81,7 +85,10 @@ mod tests {
         );
         let mut m = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         m.update(b"1700000000.{}");
-        assert_eq!(sign(&key, 1_700_000_000, b"{}"), format!("sha256={}", hex::encode(m.finalize().into_bytes())));
+        assert_eq!(
+            sign(&key, 1_700_000_000, b"{}"),
+            format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+        );
     }
 
     #[test]
@@ -100,7 +107,13 @@ mod tests {
             (&secret(), "1700000000", b"{\"event\":{\"id\":2}}", &sig, VerifyError::Mismatch),
             (&other, "1700000000", body, &sig, VerifyError::Mismatch),
             (&secret(), "1700000001", body, &sig, VerifyError::Mismatch),
-            (&secret(), "1699999000", body, &sig, VerifyError::Stale { age_secs: 1000, tolerance_secs: 300 }),
+            (
+                &secret(),
+                "1699999000",
+                body,
+                &sig,
+                VerifyError::Stale { age_secs: 1000, tolerance_secs: 300 },
+            ),
             (&secret(), "soon", body, &sig, VerifyError::BadTimestamp("soon".into())),
             (&secret(), "1700000000", body, "sha256=zz", VerifyError::BadSignature),
         ];

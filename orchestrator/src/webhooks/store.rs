@@ -31,7 +31,12 @@ pub async fn load_cursor(db: &Db, name: &str) -> Result<i64, DbError> {
 
 /// Records that every event up to `event_id` is handled.
 pub async fn advance_cursor(db: &Db, name: &str, event_id: i64) -> Result<(), DbError> {
-    db.q(ADVANCE).bind(name.to_string()).bind(event_id).bind(now_millis()).execute(db.pool()).await?;
+    db.q(ADVANCE)
+        .bind(name.to_string())
+        .bind(event_id)
+        .bind(now_millis())
+        .execute(db.pool())
+        .await?;
     Ok(())
 }
 
@@ -45,7 +50,10 @@ pub async fn record_give_up(
     failure: &DeliveryFailure,
     endpoint: &str,
 ) -> Result<(), DbError> {
-    let message = format!("webhook for event {} ({}) not delivered after {attempts} attempts: {failure}", event.id, event.kind);
+    let message = format!(
+        "webhook for event {} ({}) not delivered after {attempts} attempts: {failure}",
+        event.id, event.kind
+    );
     let mut audit = NewEvent::new(FAILED_KIND, ACTOR, message).data(json!({
         "event_id": event.id,
         "event_kind": event.kind,
@@ -58,7 +66,12 @@ pub async fn record_give_up(
     audit.job = event.job.clone();
     let mut tx = db.pool().begin().await?;
     db.append_event_with(&mut *tx, &audit).await?;
-    db.q(ADVANCE).bind(name.to_string()).bind(event.id).bind(now_millis()).execute(&mut *tx).await?;
+    db.q(ADVANCE)
+        .bind(name.to_string())
+        .bind(event.id)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -57,14 +57,10 @@ impl SimCore {
         let state = match &state_file {
             Some(path) if path.exists() => {
                 let display = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadState {
-                    path: display.clone(),
-                    source,
-                })?;
-                serde_json::from_str(&text).map_err(|source| SimError::ParseState {
-                    path: display,
-                    source,
-                })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| SimError::ReadState { path: display.clone(), source })?;
+                serde_json::from_str(&text)
+                    .map_err(|source| SimError::ParseState { path: display, source })?
             }
             _ if cisco => SimState::new_cisco(pi_ports),
             _ => SimState::new(pi_ports),
@@ -129,18 +125,11 @@ impl SimCore {
         };
         let display = path.display().to_string();
         let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(st).map_err(|source| SimError::ParseState {
-            path: display.clone(),
-            source,
-        })?;
-        std::fs::write(&tmp, text).map_err(|source| SimError::WriteState {
-            path: display.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, path).map_err(|source| SimError::WriteState {
-            path: display,
-            source,
-        })
+        let text = serde_json::to_string_pretty(st)
+            .map_err(|source| SimError::ParseState { path: display.clone(), source })?;
+        std::fs::write(&tmp, text)
+            .map_err(|source| SimError::WriteState { path: display.clone(), source })?;
+        std::fs::rename(&tmp, path).map_err(|source| SimError::WriteState { path: display, source })
     }
 
     /// SET test phase for one varbind: decode, check against the request's staged

@@ -39,13 +39,7 @@ impl PreparedSet for Prepared {
         _value: &'a Value,
     ) -> BoxFuture<'a, Result<(), SetCommitError>> {
         let ok = self.core.commit(self.key);
-        Box::pin(async move {
-            if ok {
-                Ok(())
-            } else {
-                Err(SetCommitError::Failed)
-            }
-        })
+        Box::pin(async move { if ok { Ok(()) } else { Err(SetCommitError::Failed) } })
     }
 
     fn undo<'a>(
@@ -114,12 +108,10 @@ impl MibHandler for SimMib {
         value: &'a Value,
     ) -> BoxFuture<'a, SetTestResult> {
         let key = (ctx.source(), ctx.request_id());
-        let result = self.core.test_set(key, oid, value).map(|()| {
-            Box::new(Prepared {
-                core: self.core.clone(),
-                key,
-            }) as Box<dyn PreparedSet>
-        });
+        let result = self
+            .core
+            .test_set(key, oid, value)
+            .map(|()| Box::new(Prepared { core: self.core.clone(), key }) as Box<dyn PreparedSet>);
         Box::pin(async move { result })
     }
 }

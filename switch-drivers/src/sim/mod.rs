@@ -136,36 +136,23 @@ impl SimSwitch {
     /// Validates options and loads the state file.
     pub fn new(opts: SimOptions) -> Result<Self, SimError> {
         if opts.ports == 0 || opts.ports > 4000 {
-            return Err(SimError::Options(format!(
-                "ports must be 1-4000, got {}",
-                opts.ports
-            )));
+            return Err(SimError::Options(format!("ports must be 1-4000, got {}", opts.ports)));
         }
-        let core = Arc::new(SimCore::load(
-            opts.ports,
-            opts.cisco,
-            opts.state_file.clone(),
-        )?);
+        let core = Arc::new(SimCore::load(opts.ports, opts.cisco, opts.state_file.clone())?);
         Ok(Self { opts, core })
     }
 
     /// The control handle.
     pub fn handle(&self) -> SimHandle {
-        SimHandle {
-            core: self.core.clone(),
-        }
+        SimHandle { core: self.core.clone() }
     }
 
     async fn agent(&self) -> Result<Agent, SimError> {
         let err = |e: &dyn std::fmt::Display| SimError::Agent(e.to_string());
-        let mut builder = Agent::builder()
-            .bind("127.0.0.1:0")
-            .community(self.opts.community.expose());
+        let mut builder =
+            Agent::builder().bind("127.0.0.1:0").community(self.opts.community.expose());
         for prefix in [&[1u32, 3, 6, 1, 2, 1][..], &[1, 3, 6, 1, 4, 1]] {
-            let mib = mib::SimMib {
-                core: self.core.clone(),
-                prefix: Oid::from_slice(prefix),
-            };
+            let mib = mib::SimMib { core: self.core.clone(), prefix: Oid::from_slice(prefix) };
             builder = builder.handler(Oid::from_slice(prefix), Arc::new(mib));
         }
         if let Some(v3) = &self.opts.v3 {
@@ -185,11 +172,7 @@ impl SimSwitch {
                 })
                 .map_err(|e| err(&e))?;
         }
-        builder
-            .allow_all_access()
-            .build()
-            .await
-            .map_err(|e| err(&e))
+        builder.allow_all_access().build().await.map_err(|e| err(&e))
     }
 
     /// Serves SNMP on `socket` until `shutdown` resolves.

@@ -56,13 +56,7 @@ pub async fn run(
                 let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
                 socket.connect(agent).await?;
                 let task = tokio::spawn(pump_back(socket.clone(), front.clone(), peer));
-                clients.insert(
-                    peer,
-                    Upstream {
-                        socket: socket.clone(),
-                        task,
-                    },
-                );
+                clients.insert(peer, Upstream { socket: socket.clone(), task });
                 socket
             }
         };

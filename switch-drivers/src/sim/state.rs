@@ -55,36 +55,19 @@ pub enum Change {
 /// What the lab can learn about through [`super::SimHandle::subscribe`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum SimEvent {
-    PowerChanged {
-        port: u16,
-        on: bool,
-    },
-    VlanMembershipChanged {
-        vlan: u16,
-        egress: BTreeSet<u16>,
-        untagged: BTreeSet<u16>,
-    },
-    VlanCreated {
-        vlan: u16,
-    },
-    VlanDestroyed {
-        vlan: u16,
-    },
-    PvidChanged {
-        port: u16,
-        vlan: u16,
-    },
+    PowerChanged { port: u16, on: bool },
+    VlanMembershipChanged { vlan: u16, egress: BTreeSet<u16>, untagged: BTreeSet<u16> },
+    VlanCreated { vlan: u16 },
+    VlanDestroyed { vlan: u16 },
+    PvidChanged { port: u16, vlan: u16 },
 }
 
 impl SimState {
     /// A factory-fresh switch: every port untagged in VLAN 1, PVID 1, PoE on.
     pub fn new(pi_ports: u16) -> Self {
         let all: BTreeSet<u16> = (1..=pi_ports.saturating_add(1)).collect();
-        let default = VlanEntry {
-            name: "default".into(),
-            egress: all.clone(),
-            untagged: all.clone(),
-        };
+        let default =
+            VlanEntry { name: "default".into(), egress: all.clone(), untagged: all.clone() };
         Self {
             pi_ports,
             vlans: [(1, default)].into_iter().collect(),
@@ -131,11 +114,7 @@ impl SimState {
 
     /// The simulated draw of a powered port: about 2 W, a little different per port.
     pub fn draw_mw(&self, port: u16) -> u32 {
-        if self.delivering(port) {
-            1900 + u32::from(port) * 37 % 300
-        } else {
-            0
-        }
+        if self.delivering(port) { 1900 + u32::from(port) * 37 % 300 } else { 0 }
     }
 }
 
@@ -171,10 +150,9 @@ pub fn decode(state: &SimState, oid: &Oid, value: &Value) -> Result<Change, SetT
             },
             COL_VLAN_EGRESS => Ok(Change::Egress(vid, port_list(state, value)?)),
             COL_VLAN_UNTAGGED => Ok(Change::Untagged(vid, port_list(state, value)?)),
-            COL_VLAN_ROW_STATUS => value
-                .as_i32()
-                .map(|v| Change::RowStatus(vid, v))
-                .ok_or(SetTestError::WrongType),
+            COL_VLAN_ROW_STATUS => {
+                value.as_i32().map(|v| Change::RowStatus(vid, v)).ok_or(SetTestError::WrongType)
+            }
             _ => Err(SetTestError::NotWritable),
         };
     }
@@ -210,11 +188,8 @@ pub fn decode(state: &SimState, oid: &Oid, value: &Value) -> Result<Change, SetT
 }
 
 fn decode_cisco(state: &SimState, arcs: &[u32], value: &Value) -> Result<Change, SetTestError> {
-    let vlan_of = |v: &Value| {
-        v.as_i32()
-            .and_then(|v| u16::try_from(v).ok())
-            .ok_or(SetTestError::WrongType)
-    };
+    let vlan_of =
+        |v: &Value| v.as_i32().and_then(|v| u16::try_from(v).ok()).ok_or(SetTestError::WrongType);
     let port_of = |ifx: u32| state.port_of_if_index(ifx).ok_or(SetTestError::NoCreation);
     if let Some(&[ifx]) = arcs.strip_prefix(oids::CISCO_VM_VLAN) {
         return Ok(Change::CiscoAccess(port_of(ifx)?, vlan_of(value)?));
@@ -226,10 +201,7 @@ fn decode_cisco(state: &SimState, arcs: &[u32], value: &Value) -> Result<Change,
         let Value::OctetString(bits) = value else {
             return Err(SetTestError::WrongType);
         };
-        return Ok(Change::CiscoTrunkVlans(
-            port_of(ifx)?,
-            portlist::decode_vlan_bitmap(bits),
-        ));
+        return Ok(Change::CiscoTrunkVlans(port_of(ifx)?, portlist::decode_vlan_bitmap(bits)));
     }
     if let Some(&[1, port]) = arcs.strip_prefix(oids::CISCO_PSE_PORT_ENABLE) {
         let port = u16::try_from(port)
@@ -255,24 +227,16 @@ pub fn check(state: &SimState, change: &Change) -> Result<(), SetTestError> {
         Change::Egress(v, set) => {
             let entry = vlan(v)?;
             let removed: Vec<_> = entry.egress.difference(set).collect();
-            let breaks = removed
-                .iter()
-                .any(|p| entry.untagged.contains(p) || state.pvid.get(p) == Some(v));
-            if breaks {
-                Err(InconsistentValue)
-            } else {
-                Ok(())
-            }
+            let breaks =
+                removed.iter().any(|p| entry.untagged.contains(p) || state.pvid.get(p) == Some(v));
+            if breaks { Err(InconsistentValue) } else { Ok(()) }
         }
         Change::Untagged(v, set) => {
             let entry = vlan(v)?;
             let mut added = set.difference(&entry.untagged);
             let bad = added.any(|p| {
                 !entry.egress.contains(p)
-                    || state
-                        .vlans
-                        .iter()
-                        .any(|(o, e)| o != v && e.untagged.contains(p))
+                    || state.vlans.iter().any(|(o, e)| o != v && e.untagged.contains(p))
             });
             if bad { Err(InconsistentValue) } else { Ok(()) }
         }
@@ -322,13 +286,7 @@ pub fn apply(state: &mut SimState, change: &Change) {
             }
         }
         Change::RowStatus(v, ROW_CREATE_AND_GO) => {
-            state.vlans.insert(
-                *v,
-                VlanEntry {
-                    name: format!("VLAN{v:04}"),
-                    ..Default::default()
-                },
-            );
+            state.vlans.insert(*v, VlanEntry { name: format!("VLAN{v:04}"), ..Default::default() });
         }
         Change::RowStatus(v, ROW_DESTROY) => {
             state.vlans.remove(v);
@@ -352,11 +310,7 @@ pub fn apply(state: &mut SimState, change: &Change) {
             let native = state.pvid.get(p).copied();
             for (vid, e) in state.vlans.iter_mut() {
                 set_member(&mut e.egress, *p, set.contains(vid));
-                set_member(
-                    &mut e.untagged,
-                    *p,
-                    set.contains(vid) && Some(*vid) == native,
-                );
+                set_member(&mut e.untagged, *p, set.contains(vid) && Some(*vid) == native);
             }
         }
         Change::CiscoNative(p, v) => {

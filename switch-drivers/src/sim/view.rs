@@ -31,11 +31,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
         v.insert(oids::oid(base, suffix), value);
     };
     put(oids::SYS_DESCR, &[], text(state.sys_descr.clone()));
-    put(
-        oids::SYS_OBJECT_ID,
-        &[],
-        Value::ObjectIdentifier(Oid::from_slice(&state.sys_object_id)),
-    );
+    put(oids::SYS_OBJECT_ID, &[], Value::ObjectIdentifier(Oid::from_slice(&state.sys_object_id)));
     put(oids::SYS_UPTIME, &[], Value::TimeTicks(0));
     put(oids::SYS_NAME, &[], text("bramble-sim"));
     let ports = state.bridge_ports();
@@ -49,11 +45,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
         put(
             oids::IF_ENTRY,
             &[2, ifx],
-            text(if trunk {
-                format!("trunk {p}")
-            } else {
-                format!("PoE port {p}")
-            }),
+            text(if trunk { format!("trunk {p}") } else { format!("PoE port {p}") }),
         );
         put(oids::IF_ENTRY, &[3, ifx], i(6));
         put(oids::IF_ENTRY, &[7, ifx], i(1));
@@ -61,11 +53,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
         put(oids::IF_NAME, &[ifx], text(format!("ge-0/0/{p}")));
         put(oids::DOT1D_BASE_PORT_IFINDEX, &[u32::from(p)], i(ifx));
         if let Some(pvid) = state.pvid.get(&p) {
-            put(
-                oids::DOT1Q_PVID,
-                &[u32::from(p)],
-                Value::Gauge32(u32::from(*pvid)),
-            );
+            put(oids::DOT1Q_PVID, &[u32::from(p)], Value::Gauge32(u32::from(*pvid)));
         }
     }
     for (vid, e) in &state.vlans {
@@ -73,31 +61,11 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
         let plist = |set: &std::collections::BTreeSet<u16>| {
             Value::OctetString(Bytes::from(portlist::encode(set, ports)))
         };
-        put(
-            oids::DOT1Q_VLAN_STATIC_ENTRY,
-            &[COL_VLAN_NAME, vid],
-            text(e.name.clone()),
-        );
-        put(
-            oids::DOT1Q_VLAN_STATIC_ENTRY,
-            &[COL_VLAN_EGRESS, vid],
-            plist(&e.egress),
-        );
-        put(
-            oids::DOT1Q_VLAN_STATIC_ENTRY,
-            &[COL_VLAN_FORBIDDEN, vid],
-            plist(&Default::default()),
-        );
-        put(
-            oids::DOT1Q_VLAN_STATIC_ENTRY,
-            &[COL_VLAN_UNTAGGED, vid],
-            plist(&e.untagged),
-        );
-        put(
-            oids::DOT1Q_VLAN_STATIC_ENTRY,
-            &[COL_VLAN_ROW_STATUS, vid],
-            i(1),
-        );
+        put(oids::DOT1Q_VLAN_STATIC_ENTRY, &[COL_VLAN_NAME, vid], text(e.name.clone()));
+        put(oids::DOT1Q_VLAN_STATIC_ENTRY, &[COL_VLAN_EGRESS, vid], plist(&e.egress));
+        put(oids::DOT1Q_VLAN_STATIC_ENTRY, &[COL_VLAN_FORBIDDEN, vid], plist(&Default::default()));
+        put(oids::DOT1Q_VLAN_STATIC_ENTRY, &[COL_VLAN_UNTAGGED, vid], plist(&e.untagged));
+        put(oids::DOT1Q_VLAN_STATIC_ENTRY, &[COL_VLAN_ROW_STATUS, vid], i(1));
     }
     for f in &state.fdb {
         let mut idx = vec![f.fdb_id];
@@ -113,21 +81,9 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
             (true, true) => 3,
             (true, false) => 2,
         };
-        put(
-            oids::PETH_PSE_PORT_ENTRY,
-            &[3, 1, u32::from(p)],
-            i(if admin { 1 } else { 2 }),
-        );
-        put(
-            oids::PETH_PSE_PORT_ENTRY,
-            &[6, 1, u32::from(p)],
-            i(detection),
-        );
-        put(
-            oids::PORT_POWER_MW,
-            &[u32::from(p)],
-            Value::Gauge32(state.draw_mw(p)),
-        );
+        put(oids::PETH_PSE_PORT_ENTRY, &[3, 1, u32::from(p)], i(if admin { 1 } else { 2 }));
+        put(oids::PETH_PSE_PORT_ENTRY, &[6, 1, u32::from(p)], i(detection));
+        put(oids::PORT_POWER_MW, &[u32::from(p)], Value::Gauge32(state.draw_mw(p)));
         total_mw += state.draw_mw(p);
     }
     if state.is_cisco() {
@@ -135,11 +91,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
     }
     put(oids::PETH_MAIN_PSE_ENTRY, &[2, 1], Value::Gauge32(370));
     put(oids::PETH_MAIN_PSE_ENTRY, &[3, 1], i(1));
-    put(
-        oids::PETH_MAIN_PSE_ENTRY,
-        &[4, 1],
-        Value::Gauge32(total_mw.div_ceil(1000)),
-    );
+    put(oids::PETH_MAIN_PSE_ENTRY, &[4, 1], Value::Gauge32(total_mw.div_ceil(1000)));
     v
 }
 
@@ -147,11 +99,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
 /// for ports with tagged VLANs, cpeExtPsePortEnable.
 fn cisco(state: &SimState, put: &mut impl FnMut(&[u32], &[u32], Value)) {
     for (vid, e) in &state.vlans {
-        put(
-            oids::CISCO_VTP_VLAN_NAME,
-            &[u32::from(*vid)],
-            text(e.name.clone()),
-        );
+        put(oids::CISCO_VTP_VLAN_NAME, &[u32::from(*vid)], text(e.name.clone()));
     }
     for p in 1..=state.bridge_ports() {
         let ifx = if_index(p);
@@ -177,10 +125,6 @@ fn cisco(state: &SimState, put: &mut impl FnMut(&[u32], &[u32], Value)) {
     }
     for p in 1..=state.pi_ports {
         let on = state.poe_admin.get(&p).copied().unwrap_or(false);
-        put(
-            oids::CISCO_PSE_PORT_ENABLE,
-            &[1, u32::from(p)],
-            i(if on { 1 } else { 4 }),
-        );
+        put(oids::CISCO_PSE_PORT_ENABLE, &[1, u32::from(p)], i(if on { 1 } else { 4 }));
     }
 }

@@ -37,9 +37,7 @@ impl Sim {
 
     /// Starts a virtual switch with explicit options on a free loopback port.
     pub async fn start_with(opts: SimOptions) -> Sim {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = socket.local_addr().expect("local addr");
         let sim = SimSwitch::new(opts).expect("sim options");
         let handle = sim.handle();
@@ -51,12 +49,7 @@ impl Sim {
             .await
             .expect("sim serve");
         });
-        Sim {
-            addr,
-            handle,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Sim { addr, handle, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn shutdown(mut self) {
@@ -78,12 +71,7 @@ impl Drop for Sim {
 }
 
 pub fn v2c(addr: SocketAddr) -> SessionConfig {
-    let mut cfg = SessionConfig::new(
-        addr,
-        Credentials::V2c {
-            community: Secret::new(COMMUNITY),
-        },
-    );
+    let mut cfg = SessionConfig::new(addr, Credentials::V2c { community: Secret::new(COMMUNITY) });
     cfg.timeout = Duration::from_millis(500);
     cfg.retries = 1;
     cfg
@@ -107,10 +95,7 @@ pub async fn driver(cfg: SessionConfig) -> StandardDriver {
 }
 
 pub fn one_per_varbind() -> BatchLimits {
-    BatchLimits {
-        max_varbinds: 1,
-        max_bytes: 1100,
-    }
+    BatchLimits { max_varbinds: 1, max_bytes: 1100 }
 }
 
 /// Runs a net-snmp tool; panics with a clear message if it is not installed.
