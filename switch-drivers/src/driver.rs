@@ -44,13 +44,41 @@ pub trait SwitchDriver: Send + Sync {
     async fn identify(&self) -> Result<SwitchIdentity, SwitchError>;
     /// Reads VLANs, PVIDs, PoE and the port map.
     async fn snapshot(&self) -> Result<SwitchSnapshot, SwitchError>;
-    /// Brings the switch to `desired` with batched SETs and verifies by reading back.
-    /// Returns `Ok` only if the read-back shows no drift from `desired`.
-    async fn apply(&self, desired: &DesiredConfig) -> Result<ApplyReport, SwitchError>;
+    /// Reads the part of the switch's configuration that applying `desired` touches (a
+    /// driver may skip tables `desired` does not mention). [`SwitchDriver::apply`] calls
+    /// it before and after writing.
+    async fn read_for(&self, desired: &DesiredConfig) -> Result<SwitchSnapshot, SwitchError>;
+    /// Checks that this switch can take `desired`, plans the SETs that bring `current`
+    /// to it and sends them; no read-back. Returns what was sent (`verified` false).
+    /// Callers use [`SwitchDriver::apply`], which verifies.
+    async fn write(
+        &self,
+        current: &SwitchSnapshot,
+        desired: &DesiredConfig,
+    ) -> Result<ApplyReport, SwitchError>;
     /// Admin state, detection status and draw of one port.
     async fn port_power(&self, port: PortNo) -> Result<PortPower, SwitchError>;
     /// The learned MAC table.
     async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError>;
+
+    /// Brings the switch to `desired` with batched SETs and verifies by reading back:
+    /// returns `Ok` only if the read-back shows no drift from `desired`.
+    async fn apply(&self, desired: &DesiredConfig) -> Result<ApplyReport, SwitchError> {
+        let current = self.read_for(desired).await?;
+        let mut report = self.write(&current, desired).await?;
+        let remaining = crate::model::drift(desired, &self.read_for(desired).await?);
+        if let Some(first) = remaining.first() {
+            return Err(SwitchError::VerifyFailed {
+                switch: self.switch(),
+                operation: "apply",
+                mismatches: remaining.len(),
+                first: first.to_string(),
+            });
+        }
+        report.verified = true;
+        tracing::info!(switch = %self.switch(), varbinds = report.varbinds, messages = report.messages, "switch configuration applied and verified");
+        Ok(report)
+    }
 
     /// Turns PoE on or off on one port.
     async fn set_port_power(&self, port: PortNo, on: bool) -> Result<ApplyReport, SwitchError> {
@@ -129,5 +157,71 @@ pub trait SwitchDriver: Send + Sync {
     /// What differs between the switch and `desired`.
     async fn drift(&self, desired: &DesiredConfig) -> Result<Vec<Drift>, SwitchError> {
         Ok(crate::model::drift(desired, &self.snapshot().await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::model::apply_desired;
+
+    /// A switch in memory whose writes can lose the PoE part, as a switch that answers a
+    /// SET with success and does not act on it.
+    struct MemorySwitch {
+        state: Mutex<SwitchSnapshot>,
+        drops_poe: bool,
+    }
+
+    #[async_trait]
+    impl SwitchDriver for MemorySwitch {
+        fn switch(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 161))
+        }
+        async fn identify(&self) -> Result<SwitchIdentity, SwitchError> {
+            unimplemented!("not used by apply")
+        }
+        async fn snapshot(&self) -> Result<SwitchSnapshot, SwitchError> {
+            Ok(self.state.lock().unwrap().clone())
+        }
+        async fn read_for(&self, _: &DesiredConfig) -> Result<SwitchSnapshot, SwitchError> {
+            self.snapshot().await
+        }
+        async fn write(
+            &self,
+            current: &SwitchSnapshot,
+            desired: &DesiredConfig,
+        ) -> Result<ApplyReport, SwitchError> {
+            let mut written = desired.clone();
+            if self.drops_poe {
+                written.poe.clear();
+            }
+            *self.state.lock().unwrap() = apply_desired(current, &written);
+            Ok(ApplyReport { varbinds: desired.poe.len(), messages: 1, verified: false })
+        }
+        async fn port_power(&self, _: PortNo) -> Result<PortPower, SwitchError> {
+            unimplemented!("not used by apply")
+        }
+        async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError> {
+            unimplemented!("not used by apply")
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_verifies_what_write_did() {
+        for drops_poe in [false, true] {
+            let sw = MemorySwitch { state: Mutex::default(), drops_poe };
+            let result = sw.set_ports_power(&[(PortNo(3), true), (PortNo(4), true)]).await;
+            match (drops_poe, result) {
+                (false, Ok(report)) => {
+                    assert_eq!(report, ApplyReport { varbinds: 2, messages: 1, verified: true })
+                }
+                (true, Err(SwitchError::VerifyFailed { mismatches, .. })) => {
+                    assert_eq!(mismatches, 2)
+                }
+                (drops_poe, other) => panic!("drops_poe {drops_poe}: {other:?}"),
+            }
+        }
     }
 }
