@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::anchor::error::{LabError, require_tools};
 use crate::anchor::process::{self, Daemon};
+use crate::{LabError, require_tools};
 
 /// The NFS port ganesha serves on.
 pub const NFS_PORT: u16 = 2049;

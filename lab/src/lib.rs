@@ -8,14 +8,15 @@
 
 pub mod anchor;
 mod cmd;
+mod error;
 pub mod ganesha;
 mod netns;
 pub mod pisim;
 pub mod storm;
 mod veth;
 
-pub use anchor::LabError;
 pub use cmd::{CmdError, run_ip};
+pub use error::{LabError, require_tools};
 pub use netns::Netns;
 pub use veth::{Veth, VethSpec};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::anchor::LabError;
+use crate::LabError;
 use crate::pisim::{Event, PiSim, PiState, PiStatus, TimelineEntry};
 
 /// Turns Pis (by index into the storm's list) on or off.

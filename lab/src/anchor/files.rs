@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::error::LabError;
 use super::layout::{SlotPlan, cmdline};
+use crate::LabError;
 use crate::pisim::PiModel;
 
 /// Sizes of the boot files served over TFTP (contents are a fixed pattern).

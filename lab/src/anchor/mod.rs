@@ -9,7 +9,6 @@
 //! from 10.107.0.0/16. Everything is removed on drop; a crashed run's leftovers are
 //! removed by [`AnchorShelf::cleanup_stale`].
 
-pub(crate) mod error;
 mod files;
 mod layout;
 pub(crate) mod process;
@@ -18,7 +17,6 @@ mod stale;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::{LabError, require_tools};
 pub use files::BootFileSizes;
 pub use layout::{
     MAX_PIS, SlotPlan, cmdline, dnsmasq_args, mixed_shelf, render_exports, tftpd_args,
@@ -26,7 +24,7 @@ pub use layout::{
 
 use crate::ganesha::{GaneshaOptions, GaneshaServer};
 use crate::pisim::{PiModel, PiSimConfig, Serial};
-use crate::{Netns, run_ip, unique_name};
+use crate::{LabError, Netns, require_tools, run_ip, unique_name};
 use process::Daemon;
 use stale::StateDir;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 
-use super::error::LabError;
+use crate::LabError;
 
 /// How long a daemon gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_millis(1500);

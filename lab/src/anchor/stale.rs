@@ -6,8 +6,8 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::error::LabError;
 use super::process;
+use crate::LabError;
 use crate::run_ip;
 
 const OWNER: &str = "owner.pid";
