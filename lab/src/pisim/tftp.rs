@@ -1,6 +1,10 @@
 //! A TFTP read client (RFC 1350, with the RFC 2347/2348/2349 options the Pi 4 asks for)
 //! that behaves like the Pi firmware: octet mode, optional `tsize`/`blksize`, and
 //! "early terminate" (error 0 after the OACK told it the size) for size probes.
+//!
+//! The packet codec here is deliberately its own and does not reuse `bramble-netboot`'s
+//! TFTP code: the simulator is the server's opposite end in every lab test, and a codec
+//! shared by both ends could carry one bug that each side then agrees with.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
