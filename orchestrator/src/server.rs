@@ -52,7 +52,7 @@ struct LateStorage(OnceLock<NetbootHandle>);
 impl StorageSync for LateStorage {
     async fn sync(&self) -> Result<usize, String> {
         match self.0.get() {
-            Some(h) => h.sync_interfaces().await.map_err(|e| crate::netboot::chain(&e)),
+            Some(h) => h.sync_interfaces().await.map_err(|e| bramble_report::chain(&e)),
             None => Ok(0),
         }
     }

@@ -162,7 +162,7 @@ impl TftpServer {
                 self.refuse(listener, peer, reason).await;
             }
             Err(error) => {
-                tracing::error!(%peer, serial = %slot.serial, %file, error = %error_chain(&error), "cannot serve file");
+                tracing::error!(%peer, serial = %slot.serial, %file, error = %bramble_report::chain(&error), "cannot serve file");
                 self.record(&client, BootStage::TftpError { file, reason: error.to_string() });
                 let reply = packet::encode_error(ErrorCode::NotDefined, "internal error");
                 let _ = listener.send_to(&reply, peer).await;
@@ -262,15 +262,4 @@ fn client_ref(slot: &SlotBoot, peer: SocketAddr) -> ClientRef {
         serial: Some(slot.serial.to_string()),
         addr: Some(peer.ip()),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        out.push_str(": ");
-        out.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    out
 }

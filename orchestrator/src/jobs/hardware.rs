@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bramble_images::{CommandRunner, ImageStore, NfsExporter, SystemRunner};
+use bramble_report::chain;
 use bramble_switch::model::DetectionStatus;
 use bramble_switch::{PortNo, PortPower};
 
@@ -95,11 +96,6 @@ fn switch_error(e: FabricError, doing: &str) -> StepError {
     } else {
         StepError::permanent(chain(&e), customer)
     }
-}
-
-/// An error with its sources, for the operator's message.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    crate::netboot::chain(e)
 }
 
 impl Hardware {

@@ -12,13 +12,14 @@ use async_trait::async_trait;
 use bramble_switch::{DesiredConfig, PortNo};
 use serde_json::json;
 
-use super::hardware::{Hardware, chain};
+use super::hardware::Hardware;
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
 use crate::db::events::NewEvent;
 use crate::fabric::FabricError;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
 use crate::model::{Job, PowerState, Shelf, Switch};
+use bramble_report::chain;
 
 pub struct RackExecutor {
     hw: Arc<Hardware>,

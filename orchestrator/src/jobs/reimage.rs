@@ -16,12 +16,13 @@ use bramble_netboot::bootfiles::{render_cmdline, render_config};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::hardware::{Hardware, Target, chain};
+use super::hardware::{Hardware, Target};
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
 use crate::db::events::NewEvent;
 use crate::model::{Job, Pi};
 use crate::netboot::resolver::{boot_dir, boot_params};
+use bramble_report::chain;
 
 /// What a reimage request carries (validated by the API before the job exists).
 #[derive(Debug, Clone, Deserialize)]

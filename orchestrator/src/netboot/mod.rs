@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use bramble_netboot::dhcp::{DhcpError, DhcpServer, ServerOptions, SlotKey, StorageIface};
 use bramble_netboot::links::{LinkError, StorageLinks};
 use bramble_netboot::tftp::{TftpConfig, TftpServer};
+use bramble_report::chain;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -283,22 +284,6 @@ async fn reconcile(
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
-}
-
-/// An error with its sources, for logs; a source whose text the chain already holds
-/// (errors that print their cause) is not repeated.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Starts netboot for `bramble serve` when `[netboot] enabled`, with VLAN

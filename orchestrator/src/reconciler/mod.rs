@@ -199,6 +199,6 @@ fn log_pass(outcome: &Result<ReconcileReport, ReconcileError>) {
                 "reconciler pass done"
             );
         }
-        Err(e) => tracing::warn!(error = %crate::netboot::chain(e), "reconciler pass failed"),
+        Err(e) => tracing::warn!(error = %bramble_report::chain(e), "reconciler pass failed"),
     }
 }

@@ -92,6 +92,6 @@ impl SwitchReport {
 
     /// Records `what` failed because of `error` (with its whole cause chain).
     pub fn error(&mut self, what: &str, error: &dyn std::error::Error) {
-        self.errors.push(format!("{what}: {}", crate::netboot::chain(error)));
+        self.errors.push(format!("{what}: {}", bramble_report::chain(error)));
     }
 }

@@ -11,8 +11,8 @@ use crate::db::events::NewEvent;
 use crate::fabric::FabricError;
 use crate::ids::PiId;
 use crate::model::Switch;
-use crate::netboot::chain;
 use crate::time::now_millis;
+use bramble_report::chain;
 use bramble_switch::{DesiredConfig, Drift, SwitchSnapshot};
 
 impl Inner {

@@ -80,7 +80,7 @@ impl DeliveryFailure {
         if e.is_timeout() {
             return DeliveryFailure::Timeout(timeout.as_millis());
         }
-        let chain = crate::netboot::chain(&e);
+        let chain = bramble_report::chain(&e);
         if e.is_connect() {
             DeliveryFailure::Connect(chain)
         } else {

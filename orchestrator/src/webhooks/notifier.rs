@@ -67,7 +67,7 @@ impl Notifier {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bramble-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| crate::netboot::chain(&e.without_url()));
+            .map_err(|e| bramble_report::chain(&e.without_url()));
         let endpoint = cfg.endpoint();
         Notifier {
             db,
@@ -102,7 +102,7 @@ impl Notifier {
                 _ = &mut shutdown => break,
                 result = self.deliver_pending() => {
                     if let Err(e) = result {
-                        tracing::error!(endpoint = %self.endpoint, error = %crate::netboot::chain(&e), "webhook pass failed");
+                        tracing::error!(endpoint = %self.endpoint, error = %bramble_report::chain(&e), "webhook pass failed");
                     }
                 }
             }
