@@ -105,9 +105,14 @@ impl Controller {
         let Controller { state, runner, links, storage, hardware } = self;
         let (tx, rx) = tokio::sync::watch::channel(false);
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
-        let netboot = match (links, state.config.netboot.enabled) {
-            (Some(links), true) => Some(Netboot::start(&state, links).await?),
-            (None, true) => crate::netboot::start_configured(&state).await?,
+        let netboot_cfg = &state.config.netboot;
+        let netboot = match (links, netboot_cfg.enabled) {
+            (Some(links), true) => {
+                Some(Netboot::start(&state.db, netboot_cfg, &state.metrics, links).await?)
+            }
+            (None, true) => {
+                crate::netboot::start_configured(&state.db, netboot_cfg, &state.metrics).await?
+            }
             (_, false) => None,
         };
         if let Some(n) = &netboot {

@@ -174,7 +174,10 @@ async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value>
 
 async fn case(db: &TestDb, subnet: u8) {
     let (state, token, lab) = setup(db, subnet).await;
-    let netboot = Netboot::start(&state, lab.links.clone()).await.expect("netboot starts");
+    let netboot =
+        Netboot::start(&state.db, &state.config.netboot, &state.metrics, lab.links.clone())
+            .await
+            .expect("netboot starts");
     assert_eq!(netboot.dhcp().interfaces().len(), 2, "both slots served");
     let api = Api { router: app(state.clone()) };
     let script = lab.dir.join("udhcpc.sh");

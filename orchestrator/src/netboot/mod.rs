@@ -28,9 +28,9 @@ use bramble_report::chain;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::AppState;
-use crate::db::DbError;
+use crate::db::{Db, DbError};
 use crate::ids::SlotId;
+use crate::metrics::Metrics;
 use config::NetbootConfig;
 use directory::Directory;
 
@@ -82,18 +82,19 @@ pub struct Netboot {
 }
 
 impl Netboot {
-    /// Starts both servers for `state`'s inventory, registers their counters with
-    /// `state.metrics`, and serves every slot's storage interface (made by `links`).
+    /// Starts both servers as `cfg` says over `db`'s inventory, registers their counters
+    /// with `metrics`, and serves every slot's storage interface (made by `links`).
     pub async fn start(
-        state: &AppState,
+        db: &Db,
+        cfg: &NetbootConfig,
+        metrics: &Metrics,
         links: Arc<dyn StorageLinks>,
     ) -> Result<Netboot, NetbootError> {
-        let cfg: &NetbootConfig = &state.config.netboot;
-        let directory = Arc::new(Directory::new(state.db.clone()));
+        let directory = Arc::new(Directory::new(db.clone()));
         directory.refresh().await?;
         let (sink, sink_counters, sink_task) =
-            events::DbEventSink::start(state.db.clone(), directory.clone());
-        let store = Arc::new(leases::DbLeaseStore::new(state.db.clone(), directory.clone()));
+            events::DbEventSink::start(db.clone(), directory.clone());
+        let store = Arc::new(leases::DbLeaseStore::new(db.clone(), directory.clone()));
         let opts = ServerOptions {
             pxe_reply_delay: cfg.reply_delay,
             server_port: cfg.dhcp_port,
@@ -130,7 +131,7 @@ impl Netboot {
                 }
             }));
         }
-        state.metrics.add_collector(Arc::new(metrics::NetbootCollector {
+        metrics.add_collector(Arc::new(metrics::NetbootCollector {
             dhcp: inner.dhcp.counters(),
             tftp: tftp.metrics(),
             events: sink_counters,
@@ -288,12 +289,14 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
 
 /// Starts netboot for `bramble serve` when `[netboot] enabled`, with VLAN
 /// sub-interfaces of the configured trunk.
-pub async fn start_configured(state: &AppState) -> Result<Option<Netboot>, NetbootError> {
-    if !state.config.netboot.enabled {
+pub async fn start_configured(
+    db: &Db,
+    cfg: &NetbootConfig,
+    metrics: &Metrics,
+) -> Result<Option<Netboot>, NetbootError> {
+    if !cfg.enabled {
         return Ok(None);
     }
-    let links = Arc::new(bramble_netboot::links::VlanLinks {
-        trunk: state.config.netboot.storage_trunk.clone(),
-    });
-    Netboot::start(state, links).await.map(Some)
+    let links = Arc::new(bramble_netboot::links::VlanLinks { trunk: cfg.storage_trunk.clone() });
+    Netboot::start(db, cfg, metrics, links).await.map(Some)
 }
