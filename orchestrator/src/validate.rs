@@ -1,21 +1,33 @@
 //! Input validation: small pure checks that return a message saying what is wrong.
-//! Handlers collect them into field errors so one response names every bad field.
+//! Callers collect them as [`BadField`]s so one [`Invalid`] names every bad field; the API
+//! turns that into its 422 problem (this module knows nothing of HTTP).
 
-use crate::api::{ApiError, FieldError};
+/// One input field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadField {
+    /// The field, as a JSON pointer-ish path (`ssh_keys[1]`) or a parameter name.
+    pub field: String,
+    pub message: String,
+}
+
+/// Input that failed validation: every bad field, in the order they were checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+pub struct Invalid(pub Vec<BadField>);
 
 pub const MODELS: [&str; 5] = ["3b", "3b+", "4b", "5", "unknown"];
 
 /// Runs `check` on `value`, naming `field` in the error.
-pub fn check(field: &str, value: &str, check: fn(&str) -> Result<(), String>) -> Vec<FieldError> {
+pub fn check(field: &str, value: &str, check: fn(&str) -> Result<(), String>) -> Vec<BadField> {
     match check(value) {
         Ok(()) => Vec::new(),
-        Err(message) => vec![FieldError { field: field.to_string(), message }],
+        Err(message) => vec![BadField { field: field.to_string(), message }],
     }
 }
 
 /// Like [`check`] for an optional value.
 pub fn opt(
-    errs: &mut Vec<FieldError>,
+    errs: &mut Vec<BadField>,
     field: &str,
     value: Option<&str>,
     f: fn(&str) -> Result<(), String>,
@@ -25,9 +37,9 @@ pub fn opt(
     }
 }
 
-/// `Ok` if nothing was wrong, else a 422 naming every field.
-pub fn finish(errs: Vec<FieldError>) -> Result<(), ApiError> {
-    if errs.is_empty() { Ok(()) } else { Err(ApiError::Invalid(errs)) }
+/// `Ok` if nothing was wrong, else [`Invalid`] naming every field.
+pub fn finish(errs: Vec<BadField>) -> Result<(), Invalid> {
+    if errs.is_empty() { Ok(()) } else { Err(Invalid(errs)) }
 }
 
 /// A Pi serial: 8 lowercase hex digits.

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::DbError;
+use crate::validate::Invalid;
 
 /// One invalid input field.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
@@ -85,6 +86,13 @@ impl ApiError {
     }
 }
 
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        let errs = e.0.into_iter().map(|b| FieldError { field: b.field, message: b.message });
+        ApiError::Invalid(errs.collect())
+    }
+}
+
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         ApiError::Internal(e.into())
@@ -120,5 +128,30 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::BadField;
+
+    #[tokio::test]
+    async fn validation_errors_become_the_422_problem() {
+        let bad =
+            |field: &str, message: &str| BadField { field: field.into(), message: message.into() };
+        let invalid =
+            Invalid(vec![bad("serial", "must be 8 lowercase hex digits"), bad("mac", "bad")]);
+        let resp = ApiError::from(invalid).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let want = concat!(
+            r#"{"type":"https://bramble.dev/problems/invalid_input","title":"Unprocessable Entity","#,
+            r#""status":422,"detail":"invalid input: serial: must be 8 lowercase hex digits; mac: bad","#,
+            r#""code":"invalid_input","errors":[{"field":"serial","message":"must be 8 lowercase hex digits"},"#,
+            r#"{"field":"mac","message":"bad"}]}"#
+        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), want);
     }
 }

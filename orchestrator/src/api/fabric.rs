@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::{Body, Caller, require_operator};
-use super::{ApiError, AppState, FieldError};
+use super::{ApiError, AppState};
 use crate::db::events::NewEvent;
 use crate::db::fabric::{EnrollError, NewSwitch};
 use crate::db::jobs::{CreateOutcome, NewJob};
@@ -16,7 +16,7 @@ use crate::ids::SwitchId;
 use crate::jobs::model::JobKind;
 use crate::model::{Shelf, Switch};
 use crate::secret::SnmpCredentials;
-use crate::validate;
+use crate::validate::{self, BadField};
 
 /// A switch to register. `credentials` are stored and never returned.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,19 +55,19 @@ pub async fn create_switch(
     require_operator(&who)?;
     let mut errs = validate::check("name", &req.name, validate::name);
     if req.address.parse::<std::net::SocketAddr>().is_err() && !req.address.contains(':') {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "address".into(),
             message: format!("must be host:port, got {:?}", req.address),
         });
     }
     if !["auto", "standard", "cisco"].contains(&req.driver.as_str()) {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "driver".into(),
             message: "must be auto, standard or cisco".into(),
         });
     }
     if req.trunk_port == 0 {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "trunk_port".into(),
             message: "must be a port number from 1".into(),
         });
@@ -75,13 +75,13 @@ pub async fn create_switch(
     if let SnmpCredentials::V3 { auth_pass, priv_pass, .. } = &req.credentials {
         // RFC 3414: USM passwords shorter than 8 characters are refused by agents.
         if auth_pass.expose().len() < 8 {
-            errs.push(FieldError {
+            errs.push(BadField {
                 field: "credentials.auth_pass".into(),
                 message: "must be at least 8 characters".into(),
             });
         }
         if priv_pass.expose().len() < 8 {
-            errs.push(FieldError {
+            errs.push(BadField {
                 field: "credentials.priv_pass".into(),
                 message: "must be at least 8 characters".into(),
             });
@@ -159,7 +159,7 @@ pub async fn enroll_shelf(
     require_operator(&who)?;
     let mut errs = validate::check("name", &req.name, validate::name);
     if req.first_port == 0 || req.first_port > req.last_port {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "first_port".into(),
             message: format!(
                 "ports {}-{} must satisfy 1 <= first_port <= last_port",
@@ -167,7 +167,7 @@ pub async fn enroll_shelf(
             ),
         });
     } else if req.last_port - req.first_port >= 192 {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "last_port".into(),
             message: "a shelf spans at most 192 ports".into(),
         });

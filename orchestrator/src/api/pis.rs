@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Body, Caller, Params, page_limit, require_operator};
-use super::{ApiError, AppState, FieldError};
+use super::{ApiError, AppState};
 use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
 use crate::db::jobs::{CreateOutcome, NewJob};
@@ -18,7 +18,7 @@ use crate::ids::{CustomerId, PiId, SlotId};
 use crate::jobs::model::JobKind;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
 use crate::model::{Event, Job, Pi};
-use crate::validate;
+use crate::validate::{self, BadField};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -105,7 +105,7 @@ pub async fn create(
     validate::opt(&mut errs, "mac", req.mac.as_deref(), validate::mac);
     validate::opt(&mut errs, "owner", req.owner.as_deref(), validate::customer_id);
     if !validate::MODELS.contains(&req.model.as_str()) {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "model".into(),
             message: format!("must be one of {:?}", validate::MODELS),
         });
@@ -256,13 +256,13 @@ pub async fn reimage(
     let Body(req) = body?;
     let mut errs = Vec::new();
     if !st.db.list_images().await?.iter().any(|i| i.name == req.image) {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "image".into(),
             message: format!("unknown image {:?}; see GET /v1/images", req.image),
         });
     }
     if req.ssh_keys.is_empty() {
-        errs.push(FieldError {
+        errs.push(BadField {
             field: "ssh_keys".into(),
             message: "at least one SSH public key is required".into(),
         });
