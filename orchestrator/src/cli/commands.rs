@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::client::{ApiClient, enc};
-use super::output::{cell, json as print_json, table};
+use super::output::{cell, json as print_json, line, table};
 use super::{
     ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand,
 };
@@ -36,7 +36,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let info = db.create_token(&secret, role, customer.as_ref(), &label).await?;
             db.close().await;
             eprintln!("created {} token {}", role.as_str(), info.id);
-            println!("{secret}");
+            line(&secret)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pi { command, api } => pi(command, &api).await,
@@ -44,7 +44,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Shelf { command: ShelfCommand::List, api } => {
             let v = ApiClient::new(&api)?.get("/v1/shelves").await?;
             if api.json {
-                print_json(&v);
+                print_json(&v)?;
             } else {
                 let rows = list(&v)
                     .iter()
@@ -57,7 +57,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect::<Vec<_>>();
-                table(&["name", "switch", "ports", "slots"], &rows);
+                table(&["name", "switch", "ports", "slots"], &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -69,7 +69,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let job = c.post(&format!("/v1/shelves/{}/rack", enc(&name)), &json!({}), None).await?;
             let id = job["id"].as_str().unwrap_or_default().to_string();
             if api.json && !wait {
-                print_json(&job);
+                print_json(&job)?;
             } else {
                 eprintln!("racking shelf {name}: job {id}");
             }
@@ -88,7 +88,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Image { command: ImageCommand::List, api } => {
             let v = ApiClient::new(&api)?.get("/v1/images").await?;
             if api.json {
-                print_json(&v);
+                print_json(&v)?;
             } else {
                 let rows = list(&v)
                     .iter()
@@ -102,7 +102,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                         ]
                     })
                     .collect::<Vec<_>>();
-                table(&["name", "release", "arch", "status", "size"], &rows);
+                table(&["name", "release", "arch", "status", "size"], &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -147,7 +147,7 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             }
             let v = c.get(&format!("/v1/pis?{}", q.join("&"))).await?;
             if api.json {
-                print_json(&v);
+                print_json(&v)?;
             } else {
                 let rows = list(&v)
                     .iter()
@@ -164,7 +164,7 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                 table(
                     &["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"],
                     &rows,
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -172,7 +172,7 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             let p = c.get(&format!("/v1/pis/{}", enc(&id))).await?;
             let ev = c.get(&format!("/v1/pis/{}/events?limit=500", enc(&id))).await?;
             if api.json {
-                print_json(&json!({ "pi": p, "events": ev["items"] }));
+                print_json(&json!({ "pi": p, "events": ev["items"] }))?;
             } else {
                 for k in [
                     "id",
@@ -189,14 +189,14 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                     "storage_ip",
                     "public_ipv6",
                 ] {
-                    println!("{k:<12} {}", cell(&p, k));
+                    line(format_args!("{k:<12} {}", cell(&p, k)))?;
                 }
-                println!();
+                line("")?;
                 let rows = list(&ev)
                     .iter()
                     .map(|e| vec![cell(e, "at"), cell(e, "kind"), cell(e, "message")])
                     .collect::<Vec<_>>();
-                table(&["at (ms)", "event", "message"], &rows);
+                table(&["at (ms)", "event", "message"], &rows)?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -231,12 +231,12 @@ async fn start(
         .post(&format!("/v1/pis/{}/{path}", enc(&a.id)), &body, a.idempotency_key.as_deref())
         .await?;
     if api.json && !a.wait {
-        print_json(&job);
+        print_json(&job)?;
         return Ok(ExitCode::SUCCESS);
     }
     let id = cell(&job, "id");
     if !a.wait {
-        println!("{id}");
+        line(&id)?;
         if job["executable"] == Value::Bool(false) {
             eprintln!("note: this controller cannot run {path} jobs yet; the job stays queued");
         }
@@ -251,7 +251,7 @@ async fn job(cmd: JobCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
         JobCommand::Show { id } => {
             let j = c.get(&format!("/v1/jobs/{}", enc(&id))).await?;
             if api.json {
-                print_json(&j);
+                print_json(&j)?;
             } else {
                 for k in [
                     "id",
@@ -265,7 +265,7 @@ async fn job(cmd: JobCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                     "last_error",
                     "customer_message",
                 ] {
-                    println!("{k:<17} {}", cell(&j, k));
+                    line(format_args!("{k:<17} {}", cell(&j, k)))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -298,14 +298,14 @@ async fn wait(
             Some("succeeded") => {
                 bar.finish_with_message("succeeded");
                 if json_out {
-                    print_json(&j);
+                    print_json(&j)?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             Some(s @ ("failed" | "cancelled")) => {
                 bar.abandon_with_message(format!("{s}: {}", cell(&j, "last_error")));
                 if json_out {
-                    print_json(&j);
+                    print_json(&j)?;
                 }
                 return Ok(ExitCode::FAILURE);
             }

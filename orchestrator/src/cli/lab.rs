@@ -139,10 +139,10 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     );
     let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none")
         .await?;
-    println!(
+    super::output::line(format_args!(
         "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}",
         dir.display()
-    );
+    ))?;
     Ok(code)
 }
 
@@ -242,7 +242,7 @@ async fn watch(
         .await?;
     let status: crate::db::status::ShelfStatus =
         serde_json::from_value(status).context("reading the shelf status")?;
-    print!("{}", super::shelf_view::render(&status, status.read_at));
+    super::output::print(super::shelf_view::render(&status, status.read_at))?;
     let sims: Value = std::fs::read_to_string(dir.join("pis.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -251,10 +251,10 @@ async fn watch(
     for state in sims.as_object().into_iter().flat_map(|o| o.values()) {
         *tally.entry(state.as_str().unwrap_or("?").to_string()).or_default() += 1;
     }
-    println!(
+    super::output::line(format_args!(
         "simulated Pis: {}",
         tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
-    );
+    ))?;
     let failed = last.iter().filter(|p| p["state"] == "failed").count();
     Ok(if failed == 0 && last.len() == usize::from(pis) {
         ExitCode::SUCCESS

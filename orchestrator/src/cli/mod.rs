@@ -230,11 +230,18 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(commands::run(cli.command)) {
         Ok(code) => code,
+        Err(e) if reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the command failed only because whoever read its stdout stopped reading
+/// (`bramble pi show ID | head`): not an error, as for `ls | head`.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<output::StdoutError>().is_some_and(|o| o.reader_gone()))
 }
 
 fn init_tracing() {
