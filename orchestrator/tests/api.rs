@@ -306,6 +306,30 @@ async fn lists_are_paginated() {
     each_backend!(case);
 }
 
+/// The `field` each 400 problem of a list query names.
+fn refused_field(r: &common::Resp) -> String {
+    assert_problem(r, 400, "invalid_parameter");
+    r.body["errors"][0]["field"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn unparseable_cursors_are_400_naming_the_cursor() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pi = api.rack(op, "shelf-k", 1, &["k"]).await.remove(0);
+        let lists = ["/v1/pis?".to_string(), "/v1/jobs?".into(), "/v1/events?".into()]
+            .into_iter()
+            .chain([format!("/v1/pis/{pi}/events?"), format!("/v1/events?pi={pi}&")]);
+        for list in lists {
+            for cursor in ["%ff%fe", "", "garbage", "-1", "job-", "pi-%20", "1e3", "1;DROP"] {
+                let path = format!("{list}cursor={cursor}");
+                let r = api.get(&path, op).await;
+                assert_eq!(refused_field(&r), "cursor", "{path}: {:?}", r.body);
+            }
+        }
+    }
+    each_backend!(case);
+}
+
 #[tokio::test]
 async fn metrics_and_openapi_are_served() {
     let db = bramble::testing::sqlite_db();

@@ -116,6 +116,37 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
+/// A `cursor` that continues a list keyed by IDs with `prefix` (`pi`, `job`): the
+/// `next_cursor` of the previous page, which is an ID.
+pub fn id_cursor(raw: Option<String>, prefix: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let key = raw.strip_prefix(prefix).and_then(|r| r.strip_prefix('-'));
+    let well_formed = key.is_some_and(|k| {
+        (1..=64).contains(&k.len())
+            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    });
+    if well_formed {
+        Ok(Some(raw))
+    } else {
+        Err(ApiError::bad_parameter(
+            "cursor",
+            format!("not a cursor of this list (a {prefix}- ID from next_cursor)"),
+        ))
+    }
+}
+
+/// A `cursor` that continues an event list: an event id from `next_cursor`.
+pub fn event_cursor(raw: Option<String>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.parse::<i64>() {
+        Ok(id) if id >= 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id)),
+        _ => Err(ApiError::bad_parameter(
+            "cursor",
+            "not a cursor of this list (an event id from next_cursor)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

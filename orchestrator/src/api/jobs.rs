@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Caller, Params, page_limit};
+use super::extract::{Caller, Params, id_cursor, page_limit};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::db::Page;
@@ -32,7 +32,8 @@ pub async fn list(
     Params(q): Params<ListJobs>,
 ) -> Result<Json<Page<Job>>, ApiError> {
     let f = JobFilter { pi: q.pi.map(PiId), state: q.state, visible_to: who.customer().cloned() };
-    let page = st.db.list_jobs(&f, q.cursor.as_deref(), page_limit(q.limit)?).await?;
+    let cursor = id_cursor(q.cursor, JobId::PREFIX)?;
+    let page = st.db.list_jobs(&f, cursor.as_deref(), page_limit(q.limit)?).await?;
     Ok(Json(Page {
         items: page.items.into_iter().map(|j| st.present(j)).collect(),
         next_cursor: page.next_cursor,

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Caller, Params, page_limit, require_operator};
+use super::extract::{Body, Caller, Params, event_cursor, page_limit, require_operator};
 use super::{ApiError, AppState};
 use crate::auth::{Role, generate_token};
 use crate::db::Page;
@@ -60,7 +60,8 @@ pub struct ListAudit {
     /// Only events whose kind starts with this.
     kind: Option<String>,
     limit: Option<usize>,
-    cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    cursor: super::pis::EventCursor,
 }
 
 /// The audit log. Customers see the events of their own requests and Pis.
@@ -70,6 +71,7 @@ pub async fn events(
     Caller(who): Caller,
     Params(q): Params<ListAudit>,
 ) -> Result<Json<Page<Event>>, ApiError> {
+    let cursor = event_cursor(q.cursor)?;
     let pi = match &q.pi {
         Some(id) => Some(super::pis::visible_pi(&st, &who, id).await?.id),
         None => None,
@@ -80,7 +82,7 @@ pub async fn events(
         None => q.customer.map(CustomerId),
     };
     let f = EventFilter { pi, customer, kind_prefix: q.kind };
-    Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
+    Ok(Json(st.db.list_events(&f, cursor, page_limit(q.limit)?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/images", tag = "meta", responses((status = 200, body = Vec<Image>)), security(("bearer" = [])))]

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Caller, Params, page_limit, require_operator};
+use super::extract::{Body, Caller, Params, event_cursor, id_cursor, page_limit, require_operator};
 use super::{ApiError, AppState, FieldError};
 use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
@@ -35,6 +35,10 @@ pub struct ListPis {
     cursor: Option<String>,
 }
 
+/// The `cursor` parameter of an event list: an event id, documented as the integer it is
+/// but taken as text so a garbled one is a 400 naming it.
+pub(super) type EventCursor = Option<String>;
+
 #[utoipa::path(get, path = "/v1/pis", tag = "pis", params(ListPis),
     responses((status = 200, body = Page<Pi>), (status = 401, body = super::Problem)), security(("bearer" = [])))]
 pub async fn list(
@@ -48,7 +52,8 @@ pub async fn list(
         owner: q.owner.map(CustomerId),
         visible_to: who.customer().cloned(),
     };
-    Ok(Json(st.db.list_pis(&filter, q.cursor.as_deref(), page_limit(q.limit)?).await?))
+    let cursor = id_cursor(q.cursor, PiId::PREFIX)?;
+    Ok(Json(st.db.list_pis(&filter, cursor.as_deref(), page_limit(q.limit)?).await?))
 }
 
 /// Loads a Pi the caller may see; another customer's Pi is "not found", never "forbidden".
@@ -199,7 +204,8 @@ pub struct ListEvents {
     /// Only events whose kind starts with this (`dhcp.`, `tftp.`, `job.`).
     kind: Option<String>,
     limit: Option<usize>,
-    cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    cursor: EventCursor,
 }
 
 #[utoipa::path(get, path = "/v1/pis/{id}/events", tag = "pis", params(("id" = String, Path), ListEvents),
@@ -211,8 +217,9 @@ pub async fn events(
     Params(q): Params<ListEvents>,
 ) -> Result<Json<Page<Event>>, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
+    let cursor = event_cursor(q.cursor)?;
     let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
-    Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
+    Ok(Json(st.db.list_events(&f, cursor, page_limit(q.limit)?).await?))
 }
 
 /// What a reinstall should put on the Pi.
