@@ -133,7 +133,7 @@ pub async fn timeline(lab: &Lab, pi: &str) -> Vec<Value> {
         let page = lab
             .call(
                 reqwest::Method::GET,
-                &format!("/v1/pis/{pi}/events?limit=500{cursor}"),
+                &format!("/v1/pis/{pi}/events?limit=500&order=asc{cursor}"),
                 None,
                 &[200],
             )

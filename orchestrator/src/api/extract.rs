@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::db::Order;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -132,6 +133,16 @@ pub fn id_cursor(raw: Option<String>, prefix: &str) -> Result<Option<String>, Ap
             "cursor",
             format!("not a cursor of this list (a {prefix}- ID from next_cursor)"),
         ))
+    }
+}
+
+/// The `order` of a job or event list: newest first unless `asc` is asked for.
+pub fn list_order(raw: Option<String>) -> Result<Order, ApiError> {
+    match raw.as_deref() {
+        None => Ok(Order::Desc),
+        Some(s) => {
+            Order::parse(s).ok_or_else(|| ApiError::bad_parameter("order", "must be asc or desc"))
+        }
     }
 }
 

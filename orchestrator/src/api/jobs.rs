@@ -5,11 +5,11 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Caller, Params, id_cursor, page_limit};
+use super::extract::{Caller, Params, id_cursor, list_order, page_limit};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::db::Page;
 use crate::db::jobs::JobFilter;
+use crate::db::{Order, Page};
 use crate::ids::{JobId, PiId};
 use crate::jobs::model::{JobKind, JobState};
 use crate::model::Job;
@@ -22,6 +22,9 @@ pub struct ListJobs {
     state: Option<JobState>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[param(value_type = Option<Order>)]
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobs),
@@ -33,7 +36,8 @@ pub async fn list(
 ) -> Result<Json<Page<Job>>, ApiError> {
     let f = JobFilter { pi: q.pi.map(PiId), state: q.state, visible_to: who.customer().cloned() };
     let cursor = id_cursor(q.cursor, JobId::PREFIX)?;
-    let page = st.db.list_jobs(&f, cursor.as_deref(), page_limit(q.limit)?).await?;
+    let order = list_order(q.order)?;
+    let page = st.db.list_jobs(&f, cursor.as_deref(), order, page_limit(q.limit)?).await?;
     Ok(Json(Page {
         items: page.items.into_iter().map(|j| st.present(j)).collect(),
         next_cursor: page.next_cursor,

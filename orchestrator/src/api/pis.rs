@@ -8,12 +8,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Caller, Params, event_cursor, id_cursor, page_limit, require_operator};
+use super::extract::{
+    Body, Caller, Params, event_cursor, id_cursor, list_order, page_limit, require_operator,
+};
 use super::{ApiError, AppState, FieldError};
-use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
 use crate::db::jobs::{CreateOutcome, NewJob};
 use crate::db::pis::{NewPi, PiFilter};
+use crate::db::{Order, Page};
 use crate::ids::{CustomerId, PiId, SlotId};
 use crate::jobs::model::JobKind;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
@@ -206,6 +208,9 @@ pub struct ListEvents {
     limit: Option<usize>,
     #[param(value_type = Option<i64>)]
     cursor: EventCursor,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[param(value_type = Option<Order>)]
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/pis/{id}/events", tag = "pis", params(("id" = String, Path), ListEvents),
@@ -217,9 +222,9 @@ pub async fn events(
     Params(q): Params<ListEvents>,
 ) -> Result<Json<Page<Event>>, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
-    let cursor = event_cursor(q.cursor)?;
+    let (cursor, order) = (event_cursor(q.cursor)?, list_order(q.order)?);
     let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
-    Ok(Json(st.db.list_events(&f, cursor, page_limit(q.limit)?).await?))
+    Ok(Json(st.db.list_events(&f, cursor, order, page_limit(q.limit)?).await?))
 }
 
 /// What a reinstall should put on the Pi.

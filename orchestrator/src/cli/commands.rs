@@ -170,7 +170,7 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
         }
         PiCommand::Show { id } => {
             let p = c.get(&format!("/v1/pis/{}", enc(&id))).await?;
-            let ev = c.get(&format!("/v1/pis/{}/events?limit=500", enc(&id))).await?;
+            let ev = c.get(&format!("/v1/pis/{}/events?limit=500&order=asc", enc(&id))).await?;
             if api.json {
                 print_json(&json!({ "pi": p, "events": ev["items"] }))?;
             } else {

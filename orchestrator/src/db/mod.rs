@@ -198,6 +198,29 @@ pub(crate) fn get_json(row: &AnyRow, col: &'static str) -> Result<serde_json::Va
     serde_json::from_str(&s).map_err(|_| DbError::Corrupt { column: col, value: s })
 }
 
+/// Which way a list runs through its keys. IDs and event ids grow with creation, so
+/// ascending is oldest first; a cursor continues the list in the same direction.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+impl Order {
+    pub fn parse(s: &str) -> Option<Order> {
+        match s {
+            "asc" => Some(Order::Asc),
+            "desc" => Some(Order::Desc),
+            _ => None,
+        }
+    }
+}
+
 /// A page of a list: items and the cursor for the next page, if any.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
@@ -207,7 +230,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Builds a page from up to `limit + 1` rows fetched in ID order.
+    /// Builds a page from up to `limit + 1` rows fetched in the list's order.
     pub fn from_rows(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
