@@ -15,6 +15,7 @@ use crate::jobs::model::{JobKind, JobState};
 use crate::model::Job;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListJobs {
     /// Only jobs on this Pi.

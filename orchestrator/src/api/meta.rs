@@ -53,6 +53,7 @@ pub async fn not_found() -> ApiError {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListAudit {
     /// Only events about this Pi.

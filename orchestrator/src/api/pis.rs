@@ -23,6 +23,7 @@ use crate::model::{Event, Job, Pi};
 use crate::validate;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListPis {
     /// Only Pis on this shelf (by name).
@@ -201,6 +202,7 @@ pub async fn update(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListEvents {
     /// Only events whose kind starts with this (`dhcp.`, `tftp.`, `job.`).
