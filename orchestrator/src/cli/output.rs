@@ -51,17 +51,14 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<(), StdoutError> 
     print(text)
 }
 
-/// A JSON field as a table cell: strings bare, null as `-`.
-pub fn cell(v: &serde_json::Value, key: &str) -> String {
-    use serde_json::Value;
-    match v.get(key) {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+/// A value as a table cell, `-` when absent.
+pub fn cell<T: Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-/// Pretty-printed JSON.
+/// Pretty-printed JSON, objects with their keys sorted (as the CLI has always shown
+/// them).
 pub fn json(v: &impl Serialize) -> Result<(), StdoutError> {
-    line(serde_json::to_string_pretty(v).unwrap_or_default())
+    let value = serde_json::to_value(v).unwrap_or_default();
+    line(serde_json::to_string_pretty(&value).unwrap_or_default())
 }
