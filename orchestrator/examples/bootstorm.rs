@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bramble::jobs::model::JobState;
 use bramble::lab::{LAB_IMAGES, Lab, LabOptions};
 use bramble_lab::LabError;
 use bramble_lab::anchor::BootFileSizes;
@@ -147,8 +148,8 @@ async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
     eprintln!("{pis} storage links served in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let job = lab.rack(Duration::from_secs(900)).await?;
-    if job["state"] != "succeeded" {
-        return Err(format!("rack job did not succeed: {job}").into());
+    if job.state != JobState::Succeeded {
+        return Err(format!("rack job did not succeed: {job:?}").into());
     }
     eprintln!("racked {pis} Pis in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
@@ -157,10 +158,9 @@ async fn rack_and_deploy(lab: &Lab, pis: u16) -> Result<(), BoxError> {
         return Err(format!("{} of {pis} Pis were ready to deploy", jobs.len()).into());
     }
     for job in &jobs {
-        let id = job["id"].as_str().unwrap_or_default();
-        let done = lab.wait_job(id, Duration::from_secs(900)).await?;
-        if done["state"] != "succeeded" {
-            return Err(format!("deploy job did not succeed: {done}").into());
+        let done = lab.wait_job(job.id.as_str(), Duration::from_secs(900)).await?;
+        if done.state != JobState::Succeeded {
+            return Err(format!("deploy job did not succeed: {done:?}").into());
         }
     }
     for port in 1..=pis {
@@ -212,8 +212,7 @@ async fn resize_all(lab: &Lab, sizes: BootFileSizes) -> Result<(), BoxError> {
     let roots = lab.opts.state_dir.join("images/roots");
     let mut dirs: Vec<PathBuf> = vec![lab.opts.state_dir.join("firmware")];
     for pi in lab.pis().await? {
-        let id = pi["id"].as_str().ok_or("a Pi without an id")?;
-        dirs.push(roots.join(id).join("boot"));
+        dirs.push(roots.join(pi.id.as_str()).join("boot"));
     }
     let written = tokio::task::spawn_blocking(move || {
         dirs.iter()

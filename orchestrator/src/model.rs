@@ -1,6 +1,7 @@
 //! The inventory's domain types, as the API shows them.
 //!
-//! These are what handlers return and what the database layer produces. Secrets never
+//! These are what handlers return and what the database layer produces; the CLI and the
+//! lab read the API's answers back into them. Secrets never
 //! appear here: switch credentials and token hashes have their own types in `db`.
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +39,7 @@ impl PowerState {
 }
 
 /// A Raspberry Pi.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Pi {
     pub id: PiId,
     /// Board serial, 8 lowercase hex digits, once seen.
@@ -62,7 +63,7 @@ pub struct Pi {
 }
 
 /// A job: a power action, reboot, reimage or shelf racking.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: JobId,
     pub kind: JobKind,
@@ -90,7 +91,7 @@ pub struct Job {
 }
 
 /// One entry in the append-only audit log and boot timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Event {
     pub id: i64,
     pub at: i64,
@@ -121,7 +122,7 @@ pub struct Switch {
 }
 
 /// A shelf of Pis: a switch and a range of its ports.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Shelf {
     pub id: ShelfId,
     pub name: String,
@@ -133,7 +134,7 @@ pub struct Shelf {
 }
 
 /// One switch port of a shelf with its storage VLAN and addresses.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Slot {
     pub id: SlotId,
     pub port: u16,
@@ -147,7 +148,7 @@ pub struct Slot {
 }
 
 /// An OS image customers can choose.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Image {
     pub name: String,
     pub release: String,

@@ -269,7 +269,7 @@ async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
         assert_eq!(r.status, 204);
         assert_problem(&api.get("/v1/pis", &token).await, 401, "unauthorized");
         // The audit log recorded who did it.
-        let audit = api.get("/v1/events?kind=token.", op).await;
+        let audit = api.get("/v1/events?kind=token.&order=asc", op).await;
         let kinds: Vec<&str> = audit.body["items"]
             .as_array()
             .unwrap()
@@ -302,6 +302,80 @@ async fn lists_are_paginated() {
         sorted.dedup();
         assert_eq!(seen.len(), 5);
         assert_eq!(sorted, seen);
+    }
+    each_backend!(case);
+}
+
+/// The `field` each 400 problem of a list query names.
+fn refused_field(r: &common::Resp) -> String {
+    assert_problem(r, 400, "invalid_parameter");
+    r.body["errors"][0]["field"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn unparseable_cursors_are_400_naming_the_cursor() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pi = api.rack(op, "shelf-k", 1, &["k"]).await.remove(0);
+        let lists = ["/v1/pis?".to_string(), "/v1/jobs?".into(), "/v1/events?".into()]
+            .into_iter()
+            .chain([format!("/v1/pis/{pi}/events?"), format!("/v1/events?pi={pi}&")]);
+        for list in lists {
+            for cursor in ["%ff%fe", "", "garbage", "-1", "job-", "pi-%20", "1e3", "1;DROP"] {
+                let path = format!("{list}cursor={cursor}");
+                let r = api.get(&path, op).await;
+                assert_eq!(refused_field(&r), "cursor", "{path}: {:?}", r.body);
+            }
+        }
+    }
+    each_backend!(case);
+}
+
+/// The ids of a list's pages, following `next_cursor` from `first`.
+async fn walk(api: &Api, op: &str, first: &str) -> Vec<String> {
+    let (mut seen, mut path) = (vec![], first.to_string());
+    loop {
+        let r = api.get(&path, op).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        let items = r.body["items"].as_array().unwrap();
+        seen.extend(items.iter().map(|i| i["id"].to_string().trim_matches('"').to_string()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("{first}&cursor={c}"),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobs_and_events_list_newest_first_unless_asked_otherwise() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-o", 1, &["o"; 5]).await;
+        for pi in &pis {
+            let r = api.post(&format!("/v1/pis/{pi}/power-on"), op, json!({})).await;
+            assert_eq!(r.status, 202, "{:?}", r.body);
+        }
+        let events = format!("/v1/pis/{}/events?limit=2", pis[0]);
+        for list in ["/v1/jobs?limit=2", "/v1/events?limit=2", &events] {
+            let newest_first = walk(&api, op, list).await;
+            let oldest_first = walk(&api, op, &format!("{list}&order=asc")).await;
+            assert!(newest_first.len() >= 3, "{list}: {newest_first:?}");
+            let mut reversed = oldest_first.clone();
+            reversed.reverse();
+            assert_eq!(newest_first, reversed, "{list}");
+            assert_eq!(walk(&api, op, &format!("{list}&order=desc")).await, newest_first);
+            let by_key = |v: &Vec<String>| -> Vec<i64> {
+                v.iter().map(|id| id.parse().unwrap_or_default()).collect()
+            };
+            if list.contains("events") {
+                let keys = by_key(&oldest_first);
+                assert!(keys.windows(2).all(|w| w[0] < w[1]), "{list}: {keys:?}");
+            } else {
+                let mut sorted = oldest_first.clone();
+                sorted.sort();
+                assert_eq!(sorted, oldest_first, "{list}");
+            }
+            let r = api.get(&format!("{list}&order=sideways"), op).await;
+            assert_eq!(refused_field(&r), "order", "{list}: {:?}", r.body);
+        }
     }
     each_backend!(case);
 }

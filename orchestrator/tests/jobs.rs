@@ -79,7 +79,7 @@ async fn a_reimage_runs_every_step_and_deploys_the_pi() {
         assert_eq!(j.progress_percent, 100);
         let p = api.get(&format!("/v1/pis/{pi}"), &op).await;
         assert_eq!(p.body["state"], "deployed");
-        let audit = api.get(&format!("/v1/pis/{pi}/events?kind=job."), &op).await;
+        let audit = api.get(&format!("/v1/pis/{pi}/events?kind=job.&order=asc"), &op).await;
         let kinds: Vec<&str> = audit.body["items"]
             .as_array()
             .unwrap()
@@ -258,7 +258,11 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
 
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let page = state.db.list_jobs(&Default::default(), None, 100).await.unwrap();
+        let page = state
+            .db
+            .list_jobs(&Default::default(), None, bramble::db::Order::Asc, 100)
+            .await
+            .unwrap();
         if page.items.iter().all(|j| j.state == JobState::Succeeded) {
             break;
         }

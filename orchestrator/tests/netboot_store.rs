@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bramble::config::{Config, Overrides, RawConfig};
-use bramble::db::Db;
 use bramble::db::events::EventFilter;
 use bramble::db::fabric::NewSwitch;
+use bramble::db::{Db, Order};
 use bramble::netboot::directory::Directory;
 use bramble::netboot::events::DbEventSink;
 use bramble::netboot::leases::DbLeaseStore;
@@ -67,7 +67,13 @@ fn sighting(slot: Option<&str>, m: MacAddr, serial: Option<u32>) -> Sighting {
 
 async fn kinds(db: &Db, pi: &str) -> Vec<String> {
     let f = EventFilter { pi: Some(bramble::ids::PiId(pi.into())), ..Default::default() };
-    db.list_events(&f, None, 100).await.expect("events").items.into_iter().map(|e| e.kind).collect()
+    db.list_events(&f, None, Order::Asc, 100)
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 async fn pi_in_slot(db: &Db, slot: &str) -> Option<bramble::model::Pi> {

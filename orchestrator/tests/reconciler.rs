@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bramble::alloc::AddressPools;
 use bramble::auth::Principal;
-use bramble::db::Db;
 use bramble::db::events::EventFilter;
 use bramble::db::fabric::NewSwitch;
 use bramble::db::jobs::{CreateOutcome, NewJob};
 use bramble::db::pis::NewPi;
+use bramble::db::{Db, Order};
 use bramble::fabric::{Fabric, SnmpTiming};
 use bramble::ids::{PiId, SlotId, TokenId};
 use bramble::jobs::model::JobKind;
@@ -162,7 +162,7 @@ impl Lab {
 
     async fn events(&self, kind: &str) -> Vec<Event> {
         let f = EventFilter { kind_prefix: Some(kind.into()), ..Default::default() };
-        let page = self.db.list_events(&f, None, 1000).await.expect("events");
+        let page = self.db.list_events(&f, None, Order::Asc, 1000).await.expect("events");
         page.items.into_iter().filter(|e| e.kind == kind).collect()
     }
 

@@ -13,10 +13,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use bramble::auth::Principal;
-use bramble::db::Db;
 use bramble::db::events::{EventFilter, NewEvent};
 use bramble::db::jobs::{CreateOutcome, NewJob};
 use bramble::db::pis::NewPi;
+use bramble::db::{Db, Order};
 use bramble::ids::{CustomerId, TokenId};
 use bramble::jobs::model::JobKind;
 use bramble::lifecycle::PiState;
@@ -154,7 +154,7 @@ async fn job(db: &Db, customer: &str) -> Job {
 
 async fn events(db: &Db, prefix: &str) -> Vec<Event> {
     let f = EventFilter { kind_prefix: Some(prefix.into()), ..Default::default() };
-    db.list_events(&f, None, 100).await.unwrap().items
+    db.list_events(&f, None, Order::Asc, 100).await.unwrap().items
 }
 
 #[tokio::test]

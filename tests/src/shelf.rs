@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bramble::jobs::model::JobState;
 use bramble::lab::{LAB_IMAGES, Lab, LabOptions};
+use bramble::lifecycle::PiState;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -61,13 +63,13 @@ pub async fn racked(opts: LabOptions) -> Lab {
         panic!("lab up: {e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string()))
     });
     let job = lab.rack(Duration::from_secs(120)).await.expect("rack job");
-    assert_eq!(job["state"], "succeeded", "rack job: {job}");
+    assert_eq!(job.state, JobState::Succeeded, "rack job: {job:?}");
     let listed = lab.pis().await.expect("pis");
-    let ready = listed.iter().filter(|p| p["state"] == "ready").count();
+    let ready = listed.iter().filter(|p| p.state == PiState::Ready).count();
     assert_eq!(
         ready,
         usize::from(pis),
-        "every slot has a ready Pi; rack job {job}; Pis {listed:?}"
+        "every slot has a ready Pi; rack job {job:?}; Pis {listed:?}"
     );
     lab
 }
@@ -76,11 +78,9 @@ pub async fn racked(opts: LabOptions) -> Lab {
 pub async fn deploy_all(lab: &Lab, image: &str) {
     let jobs = lab.deploy_all(image).await.expect("deploy");
     for job in jobs {
-        let done = lab
-            .wait_job(job["id"].as_str().expect("job id"), Duration::from_secs(120))
-            .await
-            .expect("deploy job");
-        assert_eq!(done["state"], "succeeded", "deploy job: {done}");
+        let done =
+            lab.wait_job(job.id.as_str(), Duration::from_secs(120)).await.expect("deploy job");
+        assert_eq!(done.state, JobState::Succeeded, "deploy job: {done:?}");
     }
     for (port, sim) in lab.cabling.sims() {
         let state = sim
@@ -133,7 +133,7 @@ pub async fn timeline(lab: &Lab, pi: &str) -> Vec<Value> {
         let page = lab
             .call(
                 reqwest::Method::GET,
-                &format!("/v1/pis/{pi}/events?limit=500{cursor}"),
+                &format!("/v1/pis/{pi}/events?limit=500&order=asc{cursor}"),
                 None,
                 &[200],
             )
@@ -189,12 +189,7 @@ pub async fn pi_ports(lab: &Lab) -> Vec<(String, u16)> {
         .await
         .expect("pis")
         .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap_or_default().to_string(),
-                p["port"].as_u64().unwrap_or(0) as u16,
-            )
-        })
+        .map(|p| (p.id.to_string(), p.port.unwrap_or(0)))
         .collect();
     v.sort_by_key(|(_, port)| *port);
     v

@@ -72,7 +72,7 @@ async fn jobs_survive_a_graceful_restart_on_every_backend() {
             "{again}"
         );
         let events: Value = http
-            .get(c.url(&format!("/v1/pis/{id}/events")))
+            .get(c.url(&format!("/v1/pis/{id}/events?order=asc")))
             .bearer_auth(&c.token)
             .send()
             .await

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bramble::jobs::model::JobState;
 use bramble_lab::pisim::PiState;
 use bramble_tests::shelf::{self, boot_after_power_on, other_image, timeline};
 use serde_json::{Value, json};
@@ -56,8 +57,8 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     for job in [&reimage, &reboot] {
         let done =
             lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
-        assert_eq!(done["state"], "succeeded", "{done}");
-        assert_eq!(done["progress_percent"], 100);
+        assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+        assert_eq!(done.progress_percent, 100);
     }
 
     // Exactly those two Pis lost power and booted again; the others never blinked.
@@ -141,21 +142,16 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
         );
         // The killed controller left the job running at the step it had finished.
         let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
-        let left = db
-            .get_job(&bramble::ids::JobId(job["id"].as_str().unwrap().into()))
-            .await
-            .unwrap()
-            .unwrap();
+        let left = db.get_job(&job.id).await.unwrap().unwrap();
         assert_eq!(
             (left.state, left.current_step.as_deref()),
             (bramble::jobs::model::JobState::Running, Some(*step))
         );
         db.close().await;
         lab.start_controller(None).await.unwrap();
-        let done =
-            lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
-        assert_eq!(done["state"], "succeeded", "after a crash after {step}: {done}");
-        assert_eq!(done["attempts"], 2, "resumed by the restarted controller: {done}");
+        let done = lab.wait_job(job.id.as_str(), Duration::from_secs(120)).await.unwrap();
+        assert_eq!(done.state, JobState::Succeeded, "after a crash after {step}: {done:?}");
+        assert_eq!(done.attempts, 2, "resumed by the restarted controller: {done:?}");
         // Exactly the new root: its marker, nothing half-built beside it, and the Pi
         // booted it (its simulator verified hostname and key over NFS and fetched the
         // new image's kernel).
@@ -203,14 +199,14 @@ async fn switch_faults_fail_jobs_cleanly_and_the_port_state_is_known() {
     let job = power_off().await.unwrap();
     let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
     assert_eq!(
-        (done["state"].as_str(), done["current_step"].as_str()),
-        (Some("failed"), Some("power-off")),
-        "{done}"
+        (done.state, done.current_step.as_deref()),
+        (JobState::Failed, Some("power-off")),
+        "{done:?}"
     );
-    assert!(done["last_error"].as_str().unwrap().contains("no answer"), "{done}");
+    assert!(done.last_error.as_deref().unwrap_or_default().contains("no answer"), "{done:?}");
     assert_eq!(
-        done["customer_message"],
-        "The network switch did not accept the request to power the Pi off."
+        done.customer_message.as_deref(),
+        Some("The network switch did not accept the request to power the Pi off.")
     );
     let p = pi_json().await;
     assert_eq!(
@@ -224,11 +220,7 @@ async fn switch_faults_fail_jobs_cleanly_and_the_port_state_is_known() {
     lab.switch.set_reject_sets(true);
     let job = power_off().await.unwrap();
     let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
-    assert_eq!(
-        (done["state"].as_str(), done["attempts"].as_i64()),
-        (Some("failed"), Some(1)),
-        "{done}"
-    );
+    assert_eq!((done.state, done.attempts), (JobState::Failed, 1), "{done:?}");
     assert!(lab.switch.state().delivering(port));
     assert_eq!(pi_json().await["power"], "on", "the inventory says what the switch reads back");
 
@@ -236,7 +228,7 @@ async fn switch_faults_fail_jobs_cleanly_and_the_port_state_is_known() {
     lab.switch.set_reject_sets(false);
     let job = power_off().await.unwrap();
     let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
-    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
     assert!(!lab.switch.state().delivering(port));
     assert_eq!(pi_json().await["power"], "off");
     assert_eq!(
@@ -289,7 +281,7 @@ async fn hammer(
             );
         }
         let done = lab.wait_job(&id, Duration::from_secs(120)).await.unwrap();
-        assert_eq!(done["state"], "succeeded", "{done}");
+        assert_eq!(done.state, JobState::Succeeded, "{done:?}");
         jobs.push(id);
     }
     jobs

@@ -48,6 +48,10 @@ pub enum ApiError {
     NotFound { what: String },
     #[error("malformed request body: {0}")]
     MalformedBody(String),
+    /// A query parameter that cannot be understood at all (a garbled `cursor`): 400,
+    /// where a well-formed but unacceptable value is 422 [`ApiError::Invalid`].
+    #[error("invalid parameter {}: {}", .0.field, .0.message)]
+    InvalidParameter(FieldError),
     #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
     #[error("Pi is busy with job {running}")]
@@ -65,6 +69,11 @@ impl ApiError {
         ApiError::NotFound { what: what.into() }
     }
 
+    /// A garbled query parameter (400).
+    pub fn bad_parameter(field: &str, message: impl Into<String>) -> Self {
+        ApiError::InvalidParameter(FieldError { field: field.to_string(), message: message.into() })
+    }
+
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         ApiError::Invalid(vec![FieldError { field: field.to_string(), message: message.into() }])
     }
@@ -75,6 +84,7 @@ impl ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
             ApiError::PiBusy { .. } => (StatusCode::CONFLICT, "pi_busy"),
             ApiError::KeyReused { .. } => {
@@ -113,6 +123,7 @@ impl IntoResponse for ApiError {
             code: code.to_string(),
             errors: match &self {
                 ApiError::Invalid(errs) => errs.clone(),
+                ApiError::InvalidParameter(e) => vec![e.clone()],
                 _ => Vec::new(),
             },
             job: match &self {

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::db::Order;
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -113,6 +114,47 @@ pub fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
         None => Ok(100),
         Some(n @ 1..=500) => Ok(n),
         Some(n) => Err(ApiError::invalid("limit", format!("must be between 1 and 500, got {n}"))),
+    }
+}
+
+/// A `cursor` that continues a list keyed by IDs with `prefix` (`pi`, `job`): the
+/// `next_cursor` of the previous page, which is an ID.
+pub fn id_cursor(raw: Option<String>, prefix: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let key = raw.strip_prefix(prefix).and_then(|r| r.strip_prefix('-'));
+    let well_formed = key.is_some_and(|k| {
+        (1..=64).contains(&k.len())
+            && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    });
+    if well_formed {
+        Ok(Some(raw))
+    } else {
+        Err(ApiError::bad_parameter(
+            "cursor",
+            format!("not a cursor of this list (a {prefix}- ID from next_cursor)"),
+        ))
+    }
+}
+
+/// The `order` of a job or event list: newest first unless `asc` is asked for.
+pub fn list_order(raw: Option<String>) -> Result<Order, ApiError> {
+    match raw.as_deref() {
+        None => Ok(Order::Desc),
+        Some(s) => {
+            Order::parse(s).ok_or_else(|| ApiError::bad_parameter("order", "must be asc or desc"))
+        }
+    }
+}
+
+/// A `cursor` that continues an event list: an event id from `next_cursor`.
+pub fn event_cursor(raw: Option<String>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    match raw.parse::<i64>() {
+        Ok(id) if id >= 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(id)),
+        _ => Err(ApiError::bad_parameter(
+            "cursor",
+            "not a cursor of this list (an event id from next_cursor)",
+        )),
     }
 }
 

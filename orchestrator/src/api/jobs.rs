@@ -5,16 +5,17 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Caller, Params, page_limit};
+use super::extract::{Caller, Params, id_cursor, list_order, page_limit};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::db::Page;
 use crate::db::jobs::JobFilter;
+use crate::db::{Order, Page};
 use crate::ids::{JobId, PiId};
 use crate::jobs::model::{JobKind, JobState};
 use crate::model::Job;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListJobs {
     /// Only jobs on this Pi.
@@ -22,6 +23,9 @@ pub struct ListJobs {
     state: Option<JobState>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[param(value_type = Option<Order>)]
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListJobs),
@@ -32,7 +36,9 @@ pub async fn list(
     Params(q): Params<ListJobs>,
 ) -> Result<Json<Page<Job>>, ApiError> {
     let f = JobFilter { pi: q.pi.map(PiId), state: q.state, visible_to: who.customer().cloned() };
-    let page = st.db.list_jobs(&f, q.cursor.as_deref(), page_limit(q.limit)?).await?;
+    let cursor = id_cursor(q.cursor, JobId::PREFIX)?;
+    let order = list_order(q.order)?;
+    let page = st.db.list_jobs(&f, cursor.as_deref(), order, page_limit(q.limit)?).await?;
     Ok(Json(Page {
         items: page.items.into_iter().map(|j| st.present(j)).collect(),
         next_cursor: page.next_cursor,

@@ -7,11 +7,13 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Caller, Params, page_limit, require_operator};
+use super::extract::{
+    Body, Caller, Params, event_cursor, list_order, page_limit, require_operator,
+};
 use super::{ApiError, AppState};
 use crate::auth::{Role, generate_token};
-use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
+use crate::db::{Order, Page};
 use crate::ids::{CustomerId, TokenId};
 use crate::metrics::Sample;
 use crate::model::{Event, Image, Token};
@@ -51,6 +53,7 @@ pub async fn not_found() -> ApiError {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListAudit {
     /// Only events about this Pi.
@@ -60,7 +63,11 @@ pub struct ListAudit {
     /// Only events whose kind starts with this.
     kind: Option<String>,
     limit: Option<usize>,
-    cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    cursor: super::pis::EventCursor,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[param(value_type = Option<Order>)]
+    order: Option<String>,
 }
 
 /// The audit log. Customers see the events of their own requests and Pis.
@@ -70,6 +77,7 @@ pub async fn events(
     Caller(who): Caller,
     Params(q): Params<ListAudit>,
 ) -> Result<Json<Page<Event>>, ApiError> {
+    let (cursor, order) = (event_cursor(q.cursor)?, list_order(q.order)?);
     let pi = match &q.pi {
         Some(id) => Some(super::pis::visible_pi(&st, &who, id).await?.id),
         None => None,
@@ -80,7 +88,7 @@ pub async fn events(
         None => q.customer.map(CustomerId),
     };
     let f = EventFilter { pi, customer, kind_prefix: q.kind };
-    Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
+    Ok(Json(st.db.list_events(&f, cursor, order, page_limit(q.limit)?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/images", tag = "meta", responses((status = 200, body = Vec<Image>)), security(("bearer" = [])))]

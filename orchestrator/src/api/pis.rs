@@ -8,12 +8,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, Caller, Params, page_limit, require_operator};
+use super::extract::{
+    Body, Caller, Params, event_cursor, id_cursor, list_order, page_limit, require_operator,
+};
 use super::{ApiError, AppState};
-use crate::db::Page;
 use crate::db::events::{EventFilter, NewEvent};
 use crate::db::jobs::{CreateOutcome, NewJob};
 use crate::db::pis::{NewPi, PiFilter};
+use crate::db::{Order, Page};
 use crate::ids::{CustomerId, PiId, SlotId};
 use crate::jobs::model::JobKind;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
@@ -21,6 +23,7 @@ use crate::model::{Event, Job, Pi};
 use crate::validate::{self, BadField};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListPis {
     /// Only Pis on this shelf (by name).
@@ -35,6 +38,10 @@ pub struct ListPis {
     cursor: Option<String>,
 }
 
+/// The `cursor` parameter of an event list: an event id, documented as the integer it is
+/// but taken as text so a garbled one is a 400 naming it.
+pub(super) type EventCursor = Option<String>;
+
 #[utoipa::path(get, path = "/v1/pis", tag = "pis", params(ListPis),
     responses((status = 200, body = Page<Pi>), (status = 401, body = super::Problem)), security(("bearer" = [])))]
 pub async fn list(
@@ -48,7 +55,8 @@ pub async fn list(
         owner: q.owner.map(CustomerId),
         visible_to: who.customer().cloned(),
     };
-    Ok(Json(st.db.list_pis(&filter, q.cursor.as_deref(), page_limit(q.limit)?).await?))
+    let cursor = id_cursor(q.cursor, PiId::PREFIX)?;
+    Ok(Json(st.db.list_pis(&filter, cursor.as_deref(), page_limit(q.limit)?).await?))
 }
 
 /// Loads a Pi the caller may see; another customer's Pi is "not found", never "forbidden".
@@ -194,12 +202,17 @@ pub async fn update(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListEvents {
     /// Only events whose kind starts with this (`dhcp.`, `tftp.`, `job.`).
     kind: Option<String>,
     limit: Option<usize>,
-    cursor: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    cursor: EventCursor,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    #[param(value_type = Option<Order>)]
+    order: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/pis/{id}/events", tag = "pis", params(("id" = String, Path), ListEvents),
@@ -211,8 +224,9 @@ pub async fn events(
     Params(q): Params<ListEvents>,
 ) -> Result<Json<Page<Event>>, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
+    let (cursor, order) = (event_cursor(q.cursor)?, list_order(q.order)?);
     let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
-    Ok(Json(st.db.list_events(&f, q.cursor, page_limit(q.limit)?).await?))
+    Ok(Json(st.db.list_events(&f, cursor, order, page_limit(q.limit)?).await?))
 }
 
 /// What a reinstall should put on the Pi.

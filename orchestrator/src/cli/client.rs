@@ -1,8 +1,9 @@
-//! A small client for Bramble's HTTP API, turning problem+json answers into errors that
-//! say what the controller said.
+//! A small client for Bramble's HTTP API: answers are read into the API's own types, and
+//! problem+json answers become errors that say what the controller said.
 
 use anyhow::{Context, bail};
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::ApiArgs;
 
@@ -10,6 +11,13 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+}
+
+/// The parts of a problem+json answer the CLI shows.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ProblemView {
+    detail: Option<String>,
+    code: Option<String>,
 }
 
 impl ApiClient {
@@ -23,28 +31,32 @@ impl ApiClient {
         })
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(self.http.get(self.url(path))).await
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(path, self.http.get(self.url(path))).await
     }
 
-    pub async fn post(
+    pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &impl Serialize,
         idempotency_key: Option<&str>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<T> {
         let mut req = self.http.post(self.url(path)).json(body);
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
-        self.send(req).await
+        self.send(path, req).await
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    async fn send(&self, mut req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        mut req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -53,12 +65,15 @@ impl ApiClient {
             .await
             .with_context(|| format!("cannot reach the controller at {}", self.base))?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let body = resp.bytes().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(body);
+            return serde_json::from_slice(&body).with_context(|| {
+                format!("the controller's answer to {path} is not what this bramble expects (a different version?)")
+            });
         }
-        let detail = body.get("detail").and_then(Value::as_str).unwrap_or("no detail");
-        let code = body.get("code").and_then(Value::as_str).unwrap_or("unknown");
+        let problem: ProblemView = serde_json::from_slice(&body).unwrap_or_default();
+        let detail = problem.detail.as_deref().unwrap_or("no detail");
+        let code = problem.code.as_deref().unwrap_or("unknown");
         if status == reqwest::StatusCode::UNAUTHORIZED {
             bail!("{detail} ({code}); pass --token or set BRAMBLE_TOKEN");
         }

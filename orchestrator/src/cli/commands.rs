@@ -5,15 +5,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::client::{ApiClient, enc};
-use super::output::{cell, json as print_json, table};
+use super::output::{cell, json as print_json, line, table};
 use super::{
     ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand,
 };
-use crate::db::Db;
+use crate::db::{Db, Page};
 use crate::ids::CustomerId;
+use crate::jobs::model::JobState;
+use crate::model::{Event, Image, Job, Pi, Shelf};
 use crate::server::Controller;
 
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -36,28 +39,28 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let info = db.create_token(&secret, role, customer.as_ref(), &label).await?;
             db.close().await;
             eprintln!("created {} token {}", role.as_str(), info.id);
-            println!("{secret}");
+            line(&secret)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pi { command, api } => pi(command, &api).await,
         Command::Job { command, api } => job(command, &api).await,
         Command::Shelf { command: ShelfCommand::List, api } => {
-            let v = ApiClient::new(&api)?.get("/v1/shelves").await?;
+            let shelves: Vec<Shelf> = ApiClient::new(&api)?.get("/v1/shelves").await?;
             if api.json {
-                print_json(&v);
+                print_json(&shelves)?;
             } else {
-                let rows = list(&v)
+                let rows = shelves
                     .iter()
                     .map(|s| {
                         vec![
-                            cell(s, "name"),
-                            cell(s, "switch"),
-                            format!("{}-{}", cell(s, "first_port"), cell(s, "last_port")),
-                            s["slots"].as_array().map_or(0, Vec::len).to_string(),
+                            s.name.clone(),
+                            s.switch.to_string(),
+                            format!("{}-{}", s.first_port, s.last_port),
+                            s.slots.len().to_string(),
                         ]
                     })
                     .collect::<Vec<_>>();
-                table(&["name", "switch", "ports", "slots"], &rows);
+                table(&["name", "switch", "ports", "slots"], &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -66,10 +69,11 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Shelf { command: ShelfCommand::Rack { name, wait, timeout }, api } => {
             let c = ApiClient::new(&api)?;
-            let job = c.post(&format!("/v1/shelves/{}/rack", enc(&name)), &json!({}), None).await?;
-            let id = job["id"].as_str().unwrap_or_default().to_string();
+            let job: Job =
+                c.post(&format!("/v1/shelves/{}/rack", enc(&name)), &json!({}), None).await?;
+            let id = job.id.to_string();
             if api.json && !wait {
-                print_json(&job);
+                print_json(&job)?;
             } else {
                 eprintln!("racking shelf {name}: job {id}");
             }
@@ -86,23 +90,23 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             super::tools::image_build(a).await
         }
         Command::Image { command: ImageCommand::List, api } => {
-            let v = ApiClient::new(&api)?.get("/v1/images").await?;
+            let images: Vec<Image> = ApiClient::new(&api)?.get("/v1/images").await?;
             if api.json {
-                print_json(&v);
+                print_json(&images)?;
             } else {
-                let rows = list(&v)
+                let rows = images
                     .iter()
                     .map(|i| {
                         vec![
-                            cell(i, "name"),
-                            cell(i, "release"),
-                            cell(i, "arch"),
-                            cell(i, "status"),
-                            cell(i, "size_bytes"),
+                            i.name.clone(),
+                            i.release.clone(),
+                            i.arch.clone(),
+                            i.status.clone(),
+                            cell(i.size_bytes),
                         ]
                     })
                     .collect::<Vec<_>>();
-                table(&["name", "release", "arch", "status", "size"], &rows);
+                table(&["name", "release", "arch", "status", "size"], &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -131,8 +135,38 @@ pub(super) async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn list(v: &Value) -> Vec<Value> {
-    v.get("items").unwrap_or(v).as_array().cloned().unwrap_or_default()
+/// `bramble pi show --json`: the Pi and its timeline (fields in the order printed).
+#[derive(Serialize)]
+struct PiShow {
+    events: Vec<Event>,
+    pi: Pi,
+}
+
+/// The table columns of a Pi, as `pi list` and `pi show` print them.
+fn pi_cells(p: &Pi) -> [(&'static str, String); 13] {
+    [
+        ("id", p.id.to_string()),
+        ("serial", cell(p.serial.as_ref())),
+        ("mac", cell(p.mac.as_ref())),
+        ("model", p.model.clone()),
+        ("shelf", cell(p.shelf.as_ref())),
+        ("port", cell(p.port)),
+        ("state", p.state.to_string()),
+        ("failed_step", cell(p.failed_step.as_ref())),
+        ("power", p.power.as_str().to_string()),
+        ("owner", cell(p.owner.as_ref())),
+        ("image", cell(p.image.as_ref())),
+        ("storage_ip", cell(p.storage_ip.as_ref())),
+        ("public_ipv6", cell(p.public_ipv6.as_ref())),
+    ]
+}
+
+/// The named cells of a Pi, in the order of `keys`.
+fn pi_row(p: &Pi, keys: &[&str]) -> Vec<String> {
+    let cells = pi_cells(p);
+    keys.iter()
+        .map(|k| cells.iter().find(|(name, _)| name == k).map_or("-".into(), |(_, v)| v.clone()))
+        .collect()
 }
 
 async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
@@ -145,36 +179,28 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                     q.push(format!("{k}={}", enc(&v)));
                 }
             }
-            let v = c.get(&format!("/v1/pis?{}", q.join("&"))).await?;
+            let page: Page<Pi> = c.get(&format!("/v1/pis?{}", q.join("&"))).await?;
             if api.json {
-                print_json(&v);
+                print_json(&page)?;
             } else {
-                let rows = list(&v)
-                    .iter()
-                    .map(|p| {
-                        [
-                            "id", "shelf", "port", "serial", "model", "state", "power", "owner",
-                            "image",
-                        ]
-                        .iter()
-                        .map(|k| cell(p, k))
-                        .collect()
-                    })
-                    .collect::<Vec<_>>();
+                let keys =
+                    ["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"];
+                let rows = page.items.iter().map(|p| pi_row(p, &keys)).collect::<Vec<_>>();
                 table(
                     &["id", "shelf", "port", "serial", "model", "state", "power", "owner", "image"],
                     &rows,
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
         PiCommand::Show { id } => {
-            let p = c.get(&format!("/v1/pis/{}", enc(&id))).await?;
-            let ev = c.get(&format!("/v1/pis/{}/events?limit=500", enc(&id))).await?;
+            let p: Pi = c.get(&format!("/v1/pis/{}", enc(&id))).await?;
+            let ev: Page<Event> =
+                c.get(&format!("/v1/pis/{}/events?limit=500&order=asc", enc(&id))).await?;
             if api.json {
-                print_json(&json!({ "pi": p, "events": ev["items"] }));
+                print_json(&PiShow { events: ev.items, pi: p })?;
             } else {
-                for k in [
+                let keys = [
                     "id",
                     "serial",
                     "mac",
@@ -188,15 +214,17 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                     "image",
                     "storage_ip",
                     "public_ipv6",
-                ] {
-                    println!("{k:<12} {}", cell(&p, k));
+                ];
+                for (k, v) in keys.iter().zip(pi_row(&p, &keys)) {
+                    line(format_args!("{k:<12} {v}"))?;
                 }
-                println!();
-                let rows = list(&ev)
+                line("")?;
+                let rows = ev
+                    .items
                     .iter()
-                    .map(|e| vec![cell(e, "at"), cell(e, "kind"), cell(e, "message")])
+                    .map(|e| vec![e.at.to_string(), e.kind.clone(), e.message.clone()])
                     .collect::<Vec<_>>();
-                table(&["at (ms)", "event", "message"], &rows);
+                table(&["at (ms)", "event", "message"], &rows)?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -225,19 +253,19 @@ async fn start(
     api: &ApiArgs,
     a: ActionArgs,
     path: &str,
-    body: Value,
+    body: serde_json::Value,
 ) -> anyhow::Result<ExitCode> {
-    let job = c
+    let job: Job = c
         .post(&format!("/v1/pis/{}/{path}", enc(&a.id)), &body, a.idempotency_key.as_deref())
         .await?;
     if api.json && !a.wait {
-        print_json(&job);
+        print_json(&job)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let id = cell(&job, "id");
+    let id = job.id.to_string();
     if !a.wait {
-        println!("{id}");
-        if job["executable"] == Value::Bool(false) {
+        line(&id)?;
+        if !job.executable {
             eprintln!("note: this controller cannot run {path} jobs yet; the job stays queued");
         }
         return Ok(ExitCode::SUCCESS);
@@ -249,23 +277,12 @@ async fn job(cmd: JobCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
     let c = ApiClient::new(api)?;
     match cmd {
         JobCommand::Show { id } => {
-            let j = c.get(&format!("/v1/jobs/{}", enc(&id))).await?;
+            let j: Job = c.get(&format!("/v1/jobs/{}", enc(&id))).await?;
             if api.json {
-                print_json(&j);
+                print_json(&j)?;
             } else {
-                for k in [
-                    "id",
-                    "kind",
-                    "pi",
-                    "state",
-                    "current_step",
-                    "progress_percent",
-                    "attempts",
-                    "executable",
-                    "last_error",
-                    "customer_message",
-                ] {
-                    println!("{k:<17} {}", cell(&j, k));
+                for (k, v) in job_cells(&j) {
+                    line(format_args!("{k:<17} {v}"))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -274,6 +291,22 @@ async fn job(cmd: JobCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             wait(&c, &id, Duration::from_secs(timeout), api.json).await
         }
     }
+}
+
+/// What `job show` prints, in order.
+fn job_cells(j: &Job) -> [(&'static str, String); 10] {
+    [
+        ("id", j.id.to_string()),
+        ("kind", j.kind.to_string()),
+        ("pi", cell(j.pi.as_ref())),
+        ("state", j.state.to_string()),
+        ("current_step", cell(j.current_step.as_ref())),
+        ("progress_percent", j.progress_percent.to_string()),
+        ("attempts", j.attempts.to_string()),
+        ("executable", j.executable.to_string()),
+        ("last_error", cell(j.last_error.as_ref())),
+        ("customer_message", cell(j.customer_message.as_ref())),
+    ]
 }
 
 /// Polls a job until it ends, drawing its progress.
@@ -291,21 +324,21 @@ async fn wait(
     );
     let deadline = Instant::now() + timeout;
     loop {
-        let j = c.get(&format!("/v1/jobs/{}", enc(id))).await?;
-        bar.set_position(j["progress_percent"].as_u64().unwrap_or(0));
-        bar.set_message(format!("{} {}", cell(&j, "state"), cell(&j, "current_step")));
-        match j["state"].as_str() {
-            Some("succeeded") => {
+        let j: Job = c.get(&format!("/v1/jobs/{}", enc(id))).await?;
+        bar.set_position(u64::from(j.progress_percent));
+        bar.set_message(format!("{} {}", j.state, cell(j.current_step.as_ref())));
+        match j.state {
+            JobState::Succeeded => {
                 bar.finish_with_message("succeeded");
                 if json_out {
-                    print_json(&j);
+                    print_json(&j)?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            Some(s @ ("failed" | "cancelled")) => {
-                bar.abandon_with_message(format!("{s}: {}", cell(&j, "last_error")));
+            s @ (JobState::Failed | JobState::Cancelled) => {
+                bar.abandon_with_message(format!("{s}: {}", cell(j.last_error.as_ref())));
                 if json_out {
-                    print_json(&j);
+                    print_json(&j)?;
                 }
                 return Ok(ExitCode::FAILURE);
             }

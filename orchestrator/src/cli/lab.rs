@@ -13,9 +13,31 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
+use crate::db::Page;
+use crate::db::status::ShelfStatus;
 use crate::lab::{Lab, LabOptions};
+use crate::lifecycle::PiState;
+use crate::model::Pi;
+
+/// What a running lab writes to its info file for `up` to find it.
+#[derive(Debug, Serialize, Deserialize)]
+struct LabInfo {
+    api: String,
+    token: String,
+    pid: u32,
+}
+
+/// The simulated Pis' own states by port (`pis.json`), written by the lab every second.
+type SimStates = std::collections::BTreeMap<String, String>;
+
+fn read_sims(dir: &Path) -> SimStates {
+    std::fs::read_to_string(dir.join("pis.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
@@ -133,16 +155,13 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         dir.join("lab.log").display()
     );
     let info = wait_info(&dir, &mut child, Duration::from_secs(120)).await?;
-    let (api, token) = (
-        info["api"].as_str().unwrap_or_default().to_string(),
-        info["token"].as_str().unwrap_or_default().to_string(),
-    );
+    let LabInfo { api, token, .. } = info;
     let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none")
         .await?;
-    println!(
+    super::output::line(format_args!(
         "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}",
         dir.display()
-    );
+    ))?;
     Ok(code)
 }
 
@@ -150,14 +169,14 @@ async fn wait_info(
     dir: &Path,
     child: &mut std::process::Child,
     limit: Duration,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<LabInfo> {
     let spinner =
         ProgressBar::new_spinner().with_message("starting controller, virtual switch, NFS server");
     spinner.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(text) = std::fs::read_to_string(info_file(dir))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && let Ok(v) = serde_json::from_str::<LabInfo>(&text)
         {
             spinner.finish_with_message("lab controller serving");
             return Ok(v);
@@ -199,24 +218,21 @@ async fn watch(
     let deadline = Instant::now() + limit;
     let mut last;
     loop {
-        let page: Value = http
+        let page: Option<Page<Pi>> = http
             .get(format!("{api}/v1/pis?shelf=lab&limit=500"))
             .bearer_auth(token)
             .send()
             .await?
             .json()
             .await
-            .unwrap_or(Value::Null);
-        let sims: Value = std::fs::read_to_string(dir.join("pis.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(json!({}));
-        last = page["items"].as_array().cloned().unwrap_or_default();
-        let settled = |p: &Value| {
-            let port = p["port"].as_u64().unwrap_or(0).to_string();
-            let sim = sims[&port].as_str().unwrap_or("");
-            let want = if deploying { "deployed" } else { "ready" };
-            (p["state"] == want && (!deploying || sim == "booted")) || p["state"] == "failed"
+            .ok();
+        let sims = read_sims(dir);
+        last = page.map(|p| p.items).unwrap_or_default();
+        let settled = |p: &Pi| {
+            let port = p.port.unwrap_or(0).to_string();
+            let sim = sims.get(&port).map_or("", String::as_str);
+            let want = if deploying { PiState::Deployed } else { PiState::Ready };
+            (p.state == want && (!deploying || sim == "booted")) || p.state == PiState::Failed
         };
         let up = last.iter().filter(|p| settled(p)).count();
         bar.set_position(up as u64);
@@ -233,29 +249,24 @@ async fn watch(
     }
     // The shelf as operators see it (port, serial, model, state, power, boot stage,
     // job), then what the simulated Pis themselves report.
-    let status: Value = http
+    let status: ShelfStatus = http
         .get(format!("{api}/v1/shelves/lab/status"))
         .bearer_auth(token)
         .send()
         .await?
         .json()
-        .await?;
-    let status: crate::db::status::ShelfStatus =
-        serde_json::from_value(status).context("reading the shelf status")?;
-    print!("{}", super::shelf_view::render(&status, status.read_at));
-    let sims: Value = std::fs::read_to_string(dir.join("pis.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(json!({}));
+        .await
+        .context("reading the shelf status")?;
+    super::output::print(super::shelf_view::render(&status, status.read_at))?;
     let mut tally: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for state in sims.as_object().into_iter().flat_map(|o| o.values()) {
-        *tally.entry(state.as_str().unwrap_or("?").to_string()).or_default() += 1;
+    for state in read_sims(dir).into_values() {
+        *tally.entry(state).or_default() += 1;
     }
-    println!(
+    super::output::line(format_args!(
         "simulated Pis: {}",
         tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
-    );
-    let failed = last.iter().filter(|p| p["state"] == "failed").count();
+    ))?;
+    let failed = last.iter().filter(|p| p.state == PiState::Failed).count();
     Ok(if failed == 0 && last.len() == usize::from(pis) {
         ExitCode::SUCCESS
     } else {
@@ -269,31 +280,27 @@ async fn serve(a: UpArgs) -> anyhow::Result<ExitCode> {
     let dir = opts.state_dir.clone();
     let deploy = opts.deploy.clone();
     let lab = Lab::up(opts).await?;
-    std::fs::write(
-        info_file(&dir),
-        json!({ "api": lab.api, "token": lab.token, "pid": std::process::id() }).to_string(),
-    )?;
+    let info = LabInfo { api: lab.api.clone(), token: lab.token.clone(), pid: std::process::id() };
+    std::fs::write(info_file(&dir), serde_json::to_string(&info)?)?;
     let cabling = lab.cabling.clone();
     let snapshot = tokio::spawn({
         let dir = dir.clone();
         async move {
             loop {
-                let states: serde_json::Map<String, Value> = cabling
+                let states: SimStates = cabling
                     .sims()
                     .into_iter()
-                    .map(|(port, sim)| (port.to_string(), json!(sim.state().to_string())))
+                    .map(|(port, sim)| (port.to_string(), sim.state().to_string()))
                     .collect();
-                let _ = crate::lab::write_atomic(
-                    &dir.join("pis.json"),
-                    Value::Object(states).to_string().as_bytes(),
-                );
+                let text = serde_json::to_string(&states).unwrap_or_default();
+                let _ = crate::lab::write_atomic(&dir.join("pis.json"), text.as_bytes());
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });
     let work = async {
         let job = lab.rack(Duration::from_secs(900)).await?;
-        tracing::info!(state = %job["state"], result = %job["result"], "shelf racked");
+        tracing::info!(state = %job.state, "shelf racked");
         if let Some(image) = deploy {
             let jobs = lab.deploy_all(&image).await?;
             tracing::info!(jobs = jobs.len(), image, "deploying every ready Pi");

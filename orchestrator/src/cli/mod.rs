@@ -230,6 +230,7 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(commands::run(cli.command)) {
         Ok(code) => code,
+        Err(e) if reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -237,12 +238,23 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Whether the command failed only because whoever read its stdout stopped reading
+/// (`bramble pi show ID | head`): not an error, as for `ls | head`.
+fn reader_gone(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<output::StdoutError>().is_some_and(|o| o.reader_gone()))
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("BRAMBLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("BRAMBLE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: a log file or pipe (`lab.log`, journald) gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         builder.json().init();
     } else {

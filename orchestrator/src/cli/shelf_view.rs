@@ -5,7 +5,7 @@
 //! snapshot and the time, so tests check the table without a terminal.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub async fn run(args: ShowArgs, api: &ApiArgs) -> anyhow::Result<ExitCode> {
     // The first read must work: a wrong name or token is an error, not a screen to watch.
     let first = fetch(&client, &path, &args.name).await?;
     if args.once {
-        print!("{}", frame(&first, api.json, true));
+        super::output::print(frame(&first, api.json, true))?;
         return Ok(ExitCode::SUCCESS);
     }
     watch(&client, &path, &args.name, first, api.json).await?;
@@ -119,11 +119,7 @@ impl Screen {
     fn draw(&self, text: &str) -> anyhow::Result<()> {
         match self {
             Screen::Live(bar) => bar.set_message(text.trim_end().to_string()),
-            Screen::Log => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", text.trim_end())?;
-                out.flush().context("cannot write to stdout")?;
-            }
+            Screen::Log => super::output::line(text.trim_end())?,
         }
         Ok(())
     }

@@ -109,7 +109,10 @@ pub async fn image_build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let db = crate::db::Db::connect(&config.database_url).await?;
     crate::catalogue::register_base(&db, &base).await?;
     db.close().await;
-    println!("{} {} {} bytes", base.image, base.version, base.manifest.size_bytes);
+    super::output::line(format_args!(
+        "{} {} {} bytes",
+        base.image, base.version, base.manifest.size_bytes
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,6 +123,6 @@ pub fn recipes() -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| vec![r.name.clone(), r.suite.clone(), r.arch.clone(), r.mirror.clone()])
         .collect();
-    super::output::table(&["name", "suite", "arch", "mirror"], &rows);
+    super::output::table(&["name", "suite", "arch", "mirror"], &rows)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, Page, get_i64, get_json, get_opt_str, get_str};
+use super::{Db, DbError, Order, Page, get_i64, get_json, get_opt_str, get_str};
 use crate::ids::{CustomerId, JobId, PiId};
 use crate::model::Event;
 use crate::time::now_millis;
@@ -87,21 +87,30 @@ impl Db {
         Ok(())
     }
 
-    /// Events in order of appending, after `cursor` (an event id).
+    /// Events by id (order of appending) in `order`, after `cursor` (an event id).
     pub async fn list_events(
         &self,
         f: &EventFilter,
         cursor: Option<i64>,
+        order: Order,
         limit: usize,
     ) -> Result<Page<Event>, DbError> {
+        const SELECT: &str = "SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events \
+            WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR customer = $2) \
+            AND ($3 IS NULL OR kind LIKE $3)";
+        let (sql, start) = match order {
+            Order::Asc => (const_format::concatcp!(SELECT, " AND id > $4 ORDER BY id LIMIT $5"), 0),
+            Order::Desc => (
+                const_format::concatcp!(SELECT, " AND id < $4 ORDER BY id DESC LIMIT $5"),
+                i64::MAX,
+            ),
+        };
         let rows = self
-            .q("SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events \
-                WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR customer = $2) \
-                AND ($3 IS NULL OR kind LIKE $3) AND id > $4 ORDER BY id LIMIT $5")
+            .q(sql)
             .bind(f.pi.as_ref().map(|p| p.0.clone()))
             .bind(f.customer.as_ref().map(|c| c.0.clone()))
             .bind(f.kind_prefix.as_ref().map(|k| format!("{k}%")))
-            .bind(cursor.unwrap_or(0))
+            .bind(cursor.unwrap_or(start))
             .bind((limit + 1) as i64)
             .fetch_all(self.pool())
             .await?;

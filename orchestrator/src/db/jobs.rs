@@ -11,7 +11,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
-use super::{Backend, Db, DbError, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str};
+use super::{
+    Backend, Db, DbError, Order, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str,
+};
 use crate::auth::Principal;
 use crate::ids::{CustomerId, JobId, PiId, ShelfId};
 use crate::jobs::model::{JobKind, JobState, progress_percent};
@@ -184,19 +186,32 @@ impl Db {
         row.as_ref().map(job_from_row).transpose()
     }
 
+    /// Jobs by ID (creation order) in `order`, after `cursor` (a job ID).
     pub async fn list_jobs(
         &self,
         f: &JobFilter,
         cursor: Option<&str>,
+        order: Order,
         limit: usize,
     ) -> Result<Page<Job>, DbError> {
-        let rows = self
-            .q(const_format::concatcp!(
+        const FILTER: &str = " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
+            AND ($3 IS NULL OR customer = $3)";
+        let sql = match order {
+            Order::Asc => const_format::concatcp!(
                 "SELECT ",
                 COLUMNS,
-                " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
-                 AND ($3 IS NULL OR customer = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
-            ))
+                FILTER,
+                " AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
+            ),
+            Order::Desc => const_format::concatcp!(
+                "SELECT ",
+                COLUMNS,
+                FILTER,
+                " AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+            ),
+        };
+        let rows = self
+            .q(sql)
             .bind(f.pi.as_ref().map(|p| p.0.clone()))
             .bind(f.state.map(|s| s.as_str().to_string()))
             .bind(f.visible_to.as_ref().map(|c| c.0.clone()))

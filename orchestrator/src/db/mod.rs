@@ -81,14 +81,17 @@ impl Db {
         let open = |source| DbError::Open { url: redact_url(url), source };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => prepare_sqlite_connection(conn).await,
+                        Backend::Postgres => Ok(()),
+                    }
+                })
+            })
             .connect(url)
             .await
             .map_err(open)?;
-        if backend == Backend::Sqlite {
-            // WAL lets readers run beside the writer; synchronous=FULL makes every
-            // commit durable before it returns, which the DHCP ACK path relies on.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(open)?;
-        }
         let db = Db { pool, backend };
         db.migrate().await?;
         Ok(db)
@@ -126,6 +129,20 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// What every SQLite connection is set to when the pool opens it. WAL lets readers run
+/// beside the writer; synchronous=FULL makes every commit durable before it returns,
+/// which acknowledged API writes and the DHCP ACK path rely on. FULL is SQLite's usual
+/// compile-time default, but a build may differ, so it is set, never assumed.
+const SQLITE_PRAGMAS: &[&str] = &["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"];
+
+/// Sets [`SQLITE_PRAGMAS`] on a fresh SQLite connection (the pool does this for each).
+pub async fn prepare_sqlite_connection(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in SQLITE_PRAGMAS {
+        sqlx::query(*pragma).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
@@ -181,8 +198,31 @@ pub(crate) fn get_json(row: &AnyRow, col: &'static str) -> Result<serde_json::Va
     serde_json::from_str(&s).map_err(|_| DbError::Corrupt { column: col, value: s })
 }
 
+/// Which way a list runs through its keys. IDs and event ids grow with creation, so
+/// ascending is oldest first; a cursor continues the list in the same direction.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+impl Order {
+    pub fn parse(s: &str) -> Option<Order> {
+        match s {
+            "asc" => Some(Order::Asc),
+            "desc" => Some(Order::Desc),
+            _ => None,
+        }
+    }
+}
+
 /// A page of a list: items and the cursor for the next page, if any.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -190,7 +230,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Builds a page from up to `limit + 1` rows fetched in ID order.
+    /// Builds a page from up to `limit + 1` rows fetched in the list's order.
     pub fn from_rows(mut items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -205,6 +245,37 @@ impl<T> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn synchronous(conn: &mut sqlx::AnyConnection) -> i64 {
+        let row = sqlx::query("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
+        row.try_get::<i64, _>(0).unwrap()
+    }
+
+    /// FULL (2) is SQLite's usual compile-time default, so reading 2 back proves nothing by
+    /// itself: a connection set to OFF first stands in for a build whose default differs.
+    #[tokio::test]
+    async fn every_sqlite_connection_commits_with_synchronous_full() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("b.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let mut other_default = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA synchronous=OFF").execute(&mut other_default).await.unwrap();
+        prepare_sqlite_connection(&mut other_default).await.unwrap();
+        assert_eq!(synchronous(&mut other_default).await, 2, "a fresh connection is not FULL");
+        // Several pooled connections at once, so each is a different one.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(db.pool().acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            assert_eq!(synchronous(&mut *conn).await, 2, "a pooled connection is not FULL");
+            let mode = sqlx::query("PRAGMA journal_mode").fetch_one(&mut **conn).await.unwrap();
+            assert_eq!(mode.try_get::<String, _>(0).unwrap(), "wal");
+        }
+        drop(held);
+        db.close().await;
+    }
 
     #[test]
     fn urls_are_redacted() {

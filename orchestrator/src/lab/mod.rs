@@ -23,13 +23,17 @@ use bramble_images::{Base, ImageStore, SystemRunner, fixture};
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
 use bramble_netboot::links::{StorageLinks, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Role, generate_token};
 use crate::config::{Config, NfsBackend, Overrides, RawConfig};
+use crate::db::Page;
 use crate::jobs::CrashPlan;
+use crate::lifecycle::PiState;
+use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
 pub use wiring::{Cabling, PiTiming, model_for, serial_for};
 
@@ -321,84 +325,80 @@ impl Lab {
             "credentials": { "version": "v2c", "community": COMMUNITY } });
         self.call(reqwest::Method::POST, "/v1/switches", Some(sw), &[201]).await?;
         let shelf = json!({ "name": self.opts.shelf, "switch": "lab-switch", "first_port": 1, "last_port": self.opts.pis });
-        let shelf = self.call(reqwest::Method::POST, "/v1/shelves", Some(shelf), &[201]).await?;
-        for slot in shelf["slots"].as_array().cloned().unwrap_or_default() {
-            let (Some(port), Some(vlan)) = (slot["port"].as_u64(), slot["vlan"].as_u64()) else {
-                continue;
-            };
-            let port = port as u16;
+        let shelf: Shelf =
+            self.request(reqwest::Method::POST, "/v1/shelves", Some(shelf), &[201]).await?;
+        for slot in shelf.slots {
             self.cabling.plug(
-                port,
-                vlan as u16,
-                &crate::jobs::reimage::hostname_for(Some(&self.opts.shelf), Some(port), None, ""),
+                slot.port,
+                slot.vlan,
+                &crate::jobs::reimage::hostname_for(
+                    Some(&self.opts.shelf),
+                    Some(slot.port),
+                    None,
+                    "",
+                ),
             );
         }
         Ok(())
     }
 
     /// Racks the shelf through the API and waits for the job; returns the job.
-    pub async fn rack(&self, limit: Duration) -> Result<Value, LabError> {
-        let job = self
-            .call(
+    pub async fn rack(&self, limit: Duration) -> Result<Job, LabError> {
+        let job: Job = self
+            .request(
                 reqwest::Method::POST,
                 &format!("/v1/shelves/{}/rack", self.opts.shelf),
                 None,
                 &[202],
             )
             .await?;
-        self.wait_job(job["id"].as_str().unwrap_or_default(), limit).await
+        self.wait_job(job.id.as_str(), limit).await
     }
 
     /// Starts a reinstall of every ready Pi of the shelf with `image`; returns the jobs.
-    pub async fn deploy_all(&self, image: &str) -> Result<Vec<Value>, LabError> {
+    pub async fn deploy_all(&self, image: &str) -> Result<Vec<Job>, LabError> {
         let mut jobs = Vec::new();
         for pi in self.pis().await? {
-            if pi["state"] == "ready" {
-                let id = pi["id"].as_str().unwrap_or_default();
-                jobs.push(self.reimage(id, image).await?);
+            if pi.state == PiState::Ready {
+                jobs.push(self.reimage(pi.id.as_str(), image).await?);
             }
         }
         Ok(jobs)
     }
 
-    pub async fn reimage(&self, pi: &str, image: &str) -> Result<Value, LabError> {
+    pub async fn reimage(&self, pi: &str, image: &str) -> Result<Job, LabError> {
         let body = json!({ "image": image, "ssh_keys": [LAB_KEY] });
-        self.call(reqwest::Method::POST, &format!("/v1/pis/{pi}/reimage"), Some(body), &[202]).await
+        self.request(reqwest::Method::POST, &format!("/v1/pis/{pi}/reimage"), Some(body), &[202])
+            .await
     }
 
     /// The shelf's Pis as the API lists them.
-    pub async fn pis(&self) -> Result<Vec<Value>, LabError> {
-        let page = self
-            .call(
+    pub async fn pis(&self) -> Result<Vec<Pi>, LabError> {
+        let page: Page<Pi> = self
+            .request(
                 reqwest::Method::GET,
                 &format!("/v1/pis?shelf={}&limit=500", self.opts.shelf),
                 None,
                 &[200],
             )
             .await?;
-        Ok(page["items"].as_array().cloned().unwrap_or_default())
+        Ok(page.items)
     }
 
     /// Polls a job until it ends; errors if it does not within `limit`.
-    pub async fn wait_job(&self, id: &str, limit: Duration) -> Result<Value, LabError> {
+    pub async fn wait_job(&self, id: &str, limit: Duration) -> Result<Job, LabError> {
         let deadline = Instant::now() + limit;
         loop {
-            let job =
-                self.call(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None, &[200]).await;
+            let job: Result<Job, _> =
+                self.request(reqwest::Method::GET, &format!("/v1/jobs/{id}"), None, &[200]).await;
             match job {
-                Ok(j)
-                    if matches!(
-                        j["state"].as_str(),
-                        Some("succeeded" | "failed" | "cancelled")
-                    ) =>
-                {
-                    return Ok(j);
-                }
+                Ok(j) if !j.state.is_active() => return Ok(j),
                 Ok(_) | Err(LabError::Api(_)) if Instant::now() < deadline => {}
                 Ok(j) => {
                     return Err(LabError::Timeout(format!(
                         "job {id} still {} at step {} after {limit:?}",
-                        j["state"], j["current_step"]
+                        j.state,
+                        j.current_step.as_deref().unwrap_or("-")
                     )));
                 }
                 Err(e) => return Err(e),
@@ -407,7 +407,8 @@ impl Lab {
         }
     }
 
-    /// One API call as the lab's operator; `ok` lists the accepted statuses.
+    /// One API call as the lab's operator, its answer as JSON (for tests that look at
+    /// any route); `ok` lists the accepted statuses.
     pub async fn call(
         &self,
         method: reqwest::Method,
@@ -415,6 +416,17 @@ impl Lab {
         body: Option<Value>,
         ok: &[u16],
     ) -> Result<Value, LabError> {
+        self.request(method, path, body, ok).await
+    }
+
+    /// One API call as the lab's operator, its answer read into the API's type `T`.
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        ok: &[u16],
+    ) -> Result<T, LabError> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.api))
@@ -424,12 +436,13 @@ impl Lab {
         }
         let resp = req.send().await.map_err(|e| LabError::Api(format!("{method} {path}: {e}")))?;
         let status = resp.status().as_u16();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if ok.contains(&status) {
-            Ok(value)
-        } else {
-            Err(LabError::Api(format!("{method} {path}: HTTP {status}: {value}")))
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if !ok.contains(&status) {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(LabError::Api(format!("{method} {path}: HTTP {status}: {text}")));
         }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| LabError::Api(format!("{method} {path}: unexpected answer: {e}")))
     }
 
     /// Stops everything and removes every namespace, link and process the lab made.

@@ -23,8 +23,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use crate::db::Db;
 use crate::db::jobs::JobFilter;
+use crate::db::{Db, Order};
 use crate::fabric::Fabric;
 use crate::ids::SwitchId;
 use crate::jobs::model::JobState;
@@ -149,10 +149,12 @@ impl Reconciler {
             let filter = JobFilter { pi: None, state: Some(state), visible_to: None };
             let mut cursor: Option<String> = None;
             loop {
-                let page =
-                    self.inner.db.list_jobs(&filter, cursor.as_deref(), 500).await.map_err(
-                        |source| ReconcileError::Inventory { what: "active jobs", source },
-                    )?;
+                let page = self
+                    .inner
+                    .db
+                    .list_jobs(&filter, cursor.as_deref(), Order::Asc, 500)
+                    .await
+                    .map_err(|source| ReconcileError::Inventory { what: "active jobs", source })?;
                 out.extend(page.items);
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),

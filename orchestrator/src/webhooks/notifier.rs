@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use super::policy::{AfterFailure, RetryPolicy, may_pass};
 use super::store::{CURSOR_NAME, advance_cursor, load_cursor, record_give_up};
 use super::{DeliveryFailure, WebhookConfig, WebhookError, headers, sign};
-use crate::db::Db;
 use crate::db::events::EventFilter;
+use crate::db::{Db, Order};
 use crate::jobs::model::JobKind;
 use crate::model::{Event, Job};
 use crate::time::now_millis;
@@ -126,7 +126,10 @@ impl Notifier {
         let mut saved = handled;
         let mut delivered = 0;
         'pages: loop {
-            let page = self.db.list_events(&EventFilter::default(), Some(handled), BATCH).await?;
+            let page = self
+                .db
+                .list_events(&EventFilter::default(), Some(handled), Order::Asc, BATCH)
+                .await?;
             let last_page = page.next_cursor.is_none();
             for event in &page.items {
                 if !may_pass(handled, event.id, event.at, now_millis(), self.cfg.gap_grace) {

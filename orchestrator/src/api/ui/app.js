@@ -253,7 +253,7 @@
       t.cursor = 0;
     }
     for (let page = 0; page < TIMELINE_PAGES; page++) {
-      const body = await api(`/v1/pis/${encodeURIComponent(piId)}/events?limit=500&cursor=${t.cursor}`);
+      const body = await api(`/v1/pis/${encodeURIComponent(piId)}/events?limit=500&order=asc&cursor=${t.cursor}`);
       const items = Array.isArray(body.items) ? body.items : [];
       if (items.length > 0) {
         t.events.push(...items);
