@@ -9,6 +9,7 @@
 pub mod anchor;
 mod cmd;
 pub mod ganesha;
+mod links;
 mod netns;
 pub mod pisim;
 pub mod storm;
@@ -16,6 +17,7 @@ mod veth;
 
 pub use anchor::LabError;
 pub use cmd::{CmdError, run_ip};
+pub use links::VethLinks;
 pub use netns::Netns;
 pub use veth::{Veth, VethSpec};
 

@@ -12,6 +12,7 @@
 //! process it starts records a pid under its state directory, so [`cleanup`] can remove
 //! whatever a crashed lab left.
 
+pub mod links;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -20,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bramble_images::{Base, ImageStore, SystemRunner, fixture};
+use bramble_lab::VethLinks;
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
-use bramble_netboot::links::{StorageLinks, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{Role, generate_token};
 use crate::config::{Config, NfsBackend, Overrides, RawConfig};
 use crate::jobs::CrashPlan;
+use crate::links::StorageLinks;
 use crate::server::{Controller, ServeError};
 pub use wiring::{Cabling, PiTiming, model_for, serial_for};
 

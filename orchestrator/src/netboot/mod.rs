@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bramble_netboot::dhcp::{DhcpError, DhcpServer, ServerOptions, SlotKey, StorageIface};
-use bramble_netboot::links::{LinkError, StorageLinks};
 use bramble_netboot::tftp::{TftpConfig, TftpServer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::api::AppState;
 use crate::db::DbError;
 use crate::ids::SlotId;
+use crate::links::{LinkError, StorageLinks, VlanLinks};
 use config::NetbootConfig;
 use directory::Directory;
 
@@ -307,8 +307,6 @@ pub async fn start_configured(state: &AppState) -> Result<Option<Netboot>, Netbo
     if !state.config.netboot.enabled {
         return Ok(None);
     }
-    let links = Arc::new(bramble_netboot::links::VlanLinks {
-        trunk: state.config.netboot.storage_trunk.clone(),
-    });
+    let links = Arc::new(VlanLinks { trunk: state.config.netboot.storage_trunk.clone() });
     Netboot::start(state, links).await.map(Some)
 }
