@@ -37,10 +37,8 @@ if [ -z "${BRAMBLE_TFTPD:-}" ]; then
     BRAMBLE_TFTPD=$CARGO_TARGET_DIR/release/examples/tftpd
 fi
 
-# The packaged tftpd-hpa service listens on 0.0.0.0:69 and would take our port.
-if pgrep -x in.tftpd >/dev/null; then
-    /etc/init.d/tftpd-hpa stop >/dev/null 2>&1 || true
-fi
+# A packaged tftpd-hpa service on 0.0.0.0:69 would take our port: say so, never stop it.
+"$ROOT/scripts/check-ports.sh" udp/69
 
 mkdir -p "$WORK/srv" "$WORK/out"
 head -c $((6 * 1024 * 1024)) /dev/urandom > "$WORK/srv/kernel.img"

@@ -35,10 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   rm -f /usr/sbin/policy-rc.d
 fi
 
-# Packages installed earlier without the policy may have started their daemons.
-for d in in.tftpd snmpd ganesha.nfsd kea-dhcp4 dnsmasq; do
-  pkill -x "$d" 2>/dev/null || true
-done
+# Daemons that packages installed earlier may have started are left alone: they may be
+# the operator's own DNS, SNMP or NFS. The tests run theirs in namespaces and state
+# directories of their own; scripts/check-ports.sh names any process holding a port the
+# tests need in this machine's namespace.
 
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found. Install a current Rust toolchain (rustup, stable >= 1.90); Debian 12's rustc is too old." >&2

@@ -10,6 +10,7 @@ pub mod anchor;
 mod cmd;
 mod error;
 pub mod ganesha;
+mod links;
 mod netns;
 pub mod pisim;
 pub mod storm;
@@ -17,6 +18,7 @@ mod veth;
 
 pub use cmd::{CmdError, run_ip};
 pub use error::{LabError, require_tools};
+pub use links::VethLinks;
 pub use netns::Netns;
 pub use veth::{Veth, VethSpec};
 

@@ -10,5 +10,4 @@ pub mod bootfiles;
 pub mod dhcp;
 pub mod events;
 pub mod hw;
-pub mod links;
 pub mod tftp;

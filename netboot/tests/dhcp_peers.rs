@@ -9,10 +9,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bramble_lab::{Netns, Veth, VethSpec, unique_name};
+use bramble_lab::{Netns, Veth, VethLinks, VethSpec, unique_name};
 use bramble_netboot::dhcp::*;
 use bramble_netboot::events::{BootStage, MemorySink};
-use bramble_netboot::links::{StorageLinks, VethLinks};
 use dhcp_common::*;
 
 async fn server(store: Arc<MemoryLeaseStore>, sink: Arc<MemorySink>) -> DhcpServer {

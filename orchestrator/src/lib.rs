@@ -16,6 +16,7 @@ pub mod ids;
 pub mod jobs;
 pub mod lab;
 pub mod lifecycle;
+pub mod links;
 pub mod metrics;
 pub mod model;
 pub mod netboot;

@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use bramble_images::nfs::{GaneshaControl, GaneshaExporter, KernelExporter, NfsExporter};
 use bramble_images::{CommandRunner, SystemRunner};
-use bramble_netboot::links::StorageLinks;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, app};
@@ -17,6 +16,7 @@ use crate::config::{Config, NfsBackend};
 use crate::db::{Db, DbError};
 use crate::fabric::Fabric;
 use crate::jobs::{Hardware, ImagesHost, RunEnd, Runner, StorageSync};
+use crate::links::StorageLinks;
 use crate::netboot::{Netboot, NetbootHandle};
 
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ use bramble::netboot::leases::DbLeaseStore;
 use bramble::secret::{Secret, SnmpCredentials};
 use bramble::server::Controller;
 use bramble::testing::{TestDb, test_databases};
+use bramble_lab::VethLinks;
 use bramble_netboot::dhcp::LeaseStore;
-use bramble_netboot::links::VethLinks;
 use common::Api;
 use serde_json::Value;
 

@@ -12,6 +12,7 @@
 //! process it starts records a pid under its state directory, so [`cleanup`] can remove
 //! whatever a crashed lab left.
 
+pub mod links;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -20,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bramble_images::{Base, ImageStore, SystemRunner, fixture};
+use bramble_lab::VethLinks;
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
-use bramble_netboot::links::{StorageLinks, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -33,6 +34,7 @@ use crate::config::{Config, NfsBackend, Overrides, RawConfig};
 use crate::db::Page;
 use crate::jobs::CrashPlan;
 use crate::lifecycle::PiState;
+use crate::links::StorageLinks;
 use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
 pub use wiring::{Cabling, PiTiming, model_for, serial_for};

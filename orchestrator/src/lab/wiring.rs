@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bramble_lab::VethLinks;
 use bramble_lab::pisim::{PiModel, PiSim, PiSimConfig, Serial};
-use bramble_netboot::links::VethLinks;
 use bramble_switch::sim::{SimEvent, SimHandle};
 use tokio::sync::broadcast;
 

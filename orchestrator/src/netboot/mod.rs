@@ -22,7 +22,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bramble_netboot::dhcp::{DhcpError, DhcpServer, ServerOptions, SlotKey, StorageIface};
-use bramble_netboot::links::{LinkError, StorageLinks};
 use bramble_netboot::tftp::{TftpConfig, TftpServer};
 use bramble_report::chain;
 use tokio::sync::watch;
@@ -30,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::{Db, DbError};
 use crate::ids::SlotId;
+use crate::links::{LinkError, StorageLinks, VlanLinks};
 use crate::metrics::Metrics;
 use config::NetbootConfig;
 use directory::Directory;
@@ -297,6 +297,6 @@ pub async fn start_configured(
     if !cfg.enabled {
         return Ok(None);
     }
-    let links = Arc::new(bramble_netboot::links::VlanLinks { trunk: cfg.storage_trunk.clone() });
+    let links = Arc::new(VlanLinks { trunk: cfg.storage_trunk.clone() });
     Netboot::start(db, cfg, metrics, links).await.map(Some)
 }

@@ -1,15 +1,26 @@
 //! Controller-side storage interfaces: make sure the interface for a Pi's storage VLAN
 //! exists, is up and carries the `.1` of its /30, or remove it.
 //!
-//! Production uses 802.1Q sub-interfaces of a trunk ([`VlanLinks`]); the lab and tests,
-//! whose kernels lack VLAN support, use a veth pair per VLAN with the Pi end in a
-//! namespace ([`VethLinks`]).
+//! Production uses 802.1Q sub-interfaces of a trunk ([`VlanLinks`]); the lab, whose
+//! kernels lack VLAN support, plugs in `bramble_lab::VethLinks` (a veth pair per VLAN
+//! with the Pi end in a namespace) through the same [`StorageLinks`] trait (see
+//! `crate::lab::links`).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::process::{Command, ExitStatus};
 
-use bramble_lab::{CmdError, Netns, Veth, VethSpec, run_ip};
+/// An `ip` command that could not be started or exited unsuccessfully.
+#[derive(Debug, thiserror::Error)]
+pub enum IpError {
+    #[error("could not start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` exited with {status}: {stderr}")]
+    Failed { command: String, status: ExitStatus, stderr: String },
+}
 
 /// A storage link operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,13 +30,13 @@ pub enum LinkError {
         ifname: String,
         vid: u16,
         #[source]
-        source: CmdError,
+        source: IpError,
     },
     #[error("could not remove storage interface {ifname}")]
     Remove {
         ifname: String,
         #[source]
-        source: CmdError,
+        source: IpError,
     },
     #[error("VLAN id {vid} is outside 1..=4094")]
     BadVid { vid: u16 },
@@ -38,6 +49,25 @@ pub trait StorageLinks: Send + Sync {
     fn ensure(&self, vid: u16, controller_addr: Ipv4Addr) -> Result<String, LinkError>;
     /// Removes the interface for `vid`; removing a missing one is not an error.
     fn remove(&self, vid: u16) -> Result<(), LinkError>;
+}
+
+/// Runs `ip ARGS...` and returns its standard output.
+pub fn run_ip<S: AsRef<str>>(args: &[S]) -> Result<String, IpError> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let command = format!("ip {}", args.join(" "));
+    tracing::debug!(%command, "running");
+    let out = Command::new("ip")
+        .args(&args)
+        .output()
+        .map_err(|source| IpError::Spawn { command: command.clone(), source })?;
+    if !out.status.success() {
+        return Err(IpError::Failed {
+            command,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// 802.1Q sub-interfaces `<trunk>.<vid>` of a trunk interface.
@@ -80,7 +110,8 @@ pub fn vlan_remove_command(trunk: &str, vid: u16) -> Vec<String> {
     vec!["link".into(), "del".into(), format!("{trunk}.{vid}")]
 }
 
-fn check_vid(vid: u16) -> Result<(), LinkError> {
+/// Refuses a VLAN id outside 1..=4094.
+pub fn check_vid(vid: u16) -> Result<(), LinkError> {
     if (1..=4094).contains(&vid) { Ok(()) } else { Err(LinkError::BadVid { vid }) }
 }
 
@@ -120,65 +151,6 @@ impl StorageLinks for VlanLinks {
     }
 }
 
-/// The lab's stand-in: per VLAN a veth pair `<prefix><vid>` whose peer is `eth0` in a
-/// fresh namespace (the Pi). Everything is removed on `remove` or drop.
-pub struct VethLinks {
-    prefix: String,
-    pis: Mutex<HashMap<u16, (Veth, Netns)>>,
-}
-
-impl VethLinks {
-    /// `prefix` must be unique per run and at most 9 bytes (interface names are 15).
-    pub fn new(prefix: &str) -> Self {
-        VethLinks { prefix: prefix.to_string(), pis: Mutex::new(HashMap::new()) }
-    }
-
-    pub fn ifname(&self, vid: u16) -> String {
-        format!("{}{vid}", self.prefix)
-    }
-
-    /// The namespace standing in for the Pi on `vid`, to run clients in.
-    pub fn pi_netns(&self, vid: u16) -> Option<String> {
-        self.lock().get(&vid).map(|(_, ns)| ns.name().to_string())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, (Veth, Netns)>> {
-        self.pis.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl StorageLinks for VethLinks {
-    fn ensure(&self, vid: u16, controller_addr: Ipv4Addr) -> Result<String, LinkError> {
-        check_vid(vid)?;
-        let ifname = self.ifname(vid);
-        // Held while the pair is made: two callers racing for one VLAN must not both
-        // create (and the loser delete) the same namespace.
-        let mut pis = self.lock();
-        if pis.contains_key(&vid) {
-            return Ok(ifname);
-        }
-        let setup = |source| LinkError::Setup { ifname: ifname.clone(), vid, source };
-        let ns = Netns::new(&format!("{ifname}pi")).map_err(setup)?;
-        let spec = VethSpec {
-            host_if: ifname.clone(),
-            host_addr: controller_addr,
-            prefix_len: 30,
-            peer_if: "eth0".into(),
-            peer_addr: None,
-        };
-        let veth = Veth::create(spec, &ns).map_err(setup)?;
-        pis.insert(vid, (veth, ns));
-        Ok(ifname)
-    }
-
-    fn remove(&self, vid: u16) -> Result<(), LinkError> {
-        check_vid(vid)?;
-        // Dropping the pair and namespace deletes them.
-        self.lock().remove(&vid);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +178,12 @@ mod tests {
             Err(LinkError::BadVid { vid: 0 })
         ));
         assert!(matches!(links.remove(4095), Err(LinkError::BadVid { vid: 4095 })));
+    }
+
+    #[test]
+    fn a_failed_ip_command_says_what_was_run() {
+        let err = run_ip(&["link", "show", "dev", "no-such-if0"]).expect_err("no such link");
+        let text = err.to_string();
+        assert!(text.starts_with("`ip link show dev no-such-if0` exited with"), "{text}");
     }
 }
