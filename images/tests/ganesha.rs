@@ -149,6 +149,7 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
         bind: Some(ctl),
         recovery_dir: gdir.join("recovery"),
         exports_include: exporter.include_file(),
+        nfsv3: true,
     };
     std::fs::write(gdir.join("ganesha.conf"), render_server_config(&conf)).expect("conf");
     let pid_file = gdir.join("ganesha.pid");
