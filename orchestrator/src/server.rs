@@ -13,6 +13,7 @@ use bramble_netboot::links::StorageLinks;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, app};
+use crate::bootplan::BootPlanner;
 use crate::config::{Config, NfsBackend};
 use crate::db::{Db, DbError};
 use crate::fabric::Fabric;
@@ -67,12 +68,18 @@ impl Controller {
         let images = open_images(&config)?;
         let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
         let storage = Arc::new(LateStorage::default());
+        let boot = Arc::new(BootPlanner::new(
+            config.netboot.roots_dir.clone(),
+            images.as_ref().and_then(|i| i.exporter.clone()),
+            images.as_ref().map(|i| i.store.clone()),
+        ));
         let hardware = Arc::new(Hardware {
             db: db.clone(),
             fabric,
             timing: config.jobs.clone(),
             config: config.clone(),
             images,
+            boot,
             storage: storage.clone(),
         });
         let runner_id = format!("{}-{}", hostname(), std::process::id());
@@ -106,8 +113,10 @@ impl Controller {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
         let netboot = match (links, state.config.netboot.enabled) {
-            (Some(links), true) => Some(Netboot::start(&state, links).await?),
-            (None, true) => crate::netboot::start_configured(&state).await?,
+            (Some(links), true) => {
+                Some(Netboot::start(&state, links, hardware.boot.clone()).await?)
+            }
+            (None, true) => crate::netboot::start_configured(&state, hardware.boot.clone()).await?,
             (_, false) => None,
         };
         if let Some(n) = &netboot {

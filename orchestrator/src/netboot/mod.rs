@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::AppState;
+use crate::bootplan::BootPlanner;
 use crate::db::DbError;
 use crate::ids::SlotId;
 use config::NetbootConfig;
@@ -82,10 +83,12 @@ pub struct Netboot {
 
 impl Netboot {
     /// Starts both servers for `state`'s inventory, registers their counters with
-    /// `state.metrics`, and serves every slot's storage interface (made by `links`).
+    /// `state.metrics`, and serves every slot's storage interface (made by `links`); TFTP
+    /// serves each slot what `plans` says it boots.
     pub async fn start(
         state: &AppState,
         links: Arc<dyn StorageLinks>,
+        plans: Arc<BootPlanner>,
     ) -> Result<Netboot, NetbootError> {
         let cfg: &NetbootConfig = &state.config.netboot;
         let directory = Arc::new(Directory::new(state.db.clone()));
@@ -114,8 +117,7 @@ impl Netboot {
         let mut tasks = vec![sink_task];
         sync_interfaces(&inner).await;
 
-        let resolver =
-            Arc::new(resolver::DbBootResolver::new(directory.clone(), cfg.roots_dir.clone()));
+        let resolver = Arc::new(resolver::DbBootResolver::new(directory.clone(), plans));
         let tftp = TftpServer::new(TftpConfig::new(cfg.firmware_dir.clone()), resolver, sink);
         for addr in &cfg.tftp_listen {
             let socket = tokio::net::UdpSocket::bind(addr)
@@ -303,12 +305,15 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
 
 /// Starts netboot for `bramble serve` when `[netboot] enabled`, with VLAN
 /// sub-interfaces of the configured trunk.
-pub async fn start_configured(state: &AppState) -> Result<Option<Netboot>, NetbootError> {
+pub async fn start_configured(
+    state: &AppState,
+    plans: Arc<BootPlanner>,
+) -> Result<Option<Netboot>, NetbootError> {
     if !state.config.netboot.enabled {
         return Ok(None);
     }
     let links = Arc::new(bramble_netboot::links::VlanLinks {
         trunk: state.config.netboot.storage_trunk.clone(),
     });
-    Netboot::start(state, links).await.map(Some)
+    Netboot::start(state, links, plans).await.map(Some)
 }
