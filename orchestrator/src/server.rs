@@ -178,9 +178,11 @@ fn open_images(config: &Config) -> Result<Option<Arc<ImagesHost>>, bramble_image
     let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
     let exporter: Option<Arc<dyn NfsExporter>> = match &config.images.nfs {
         NfsBackend::None => None,
-        NfsBackend::Ganesha { dir, pid_file } => {
+        NfsBackend::Ganesha { dir, pid_file, log_file } => {
             let control = match pid_file {
-                Some(p) => GaneshaControl::Reload { pid_file: p.clone() },
+                Some(p) => {
+                    GaneshaControl::Reload { pid_file: p.clone(), log_file: log_file.clone() }
+                }
                 None => GaneshaControl::DBus { bus_address: None },
             };
             Some(Arc::new(GaneshaExporter::new(runner.clone(), dir.clone(), control)?))

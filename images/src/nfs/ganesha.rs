@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::{Export, NfsExporter};
 use crate::cmd::{CommandLine, CommandRunner};
@@ -17,8 +18,11 @@ use crate::fsutil;
 pub enum GaneshaControl {
     /// `dbus-send` to org.ganesha.nfsd on the system bus, or on `bus_address` if given.
     DBus { bus_address: Option<String> },
-    /// `kill -HUP <pid from pid_file>`: ganesha re-reads its config and exports.
-    Reload { pid_file: PathBuf },
+    /// `kill -HUP <pid from pid_file>`: ganesha re-reads its config and exports. With
+    /// `log_file` (ganesha's `-L` log, at the default NIV_EVENT level or finer) each
+    /// reload waits until ganesha logs that it finished re-reading its exports; without
+    /// it nothing tells when a reload took effect (see [`GaneshaExporter::reexport`]).
+    Reload { pid_file: PathBuf, log_file: Option<PathBuf> },
 }
 
 /// Settings for the server's main configuration file.
@@ -174,7 +178,7 @@ impl GaneshaExporter {
         fsutil::atomic_write(&self.include_file(), s.as_bytes(), 0o644)
     }
 
-    fn reload(&self, pid_file: &Path) -> Result<()> {
+    fn reload(&self, pid_file: &Path, log_file: Option<&Path>) -> Result<()> {
         let pid = std::fs::read_to_string(pid_file)
             .map_err(|e| ImagesError::io("reading ganesha pid", pid_file, e))?;
         let pid = pid.trim();
@@ -185,8 +189,26 @@ impl GaneshaExporter {
                 reason: "not a pid".into(),
             });
         }
+        let from = log_file.map(log_len);
         self.runner.run(&CommandLine::new("kill").args(["-HUP", pid]))?;
+        if let (Some(log), Some(from)) = (log_file, from) {
+            await_reload_logged(log, from, RELOAD_TIMEOUT)?;
+        }
         Ok(())
+    }
+
+    fn live(&self, add: Option<(&Path, u16)>, id: u16) -> Result<()> {
+        match (&self.control, add) {
+            (GaneshaControl::DBus { bus_address }, Some((block, id))) => {
+                self.runner.run(&dbus_add_command(bus_address, block, id)).map(drop)
+            }
+            (GaneshaControl::DBus { bus_address }, None) => {
+                self.runner.run(&dbus_remove_command(bus_address, id)).map(drop)
+            }
+            (GaneshaControl::Reload { pid_file, log_file }, _) => {
+                self.reload(pid_file, log_file.as_deref())
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Export>> {
@@ -209,13 +231,7 @@ impl NfsExporter for GaneshaExporter {
         fsutil::atomic_write(&block, render_export_block(export).as_bytes(), 0o644)?;
         state.insert(export.id, export.clone());
         self.write_include(&state)?;
-        let live = match &self.control {
-            GaneshaControl::DBus { bus_address } => {
-                self.runner.run(&dbus_add_command(bus_address, &block, export.id)).map(drop)
-            }
-            GaneshaControl::Reload { pid_file } => self.reload(pid_file),
-        };
-        if let Err(e) = live {
+        if let Err(e) = self.live(Some((&block, export.id)), export.id) {
             state.remove(&export.id);
             self.write_include(&state)?;
             fsutil::remove_tree(&block)?;
@@ -231,12 +247,7 @@ impl NfsExporter for GaneshaExporter {
             return Ok(());
         }
         self.write_include(&state)?;
-        match &self.control {
-            GaneshaControl::DBus { bus_address } => {
-                self.runner.run(&dbus_remove_command(bus_address, export.id))?;
-            }
-            GaneshaControl::Reload { pid_file } => self.reload(pid_file)?,
-        }
+        self.live(None, export.id)?;
         fsutil::remove_tree(&self.block_file(export.id))?;
         tracing::info!(client = %export.client, id = export.id, "unexported (ganesha)");
         Ok(())
@@ -251,19 +262,61 @@ impl NfsExporter for GaneshaExporter {
     }
 
     /// ganesha holds an export's root by file handle, and a reload that finds the same
-    /// block keeps it; after a root swap the export is withdrawn and added anew. A config
-    /// reload is asynchronous, so the two reloads are spaced apart.
+    /// block keeps it; after a root swap the export is withdrawn and added anew. The
+    /// removal must have been read before the block comes back, or ganesha would see no
+    /// change: with a log file each reload already waited for ganesha to finish it; with
+    /// only a pid file nothing is observable, so the two reloads are spaced by
+    /// [`RELOAD_SETTLE`] (see ARCHITECTURE.md for what that costs).
     fn reexport(&self, export: &Export) -> Result<()> {
         self.remove(export)?;
-        if matches!(self.control, GaneshaControl::Reload { .. }) {
+        if matches!(self.control, GaneshaControl::Reload { log_file: None, .. }) {
             std::thread::sleep(RELOAD_SETTLE);
         }
         self.add(export)
     }
 }
 
-/// Time given to ganesha to act on a SIGHUP before the next one.
-const RELOAD_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
+/// Time given to ganesha to act on a SIGHUP before the next one, when its log cannot be
+/// watched. Measured with the log watched: a reload with one export finished 23 ms after
+/// the signal (images/tests/ganesha.rs), so this is generous for a few hundred exports.
+const RELOAD_SETTLE: Duration = Duration::from_millis(1500);
+
+/// How long a reload may take before the change counts as failed.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What ganesha (4.x, at NIV_EVENT) logs when a SIGHUP arrives (`SIGHUP_HANDLER: Received
+/// SIGHUP.... initiating export list reload`) and when the exports are re-read, the
+/// added ones served and the removed ones withdrawn (`Reread exports complete`).
+const RELOAD_STARTED: &str = "Received SIGHUP";
+const RELOAD_DONE: &str = "Reread exports complete";
+
+fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// True when the log text written since a SIGHUP shows a whole reload: the signal
+/// received, then the exports re-read.
+pub fn reload_logged(since_signal: &str) -> bool {
+    since_signal.find(RELOAD_STARTED).is_some_and(|at| since_signal[at..].contains(RELOAD_DONE))
+}
+
+/// Polls `log` from byte `from` (from the start if the log was rotated) until a whole
+/// reload is logged.
+fn await_reload_logged(log: &Path, from: u64, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        let from = if (text.len() as u64) < from { 0 } else { from as usize };
+        if reload_logged(&String::from_utf8_lossy(&text[from..])) {
+            tracing::debug!(waited = ?start.elapsed(), "ganesha reload done");
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(ImagesError::ReloadNotSeen { log: log.to_path_buf(), waited: timeout });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// The exports described by `export-<id>.conf` blocks in `dir` (as written by
 /// [`render_export_block`]); blocks that do not parse are left out.
@@ -368,6 +421,41 @@ mod tests {
         );
         assert!(b.contains("    Access_Type = None;\n"));
         assert!(b.contains("CLIENT {\n        Clients = 10.46.189.2/32;\n        Access_Type = RW;\n        Squash = No_Root_Squash;\n"));
+    }
+
+    #[test]
+    fn a_sighup_change_returns_once_ganesha_logged_the_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (pid_file, log) = (dir.path().join("ganesha.pid"), dir.path().join("ganesha.log"));
+        std::fs::write(&pid_file, "4242\n").expect("pid");
+        std::fs::write(&log, "old: Received SIGHUP\nold: Reread exports complete\n").expect("log");
+        let runner = Arc::new(RecordingRunner::default());
+        let control = GaneshaControl::Reload { pid_file, log_file: Some(log.clone()) };
+        let g =
+            GaneshaExporter::new(runner.clone(), dir.path().join("exports"), control).expect("new");
+        let e =
+            Export::with_id(7, "10.0.0.2".parse().expect("ip"), "/r/pi".into()).expect("export");
+        // ganesha finishes the reload 300 ms after the signal, logging in two writes.
+        let writer = std::thread::spawn(move || {
+            let append = |text: &str| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(&log).expect("log");
+                f.write_all(text.as_bytes()).expect("append");
+            };
+            std::thread::sleep(Duration::from_millis(150));
+            append(
+                "SIGHUP_HANDLER :MAIN :EVENT :SIGHUP_HANDLER: Received SIGHUP.... initiating export list reload\n",
+            );
+            std::thread::sleep(Duration::from_millis(150));
+            append("reread_config :CONFIG :EVENT :Reread exports complete\n");
+        });
+        let start = Instant::now();
+        g.add(&e).expect("add");
+        assert!(start.elapsed() >= Duration::from_millis(300), "returned before the reload");
+        writer.join().expect("writer");
+        assert_eq!(runner.lines(), ["kill -HUP 4242"]);
+        assert!(reload_logged("x Received SIGHUP y\nReread exports complete\n"));
+        assert!(!reload_logged("Reread exports complete\nReceived SIGHUP\n"), "an earlier reload");
     }
 
     #[test]
