@@ -277,9 +277,25 @@ pub fn boot_subdir(marker: Option<&RootMarker>, bases: &[Base]) -> String {
         .unwrap_or_else(|| "boot".into())
 }
 
-/// The marker of the root at `root`, if it has a readable one.
+/// The marker of the root at `root`, if it has a readable one. The root belongs to its
+/// Pi, which may have replaced the marker with anything: only a small regular file that
+/// is not a symlink is read, and opening never blocks (a FIFO).
 pub fn read_marker(root: &Path) -> Option<RootMarker> {
-    serde_json::from_slice(&std::fs::read(root.join(MARKER)).ok()?).ok()
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 16 * 1024;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root.join(MARKER))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(MAX).read_to_end(&mut text).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 #[cfg(test)]
@@ -323,5 +339,18 @@ mod tests {
         assert_eq!(boot_subdir(Some(&marker("deb", "2")), &bases), "boot", "base gone");
         assert_eq!(boot_subdir(Some(&marker("x", "1")), &bases), "boot", "not a plain path");
         assert_eq!(boot_subdir(None, &bases), "boot", "not provisioned by Bramble");
+    }
+
+    #[test]
+    fn a_marker_the_pi_replaced_with_a_device_or_symlink_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join(MARKER);
+        std::fs::create_dir_all(marker.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink("/dev/zero", &marker).expect("symlink");
+        assert_eq!(read_marker(dir.path()), None);
+        std::fs::remove_file(&marker).expect("rm");
+        let text = r#"{"pi":"pi-1","image":"deb","version":"1","token":"t"}"#;
+        std::fs::write(&marker, text).expect("marker");
+        assert_eq!(read_marker(dir.path()).map(|m| m.image), Some("deb".to_string()));
     }
 }
