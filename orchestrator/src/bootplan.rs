@@ -12,6 +12,7 @@
 //! - files: the Pi's root is `<roots_dir>/<pi id>` and it boots from the `boot_dir` its
 //!   base's manifest names ([`bramble_images::provision::boot_subdir`]).
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -105,13 +106,13 @@ pub fn plan(
 
 /// Makes boot plans from the controller's configuration: where roots live, the
 /// configured NFS exporter and the image store whose manifests name each root's boot
-/// directory. Bases never change once registered, so their boot directories are cached;
-/// an unknown base reloads the list.
+/// directory. Bases never change once registered, so the bases roots were provisioned
+/// from are cached.
 pub struct BootPlanner {
     roots_dir: PathBuf,
     exporter: Option<Arc<dyn NfsExporter>>,
     store: Option<ImageStore>,
-    bases: Mutex<Arc<Vec<Base>>>,
+    bases: Mutex<HashMap<(String, String), Arc<Base>>>,
 }
 
 impl BootPlanner {
@@ -120,12 +121,12 @@ impl BootPlanner {
         exporter: Option<Arc<dyn NfsExporter>>,
         store: Option<ImageStore>,
     ) -> BootPlanner {
-        BootPlanner { roots_dir, exporter, store, bases: Mutex::new(Arc::new(Vec::new())) }
+        BootPlanner { roots_dir, exporter, store, bases: Mutex::new(HashMap::new()) }
     }
 
     /// The plan of the slot with storage addresses `controller`/`pi_ip` holding Pi `pi`.
-    /// Reads the root's marker (one small file), and the store's manifests when the root
-    /// names a base not seen before.
+    /// Reads the root's marker (one small file), and its base's manifest the first time
+    /// that base is named; a marker naming no registered base costs one `stat`.
     pub fn plan(
         &self,
         controller: Ipv4Addr,
@@ -141,22 +142,26 @@ impl BootPlanner {
     }
 
     fn boot_subdir(&self, root: &std::path::Path) -> String {
-        let Some(marker) = read_marker(root) else { return boot_subdir(None, &[]) };
-        let cached = self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let known = cached.iter().any(|b| b.image == marker.image && b.version == marker.version);
-        if known {
-            return boot_subdir(Some(&marker), &cached);
+        let marker = read_marker(root);
+        let base = marker.as_ref().and_then(|m| self.base(&m.image, &m.version));
+        boot_subdir(marker.as_ref(), base.as_deref().map(std::slice::from_ref).unwrap_or(&[]))
+    }
+
+    fn base(&self, image: &str, version: &str) -> Option<Arc<Base>> {
+        let key = (image.to_string(), version.to_string());
+        let cache = || self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = cache().get(&key) {
+            return Some(found.clone());
         }
-        let Some(store) = &self.store else { return boot_subdir(Some(&marker), &[]) };
-        let bases = match store.list() {
-            Ok(list) => Arc::new(list),
+        let found = match self.store.as_ref()?.base(image, version) {
+            Ok(found) => Arc::new(found?),
             Err(error) => {
-                tracing::warn!(error = %error, "cannot list image bases; root boots from boot/");
-                return boot_subdir(Some(&marker), &[]);
+                tracing::warn!(image, version, error = %error, "cannot read a base's manifest");
+                return None;
             }
         };
-        *self.bases.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = bases.clone();
-        boot_subdir(Some(&marker), &bases)
+        cache().insert(key, found.clone());
+        Some(found)
     }
 }
 
@@ -225,6 +230,36 @@ mod tests {
             let cmdline = render_cmdline(&plan.params(), None).expect("render");
             assert_eq!(nfsroot(&cmdline), (CTL.to_string(), exported), "{name}: {cmdline}");
         }
+    }
+
+    #[test]
+    fn the_boot_dir_is_the_one_the_roots_base_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ImageStore::open(dir.path(), &RecordingRunner::default()).expect("store");
+        let manifest = serde_json::json!({
+            "image": "deb", "version": "1", "recipe_hash": "h", "suite": "bookworm",
+            "arch": "arm64", "boot_dir": "boot/firmware", "network": "systemd-networkd",
+            "console_args": [], "packages": [], "size_bytes": 0, "file_count": 0,
+            "tree_sha256": "", "built_at_unix": 0, "build_seconds": 0.0,
+        });
+        let base = dir.path().join("bases/deb/1");
+        std::fs::create_dir_all(&base).expect("base dir");
+        std::fs::write(base.join("manifest.json"), manifest.to_string()).expect("manifest");
+        let write_marker = |pi: &str, image: &str| {
+            let etc = store.roots_dir().join(pi).join("etc/bramble");
+            std::fs::create_dir_all(&etc).expect("marker dir");
+            let marker =
+                serde_json::json!({"pi": pi, "image": image, "version": "1", "token": "t"});
+            std::fs::write(etc.join("root.json"), marker.to_string()).expect("marker");
+        };
+        write_marker("pi-1", "deb");
+        write_marker("pi-2", "../bases/deb");
+        let planner = BootPlanner::new(store.roots_dir(), None, Some(store.clone()));
+        let boot = |pi: &str| planner.plan(CTL, PI, &PiId(pi.into())).expect("plan").boot_dir;
+        assert_eq!(boot("pi-1"), store.roots_dir().join("pi-1/boot/firmware"));
+        assert_eq!(boot("pi-1"), store.roots_dir().join("pi-1/boot/firmware"), "cached");
+        assert_eq!(boot("pi-2"), store.roots_dir().join("pi-2/boot"), "not a registered base");
+        assert_eq!(boot("pi-3"), store.roots_dir().join("pi-3/boot"), "no marker");
     }
 
     #[test]
