@@ -57,6 +57,8 @@ pub enum ImagesError {
     InjectedCrash { point: String },
     #[error("NFS export of {path} for {client} failed: {reason}")]
     Export { client: String, path: PathBuf, reason: String },
+    #[error("nfs-ganesha did not log a finished export reload in {log} within {waited:?}")]
+    ReloadNotSeen { log: PathBuf, waited: std::time::Duration },
 }
 
 impl ImagesError {

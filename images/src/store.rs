@@ -95,6 +95,22 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// The base `image` `version`, if registered: one manifest read, no listing. Names
+    /// that are not single plain path components are never looked up.
+    pub fn base(&self, image: &str, version: &str) -> Result<Option<Base>> {
+        let plain = |n: &str| !n.is_empty() && !n.starts_with('.') && !n.contains('/');
+        if !plain(image) || !plain(version) {
+            return Ok(None);
+        }
+        let dir = self.bases_dir().join(image).join(version);
+        let manifest = dir.join("manifest.json");
+        if !manifest.is_file() {
+            return Ok(None);
+        }
+        let manifest = Manifest::load(&manifest)?;
+        Ok(Some(Base { image: image.into(), version: version.into(), dir, manifest }))
+    }
+
     /// The newest base of `image`.
     pub fn latest(&self, image: &str) -> Result<Base> {
         self.list()?

@@ -193,6 +193,7 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
         bind: Some(ctl),
         recovery_dir: gdir.join("recovery"),
         exports_include: exporter.include_file(),
+        nfsv3: true,
     };
     std::fs::write(gdir.join("ganesha.conf"), render_server_config(&conf)).expect("conf");
     let pid_file = gdir.join("ganesha.pid");
@@ -245,10 +246,15 @@ fn ganesha_serves_a_provisioned_root_only_to_its_pi() {
     exporter.remove(&export).expect("remove over D-Bus");
     check_gone("D-Bus remove");
 
-    let reload =
-        GaneshaExporter::new(runner, gdir.join("exports"), GaneshaControl::Reload { pid_file })
-            .expect("reload exporter");
+    let reload = GaneshaExporter::new(
+        runner,
+        gdir.join("exports"),
+        GaneshaControl::Reload { pid_file, log_file: Some(gdir.join("ganesha.log")) },
+    )
+    .expect("reload exporter");
+    let sent = Instant::now();
     reload.add(&export).expect("add by reload");
+    eprintln!("SIGHUP add returned after {:?} (ganesha logged the reload)", sent.elapsed());
     wait_for("export after SIGHUP", || {
         nfs(&pi_side, "nfs-cat", &url("/etc/hostname", "?version=4")).status.success()
     });

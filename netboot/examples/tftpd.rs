@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = addr.parse()?;
     let dir = PathBuf::from(dir);
     let slot = SlotBoot {
-        serial: "00000000".parse()?,
+        serial: None,
         mac: MacAddr([0; 6]),
         boot_dir: dir.clone(),
         params: BootParams::example(),

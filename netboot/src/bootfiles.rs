@@ -25,7 +25,8 @@ pub struct BootParams {
     /// The Pi's address (the `.2`).
     pub pi: Ipv4Addr,
     pub netmask: Ipv4Addr,
-    /// The NFS export holding the Pi's root, e.g. `/export/10.46.189.2`.
+    /// The path the Pi mounts its root from (what the NFS server exports to it), e.g.
+    /// ganesha's pseudo path `/export/10.46.189.2` or the kernel server's root directory.
     pub nfs_export: String,
     /// `console=` arguments; empty means "take them from the image's own cmdline.txt".
     pub console: Vec<String>,

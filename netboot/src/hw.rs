@@ -1,4 +1,5 @@
-//! Hardware identifiers shared by the DHCP and TFTP servers.
+//! Hardware identifiers shared by the DHCP and TFTP servers (and the orchestrator): MAC
+//! addresses and Pi serials.
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,6 +60,42 @@ impl FromStr for MacAddr {
             return Err(bad());
         }
         Ok(MacAddr(out))
+    }
+}
+
+/// A Raspberry Pi serial number: the 32 bits the firmware prints as 8 lowercase hex
+/// digits and uses as the TFTP directory name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PiSerial(pub u32);
+
+impl fmt::Display for PiSerial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+/// A string that is not 8 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a Pi serial (want 8 hex digits)")]
+pub struct BadSerial {
+    pub input: String,
+}
+
+impl FromStr for PiSerial {
+    type Err = BadSerial;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // /proc/cpuinfo prints 16 digits with leading zeros; accept those too.
+        let trimmed = s.trim_start_matches('0');
+        let hex = s.bytes().all(|b| b.is_ascii_hexdigit());
+        if s.is_empty() || s.len() > 16 || trimmed.len() > 8 || !hex {
+            return Err(BadSerial { input: s.to_string() });
+        }
+        if trimmed.is_empty() {
+            return Ok(PiSerial(0));
+        }
+        u32::from_str_radix(trimmed, 16)
+            .map(PiSerial)
+            .map_err(|_| BadSerial { input: s.to_string() })
     }
 }
 

@@ -26,6 +26,15 @@ pub struct AddressPools {
     pub public_host_offset: u128,
 }
 
+/// The prefix length of a slot's storage network: a /30 of network, `.1` controller,
+/// `.2` Pi, broadcast.
+pub const STORAGE_PREFIX: u8 = 30;
+
+/// The netmask of a slot's storage network (`255.255.255.252`).
+pub fn storage_netmask() -> Ipv4Addr {
+    Ipv4Addr::from(u32::MAX << (32 - u32::from(STORAGE_PREFIX)))
+}
+
 /// What one slot gets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct SlotAddresses {
@@ -88,7 +97,7 @@ pub fn allocate(
     let free_nets = || {
         pools
             .storage_supernet
-            .subnets(30)
+            .subnets(STORAGE_PREFIX)
             .into_iter()
             .flatten()
             .filter(|n| !taken.storage_nets.contains(n))
@@ -154,6 +163,7 @@ mod tests {
         assert_eq!(s.storage_net.to_string(), "10.46.189.0/30");
         assert_eq!(s.controller_ip().to_string(), "10.46.189.1");
         assert_eq!(s.pi_ip().to_string(), "10.46.189.2");
+        assert_eq!(storage_netmask().to_string(), "255.255.255.252");
         assert_eq!(s.public_ipv6.to_string(), "2a00:1098:0:84:1000::2");
     }
 

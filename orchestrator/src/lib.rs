@@ -7,6 +7,7 @@
 pub mod alloc;
 pub mod api;
 pub mod auth;
+pub mod bootplan;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

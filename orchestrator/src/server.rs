@@ -12,6 +12,7 @@ use bramble_images::{CommandRunner, SystemRunner};
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, app};
+use crate::bootplan::BootPlanner;
 use crate::config::{Config, NfsBackend};
 use crate::db::{Db, DbError};
 use crate::fabric::Fabric;
@@ -67,12 +68,18 @@ impl Controller {
         let images = open_images(&config)?;
         let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
         let storage = Arc::new(LateStorage::default());
+        let boot = Arc::new(BootPlanner::new(
+            config.netboot.roots_dir.clone(),
+            images.as_ref().and_then(|i| i.exporter.clone()),
+            images.as_ref().map(|i| i.store.clone()),
+        ));
         let hardware = Arc::new(Hardware {
             db: db.clone(),
             fabric,
             timing: config.jobs.clone(),
             config: config.clone(),
             images,
+            boot,
             storage: storage.clone(),
         });
         let runner_id = format!("{}-{}", hostname(), std::process::id());
@@ -106,12 +113,14 @@ impl Controller {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
         let netboot_cfg = &state.config.netboot;
+        let plans = hardware.boot.clone();
         let netboot = match (links, netboot_cfg.enabled) {
             (Some(links), true) => {
-                Some(Netboot::start(&state.db, netboot_cfg, &state.metrics, links).await?)
+                Some(Netboot::start(&state.db, netboot_cfg, &state.metrics, links, plans).await?)
             }
             (None, true) => {
-                crate::netboot::start_configured(&state.db, netboot_cfg, &state.metrics).await?
+                crate::netboot::start_configured(&state.db, netboot_cfg, &state.metrics, plans)
+                    .await?
             }
             (_, false) => None,
         };
@@ -174,9 +183,11 @@ fn open_images(config: &Config) -> Result<Option<Arc<ImagesHost>>, bramble_image
     let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
     let exporter: Option<Arc<dyn NfsExporter>> = match &config.images.nfs {
         NfsBackend::None => None,
-        NfsBackend::Ganesha { dir, pid_file } => {
+        NfsBackend::Ganesha { dir, pid_file, log_file } => {
             let control = match pid_file {
-                Some(p) => GaneshaControl::Reload { pid_file: p.clone() },
+                Some(p) => {
+                    GaneshaControl::Reload { pid_file: p.clone(), log_file: log_file.clone() }
+                }
                 None => GaneshaControl::DBus { bus_address: None },
             };
             Some(Arc::new(GaneshaExporter::new(runner.clone(), dir.clone(), control)?))

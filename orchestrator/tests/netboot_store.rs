@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bramble::bootplan::BootPlanner;
 use bramble::config::{Config, Overrides, RawConfig};
 use bramble::db::events::EventFilter;
 use bramble::db::fabric::NewSwitch;
@@ -191,7 +192,8 @@ async fn events_reach_the_right_timeline_and_the_resolver_finds_the_slot() {
         store.record_sighting(&sighting(Some(&slots[0].0), mac(1), None)).await.expect("sighting");
         let pi = pi_in_slot(&db, &slots[0].0).await.expect("pi");
         let roots = std::env::temp_dir().join("gl-roots");
-        let resolver = DbBootResolver::new(directory.clone(), &roots);
+        let plans = Arc::new(BootPlanner::new(roots.clone(), None, None));
+        let resolver = DbBootResolver::new(directory.clone(), plans);
         let boot = resolver.resolve(IpAddr::V4(slots[0].1)).await.expect("slot 1 resolves");
         assert_eq!(boot.boot_dir, roots.join(pi.id.as_str()).join("boot"));
         assert_eq!(boot.params.nfs_export, format!("/export/{}", slots[0].1));

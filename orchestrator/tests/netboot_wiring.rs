@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bramble::api::{AppState, app};
 use bramble::auth::{Role, generate_token};
+use bramble::bootplan::BootPlanner;
 use bramble::config::{Config, Overrides, RawConfig};
 use bramble::db::fabric::NewSwitch;
 use bramble::netboot::Netboot;
@@ -174,8 +175,9 @@ async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value>
 
 async fn case(db: &TestDb, subnet: u8) {
     let (state, token, lab) = setup(db, subnet).await;
+    let plans = Arc::new(BootPlanner::new(state.config.netboot.roots_dir.clone(), None, None));
     let netboot =
-        Netboot::start(&state.db, &state.config.netboot, &state.metrics, lab.links.clone())
+        Netboot::start(&state.db, &state.config.netboot, &state.metrics, lab.links.clone(), plans)
             .await
             .expect("netboot starts");
     assert_eq!(netboot.dhcp().interfaces().len(), 2, "both slots served");

@@ -5,7 +5,7 @@
 pub mod journal;
 pub mod strategy;
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -152,13 +152,7 @@ impl<'a> Roots<'a> {
         let Some(marker) = read_marker(&path) else {
             return Ok(None);
         };
-        let boot = self
-            .store
-            .list()?
-            .into_iter()
-            .find(|b| b.image == marker.image && b.version == marker.version)
-            .map(|b| b.manifest.boot_dir)
-            .unwrap_or_else(|| "boot".into());
+        let boot = boot_subdir(Some(&marker), &self.store.list()?);
         Ok(Some(PiRoot {
             pi: pi.clone(),
             boot_dir: path.join(boot),
@@ -267,6 +261,96 @@ impl<'a> Roots<'a> {
     }
 }
 
-fn read_marker(root: &Path) -> Option<RootMarker> {
-    serde_json::from_slice(&std::fs::read(root.join(MARKER)).ok()?).ok()
+/// The directory a root boots from, relative to the root: the `boot_dir` of the base its
+/// marker names, from that base's manifest; `boot` for a root without a marker (not
+/// provisioned by Bramble) or whose base is not among `bases`. The marker lives in the
+/// Pi's writable root, so it only selects among registered bases, and a `boot_dir` that
+/// is not a plain relative path is never returned.
+pub fn boot_subdir(marker: Option<&RootMarker>, bases: &[Base]) -> String {
+    let plain = |d: &str| {
+        !d.is_empty() && Path::new(d).components().all(|c| matches!(c, Component::Normal(_)))
+    };
+    marker
+        .and_then(|m| bases.iter().find(|b| b.image == m.image && b.version == m.version))
+        .map(|b| b.manifest.boot_dir.clone())
+        .filter(|d| plain(d))
+        .unwrap_or_else(|| "boot".into())
+}
+
+/// The marker of the root at `root`, if it has a readable one. The root belongs to its
+/// Pi, which may have replaced the marker with anything: only a small regular file that
+/// is not a symlink is read, and opening never blocks (a FIFO).
+pub fn read_marker(root: &Path) -> Option<RootMarker> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 16 * 1024;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(root.join(MARKER))
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(MAX).read_to_end(&mut text).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+    use crate::recipe::NetworkStyle;
+
+    fn base(image: &str, version: &str, boot_dir: &str) -> Base {
+        let manifest = Manifest {
+            image: image.into(),
+            version: version.into(),
+            recipe_hash: String::new(),
+            suite: "bookworm".into(),
+            arch: "arm64".into(),
+            boot_dir: boot_dir.into(),
+            network: NetworkStyle::Ifupdown,
+            console_args: Vec::new(),
+            packages: Vec::new(),
+            size_bytes: 0,
+            file_count: 0,
+            tree_sha256: String::new(),
+            built_at_unix: 0,
+            build_seconds: 0.0,
+        };
+        Base { image: image.into(), version: version.into(), dir: "/b".into(), manifest }
+    }
+
+    #[test]
+    fn a_root_boots_from_its_bases_boot_dir() {
+        let marker = |image: &str, version: &str| RootMarker {
+            pi: PiName::new("pi-1").expect("name"),
+            image: image.into(),
+            version: version.into(),
+            token: String::new(),
+        };
+        let bases =
+            [base("deb", "1", "boot/firmware"), base("old", "1", "boot"), base("x", "1", "../y")];
+        assert_eq!(boot_subdir(Some(&marker("deb", "1")), &bases), "boot/firmware");
+        assert_eq!(boot_subdir(Some(&marker("old", "1")), &bases), "boot");
+        assert_eq!(boot_subdir(Some(&marker("deb", "2")), &bases), "boot", "base gone");
+        assert_eq!(boot_subdir(Some(&marker("x", "1")), &bases), "boot", "not a plain path");
+        assert_eq!(boot_subdir(None, &bases), "boot", "not provisioned by Bramble");
+    }
+
+    #[test]
+    fn a_marker_the_pi_replaced_with_a_device_or_symlink_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join(MARKER);
+        std::fs::create_dir_all(marker.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink("/dev/zero", &marker).expect("symlink");
+        assert_eq!(read_marker(dir.path()), None);
+        std::fs::remove_file(&marker).expect("rm");
+        let text = r#"{"pi":"pi-1","image":"deb","version":"1","token":"t"}"#;
+        std::fs::write(&marker, text).expect("marker");
+        assert_eq!(read_marker(dir.path()).map(|m| m.image), Some("deb".to_string()));
+    }
 }

@@ -65,6 +65,10 @@ impl PiModel {
 }
 
 /// A board serial number; its TFTP directory is 8 lowercase hex digits.
+///
+/// Deliberately not `bramble_netboot::hw::PiSerial` (the product's one serial type): the
+/// simulator is the test rig for that server and shares no code with it, so a bug in
+/// the server's serial handling cannot hide in the simulator too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Serial(pub u32);
 

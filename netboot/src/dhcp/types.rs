@@ -1,46 +1,10 @@
 //! Small value types of the DHCP server: MAC addresses, Pi serials, slot keys, models.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::Serialize;
 
-pub use crate::hw::{BadMac, MacAddr};
-
-/// A Raspberry Pi serial number: the 32 bits the firmware prints as 8 lowercase hex
-/// digits and uses as the TFTP directory name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PiSerial(pub u32);
-
-impl fmt::Display for PiSerial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:08x}", self.0)
-    }
-}
-
-/// A string that is not 8 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a Pi serial (want 8 hex digits)")]
-pub struct BadSerial {
-    pub input: String,
-}
-
-impl FromStr for PiSerial {
-    type Err = BadSerial;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // /proc/cpuinfo prints 16 digits with leading zeros; accept those too.
-        let trimmed = s.trim_start_matches('0');
-        if s.is_empty() || s.len() > 16 || trimmed.len() > 8 {
-            return Err(BadSerial { input: s.to_string() });
-        }
-        if trimmed.is_empty() {
-            return Ok(PiSerial(0));
-        }
-        u32::from_str_radix(trimmed, 16)
-            .map(PiSerial)
-            .map_err(|_| BadSerial { input: s.to_string() })
-    }
-}
+pub use crate::hw::{BadMac, BadSerial, MacAddr, PiSerial};
 
 /// The orchestrator's opaque name for a storage slot (a switch port and its VLAN).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

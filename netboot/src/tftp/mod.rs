@@ -32,6 +32,6 @@ mod window;
 
 pub use metrics::{MetricsSnapshot, Refusal, TftpMetrics};
 pub use options::{DEFAULT_BLKSIZE, Limits, MAX_BLKSIZE};
-pub use resolve::{BootResolver, IdError, MacAddr, Serial, SlotBoot};
+pub use resolve::{BootResolver, MacAddr, PiSerial, SlotBoot};
 pub use server::{ServeError, TftpConfig, TftpServer};
 pub use window::Outcome;

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use super::metrics::Refusal;
-use super::resolve::{SlotBoot, looks_like_mac_dir, looks_like_serial};
+use super::resolve::{PiSerial, SlotBoot, looks_like_mac_dir, looks_like_serial};
 
 /// Longest file name accepted, in bytes.
 pub const MAX_NAME: usize = 255;
@@ -81,7 +81,8 @@ fn strip_slot_prefix<'a, 'b>(
     if looks_like_serial(first) {
         // Until the inventory learns the serial (the 3B's firmware shows it only here),
         // the slot's Pi is whoever asks from the slot's address.
-        return if slot.serial.is_unknown() || first.eq_ignore_ascii_case(slot.serial.as_str()) {
+        let named = first.parse::<PiSerial>().ok();
+        return if slot.serial.is_none() || named == slot.serial {
             Ok(rest)
         } else {
             Err(Refusal::ForeignSlot)
@@ -104,7 +105,7 @@ mod tests {
 
     fn slot() -> SlotBoot {
         SlotBoot {
-            serial: "1234abcd".parse().expect("serial"),
+            serial: Some("1234abcd".parse().expect("serial")),
             mac: "b8:27:eb:34:ab:cd".parse().expect("mac"),
             boot_dir: "/srv/slot1/boot".into(),
             params: BootParams::example(),
@@ -150,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_slot_whose_serial_is_unknown_takes_any_serial_prefix_but_no_mac_of_another() {
-        let slot = SlotBoot { serial: super::super::resolve::Serial::unknown(), ..slot() };
+        let slot = SlotBoot { serial: None, ..slot() };
         assert_eq!(map_request(b"5eed0003/start.elf", &slot), Ok(Target::Slot("start.elf".into())));
         assert_eq!(map_request(b"b8-27-eb-00-00-01/start.elf", &slot), Err(Refusal::ForeignSlot));
         assert_eq!(map_request(b"5eed0003/../x", &slot), Err(Refusal::Traversal));

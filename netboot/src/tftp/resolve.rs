@@ -1,10 +1,8 @@
 //! What the TFTP server asks the inventory: which slot (if any) owns a client address,
 //! and what that slot boots. The orchestrator implements [`BootResolver`].
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 
@@ -21,7 +19,9 @@ pub trait BootResolver: Send + Sync + 'static {
 /// Everything needed to serve one Pi its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotBoot {
-    pub serial: Serial,
+    /// The Pi's serial, `None` until the inventory learns it (a Pi 3B's ROM does not send
+    /// it in DHCP); any `<serial>/` prefix is then taken as this slot's own.
+    pub serial: Option<PiSerial>,
     pub mac: MacAddr,
     /// The `/boot` directory of the Pi's own root filesystem on the controller's disk.
     pub boot_dir: PathBuf,
@@ -29,56 +29,12 @@ pub struct SlotBoot {
     pub params: BootParams,
 }
 
-/// A Pi serial number as the boot ROM spells its TFTP directory: 8 lowercase hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Serial(String);
-
-/// A string that is not 8 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IdError {
-    #[error("{value:?} is not a Pi serial (8 hex digits)")]
-    Serial { value: String },
-}
-
-impl Serial {
-    /// Stands in for a serial the inventory does not know yet (a Pi 3B's ROM does not
-    /// send it in DHCP); any `<serial>/` prefix is then taken as this slot's own.
-    pub fn unknown() -> Serial {
-        Serial("00000000".into())
-    }
-
-    pub fn is_unknown(&self) -> bool {
-        self.0 == "00000000"
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Serial {
-    type Err = IdError;
-    fn from_str(s: &str) -> Result<Self, IdError> {
-        if looks_like_serial(s) {
-            Ok(Serial(s.to_ascii_lowercase()))
-        } else {
-            Err(IdError::Serial { value: s.to_string() })
-        }
-    }
-}
-
-impl fmt::Display for Serial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// True for 8 hex digits in either case: the shape of a serial directory name.
 pub(crate) fn looks_like_serial(s: &str) -> bool {
     s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-pub use crate::hw::MacAddr;
+pub use crate::hw::{MacAddr, PiSerial};
 
 /// True for a dashed MAC directory name (`aa-bb-cc-dd-ee-ff`).
 pub(crate) fn looks_like_mac_dir(s: &str) -> bool {
@@ -91,9 +47,10 @@ mod tests {
 
     #[test]
     fn parses_ids() {
-        assert_eq!("DEADBEEF".parse::<Serial>().map(|s| s.to_string()), Ok("deadbeef".into()));
-        assert!("deadbee".parse::<Serial>().is_err());
-        assert!("deadbeeg".parse::<Serial>().is_err());
+        assert!(looks_like_serial("DEADBEEF") && !looks_like_serial("deadbee"));
+        assert!(!looks_like_serial("deadbeeg") && !looks_like_serial("+eadbeef"));
+        assert_eq!("DEADBEEF".parse::<PiSerial>().map(|s| s.to_string()), Ok("deadbeef".into()));
+        assert!("deadbeeg".parse::<PiSerial>().is_err() && "+eadbeef".parse::<PiSerial>().is_err());
         let mac: MacAddr = "B8:27:EB:01:02:03".parse().expect("mac");
         assert_eq!(mac.to_string(), "b8:27:eb:01:02:03");
         assert_eq!(mac.dashed(), "b8-27-eb-01-02-03");

@@ -157,12 +157,12 @@ impl TftpServer {
                 self.finish(&client, file, outcome);
             }
             Err(OpenError::Refused(reason)) => {
-                tracing::info!(%peer, serial = %slot.serial, %file, reason = reason.name(), "request refused");
+                tracing::info!(%peer, serial = ?slot.serial, %file, reason = reason.name(), "request refused");
                 self.record(&client, BootStage::TftpError { file, reason: reason.name().into() });
                 self.refuse(listener, peer, reason).await;
             }
             Err(error) => {
-                tracing::error!(%peer, serial = %slot.serial, %file, error = %bramble_report::chain(&error), "cannot serve file");
+                tracing::error!(%peer, serial = ?slot.serial, %file, error = %bramble_report::chain(&error), "cannot serve file");
                 self.record(&client, BootStage::TftpError { file, reason: error.to_string() });
                 let reply = packet::encode_error(ErrorCode::NotDefined, "internal error");
                 let _ = listener.send_to(&reply, peer).await;
@@ -259,7 +259,7 @@ fn client_ref(slot: &SlotBoot, peer: SocketAddr) -> ClientRef {
     ClientRef {
         interface: None,
         mac: Some(slot.mac.to_string()),
-        serial: Some(slot.serial.to_string()),
+        serial: slot.serial.map(|s| s.to_string()),
         addr: Some(peer.ip()),
     }
 }

@@ -78,7 +78,7 @@ impl BootTree {
         params.nfs_export = format!("/export/{pi}");
         params.config_additions = vec!["enable_uart=1".into()];
         SlotBoot {
-            serial: serial.parse().expect("serial"),
+            serial: Some(serial.parse().expect("serial")),
             mac: MacAddr([
                 0xb8,
                 0x27,

@@ -43,6 +43,9 @@ pub struct RawImages {
     pub ganesha_dir: Option<PathBuf>,
     /// ganesha: pid file to SIGHUP on changes; without it changes go over D-Bus.
     pub ganesha_pid_file: Option<PathBuf>,
+    /// ganesha with a pid file: its log (`ganesha.nfsd -L`), watched so that each reload
+    /// is known to have finished; without it reloads are spaced by a fixed delay.
+    pub ganesha_log_file: Option<PathBuf>,
     /// kernel: the exports file kept in step with `exportfs`.
     pub exports_file: Option<PathBuf>,
 }
@@ -74,7 +77,7 @@ pub struct JobsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NfsBackend {
     None,
-    Ganesha { dir: PathBuf, pid_file: Option<PathBuf> },
+    Ganesha { dir: PathBuf, pid_file: Option<PathBuf>, log_file: Option<PathBuf> },
     Kernel { exports_file: PathBuf },
 }
 
@@ -142,6 +145,7 @@ impl ImagesConfig {
             "ganesha" => NfsBackend::Ganesha {
                 dir: raw.ganesha_dir.unwrap_or_else(|| state_dir.join("ganesha")),
                 pid_file: raw.ganesha_pid_file,
+                log_file: raw.ganesha_log_file,
             },
             "kernel" => NfsBackend::Kernel {
                 exports_file: raw

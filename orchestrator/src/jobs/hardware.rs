@@ -17,6 +17,7 @@ use bramble_switch::{PortNo, PortPower};
 
 use super::config::JobsConfig;
 use super::runner::StepError;
+use crate::bootplan::BootPlanner;
 use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::orchestration::{BootEvidence, SlotLocation};
@@ -67,6 +68,8 @@ pub struct Hardware {
     pub timing: JobsConfig,
     pub config: Config,
     pub images: Option<Arc<ImagesHost>>,
+    /// Each slot's boot plan (addresses, NFS path, boot dir), shared with the TFTP resolver.
+    pub boot: Arc<BootPlanner>,
     pub storage: Arc<dyn StorageSync>,
 }
 

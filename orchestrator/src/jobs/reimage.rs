@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bramble_images::nfs::Export;
 use bramble_images::{ImagesError, PiIdentity, PiName, Roots};
 use bramble_netboot::bootfiles::{render_cmdline, render_config};
 use serde::Deserialize;
@@ -19,9 +18,9 @@ use serde_json::json;
 use super::hardware::{Hardware, Target};
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
+use crate::bootplan::BootPlan;
 use crate::db::events::NewEvent;
 use crate::model::{Job, Pi};
-use crate::netboot::resolver::{boot_dir, boot_params};
 use bramble_report::chain;
 
 /// What a reimage request carries (validated by the API before the job exists).
@@ -97,16 +96,20 @@ impl ReimageExecutor {
             tracing::info!(pi = %t.pi.id, "no NFS backend configured; root not exported by this controller");
             return Ok(());
         };
-        let name = root_name(&t.pi)?;
-        let pi_ip = t.slot.pi_ip;
-        blocking(move || {
-            let path = Roots::new(&images.store, images.runner.as_ref()).path(&name);
-            exporter.reexport(&Export::new(pi_ip, path)?)
-        })
-        .await
-        .map_err(|e| {
+        let plan = self.plan(t)?;
+        blocking(move || exporter.reexport(&plan.export)).await.map_err(|e| {
             let customer = "The new system could not be shared with the Pi yet.";
             StepError::retryable(format!("export: {}", chain(&e)), customer)
+        })
+    }
+
+    /// The slot's boot plan: what the Pi is told to mount and where its boot files are.
+    fn plan(&self, t: &Target) -> Result<BootPlan, StepError> {
+        self.hw.boot.plan(t.slot.controller_ip, t.slot.pi_ip, &t.pi.id).map_err(|e| {
+            StepError::permanent(
+                format!("boot plan: {}", chain(&e)),
+                "This Pi cannot be reinstalled; contact support.",
+            )
         })
     }
 
@@ -122,9 +125,20 @@ impl ReimageExecutor {
                     "The new system is missing; contact support.",
                 )
             })?;
-        let dir = boot_dir(&live.path);
+        let plan = self.plan(t)?;
+        if plan.root != live.path {
+            return Err(StepError::permanent(
+                format!(
+                    "netboot serves {} but the live root is {}",
+                    plan.root.display(),
+                    live.path.display()
+                ),
+                "The new system is missing; contact support.",
+            ));
+        }
+        let dir = plan.boot_dir.clone();
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-        let params = boot_params(t.slot.controller_ip, t.slot.pi_ip);
+        let params = plan.params();
         let bad = |e: &dyn std::error::Error| {
             StepError::permanent(
                 format!("boot files of {}: {e}", dir.display()),

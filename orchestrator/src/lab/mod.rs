@@ -236,12 +236,14 @@ impl Lab {
         let text = format!(
             "[addressing]\nstorage_supernet = \"{}\"\n[jobs]\n{}\n\
              [images]\nnfs = \"ganesha\"\nganesha_dir = \"{}\"\nganesha_pid_file = \"{}\"\n\
+             ganesha_log_file = \"{}\"\n\
              [switches]\nreconcile_seconds = 30\n\
              [netboot]\nenabled = true\nrefresh_seconds = 2\ntftp_listen = [\"0.0.0.0:69\"]\n",
             o.storage_supernet,
             o.jobs_toml,
             exports_dir(&o.state_dir).display(),
             o.state_dir.join("ganesha/ganesha.pid").display(),
+            o.state_dir.join("ganesha/ganesha.log").display(),
         );
         let raw: RawConfig =
             toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;

@@ -10,6 +10,8 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use bramble_netboot::hw::PiSerial;
+
 use crate::db::{Db, DbError, get_opt_str, get_str, get_u16};
 use crate::ids::{PiId, SlotId};
 
@@ -20,7 +22,8 @@ pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PiEntry {
     pub id: PiId,
-    pub serial: Option<String>,
+    /// `None` while unknown (or not a serial: the boot ROM's own is always one).
+    pub serial: Option<PiSerial>,
     pub mac: Option<String>,
 }
 
@@ -148,7 +151,7 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
         let pi = match get_opt_str(r, "pi_id")? {
             Some(id) => Some(PiEntry {
                 id: PiId(id),
-                serial: get_opt_str(r, "serial")?,
+                serial: get_opt_str(r, "serial")?.and_then(|s| s.parse().ok()),
                 mac: get_opt_str(r, "mac")?,
             }),
             None => None,
@@ -170,7 +173,7 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
         .map(|r| {
             Ok(PiEntry {
                 id: PiId(get_str(r, "id")?),
-                serial: get_opt_str(r, "serial")?,
+                serial: get_opt_str(r, "serial")?.and_then(|s| s.parse().ok()),
                 mac: get_opt_str(r, "mac")?,
             })
         })

@@ -27,6 +27,7 @@ use bramble_report::chain;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::bootplan::BootPlanner;
 use crate::db::{Db, DbError};
 use crate::ids::SlotId;
 use crate::links::{LinkError, StorageLinks, VlanLinks};
@@ -83,12 +84,14 @@ pub struct Netboot {
 
 impl Netboot {
     /// Starts both servers as `cfg` says over `db`'s inventory, registers their counters
-    /// with `metrics`, and serves every slot's storage interface (made by `links`).
+    /// with `metrics`, and serves every slot's storage interface (made by `links`); TFTP
+    /// serves each slot what `plans` says it boots.
     pub async fn start(
         db: &Db,
         cfg: &NetbootConfig,
         metrics: &Metrics,
         links: Arc<dyn StorageLinks>,
+        plans: Arc<BootPlanner>,
     ) -> Result<Netboot, NetbootError> {
         let directory = Arc::new(Directory::new(db.clone()));
         directory.refresh().await?;
@@ -116,8 +119,7 @@ impl Netboot {
         let mut tasks = vec![sink_task];
         sync_interfaces(&inner).await;
 
-        let resolver =
-            Arc::new(resolver::DbBootResolver::new(directory.clone(), cfg.roots_dir.clone()));
+        let resolver = Arc::new(resolver::DbBootResolver::new(directory.clone(), plans));
         let tftp = TftpServer::new(TftpConfig::new(cfg.firmware_dir.clone()), resolver, sink);
         for addr in &cfg.tftp_listen {
             let socket = tokio::net::UdpSocket::bind(addr)
@@ -293,10 +295,11 @@ pub async fn start_configured(
     db: &Db,
     cfg: &NetbootConfig,
     metrics: &Metrics,
+    plans: Arc<BootPlanner>,
 ) -> Result<Option<Netboot>, NetbootError> {
     if !cfg.enabled {
         return Ok(None);
     }
     let links = Arc::new(VlanLinks { trunk: cfg.storage_trunk.clone() });
-    Netboot::start(db, cfg, metrics, links).await.map(Some)
+    Netboot::start(db, cfg, metrics, links, plans).await.map(Some)
 }

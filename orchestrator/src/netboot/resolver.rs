@@ -1,29 +1,25 @@
 //! [`DbBootResolver`]: tells the TFTP server which slot a client address belongs to and
-//! what that slot boots, from the cached slots and Pis.
-//!
-//! The boot directory is the `/boot` of the Pi's own root as the image store lays it out
-//! (`<roots_dir>/<pi id>/boot`, or `boot/firmware` where the image keeps its firmware
-//! there), so a kernel upgraded inside the Pi is what it boots next. The NFS export is
-//! `/export/<pi storage ip>`, as in the original deployment's `nfsroot=`.
+//! what that slot boots, from the cached slots and Pis and the slot's
+//! [`BootPlan`](crate::bootplan::BootPlan) (the same plan the reimage job checks the boot
+//! files against).
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bramble_netboot::bootfiles::BootParams;
-use bramble_netboot::tftp::{BootResolver, MacAddr, Serial, SlotBoot};
+use bramble_netboot::tftp::{BootResolver, MacAddr, SlotBoot};
 
 use super::directory::{Directory, SlotEntry};
+use crate::bootplan::BootPlanner;
 
 pub struct DbBootResolver {
     directory: Arc<Directory>,
-    roots_dir: PathBuf,
+    plans: Arc<BootPlanner>,
 }
 
 impl DbBootResolver {
-    pub fn new(directory: Arc<Directory>, roots_dir: impl Into<PathBuf>) -> DbBootResolver {
-        DbBootResolver { directory, roots_dir: roots_dir.into() }
+    pub fn new(directory: Arc<Directory>, plans: Arc<BootPlanner>) -> DbBootResolver {
+        DbBootResolver { directory, plans }
     }
 }
 
@@ -32,7 +28,7 @@ impl BootResolver for DbBootResolver {
     async fn resolve(&self, client: IpAddr) -> Option<SlotBoot> {
         let IpAddr::V4(ip) = client else { return None };
         let boot = |snap: &super::directory::Snapshot| {
-            snap.slot_by_pi_ip(ip).and_then(|s| slot_boot(s, &self.roots_dir))
+            snap.slot_by_pi_ip(ip).and_then(|s| slot_boot(s, &self.plans))
         };
         if let Some(found) = boot(&self.directory.snapshot()) {
             return Some(found);
@@ -45,46 +41,28 @@ impl BootResolver for DbBootResolver {
     }
 }
 
-/// What a slot boots, or `None` when no Pi is in it (nothing to serve).
-pub fn slot_boot(slot: &SlotEntry, roots_dir: &Path) -> Option<SlotBoot> {
+/// What a slot boots, or `None` when no Pi is in it (nothing to serve) or its plan
+/// cannot be made (logged).
+pub fn slot_boot(slot: &SlotEntry, plans: &BootPlanner) -> Option<SlotBoot> {
     let pi = slot.pi.as_ref()?;
-    let serial: Serial =
-        pi.serial.as_deref().and_then(|s| s.parse().ok()).unwrap_or_else(Serial::unknown);
+    let plan = match plans.plan(slot.controller_ip, slot.pi_ip, &pi.id) {
+        Ok(plan) => plan,
+        Err(error) => {
+            tracing::warn!(slot = %slot.id, error = %crate::netboot::chain(&error), "no boot plan");
+            return None;
+        }
+    };
     let mac: MacAddr = pi.mac.as_deref().and_then(|m| m.parse().ok()).unwrap_or(MacAddr([0; 6]));
-    Some(SlotBoot {
-        serial,
-        mac,
-        boot_dir: boot_dir(&roots_dir.join(pi.id.as_str())),
-        params: params(slot),
-    })
-}
-
-/// `<root>/boot/firmware` when the image keeps its firmware there, else `<root>/boot`.
-pub fn boot_dir(root: &Path) -> PathBuf {
-    let firmware = root.join("boot/firmware");
-    if firmware.join("config.txt").is_file() { firmware } else { root.join("boot") }
-}
-
-/// The generated `cmdline.txt` inputs of a storage /30.
-pub fn params(slot: &SlotEntry) -> BootParams {
-    boot_params(slot.controller_ip, slot.pi_ip)
-}
-
-/// The generated `cmdline.txt` inputs of the /30 with these two ends.
-pub fn boot_params(controller: Ipv4Addr, pi: Ipv4Addr) -> BootParams {
-    BootParams {
-        controller,
-        pi,
-        netmask: Ipv4Addr::new(255, 255, 255, 252),
-        nfs_export: format!("/export/{pi}"),
-        console: Vec::new(),
-        extra_args: Vec::new(),
-        config_additions: Vec::new(),
-    }
+    Some(SlotBoot { serial: pi.serial, mac, params: plan.params(), boot_dir: plan.boot_dir })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    use bramble_netboot::bootfiles::BootParams;
+
     use super::*;
     use crate::ids::{PiId, SlotId};
     use crate::netboot::directory::PiEntry;
@@ -101,17 +79,17 @@ mod tests {
 
     #[test]
     fn a_slot_boots_its_pis_root() {
-        assert_eq!(slot_boot(&slot(None), Path::new("/r")), None);
+        let plans = BootPlanner::new(PathBuf::from("/r"), None, None);
+        assert_eq!(slot_boot(&slot(None), &plans), None);
         let pi = PiEntry {
             id: PiId("pi-7".into()),
             serial: None,
             mac: Some("b8:27:eb:00:00:07".into()),
         };
-        let b = slot_boot(&slot(Some(pi)), Path::new("/r")).expect("slot with a Pi");
+        let b = slot_boot(&slot(Some(pi)), &plans).expect("slot with a Pi");
         assert_eq!(b.boot_dir, PathBuf::from("/r/pi-7/boot"));
-        assert!(b.serial.is_unknown());
+        assert_eq!(b.serial, None);
         assert_eq!(b.mac.to_string(), "b8:27:eb:00:00:07");
-        assert_eq!(b.params.nfs_export, "/export/10.46.189.2");
         assert_eq!(b.params, BootParams::example());
     }
 }
