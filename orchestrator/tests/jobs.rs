@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bramble::jobs::model::{JobKind, JobState};
-use bramble::jobs::{Executor, Runner, StepError};
+use bramble::jobs::model::{JobKind, JobState, JobStep};
+use bramble::jobs::{CrashPlan, CrashPoint, Executor, Runner, StepError};
 use bramble::model::Job;
 use bramble::testing::{app_state, test_databases};
 use common::{Api, KEY};
@@ -19,24 +19,23 @@ use serde_json::json;
 /// times first, then for good).
 #[derive(Default)]
 struct Recorder {
-    ran: Mutex<Vec<String>>,
-    fail_at: Option<&'static str>,
+    ran: Mutex<Vec<JobStep>>,
+    fail_at: Option<JobStep>,
     transient_failures: Mutex<u32>,
 }
 
 #[async_trait]
 impl Executor for Recorder {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
-        let name = job.steps[step].clone();
-        self.ran.lock().unwrap().push(name.clone());
+    async fn run_step(&self, _job: &Job, step: JobStep) -> Result<(), StepError> {
+        self.ran.lock().unwrap().push(step);
         let mut transient = self.transient_failures.lock().unwrap();
         if *transient > 0 {
             *transient -= 1;
             return Err(StepError::retryable("switch timed out", "temporary problem"));
         }
-        if self.fail_at == Some(name.as_str()) {
+        if self.fail_at == Some(step) {
             return Err(StepError::permanent(
-                format!("{name} broke"),
+                format!("{step} broke"),
                 "The reinstall failed; support has been told.",
             ));
         }
@@ -108,7 +107,7 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
                 json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
             )
             .await;
-        let rec = Arc::new(Recorder { fail_at: Some("export-root"), ..Default::default() });
+        let rec = Arc::new(Recorder { fail_at: Some(JobStep::ExportRoot), ..Default::default() });
         runner(&state, "r1", rec.clone()).run_once().await.unwrap();
         let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await.body;
         assert_eq!(j["state"], "failed");
@@ -121,7 +120,7 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
             (Some("failed"), Some("export-root"))
         );
         // No step after the failed one ran.
-        assert_eq!(rec.ran.lock().unwrap().last().map(String::as_str), Some("export-root"));
+        assert_eq!(rec.ran.lock().unwrap().last(), Some(&JobStep::ExportRoot));
         state.db.close().await;
         db.drop().await;
     }
@@ -191,7 +190,8 @@ struct Slow {
 
 #[async_trait]
 impl Executor for Slow {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        let step = job.kind.steps().iter().position(|s| *s == step).expect("a step of its kind");
         let start = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.log.lock().unwrap().push((
@@ -208,9 +208,9 @@ impl Executor for Slow {
 /// Runner "a" dies after the second step of every job it runs.
 struct DieAfterStep1;
 
-impl bramble::jobs::CrashPlan for DieAfterStep1 {
-    fn crash_after(&self, _job: &Job, step: usize) -> bool {
-        step == 1
+impl CrashPlan for DieAfterStep1 {
+    fn crash_at(&self, job: &Job, at: CrashPoint) -> bool {
+        at == CrashPoint::AfterStep(job.kind.steps()[1])
     }
 }
 

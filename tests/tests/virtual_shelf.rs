@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use bramble::jobs::CrashPoint;
+use bramble::jobs::model::{JobKind, JobState};
 use bramble_lab::pisim::PiState;
 use bramble_tests::shelf::{self, boot_after_power_on, other_image, timeline};
 use serde_json::{Value, json};
@@ -108,18 +110,60 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     lab.down().await;
 }
 
-/// Crashes the controller right after `step` of the first reimage it runs completes.
-struct CrashAfter {
-    step: usize,
+/// Crashes the controller at `at` in the first job of `kind` it runs.
+struct CrashAt {
+    kind: JobKind,
+    at: CrashPoint,
     fired: std::sync::atomic::AtomicBool,
 }
 
-impl bramble::jobs::CrashPlan for CrashAfter {
-    fn crash_after(&self, job: &bramble::model::Job, step: usize) -> bool {
-        job.kind == bramble::jobs::model::JobKind::Reimage
-            && step == self.step
+impl bramble::jobs::CrashPlan for CrashAt {
+    fn crash_at(&self, job: &bramble::model::Job, at: CrashPoint) -> bool {
+        job.kind == self.kind
+            && at == self.at
             && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// Every point a job of `kind` can be killed at: after each of its steps.
+fn kill_points(kind: JobKind) -> Vec<CrashPoint> {
+    let mut points: Vec<CrashPoint> =
+        kind.steps().iter().map(|s| CrashPoint::AfterStep(*s)).collect();
+    points
+}
+
+/// Restarts the controller so that it dies at `at` in the job of `kind` that `POST path`
+/// starts, checks what the killed controller left, restarts it for good and returns the
+/// job once it ended (it must have succeeded).
+async fn kill_and_resume(
+    lab: &mut bramble::lab::Lab,
+    kind: JobKind,
+    at: CrashPoint,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    lab.stop_controller().await.unwrap();
+    let plan = std::sync::Arc::new(CrashAt { kind, at, fired: Default::default() });
+    lab.start_controller(Some(plan)).await.unwrap();
+    let job = lab.call(reqwest::Method::POST, path, body, &[202]).await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    assert!(lab.wait_controller_crash(Duration::from_secs(90)).await, "{kind} crashed at {at:?}");
+    // The killed controller left the job running at the step it had finished, or
+    // finished for good.
+    let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
+    let left = db.get_job(&bramble::ids::JobId(id.clone())).await.unwrap().unwrap();
+    let want = match at {
+        CrashPoint::AfterStep(step) => (JobState::Running, Some(step.as_str())),
+        CrashPoint::AfterFinish => (JobState::Succeeded, None),
+    };
+    assert_eq!((left.state, left.current_step.as_deref()), want, "{kind} killed at {at:?}");
+    db.close().await;
+    lab.start_controller(None).await.unwrap();
+    let done = lab.wait_job(&id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(done["state"], "succeeded", "{kind} killed at {at:?}: {done}");
+    let attempts = if at == CrashPoint::AfterFinish { 1 } else { 2 };
+    assert_eq!(done["attempts"], attempts, "{kind} killed at {at:?}: {done}");
+    done
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -128,44 +172,21 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
     let mut lab = shelf::racked(shelf::options(1, 2, 'c')).await;
     shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
     let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
-    let steps = bramble::jobs::model::JobKind::Reimage.steps();
-    for (i, step) in steps.iter().enumerate() {
+    for (i, at) in kill_points(JobKind::Reimage).into_iter().enumerate() {
         let image = bramble::lab::LAB_IMAGES[(i + 1) % 2].0;
-        lab.stop_controller().await.unwrap();
-        let plan = std::sync::Arc::new(CrashAfter { step: i, fired: Default::default() });
-        lab.start_controller(Some(plan)).await.unwrap();
-        let job = lab.reimage(&pi, image).await.unwrap();
-        assert!(
-            lab.wait_controller_crash(Duration::from_secs(90)).await,
-            "controller crashed after {step}"
-        );
-        // The killed controller left the job running at the step it had finished.
-        let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
-        let left = db
-            .get_job(&bramble::ids::JobId(job["id"].as_str().unwrap().into()))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (left.state, left.current_step.as_deref()),
-            (bramble::jobs::model::JobState::Running, Some(*step))
-        );
-        db.close().await;
-        lab.start_controller(None).await.unwrap();
-        let done =
-            lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(120)).await.unwrap();
-        assert_eq!(done["state"], "succeeded", "after a crash after {step}: {done}");
-        assert_eq!(done["attempts"], 2, "resumed by the restarted controller: {done}");
+        let body = json!({ "image": image, "ssh_keys": [bramble::lab::LAB_KEY] });
+        let path = format!("/v1/pis/{pi}/reimage");
+        kill_and_resume(&mut lab, JobKind::Reimage, at, &path, Some(body)).await;
         // Exactly the new root: its marker, nothing half-built beside it, and the Pi
         // booted it (its simulator verified hostname and key over NFS and fetched the
         // new image's kernel).
-        assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a crash after {step}");
-        assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a crash after {step}");
+        assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a crash at {at:?}");
+        assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a crash at {at:?}");
         let sim = lab.cabling.sim(port).unwrap();
         assert_eq!(
             sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
             PiState::Booted,
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
         let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
             "kernel7.img"
@@ -175,14 +196,14 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
         assert_eq!(
             last_kernel_bytes(&sim),
             Some(kernel_size(&lab, &pi, kernel)),
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
         let p =
             lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
         assert_eq!(
             (p["state"].as_str(), p["image"].as_str()),
             (Some("deployed"), Some(image)),
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
     }
     lab.down().await;

@@ -14,7 +14,7 @@ use super::events::NewEvent;
 use super::{Backend, Db, DbError, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str};
 use crate::auth::Principal;
 use crate::ids::{CustomerId, JobId, PiId, ShelfId};
-use crate::jobs::model::{JobKind, JobState, progress_percent};
+use crate::jobs::model::{JobKind, JobState, JobStep, progress_percent};
 use crate::model::Job;
 use crate::time::now_millis;
 
@@ -311,7 +311,7 @@ impl Db {
         let now = now_millis();
         let (state, err, msg) = match outcome {
             JobOutcome::Succeeded => (JobState::Succeeded, None, None),
-            JobOutcome::Failed { operator, customer } => {
+            JobOutcome::Failed { operator, customer, .. } => {
                 (JobState::Failed, Some(operator.clone()), Some(customer.clone()))
             }
         };
@@ -348,7 +348,12 @@ impl Db {
 #[derive(Debug, Clone)]
 pub enum JobOutcome {
     Succeeded,
-    Failed { operator: String, customer: String },
+    /// Failed at `step`, which the Pi records as its `failed_step`.
+    Failed {
+        step: JobStep,
+        operator: String,
+        customer: String,
+    },
 }
 
 struct KeyedJob {
