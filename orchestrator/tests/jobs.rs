@@ -353,3 +353,49 @@ async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
         db.drop().await;
     }
 }
+
+/// Stops the runner right after the job's final commit.
+struct DieAfterFinish;
+
+impl CrashPlan for DieAfterFinish {
+    fn crash_at(&self, _job: &Job, at: CrashPoint) -> bool {
+        at == CrashPoint::AfterFinish
+    }
+}
+
+/// A runner killed right after a reimage's final commit leaves the Pi where the job's
+/// end put it (deployed, or failed at the step), never `deploying`, so it can be
+/// reinstalled again.
+#[tokio::test]
+async fn a_runner_killed_after_the_final_commit_leaves_the_pi_in_its_final_state() {
+    let cases = [
+        (None, "succeeded", "deployed", None),
+        (Some(JobStep::ExportRoot), "failed", "failed", Some("export-root")),
+    ];
+    for db in test_databases().await {
+        let (state, op) = app_state(&db).await;
+        let api = Api { router: bramble::api::app(state.clone()) };
+        for (i, (fail_at, job_state, pi_state, failed_step)) in cases.iter().enumerate() {
+            let pi = api.rack(&op, &format!("k{i}"), 1, &["kim"]).await.remove(0);
+            let reimage = json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]});
+            let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, reimage.clone()).await;
+            let rec = Arc::new(Recorder { fail_at: *fail_at, ..Default::default() });
+            let dying = runner(&state, "dying", rec).with_crash_plan(Arc::new(DieAfterFinish));
+            assert!(dying.run_once().await.unwrap());
+            let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await;
+            assert_eq!(j.body["state"], *job_state, "{:?}", j.body);
+            let p = api.get(&format!("/v1/pis/{pi}"), &op).await.body;
+            assert_eq!(
+                (p["state"].as_str(), p["failed_step"].as_str()),
+                (Some(*pi_state), *failed_step),
+                "Pi after a kill after the final commit of a {job_state} reimage"
+            );
+            let again = api.post(&format!("/v1/pis/{pi}/reimage"), &op, reimage).await;
+            assert_eq!(again.status, 202, "a new reinstall is accepted: {:?}", again.body);
+            let cancel = format!("/v1/jobs/{}/cancel", again.body["id"].as_str().unwrap());
+            assert_eq!(api.post(&cancel, &op, json!({})).await.status, 200);
+        }
+        state.db.close().await;
+        db.drop().await;
+    }
+}

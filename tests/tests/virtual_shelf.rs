@@ -125,10 +125,12 @@ impl bramble::jobs::CrashPlan for CrashAt {
     }
 }
 
-/// Every point a job of `kind` can be killed at: after each of its steps.
+/// Every point a job of `kind` can be killed at: after each of its steps, then right
+/// after its final commit.
 fn kill_points(kind: JobKind) -> Vec<CrashPoint> {
     let mut points: Vec<CrashPoint> =
         kind.steps().iter().map(|s| CrashPoint::AfterStep(*s)).collect();
+    points.push(CrashPoint::AfterFinish);
     points
 }
 
@@ -206,6 +208,50 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
             "after a crash at {at:?}"
         );
     }
+    lab.down().await;
+}
+
+/// Power-off, power-on, reboot and racking, each killed after every step and after its
+/// final commit, on one deployed Pi: every job resumes and succeeds, the port and the
+/// inventory agree on the power, the Pi stays `deployed`, and its slot ends ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn power_jobs_and_racking_killed_at_every_step_resume_and_keep_the_pi_deployed() {
+    let _one = shelf::serial().await;
+    let mut lab = shelf::racked(shelf::options(1, 5, 'k')).await;
+    shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
+    let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
+    let rack_path = format!("/v1/shelves/{}/rack", lab.opts.shelf);
+    let kinds = [
+        (JobKind::PowerOff, format!("/v1/pis/{pi}/power-off"), Some(json!({})), "off"),
+        (JobKind::PowerOn, format!("/v1/pis/{pi}/power-on"), Some(json!({})), "on"),
+        (JobKind::Reboot, format!("/v1/pis/{pi}/reboot"), Some(json!({})), "on"),
+        (JobKind::RackShelf, rack_path, None, "on"),
+    ];
+    for (kind, path, body, power) in kinds {
+        for at in kill_points(kind) {
+            kill_and_resume(&mut lab, kind, at, &path, body.clone()).await;
+            let p = lab
+                .call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200])
+                .await
+                .unwrap();
+            assert_eq!(
+                (p["state"].as_str(), p["power"].as_str()),
+                (Some("deployed"), Some(power)),
+                "{kind} killed at {at:?}: {p}"
+            );
+            assert_eq!(lab.switch.state().delivering(port), power == "on", "{kind} at {at:?}");
+            if power == "on" {
+                let sim = lab.cabling.sim(port).unwrap();
+                let booted = sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted);
+                assert_eq!(booted.await, PiState::Booted, "{kind} killed at {at:?}");
+            }
+        }
+    }
+    let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
+    let slot = db.get_pi(&bramble::ids::PiId(pi.clone())).await.unwrap().unwrap().slot.unwrap();
+    let flag = db.slot_location(&slot).await.unwrap().unwrap().flag;
+    assert_eq!(flag, None, "the slot ends ready after racking");
+    db.close().await;
     lab.down().await;
 }
 

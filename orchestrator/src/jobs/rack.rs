@@ -186,8 +186,9 @@ impl RackExecutor {
                 Some(pi) if pi.mac.is_some() => {
                     if pi.state == PiState::New
                         && let Ok(next) = transition(pi.state, LifecycleEvent::Commissioned)
+                        && !self.hw.db.set_pi_state(&pi.id, pi.state, next, None).await?
                     {
-                        self.hw.db.set_pi_state(&pi.id, next, None).await?;
+                        tracing::warn!(pi = %pi.id, "the Pi left `new` while being commissioned; its state is left as is");
                     }
                     self.hw.db.set_pi_power(&pi.id, PowerState::On).await?;
                     self.hw.db.set_slot_flag(&slot.id, None).await?;

@@ -1,6 +1,9 @@
 //! The job runner: claims jobs from the database with a lease, runs their steps through
 //! per-kind [`Executor`]s, and records progress after every step.
 //!
+//! The Pi's lifecycle changes with the job's claim and its end, in the same database
+//! transactions (see `db::jobs`); the runner writes no lifecycle state itself.
+//!
 //! Because the current step is stored before it runs and every step is idempotent, a
 //! controller killed anywhere resumes the job at the step it was on: either on restart
 //! (its own lease has expired by then) or on another controller that takes over the
@@ -17,7 +20,6 @@ use crate::db::events::NewEvent;
 use crate::db::jobs::JobOutcome;
 use crate::db::{Db, DbError};
 use crate::ids::JobId;
-use crate::lifecycle::{LifecycleEvent, transition};
 use crate::model::Job;
 
 /// Why a step did not complete.
@@ -199,7 +201,6 @@ impl Runner {
     async fn run_job(&self, job: Job) -> Result<RunEnd, DbError> {
         let Some(exec) = self.executors.get(&job.kind).cloned() else { return Ok(RunEnd::Done) };
         tracing::info!(runner = %self.id, job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
-        self.enter_lifecycle(&job).await?;
         let steps = job.kind.steps();
         let start = job
             .current_step
@@ -267,17 +268,13 @@ impl Runner {
         crash
     }
 
-    /// Ends the job with `outcome` (if this runner still holds it).
+    /// Ends the job with `outcome` (if this runner still holds it); the database moves
+    /// its Pi in the same transaction, so nothing is left to do after the commit.
     async fn finish(&self, job: &Job, outcome: &JobOutcome) -> Result<RunEnd, DbError> {
-        if self.db.finish_job(&job.id, &self.id, outcome).await? {
-            if self.crashes_at(job, CrashPoint::AfterFinish) {
-                return Ok(RunEnd::Crashed);
-            }
-            let failed = match outcome {
-                JobOutcome::Failed { step, .. } => Some(step.as_str()),
-                JobOutcome::Succeeded => None,
-            };
-            self.leave_lifecycle(job, failed).await?;
+        if self.db.finish_job(&job.id, &self.id, outcome).await?
+            && self.crashes_at(job, CrashPoint::AfterFinish)
+        {
+            return Ok(RunEnd::Crashed);
         }
         Ok(RunEnd::Done)
     }
@@ -338,36 +335,6 @@ impl Runner {
                     let _ = self.db.advance_job(&job.id, &self.id, index, self.lease).await;
                 }
                 Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A reimage moves its Pi to `deploying` before the first step.
-    async fn enter_lifecycle(&self, job: &Job) -> Result<(), DbError> {
-        let (Some(pi_id), JobKind::Reimage) = (&job.pi, job.kind) else { return Ok(()) };
-        if let Some(pi) = self.db.get_pi(pi_id).await?
-            && let Ok(next) = transition(pi.state, LifecycleEvent::DeployStarted)
-        {
-            self.db.set_pi_state(pi_id, next, None).await?;
-        }
-        Ok(())
-    }
-
-    /// The Pi's state after its job ended: deployed after a reimage, failed (with the
-    /// step) after any failure.
-    async fn leave_lifecycle(&self, job: &Job, failed_step: Option<&str>) -> Result<(), DbError> {
-        let Some(pi_id) = &job.pi else { return Ok(()) };
-        let Some(pi) = self.db.get_pi(pi_id).await? else { return Ok(()) };
-        let event = match (failed_step, job.kind) {
-            (Some(_), _) => LifecycleEvent::JobFailed,
-            (None, JobKind::Reimage) => LifecycleEvent::DeploySucceeded,
-            (None, _) => return Ok(()),
-        };
-        match transition(pi.state, event) {
-            Ok(next) => self.db.set_pi_state(pi_id, next, failed_step).await,
-            Err(e) => {
-                tracing::warn!(pi = %pi_id, error = %e, "job outcome does not fit the Pi's state; state left as is");
-                Ok(())
             }
         }
     }
