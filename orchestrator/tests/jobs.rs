@@ -145,6 +145,8 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         let claimed =
             state.db.claim_job("dead", &[JobKind::Reimage], lease).await.unwrap().unwrap();
         assert!(state.db.advance_job(&claimed.id, "dead", 3, lease).await.unwrap());
+        // The claim itself moved the Pi to deploying (one transaction).
+        assert_eq!(api.get(&format!("/v1/pis/{pi}"), &op).await.body["state"], "deploying");
         // While the lease holds, nobody else gets it.
         assert!(state.db.claim_job("alive", &[JobKind::Reimage], lease).await.unwrap().is_none());
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
@@ -154,6 +156,7 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         assert_eq!(*rec.ran.lock().unwrap(), steps[3..], "resumed at the step it was on");
         let j = state.db.get_job(&id).await.unwrap().unwrap();
         assert_eq!((j.state, j.attempts), (JobState::Succeeded, 2));
+        assert_eq!(api.get(&format!("/v1/pis/{pi}"), &op).await.body["state"], "deployed");
         // The dead runner waking up cannot touch the job any more.
         assert!(!state.db.advance_job(&id, "dead", 4, lease).await.unwrap());
         state.db.close().await;
