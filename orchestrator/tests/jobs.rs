@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bramble::jobs::model::{JobKind, JobState};
-use bramble::jobs::{Executor, Runner, StepError};
+use bramble::jobs::model::{JobKind, JobState, JobStep};
+use bramble::jobs::{CrashPlan, CrashPoint, Executor, Runner, StepError};
 use bramble::model::Job;
 use bramble::testing::{app_state, test_databases};
 use common::{Api, KEY};
@@ -19,24 +19,23 @@ use serde_json::json;
 /// times first, then for good).
 #[derive(Default)]
 struct Recorder {
-    ran: Mutex<Vec<String>>,
-    fail_at: Option<&'static str>,
+    ran: Mutex<Vec<JobStep>>,
+    fail_at: Option<JobStep>,
     transient_failures: Mutex<u32>,
 }
 
 #[async_trait]
 impl Executor for Recorder {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
-        let name = job.steps[step].clone();
-        self.ran.lock().unwrap().push(name.clone());
+    async fn run_step(&self, _job: &Job, step: JobStep) -> Result<(), StepError> {
+        self.ran.lock().unwrap().push(step);
         let mut transient = self.transient_failures.lock().unwrap();
         if *transient > 0 {
             *transient -= 1;
             return Err(StepError::retryable("switch timed out", "temporary problem"));
         }
-        if self.fail_at == Some(name.as_str()) {
+        if self.fail_at == Some(step) {
             return Err(StepError::permanent(
-                format!("{name} broke"),
+                format!("{step} broke"),
                 "The reinstall failed; support has been told.",
             ));
         }
@@ -108,7 +107,7 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
                 json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]}),
             )
             .await;
-        let rec = Arc::new(Recorder { fail_at: Some("export-root"), ..Default::default() });
+        let rec = Arc::new(Recorder { fail_at: Some(JobStep::ExportRoot), ..Default::default() });
         runner(&state, "r1", rec.clone()).run_once().await.unwrap();
         let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await.body;
         assert_eq!(j["state"], "failed");
@@ -121,7 +120,7 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
             (Some("failed"), Some("export-root"))
         );
         // No step after the failed one ran.
-        assert_eq!(rec.ran.lock().unwrap().last().map(String::as_str), Some("export-root"));
+        assert_eq!(rec.ran.lock().unwrap().last(), Some(&JobStep::ExportRoot));
         state.db.close().await;
         db.drop().await;
     }
@@ -146,6 +145,8 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         let claimed =
             state.db.claim_job("dead", &[JobKind::Reimage], lease).await.unwrap().unwrap();
         assert!(state.db.advance_job(&claimed.id, "dead", 3, lease).await.unwrap());
+        // The claim itself moved the Pi to deploying (one transaction).
+        assert_eq!(api.get(&format!("/v1/pis/{pi}"), &op).await.body["state"], "deploying");
         // While the lease holds, nobody else gets it.
         assert!(state.db.claim_job("alive", &[JobKind::Reimage], lease).await.unwrap().is_none());
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
@@ -155,6 +156,7 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         assert_eq!(*rec.ran.lock().unwrap(), steps[3..], "resumed at the step it was on");
         let j = state.db.get_job(&id).await.unwrap().unwrap();
         assert_eq!((j.state, j.attempts), (JobState::Succeeded, 2));
+        assert_eq!(api.get(&format!("/v1/pis/{pi}"), &op).await.body["state"], "deployed");
         // The dead runner waking up cannot touch the job any more.
         assert!(!state.db.advance_job(&id, "dead", 4, lease).await.unwrap());
         state.db.close().await;
@@ -191,7 +193,8 @@ struct Slow {
 
 #[async_trait]
 impl Executor for Slow {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        let step = job.kind.steps().iter().position(|s| *s == step).expect("a step of its kind");
         let start = std::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.log.lock().unwrap().push((
@@ -208,9 +211,9 @@ impl Executor for Slow {
 /// Runner "a" dies after the second step of every job it runs.
 struct DieAfterStep1;
 
-impl bramble::jobs::CrashPlan for DieAfterStep1 {
-    fn crash_after(&self, _job: &Job, step: usize) -> bool {
-        step == 1
+impl CrashPlan for DieAfterStep1 {
+    fn crash_at(&self, job: &Job, at: CrashPoint) -> bool {
+        at == CrashPoint::AfterStep(job.kind.steps()[1])
     }
 }
 
@@ -353,6 +356,52 @@ async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
         let second: Vec<usize> = log.lock().unwrap()[done_before..].iter().map(|r| r.2).collect();
         assert_eq!(second, (2..JobKind::Reimage.steps().len()).collect::<Vec<_>>());
         assert_eq!(state.db.get_job(&id).await.unwrap().unwrap().state, JobState::Succeeded);
+        state.db.close().await;
+        db.drop().await;
+    }
+}
+
+/// Stops the runner right after the job's final commit.
+struct DieAfterFinish;
+
+impl CrashPlan for DieAfterFinish {
+    fn crash_at(&self, _job: &Job, at: CrashPoint) -> bool {
+        at == CrashPoint::AfterFinish
+    }
+}
+
+/// A runner killed right after a reimage's final commit leaves the Pi where the job's
+/// end put it (deployed, or failed at the step), never `deploying`, so it can be
+/// reinstalled again.
+#[tokio::test]
+async fn a_runner_killed_after_the_final_commit_leaves_the_pi_in_its_final_state() {
+    let cases = [
+        (None, "succeeded", "deployed", None),
+        (Some(JobStep::ExportRoot), "failed", "failed", Some("export-root")),
+    ];
+    for db in test_databases().await {
+        let (state, op) = app_state(&db).await;
+        let api = Api { router: bramble::api::app(state.clone()) };
+        for (i, (fail_at, job_state, pi_state, failed_step)) in cases.iter().enumerate() {
+            let pi = api.rack(&op, &format!("k{i}"), 1, &["kim"]).await.remove(0);
+            let reimage = json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]});
+            let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, reimage.clone()).await;
+            let rec = Arc::new(Recorder { fail_at: *fail_at, ..Default::default() });
+            let dying = runner(&state, "dying", rec).with_crash_plan(Arc::new(DieAfterFinish));
+            assert!(dying.run_once().await.unwrap());
+            let j = api.get(&format!("/v1/jobs/{}", job.body["id"].as_str().unwrap()), &op).await;
+            assert_eq!(j.body["state"], *job_state, "{:?}", j.body);
+            let p = api.get(&format!("/v1/pis/{pi}"), &op).await.body;
+            assert_eq!(
+                (p["state"].as_str(), p["failed_step"].as_str()),
+                (Some(*pi_state), *failed_step),
+                "Pi after a kill after the final commit of a {job_state} reimage"
+            );
+            let again = api.post(&format!("/v1/pis/{pi}/reimage"), &op, reimage).await;
+            assert_eq!(again.status, 202, "a new reinstall is accepted: {:?}", again.body);
+            let cancel = format!("/v1/jobs/{}/cancel", again.body["id"].as_str().unwrap());
+            assert_eq!(api.post(&cancel, &op, json!({})).await.status, 200);
+        }
         state.db.close().await;
         db.drop().await;
     }

@@ -78,7 +78,7 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
         let id = PiId(p.body["id"].as_str().unwrap().to_string());
         let state = PiState::parse(shown).unwrap();
         let failed = (state == PiState::Failed).then_some("await-boot");
-        st.db.set_pi_state(&id, state, failed).await.unwrap();
+        assert!(st.db.set_pi_state(&id, PiState::New, state, failed).await.unwrap());
         st.db
             .set_pi_power(&id, if i == 2 { PowerState::Off } else { PowerState::On })
             .await

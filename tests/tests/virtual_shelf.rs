@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use bramble::jobs::model::JobState;
+use bramble::jobs::CrashPoint;
+use bramble::jobs::model::{JobKind, JobState};
 use bramble_lab::pisim::PiState;
 use bramble_tests::shelf::{self, boot_after_power_on, other_image, timeline};
 use serde_json::{Value, json};
@@ -109,18 +110,72 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     lab.down().await;
 }
 
-/// Crashes the controller right after `step` of the first reimage it runs completes.
-struct CrashAfter {
-    step: usize,
-    fired: std::sync::atomic::AtomicBool,
+/// Crashes the controller at the point it is armed with, once: one plan serves a whole
+/// test, so each kill costs one controller restart.
+#[derive(Default)]
+struct CrashAt {
+    armed: std::sync::Mutex<Option<(JobKind, CrashPoint)>>,
 }
 
-impl bramble::jobs::CrashPlan for CrashAfter {
-    fn crash_after(&self, job: &bramble::model::Job, step: usize) -> bool {
-        job.kind == bramble::jobs::model::JobKind::Reimage
-            && step == self.step
-            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+impl bramble::jobs::CrashPlan for CrashAt {
+    fn crash_at(&self, job: &bramble::model::Job, at: CrashPoint) -> bool {
+        let mut armed = self.armed.lock().unwrap();
+        let hit = *armed == Some((job.kind, at));
+        if hit {
+            *armed = None;
+        }
+        hit
     }
+}
+
+/// Restarts the lab's controller with `plan` (disarmed) for [`kill_and_resume`].
+async fn with_crash_plan(lab: &mut bramble::lab::Lab) -> std::sync::Arc<CrashAt> {
+    let plan = std::sync::Arc::new(CrashAt::default());
+    lab.stop_controller().await.unwrap();
+    lab.start_controller(Some(plan.clone())).await.unwrap();
+    plan
+}
+
+/// Every point a job of `kind` can be killed at: after each of its steps, then right
+/// after its final commit.
+fn kill_points(kind: JobKind) -> Vec<CrashPoint> {
+    let mut points: Vec<CrashPoint> =
+        kind.steps().iter().map(|s| CrashPoint::AfterStep(*s)).collect();
+    points.push(CrashPoint::AfterFinish);
+    points
+}
+
+/// Arms `plan` so that the controller dies at `at` in the job of `kind` that `POST path`
+/// starts, checks what the killed controller left, restarts it (disarmed) and returns
+/// the job once it ended (it must have succeeded).
+async fn kill_and_resume(
+    lab: &mut bramble::lab::Lab,
+    plan: &std::sync::Arc<CrashAt>,
+    kind: JobKind,
+    at: CrashPoint,
+    path: &str,
+    body: Option<Value>,
+) -> bramble::model::Job {
+    *plan.armed.lock().unwrap() = Some((kind, at));
+    let job = lab.call(reqwest::Method::POST, path, body, &[202]).await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    assert!(lab.wait_controller_crash(Duration::from_secs(90)).await, "{kind} crashed at {at:?}");
+    // The killed controller left the job running at the step it had finished, or
+    // finished for good.
+    let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
+    let left = db.get_job(&bramble::ids::JobId(id.clone())).await.unwrap().unwrap();
+    let want = match at {
+        CrashPoint::AfterStep(step) => (JobState::Running, Some(step.as_str())),
+        CrashPoint::AfterFinish => (JobState::Succeeded, None),
+    };
+    assert_eq!((left.state, left.current_step.as_deref()), want, "{kind} killed at {at:?}");
+    db.close().await;
+    lab.start_controller(Some(plan.clone())).await.unwrap();
+    let done = lab.wait_job(&id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "{kind} killed at {at:?}: {done:?}");
+    let attempts = if at == CrashPoint::AfterFinish { 1 } else { 2 };
+    assert_eq!(done.attempts, attempts, "{kind} killed at {at:?}: {done:?}");
+    done
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -129,39 +184,22 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
     let mut lab = shelf::racked(shelf::options(1, 2, 'c')).await;
     shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
     let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
-    let steps = bramble::jobs::model::JobKind::Reimage.steps();
-    for (i, step) in steps.iter().enumerate() {
+    let plan = with_crash_plan(&mut lab).await;
+    for (i, at) in kill_points(JobKind::Reimage).into_iter().enumerate() {
         let image = bramble::lab::LAB_IMAGES[(i + 1) % 2].0;
-        lab.stop_controller().await.unwrap();
-        let plan = std::sync::Arc::new(CrashAfter { step: i, fired: Default::default() });
-        lab.start_controller(Some(plan)).await.unwrap();
-        let job = lab.reimage(&pi, image).await.unwrap();
-        assert!(
-            lab.wait_controller_crash(Duration::from_secs(90)).await,
-            "controller crashed after {step}"
-        );
-        // The killed controller left the job running at the step it had finished.
-        let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
-        let left = db.get_job(&job.id).await.unwrap().unwrap();
-        assert_eq!(
-            (left.state, left.current_step.as_deref()),
-            (bramble::jobs::model::JobState::Running, Some(*step))
-        );
-        db.close().await;
-        lab.start_controller(None).await.unwrap();
-        let done = lab.wait_job(job.id.as_str(), Duration::from_secs(120)).await.unwrap();
-        assert_eq!(done.state, JobState::Succeeded, "after a crash after {step}: {done:?}");
-        assert_eq!(done.attempts, 2, "resumed by the restarted controller: {done:?}");
+        let body = json!({ "image": image, "ssh_keys": [bramble::lab::LAB_KEY] });
+        let path = format!("/v1/pis/{pi}/reimage");
+        kill_and_resume(&mut lab, &plan, JobKind::Reimage, at, &path, Some(body)).await;
         // Exactly the new root: its marker, nothing half-built beside it, and the Pi
         // booted it (its simulator verified hostname and key over NFS and fetched the
         // new image's kernel).
-        assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a crash after {step}");
-        assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a crash after {step}");
+        assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a crash at {at:?}");
+        assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a crash at {at:?}");
         let sim = lab.cabling.sim(port).unwrap();
         assert_eq!(
             sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
             PiState::Booted,
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
         let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
             "kernel7.img"
@@ -171,16 +209,65 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
         assert_eq!(
             last_kernel_bytes(&sim),
             Some(kernel_size(&lab, &pi, kernel)),
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
         let p =
             lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
         assert_eq!(
             (p["state"].as_str(), p["image"].as_str()),
             (Some("deployed"), Some(image)),
-            "after a crash after {step}"
+            "after a crash at {at:?}"
         );
     }
+    lab.down().await;
+}
+
+/// Power-off, power-on, reboot and racking, each killed after every step and after its
+/// final commit, on one deployed Pi: every job resumes and succeeds, the port and the
+/// inventory agree on the power, the Pi stays `deployed` (and boots after a reboot), and
+/// its slot ends ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn power_jobs_and_racking_killed_at_every_step_resume_and_keep_the_pi_deployed() {
+    let _one = shelf::serial().await;
+    let mut lab = shelf::racked(shelf::options(1, 5, 'k')).await;
+    shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
+    let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
+    let plan = with_crash_plan(&mut lab).await;
+    let rack_path = format!("/v1/shelves/{}/rack", lab.opts.shelf);
+    let kinds = [
+        (JobKind::PowerOff, format!("/v1/pis/{pi}/power-off"), Some(json!({})), "off"),
+        (JobKind::PowerOn, format!("/v1/pis/{pi}/power-on"), Some(json!({})), "on"),
+        (JobKind::Reboot, format!("/v1/pis/{pi}/reboot"), Some(json!({})), "on"),
+        (JobKind::RackShelf, rack_path, None, "on"),
+    ];
+    for (kind, path, body, power) in kinds {
+        for at in kill_points(kind) {
+            kill_and_resume(&mut lab, &plan, kind, at, &path, body.clone()).await;
+            let p = lab
+                .call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200])
+                .await
+                .unwrap();
+            assert_eq!(
+                (p["state"].as_str(), p["power"].as_str()),
+                (Some("deployed"), Some(power)),
+                "{kind} killed at {at:?}: {p}"
+            );
+            assert_eq!(lab.switch.state().delivering(port), power == "on", "{kind} at {at:?}");
+            // Only a reboot waits for the boot: a power-on or a racking killed while the
+            // Pi was netbooting leaves it to a later power cycle, as a dead netboot
+            // server would.
+            if kind == JobKind::Reboot {
+                let sim = lab.cabling.sim(port).unwrap();
+                let booted = sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted);
+                assert_eq!(booted.await, PiState::Booted, "{kind} killed at {at:?}");
+            }
+        }
+    }
+    let db = bramble::db::Db::connect(&lab.config().unwrap().database_url).await.unwrap();
+    let slot = db.get_pi(&bramble::ids::PiId(pi.clone())).await.unwrap().unwrap().slot.unwrap();
+    let flag = db.slot_location(&slot).await.unwrap().unwrap().flag;
+    assert_eq!(flag, None, "the slot ends ready after racking");
+    db.close().await;
     lab.down().await;
 }
 

@@ -190,7 +190,10 @@ pub async fn update(
         };
         let next = transition(pi.state, event)
             .map_err(|e| ApiError::Conflict { code: "invalid_state", message: e.to_string() })?;
-        st.db.set_pi_state(&pi.id, next, None).await?;
+        if !st.db.set_pi_state(&pi.id, pi.state, next, None).await? {
+            let message = format!("the Pi is no longer {}; read it again", pi.state);
+            return Err(ApiError::Conflict { code: "invalid_state", message });
+        }
         st.db
             .append_event(
                 &NewEvent::new("pi.state", who.token().as_str(), format!("{} -> {next}", pi.state))

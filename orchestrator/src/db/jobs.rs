@@ -1,9 +1,13 @@
 //! Jobs in the database: creation with idempotency keys and the one-active-job-per-Pi
 //! rule, listing, cancelling, and the runner's lease-based claiming.
 //!
-//! **Invariant:** a runner changes a job only while it holds the job's lease; every
-//! update below checks `lease_owner`, so a runner that lost its lease (it was too slow
-//! and another took over) cannot overwrite the new owner's progress.
+//! **Invariant:** every change of a job's state is computed by
+//! [`job_transition`] from the state its UPDATE checks (`WHERE state = <from>`), so SQL
+//! never moves a job under rules of its own. A runner changes a job only while it holds
+//! the job's lease; every runner update checks `lease_owner`, so a runner that lost its
+//! lease cannot overwrite the new owner's progress. The Pi lifecycle change a job makes
+//! at its start or end commits in the same transaction as the job's, as a
+//! compare-and-set on the Pi's state.
 
 use std::time::Duration;
 
@@ -16,7 +20,11 @@ use super::{
 };
 use crate::auth::Principal;
 use crate::ids::{CustomerId, JobId, PiId, ShelfId};
-use crate::jobs::model::{JobKind, JobState, progress_percent};
+use crate::jobs::model::{
+    JobEvent, JobKind, JobState, JobStep, JobTransitionError, claim_path, job_transition,
+    job_transitions, progress_percent,
+};
+use crate::lifecycle::{LifecycleEvent, transition};
 use crate::model::Job;
 use crate::time::now_millis;
 
@@ -88,7 +96,7 @@ impl Db {
         let inserted = self
             .q("INSERT INTO jobs (id, kind, pi_id, shelf_id, params, state, step, attempts, idempotency_key, \
                 request_hash, requested_by, customer, created_at, updated_at) \
-                VALUES ($1, $2, $3, $4, $5, 'queued', 0, 0, $6, $7, $8, $9, $10, $10)")
+                VALUES ($1, $2, $3, $4, $5, $11, 0, 0, $6, $7, $8, $9, $10, $10)")
             .bind(id.0.clone())
             .bind(new.kind.as_str())
             .bind(new.pi.as_ref().map(|p| p.0.clone()))
@@ -99,6 +107,7 @@ impl Db {
             .bind(by.token().0.clone())
             .bind(by.customer().map(|c| c.0.clone()))
             .bind(now)
+            .bind(JobState::INITIAL.as_str())
             .execute(&mut *tx)
             .await
             .map_err(DbError::from);
@@ -226,12 +235,16 @@ impl Db {
     /// Cancels a job no runner has started; false otherwise (a job handed back to the
     /// queue at a shutdown has done some of its steps and is finished, not abandoned).
     pub async fn cancel_job(&self, id: &JobId, by: &Principal) -> Result<bool, DbError> {
+        let from = JobState::Queued;
+        let to = checked(id, from, JobEvent::Cancelled)?;
         let now = now_millis();
         let mut tx = self.pool().begin().await?;
         let r = self
-            .q("UPDATE jobs SET state = 'cancelled', updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'queued' AND attempts = 0")
+            .q("UPDATE jobs SET state = $1, updated_at = $2, finished_at = $2 WHERE id = $3 AND state = $4 AND attempts = 0")
+            .bind(to.as_str())
             .bind(now)
             .bind(id.0.clone())
+            .bind(from.as_str())
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 1 {
@@ -244,8 +257,10 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Claims the oldest queued job of one of `kinds` (or a running one whose lease
-    /// expired) for `runner`, holding it for `lease`.
+    /// Claims the oldest running job of one of `kinds` whose lease expired (its runner
+    /// died), else the oldest queued one, for `runner`, holding it for `lease`. On the
+    /// first claim of a job that moves its Pi (a reimage deploys it), the Pi's change
+    /// commits with the claim.
     pub async fn claim_job(
         &self,
         runner: &str,
@@ -255,17 +270,50 @@ impl Db {
         if kinds.is_empty() {
             return Ok(None);
         }
+        let mut tx = self.pool().begin().await?;
+        let mut claimed = None;
+        for from in [JobState::Running, JobState::Queued] {
+            claimed = self.claim_from(&mut tx, runner, kinds, lease, from).await?;
+            if claimed.is_some() {
+                break;
+            }
+        }
+        let Some(job) = claimed else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        if job.attempts == 1
+            && let (Some(pi), Some(event)) = (&job.pi, job.kind.lifecycle_at_start())
+        {
+            self.move_pi_with(&mut tx, &job.id, pi, event, None).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Claims the oldest job of `kinds` in state `from` (a running one only once its
+    /// lease expired), moving it as [`claim_path`] says.
+    async fn claim_from(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        runner: &str,
+        kinds: &[JobKind],
+        lease: Duration,
+        from: JobState,
+    ) -> Result<Option<Job>, DbError> {
+        let to = job_transitions(from, claim_path(from))
+            .map_err(|source| DbError::JobTransition { job: "(claim)".into(), source })?;
         let kind_list =
             kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let expired = if from == JobState::Running { " AND lease_expires_at < $3" } else { "" };
         let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE kind IN ({kind_list}) \
-                AND (state = 'queued' OR (state = 'running' AND lease_expires_at < $3)) ORDER BY id LIMIT 1{lock}) \
-             RETURNING {COLUMNS}"
+            "UPDATE jobs SET state = $4, lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs WHERE kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) \
+             AND state = $5{expired} RETURNING {COLUMNS}"
         );
         let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
         let now = now_millis();
@@ -273,7 +321,9 @@ impl Db {
             .bind(runner.to_string())
             .bind(now + lease.as_millis() as i64)
             .bind(now)
-            .fetch_optional(self.pool())
+            .bind(to.as_str())
+            .bind(from.as_str())
+            .fetch_optional(&mut **tx)
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -287,14 +337,19 @@ impl Db {
         step: usize,
         lease: Duration,
     ) -> Result<bool, DbError> {
+        let from = JobState::Running;
+        let to = checked(id, from, JobEvent::Renewed)?;
         let now = now_millis();
         let r = self
-            .q("UPDATE jobs SET step = $1, lease_expires_at = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'running'")
+            .q("UPDATE jobs SET state = $1, step = $2, lease_expires_at = $3, updated_at = $4 \
+                WHERE id = $5 AND lease_owner = $6 AND state = $7")
+            .bind(to.as_str())
             .bind(step as i64)
             .bind(now + lease.as_millis() as i64)
             .bind(now)
             .bind(id.0.clone())
             .bind(runner.to_string())
+            .bind(from.as_str())
             .execute(self.pool())
             .await?;
         Ok(r.rows_affected() == 1)
@@ -304,19 +359,24 @@ impl Db {
     /// runner resumes it at its step without waiting for the lease. False if the runner
     /// no longer held it.
     pub async fn release_job(&self, id: &JobId, runner: &str) -> Result<bool, DbError> {
+        let from = JobState::Running;
+        let to = checked(id, from, JobEvent::HandedBack)?;
         let r = self
-            .q("UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
-                WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
+            .q("UPDATE jobs SET state = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+                WHERE id = $3 AND lease_owner = $4 AND state = $5")
+            .bind(to.as_str())
             .bind(now_millis())
             .bind(id.0.clone())
             .bind(runner.to_string())
+            .bind(from.as_str())
             .execute(self.pool())
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
-    /// Ends a job as succeeded or failed (with messages), with its audit event, if the
-    /// runner still holds the lease.
+    /// Ends a job as succeeded or failed (with messages), with its audit event and its
+    /// Pi's lifecycle change (deployed after a reimage, failed at the step after any
+    /// failure), in one transaction, if the runner still holds the lease.
     pub async fn finish_job(
         &self,
         id: &JobId,
@@ -324,46 +384,111 @@ impl Db {
         outcome: &JobOutcome,
     ) -> Result<bool, DbError> {
         let now = now_millis();
-        let (state, err, msg) = match outcome {
-            JobOutcome::Succeeded => (JobState::Succeeded, None, None),
-            JobOutcome::Failed { operator, customer } => {
-                (JobState::Failed, Some(operator.clone()), Some(customer.clone()))
+        let (event, err, msg, failed_step) = match outcome {
+            JobOutcome::Succeeded => (JobEvent::Finished, None, None, None),
+            JobOutcome::Failed { step, operator, customer } => {
+                (JobEvent::Failed, Some(operator.clone()), Some(customer.clone()), Some(*step))
             }
         };
+        let from = JobState::Running;
+        let state = checked(id, from, event)?;
         let mut tx = self.pool().begin().await?;
         let r = self
             .q("UPDATE jobs SET state = $1, last_error = $2, customer_message = $3, updated_at = $4, finished_at = $4, \
-                lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND lease_owner = $6 AND state = 'running'")
+                lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND lease_owner = $6 AND state = $7")
             .bind(state.as_str())
             .bind(err.clone())
             .bind(msg)
             .bind(now)
             .bind(id.0.clone())
             .bind(runner.to_string())
+            .bind(from.as_str())
             .execute(&mut *tx)
             .await?;
-        if r.rows_affected() == 1 {
-            let row = self.q("SELECT j.pi_id, COALESCE(j.customer, p.owner) AS customer FROM jobs j LEFT JOIN pis p ON p.id = j.pi_id WHERE j.id = $1").bind(id.0.clone()).fetch_one(&mut *tx).await?;
-            let mut e = NewEvent::new(
-                &format!("job.{state}"),
-                runner,
-                err.unwrap_or_else(|| format!("job {state}")),
-            )
-            .job(id);
-            e.pi = get_opt_str(&row, "pi_id")?.map(PiId);
-            e.customer = get_opt_str(&row, "customer")?.map(CustomerId);
-            self.append_event_with(&mut *tx, &e).await?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let row = self.q("SELECT j.pi_id, j.kind, COALESCE(j.customer, p.owner) AS customer FROM jobs j LEFT JOIN pis p ON p.id = j.pi_id WHERE j.id = $1").bind(id.0.clone()).fetch_one(&mut *tx).await?;
+        let pi = get_opt_str(&row, "pi_id")?.map(PiId);
+        let kind_text = get_str(&row, "kind")?;
+        let kind = JobKind::parse(&kind_text)
+            .ok_or(DbError::Corrupt { column: "jobs.kind", value: kind_text })?;
+        let mut e = NewEvent::new(
+            &format!("job.{state}"),
+            runner,
+            err.unwrap_or_else(|| format!("job {state}")),
+        )
+        .job(id);
+        e.pi = pi.clone();
+        e.customer = get_opt_str(&row, "customer")?.map(CustomerId);
+        self.append_event_with(&mut *tx, &e).await?;
+        if let (Some(pi), Some(change)) = (&pi, kind.lifecycle_at_end(failed_step.is_none())) {
+            let step = failed_step.map(JobStep::as_str);
+            self.move_pi_with(&mut tx, id, pi, change, step).await?;
         }
         tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok(true)
     }
+
+    /// Moves job `job`'s Pi by lifecycle `event` inside `tx`, as a compare-and-set on the
+    /// state read in the same transaction (locked on PostgreSQL). A change the
+    /// lifecycle refuses (an operator put the Pi in maintenance meanwhile, say) is
+    /// logged and leaves the Pi as it is.
+    async fn move_pi_with(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        job: &JobId,
+        pi: &PiId,
+        event: LifecycleEvent,
+        failed_step: Option<&str>,
+    ) -> Result<(), DbError> {
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT state FROM pis WHERE id = $1{lock}");
+        let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(pi.0.clone()).fetch_optional(&mut **tx).await?;
+        let Some(row) = row else { return Ok(()) };
+        let text = get_str(&row, "state")?;
+        let from = crate::lifecycle::PiState::parse(&text)
+            .ok_or(DbError::Corrupt { column: "pis.state", value: text })?;
+        let to = match transition(from, event) {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::warn!(pi = %pi, job = %job, error = %e, "the job's lifecycle change does not fit the Pi's state; state left as is");
+                return Ok(());
+            }
+        };
+        if !self.set_pi_state_with(&mut **tx, pi, from, to, failed_step).await? {
+            return Err(DbError::StateChanged {
+                table: "pis",
+                id: pi.0.clone(),
+                expected: from.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The state `event` takes a job in state `from` to; a refusal is a typed error.
+fn checked(id: &JobId, from: JobState, event: JobEvent) -> Result<JobState, DbError> {
+    job_transition(from, event)
+        .map_err(|source: JobTransitionError| DbError::JobTransition { job: id.0.clone(), source })
 }
 
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub enum JobOutcome {
     Succeeded,
-    Failed { operator: String, customer: String },
+    /// Failed at `step`, which the Pi records as its `failed_step`.
+    Failed {
+        step: JobStep,
+        operator: String,
+        customer: String,
+    },
 }
 
 struct KeyedJob {

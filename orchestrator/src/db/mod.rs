@@ -46,6 +46,18 @@ pub enum DbError {
     Query(#[from] sqlx::Error),
     #[error("stored value in {column} is invalid: {value:?}")]
     Corrupt { column: &'static str, value: String },
+    /// A job change the job state machine refuses (a bug: callers only ask for
+    /// changes from the state their UPDATE checks).
+    #[error("job {job}: refused by the job state machine")]
+    JobTransition {
+        job: String,
+        #[source]
+        source: crate::jobs::model::JobTransitionError,
+    },
+    /// A compare-and-set found another state than the one it was computed from: a
+    /// concurrent writer got there first. Nothing was written.
+    #[error("{table} {id} is no longer `{expected}`")]
+    StateChanged { table: &'static str, id: String, expected: String },
 }
 
 impl DbError {

@@ -110,21 +110,41 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Stores a lifecycle state (computed by `lifecycle::transition`) and the failed step.
+    /// Moves a Pi from lifecycle state `from` to `to` (computed by
+    /// `lifecycle::transition`) with its failed step, only if it is still in `from`.
+    /// False if it is not (someone else moved it first); nothing is written then.
     pub async fn set_pi_state(
         &self,
         id: &PiId,
-        state: PiState,
+        from: PiState,
+        to: PiState,
         failed_step: Option<&str>,
-    ) -> Result<(), DbError> {
-        self.q("UPDATE pis SET state = $1, failed_step = $2, updated_at = $3 WHERE id = $4")
-            .bind(state.as_str())
+    ) -> Result<bool, DbError> {
+        self.set_pi_state_with(self.pool(), id, from, to, failed_step).await
+    }
+
+    /// [`Db::set_pi_state`] inside a transaction (or on any executor).
+    pub async fn set_pi_state_with<'c, E>(
+        &self,
+        exec: E,
+        id: &PiId,
+        from: PiState,
+        to: PiState,
+        failed_step: Option<&str>,
+    ) -> Result<bool, DbError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let r = self
+            .q("UPDATE pis SET state = $1, failed_step = $2, updated_at = $3 WHERE id = $4 AND state = $5")
+            .bind(to.as_str())
             .bind(failed_step.map(str::to_string))
             .bind(now_millis())
             .bind(id.0.clone())
-            .execute(self.pool())
+            .bind(from.as_str())
+            .execute(exec)
             .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn set_pi_power(&self, id: &PiId, power: PowerState) -> Result<(), DbError> {

@@ -12,7 +12,7 @@ pub mod runner;
 use std::sync::Arc;
 
 pub use hardware::{Hardware, ImagesHost, NoStorage, StorageSync};
-pub use runner::{CrashPlan, Executor, RunEnd, Runner, StepError};
+pub use runner::{CrashPlan, CrashPoint, Executor, RunEnd, Runner, StepError};
 
 use model::JobKind;
 

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::LifecycleEvent;
+
 /// What a job does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -43,26 +45,48 @@ impl JobKind {
     }
 
     /// The steps of this kind of job, in order.
-    pub fn steps(self) -> &'static [&'static str] {
+    pub fn steps(self) -> &'static [JobStep] {
+        use JobStep as S;
         match self {
-            JobKind::PowerOn => &["power-on", "confirm-power"],
-            JobKind::PowerOff => &["power-off", "confirm-power"],
-            JobKind::Reboot => &["power-off", "confirm-off", "settle", "power-on", "await-boot"],
+            JobKind::PowerOn => &[S::PowerOn, S::ConfirmPower],
+            JobKind::PowerOff => &[S::PowerOff, S::ConfirmPower],
+            JobKind::Reboot => &[S::PowerOff, S::ConfirmOff, S::Settle, S::PowerOn, S::AwaitBoot],
             JobKind::Reimage => &[
-                "power-off",
-                "provision-root",
-                "export-root",
-                "render-boot-files",
-                "power-on",
-                "await-boot",
+                S::PowerOff,
+                S::ProvisionRoot,
+                S::ExportRoot,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
             ],
             JobKind::RackShelf => &[
-                "create-storage-links",
-                "configure-switch",
-                "verify-switch",
-                "power-on-staggered",
-                "await-pis",
+                S::CreateStorageLinks,
+                S::ConfigureSwitch,
+                S::VerifySwitch,
+                S::PowerOnStaggered,
+                S::AwaitPis,
             ],
+        }
+    }
+
+    /// What happens to the job's Pi when a runner first takes the job: a reimage
+    /// deploys it. Persisted in the same transaction as the claim.
+    pub fn lifecycle_at_start(self) -> Option<LifecycleEvent> {
+        match self {
+            JobKind::Reimage => Some(LifecycleEvent::DeployStarted),
+            JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf => None,
+        }
+    }
+
+    /// What happens to the job's Pi when the job ends: deployed after a reimage, failed
+    /// after any failure. Persisted in the same transaction as the job's end.
+    pub fn lifecycle_at_end(self, succeeded: bool) -> Option<LifecycleEvent> {
+        match (succeeded, self) {
+            (false, _) => Some(LifecycleEvent::JobFailed),
+            (true, JobKind::Reimage) => Some(LifecycleEvent::DeploySucceeded),
+            (true, JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf) => {
+                None
+            }
         }
     }
 
@@ -73,6 +97,78 @@ impl JobKind {
 }
 
 impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of a job. Stored and shown by its name ([`JobStep::as_str`]): the Pi's
+/// `failed_step`, the job's `steps` and `current_step`, the `job.step` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStep {
+    PowerOn,
+    PowerOff,
+    /// The port reads back in the wanted power state.
+    ConfirmPower,
+    /// The port reads back off (a reboot's first half).
+    ConfirmOff,
+    /// A pause so the Pi really loses power.
+    Settle,
+    /// DHCP answered and a kernel read over TFTP after the job's power-on.
+    AwaitBoot,
+    ProvisionRoot,
+    ExportRoot,
+    RenderBootFiles,
+    CreateStorageLinks,
+    ConfigureSwitch,
+    VerifySwitch,
+    PowerOnStaggered,
+    AwaitPis,
+}
+
+impl JobStep {
+    pub const ALL: [JobStep; 14] = [
+        JobStep::PowerOn,
+        JobStep::PowerOff,
+        JobStep::ConfirmPower,
+        JobStep::ConfirmOff,
+        JobStep::Settle,
+        JobStep::AwaitBoot,
+        JobStep::ProvisionRoot,
+        JobStep::ExportRoot,
+        JobStep::RenderBootFiles,
+        JobStep::CreateStorageLinks,
+        JobStep::ConfigureSwitch,
+        JobStep::VerifySwitch,
+        JobStep::PowerOnStaggered,
+        JobStep::AwaitPis,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStep::PowerOn => "power-on",
+            JobStep::PowerOff => "power-off",
+            JobStep::ConfirmPower => "confirm-power",
+            JobStep::ConfirmOff => "confirm-off",
+            JobStep::Settle => "settle",
+            JobStep::AwaitBoot => "await-boot",
+            JobStep::ProvisionRoot => "provision-root",
+            JobStep::ExportRoot => "export-root",
+            JobStep::RenderBootFiles => "render-boot-files",
+            JobStep::CreateStorageLinks => "create-storage-links",
+            JobStep::ConfigureSwitch => "configure-switch",
+            JobStep::VerifySwitch => "verify-switch",
+            JobStep::PowerOnStaggered => "power-on-staggered",
+            JobStep::AwaitPis => "await-pis",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStep::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -92,6 +188,9 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Where every job starts: created by a request, waiting for a runner.
+    pub const INITIAL: JobState = JobState::Queued;
+
     pub const ALL: [JobState; 5] = [
         JobState::Queued,
         JobState::Running,
@@ -130,11 +229,27 @@ impl fmt::Display for JobState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobEvent {
     Claimed,
+    /// Its runner recorded the step it is on and extended its lease.
+    Renewed,
     /// The runner's lease ran out without it finishing: another runner may take it.
     LeaseExpired,
+    /// Its runner handed it back to the queue (shutting down).
+    HandedBack,
     Finished,
     Failed,
     Cancelled,
+}
+
+impl JobEvent {
+    pub const ALL: [JobEvent; 7] = [
+        JobEvent::Claimed,
+        JobEvent::Renewed,
+        JobEvent::LeaseExpired,
+        JobEvent::HandedBack,
+        JobEvent::Finished,
+        JobEvent::Failed,
+        JobEvent::Cancelled,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,12 +267,30 @@ pub fn job_transition(from: JobState, event: JobEvent) -> Result<JobState, JobTr
     use JobState as S;
     match (from, event) {
         (S::Queued, E::Claimed) => Ok(S::Running),
-        (S::Running, E::LeaseExpired) => Ok(S::Queued),
+        (S::Running, E::Renewed) => Ok(S::Running),
+        (S::Running, E::LeaseExpired | E::HandedBack) => Ok(S::Queued),
         (S::Running, E::Finished) => Ok(S::Succeeded),
         (S::Running, E::Failed) => Ok(S::Failed),
         (S::Queued, E::Cancelled) => Ok(S::Cancelled),
         _ => Err(JobTransitionError { from, event }),
     }
+}
+
+/// The events that take a job found in state `from` to a runner: a queued job is
+/// claimed; a running one whose lease expired is first requeued, then claimed.
+pub fn claim_path(from: JobState) -> &'static [JobEvent] {
+    match from {
+        JobState::Running => &[JobEvent::LeaseExpired, JobEvent::Claimed],
+        _ => &[JobEvent::Claimed],
+    }
+}
+
+/// Applies `events` in order from `from`, failing at the first one that does not fit.
+pub fn job_transitions(
+    from: JobState,
+    events: &[JobEvent],
+) -> Result<JobState, JobTransitionError> {
+    events.iter().try_fold(from, |s, &e| job_transition(s, e))
 }
 
 /// How far along a job is, in percent, given the index of the step it is on.
@@ -176,19 +309,120 @@ pub fn progress_percent(kind: JobKind, state: JobState, step: usize) -> u8 {
 mod tests {
     use super::*;
 
+    /// Every (state, event) pair: where it leads, or `None` where it is refused.
+    const TABLE: &[(JobState, JobEvent, Option<JobState>)] = {
+        use JobEvent as E;
+        use JobState as S;
+        &[
+            (S::Queued, E::Claimed, Some(S::Running)),
+            (S::Queued, E::Cancelled, Some(S::Cancelled)),
+            (S::Running, E::Renewed, Some(S::Running)),
+            (S::Running, E::LeaseExpired, Some(S::Queued)),
+            (S::Running, E::HandedBack, Some(S::Queued)),
+            (S::Running, E::Finished, Some(S::Succeeded)),
+            (S::Running, E::Failed, Some(S::Failed)),
+        ]
+    };
+
     #[test]
-    fn only_queued_jobs_can_be_cancelled() {
-        assert_eq!(job_transition(JobState::Queued, JobEvent::Cancelled), Ok(JobState::Cancelled));
-        for s in [JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Cancelled] {
-            assert!(job_transition(s, JobEvent::Cancelled).is_err(), "{s} was cancellable");
+    fn the_machine_allows_exactly_the_table() {
+        for from in JobState::ALL {
+            for event in JobEvent::ALL {
+                let want =
+                    TABLE.iter().find(|(f, e, _)| *f == from && *e == event).and_then(|t| t.2);
+                let got = job_transition(from, event);
+                assert_eq!(got.clone().ok(), want, "{from} --{event:?}-->");
+                if want.is_none() {
+                    assert_eq!(got, Err(JobTransitionError { from, event }));
+                }
+            }
         }
     }
 
     #[test]
-    fn an_expired_lease_requeues_a_running_job() {
-        let s = job_transition(JobState::Queued, JobEvent::Claimed).unwrap();
-        assert_eq!(job_transition(s, JobEvent::LeaseExpired), Ok(JobState::Queued));
-        assert!(job_transition(JobState::Succeeded, JobEvent::Claimed).is_err());
+    fn finished_jobs_take_no_event_and_only_queued_ones_are_cancelled() {
+        for from in [JobState::Succeeded, JobState::Failed, JobState::Cancelled] {
+            assert!(!from.is_active());
+            for event in JobEvent::ALL {
+                assert!(job_transition(from, event).is_err(), "{from} took {event:?}");
+            }
+        }
+        for from in JobState::ALL {
+            let cancellable = job_transition(from, JobEvent::Cancelled).is_ok();
+            assert_eq!(cancellable, from == JobState::Queued, "{from}");
+        }
+    }
+
+    #[test]
+    fn claiming_takes_queued_and_expired_jobs_to_running() {
+        let cases = [
+            (JobState::Queued, Ok(JobState::Running)),
+            (JobState::Running, Ok(JobState::Running)),
+            (
+                JobState::Succeeded,
+                Err(JobTransitionError { from: JobState::Succeeded, event: JobEvent::Claimed }),
+            ),
+        ];
+        for (from, want) in cases {
+            assert_eq!(job_transitions(from, claim_path(from)), want, "{from}");
+        }
+    }
+
+    #[test]
+    fn steps_round_trip_and_keep_their_stored_names() {
+        let names: Vec<&str> = JobStep::ALL.iter().map(|s| s.as_str()).collect();
+        for s in JobStep::ALL {
+            assert_eq!(JobStep::parse(s.as_str()), Some(s));
+            assert_eq!(names.iter().filter(|n| **n == s.as_str()).count(), 1, "{s}");
+        }
+        assert_eq!(JobStep::parse("power_on"), None);
+        let cases: &[(JobKind, &[&str])] = &[
+            (JobKind::PowerOn, &["power-on", "confirm-power"]),
+            (JobKind::PowerOff, &["power-off", "confirm-power"]),
+            (JobKind::Reboot, &["power-off", "confirm-off", "settle", "power-on", "await-boot"]),
+            (
+                JobKind::Reimage,
+                &[
+                    "power-off",
+                    "provision-root",
+                    "export-root",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
+            (
+                JobKind::RackShelf,
+                &[
+                    "create-storage-links",
+                    "configure-switch",
+                    "verify-switch",
+                    "power-on-staggered",
+                    "await-pis",
+                ],
+            ),
+        ];
+        for (kind, want) in cases {
+            let got: Vec<&str> = kind.steps().iter().map(|s| s.as_str()).collect();
+            assert_eq!(got, *want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn jobs_move_their_pi_only_where_the_lifecycle_says() {
+        use LifecycleEvent as L;
+        let cases = [
+            (JobKind::Reimage, Some(L::DeployStarted), Some(L::DeploySucceeded)),
+            (JobKind::PowerOn, None, None),
+            (JobKind::PowerOff, None, None),
+            (JobKind::Reboot, None, None),
+            (JobKind::RackShelf, None, None),
+        ];
+        for (kind, start, end) in cases {
+            assert_eq!(kind.lifecycle_at_start(), start, "{kind}");
+            assert_eq!(kind.lifecycle_at_end(true), end, "{kind}");
+            assert_eq!(kind.lifecycle_at_end(false), Some(L::JobFailed), "{kind}");
+        }
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! back) and reboot (off, confirmed off, a settle delay, on, then the Pi must DHCP and
 //! fetch its kernel).
 //!
-//! Steps are looked up by name, not position, so the list in [`super::model`] stays the
-//! single source of the order.
+//! Steps are matched by [`JobStep`], not position, so the list in [`super::model`] stays
+//! the single source of the order; every match names every step, so a new step must be
+//! placed in each executor.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::hardware::Hardware;
+use super::model::JobStep;
 use super::runner::{Executor, StepError};
 use crate::model::Job;
 
@@ -27,12 +29,23 @@ impl PowerExecutor {
 
 #[async_trait]
 impl Executor for PowerExecutor {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        use JobStep as S;
         let t = self.hw.target(job).await?;
-        match job.steps[step].as_str() {
-            "power-on" | "power-off" => self.hw.set_power(job, &t, self.on).await,
-            "confirm-power" => self.hw.confirm_power(&t, self.on).await.map(|_| ()),
-            other => Err(unknown_step(job, other)),
+        match step {
+            S::PowerOn | S::PowerOff => self.hw.set_power(job, &t, self.on).await,
+            S::ConfirmPower => self.hw.confirm_power(&t, self.on).await.map(|_| ()),
+            S::ConfirmOff
+            | S::Settle
+            | S::AwaitBoot
+            | S::ProvisionRoot
+            | S::ExportRoot
+            | S::RenderBootFiles
+            | S::CreateStorageLinks
+            | S::ConfigureSwitch
+            | S::VerifySwitch
+            | S::PowerOnStaggered
+            | S::AwaitPis => Err(unknown_step(job, step)),
         }
     }
 }
@@ -49,27 +62,36 @@ impl RebootExecutor {
 
 #[async_trait]
 impl Executor for RebootExecutor {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        use JobStep as S;
         let t = self.hw.target(job).await?;
-        match job.steps[step].as_str() {
-            "power-off" => self.hw.set_power(job, &t, false).await,
-            "confirm-off" => self.hw.confirm_power(&t, false).await.map(|_| ()),
-            "settle" => {
+        match step {
+            S::PowerOff => self.hw.set_power(job, &t, false).await,
+            S::ConfirmOff => self.hw.confirm_power(&t, false).await.map(|_| ()),
+            S::Settle => {
                 tokio::time::sleep(self.hw.timing.settle).await;
                 Ok(())
             }
-            "power-on" => self.hw.set_power(job, &t, true).await,
-            "await-boot" => self.hw.await_boot(job, &t).await.map(|_| ()),
-            other => Err(unknown_step(job, other)),
+            S::PowerOn => self.hw.set_power(job, &t, true).await,
+            S::AwaitBoot => self.hw.await_boot(job, &t).await.map(|_| ()),
+            S::ConfirmPower
+            | S::ProvisionRoot
+            | S::ExportRoot
+            | S::RenderBootFiles
+            | S::CreateStorageLinks
+            | S::ConfigureSwitch
+            | S::VerifySwitch
+            | S::PowerOnStaggered
+            | S::AwaitPis => Err(unknown_step(job, step)),
         }
     }
 }
 
-/// A step name this executor does not know: the database holds a job from a newer
-/// controller. Never retried.
-pub fn unknown_step(job: &Job, step: &str) -> StepError {
+/// A step that is not one of this kind's: the runner only hands an executor its kind's
+/// steps, so this is a bug. Never retried.
+pub fn unknown_step(job: &Job, step: JobStep) -> StepError {
     StepError::permanent(
-        format!("{} job has unknown step {step:?}", job.kind),
+        format!("{} job has no step {step}", job.kind),
         "This request cannot be carried out; contact support.",
     )
 }

@@ -13,6 +13,7 @@ use bramble_switch::{DesiredConfig, PortNo};
 use serde_json::json;
 
 use super::hardware::Hardware;
+use super::model::JobStep;
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
 use crate::db::events::NewEvent;
@@ -186,8 +187,9 @@ impl RackExecutor {
                 Some(pi) if pi.mac.is_some() => {
                     if pi.state == PiState::New
                         && let Ok(next) = transition(pi.state, LifecycleEvent::Commissioned)
+                        && !self.hw.db.set_pi_state(&pi.id, pi.state, next, None).await?
                     {
-                        self.hw.db.set_pi_state(&pi.id, next, None).await?;
+                        tracing::warn!(pi = %pi.id, "the Pi left `new` while being commissioned; its state is left as is");
                     }
                     self.hw.db.set_pi_power(&pi.id, PowerState::On).await?;
                     self.hw.db.set_slot_flag(&slot.id, None).await?;
@@ -259,10 +261,11 @@ fn switch_step(e: FabricError) -> StepError {
 
 #[async_trait]
 impl Executor for RackExecutor {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        use JobStep as S;
         let (shelf, switch) = self.shelf(job).await?;
-        match job.steps[step].as_str() {
-            "create-storage-links" => {
+        match step {
+            S::CreateStorageLinks => {
                 let served = self.hw.storage.sync().await.map_err(|e| {
                     StepError::retryable(e, "The shelf's networks could not be set up yet.")
                 })?;
@@ -274,11 +277,19 @@ impl Executor for RackExecutor {
                 )
                 .await
             }
-            "configure-switch" => self.configure(job, &shelf, &switch).await,
-            "verify-switch" => self.verify(job, &shelf, &switch).await,
-            "power-on-staggered" => self.power_on(job, &shelf, &switch).await,
-            "await-pis" => self.await_pis(job, &shelf, &switch).await,
-            other => Err(unknown_step(job, other)),
+            S::ConfigureSwitch => self.configure(job, &shelf, &switch).await,
+            S::VerifySwitch => self.verify(job, &shelf, &switch).await,
+            S::PowerOnStaggered => self.power_on(job, &shelf, &switch).await,
+            S::AwaitPis => self.await_pis(job, &shelf, &switch).await,
+            S::PowerOn
+            | S::PowerOff
+            | S::ConfirmPower
+            | S::ConfirmOff
+            | S::Settle
+            | S::AwaitBoot
+            | S::ProvisionRoot
+            | S::ExportRoot
+            | S::RenderBootFiles => Err(unknown_step(job, step)),
         }
     }
 }

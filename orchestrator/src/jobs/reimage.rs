@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::hardware::{Hardware, Target};
+use super::model::JobStep;
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
 use crate::bootplan::BootPlan;
@@ -166,19 +167,27 @@ impl ReimageExecutor {
 
 #[async_trait]
 impl Executor for ReimageExecutor {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError> {
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError> {
+        use JobStep as S;
         let t = self.hw.target(job).await?;
-        match job.steps[step].as_str() {
-            "power-off" => {
+        match step {
+            S::PowerOff => {
                 self.hw.set_power(job, &t, false).await?;
                 self.hw.confirm_power(&t, false).await.map(|_| ())
             }
-            "provision-root" => self.provision(job, &t).await,
-            "export-root" => self.export(&t).await,
-            "render-boot-files" => self.render(job, &t).await,
-            "power-on" => self.hw.set_power(job, &t, true).await,
-            "await-boot" => self.hw.await_boot(job, &t).await.map(|_| ()),
-            other => Err(unknown_step(job, other)),
+            S::ProvisionRoot => self.provision(job, &t).await,
+            S::ExportRoot => self.export(&t).await,
+            S::RenderBootFiles => self.render(job, &t).await,
+            S::PowerOn => self.hw.set_power(job, &t, true).await,
+            S::AwaitBoot => self.hw.await_boot(job, &t).await.map(|_| ()),
+            S::ConfirmPower
+            | S::ConfirmOff
+            | S::Settle
+            | S::CreateStorageLinks
+            | S::ConfigureSwitch
+            | S::VerifySwitch
+            | S::PowerOnStaggered
+            | S::AwaitPis => Err(unknown_step(job, step)),
         }
     }
 }

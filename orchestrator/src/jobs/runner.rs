@@ -1,6 +1,9 @@
 //! The job runner: claims jobs from the database with a lease, runs their steps through
 //! per-kind [`Executor`]s, and records progress after every step.
 //!
+//! The Pi's lifecycle changes with the job's claim and its end, in the same database
+//! transactions (see `db::jobs`); the runner writes no lifecycle state itself.
+//!
 //! Because the current step is stored before it runs and every step is idempotent, a
 //! controller killed anywhere resumes the job at the step it was on: either on restart
 //! (its own lease has expired by then) or on another controller that takes over the
@@ -12,12 +15,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::model::JobKind;
+use super::model::{JobKind, JobStep};
 use crate::db::events::NewEvent;
 use crate::db::jobs::JobOutcome;
 use crate::db::{Db, DbError};
 use crate::ids::JobId;
-use crate::lifecycle::{LifecycleEvent, transition};
 use crate::model::Job;
 
 /// Why a step did not complete.
@@ -46,17 +48,26 @@ impl StepError {
 /// after a crash even if it had finished.
 #[async_trait]
 pub trait Executor: Send + Sync {
-    async fn run_step(&self, job: &Job, step: usize) -> Result<(), StepError>;
+    async fn run_step(&self, job: &Job, step: JobStep) -> Result<(), StepError>;
 }
 
 /// Tries per step before a retryable error fails the job, and the first pause.
 const STEP_TRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Test support: decides whether the runner "crashes" right after a step completed,
-/// before the next step is recorded, as a controller killed at that instant would.
+/// Where a [`CrashPlan`] may stop the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Right after the step completed, before the next step is recorded.
+    AfterStep(JobStep),
+    /// Right after the job's final commit (succeeded or failed).
+    AfterFinish,
+}
+
+/// Test support: decides whether the runner "crashes" at a [`CrashPoint`], as a
+/// controller killed at that instant would.
 pub trait CrashPlan: Send + Sync {
-    fn crash_after(&self, job: &Job, step: usize) -> bool;
+    fn crash_at(&self, job: &Job, at: CrashPoint) -> bool;
 }
 
 /// How a job's run ended for the runner.
@@ -190,61 +201,80 @@ impl Runner {
     async fn run_job(&self, job: Job) -> Result<RunEnd, DbError> {
         let Some(exec) = self.executors.get(&job.kind).cloned() else { return Ok(RunEnd::Done) };
         tracing::info!(runner = %self.id, job = %job.id, kind = %job.kind, attempt = job.attempts, "running job");
-        self.enter_lifecycle(&job).await?;
-        let start =
-            job.steps.iter().position(|s| Some(s) == job.current_step.as_ref()).unwrap_or(0);
+        let steps = job.kind.steps();
+        let start = job
+            .current_step
+            .as_deref()
+            .and_then(JobStep::parse)
+            .and_then(|cur| steps.iter().position(|s| *s == cur))
+            .unwrap_or(0);
         self.job_event(
             &job,
             "job.started",
             format!("{} started (attempt {})", job.kind, job.attempts),
-            start,
+            steps.get(start).copied(),
         )
         .await?;
-        for step in start..job.steps.len() {
-            if !self.db.advance_job(&job.id, &self.id, step, self.lease).await? {
+        for (i, &step) in steps.iter().enumerate().skip(start) {
+            if !self.db.advance_job(&job.id, &self.id, i, self.lease).await? {
                 tracing::warn!(job = %job.id, "lost the lease; another runner has the job");
                 return Ok(RunEnd::Done);
             }
             self.job_event(
                 &job,
                 "job.step",
-                format!("step {} of {}: {}", step + 1, job.steps.len(), job.steps[step]),
-                step,
+                format!("step {} of {}: {step}", i + 1, steps.len()),
+                Some(step),
             )
             .await?;
             let outcome = {
-                let heartbeat = self.keep_lease(&job, step);
+                let heartbeat = self.keep_lease(&job, i);
                 tokio::pin!(heartbeat);
                 tokio::select! {
-                    r = self.run_step_with_retries(exec.as_ref(), &job, step) => r,
+                    r = self.run_step_with_retries(exec.as_ref(), &job, i, step) => r,
                     lost = &mut heartbeat => {
                         let _: () = lost;
-                        tracing::warn!(job = %job.id, step = %job.steps[step], "lost the lease during a step; abandoning the job to its new owner");
+                        tracing::warn!(job = %job.id, %step, "lost the lease during a step; abandoning the job to its new owner");
                         return Ok(RunEnd::Done);
                     }
                 }
             };
             if let Err(e) = outcome {
-                tracing::warn!(job = %job.id, step = %job.steps[step], error = %e.operator, "job failed");
+                tracing::warn!(job = %job.id, %step, error = %e.operator, "job failed");
                 let outcome = JobOutcome::Failed {
-                    operator: format!("step {}: {}", job.steps[step], e.operator),
+                    step,
+                    operator: format!("step {step}: {}", e.operator),
                     customer: e.customer,
                 };
-                if self.db.finish_job(&job.id, &self.id, &outcome).await? {
-                    self.leave_lifecycle(&job, Some(&job.steps[step])).await?;
-                }
-                return Ok(RunEnd::Done);
+                return self.finish(&job, &outcome).await;
             }
-            if let Some(plan) = &self.crash
-                && plan.crash_after(&job, step)
-            {
-                tracing::warn!(runner = %self.id, job = %job.id, step = %job.steps[step], "injected crash after step");
+            if self.crashes_at(&job, CrashPoint::AfterStep(step)) {
                 return Ok(RunEnd::Crashed);
             }
         }
-        if self.db.finish_job(&job.id, &self.id, &JobOutcome::Succeeded).await? {
-            self.leave_lifecycle(&job, None).await?;
-            tracing::info!(job = %job.id, "job succeeded");
+        let end = self.finish(&job, &JobOutcome::Succeeded).await?;
+        if end == RunEnd::Done {
+            tracing::info!(job = %job.id, "job ran to its end");
+        }
+        Ok(end)
+    }
+
+    /// Whether the crash plan stops the runner here.
+    fn crashes_at(&self, job: &Job, at: CrashPoint) -> bool {
+        let crash = self.crash.as_ref().is_some_and(|plan| plan.crash_at(job, at));
+        if crash {
+            tracing::warn!(runner = %self.id, job = %job.id, ?at, "injected crash");
+        }
+        crash
+    }
+
+    /// Ends the job with `outcome` (if this runner still holds it); the database moves
+    /// its Pi in the same transaction, so nothing is left to do after the commit.
+    async fn finish(&self, job: &Job, outcome: &JobOutcome) -> Result<RunEnd, DbError> {
+        if self.db.finish_job(&job.id, &self.id, outcome).await?
+            && self.crashes_at(job, CrashPoint::AfterFinish)
+        {
+            return Ok(RunEnd::Crashed);
         }
         Ok(RunEnd::Done)
     }
@@ -272,11 +302,11 @@ impl Runner {
         job: &Job,
         kind: &str,
         message: String,
-        step: usize,
+        step: Option<JobStep>,
     ) -> Result<(), DbError> {
         let mut e = NewEvent::new(kind, &self.id, message)
             .job(&job.id)
-            .data(serde_json::json!({ "kind": job.kind, "step": job.steps.get(step), "attempt": job.attempts }));
+            .data(serde_json::json!({ "kind": job.kind, "step": step.map(JobStep::as_str), "attempt": job.attempts }));
         if let Some(pi) = &job.pi {
             e.customer = self.db.get_pi(pi).await?.and_then(|p| p.owner);
             e.pi = Some(pi.clone());
@@ -288,7 +318,8 @@ impl Runner {
         &self,
         exec: &dyn Executor,
         job: &Job,
-        step: usize,
+        index: usize,
+        step: JobStep,
     ) -> Result<(), StepError> {
         let mut backoff = FIRST_BACKOFF;
         let mut tries = 0;
@@ -297,43 +328,13 @@ impl Runner {
             match exec.run_step(job, step).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.retryable && tries < STEP_TRIES => {
-                    tracing::info!(job = %job.id, step = %job.steps[step], tries, error = %e.operator, "step failed, retrying");
+                    tracing::info!(job = %job.id, %step, tries, error = %e.operator, "step failed, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                     // Keep the lease alive across the pause.
-                    let _ = self.db.advance_job(&job.id, &self.id, step, self.lease).await;
+                    let _ = self.db.advance_job(&job.id, &self.id, index, self.lease).await;
                 }
                 Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A reimage moves its Pi to `deploying` before the first step.
-    async fn enter_lifecycle(&self, job: &Job) -> Result<(), DbError> {
-        let (Some(pi_id), JobKind::Reimage) = (&job.pi, job.kind) else { return Ok(()) };
-        if let Some(pi) = self.db.get_pi(pi_id).await?
-            && let Ok(next) = transition(pi.state, LifecycleEvent::DeployStarted)
-        {
-            self.db.set_pi_state(pi_id, next, None).await?;
-        }
-        Ok(())
-    }
-
-    /// The Pi's state after its job ended: deployed after a reimage, failed (with the
-    /// step) after any failure.
-    async fn leave_lifecycle(&self, job: &Job, failed_step: Option<&str>) -> Result<(), DbError> {
-        let Some(pi_id) = &job.pi else { return Ok(()) };
-        let Some(pi) = self.db.get_pi(pi_id).await? else { return Ok(()) };
-        let event = match (failed_step, job.kind) {
-            (Some(_), _) => LifecycleEvent::JobFailed,
-            (None, JobKind::Reimage) => LifecycleEvent::DeploySucceeded,
-            (None, _) => return Ok(()),
-        };
-        match transition(pi.state, event) {
-            Ok(next) => self.db.set_pi_state(pi_id, next, failed_step).await,
-            Err(e) => {
-                tracing::warn!(pi = %pi_id, error = %e, "job outcome does not fit the Pi's state; state left as is");
-                Ok(())
             }
         }
     }
