@@ -282,6 +282,52 @@ async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
 }
 
 #[tokio::test]
+async fn jobs_and_events_belong_to_the_customer_they_were_for() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-t", 1, &["alice"]).await;
+        let pi = &pis[0];
+        let (alice, bob) =
+            (api.customer_token(op, "alice").await, api.customer_token(op, "bob").await);
+        let ids = |r: &common::Resp| -> Vec<String> {
+            let items = r.body["items"].as_array().unwrap().iter();
+            items.map(|j| j["id"].as_str().unwrap().to_string()).collect()
+        };
+        // An operator's reboot of alice's Pi is alice's job: she gets it and lists it.
+        let job = api.post(&format!("/v1/pis/{pi}/reboot"), op, json!({})).await;
+        assert_eq!(job.status, 202, "{:?}", job.body);
+        let job = job.body["id"].as_str().unwrap().to_string();
+        assert_eq!(api.get(&format!("/v1/jobs/{job}"), &alice).await.status, 200);
+        assert_eq!(ids(&api.get("/v1/jobs", &alice).await), vec![job.clone()]);
+        let r = api.post(&format!("/v1/jobs/{job}/cancel"), op, json!({})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+
+        // The Pi goes to bob: alice's history stays hers, none of it is bob's.
+        let r = api.patch(&format!("/v1/pis/{pi}"), op, json!({"owner": "bob"})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_problem(&api.get(&format!("/v1/jobs/{job}"), &bob).await, 404, "not_found");
+        assert_eq!(ids(&api.get("/v1/jobs", &bob).await), Vec::<String>::new());
+        assert_eq!(api.get(&format!("/v1/jobs/{job}"), &alice).await.status, 200);
+        let timeline = api.get(&format!("/v1/pis/{pi}/events"), &bob).await;
+        assert_eq!(timeline.status, 200);
+        let leaked: Vec<&serde_json::Value> = timeline.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["job"].as_str() == Some(job.as_str()))
+            .collect();
+        assert_eq!(leaked, Vec::<&serde_json::Value>::new(), "bob sees alice's job events");
+
+        // Bob's own job on it is his.
+        let mine = api.post(&format!("/v1/pis/{pi}/reboot"), &bob, json!({})).await;
+        assert_eq!(mine.status, 202, "{:?}", mine.body);
+        let mine = mine.body["id"].as_str().unwrap().to_string();
+        assert_eq!(ids(&api.get("/v1/jobs", &bob).await), vec![mine.clone()]);
+        assert_problem(&api.get(&format!("/v1/jobs/{mine}"), &alice).await, 404, "not_found");
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
 async fn lists_are_paginated() {
     async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
         api.rack(op, "shelf-p", 1, &["g"; 5]).await;

@@ -45,19 +45,12 @@ pub async fn list(
     }))
 }
 
+/// A job the caller may see: every job for operators; for a customer, the jobs done for
+/// them (the rule of `Principal::may_see`, applied in the query). Anything else is a 404.
 async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, ApiError> {
-    let job = st.db.get_job(&JobId(id.to_string())).await?;
-    let visible = match (&job, who) {
-        (Some(_), Principal::Operator { .. }) => true,
-        (Some(j), Principal::Customer { .. }) => match &j.pi {
-            Some(pi) => st.db.get_pi(pi).await?.is_some_and(|p| who.may_see(p.owner.as_ref())),
-            None => false,
-        },
-        (None, _) => false,
-    };
-    match job {
-        Some(j) if visible => Ok(st.present(j)),
-        _ => Err(ApiError::not_found(format!("job {id}"))),
+    match st.db.get_job_for(&JobId(id.to_string()), who.customer()).await? {
+        Some(j) => Ok(st.present(j)),
+        None => Err(ApiError::not_found(format!("job {id}"))),
     }
 }
 

@@ -83,8 +83,7 @@ pub async fn events(
         None => None,
     };
     let customer = match who.customer() {
-        Some(c) if pi.is_none() => Some(c.clone()),
-        Some(_) => None,
+        Some(c) => Some(c.clone()),
         None => q.customer.map(CustomerId),
     };
     let f = EventFilter { pi, customer, kind_prefix: q.kind };

@@ -228,7 +228,8 @@ pub async fn events(
 ) -> Result<Json<Page<Event>>, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
     let (cursor, order) = (event_cursor(q.cursor)?, list_order(q.order)?);
-    let f = EventFilter { pi: Some(pi.id), customer: None, kind_prefix: q.kind };
+    // A customer sees the Pi's events from while it was theirs, not a former owner's.
+    let f = EventFilter { pi: Some(pi.id), customer: who.customer().cloned(), kind_prefix: q.kind };
     Ok(Json(st.db.list_events(&f, cursor, order, page_limit(q.limit)?).await?))
 }
 

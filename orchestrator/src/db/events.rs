@@ -72,8 +72,10 @@ impl Db {
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
+        // An event about a Pi belongs to the customer it was for: the one named, else the
+        // Pi's owner at this moment (see `Principal::may_see`).
         self.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                VALUES ($1, $2, $3, COALESCE($4, (SELECT owner FROM pis WHERE id = $2)), $5, $6, $7, $8)")
             .bind(now_millis())
             .bind(e.pi.as_ref().map(|p| p.0.clone()))
             .bind(e.job.as_ref().map(|j| j.0.clone()))

@@ -93,6 +93,20 @@ impl Db {
         let id = JobId::generate();
         let now = now_millis();
         let mut tx = self.pool().begin().await?;
+        // A job belongs to the customer it is done for: the requester, or the owner of
+        // the Pi when an operator asks. It stays theirs if the Pi changes hands.
+        let customer = match (by.customer(), &new.pi) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(pi)) => {
+                let row = self
+                    .q("SELECT owner FROM pis WHERE id = $1")
+                    .bind(pi.0.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                row.as_ref().map(|r| get_opt_str(r, "owner")).transpose()?.flatten().map(CustomerId)
+            }
+            (None, None) => None,
+        };
         let inserted = self
             .q("INSERT INTO jobs (id, kind, pi_id, shelf_id, params, state, step, attempts, idempotency_key, \
                 request_hash, requested_by, customer, created_at, updated_at) \
@@ -105,7 +119,7 @@ impl Db {
             .bind(new.idempotency_key.clone())
             .bind(hash.clone())
             .bind(by.token().0.clone())
-            .bind(by.customer().map(|c| c.0.clone()))
+            .bind(customer.as_ref().map(|c| c.0.clone()))
             .bind(now)
             .bind(JobState::INITIAL.as_str())
             .execute(&mut *tx)
@@ -122,7 +136,7 @@ impl Db {
         let mut event =
             NewEvent::new("job.created", by.token().as_str(), format!("{} requested", new.kind))
                 .job(&id)
-                .customer(by.customer())
+                .customer(customer.as_ref())
                 .data(serde_json::json!({ "kind": new.kind, "params": new.params }));
         event.pi = new.pi.clone();
         self.append_event_with(&mut *tx, &event).await?;
@@ -184,6 +198,25 @@ impl Db {
             .fetch_optional(self.pool())
             .await?;
         row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
+    }
+
+    /// A job as `customer` may see it: only a job done for them (`None`: any job).
+    pub async fn get_job_for(
+        &self,
+        id: &JobId,
+        customer: Option<&CustomerId>,
+    ) -> Result<Option<Job>, DbError> {
+        let row = self
+            .q(const_format::concatcp!(
+                "SELECT ",
+                COLUMNS,
+                " FROM jobs WHERE id = $1 AND ($2 IS NULL OR customer = $2)"
+            ))
+            .bind(id.0.clone())
+            .bind(customer.map(|c| c.0.clone()))
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
     }
 
     pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, DbError> {

@@ -186,7 +186,7 @@ async fn write(db: &Db, rows: &[(PiId, BootEvent)]) -> Result<(), DbError> {
         let actor = if event.stage.name().starts_with("dhcp") { "dhcp" } else { "tftp" };
         let data = json!({ "stage": event.stage, "client": event.client });
         db.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
-              VALUES ($1, $2, NULL, NULL, $3, $4, $5, $6)")
+              VALUES ($1, $2, NULL, (SELECT owner FROM pis WHERE id = $2), $3, $4, $5, $6)")
             .bind(to_millis(event.at))
             .bind(pi.0.clone())
             .bind(actor.to_string())
