@@ -293,16 +293,24 @@ async fn drift_made_with_snmpset_is_repaired_once_and_poe_is_left_alone() {
             other => panic!("rack job not created: {other:?}"),
         };
         snmp("snmpset", &rig.sim, &[&format!("{PVID}.3"), "u", &lab.public_vlan.to_string()]).await;
+        // The rack job powers ports off and on: what the reconciler reads of them meanwhile
+        // is not recorded as the Pis' power.
+        snmp("snmpset", &rig.sim, &[&format!("{POE_ADMIN}.5"), "i", "2"]).await;
         let deferred = pass(&rec).await;
         let sw = of(&deferred, &rig);
         assert!(sw.drift.len() == 1 && !sw.repaired && sw.repair_deferred, "{sw:?}");
+        assert!(sw.power_observed.is_empty(), "racking Pis are the job's: {sw:?}");
+        let pi5 = lab.db.get_pi(rig.pi(5)).await.expect("pi").expect("pi 5");
+        assert_eq!(pi5.power, PowerState::On, "[{}] recorded power left to the job", tdb.label);
         assert!(
             snmp("snmpget", &rig.sim, &[&format!("{PVID}.3")])
                 .await
                 .contains(&format!("Gauge32: {}", lab.public_vlan))
         );
         assert!(lab.db.cancel_job(&job.id, &operator()).await.expect("cancel"));
-        assert!(of(&pass(&rec).await, &rig).repaired);
+        let after = pass(&rec).await;
+        assert!(of(&after, &rig).repaired);
+        assert_eq!(of(&after, &rig).power_observed.iter().map(|o| o.port).collect::<Vec<_>>(), [5]);
         assert_eq!(lab.events("switch.drift_repaired").await.len(), 2);
         lab.db.close().await;
         tdb.drop().await;
@@ -341,6 +349,31 @@ async fn a_silent_switch_is_one_event_per_outage_and_the_others_still_reconcile(
         quiet.sim.handle.set_silent(true);
         pass(&rec).await;
         assert_eq!(lab.events("switch.unreachable").await.len(), 2, "a new outage is a new event");
+        lab.db.close().await;
+        tdb.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_power_reading_older_than_the_pis_record_is_not_recorded() {
+    for tdb in test_databases().await {
+        let lab = Lab::new(&tdb).await;
+        let rig = lab.rig("rc-stale").await;
+        let pi = rig.pi(2);
+        // A switch read taken before a job recorded the Pi's power is stale.
+        let read_at = bramble::time::now_millis() - 1;
+        lab.db.set_pi_power(pi, PowerState::On).await.expect("power");
+        let stale = lab.db.observe_pi_power(pi, PowerState::On, PowerState::Off, read_at);
+        assert!(!stale.await.expect("observe"), "[{}] a stale read is refused", tdb.label);
+        // So is one that expects a power the record no longer says.
+        let later = bramble::time::now_millis() + 1000;
+        let wrong = lab.db.observe_pi_power(pi, PowerState::Off, PowerState::On, later);
+        assert!(!wrong.await.expect("observe"));
+        assert_eq!(lab.db.get_pi(pi).await.expect("pi").expect("pi").power, PowerState::On);
+        // A fresh read is recorded.
+        let fresh = lab.db.observe_pi_power(pi, PowerState::On, PowerState::Off, later);
+        assert!(fresh.await.expect("observe"));
+        assert_eq!(lab.db.get_pi(pi).await.expect("pi").expect("pi").power, PowerState::Off);
         lab.db.close().await;
         tdb.drop().await;
     }

@@ -157,6 +157,28 @@ impl Db {
         Ok(())
     }
 
+    /// Records the power a switch read showed at `read_at`, unless the Pi's record changed
+    /// since (a job may have acted after the read) or no longer says `from`. False when it
+    /// was left as it is.
+    pub async fn observe_pi_power(
+        &self,
+        id: &PiId,
+        from: PowerState,
+        to: PowerState,
+        read_at: i64,
+    ) -> Result<bool, DbError> {
+        let r = self
+            .q("UPDATE pis SET power = $1, updated_at = $2 WHERE id = $3 AND power = $4 AND updated_at < $5")
+            .bind(to.as_str())
+            .bind(now_millis())
+            .bind(id.0.clone())
+            .bind(from.as_str())
+            .bind(read_at)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Counts Pis per lifecycle state, for metrics.
     pub async fn count_pis_by_state(&self) -> Result<Vec<(String, i64)>, DbError> {
         let rows = self

@@ -30,7 +30,7 @@ impl Inner {
         // since the switch was read: they are left for the next pass.
         let read_at = now_millis();
         let Some(snapshot) = self.read(sw, &mut report).await else { return report };
-        let slots = match self.slot_views(sw, read_at).await {
+        let slots = match self.slot_views(sw, read_at, racking).await {
             Ok(s) => s,
             Err(e) => {
                 report.error("reading the switch's slots", &e);
@@ -52,7 +52,7 @@ impl Inner {
             }
         }
         for action in &plan.slots {
-            if let Err(e) = self.carry_out(action, &mut report).await {
+            if let Err(e) = self.carry_out(action, read_at, &mut report).await {
                 report.error("recording a slot change", &e);
             }
         }
@@ -153,13 +153,19 @@ impl Inner {
         }
     }
 
-    /// The switch's slots with their Pis, as of after the read at `read_at`.
-    async fn slot_views(&self, sw: &Switch, read_at: i64) -> Result<Vec<SlotView>, DbError> {
+    /// The switch's slots with their Pis, as of after the read at `read_at`. While a shelf
+    /// on the switch is being racked, its Pis are the rack job's (busy).
+    async fn slot_views(
+        &self,
+        sw: &Switch,
+        read_at: i64,
+        racking: bool,
+    ) -> Result<Vec<SlotView>, DbError> {
         let locations = self.db.switch_locations(&sw.id).await?;
         let mut out = Vec::with_capacity(locations.len());
         for loc in locations {
             let pi = match self.db.pi_in_slot(&loc.slot).await? {
-                Some(id) => self.pi_view(&id, read_at).await?,
+                Some(id) => self.pi_view(&id, read_at, racking).await?,
                 None => None,
             };
             out.push(SlotView { slot: loc.slot, port: loc.port, flag: loc.flag, pi });
@@ -167,9 +173,15 @@ impl Inner {
         Ok(out)
     }
 
-    async fn pi_view(&self, id: &PiId, read_at: i64) -> Result<Option<PiView>, DbError> {
+    async fn pi_view(
+        &self,
+        id: &PiId,
+        read_at: i64,
+        racking: bool,
+    ) -> Result<Option<PiView>, DbError> {
         let Some(pi) = self.db.get_pi(id).await? else { return Ok(None) };
-        let busy = pi.updated_at >= read_at || self.db.active_job_for(id).await?.is_some();
+        let busy =
+            racking || pi.updated_at >= read_at || self.db.active_job_for(id).await?.is_some();
         Ok(Some(PiView { id: pi.id, owner: pi.owner, power: pi.power, busy }))
     }
 
@@ -177,11 +189,15 @@ impl Inner {
     async fn carry_out(
         &self,
         action: &SlotAction,
+        read_at: i64,
         report: &mut SwitchReport,
     ) -> Result<(), DbError> {
         match action {
             SlotAction::ObservePower { pi, owner, port, from, to } => {
-                self.db.set_pi_power(pi, *to).await?;
+                // A job may have changed the Pi since the read: then the read is stale.
+                if !self.db.observe_pi_power(pi, *from, *to, read_at).await? {
+                    return Ok(());
+                }
                 let msg = format!(
                     "switch port {port} reads PoE {}; recorded power was {}",
                     to.as_str(),
