@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Fails, naming the process, when a port the tests bind in this machine's own network
 # namespace is already held. Never stops anything: the holder may be the operator's.
-#   scripts/check-ports.sh                 the lab's ports: udp/67 (DHCP), udp/69 (TFTP),
-#                                          tcp/2049 (NFS), tcp/111 and udp/111 (rpcbind)
+#   scripts/check-ports.sh                 udp/67 (DHCP) and udp/69 (TFTP), which netboot's
+#                                          own tests (netboot/tests/dhcp_peers.rs,
+#                                          orchestrator/tests/netboot_wiring.rs) bind here;
+#                                          the virtual shelf binds no port here (its servers
+#                                          live in a namespace of its own)
 #   scripts/check-ports.sh tcp/8080 ...    these instead
 set -euo pipefail
 
 ports=("$@")
-[ ${#ports[@]} -gt 0 ] || ports=(udp/67 udp/69 tcp/2049 tcp/111 udp/111)
+[ ${#ports[@]} -gt 0 ] || ports=(udp/67 udp/69)
 
 # Prints "pid command line" for each process ss names in a users:(...) field.
 holders() {
@@ -36,7 +39,7 @@ if [ "$busy" = 1 ]; then
   cat >&2 <<'MSG'
 The tests never stop a process they did not start. Stop these yourself if you may (for a
 packaged service: systemctl stop <its unit>), or run the tests on another machine or in
-a container; another test run or `bramble lab up` holds them too while it runs.
+a container; another test run holds them too while it runs.
 MSG
   exit 1
 fi

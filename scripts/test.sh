@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Debian 12, as root), checks the ports
-# the tests bind in this machine's namespace are free, starts a private PostgreSQL, and
-# runs formatting, clippy and every test of the workspace against SQLite and PostgreSQL.
+# netboot's own tests bind in this machine's namespace (UDP 67, 69) are free, starts a
+# private PostgreSQL, and runs formatting, clippy and every test of the workspace against
+# SQLite and PostgreSQL.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any did.
 set -euo pipefail
 cd "$(dirname "$0")/.."

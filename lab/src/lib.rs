@@ -19,7 +19,7 @@ mod veth;
 pub use cmd::{CmdError, run_ip};
 pub use error::{LabError, require_tools};
 pub use links::VethLinks;
-pub use netns::Netns;
+pub use netns::{Netns, enter as enter_netns};
 pub use veth::{Veth, VethSpec};
 
 /// A process-unique name with the given prefix, short enough for an interface name

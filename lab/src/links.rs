@@ -1,5 +1,6 @@
 //! The lab's stand-in for storage VLANs: per VLAN a veth pair whose controller end is
-//! `<prefix><vid>` and whose Pi end is `eth0` in a fresh namespace. The orchestrator
+//! `<prefix><vid>` (in the caller's namespace, or in the controller's namespace given to
+//! [`VethLinks::in_netns`]) and whose Pi end is `eth0` in a fresh namespace. The orchestrator
 //! plugs it in behind its `StorageLinks` trait; netboot's tests use it directly.
 
 use std::collections::HashMap;
@@ -14,13 +15,25 @@ use crate::veth::{Veth, VethSpec};
 /// [`VethLinks::remove`] or drop.
 pub struct VethLinks {
     prefix: String,
+    /// The namespace of the controller ends; `None` = the caller's.
+    controller_netns: Option<String>,
     pis: Mutex<HashMap<u16, (Veth, Netns)>>,
 }
 
 impl VethLinks {
     /// `prefix` must be unique per run and at most 9 bytes (interface names are 15).
     pub fn new(prefix: &str) -> Self {
-        VethLinks { prefix: prefix.to_string(), pis: Mutex::new(HashMap::new()) }
+        VethLinks {
+            prefix: prefix.to_string(),
+            controller_netns: None,
+            pis: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// As [`VethLinks::new`], with every controller end in the namespace `netns` (a
+    /// controller running in a namespace of its own).
+    pub fn in_netns(prefix: &str, netns: &str) -> Self {
+        VethLinks { controller_netns: Some(netns.to_string()), ..Self::new(prefix) }
     }
 
     pub fn ifname(&self, vid: u16) -> String {
@@ -50,7 +63,10 @@ impl VethLinks {
             peer_if: "eth0".into(),
             peer_addr: None,
         };
-        let veth = Veth::create(spec, &ns)?;
+        let veth = match &self.controller_netns {
+            Some(host) => Veth::create_between(spec, &Netns::existing(host), &ns)?,
+            None => Veth::create(spec, &ns)?,
+        };
         pis.insert(vid, (veth, ns));
         Ok(ifname)
     }

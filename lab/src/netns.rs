@@ -1,6 +1,10 @@
 //! A network namespace owned by this process: created on `new`, deleted on drop.
 
+use std::fs::File;
+use std::io;
 use std::process::Command;
+
+use nix::sched::{CloneFlags, setns};
 
 use crate::cmd::{CmdError, run_ip};
 
@@ -46,6 +50,12 @@ impl Netns {
         cmd
     }
 
+    /// Moves the calling thread into the namespace: sockets it creates from then on, and
+    /// threads it spawns, are in there.
+    pub fn enter(&self) -> io::Result<()> {
+        enter(&self.name)
+    }
+
     /// Keeps the namespace after this value is dropped.
     pub fn leak(mut self) -> String {
         self.owned = false;
@@ -61,4 +71,10 @@ impl Drop for Netns {
             tracing::warn!(netns = %self.name, error = %e, "could not delete namespace");
         }
     }
+}
+
+/// Moves the calling thread into the named namespace (`/var/run/netns/<name>`).
+pub fn enter(name: &str) -> io::Result<()> {
+    let ns = File::open(format!("/var/run/netns/{name}"))?;
+    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }

@@ -7,8 +7,9 @@
 //! Options: `--pis N` (96), `--group G` (16), `--pause-secs S` (2), `--files
 //! firmware|small|lab` (firmware: each deployed root's boot files are given the anchor's
 //! firmware sizes; small: the anchor's small sizes; lab: the synthetic image as it is),
-//! `--timeout-secs T` (300), `--supernet CIDR` (10.109.0.0/16). Needs root, and the
-//! ports 67, 69, 111 and 2049 free (no other lab running). Logs: `BRAMBLE_LOG=info`.
+//! `--timeout-secs T` (300), `--supernet CIDR` (10.109.0.0/16). Needs root and no other
+//! bootstorm running (its lab's namespaces and links are all named `bzlab*`); the lab
+//! binds no port in the machine's namespace. Logs: `BRAMBLE_LOG=info`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -234,21 +235,7 @@ fn tftp_bytes(status: &PiStatus) -> u64 {
         .sum()
 }
 
-/// Fails clearly when another lab holds the ports this one's controller and NFS server
-/// need (otherwise the controller stops at start and the API calls fail obscurely).
-fn ports_free() -> Result<(), BoxError> {
-    for port in [67u16, 69] {
-        std::net::UdpSocket::bind(("0.0.0.0", port)).map_err(|e| {
-            format!("UDP port {port} is taken ({e}): is another lab or test running?")
-        })?;
-    }
-    std::net::TcpListener::bind(("0.0.0.0", 2049))
-        .map_err(|e| format!("TCP port 2049 is taken ({e}): is another lab or test running?"))?;
-    Ok(())
-}
-
 async fn run(args: Args, state_dir: &Path) -> Result<(), BoxError> {
-    ports_free()?;
     let mut opts = LabOptions::new(args.pis, state_dir);
     opts.prefix = "bzlab".into();
     opts.shelf = "storm".into();
@@ -277,7 +264,10 @@ async fn storms(lab: &Lab, args: &Args) -> Result<(), BoxError> {
     let mut session =
         SessionConfig::new(lab.switch_addr(), Credentials::V2c { community: COMMUNITY.into() });
     session.timeout = Duration::from_secs(2);
-    let power = SwitchPower { driver: bramble_switch::connect(session).await? };
+    // The switch answers inside the lab's controller namespace; the session's socket is
+    // made there.
+    let driver = lab.in_controller_netns(bramble_switch::connect(session)).await??;
+    let power = SwitchPower { driver };
     let sims: Vec<_> = (1..=args.pis)
         .map(|port| lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}")))
         .collect::<Result<_, _>>()?;

@@ -2,7 +2,8 @@
 //! background, racks and deploys it through the API and prints it once every simulated
 //! Pi has booted; `bramble lab down` leaves no namespace, link or process behind.
 //! (Needs root, nfs-ganesha, rpcbind and libnfs-utils, as `scripts/install-deps.sh run`
-//! installs; ports 67, 69 and 2049 must be free.)
+//! installs. Its servers live in a namespace of their own: ports 67, 69, 111 and 2049
+//! of this machine may be taken.)
 
 use std::process::Command;
 
@@ -48,7 +49,14 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
     assert!(stdout.contains("3 slots: 3 deployed"), "{stdout}");
     assert!(stdout.contains("simulated Pis: 3 booted"), "{stdout}");
     assert!(stdout.contains("export BRAMBLE_API=http://127.0.0.1:"), "{stdout}");
-    assert!(count(&["ip", "netns", "list"], prefix) == 3, "one namespace per Pi while up");
+    let ctl = format!("{prefix}ctl");
+    assert!(stdout.contains(&format!("sudo ip netns exec {ctl} ss -lnp")), "{stdout}");
+    assert_eq!(
+        count(&["ip", "netns", "list"], prefix),
+        4,
+        "a namespace per Pi and the controller's"
+    );
+    assert_eq!(count(&["ip", "netns", "list"], &ctl), 1, "the controller's namespace");
 
     let down = down_anyway();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));

@@ -2,8 +2,8 @@
 //! and optionally deployed shelf, customers with their own tokens, and checks of a
 //! Pi's root on disk.
 //!
-//! Only one lab can run at a time on a machine (the controller serves TFTP on port 69
-//! and the NFS server port 2049), so every test takes [`serial`] first.
+//! Labs are heavy (nfs-ganesha, a shelf of simulated Pis booting at once), so every test
+//! takes [`serial`] first; their servers live in namespaces of their own.
 
 use std::path::PathBuf;
 use std::time::Duration;

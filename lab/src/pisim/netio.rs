@@ -7,12 +7,10 @@
 //! socket, because the boot ROM has no IP stack that would drop them.
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use nix::sched::{CloneFlags, setns};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
@@ -23,12 +21,10 @@ where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
-    let path = format!("/var/run/netns/{netns}");
+    let netns = netns.to_string();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("pisim-setns".into()).spawn(move || {
-        let result = File::open(&path)
-            .and_then(|ns| setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from))
-            .and_then(|()| f());
+        let result = crate::netns::enter(&netns).and_then(|()| f());
         let _ = tx.send(result);
     })?;
     rx.await.map_err(|_| io::Error::other("netns helper thread ended without an answer"))?

@@ -159,8 +159,9 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none")
         .await?;
     super::output::line(format_args!(
-        "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\nStop it with: bramble lab down --state-dir {}",
-        dir.display()
+        "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\n  sudo ip netns exec {ns} ss -lnp    (its DHCP, TFTP, NFS and switch live in namespace {ns})\nStop it with: bramble lab down --state-dir {}",
+        dir.display(),
+        ns = crate::lab::controller_netns(&a.prefix)
     ))?;
     Ok(code)
 }

@@ -4,6 +4,11 @@
 //! real sockets) in network namespaces, each cabled to its slot's storage interface by a
 //! veth pair. The shelf is racked and deployed through the normal HTTP API.
 //!
+//! The controller, its DHCP and TFTP servers, nfs-ganesha with its rpcbind and the
+//! virtual switch live in a network namespace of the lab's own (`<prefix>ctl`, see
+//! [`netns`]), so the lab binds no port in the machine's namespace but its API listener
+//! (bound there beforehand, on `127.0.0.1`, for its users).
+//!
 //! Used by `bramble lab up` (see `cli::lab`), the end-to-end tests and the boot-storm
 //! benchmark. The controller can be stopped, crashed and restarted while the switch,
 //! the NFS server and the Pis keep running, as in a real machine room.
@@ -13,6 +18,7 @@
 //! whatever a crashed lab left.
 
 pub mod links;
+pub mod netns;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -37,6 +43,7 @@ use crate::lifecycle::PiState;
 use crate::links::StorageLinks;
 use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
+use netns::ControllerNetns;
 pub use wiring::{Cabling, PiTiming, model_for, serial_for};
 
 /// The public key every lab Pi is deployed with (its private half is not kept anywhere:
@@ -123,6 +130,8 @@ pub struct Lab {
     switch_stop: Option<oneshot::Sender<()>>,
     switch_addr: SocketAddr,
     http: reqwest::Client,
+    /// Last, so it is dropped after everything running inside it.
+    ctl: ControllerNetns,
 }
 
 impl Lab {
@@ -164,9 +173,11 @@ impl Lab {
             .map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
         let bases = prepare_images(&opts.state_dir).await?;
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
+        let ctl = ControllerNetns::new(&controller_netns(&opts.prefix))?;
         let ganesha = {
             let o = GaneshaOptions {
                 nfsv3: true,
+                netns: Some(ctl.name().to_string()),
                 ..GaneshaOptions::new(
                     opts.state_dir.join("ganesha"),
                     exports_dir(&opts.state_dir).join("exports.conf"),
@@ -180,12 +191,16 @@ impl Lab {
         let sim = SimSwitch::new(SimOptions::new(opts.pis.max(1), COMMUNITY))
             .map_err(|e| LabError::Setup(e.to_string()))?;
         let switch = sim.handle();
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        // The switch's loopback is the controller namespace's own, as a management
+        // network only the controller reaches.
+        let socket = ctl
+            .spawn(tokio::net::UdpSocket::bind("127.0.0.1:0"))
             .await
+            .map_err(|e| LabError::Setup(e.to_string()))?
             .map_err(|e| LabError::Setup(format!("switch socket: {e}")))?;
         let switch_addr = socket.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
         let (switch_stop, stopped) = oneshot::channel::<()>();
-        let switch_task = tokio::spawn(async move {
+        let switch_task = ctl.spawn(async move {
             if let Err(e) = sim
                 .serve(socket, async move {
                     let _ = stopped.await;
@@ -195,7 +210,7 @@ impl Lab {
                 tracing::error!(error = %e, "virtual switch stopped");
             }
         });
-        let links = Arc::new(VethLinks::new(&opts.prefix));
+        let links = Arc::new(VethLinks::in_netns(&opts.prefix, ctl.name()));
         let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), LAB_KEY));
         let mut lab = Lab {
             api: String::new(),
@@ -210,6 +225,7 @@ impl Lab {
             switch_addr,
             http: reqwest::Client::new(),
             opts,
+            ctl,
         };
         let config = lab.config()?;
         let db = crate::db::Db::connect(&config.database_url)
@@ -265,22 +281,29 @@ impl Lab {
         crash: Option<Arc<dyn CrashPlan>>,
     ) -> Result<(), LabError> {
         let config = self.config()?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| LabError::Setup(format!("API listener {}: {e}", config.listen)))?;
+        // Bound here, in the machine's namespace, so the lab's users reach the API.
+        let listener = api_listener(config.listen)?;
         let addr = listener.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
         self.api = format!("http://{addr}");
-        let mut controller = Controller::open(config)
-            .await?
-            .with_storage_links(self.links.clone() as Arc<dyn StorageLinks>);
-        if let Some(plan) = crash {
-            controller.runner = controller.runner.with_crash_plan(plan);
-        }
+        let links = self.links.clone() as Arc<dyn StorageLinks>;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller.run(listener, async move {
-            let _ = stopped.await;
-        }));
-        // A controller that cannot start (ports 67/69 taken, say) stops at once: say why.
+        let (opened, open) = oneshot::channel::<()>();
+        let task = self.ctl.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Http)?;
+            let mut controller = Controller::open(config).await?.with_storage_links(links);
+            if let Some(plan) = crash {
+                controller.runner = controller.runner.with_crash_plan(plan);
+            }
+            let _ = opened.send(());
+            controller
+                .run(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        // A controller that cannot start (its database, or its DHCP and TFTP sockets, say)
+        // stops at once: say why. `open` fails only if the task ended before opening.
+        let _ = open.await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         if task.is_finished() {
             return match task.await {
@@ -318,9 +341,25 @@ impl Lab {
         }
     }
 
-    /// The switch's SNMP address, for peers like snmpwalk.
+    /// The switch's SNMP address, inside the controller's namespace (see
+    /// [`Lab::controller_netns`]): a peer like snmpwalk runs there (`ip netns exec`).
     pub fn switch_addr(&self) -> SocketAddr {
         self.switch_addr
+    }
+
+    /// The name of the namespace the controller, NFS server and switch live in.
+    pub fn controller_netns(&self) -> &str {
+        self.ctl.name()
+    }
+
+    /// Runs `task` inside the controller's namespace (for a client of the switch, say:
+    /// its sockets stay there), and waits for it.
+    pub async fn in_controller_netns<F>(&self, task: F) -> Result<F::Output, LabError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.ctl.spawn(task).await.map_err(|e| LabError::Setup(e.to_string()))
     }
 
     async fn enroll(&self) -> Result<(), LabError> {
@@ -465,11 +504,13 @@ impl Lab {
         drop(self.ganesha.take());
         let (prefix, dir) = (self.opts.prefix.clone(), self.opts.state_dir.clone());
         // The links remove their own pairs and namespaces when the last holder drops
-        // them; `cleanup` then catches anything a crash left.
-        let Lab { cabling, links, .. } = self;
+        // them, the controller namespace goes with its runtime; `cleanup` then catches
+        // anything a crash left.
+        let Lab { cabling, links, ctl, .. } = self;
         let _ = tokio::task::spawn_blocking(move || {
             drop(cabling);
             drop(links);
+            drop(ctl);
             cleanup(&prefix, &dir);
         })
         .await;
@@ -481,6 +522,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
+}
+
+/// The controller namespace of a lab with `prefix`.
+pub fn controller_netns(prefix: &str) -> String {
+    format!("{prefix}ctl")
+}
+
+/// The API's listener, bound in the caller's (the machine's) namespace.
+fn api_listener(addr: SocketAddr) -> Result<std::net::TcpListener, LabError> {
+    let bound = |e| LabError::Setup(format!("API listener {addr}: {e}"));
+    let listener = std::net::TcpListener::bind(addr).map_err(bound)?;
+    listener.set_nonblocking(true).map_err(bound)?;
+    Ok(listener)
 }
 
 fn exports_dir(state_dir: &Path) -> PathBuf {
@@ -502,14 +556,17 @@ async fn prepare_images(state_dir: &Path) -> Result<Vec<Base>, LabError> {
     .map_err(LabError::Images)
 }
 
-/// Removes what a lab with `prefix` left behind: Pi namespaces, storage links, and the
-/// NFS server recorded under `state_dir`. Safe to run when nothing is left.
+/// Removes what a lab with `prefix` left behind: the controller and Pi namespaces,
+/// storage links, and the NFS server recorded under `state_dir`. Safe to run when nothing
+/// is left.
 pub fn cleanup(prefix: &str, state_dir: &Path) {
     bramble_lab::ganesha::cleanup_stale(&state_dir.join("ganesha"));
+    let controller = controller_netns(prefix);
     let owned = |name: &str| {
-        name.strip_prefix(prefix).is_some_and(|rest| {
-            rest.trim_end_matches("pi").chars().all(|c| c.is_ascii_digit()) && !rest.is_empty()
-        })
+        name == controller
+            || name.strip_prefix(prefix).is_some_and(|rest| {
+                rest.trim_end_matches("pi").chars().all(|c| c.is_ascii_digit()) && !rest.is_empty()
+            })
     };
     if let Ok(out) = std::process::Command::new("ip").args(["netns", "list"]).output() {
         for ns in
