@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::hw::PiSerial;
+
 /// One step of a client's boot, as seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
@@ -74,8 +76,8 @@ pub struct ClientRef {
     pub interface: Option<String>,
     /// The client's hardware address as `aa:bb:cc:dd:ee:ff`, when known.
     pub mac: Option<String>,
-    /// The Pi serial (8 lowercase hex digits), when the packet carried it.
-    pub serial: Option<String>,
+    /// The Pi serial, when the packet carried it (serialized as 8 lowercase hex digits).
+    pub serial: Option<PiSerial>,
     /// The client's IP address, when it had one.
     pub addr: Option<IpAddr>,
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An Ethernet hardware address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -64,9 +64,26 @@ impl FromStr for MacAddr {
 }
 
 /// A Raspberry Pi serial number: the 32 bits the firmware prints as 8 lowercase hex
-/// digits and uses as the TFTP directory name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// digits and uses as the TFTP directory name. The product's one serial type (the API,
+/// the database, DHCP and TFTP all carry this); its serde form is the canonical text,
+/// `"5eed0001"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PiSerial(pub u32);
+
+impl PiSerial {
+    /// Parses the canonical form only, exactly what `Display` prints: 8 lowercase hex
+    /// digits. The API, the database and JSON use this form. [`FromStr`] is laxer, for
+    /// what firmware and `/proc/cpuinfo` print.
+    pub fn parse_canonical(s: &str) -> Result<PiSerial, BadSerial> {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if s.len() != 8 || !s.bytes().all(lower_hex) {
+            return Err(BadSerial { input: s.to_string(), want: CANONICAL });
+        }
+        u32::from_str_radix(s, 16)
+            .map(PiSerial)
+            .map_err(|_| BadSerial { input: s.to_string(), want: CANONICAL })
+    }
+}
 
 impl fmt::Display for PiSerial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,28 +91,47 @@ impl fmt::Display for PiSerial {
     }
 }
 
-/// A string that is not 8 hex digits.
+/// What [`PiSerial::parse_canonical`] accepts.
+const CANONICAL: &str = "8 lowercase hex digits";
+/// What [`PiSerial`]'s `FromStr` accepts.
+const LAX: &str = "8 hex digits";
+
+/// A string that is not a Pi serial in the form asked for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a Pi serial (want 8 hex digits)")]
+#[error("`{input}` is not a Pi serial (want {want})")]
 pub struct BadSerial {
     pub input: String,
+    /// The form that was wanted, in words.
+    pub want: &'static str,
 }
 
 impl FromStr for PiSerial {
     type Err = BadSerial;
+    /// Any case, and the 16-digit zero-padded form `/proc/cpuinfo` prints.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // /proc/cpuinfo prints 16 digits with leading zeros; accept those too.
+        let bad = || BadSerial { input: s.to_string(), want: LAX };
         let trimmed = s.trim_start_matches('0');
         let hex = s.bytes().all(|b| b.is_ascii_hexdigit());
         if s.is_empty() || s.len() > 16 || trimmed.len() > 8 || !hex {
-            return Err(BadSerial { input: s.to_string() });
+            return Err(bad());
         }
         if trimmed.is_empty() {
             return Ok(PiSerial(0));
         }
-        u32::from_str_radix(trimmed, 16)
-            .map(PiSerial)
-            .map_err(|_| BadSerial { input: s.to_string() })
+        u32::from_str_radix(trimmed, 16).map(PiSerial).map_err(|_| bad())
+    }
+}
+
+impl Serialize for PiSerial {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PiSerial {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PiSerial::parse_canonical(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -115,5 +151,34 @@ mod tests {
         {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn serials_serialize_as_their_canonical_text_and_back() {
+        let serial = PiSerial(0x5eed0001);
+        let json = serde_json::to_string(&serde_json::json!({ "serial": serial })).expect("json");
+        assert_eq!(json, r#"{"serial":"5eed0001"}"#);
+        let back: PiSerial = serde_json::from_str(r#""5eed0001""#).expect("canonical");
+        assert_eq!(back, serial);
+        assert_eq!(serde_json::to_string(&PiSerial(0xab)).expect("json"), r#""000000ab""#);
+    }
+
+    #[test]
+    fn serde_and_canonical_parse_refuse_anything_but_8_lowercase_hex_digits() {
+        let cases = [
+            r#""5EED0001""#,         // uppercase
+            r#""5eed000g""#,         // not hex
+            r#""5eed001""#,          // short
+            r#""5eed00011""#,        // long
+            r#""000000005eed0001""#, // the cpuinfo form is for FromStr only
+            r#""""#,
+            "1592459265", // the number, not its text
+        ];
+        for json in cases {
+            assert!(serde_json::from_str::<PiSerial>(json).is_err(), "{json}");
+        }
+        let err = PiSerial::parse_canonical("5EED0001").expect_err("uppercase");
+        assert_eq!(err.to_string(), "`5EED0001` is not a Pi serial (want 8 lowercase hex digits)");
+        assert_eq!("5EED0001".parse::<PiSerial>(), Ok(PiSerial(0x5eed0001)));
     }
 }

@@ -105,7 +105,7 @@ async fn each_client_fetches_byte_identical_files_and_generated_cmdline() {
     }
     let events = run.sink.events();
     let kernel_done = events.iter().filter(|e| {
-        e.client.serial.as_deref() == Some(SERIAL_A)
+        e.client.serial.map(|s| s.to_string()).as_deref() == Some(SERIAL_A)
             && matches!(&e.stage, BootStage::TftpComplete { file, bytes } if file == "1234abcd/kernel8.img" && *bytes == tftp_support::KERNEL_SIZE as u64)
     });
     assert_eq!(kernel_done.count(), 3, "one kernel TftpComplete per client: {events:?}");

@@ -4,6 +4,7 @@
 //! lab read the API's answers back into them. Secrets never
 //! appear here: switch credentials and token hashes have their own types in `db`.
 
+use bramble_netboot::hw::PiSerial;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,7 +44,8 @@ impl PowerState {
 pub struct Pi {
     pub id: PiId,
     /// Board serial, 8 lowercase hex digits, once seen.
-    pub serial: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^[0-9a-f]{8}$")]
+    pub serial: Option<PiSerial>,
     pub mac: Option<String>,
     /// `3b`, `3b+`, `4b`, `5`, or `unknown`.
     pub model: String,

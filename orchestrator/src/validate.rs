@@ -2,6 +2,8 @@
 //! Callers collect them as [`BadField`]s so one [`Invalid`] names every bad field; the API
 //! turns that into its 422 problem (this module knows nothing of HTTP).
 
+use bramble_netboot::hw::PiSerial;
+
 /// One input field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadField {
@@ -42,13 +44,25 @@ pub fn finish(errs: Vec<BadField>) -> Result<(), Invalid> {
     if errs.is_empty() { Ok(()) } else { Err(Invalid(errs)) }
 }
 
-/// A Pi serial: 8 lowercase hex digits.
-pub fn serial(s: &str) -> Result<(), String> {
-    if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(format!("must be 8 lowercase hex digits, got {s:?}"))
+/// Like [`opt`] for a check that also parses: the parsed value, when present and good.
+pub fn opt_parse<T>(
+    errs: &mut Vec<BadField>,
+    field: &str,
+    value: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    match parse(value?) {
+        Ok(parsed) => Some(parsed),
+        Err(message) => {
+            errs.push(BadField { field: field.to_string(), message });
+            None
+        }
     }
+}
+
+/// A Pi serial: 8 lowercase hex digits.
+pub fn serial(s: &str) -> Result<PiSerial, String> {
+    PiSerial::parse_canonical(s).map_err(|_| format!("must be 8 lowercase hex digits, got {s:?}"))
 }
 
 /// A MAC address `aa:bb:cc:dd:ee:ff`.
@@ -102,10 +116,10 @@ mod tests {
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG4rT3vTt99Ox5kndS4HmgTrKBT8SKzhK4rhGkEVGlCI alice@laptop";
         type Check = fn(&str) -> Result<(), String>;
         let cases: &[(Check, &str, bool)] = &[
-            (serial, "00000000", true),
-            (serial, "1234abcd", true),
-            (serial, "1234ABCD", false),
-            (serial, "123", false),
+            (|s| serial(s).map(drop), "00000000", true),
+            (|s| serial(s).map(drop), "1234abcd", true),
+            (|s| serial(s).map(drop), "1234ABCD", false),
+            (|s| serial(s).map(drop), "123", false),
             (mac, "b8:27:eb:12:34:56", true),
             (mac, "b8-27-eb-12-34-56", false),
             (name, "shelf-a1", true),
@@ -119,5 +133,6 @@ mod tests {
         for (f, v, ok) in cases {
             assert_eq!(f(v).is_ok(), *ok, "{v:?}: {:?}", f(v));
         }
+        assert_eq!(serial("1234abcd"), Ok(PiSerial(0x1234abcd)));
     }
 }

@@ -204,6 +204,26 @@ async fn bad_input_is_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn pi_serials_are_8_lowercase_hex_digits_in_and_out() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let r = api.post("/v1/pis", op, json!({"serial": "5eed0001", "model": "4b"})).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["serial"], "5eed0001");
+        let id = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(api.get(&format!("/v1/pis/{id}"), op).await.body["serial"], "5eed0001");
+        let r = api.post("/v1/pis", op, json!({"serial": "5eed0001"})).await;
+        assert_problem(&r, 409, "pi_exists");
+        for bad in ["5EED0002", "5eed000g", "5eed002", "000000005eed0002", ""] {
+            let r = api.post("/v1/pis", op, json!({"serial": bad})).await;
+            assert_problem(&r, 422, "invalid_input");
+            let message = format!("must be 8 lowercase hex digits, got {bad:?}");
+            assert_eq!(r.body["errors"], json!([{"field": "serial", "message": message}]));
+        }
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
 async fn shelves_get_collision_free_addresses_or_nothing() {
     async fn case(api: Api, op: &str, state: &bramble::api::AppState) {
         api.rack(op, "shelf-d", 1, &["e"; 4]).await;

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use bramble::db::pis::NewPi;
 use bramble::lifecycle::PiState;
 use bramble::testing::{app_state, sqlite_db};
+use bramble_netboot::hw::PiSerial;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bramble");
 
@@ -33,7 +34,7 @@ async fn output_to_a_closed_pipe_ends_the_command_quietly() {
     let db = sqlite_db();
     let (state, token) = app_state(&db).await;
     let new = NewPi {
-        serial: Some("1234abcd".into()),
+        serial: Some(PiSerial(0x1234abcd)),
         mac: None,
         model: "3b".into(),
         slot: None,

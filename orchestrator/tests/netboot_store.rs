@@ -11,7 +11,10 @@ use bramble::bootplan::BootPlanner;
 use bramble::config::{Config, Overrides, RawConfig};
 use bramble::db::events::EventFilter;
 use bramble::db::fabric::NewSwitch;
-use bramble::db::{Db, Order};
+use bramble::db::pis::NewPi;
+use bramble::db::{Db, DbError, Order};
+use bramble::ids::SlotId;
+use bramble::lifecycle::PiState;
 use bramble::netboot::directory::Directory;
 use bramble::netboot::events::DbEventSink;
 use bramble::netboot::leases::DbLeaseStore;
@@ -128,6 +131,42 @@ async fn leases_are_stored_replaced_released_and_reloaded() {
     }
 }
 
+/// `read` failed on the `5EED0001` stored in `pis.serial`, as a corrupt row.
+fn assert_bad_serial<T: std::fmt::Debug>(read: &str, got: Result<T, DbError>) {
+    match got {
+        Err(DbError::Corrupt { column: "pis.serial", value }) if value == "5EED0001" => {}
+        other => panic!("{read}: wanted a corrupt pis.serial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_stored_serial_not_in_canonical_form_is_a_corrupt_row() {
+    for tdb in test_databases().await {
+        let (db, slots) = open(&tdb).await;
+        let new = NewPi {
+            serial: None,
+            mac: Some("b8:27:eb:00:00:09".into()),
+            model: "3b".into(),
+            slot: Some(SlotId(slots[0].0.clone())),
+            owner: None,
+            state: PiState::New,
+        };
+        let pi = db.insert_pi(&new, "test").await.expect("pi");
+        db.q("UPDATE pis SET serial = $1 WHERE id = $2")
+            .bind("5EED0001")
+            .bind(pi.id.0.clone())
+            .execute(db.pool())
+            .await
+            .expect("store a bad serial");
+        let what = |read: &str| format!("{read} on {}", tdb.label);
+        assert_bad_serial(&what("get_pi"), db.get_pi(&pi.id).await);
+        assert_bad_serial(&what("shelf_status"), db.shelf_status("s").await);
+        assert_bad_serial(&what("directory"), Directory::new(db.clone()).refresh().await);
+        db.close().await;
+        tdb.drop().await;
+    }
+}
+
 #[tokio::test]
 async fn sightings_create_fill_and_detect_replacements() {
     for tdb in test_databases().await {
@@ -140,8 +179,8 @@ async fn sightings_create_fill_and_detect_replacements() {
             .expect("first sighting");
         let pi = pi_in_slot(&db, slot).await.expect("new Pi in the slot");
         assert_eq!(
-            (pi.state.as_str(), pi.mac.as_deref(), pi.serial.as_deref(), pi.model.as_str()),
-            ("new", Some("b8:27:eb:00:00:01"), Some("1234abcd"), "3b+"),
+            (pi.state.as_str(), pi.mac.as_deref(), pi.serial, pi.model.as_str()),
+            ("new", Some("b8:27:eb:00:00:01"), Some(PiSerial(0x1234abcd)), "3b+"),
             "{}",
             tdb.label
         );
@@ -158,8 +197,8 @@ async fn sightings_create_fill_and_detect_replacements() {
             .expect("replacement");
         let replaced = pi_in_slot(&db, slot).await.expect("pi");
         assert_eq!(
-            (replaced.id.clone(), replaced.mac.as_deref(), replaced.serial.as_deref()),
-            (pi.id.clone(), Some("b8:27:eb:00:00:02"), Some("99990000"))
+            (replaced.id.clone(), replaced.mac.as_deref(), replaced.serial),
+            (pi.id.clone(), Some("b8:27:eb:00:00:02"), Some(PiSerial(0x99990000)))
         );
         assert!(kinds(&db, pi.id.as_str()).await.contains(&"pi.replaced".to_string()));
         // Flat discovery: an unknown Pi becomes a `new` Pi without a slot, once.

@@ -152,7 +152,7 @@ impl Engine {
         let client = ClientRef {
             interface: Some(ifname.to_string()),
             mac: Some(req.mac.to_string()),
-            serial: ctx.id.serial.map(|s| s.to_string()),
+            serial: ctx.id.serial,
             addr: (req.ciaddr != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(req.ciaddr)),
         };
         let (stage, action) = match req.kind {

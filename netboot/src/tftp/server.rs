@@ -259,7 +259,7 @@ fn client_ref(slot: &SlotBoot, peer: SocketAddr) -> ClientRef {
     ClientRef {
         interface: None,
         mac: Some(slot.mac.to_string()),
-        serial: slot.serial.map(|s| s.to_string()),
+        serial: slot.serial,
         addr: Some(peer.ip()),
     }
 }

@@ -86,6 +86,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct CreatePi {
     /// 8 lowercase hex digits.
+    #[schema(pattern = "^[0-9a-f]{8}$")]
     serial: Option<String>,
     /// `aa:bb:cc:dd:ee:ff`.
     mac: Option<String>,
@@ -109,7 +110,7 @@ pub async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     require_operator(&who)?;
     let mut errs = Vec::new();
-    validate::opt(&mut errs, "serial", req.serial.as_deref(), validate::serial);
+    let serial = validate::opt_parse(&mut errs, "serial", req.serial.as_deref(), validate::serial);
     validate::opt(&mut errs, "mac", req.mac.as_deref(), validate::mac);
     validate::opt(&mut errs, "owner", req.owner.as_deref(), validate::customer_id);
     if !validate::MODELS.contains(&req.model.as_str()) {
@@ -120,7 +121,7 @@ pub async fn create(
     }
     validate::finish(errs)?;
     let new = NewPi {
-        serial: req.serial,
+        serial,
         mac: req.mac.map(|m| m.to_ascii_lowercase()),
         model: req.model,
         slot: req.slot.map(SlotId),

@@ -159,7 +159,7 @@ fn row(s: &SlotStatus, now: i64) -> [String; 8] {
     let pi = s.pi.as_ref();
     [
         s.port.to_string(),
-        pi.and_then(|p| p.serial.clone()).unwrap_or_else(dash),
+        pi.and_then(|p| p.serial).map_or_else(dash, |s| s.to_string()),
         pi.map(|p| p.model.clone()).unwrap_or_else(dash),
         s.shown_state().to_string(),
         pi.map(|p| p.power.as_str().to_string()).unwrap_or_else(dash),
@@ -221,6 +221,7 @@ mod tests {
     use crate::jobs::model::{JobKind, JobState};
     use crate::lifecycle::PiState;
     use crate::model::PowerState;
+    use bramble_netboot::hw::PiSerial;
 
     fn slot(port: u16) -> SlotStatus {
         SlotStatus {
@@ -241,7 +242,7 @@ mod tests {
         let mut busy = slot(1);
         busy.pi = Some(PiSummary {
             id: PiId("pi-1".into()),
-            serial: Some("1234abcd".into()),
+            serial: Some(PiSerial(0x1234abcd)),
             mac: None,
             model: "3b+".into(),
             state: PiState::Deployed,

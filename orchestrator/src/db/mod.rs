@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use bramble_netboot::hw::PiSerial;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
@@ -190,6 +191,20 @@ pub(crate) fn get_str(row: &AnyRow, col: &'static str) -> Result<String, DbError
 
 pub(crate) fn get_opt_str(row: &AnyRow, col: &'static str) -> Result<Option<String>, DbError> {
     Ok(row.try_get::<Option<String>, _>(col)?)
+}
+
+/// A Pi serial column (`col` in the row, `column` in errors), which holds only the
+/// canonical 8 lowercase hex digits.
+pub(crate) fn get_opt_serial(
+    row: &AnyRow,
+    col: &'static str,
+    column: &'static str,
+) -> Result<Option<PiSerial>, DbError> {
+    get_opt_str(row, col)?
+        .map(|text| {
+            PiSerial::parse_canonical(&text).map_err(|_| DbError::Corrupt { column, value: text })
+        })
+        .transpose()
 }
 
 pub(crate) fn get_i64(row: &AnyRow, col: &'static str) -> Result<i64, DbError> {

@@ -1,9 +1,10 @@
 //! Pis in the inventory.
 
+use bramble_netboot::hw::PiSerial;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
-use super::{Db, DbError, Page, get_i64, get_opt_i64, get_opt_str, get_str};
+use super::{Db, DbError, Page, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str};
 use crate::ids::{CustomerId, PiId, SlotId};
 use crate::lifecycle::PiState;
 use crate::model::{Pi, PowerState};
@@ -25,7 +26,7 @@ pub struct PiFilter {
 /// A Pi to add (operators register Pis; DHCP discovery adds them too).
 #[derive(Debug, Clone)]
 pub struct NewPi {
-    pub serial: Option<String>,
+    pub serial: Option<PiSerial>,
     pub mac: Option<String>,
     pub model: String,
     pub slot: Option<SlotId>,
@@ -77,7 +78,7 @@ impl Db {
         self.q("INSERT INTO pis (id, serial, mac, model, slot_id, owner, image, state, failed_step, power, created_at, updated_at) \
                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, NULL, 'unknown', $8, $8)")
             .bind(id.0.clone())
-            .bind(new.serial.clone())
+            .bind(new.serial.map(|s| s.to_string()))
             .bind(new.mac.clone())
             .bind(new.model.clone())
             .bind(new.slot.as_ref().map(|s| s.0.clone()))
@@ -195,7 +196,7 @@ fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {
         .ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
     Ok(Pi {
         id: PiId(get_str(row, "id")?),
-        serial: get_opt_str(row, "serial")?,
+        serial: get_opt_serial(row, "serial", "pis.serial")?,
         mac: get_opt_str(row, "mac")?,
         model: get_str(row, "model")?,
         slot: get_opt_str(row, "slot_id")?.map(SlotId),

@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 
+use bramble_netboot::hw::PiSerial;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
-use super::{Db, DbError, get_i64, get_opt_i64, get_opt_str, get_str, get_u16};
+use super::{Db, DbError, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str, get_u16};
 use crate::ids::{CustomerId, JobId, PiId, ShelfId, SlotId, SwitchId};
 use crate::jobs::model::{JobKind, JobState, progress_percent};
 use crate::lifecycle::PiState;
@@ -59,7 +60,8 @@ pub struct SlotStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PiSummary {
     pub id: PiId,
-    pub serial: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^[0-9a-f]{8}$")]
+    pub serial: Option<PiSerial>,
     pub mac: Option<String>,
     pub model: String,
     pub state: PiState,
@@ -180,7 +182,7 @@ fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
         .ok_or(DbError::Corrupt { column: "pis.state", value: state_text })?;
     Ok(PiSummary {
         id: PiId(id),
-        serial: get_opt_str(row, "serial")?,
+        serial: get_opt_serial(row, "serial", "pis.serial")?,
         mac: get_opt_str(row, "mac")?,
         model: get_str(row, "model")?,
         state,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bramble_images::{ImagesError, PiIdentity, PiName, Roots};
 use bramble_netboot::bootfiles::{render_cmdline, render_config};
+use bramble_netboot::hw::PiSerial;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -214,13 +215,13 @@ fn root_name(pi: &Pi) -> Result<PiName, StepError> {
 /// The Pi's hostname: where it is (`<shelf>-p<port>`, so a replacement board in the slot
 /// keeps the name), else `pi-<serial>`, else its inventory id.
 pub fn hostname(pi: &Pi) -> String {
-    hostname_for(pi.shelf.as_deref(), pi.port, pi.serial.as_deref(), pi.id.as_str())
+    hostname_for(pi.shelf.as_deref(), pi.port, pi.serial, pi.id.as_str())
 }
 
 pub fn hostname_for(
     shelf: Option<&str>,
     port: Option<u16>,
-    serial: Option<&str>,
+    serial: Option<PiSerial>,
     id: &str,
 ) -> String {
     let raw = match (shelf, port, serial) {
@@ -261,13 +262,13 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::hostname_for;
+    use super::{PiSerial, hostname_for};
 
     #[test]
     fn hostnames_follow_the_slot_and_are_valid_labels() {
-        assert_eq!(hostname_for(Some("rack1"), Some(7), Some("00000001"), "pi-x"), "rack1-p07");
+        assert_eq!(hostname_for(Some("rack1"), Some(7), Some(PiSerial(1)), "pi-x"), "rack1-p07");
         assert_eq!(hostname_for(Some("Rack_A"), Some(96), None, "pi-x"), "rack-a-p96");
-        assert_eq!(hostname_for(None, None, Some("0000abcd"), "pi-x"), "pi-0000abcd");
+        assert_eq!(hostname_for(None, None, Some(PiSerial(0xabcd)), "pi-x"), "pi-0000abcd");
         assert_eq!(hostname_for(None, None, None, "pi-0192f3"), "pi-0192f3");
         assert!(hostname_for(Some(&"x".repeat(80)), Some(1), None, "p").len() <= 63);
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bramble_netboot::hw::PiSerial;
 
-use crate::db::{Db, DbError, get_opt_str, get_str, get_u16};
+use crate::db::{Db, DbError, get_opt_serial, get_opt_str, get_str, get_u16};
 use crate::ids::{PiId, SlotId};
 
 /// Misses refresh the snapshot at most this often.
@@ -22,7 +22,7 @@ pub const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PiEntry {
     pub id: PiId,
-    /// `None` while unknown (or not a serial: the boot ROM's own is always one).
+    /// `None` while unknown.
     pub serial: Option<PiSerial>,
     pub mac: Option<String>,
 }
@@ -151,7 +151,7 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
         let pi = match get_opt_str(r, "pi_id")? {
             Some(id) => Some(PiEntry {
                 id: PiId(id),
-                serial: get_opt_str(r, "serial")?.and_then(|s| s.parse().ok()),
+                serial: get_opt_serial(r, "serial", "pis.serial")?,
                 mac: get_opt_str(r, "mac")?,
             }),
             None => None,
@@ -173,7 +173,7 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
         .map(|r| {
             Ok(PiEntry {
                 id: PiId(get_str(r, "id")?),
-                serial: get_opt_str(r, "serial")?.and_then(|s| s.parse().ok()),
+                serial: get_opt_serial(r, "serial", "pis.serial")?,
                 mac: get_opt_str(r, "mac")?,
             })
         })

@@ -10,12 +10,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bramble_netboot::dhcp::{
-    ClientKey, Decline, Lease, LeaseStore, MacAddr, PiSerial, Sighting, SlotKey, StoreError,
+    ClientKey, Decline, Lease, LeaseStore, MacAddr, Sighting, SlotKey, StoreError,
 };
 
 use super::directory::Directory;
 use super::sightings;
-use crate::db::{Db, DbError, get_i64, get_opt_str, get_str};
+use crate::db::{Db, DbError, get_i64, get_opt_serial, get_opt_str, get_str};
 use crate::time::{now_millis, to_millis};
 
 /// The inventory as the DHCP server's lease store.
@@ -128,12 +128,7 @@ fn lease_from_row(row: &sqlx::any::AnyRow) -> Result<Lease, DbError> {
         addr_text.parse().map_err(|_| corrupt("dhcp_leases.addr", addr_text.clone()))?;
     let expires = get_i64(row, "expires_at")?;
     let expires_at = UNIX_EPOCH + Duration::from_millis(u64::try_from(expires).unwrap_or(0));
-    let serial = match get_opt_str(row, "serial")? {
-        Some(s) => {
-            Some(s.parse::<PiSerial>().map_err(|_| corrupt("dhcp_leases.serial", s.clone()))?)
-        }
-        None => None,
-    };
+    let serial = get_opt_serial(row, "serial", "dhcp_leases.serial")?;
     Ok(Lease {
         key: ClientKey { interface: get_str(row, "interface")?, mac },
         addr,

@@ -5,11 +5,12 @@
 //! `decide`, and writes the result with its audit event in one transaction.
 
 use bramble_netboot::dhcp::{PiModel, Sighting};
+use bramble_netboot::hw::PiSerial;
 use serde_json::json;
 
 use crate::db::events::NewEvent;
 use crate::db::pis::NewPi;
-use crate::db::{Db, DbError, get_opt_str, get_str};
+use crate::db::{Db, DbError, get_opt_serial, get_opt_str, get_str};
 use crate::ids::{PiId, SlotId};
 use crate::lifecycle::PiState;
 use crate::time::now_millis;
@@ -21,7 +22,7 @@ const ACTOR: &str = "dhcp";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Known {
     pub id: PiId,
-    pub serial: Option<String>,
+    pub serial: Option<PiSerial>,
     pub mac: Option<String>,
     pub model: String,
     pub slot: Option<SlotId>,
@@ -31,7 +32,7 @@ pub struct Known {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub mac: String,
-    pub serial: Option<String>,
+    pub serial: Option<PiSerial>,
     pub model: Option<&'static str>,
 }
 
@@ -49,7 +50,7 @@ pub enum Decision {
     Replaced {
         pi: PiId,
         old_mac: Option<String>,
-        old_serial: Option<String>,
+        old_serial: Option<PiSerial>,
     },
 }
 
@@ -76,7 +77,7 @@ pub fn decide(known: Option<&Known>, seen: &Seen) -> Decision {
         return Decision::Replaced {
             pi: k.id.clone(),
             old_mac: k.mac.clone(),
-            old_serial: k.serial.clone(),
+            old_serial: k.serial,
         };
     }
     let model_news = seen.model.is_some_and(|m| k.model != m);
@@ -88,11 +89,7 @@ pub fn decide(known: Option<&Known>, seen: &Seen) -> Decision {
 
 /// Applies one sighting; returns whether the inventory changed.
 pub async fn apply(db: &Db, s: &Sighting) -> Result<bool, DbError> {
-    let seen = Seen {
-        mac: s.mac.to_string(),
-        serial: s.serial.map(|x| x.to_string()),
-        model: model_name(s.model),
-    };
+    let seen = Seen { mac: s.mac.to_string(), serial: s.serial, model: model_name(s.model) };
     let slot = s.slot.as_ref().map(|k| SlotId(k.0.clone()));
     let known = match &slot {
         Some(slot) => find(db, By::Slot, slot.0.clone()).await?,
@@ -150,7 +147,7 @@ async fn create(db: &Db, seen: &Seen, slot: Option<&SlotId>) -> Result<bool, DbE
         return Ok(true);
     }
     let new = NewPi {
-        serial: seen.serial.clone(),
+        serial: seen.serial,
         mac: Some(seen.mac.clone()),
         model: seen.model.unwrap_or("unknown").to_string(),
         slot: slot.cloned(),
@@ -174,7 +171,7 @@ async fn update_identity(
     db.q("UPDATE pis SET mac = $1, serial = CASE WHEN $2 IS NOT NULL OR $5 = 1 THEN $2 ELSE serial END, \
           model = COALESCE($3, model), updated_at = $4 WHERE id = $6")
         .bind(seen.mac.clone())
-        .bind(seen.serial.clone())
+        .bind(seen.serial.map(|s| s.to_string()))
         .bind(seen.model.map(str::to_string))
         .bind(now_millis())
         .bind(i64::from(replace))
@@ -193,7 +190,7 @@ async fn find_by_identity(db: &Db, seen: &Seen) -> Result<Option<Known>, DbError
         return Ok(Some(k));
     }
     match &seen.serial {
-        Some(serial) => find(db, By::Serial, serial.clone()).await,
+        Some(serial) => find(db, By::Serial, serial.to_string()).await,
         None => Ok(None),
     }
 }
@@ -215,7 +212,7 @@ async fn find(db: &Db, by: By, value: String) -> Result<Option<Known>, DbError> 
     row.map(|r| {
         Ok(Known {
             id: PiId(get_str(&r, "id")?),
-            serial: get_opt_str(&r, "serial")?,
+            serial: get_opt_serial(&r, "serial", "pis.serial")?,
             mac: get_opt_str(&r, "mac")?,
             model: get_str(&r, "model")?,
             slot: get_opt_str(&r, "slot_id")?.map(SlotId),
@@ -228,18 +225,18 @@ async fn find(db: &Db, by: By, value: String) -> Result<Option<Known>, DbError> 
 mod tests {
     use super::*;
 
-    fn known(mac: Option<&str>, serial: Option<&str>) -> Known {
+    fn known(mac: Option<&str>, serial: Option<u32>) -> Known {
         Known {
             id: PiId("pi-1".into()),
-            serial: serial.map(Into::into),
+            serial: serial.map(PiSerial),
             mac: mac.map(Into::into),
             model: "unknown".into(),
             slot: None,
         }
     }
 
-    fn seen(mac: &str, serial: Option<&str>) -> Seen {
-        Seen { mac: mac.into(), serial: serial.map(Into::into), model: None }
+    fn seen(mac: &str, serial: Option<u32>) -> Seen {
+        Seen { mac: mac.into(), serial: serial.map(PiSerial), model: None }
     }
 
     #[test]
@@ -253,12 +250,12 @@ mod tests {
             (Some(known(Some(m1), None)), seen(m1, None), Decision::Nothing),
             (
                 Some(known(Some(m1), None)),
-                seen(m1, Some("1234abcd")),
+                seen(m1, Some(0x1234abcd)),
                 Decision::Fill { pi: pi.clone() },
             ),
             (
-                Some(known(Some(m1), Some("1234abcd"))),
-                seen(m1, Some("1234abcd")),
+                Some(known(Some(m1), Some(0x1234abcd))),
+                seen(m1, Some(0x1234abcd)),
                 Decision::Nothing,
             ),
             (
@@ -267,12 +264,12 @@ mod tests {
                 Decision::Replaced { pi: pi.clone(), old_mac: Some(m1.into()), old_serial: None },
             ),
             (
-                Some(known(Some(m1), Some("1234abcd"))),
-                seen(m1, Some("99999999")),
+                Some(known(Some(m1), Some(0x1234abcd))),
+                seen(m1, Some(0x99999999)),
                 Decision::Replaced {
                     pi: pi.clone(),
                     old_mac: Some(m1.into()),
-                    old_serial: Some("1234abcd".into()),
+                    old_serial: Some(PiSerial(0x1234abcd)),
                 },
             ),
         ];
