@@ -85,10 +85,6 @@ impl NetnsRuntime {
         self.netns.name()
     }
 
-    pub fn netns(&self) -> &Netns {
-        &self.netns
-    }
-
     /// Runs `task` on the runtime inside the namespace.
     pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
     where

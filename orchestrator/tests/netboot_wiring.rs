@@ -218,7 +218,7 @@ async fn case(database: String, subnet: u8, netns: String) {
         .collect();
     let mut namespaces = Vec::new();
     for (client, (_, _, _, pi_ip)) in clients.into_iter().zip(&lab.slots) {
-        let (out, ns) = client.join().expect("udhcpc thread");
+        let (out, ns) = tokio::task::block_in_place(|| client.join()).expect("udhcpc thread");
         assert!(out.status.success(), "udhcpc in {ns}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(ns_addr(&ns).contains(&format!("{pi_ip}/30")), "{ns} got {}", ns_addr(&ns));
         namespaces.push(ns);
