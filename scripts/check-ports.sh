@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# Fails, naming the process, when a port the tests bind in this machine's own network
-# namespace is already held. Never stops anything: the holder may be the operator's.
-#   scripts/check-ports.sh                 udp/67 (DHCP) and udp/69 (TFTP), which netboot's
-#                                          own tests (netboot/tests/dhcp_peers.rs,
-#                                          orchestrator/tests/netboot_wiring.rs) bind here;
-#                                          the virtual shelf binds no port here (its servers
-#                                          live in a namespace of its own)
-#   scripts/check-ports.sh tcp/8080 ...    these instead
+# Fails, naming the process, when a port a benchmark binds in this machine's own network
+# namespace is already held (bench/tftp.sh: udp/69, where its anchor servers listen).
+# Never stops anything: the holder may be the operator's. The tests bind no such port.
+#   scripts/check-ports.sh udp/69 tcp/8080 ...
 set -euo pipefail
 
 ports=("$@")
-[ ${#ports[@]} -gt 0 ] || ports=(udp/67 udp/69)
+[ ${#ports[@]} -gt 0 ] || { echo "usage: $0 PROTO/PORT... (tcp/N or udp/N)" >&2; exit 2; }
 
 # Prints "pid command line" for each process ss names in a users:(...) field.
 holders() {

@@ -37,8 +37,7 @@ fi
 
 # Daemons that packages installed earlier may have started are left alone: they may be
 # the operator's own DNS, SNMP or NFS. The tests run theirs in namespaces and state
-# directories of their own; scripts/check-ports.sh names any process holding a port the
-# tests need in this machine's namespace.
+# directories of their own.
 
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found. Install a current Rust toolchain (rustup, stable >= 1.90); Debian 12's rustc is too old." >&2

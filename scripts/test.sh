@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (Debian 12, as root), checks the ports
-# netboot's own tests bind in this machine's namespace (UDP 67, 69) are free, starts a
-# private PostgreSQL, and runs formatting, clippy and every test of the workspace against
-# SQLite and PostgreSQL.
+# The test command: installs what the tests need (Debian 12, as root), starts a private
+# PostgreSQL, and runs formatting, clippy and every test of the workspace against SQLite
+# and PostgreSQL. The tests' DHCP, TFTP and NFS servers run in network namespaces of
+# their own, so no port of this machine's is checked first: what else runs here does
+# not matter.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh test
-scripts/check-ports.sh
 
 # PostgreSQL for the shared-inventory half of the suite: a throwaway cluster of our own
 # (own directory, port and socket directory), so the machine's clusters are never touched.

@@ -13,6 +13,7 @@ pub mod ganesha;
 mod links;
 mod netns;
 pub mod pisim;
+mod runtime;
 pub mod storm;
 mod veth;
 
@@ -20,6 +21,7 @@ pub use cmd::{CmdError, run_ip};
 pub use error::{LabError, require_tools};
 pub use links::VethLinks;
 pub use netns::{Netns, enter as enter_netns};
+pub use runtime::{NetnsRuntime, NetnsRuntimeError, runtime_in};
 pub use veth::{Veth, VethSpec};
 
 /// A process-unique name with the given prefix, short enough for an interface name

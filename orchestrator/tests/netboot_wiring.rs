@@ -2,7 +2,9 @@
 //! veths at once obtains each slot's `.2`, tftp-hpa fetches files from the slot's own
 //! boot directory, and the Pi's boot timeline (dhcp.*, tftp.*, pi.replaced) reads back
 //! through the HTTP API. Leases are in the database after the ACK and survive a restart.
-//! Runs on SQLite and PostgreSQL. Needs root, `busybox`, `tftp` (tftp-hpa) and `ip`.
+//! Runs on SQLite and PostgreSQL. The controller runs in a network namespace of the test's
+//! own, as the lab's does, while the test holds UDP 67 and 69 on the machine. Needs root,
+//! `busybox`, `tftp` (tftp-hpa) and `ip`.
 
 mod common;
 
@@ -22,8 +24,8 @@ use bramble::netboot::directory::Directory;
 use bramble::netboot::leases::DbLeaseStore;
 use bramble::secret::{Secret, SnmpCredentials};
 use bramble::server::Controller;
-use bramble::testing::{TestDb, test_databases};
-use bramble_lab::VethLinks;
+use bramble::testing::test_databases;
+use bramble_lab::{NetnsRuntime, VethLinks};
 use bramble_netboot::dhcp::LeaseStore;
 use common::Api;
 use serde_json::Value;
@@ -44,11 +46,29 @@ fn unique_prefix() -> String {
     format!("gl{n:04x}")
 }
 
+/// Holds UDP `port` on `0.0.0.0` in the machine's namespace until dropped (`None`: some
+/// other process holds it already, which serves as well).
+fn hold_machine_port(port: u16) -> Option<std::net::UdpSocket> {
+    match std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)) {
+        Ok(socket) => Some(socket),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+        Err(e) => panic!("cannot hold UDP port {port} on the machine: {e}"),
+    }
+}
+
 /// The udhcpc script: configure the offered address, record it.
 const SCRIPT: &str = "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr flush dev \"$interface\"; ip addr add \"$ip/$subnet\" dev \"$interface\"; echo \"$ip\" > \"$0.$interface.got\";; esac\nexit 0\n";
 
+/// Runs `args` in namespace `ns` and waits, handing this runtime worker's tasks to another
+/// thread meanwhile (the servers under test run on the same runtime).
 fn in_ns(ns: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip").args(["netns", "exec", ns]).args(args).output().expect("run ip netns exec")
+    tokio::task::block_in_place(|| {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    })
 }
 
 fn udhcpc(ns: &str, script: &Path) -> std::process::Output {
@@ -84,14 +104,14 @@ struct Lab {
 }
 
 /// The test configuration: storage /30s from `10.106.<subnet>.0/24` (this test's range).
-fn config(db: &TestDb, subnet: u8, state_dir: &Path) -> Config {
+fn config(database: &str, subnet: u8, state_dir: &Path) -> Config {
     let text = format!(
         "[addressing]\nstorage_supernet = \"10.106.{subnet}.0/24\"\nstorage_vlan_first = 200\nstorage_vlan_last = 3999\n"
     );
     let raw: RawConfig = toml::from_str(&text).expect("test config");
     let o = Overrides {
         listen: Some("127.0.0.1:0".into()),
-        database: Some(db.url.clone()),
+        database: Some(database.to_string()),
         state_dir: Some(state_dir.to_path_buf()),
     };
     Config::from_raw(raw, "netboot test", &o).expect("valid test config")
@@ -109,11 +129,12 @@ async fn open(config: Config) -> (AppState, String) {
     (c.state, token)
 }
 
-/// A controller state whose netboot serves two slots of a freshly enrolled shelf.
-async fn setup(db: &TestDb, subnet: u8) -> (AppState, String, Lab) {
+/// A controller state whose netboot serves two slots of a freshly enrolled shelf, the
+/// controller ends of their links in namespace `netns`.
+async fn setup(database: &str, subnet: u8, netns: &str) -> (AppState, String, Lab) {
     let dir = std::env::temp_dir().join(format!("bramble-{}", unique_prefix()));
     std::fs::create_dir_all(dir.join("firmware")).expect("firmware dir");
-    let mut config = config(db, subnet, &dir);
+    let mut config = config(database, subnet, &dir);
     let (state, token) = open(config.clone()).await;
     let sw = NewSwitch {
         name: "sw-gl".into(),
@@ -139,7 +160,7 @@ async fn setup(db: &TestDb, subnet: u8) -> (AppState, String, Lab) {
     config.netboot.tftp_listen =
         slots.iter().map(|(_, _, c, _)| format!("{c}:69").parse().unwrap()).collect();
     let state = AppState::new(state.db.clone(), config, Default::default());
-    let links = Arc::new(VethLinks::new(&unique_prefix()));
+    let links = Arc::new(VethLinks::in_netns(&unique_prefix(), netns));
     std::fs::write(dir.join("udhcpc.sh"), SCRIPT).expect("script");
     Command::new("chmod")
         .args(["+x", dir.join("udhcpc.sh").to_str().unwrap()])
@@ -173,8 +194,9 @@ async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value>
     }
 }
 
-async fn case(db: &TestDb, subnet: u8) {
-    let (state, token, lab) = setup(db, subnet).await;
+/// The whole case; run inside the controller's namespace.
+async fn case(database: String, subnet: u8, netns: String) {
+    let (state, token, lab) = setup(&database, subnet, &netns).await;
     let plans = Arc::new(BootPlanner::new(state.config.netboot.roots_dir.clone(), None, None));
     let netboot =
         Netboot::start(&state.db, &state.config.netboot, &state.metrics, lab.links.clone(), plans)
@@ -196,7 +218,7 @@ async fn case(db: &TestDb, subnet: u8) {
         .collect();
     let mut namespaces = Vec::new();
     for (client, (_, _, _, pi_ip)) in clients.into_iter().zip(&lab.slots) {
-        let (out, ns) = client.join().expect("udhcpc thread");
+        let (out, ns) = tokio::task::block_in_place(|| client.join()).expect("udhcpc thread");
         assert!(out.status.success(), "udhcpc in {ns}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(ns_addr(&ns).contains(&format!("{pi_ip}/30")), "{ns} got {}", ns_addr(&ns));
         namespaces.push(ns);
@@ -244,7 +266,8 @@ async fn case(db: &TestDb, subnet: u8) {
         );
         assert!(
             out.status.success(),
-            "tftp get {remote}: {}",
+            "tftp get {remote}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(std::fs::read(&local).ok(), Some(want), "{remote} byte-identical");
@@ -310,7 +333,7 @@ async fn case(db: &TestDb, subnet: u8) {
     // Restart: a new controller on the same database loads the stored leases.
     netboot.stop().await;
     state.db.close().await;
-    let (restarted, _) = open(config(db, subnet, &lab.dir)).await;
+    let (restarted, _) = open(config(&database, subnet, &lab.dir)).await;
     let store =
         DbLeaseStore::new(restarted.db.clone(), Arc::new(Directory::new(restarted.db.clone())));
     let leases = store.load_leases().await.expect("load leases after restart");
@@ -327,10 +350,62 @@ async fn case(db: &TestDb, subnet: u8) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn netboot_serves_slots_and_records_the_boot_timeline() {
     require_tools();
+    // Another DHCP and TFTP server on the machine: netboot runs in a namespace of its
+    // own and must not care.
+    let _held = [67, 69].map(hold_machine_port);
+    let ctl = NetnsRuntime::new(&format!("{}ctl", unique_prefix())).expect("controller netns");
     let base: u8 = rand::random::<u8>() & 0x7f;
     for (i, db) in test_databases().await.into_iter().enumerate() {
         eprintln!("netboot wiring on {}", db.label);
-        case(&db, base * 2 + i as u8).await;
+        let _forward = match loopback_port(&db.url) {
+            Some(port) => Some(forward_loopback(&ctl, port).await),
+            None => None,
+        };
+        let run = ctl.spawn(case(db.url.clone(), base * 2 + i as u8, ctl.name().to_string()));
+        if let Err(e) = run.await {
+            std::panic::resume_unwind(e.try_into_panic().expect("case cancelled"));
+        }
         db.drop().await;
     }
+}
+
+/// The port of a database URL naming the machine's loopback (PostgreSQL), if any.
+fn loopback_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once('@').map_or(authority, |(_, h)| h).split_once(':')?;
+    matches!(host, "127.0.0.1" | "localhost").then(|| port.parse().ok())?
+}
+
+/// Stops forwarding when dropped.
+struct Forward(tokio::task::JoinHandle<()>);
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Forwards TCP `port` of the controller namespace's loopback to the machine's, so the
+/// database the machine serves on `127.0.0.1:port` answers at the same address inside.
+/// The listener is made in the namespace, each onward connection on the machine.
+async fn forward_loopback(ctl: &NetnsRuntime, port: u16) -> Forward {
+    let listener = ctl
+        .spawn(async move { std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) })
+        .await
+        .expect("bind task")
+        .expect("listener in the controller namespace");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    Forward(tokio::spawn(async move {
+        while let Ok((mut inside, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outside) =
+                    tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inside, &mut outside).await;
+                }
+            });
+        }
+    }))
 }

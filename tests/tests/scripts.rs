@@ -1,6 +1,6 @@
 //! The repository's scripts on a shared machine: `scripts/install-deps.sh` leaves other
 //! people's DHCP/DNS and TFTP servers running, and `scripts/check-ports.sh` names the
-//! process holding a port the tests need instead of stopping it.
+//! process holding a port a benchmark needs (bench/tftp.sh) instead of stopping it.
 //! (Needs root, iproute2, util-linux, dnsmasq and tftpd-hpa, as `install-deps.sh test`
 //! installs.)
 

@@ -145,3 +145,22 @@ pub fn client_socket_in(ns: &str) -> std::net::UdpSocket {
     .join()
     .expect("netns thread")
 }
+
+/// Holds UDP `port` on `0.0.0.0` in the machine's namespace for the rest of the test
+/// process, as another DHCP server on the machine would: the servers under test run in a
+/// namespace of their own and must not care. A port someone else already holds serves
+/// the same purpose.
+pub fn hold_machine_port(port: u16) {
+    use std::sync::{Mutex, OnceLock};
+    static HELD: OnceLock<Mutex<Vec<std::net::UdpSocket>>> = OnceLock::new();
+    let held = HELD.get_or_init(|| Mutex::new(Vec::new()));
+    let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+    if held.iter().any(|s| s.local_addr().ok().map(|a| a.port()) == Some(port)) {
+        return;
+    }
+    match std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)) {
+        Ok(socket) => held.push(socket),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+        Err(e) => panic!("cannot hold UDP port {port} on the machine: {e}"),
+    }
+}

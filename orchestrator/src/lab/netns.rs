@@ -1,49 +1,31 @@
 //! The lab controller's own network namespace, and the tokio runtime whose every thread
-//! (workers and blocking pool) lives in it. The controller makes sockets at any time on
-//! any of its threads (a DHCP socket per new storage link, a TFTP socket per transfer, SNMP
-//! sessions), and a socket stays in the namespace of the thread that made it, so running
-//! the controller on this runtime keeps all of them, and the ports they bind, off the
-//! machine's namespace.
+//! (workers and blocking pool) lives in it (`bramble_lab::NetnsRuntime`). The controller
+//! makes sockets at any time on any of its threads (a DHCP socket per new storage link, a
+//! TFTP socket per transfer, SNMP sessions), and a socket stays in the namespace of the
+//! thread that made it, so running the controller on this runtime keeps all of them, and
+//! the ports they bind, off the machine's namespace.
 
 use std::future::Future;
 
-use bramble_lab::Netns;
-use tokio::runtime::Runtime;
+use bramble_lab::NetnsRuntime;
 use tokio::task::JoinHandle;
 
 use super::LabError;
 
 /// A namespace and a runtime inside it; dropping it stops the runtime's tasks, then
 /// deletes the namespace.
-pub struct ControllerNetns {
-    runtime: Option<Runtime>,
-    netns: Netns,
-}
+pub struct ControllerNetns(NetnsRuntime);
 
 impl ControllerNetns {
     /// Creates namespace `name` (replacing a stale one) and a runtime in it.
     pub fn new(name: &str) -> Result<Self, LabError> {
-        let netns = Netns::new(name)
-            .map_err(|e| LabError::Setup(format!("controller namespace {name}: {e}")))?;
-        // Fails here, with the reason, rather than in a runtime thread later.
-        joinable(name)?;
-        let inside = name.to_string();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .thread_name(format!("{name}-ctl"))
-            .enable_all()
-            .on_thread_start(move || {
-                // A thread left in the machine's namespace would bind the lab's ports there.
-                if let Err(e) = bramble_lab::enter_netns(&inside) {
-                    panic!("lab controller thread cannot join namespace {inside}: {e}");
-                }
-            })
-            .build()
-            .map_err(|e| LabError::Setup(format!("controller runtime: {e}")))?;
-        Ok(ControllerNetns { runtime: Some(runtime), netns })
+        NetnsRuntime::new(name)
+            .map(ControllerNetns)
+            .map_err(|e| LabError::Setup(bramble_report::chain(&e)))
     }
 
     pub fn name(&self) -> &str {
-        self.netns.name()
+        self.0.name()
     }
 
     /// Runs `task` on the runtime inside the namespace.
@@ -52,31 +34,14 @@ impl ControllerNetns {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.runtime.as_ref().expect("runtime lives until drop").spawn(task)
+        self.0.spawn(task)
     }
-}
-
-impl Drop for ControllerNetns {
-    fn drop(&mut self) {
-        // Without waiting: the lab may be dropped inside another runtime.
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-/// Checks that a thread can join `name`.
-fn joinable(name: &str) -> Result<(), LabError> {
-    let owned = name.to_string();
-    std::thread::spawn(move || bramble_lab::enter_netns(&owned))
-        .join()
-        .map_err(|_| LabError::Setup("namespace check thread panicked".into()))?
-        .map_err(|e| LabError::Setup(format!("cannot join namespace {name}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bramble_lab::Netns;
 
     fn listed(name: &str) -> bool {
         let out = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip");
