@@ -7,20 +7,13 @@
 //! `crate::lab::links`).
 
 use std::net::Ipv4Addr;
-use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 
-/// An `ip` command that could not be started or exited unsuccessfully.
-#[derive(Debug, thiserror::Error)]
-pub enum IpError {
-    #[error("could not start `{command}`")]
-    Spawn {
-        command: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("`{command}` exited with {status}: {stderr}")]
-    Failed { command: String, status: ExitStatus, stderr: String },
-}
+use bramble_images::{CommandLine, CommandRunner, SystemRunner};
+
+/// Why a host command behind a storage link failed (the runner's own error: an `ip`
+/// command line with its exit status and stderr, or the lab's veth setup).
+pub type HostError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A storage link operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +23,13 @@ pub enum LinkError {
         ifname: String,
         vid: u16,
         #[source]
-        source: IpError,
+        source: HostError,
     },
     #[error("could not remove storage interface {ifname}")]
     Remove {
         ifname: String,
         #[source]
-        source: IpError,
+        source: HostError,
     },
     #[error("VLAN id {vid} is outside 1..=4094")]
     BadVid { vid: u16 },
@@ -51,34 +44,34 @@ pub trait StorageLinks: Send + Sync {
     fn remove(&self, vid: u16) -> Result<(), LinkError>;
 }
 
-/// Runs `ip ARGS...` and returns its standard output.
-pub fn run_ip<S: AsRef<str>>(args: &[S]) -> Result<String, IpError> {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let command = format!("ip {}", args.join(" "));
-    tracing::debug!(%command, "running");
-    let out = Command::new("ip")
-        .args(&args)
-        .output()
-        .map_err(|source| IpError::Spawn { command: command.clone(), source })?;
-    if !out.status.success() {
-        return Err(IpError::Failed {
-            command,
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// 802.1Q sub-interfaces `<trunk>.<vid>` of a trunk interface.
-#[derive(Debug, Clone)]
+/// 802.1Q sub-interfaces `<trunk>.<vid>` of a trunk interface, made with `ip` through a
+/// [`CommandRunner`] (the system's in production, a recorder in tests).
+#[derive(Clone)]
 pub struct VlanLinks {
     pub trunk: String,
+    runner: Arc<dyn CommandRunner>,
 }
 
 impl VlanLinks {
+    /// Sub-interfaces of `trunk`, made by running `ip` for real.
+    pub fn new(trunk: &str) -> Self {
+        VlanLinks::with_runner(trunk, Arc::new(SystemRunner))
+    }
+
+    pub fn with_runner(trunk: &str, runner: Arc<dyn CommandRunner>) -> Self {
+        VlanLinks { trunk: trunk.to_string(), runner }
+    }
+
     pub fn ifname(&self, vid: u16) -> String {
         format!("{}.{vid}", self.trunk)
+    }
+
+    fn ip(&self, args: &[String]) -> Result<String, HostError> {
+        Ok(self.runner.run(&CommandLine::new("ip").args(args))?)
+    }
+
+    fn link_exists(&self, ifname: &str) -> bool {
+        self.ip(&["link", "show", "dev", ifname].map(String::from)).is_ok()
     }
 }
 
@@ -115,22 +108,18 @@ pub fn check_vid(vid: u16) -> Result<(), LinkError> {
     if (1..=4094).contains(&vid) { Ok(()) } else { Err(LinkError::BadVid { vid }) }
 }
 
-fn link_exists(ifname: &str) -> bool {
-    run_ip(&["link", "show", "dev", ifname]).is_ok()
-}
-
 impl StorageLinks for VlanLinks {
     fn ensure(&self, vid: u16, controller_addr: Ipv4Addr) -> Result<String, LinkError> {
         check_vid(vid)?;
         let ifname = self.ifname(vid);
-        let exists = link_exists(&ifname);
+        let exists = self.link_exists(&ifname);
         for (i, args) in
             vlan_setup_commands(&self.trunk, vid, controller_addr).into_iter().enumerate()
         {
             if i == 0 && exists {
                 continue;
             }
-            run_ip(&args).map_err(|source| LinkError::Setup {
+            self.ip(&args).map_err(|source| LinkError::Setup {
                 ifname: ifname.clone(),
                 vid,
                 source,
@@ -142,10 +131,10 @@ impl StorageLinks for VlanLinks {
     fn remove(&self, vid: u16) -> Result<(), LinkError> {
         check_vid(vid)?;
         let ifname = self.ifname(vid);
-        if !link_exists(&ifname) {
+        if !self.link_exists(&ifname) {
             return Ok(());
         }
-        run_ip(&vlan_remove_command(&self.trunk, vid))
+        self.ip(&vlan_remove_command(&self.trunk, vid))
             .map(drop)
             .map_err(|source| LinkError::Remove { ifname, source })
     }
@@ -154,6 +143,7 @@ impl StorageLinks for VlanLinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bramble_images::RecordingRunner;
 
     #[test]
     fn vlan_commands_are_the_documented_ones() {
@@ -172,7 +162,7 @@ mod tests {
 
     #[test]
     fn vlan_ids_are_checked() {
-        let links = VlanLinks { trunk: "eth0".into() };
+        let links = VlanLinks::with_runner("eth0", Arc::new(RecordingRunner::default()));
         assert!(matches!(
             links.ensure(0, Ipv4Addr::new(10, 101, 0, 1)),
             Err(LinkError::BadVid { vid: 0 })
@@ -181,9 +171,33 @@ mod tests {
     }
 
     #[test]
+    fn ensure_and_remove_run_ip_as_documented() {
+        // The recorder answers every `ip link show` with success: the link exists, so
+        // `ensure` only readdresses and raises it, and `remove` deletes it.
+        let runner = Arc::new(RecordingRunner::default());
+        let links = VlanLinks::with_runner("eth0", runner.clone());
+        assert_eq!(links.ensure(10, Ipv4Addr::new(10, 46, 189, 1)).expect("ensure"), "eth0.10");
+        links.remove(10).expect("remove");
+        assert_eq!(
+            runner.lines(),
+            [
+                "ip link show dev eth0.10",
+                "ip addr replace 10.46.189.1/30 dev eth0.10",
+                "ip link set eth0.10 up",
+                "ip link show dev eth0.10",
+                "ip link del eth0.10",
+            ]
+        );
+    }
+
+    #[test]
     fn a_failed_ip_command_says_what_was_run() {
-        let err = run_ip(&["link", "show", "dev", "no-such-if0"]).expect_err("no such link");
-        let text = err.to_string();
-        assert!(text.starts_with("`ip link show dev no-such-if0` exited with"), "{text}");
+        let links = VlanLinks::new("no-such-trunk0");
+        let err = links.ensure(7, Ipv4Addr::new(10, 101, 0, 1)).expect_err("no such trunk");
+        let text = bramble_report::chain(&err);
+        assert!(
+            text.starts_with("could not set up storage interface no-such-trunk0.7 for VLAN 7: `ip link add link no-such-trunk0"),
+            "{text}"
+        );
     }
 }

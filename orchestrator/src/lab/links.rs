@@ -3,9 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use bramble_lab::{CmdError, VethLinks};
+use bramble_lab::VethLinks;
 
-use crate::links::{IpError, LinkError, StorageLinks, check_vid};
+use crate::links::{LinkError, StorageLinks, check_vid};
 
 impl StorageLinks for VethLinks {
     fn ensure(&self, vid: u16, controller_addr: Ipv4Addr) -> Result<String, LinkError> {
@@ -13,7 +13,7 @@ impl StorageLinks for VethLinks {
         VethLinks::ensure(self, vid, controller_addr).map_err(|e| LinkError::Setup {
             ifname: self.ifname(vid),
             vid,
-            source: ip_error(e),
+            source: e.into(),
         })
     }
 
@@ -21,14 +21,6 @@ impl StorageLinks for VethLinks {
         check_vid(vid)?;
         VethLinks::remove(self, vid);
         Ok(())
-    }
-}
-
-/// The lab's command error as the controller's (the same facts, field for field).
-fn ip_error(e: CmdError) -> IpError {
-    match e {
-        CmdError::Spawn { command, source } => IpError::Spawn { command, source },
-        CmdError::Failed { command, status, stderr } => IpError::Failed { command, status, stderr },
     }
 }
 

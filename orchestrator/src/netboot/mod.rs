@@ -300,6 +300,6 @@ pub async fn start_configured(
     if !cfg.enabled {
         return Ok(None);
     }
-    let links = Arc::new(VlanLinks { trunk: cfg.storage_trunk.clone() });
+    let links = Arc::new(VlanLinks::new(&cfg.storage_trunk));
     Netboot::start(db, cfg, metrics, links, plans).await.map(Some)
 }
