@@ -118,3 +118,26 @@ impl Drop for NetnsRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_and_blocking_threads_bind_inside_the_namespace() {
+        let ns = NetnsRuntime::new("zzrtnsctl").expect("namespace and runtime");
+        // Held on the machine: the same port binds again only in another namespace.
+        let held = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let port = held.local_addr().expect("addr").port();
+        let on_worker =
+            ns.run(async move { tokio::net::UdpSocket::bind(("0.0.0.0", port)).await.map(drop) });
+        on_worker.expect("a worker thread binds the held port");
+        let on_blocking = ns.run(async move {
+            tokio::task::spawn_blocking(move || {
+                std::net::UdpSocket::bind(("0.0.0.0", port)).map(drop)
+            })
+            .await
+        });
+        on_blocking.expect("join").expect("a blocking-pool thread binds it");
+    }
+}

@@ -18,7 +18,6 @@
 //! whatever a crashed lab left.
 
 pub mod links;
-pub mod netns;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -27,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bramble_images::{Base, ImageStore, SystemRunner, fixture};
-use bramble_lab::VethLinks;
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
+use bramble_lab::{NetnsRuntime, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -43,7 +42,6 @@ use crate::lifecycle::PiState;
 use crate::links::StorageLinks;
 use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
-use netns::ControllerNetns;
 pub use wiring::{Cabling, PiTiming, model_for, serial_for};
 
 /// The public key every lab Pi is deployed with (its private half is not kept anywhere:
@@ -131,7 +129,9 @@ pub struct Lab {
     switch_addr: SocketAddr,
     http: reqwest::Client,
     /// Last, so it is dropped after everything running inside it.
-    ctl: ControllerNetns,
+    /// The lab's own network namespace, with the runtime the controller, the switch and
+    /// their sockets live on.
+    ctl: NetnsRuntime,
 }
 
 impl Lab {
@@ -173,7 +173,8 @@ impl Lab {
             .map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
         let bases = prepare_images(&opts.state_dir).await?;
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
-        let ctl = ControllerNetns::new(&controller_netns(&opts.prefix))?;
+        let ctl = NetnsRuntime::new(&controller_netns(&opts.prefix))
+            .map_err(|e| LabError::Setup(bramble_report::chain(&e)))?;
         let ganesha = {
             let o = GaneshaOptions {
                 nfsv3: true,
@@ -588,5 +589,27 @@ pub fn cleanup(prefix: &str, state_dir: &Path) {
                 let _ = bramble_lab::run_ip(&["link", "delete", name]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bramble_lab::Netns;
+
+    fn listed(name: &str) -> bool {
+        let out = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    }
+
+    #[test]
+    fn cleanup_removes_a_crashed_labs_controller_namespace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = super::controller_netns("zzcln");
+        Netns::new(&name).expect("namespace").leak();
+        assert!(listed(&name));
+        super::cleanup("zzcln", dir.path());
+        assert!(!listed(&name), "{name} left behind");
     }
 }
