@@ -27,17 +27,19 @@ impl DbBootResolver {
 impl BootResolver for DbBootResolver {
     async fn resolve(&self, client: IpAddr) -> Option<SlotBoot> {
         let IpAddr::V4(ip) = client else { return None };
-        let boot = |snap: &super::directory::Snapshot| {
-            snap.slot_by_pi_ip(ip).and_then(|s| slot_boot(s, &self.plans))
-        };
-        if let Some(found) = boot(&self.directory.snapshot()) {
-            return Some(found);
+        let mut slot = self.directory.snapshot().slot_by_pi_ip(ip).cloned();
+        // A slot or Pi enrolled since the last refresh is not cached yet.
+        if slot.as_ref().is_none_or(|s| s.pi.is_none()) {
+            slot = self.directory.refresh_on_miss().await.slot_by_pi_ip(ip).cloned();
         }
-        let found = boot(&*self.directory.refresh_on_miss().await);
-        if found.is_none() {
+        let Some(slot) = slot else {
             tracing::debug!(%ip, "tftp client is no slot's Pi");
-        }
-        found
+            return None;
+        };
+        // The plan reads the root's marker from disk: off the async workers, so a slow
+        // disk delays only this request.
+        let plans = self.plans.clone();
+        tokio::task::spawn_blocking(move || slot_boot(&slot, &plans)).await.ok().flatten()
     }
 }
 
@@ -48,7 +50,7 @@ pub fn slot_boot(slot: &SlotEntry, plans: &BootPlanner) -> Option<SlotBoot> {
     let plan = match plans.plan(slot.controller_ip, slot.pi_ip, &pi.id) {
         Ok(plan) => plan,
         Err(error) => {
-            tracing::warn!(slot = %slot.id, error = %crate::netboot::chain(&error), "no boot plan");
+            tracing::warn!(slot = %slot.id, error = %bramble_report::chain(&error), "no boot plan");
             return None;
         }
     };
