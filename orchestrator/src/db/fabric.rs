@@ -50,7 +50,7 @@ impl Db {
     pub async fn insert_switch(&self, new: &NewSwitch) -> Result<Switch, DbError> {
         let id = SwitchId::generate();
         let now = now_millis();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         self.q("INSERT INTO switches (id, name, address, driver, trunk_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.0.clone())
             .bind(new.name.clone())
@@ -138,7 +138,7 @@ impl Db {
         }
         let plan = allocate(pools, &self.taken_addresses().await?, usize::from(last - first) + 1)?;
         let id = ShelfId::generate();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         self.q("INSERT INTO shelves (id, name, switch_id, first_port, last_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.0.clone())
             .bind(name.to_string())

@@ -92,7 +92,7 @@ impl Db {
         }
         let id = JobId::generate();
         let now = now_millis();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         // A job belongs to the customer it is done for: the requester, or the owner of
         // the Pi when an operator asks. It stays theirs if the Pi changes hands.
         let customer = match (by.customer(), &new.pi) {
@@ -271,7 +271,7 @@ impl Db {
         let from = JobState::Queued;
         let to = checked(id, from, JobEvent::Cancelled)?;
         let now = now_millis();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = self
             .q("UPDATE jobs SET state = $1, updated_at = $2, finished_at = $2 WHERE id = $3 AND state = $4 AND attempts = 0")
             .bind(to.as_str())
@@ -303,7 +303,7 @@ impl Db {
         if kinds.is_empty() {
             return Ok(None);
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut claimed = None;
         for from in [JobState::Running, JobState::Queued] {
             claimed = self.claim_from(&mut tx, runner, kinds, lease, from).await?;
@@ -425,7 +425,7 @@ impl Db {
         };
         let from = JobState::Running;
         let state = checked(id, from, event)?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = self
             .q("UPDATE jobs SET state = $1, last_error = $2, customer_message = $3, updated_at = $4, finished_at = $4, \
                 lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND lease_owner = $6 AND state = $7")

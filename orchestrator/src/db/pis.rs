@@ -74,7 +74,7 @@ impl Db {
     pub async fn insert_pi(&self, new: &NewPi, actor: &str) -> Result<Pi, DbError> {
         let id = PiId::generate();
         let now = now_millis();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         self.q("INSERT INTO pis (id, serial, mac, model, slot_id, owner, image, state, failed_step, power, created_at, updated_at) \
                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, NULL, 'unknown', $8, $8)")
             .bind(id.0.clone())

@@ -181,7 +181,7 @@ async fn resolve(
 }
 
 async fn write(db: &Db, rows: &[(PiId, BootEvent)]) -> Result<(), DbError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     for (pi, event) in rows {
         let actor = if event.stage.name().starts_with("dhcp") { "dhcp" } else { "tftp" };
         let data = json!({ "stage": event.stage, "client": event.client });

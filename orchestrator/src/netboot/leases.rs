@@ -59,7 +59,7 @@ impl LeaseStore for DbLeaseStore {
 
     async fn commit_leases(&self, leases: &[Lease]) -> Result<(), StoreError> {
         let fail = backend("commit_leases");
-        let mut tx = self.db.pool().begin().await.map_err(|e| fail(e.into()))?;
+        let mut tx = self.db.begin_write().await.map_err(|e| fail(e.into()))?;
         let now = now_millis();
         for lease in leases {
             self.db

@@ -129,7 +129,7 @@ async fn create(db: &Db, seen: &Seen, slot: Option<&SlotId>) -> Result<bool, DbE
             tracing::warn!(pi = %k.id, mac = %seen.mac, "Pi seen in a second slot; inventory left as is");
             return Ok(false);
         }
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         db.q("UPDATE pis SET slot_id = $1, updated_at = $2 WHERE id = $3 AND slot_id IS NULL")
             .bind(slot.0.clone())
             .bind(now_millis())
@@ -165,7 +165,7 @@ async fn update_identity(
     seen: &Seen,
     event: Option<NewEvent>,
 ) -> Result<(), DbError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     // A replacement takes the new board's serial even when DHCP did not show one.
     let replace = event.is_some();
     db.q("UPDATE pis SET mac = $1, serial = CASE WHEN $2 IS NOT NULL OR $5 = 1 THEN $2 ELSE serial END, \

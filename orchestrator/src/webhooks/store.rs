@@ -64,7 +64,7 @@ pub async fn record_give_up(
     // Linked to the job so operators find it from the job; not to the Pi or customer,
     // whose timelines customers read: a control panel outage is the operator's concern.
     audit.job = event.job.clone();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     db.append_event_with(&mut *tx, &audit).await?;
     db.q(ADVANCE)
         .bind(name.to_string())
