@@ -4,10 +4,13 @@
 #   scripts/install-deps.sh test   that plus the real peers and anchors the tests drive
 set -euo pipefail
 
+# QEMU Pis (`lab up --real N`) need qemu-system-arm, and the image they boot is built
+# with debootstrap, its second stage under qemu-user-static.
 run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps util-linux
-  openssh-client ca-certificates)
+  openssh-client ca-certificates qemu-system-arm debootstrap qemu-user-static binfmt-support
+  debian-archive-keyring)
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
-  tftp-hpa atftp tftpd-hpa curl snmp snmpd debootstrap qemu-user-static binfmt-support
+  tftp-hpa atftp tftpd-hpa curl snmp snmpd
   btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
 
 case "${1:-test}" in

@@ -45,6 +45,8 @@ pub enum ImagesError {
     CommandFailed { command: String, status: String, stderr: String },
     #[error("host is missing {what}: {hint}")]
     HostMissing { what: String, hint: String },
+    #[error("the boot directory cannot be assembled: {reason}")]
+    BootFiles { reason: String },
     #[error("manifest {path} is malformed")]
     Manifest {
         path: PathBuf,

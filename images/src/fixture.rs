@@ -54,6 +54,8 @@ pub fn register(
         suite: "synthetic".into(),
         arch: "armhf".into(),
         boot_dir: "boot".into(),
+        kernel: Some("kernel8.img".into()),
+        initramfs: None,
         network: NetworkStyle::Ifupdown,
         console_args: vec!["console=serial0,115200".into()],
         packages: Vec::new(),

@@ -29,6 +29,13 @@ pub struct Manifest {
     pub suite: String,
     pub arch: String,
     pub boot_dir: String,
+    /// The kernel the firmware loads, relative to `boot_dir` (named by its `config.txt`);
+    /// `None` for a base built without kernel packages.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// The initramfs loaded after the kernel, relative to `boot_dir`, if it has one.
+    #[serde(default)]
+    pub initramfs: Option<String>,
     pub network: crate::recipe::NetworkStyle,
     pub console_args: Vec<String>,
     pub packages: Vec<Package>,

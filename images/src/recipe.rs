@@ -42,6 +42,50 @@ pub struct Console {
     pub local: Option<String>,
 }
 
+/// How a built base boots over the network: what goes into its boot directory besides
+/// what the packages put there, and what the build writes into `config.txt`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {
+    /// Kernel modules an initramfs must load before it can mount the NFS root. Non-empty
+    /// means the kernel cannot mount its root itself (Debian's: no `CONFIG_IP_PNP`), so the
+    /// build configures initramfs-tools for `BOOT=nfs` with exactly these modules (and
+    /// their dependencies) before the kernel package runs `update-initramfs`. Empty means
+    /// the kernel has NFS root and `ip=` built in (the Raspberry Pi kernels).
+    #[serde(default)]
+    pub initramfs_modules: Vec<String>,
+    /// A directory in the root whose files are the Pi firmware (`bootcode.bin`,
+    /// `start*.elf`, `fixup*.dat`), copied into the boot dir. Unset when the firmware
+    /// package installs into the boot dir itself (Raspbian's `raspberrypi-bootloader`).
+    #[serde(default)]
+    pub firmware_dir: Option<String>,
+    /// Device trees by `config.txt` model filter (`pi3`, `pi3+`, `pi4`), copied from the
+    /// kernel package's `usr/lib/linux-image-<version>/broadcom/` and named with
+    /// `device_tree=`. Empty when the kernel package installs the DTBs the firmware
+    /// looks for by default.
+    #[serde(default)]
+    pub device_trees: Vec<DeviceTree>,
+    /// The kernel file in the boot dir when a package installs it there under the name
+    /// the firmware loads (`kernel7.img`). Unset: the build copies `boot/vmlinuz-<version>`
+    /// (and its initramfs) in and names them in `config.txt`.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// `arm_64bit=1`: the firmware starts the kernel in AArch64 state.
+    #[serde(default)]
+    pub arm_64bit: bool,
+}
+
+/// One model's device tree: `[<filter>]` then `device_tree=<file>` in `config.txt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceTree {
+    pub filter: String,
+    pub file: String,
+}
+
+/// The `config.txt` model filters a device tree may be given for.
+pub const MODEL_FILTERS: &[&str] = &["pi3", "pi3+", "pi4"];
+
 /// A recipe exactly as written in TOML; unknown fields are rejected.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +111,8 @@ struct RawRecipe {
     mask_services: Vec<String>,
     network: NetworkStyle,
     boot_dir: String,
+    #[serde(default)]
+    boot: BootSpec,
     console: Console,
 }
 
@@ -97,6 +143,7 @@ pub struct Recipe {
     pub network: NetworkStyle,
     /// Directory inside the root holding the Pi firmware/kernel, served over TFTP.
     pub boot_dir: String,
+    pub boot: BootSpec,
     pub console: Console,
 }
 
@@ -119,6 +166,18 @@ impl Recipe {
     pub fn hash(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// This recipe fetching its main archive from `url` instead: a local mirror, or an
+    /// apt proxy given as a mirror URL (apt-cacher-ng's `http://HOST:3142/deb.debian.org/debian`).
+    /// Extra `apt_sources` keep their own URLs. The mirror is part of the hash, so a
+    /// base built from a mirror is cached apart from one built from the recipe's own.
+    pub fn with_mirror(&self, url: &str) -> Result<Self> {
+        check_mirror(url).map_err(|reason| ImagesError::RecipeInvalid {
+            origin: format!("--mirror for {}", self.name),
+            reason,
+        })?;
+        Ok(Recipe { mirror: url.trim_end_matches('/').to_string(), ..self.clone() })
     }
 
     /// The qemu user-mode emulator name for this architecture (`arm`, `aarch64`).
@@ -149,9 +208,7 @@ impl TryFrom<RawRecipe> for Recipe {
         if !VARIANTS.contains(&r.variant.as_str()) {
             return Err(format!("variant {:?} is not a debootstrap variant", r.variant));
         }
-        if !(r.mirror.starts_with("http://") || r.mirror.starts_with("https://")) {
-            return Err(format!("mirror {:?} must be an http(s) URL", r.mirror));
-        }
+        check_mirror(&r.mirror)?;
         if r.components.is_empty() {
             return Err("components must not be empty".into());
         }
@@ -173,12 +230,8 @@ impl TryFrom<RawRecipe> for Recipe {
                 return Err(format!("apt source {:?} uri must be an http(s) URL", s.name));
             }
         }
-        if r.boot_dir.starts_with('/') || r.boot_dir.split('/').any(|c| c == ".." || c.is_empty()) {
-            return Err(format!(
-                "boot_dir {:?} must be a relative path inside the root",
-                r.boot_dir
-            ));
-        }
+        check_relative("boot_dir", &r.boot_dir)?;
+        check_boot(&r.boot)?;
         check_word("console.serial", &r.console.serial, "")?;
         Ok(Recipe {
             name: r.name,
@@ -197,9 +250,47 @@ impl TryFrom<RawRecipe> for Recipe {
             mask_services: r.mask_services,
             network: r.network,
             boot_dir: r.boot_dir,
+            boot: r.boot,
             console: r.console,
         })
     }
+}
+
+/// Checks an archive URL given for a recipe (`mirror`, `--mirror`, `[images] mirror`).
+pub fn check_mirror(url: &str) -> std::result::Result<(), String> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(format!("mirror {url:?} must be an http(s) URL")) }
+}
+
+fn check_boot(b: &BootSpec) -> std::result::Result<(), String> {
+    for m in &b.initramfs_modules {
+        check_word("boot.initramfs_modules entry", m, "-_")?;
+    }
+    if let Some(dir) = &b.firmware_dir {
+        check_relative("boot.firmware_dir", dir)?;
+    }
+    for dt in &b.device_trees {
+        if !MODEL_FILTERS.contains(&dt.filter.as_str()) {
+            return Err(format!(
+                "boot.device_trees filter {:?} is not one of {}",
+                dt.filter,
+                MODEL_FILTERS.join(", ")
+            ));
+        }
+        check_word("boot.device_trees file", &dt.file, "-_.+")?;
+    }
+    if let Some(k) = &b.kernel {
+        check_word("boot.kernel", k, "-_.+")?;
+    }
+    Ok(())
+}
+
+fn check_relative(what: &str, path: &str) -> std::result::Result<(), String> {
+    if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
+        return Err(format!("{what} {path:?} must be a relative path inside the root"));
+    }
+    Ok(())
 }
 
 /// Accepts non-empty ASCII alphanumerics plus the given punctuation (no spaces, no

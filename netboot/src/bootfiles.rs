@@ -81,6 +81,9 @@ pub fn render_cmdline(
         format!("nfsroot={c}:{export},vers=3,tcp"),
         "rw".to_string(),
         format!("ip={pi}::{c}:{mask}::eth0:off"),
+        // The NIC keeps the kernel's name, eth0, which `ip=` above and the image's network
+        // configuration name (systemd would rename a Pi 4's to end0).
+        "net.ifnames=0".to_string(),
         "elevator=deadline".to_string(),
         "fsck.repair=yes".to_string(),
         "rootwait".to_string(),
@@ -153,6 +156,35 @@ pub fn render_config(on_disk: Option<&str>, params: &BootParams) -> Result<Strin
     Ok(out)
 }
 
+/// The files a `config.txt` tells the firmware to load besides its own, in any model
+/// section: `kernel=` values and `initramfs <file> ...` names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedBootFiles {
+    pub kernels: Vec<String>,
+    pub initramfs: Vec<String>,
+}
+
+impl NamedBootFiles {
+    /// Every named file, kernels first.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.kernels.iter().chain(&self.initramfs).map(String::as_str)
+    }
+}
+
+/// Reads the `kernel=` and `initramfs` lines of a `config.txt` (comments and blank lines
+/// skipped; a value is its first word).
+pub fn named_boot_files(config: &str) -> NamedBootFiles {
+    let mut named = NamedBootFiles::default();
+    for line in config.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        if let Some(v) = line.strip_prefix("kernel=") {
+            named.kernels.extend(v.split_whitespace().next().map(str::to_string));
+        } else if let Some(v) = line.strip_prefix("initramfs ") {
+            named.initramfs.extend(v.split_whitespace().next().map(str::to_string));
+        }
+    }
+    named
+}
+
 fn strip_generated(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut inside = false;
@@ -174,10 +206,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn named_boot_files_reads_kernel_and_initramfs_lines_in_any_section() {
+        let config = "# kernel=commented.img\narm_64bit=1\nkernel=vmlinuz-6.1\n\
+                      initramfs initrd.img-6.1 followkernel\n[pi4]\nkernel=k4.img\n";
+        let named = named_boot_files(config);
+        assert_eq!(named.kernels, ["vmlinuz-6.1", "k4.img"]);
+        assert_eq!(named.initramfs, ["initrd.img-6.1"]);
+        assert_eq!(named_boot_files("arm_64bit=1\n"), NamedBootFiles::default());
+    }
+
+    #[test]
     fn cmdline_snapshot_default_console() {
         let got = render_cmdline(&BootParams::example(), None).expect("renders");
         expect![[r#"
-            console=serial0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off elevator=deadline fsck.repair=yes rootwait
+            console=serial0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off net.ifnames=0 elevator=deadline fsck.repair=yes rootwait
         "#]]
         .assert_eq(&got);
     }
@@ -191,7 +233,7 @@ mod tests {
             "console=ttyAMA0,115200 console=tty1 root=PARTUUID=1234-02 rootfstype=ext4 init=/x\n";
         let got = render_cmdline(&params, Some(image)).expect("renders");
         expect![[r#"
-            console=ttyAMA0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off elevator=deadline fsck.repair=yes rootwait quiet cgroup_enable=memory
+            console=ttyAMA0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off net.ifnames=0 elevator=deadline fsck.repair=yes rootwait quiet cgroup_enable=memory
         "#]]
         .assert_eq(&got);
     }

@@ -73,7 +73,7 @@ async fn each_client_fetches_byte_identical_files_and_generated_cmdline() {
     ];
     let want_cmdline = format!(
         "console=ttyAMA0,115200 console=tty1 root=/dev/nfs nfsroot={c}:/export/{p},vers=3,tcp rw \
-         ip={p}::{c}:255.255.255.252::eth0:off elevator=deadline fsck.repair=yes rootwait\n",
+         ip={p}::{c}:255.255.255.252::eth0:off net.ifnames=0 elevator=deadline fsck.repair=yes rootwait\n",
         c = net.controller,
         p = net.pi
     );

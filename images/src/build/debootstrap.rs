@@ -54,6 +54,14 @@ pub fn mount_binfmt() -> CommandLine {
     CommandLine::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"])
 }
 
+/// `mount -t proc proc ROOT/proc`: package scripts run during the kernel install ask
+/// `ischroot` whether they run in a chroot, which needs `/proc`; without it Debian's
+/// raspi-firmware hook takes the root for a booted Pi whose `/boot/firmware` is not
+/// mounted, and fails the install.
+pub fn mount_proc(root: &Path) -> CommandLine {
+    CommandLine::new("mount").args(["-t", "proc", "proc"]).path_arg(&root.join("proc"))
+}
+
 /// Installs the kernel/firmware packages with apt after the second stage.
 pub fn apt_install(root: &Path, packages: &[String]) -> Vec<CommandLine> {
     let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];

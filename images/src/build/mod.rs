@@ -2,6 +2,7 @@
 //! (or natively), kernel/firmware packages, NFS-root preparation, a manifest, and an
 //! atomic registration in the store. A failed build leaves nothing registered.
 
+pub mod boot;
 pub mod debootstrap;
 pub mod nfsroot;
 
@@ -23,6 +24,7 @@ pub enum BuildStage {
     Emulation,
     SecondStage,
     KernelPackages,
+    BootFiles,
     NfsRoot,
     Manifest,
     Register,
@@ -36,6 +38,7 @@ impl BuildStage {
             BuildStage::Emulation => "setting up qemu-user-static",
             BuildStage::SecondStage => "debootstrap second stage",
             BuildStage::KernelPackages => "installing kernel and firmware",
+            BuildStage::BootFiles => "gathering boot files",
             BuildStage::NfsRoot => "preparing NFS root",
             BuildStage::Manifest => "writing manifest",
             BuildStage::Register => "registering base",
@@ -50,7 +53,8 @@ impl BuildStage {
             BuildStage::FirstStage => 2,
             BuildStage::Emulation => 20,
             BuildStage::SecondStage => 21,
-            BuildStage::KernelPackages => 80,
+            BuildStage::KernelPackages => 70,
+            BuildStage::BootFiles => 91,
             BuildStage::NfsRoot => 92,
             BuildStage::Manifest => 93,
             BuildStage::Register => 99,
@@ -122,9 +126,12 @@ pub fn build_with(
         second?;
     }
     step(BuildStage::KernelPackages);
+    boot::write_initramfs_config(&root, &recipe.boot)?;
     let kernel = install_kernel(runner, recipe, &root);
     fsutil::unmount_below(runner, &root)?;
     kernel?;
+    step(BuildStage::BootFiles);
+    let boot_files = boot::assemble(&root, recipe)?;
     step(BuildStage::NfsRoot);
     nfsroot::prepare(&root, recipe)?;
     cleanup(&root, recipe)?;
@@ -138,6 +145,8 @@ pub fn build_with(
         suite: recipe.suite.clone(),
         arch: recipe.arch.clone(),
         boot_dir: recipe.boot_dir.clone(),
+        kernel: boot_files.as_ref().map(|f| f.kernel.clone()),
+        initramfs: boot_files.and_then(|f| f.initramfs),
         network: recipe.network,
         console_args: recipe.cmdline_console_args(),
         packages: manifest::installed_packages(&root)?,
@@ -226,6 +235,7 @@ fn install_kernel(runner: &dyn CommandRunner, recipe: &Recipe, root: &Path) -> R
             runner.run(&CommandLine::new("curl").args(["-fsSL", "-o"]).path_arg(&dest).arg(url))?;
         }
     }
+    runner.run(&debootstrap::mount_proc(root))?;
     for cmd in kernel_commands(recipe, root) {
         runner.run(&cmd)?;
     }
@@ -284,6 +294,7 @@ mod tests {
             Emulation,
             SecondStage,
             KernelPackages,
+            BootFiles,
             NfsRoot,
             Manifest,
             Register,

@@ -312,6 +312,8 @@ mod tests {
             suite: "bookworm".into(),
             arch: "arm64".into(),
             boot_dir: boot_dir.into(),
+            kernel: None,
+            initramfs: None,
             network: NetworkStyle::Ifupdown,
             console_args: Vec::new(),
             packages: Vec::new(),

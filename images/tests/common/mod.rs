@@ -42,6 +42,7 @@ pub fn test_recipe() -> Recipe {
     r.name = "test-bookworm-armhf".into();
     r.packages = vec!["openssh-server".into()];
     r.kernel_packages.clear();
+    r.boot = Default::default();
     r
 }
 
@@ -141,6 +142,8 @@ pub fn fake_base(store: &ImageStore, image: &str, pad_bytes: usize) -> Base {
         suite: "test".into(),
         arch: "armhf".into(),
         boot_dir: "boot/firmware".into(),
+        kernel: None,
+        initramfs: None,
         network: NetworkStyle::SystemdNetworkd,
         console_args: vec![],
         packages: vec![],

@@ -71,6 +71,11 @@ pub struct BuildArgs {
     /// Image store directory (default: <state dir>/images).
     #[arg(long)]
     store: Option<PathBuf>,
+    /// Fetch the distribution from this mirror (or apt proxy, as a mirror URL such as
+    /// http://HOST:3142/deb.debian.org/debian) instead of the recipe's; overrides
+    /// `[images] mirror`.
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
     #[command(flatten)]
     local: LocalArgs,
 }
@@ -86,7 +91,10 @@ impl BuildProgress for Bar {
 
 pub async fn image_build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = a.local.load()?;
-    let recipe = Catalogue::builtin()?.get(&a.name)?.clone();
+    let mut recipe = Catalogue::builtin()?.get(&a.name)?.clone();
+    if let Some(url) = a.mirror.as_deref().or(config.images.mirror.as_deref()) {
+        recipe = recipe.with_mirror(url)?;
+    }
     let dir = a.store.unwrap_or_else(|| config.state_dir.join("images"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bar = ProgressBar::new(100);

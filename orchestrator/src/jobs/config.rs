@@ -48,6 +48,9 @@ pub struct RawImages {
     pub ganesha_log_file: Option<PathBuf>,
     /// kernel: the exports file kept in step with `exportfs`.
     pub exports_file: Option<PathBuf>,
+    /// `bramble image build` fetches every recipe's main archive from here instead of
+    /// the recipe's own mirror: a local mirror, or an apt proxy's mirror URL.
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +88,8 @@ pub enum NfsBackend {
 pub struct ImagesConfig {
     pub store_dir: PathBuf,
     pub nfs: NfsBackend,
+    /// Replaces recipes' main archive in image builds (`[images] mirror`).
+    pub mirror: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,9 +165,14 @@ impl ImagesConfig {
                 ));
             }
         };
+        if let Some(url) = &raw.mirror {
+            bramble_images::recipe::check_mirror(url)
+                .map_err(|message| invalid(origin, "images.mirror", message))?;
+        }
         Ok(ImagesConfig {
             store_dir: raw.store_dir.unwrap_or_else(|| state_dir.join("images")),
             nfs,
+            mirror: raw.mirror,
         })
     }
 }
@@ -187,6 +197,22 @@ impl SwitchesConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_images_mirror_must_be_an_http_url() {
+        let raw = |m: &str| RawImages { mirror: Some(m.into()), ..RawImages::default() };
+        let ok = ImagesConfig::from_raw(
+            raw("http://apt.local:3142/deb.debian.org/debian"),
+            Path::new("/s"),
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(ok.mirror.as_deref(), Some("http://apt.local:3142/deb.debian.org/debian"));
+        let err = ImagesConfig::from_raw(raw("ftp://x/debian"), Path::new("/s"), "b.toml")
+            .expect_err("ftp")
+            .to_string();
+        assert!(err.contains("images.mirror") && err.contains("http"), "{err}");
+    }
 
     #[test]
     fn defaults_are_sane_and_errors_name_the_key() {

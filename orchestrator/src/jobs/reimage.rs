@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bramble_images::{ImagesError, PiIdentity, PiName, Roots};
-use bramble_netboot::bootfiles::{render_cmdline, render_config};
+use bramble_netboot::bootfiles::{named_boot_files, render_cmdline, render_config};
 use bramble_netboot::hw::PiSerial;
 use serde::Deserialize;
 use serde_json::json;
@@ -32,7 +32,8 @@ pub struct ReimageParams {
     pub ssh_keys: Vec<String>,
 }
 
-/// Kernel files a Pi may boot; a root without any of them cannot boot.
+/// Kernel files a Pi's firmware loads when `config.txt` names none; a root whose
+/// `config.txt` names no kernel and that holds none of these cannot boot.
 const KERNELS: &[&str] = &["kernel8.img", "kernel7l.img", "kernel7.img", "kernel.img"];
 
 pub struct ReimageExecutor {
@@ -149,13 +150,11 @@ impl ReimageExecutor {
         };
         let cmdline =
             render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
-        render_config(read("config.txt").as_deref(), &params).map_err(|e| bad(&e))?;
-        let Some(kernel) = KERNELS.iter().find(|k| dir.join(k).is_file()) else {
-            return Err(StepError::permanent(
-                format!("no kernel ({}) in {}", KERNELS.join(", "), dir.display()),
-                "The chosen image cannot boot this Pi.",
-            ));
-        };
+        let config = read("config.txt");
+        render_config(config.as_deref(), &params).map_err(|e| bad(&e))?;
+        let kernel = boot_check(&dir, config.as_deref()).map_err(|reason| {
+            StepError::permanent(reason, "The chosen image cannot boot this Pi.")
+        })?;
         let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
             .pi(&t.pi.id)
             .job(&job.id)
@@ -164,6 +163,25 @@ impl ReimageExecutor {
         self.hw.db.append_event(&e).await?;
         Ok(())
     }
+}
+
+/// The kernel a Pi would load from `dir`: what `config.txt` names (every file it names,
+/// kernels and initramfs, must be there), or else the first default name present.
+fn boot_check(dir: &std::path::Path, config: Option<&str>) -> Result<String, String> {
+    let named = config.map(named_boot_files).unwrap_or_default();
+    if let Some(missing) = named.files().find(|f| !dir.join(f).is_file()) {
+        return Err(format!("config.txt names {missing}, which is not in {}", dir.display()));
+    }
+    if let Some(kernel) = named.kernels.first() {
+        return Ok(kernel.clone());
+    }
+    KERNELS.iter().find(|k| dir.join(k).is_file()).map(|k| k.to_string()).ok_or_else(|| {
+        format!(
+            "no kernel (config.txt names none; none of {}) in {}",
+            KERNELS.join(", "),
+            dir.display()
+        )
+    })
 }
 
 #[async_trait]

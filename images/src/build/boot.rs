@@ -1,0 +1,297 @@
+//! A base's boot directory: everything a Pi with no SD card loads over TFTP before its
+//! root is mounted. The initramfs configuration is written before the kernel package
+//! installs (its postinst builds the initramfs under emulation); after it, the kernel,
+//! the initramfs, the Pi firmware and the device trees are gathered into the recipe's
+//! boot dir and a `config.txt` naming them is written there.
+//!
+//! The file names and `config.txt` are pure functions of the recipe and the kernel
+//! version found, tested as text; [`assemble`] does the copying.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{ImagesError, Result};
+use crate::fsutil::write_file;
+use crate::recipe::{BootSpec, Recipe};
+
+/// initramfs-tools drop-in: boot from NFS, and carry only the modules the hook names.
+pub const INITRAMFS_CONF: &str = "etc/initramfs-tools/conf.d/bramble-netboot.conf";
+/// initramfs-tools hook that adds (and loads at boot) the recipe's modules.
+pub const INITRAMFS_HOOK: &str = "etc/initramfs-tools/hooks/bramble-netboot";
+
+/// What a built base boots: file names relative to its boot dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    pub kernel: String,
+    pub initramfs: Option<String>,
+}
+
+/// The initramfs-tools files for `spec`, as (path in the root, contents, mode); none when
+/// the kernel mounts its NFS root itself.
+pub fn initramfs_files(spec: &BootSpec) -> Vec<(&'static str, String, u32)> {
+    if spec.initramfs_modules.is_empty() {
+        return Vec::new();
+    }
+    let conf = "# Written by Bramble: this root is mounted over NFS by the initramfs, which\n\
+                # brings up the NIC (ip= or DHCP) and mounts nfsroot=.\n\
+                BOOT=nfs\n\
+                MODULES=list\n"
+        .to_string();
+    let mut hook = String::from(
+        "#!/bin/sh\n\
+         # Written by Bramble: the NIC and NFS modules a netbooting Pi needs before its\n\
+         # root is mounted, loaded in this order at boot (force_load).\n\
+         PREREQ=\"\"\n\
+         prereqs() { echo \"$PREREQ\"; }\n\
+         case \"$1\" in prereqs) prereqs; exit 0;; esac\n\
+         . /usr/share/initramfs-tools/hook-functions\n",
+    );
+    for m in &spec.initramfs_modules {
+        hook.push_str(&format!("force_load {m}\n"));
+    }
+    vec![(INITRAMFS_CONF, conf, 0o644), (INITRAMFS_HOOK, hook, 0o755)]
+}
+
+/// Writes [`initramfs_files`] into `root`.
+pub fn write_initramfs_config(root: &Path, spec: &BootSpec) -> Result<()> {
+    for (path, contents, mode) in initramfs_files(spec) {
+        write_file(&root.join(path), &contents, mode)?;
+    }
+    Ok(())
+}
+
+/// The boot file names for kernel version `kver` (`None` when the recipe names a kernel
+/// a package installed into the boot dir).
+pub fn boot_files(spec: &BootSpec, kver: Option<&str>) -> Option<BootFiles> {
+    match (&spec.kernel, kver) {
+        (Some(kernel), _) => Some(BootFiles { kernel: kernel.clone(), initramfs: None }),
+        (None, Some(v)) => Some(BootFiles {
+            kernel: format!("vmlinuz-{v}"),
+            initramfs: (!spec.initramfs_modules.is_empty()).then(|| format!("initrd.img-{v}")),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// `config.txt` for the base: the kernel and initramfs by name, 64-bit mode, the serial
+/// console's UART, and one `device_tree=` per model filter. It ends in `[all]`, so lines
+/// appended later (the controller's per-slot section) apply to every model.
+pub fn render_config_txt(spec: &BootSpec, files: &BootFiles) -> String {
+    let mut out = String::from(
+        "# Written by Bramble when this image was built. The controller serves this file\n\
+         # with a per-slot section appended; cmdline.txt is generated per slot.\n",
+    );
+    if spec.arm_64bit {
+        out.push_str("arm_64bit=1\n");
+    }
+    out.push_str(&format!("kernel={}\n", files.kernel));
+    if let Some(initrd) = &files.initramfs {
+        out.push_str(&format!("initramfs {initrd} followkernel\n"));
+    }
+    out.push_str("enable_uart=1\n");
+    for dt in &spec.device_trees {
+        out.push_str(&format!("[{}]\ndevice_tree={}\n", dt.filter, dt.file));
+    }
+    out.push_str("[all]\n");
+    out
+}
+
+/// The newest `vmlinuz-<version>` in the root's `/boot`, as its version.
+pub fn installed_kernel_version(root: &Path) -> Result<Option<String>> {
+    let dir = root.join("boot");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(None);
+    };
+    let mut versions: Vec<String> = entries
+        .filter_map(std::result::Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_string))
+        .collect();
+    versions.sort_by(|a, b| natural_cmp(a, b));
+    Ok(versions.pop())
+}
+
+/// Orders version strings by their numeric runs (`6.1.0-9` < `6.1.0-28`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect()
+    };
+    key(a).cmp(&key(b)).then_with(|| a.cmp(b))
+}
+
+/// Gathers the boot dir of `root` as `recipe` describes and writes its `config.txt`.
+/// Returns `None` for a recipe without kernel packages (a base nothing boots).
+pub fn assemble(root: &Path, recipe: &Recipe) -> Result<Option<BootFiles>> {
+    if recipe.kernel_packages.is_empty() {
+        return Ok(None);
+    }
+    let spec = &recipe.boot;
+    let boot = root.join(&recipe.boot_dir);
+    std::fs::create_dir_all(&boot)
+        .map_err(|e| ImagesError::io("creating boot directory", &boot, e))?;
+    let kver = installed_kernel_version(root)?;
+    let files = boot_files(spec, kver.as_deref()).ok_or_else(|| ImagesError::BootFiles {
+        reason: format!("no kernel: nothing matches {}/boot/vmlinuz-*", root.display()),
+    })?;
+    if let Some(v) = kver.as_deref().filter(|_| spec.kernel.is_none()) {
+        copy_in(&root.join("boot").join(format!("vmlinuz-{v}")), &boot.join(&files.kernel))?;
+        if let Some(initrd) = &files.initramfs {
+            copy_in(&root.join("boot").join(initrd), &boot.join(initrd))?;
+        }
+        for dt in &spec.device_trees {
+            copy_in(&find_dtb(root, v, &dt.file)?, &boot.join(&dt.file))?;
+        }
+    }
+    if let Some(dir) = &spec.firmware_dir {
+        copy_dir_files(&root.join(dir), &boot)?;
+    }
+    if !boot.join(&files.kernel).is_file() {
+        return Err(ImagesError::BootFiles {
+            reason: format!("kernel {} is not in {}", files.kernel, boot.display()),
+        });
+    }
+    write_file(&boot.join("config.txt"), &render_config_txt(spec, &files), 0o644)?;
+    Ok(Some(files))
+}
+
+/// The kernel package's DTB `file`: arm64 keeps them in `broadcom/`, armhf at the top.
+fn find_dtb(root: &Path, kver: &str, file: &str) -> Result<PathBuf> {
+    let dir = root.join("usr/lib").join(format!("linux-image-{kver}"));
+    [dir.join("broadcom").join(file), dir.join(file)].into_iter().find(|p| p.is_file()).ok_or_else(
+        || ImagesError::BootFiles {
+            reason: format!("device tree {file} is not in {}", dir.display()),
+        },
+    )
+}
+
+fn copy_in(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).map_err(|e| ImagesError::io("copying a boot file", from, e))?;
+    Ok(())
+}
+
+/// Copies the regular files directly in `from` (not subdirectories) into `to`.
+fn copy_dir_files(from: &Path, to: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(from).map_err(|e| ImagesError::io("reading firmware dir", from, e))?;
+    let mut copied = 0;
+    for e in entries.filter_map(std::result::Result::ok) {
+        if e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            copy_in(&e.path(), &to.join(e.file_name()))?;
+            copied += 1;
+        }
+    }
+    if copied == 0 {
+        return Err(ImagesError::BootFiles {
+            reason: format!("firmware dir {} holds no files", from.display()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+    use crate::catalogue::Catalogue;
+
+    fn recipe(name: &str) -> Recipe {
+        Catalogue::builtin().expect("builtin").get(name).expect("recipe").clone()
+    }
+
+    #[test]
+    fn bookworm_arm64_config_names_kernel_initramfs_and_each_models_device_tree() {
+        let r = recipe("debian-bookworm-arm64");
+        let files = boot_files(&r.boot, Some("6.1.0-28-arm64")).expect("files");
+        expect![[r#"
+            # Written by Bramble when this image was built. The controller serves this file
+            # with a per-slot section appended; cmdline.txt is generated per slot.
+            arm_64bit=1
+            kernel=vmlinuz-6.1.0-28-arm64
+            initramfs initrd.img-6.1.0-28-arm64 followkernel
+            enable_uart=1
+            [pi3]
+            device_tree=bcm2837-rpi-3-b.dtb
+            [pi3+]
+            device_tree=bcm2837-rpi-3-b-plus.dtb
+            [pi4]
+            device_tree=bcm2711-rpi-4-b.dtb
+            [all]
+        "#]]
+        .assert_eq(&render_config_txt(&r.boot, &files));
+    }
+
+    #[test]
+    fn raspbian_boots_the_kernel_its_package_installs_without_an_initramfs() {
+        let r = recipe("raspbian-stretch");
+        assert!(initramfs_files(&r.boot).is_empty());
+        let files = boot_files(&r.boot, None).expect("files");
+        assert_eq!(files, BootFiles { kernel: "kernel7.img".into(), initramfs: None });
+        let config = render_config_txt(&r.boot, &files);
+        assert!(config.contains("kernel=kernel7.img\n") && !config.contains("arm_64bit"));
+    }
+
+    #[test]
+    fn initramfs_hook_loads_every_pi_nic_driver_and_virtio_and_nfs() {
+        let r = recipe("debian-bookworm-arm64");
+        let files = initramfs_files(&r.boot);
+        let hook = &files.iter().find(|(p, ..)| *p == INITRAMFS_HOOK).expect("hook").1;
+        for m in ["smsc95xx", "lan78xx", "genet", "virtio_net", "nfsv3"] {
+            assert!(hook.contains(&format!("force_load {m}\n")), "{m} missing from\n{hook}");
+        }
+        let conf = &files.iter().find(|(p, ..)| *p == INITRAMFS_CONF).expect("conf").1;
+        assert!(conf.contains("BOOT=nfs\n") && conf.contains("MODULES=list\n"));
+    }
+
+    #[test]
+    fn newest_kernel_wins_by_version_number_not_by_text() {
+        let root = tempfile::tempdir().expect("tempdir");
+        for v in ["6.1.0-9-arm64", "6.1.0-28-arm64", "6.1.0-10-arm64"] {
+            write_file(&root.path().join(format!("boot/vmlinuz-{v}")), "k", 0o644).expect("seed");
+        }
+        assert_eq!(
+            installed_kernel_version(root.path()).expect("read").as_deref(),
+            Some("6.1.0-28-arm64")
+        );
+    }
+
+    #[test]
+    fn assemble_gathers_kernel_initramfs_firmware_and_dtbs_into_the_boot_dir() {
+        let r = recipe("debian-bookworm-arm64");
+        let root = tempfile::tempdir().expect("tempdir");
+        let p = root.path();
+        let v = "6.1.0-28-arm64";
+        let mut seed = vec![
+            format!("boot/vmlinuz-{v}"),
+            format!("boot/initrd.img-{v}"),
+            "usr/lib/raspi-firmware/bootcode.bin".into(),
+            "usr/lib/raspi-firmware/start4.elf".into(),
+        ];
+        seed.extend(
+            r.boot
+                .device_trees
+                .iter()
+                .map(|d| format!("usr/lib/linux-image-{v}/broadcom/{}", d.file)),
+        );
+        for f in &seed {
+            write_file(&p.join(f), f, 0o644).expect("seed");
+        }
+        let files = assemble(p, &r).expect("assemble").expect("bootable");
+        let boot = p.join("boot/firmware");
+        for f in [&files.kernel, files.initramfs.as_ref().expect("initrd")] {
+            assert!(boot.join(f).is_file(), "{f}");
+        }
+        assert!(boot.join("bootcode.bin").is_file() && boot.join("start4.elf").is_file());
+        assert!(boot.join("bcm2711-rpi-4-b.dtb").is_file());
+        let config = std::fs::read_to_string(boot.join("config.txt")).expect("config");
+        assert!(config.contains(&format!("kernel=vmlinuz-{v}")));
+    }
+
+    #[test]
+    fn assemble_fails_naming_a_missing_device_tree() {
+        let r = recipe("debian-bookworm-arm64");
+        let root = tempfile::tempdir().expect("tempdir");
+        write_file(&root.path().join("boot/vmlinuz-6.1.0-28-arm64"), "k", 0o644).expect("seed");
+        write_file(&root.path().join("boot/initrd.img-6.1.0-28-arm64"), "i", 0o644).expect("i");
+        let err = assemble(root.path(), &r).expect_err("no dtbs");
+        assert!(err.to_string().contains("bcm2837-rpi-3-b.dtb"), "{err}");
+    }
+}
