@@ -60,6 +60,22 @@ pub fn cached_base() -> Base {
         .expect("build base")
 }
 
+/// The catalogue's `debian-bookworm-arm64`, kernel and all, from the same cache: the base
+/// a real (QEMU) Pi boots in the end-to-end tests. Built on first use (about 6 minutes).
+pub fn bootable_base() -> Base {
+    require(&["debootstrap", "qemu-aarch64-static", "update-binfmts", "chroot"]);
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir =
+        std::env::var("BRAMBLE_IMAGE_CACHE").unwrap_or_else(|_| "/var/cache/bramble/images".into());
+    let store = ImageStore::open(Path::new(&dir), &SystemRunner).expect("open cache store");
+    let recipe = Catalogue::builtin()
+        .expect("catalogue")
+        .get("debian-bookworm-arm64")
+        .expect("recipe")
+        .clone();
+    bramble_images::build_cached(&recipe, &store, &bramble_images::NoProgress).expect("build base")
+}
+
 /// A btrfs filesystem on a loop device, mounted on a temp dir; torn down on drop.
 pub struct BtrfsLoop {
     pub mount: tempfile::TempDir,
