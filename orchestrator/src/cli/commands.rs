@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::client::{ApiClient, enc};
-use super::output::{cell, json as print_json, line, table};
+use super::output::{cell, json as print_json, line, size_cell, table};
 use super::{
     ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand,
 };
@@ -102,7 +102,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                             i.release.clone(),
                             i.arch.clone(),
                             i.status.clone(),
-                            cell(i.size_bytes),
+                            size_cell(i.size_bytes),
                         ]
                     })
                     .collect::<Vec<_>>();

@@ -56,9 +56,23 @@ pub fn cell<T: Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
+/// A size in bytes as a table shows it: MiB with one decimal (`645.9 MiB`), `-` if unknown.
+pub fn size_cell(bytes: Option<i64>) -> String {
+    bytes.map_or_else(|| "-".to_string(), |b| format!("{:.1} MiB", b as f64 / 1_048_576.0))
+}
+
 /// Pretty-printed JSON, objects with their keys sorted (as the CLI has always shown
 /// them).
 pub fn json(v: &impl Serialize) -> Result<(), StdoutError> {
     let value = serde_json::to_value(v).unwrap_or_default();
     line(serde_json::to_string_pretty(&value).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_show_in_mib() {
+        assert_eq!(super::size_cell(Some(677_235_320)), "645.9 MiB");
+        assert_eq!(super::size_cell(None), "-");
+    }
 }
