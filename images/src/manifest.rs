@@ -68,12 +68,14 @@ pub struct TreeDigest {
     pub sha256: String,
 }
 
-/// Walks `root` in byte-sorted order and hashes a listing line per entry.
+/// Walks `root` in byte-sorted order and hashes a listing line per entry. The size counts
+/// a hard-linked file once, as the disk holds it.
 pub fn tree_digest(root: &Path) -> Result<TreeDigest> {
     let mut acc = TreeDigest { size_bytes: 0, file_count: 0, sha256: String::new() };
     let mut hasher = Sha256::new();
     let dev = std::fs::metadata(root).map_err(|e| ImagesError::io("stat", root, e))?.dev();
-    walk(root, Path::new(""), dev, &mut hasher, &mut acc)?;
+    let mut linked = std::collections::HashSet::new();
+    walk(root, Path::new(""), dev, &mut hasher, &mut acc, &mut linked)?;
     acc.sha256 = hex::encode(hasher.finalize());
     Ok(acc)
 }
@@ -84,6 +86,7 @@ fn walk(
     dev: u64,
     hasher: &mut Sha256,
     acc: &mut TreeDigest,
+    linked: &mut std::collections::HashSet<u64>,
 ) -> Result<()> {
     let dir = root.join(rel);
     let mut names: Vec<_> = std::fs::read_dir(&dir)
@@ -101,7 +104,9 @@ fn walk(
                 std::fs::read_link(&full).map_err(|e| ImagesError::io("readlink", &full, e))?;
             ('l', target.to_string_lossy().into_owned())
         } else if ft.is_file() {
-            acc.size_bytes += md.len();
+            if md.nlink() < 2 || linked.insert(md.ino()) {
+                acc.size_bytes += md.len();
+            }
             ('f', file_sha256(&full)?)
         } else if ft.is_dir() {
             ('d', String::new())
@@ -120,7 +125,7 @@ fn walk(
         hasher.update(line.as_bytes());
         // Never descend into another filesystem (a mount point inside the root).
         if ft.is_dir() && md.dev() == dev {
-            walk(root, &rel_path, dev, hasher, acc)?;
+            walk(root, &rel_path, dev, hasher, acc, linked)?;
         }
     }
     Ok(())
@@ -212,5 +217,8 @@ mod tests {
         let d2 = tree_digest(a.path()).expect("digest");
         assert_ne!(d1.sha256, d2.sha256);
         assert_eq!((d2.size_bytes, d2.file_count), (3, 3));
+        std::fs::hard_link(a.path().join("etc/hostname"), a.path().join("etc/again")).expect("ln");
+        let d3 = tree_digest(a.path()).expect("digest");
+        assert_eq!((d3.size_bytes, d3.file_count), (3, 4), "a hard link is counted once");
     }
 }

@@ -162,7 +162,14 @@ fn find_dtb(root: &Path, kver: &str, file: &str) -> Result<PathBuf> {
     )
 }
 
+/// Puts `from` at `to` as a hard link (the boot dir then costs no space for the kernel,
+/// initramfs and firmware it shares with `/boot` and `/usr/lib`), or as a copy where a
+/// link cannot be made.
 fn copy_in(from: &Path, to: &Path) -> Result<()> {
+    crate::fsutil::remove_tree(to)?;
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
     std::fs::copy(from, to).map_err(|e| ImagesError::io("copying a boot file", from, e))?;
     Ok(())
 }
@@ -281,6 +288,9 @@ mod tests {
         }
         assert!(boot.join("bootcode.bin").is_file() && boot.join("start4.elf").is_file());
         assert!(boot.join("bcm2711-rpi-4-b.dtb").is_file());
+        use std::os::unix::fs::MetadataExt;
+        let ino = |f: &Path| std::fs::metadata(f).expect("stat").ino();
+        assert_eq!(ino(&boot.join(&files.kernel)), ino(&p.join(format!("boot/vmlinuz-{v}"))));
         let config = std::fs::read_to_string(boot.join("config.txt")).expect("config");
         assert!(config.contains(&format!("kernel=vmlinuz-{v}")));
     }
