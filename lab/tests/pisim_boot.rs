@@ -58,6 +58,8 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
     let mut wrong_host = lab.add_pi(PiModel::Pi4, 0x0bad_0002);
     wrong_host.expected_hostname = "somebody-else".into();
     let no_hostname = lab.add_pi(PiModel::Pi3B, 0x0bad_0003);
+    // The Pi 4 with the wrong host also boots from names in config.txt.
+    lab.name_boot_files(4, "vmlinuz-6.1-test", "custom-rpi-4.dtb", "initrd.img-6.1-test");
     let root = lab.root_of(&lab.slots[5]);
     std::fs::remove_file(root.join("etc/hostname")).expect("remove hostname");
     lab.start_dnsmasq();
@@ -138,6 +140,19 @@ async fn three_models_boot_and_wrong_roots_fail_precisely() {
 
     // The anchor saw the early terminates and the Pi 4's options.
     assert!(log.to_lowercase().contains("early terminate"), "dnsmasq log:\n{log}");
+
+    // config.txt named the kernel, the device tree and an initramfs read after the kernel.
+    let (s, serial) = (&status[4], lab.slots[4].serial);
+    let got = fetched(s);
+    let at = |f: &str| got.iter().position(|g| *g == format!("{serial}/{f}"));
+    for f in ["config.txt", "custom-rpi-4.dtb", "vmlinuz-6.1-test", "initrd.img-6.1-test"] {
+        assert!(at(f).is_some(), "Pi 4 did not fetch {f}:\n{}", dump(s));
+    }
+    assert_eq!(at("initrd.img-6.1-test"), at("vmlinuz-6.1-test").map(|k| k + 1), "{}", dump(s));
+    let asked = |f: &str| {
+        s.timeline.iter().any(|e| e.event == Event::TftpRequest { file: format!("{serial}/{f}") })
+    };
+    assert!(!asked("kernel8.img") && !asked("bcm2711-rpi-4-b.dtb"), "{}", dump(s));
 
     // The wrong roots: served, but not what the Pi expects.
     let cases = [

@@ -7,10 +7,11 @@ use dhcproto::v4::MessageType;
 use tokio::net::UdpSocket;
 
 use super::cmdline::{IpConfig, parse_cmdline};
+use super::config_txt::{BootConfig, parse_config_txt};
 use super::dhcp::{self, Lease, PI3_XID};
 use super::netio::{self, DhcpSockets};
 use super::nfs::{self, RootExpectation};
-use super::sequence::{FetchKind, firmware_sequence};
+use super::sequence::{FetchKind, FileRole, firmware_sequence};
 use super::sim::Recorder;
 use super::state::{BootFailure, DHCP_ATTEMPTS, Event};
 use super::tftp::{self, Outcome, TftpOptions, Timing};
@@ -46,15 +47,76 @@ fn sim_io(what: &str, e: impl std::fmt::Display) -> Stop {
     Stop::Failed(BootFailure::SimIo { detail: format!("{what}: {e}") })
 }
 
+/// A file the firmware read: the path it asked for and the bytes it got.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedFile {
+    pub(crate) path: String,
+    pub(crate) data: Vec<u8>,
+}
+
+/// What the firmware stage ends with: the lease and the files a kernel starts from.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) lease: Lease,
+    pub(crate) config: Option<LoadedFile>,
+    pub(crate) cmdline: LoadedFile,
+    pub(crate) kernel: LoadedFile,
+    pub(crate) initramfs: Option<LoadedFile>,
+}
+
+/// The files of [`Loaded`] as the sequence reads them.
+#[derive(Default)]
+struct Kept {
+    config: Option<LoadedFile>,
+    cmdline: Option<LoadedFile>,
+    kernel: Option<LoadedFile>,
+    initramfs: Option<LoadedFile>,
+}
+
+impl Kept {
+    fn keep(&mut self, role: FileRole, file: LoadedFile) {
+        let slot = match role {
+            FileRole::Config => &mut self.config,
+            FileRole::Cmdline => &mut self.cmdline,
+            FileRole::Kernel => &mut self.kernel,
+            FileRole::Initramfs => &mut self.initramfs,
+            FileRole::Firmware | FileRole::DeviceTree => return,
+        };
+        *slot = Some(file);
+    }
+
+    fn loaded(self, lease: Lease, dir: &str) -> Result<Loaded, Stop> {
+        let missing = |file: &str| -> Stop {
+            BootFailure::TftpFailed { file: format!("{dir}{file}"), reason: "not read".into() }
+                .into()
+        };
+        Ok(Loaded {
+            lease,
+            config: self.config,
+            cmdline: self.cmdline.ok_or_else(|| missing("cmdline.txt"))?,
+            kernel: self.kernel.ok_or_else(|| missing("kernel"))?,
+            initramfs: self.initramfs,
+        })
+    }
+}
+
 /// Boots once from power-on; returns when the root checked out or the boot stopped.
 pub(crate) async fn run(cfg: &PiSimConfig, rec: &Recorder) -> Result<(), Stop> {
+    let loaded = firmware(cfg, rec).await?;
+    let boot = Boot { cfg, rec, xid: 0 };
+    boot.root(&loaded.lease, &loaded.cmdline.data).await
+}
+
+/// The boot ROM and firmware from power-on: DHCP, then the model's TFTP sequence as
+/// `config.txt` adjusts it; returns the files the kernel would start from.
+pub(crate) async fn firmware(cfg: &PiSimConfig, rec: &Recorder) -> Result<Loaded, Stop> {
     let xid = match cfg.model {
         PiModel::Pi3B | PiModel::Pi3BPlus => PI3_XID,
         PiModel::Pi4 => random_xid(cfg.serial.0),
     };
     let boot = Boot { cfg, rec, xid };
     let lease = boot.dhcp(DhcpStage::Rom).await?;
-    let (lease, cmdline) = match cfg.model {
+    match cfg.model {
         PiModel::Pi3B | PiModel::Pi3BPlus => {
             let sock = boot.tftp_socket().await?;
             let rom = TftpOptions::NONE;
@@ -62,15 +124,13 @@ pub(crate) async fn run(cfg: &PiSimConfig, rec: &Recorder) -> Result<(), Stop> {
             boot.fetch(&sock, &lease, "bootsig.bin", rom, FetchKind::Optional).await?;
             drop(sock);
             let lease = boot.dhcp(DhcpStage::Bootcode).await?;
-            let cmdline = boot.firmware(&lease, "start.elf", TftpOptions::NONE).await?;
-            (lease, cmdline)
+            boot.firmware(lease, "start.elf", TftpOptions::NONE).await
         }
         PiModel::Pi4 => {
             let opts = TftpOptions { tsize: true, blksize: Some(1024) };
-            (lease, boot.firmware(&lease, "start4.elf", opts).await?)
+            boot.firmware(lease, "start4.elf", opts).await
         }
-    };
-    boot.root(&lease, &cmdline).await
+    }
 }
 
 fn random_xid(seed: u32) -> u32 {
@@ -85,8 +145,7 @@ impl Boot<'_> {
     /// Up to five DISCOVERs `dhcp_interval` apart; REQUEST/ACK where the model does it.
     async fn dhcp(&self, stage: DhcpStage) -> Result<Lease, Stop> {
         let cfg = self.cfg;
-        let iface = cfg.interface.clone();
-        netio::ip_in(&cfg.netns, vec!["addr".into(), "flush".into(), "dev".into(), iface])
+        netio::flush(&cfg.netns, &cfg.interface)
             .await
             .map_err(|e| sim_io("flushing addresses", e))?;
         let socks = DhcpSockets::open(&cfg.netns, &cfg.interface)
@@ -155,14 +214,10 @@ impl Boot<'_> {
 
     async fn set_addr(&self, addr: std::net::Ipv4Addr, prefix_len: u8) -> Result<(), Stop> {
         let iface = self.cfg.interface.clone();
-        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        netio::ip_in(&self.cfg.netns, args(&["addr", "flush", "dev", &iface]))
-            .await
-            .map_err(|e| sim_io("flushing addresses", e))?;
+        netio::flush(&self.cfg.netns, &iface).await.map_err(|e| sim_io("flushing addresses", e))?;
         let cidr = format!("{addr}/{prefix_len}");
-        netio::ip_in(&self.cfg.netns, args(&["addr", "add", &cidr, "dev", &iface]))
-            .await
-            .map_err(|e| sim_io("adding address", e))
+        let args = ["addr", "add", &cidr, "dev", &iface].map(String::from).to_vec();
+        netio::ip_in(&self.cfg.netns, args).await.map_err(|e| sim_io("adding address", e))
     }
 
     async fn tftp_socket(&self) -> Result<UdpSocket, Stop> {
@@ -200,7 +255,7 @@ impl Boot<'_> {
             Outcome::Probed { size } => self.rec.emit(Event::TftpProbed { file, size: *size }),
             Outcome::NotFound => {
                 self.rec.emit(Event::TftpMissing { file });
-                if matches!(kind, FetchKind::Required | FetchKind::Cmdline) {
+                if kind == FetchKind::Required {
                     return Err(failed("not found".into()));
                 }
             }
@@ -209,35 +264,40 @@ impl Boot<'_> {
     }
 
     /// Probes `<serial>/<first>` to choose the boot directory, then reads the model's
-    /// sequence from it; returns the cmdline.txt bytes.
-    async fn firmware(
-        &self,
-        lease: &Lease,
-        first: &str,
-        opts: TftpOptions,
-    ) -> Result<Vec<u8>, Stop> {
+    /// sequence from it, with the names `config.txt` gives, and the initramfs it names
+    /// after the kernel.
+    async fn firmware(&self, lease: Lease, first: &str, opts: TftpOptions) -> Result<Loaded, Stop> {
         let sock = self.tftp_socket().await?;
         let serial_dir = format!("{}/", self.cfg.serial);
         let probe = self
-            .fetch(&sock, lease, &format!("{serial_dir}{first}"), opts, FetchKind::Probe)
+            .fetch(&sock, &lease, &format!("{serial_dir}{first}"), opts, FetchKind::Probe)
             .await?;
         let dir = if probe == Outcome::NotFound { String::new() } else { serial_dir };
-        let mut cmdline = None;
+        let mut config = BootConfig::default();
+        let mut kept = Kept::default();
         for step in firmware_sequence(self.cfg.model) {
-            let file = match step.files {
-                [one] => one.to_string(),
-                alternatives => self.first_existing(&sock, lease, &dir, alternatives, opts).await?,
+            let file = match config.names(&step).as_slice() {
+                [one] => one.clone(),
+                alternatives => {
+                    self.first_existing(&sock, &lease, &dir, alternatives, opts).await?
+                }
             };
-            let outcome =
-                self.fetch(&sock, lease, &format!("{dir}{file}"), opts, step.kind).await?;
-            if let (FetchKind::Cmdline, Outcome::Fetched { data, .. }) = (step.kind, outcome) {
-                cmdline = Some(data);
+            let mut read = vec![(step.role, step.kind, format!("{dir}{file}"))];
+            if let (FileRole::Kernel, Some(initramfs)) = (step.role, &config.initramfs) {
+                read.push((FileRole::Initramfs, FetchKind::Required, format!("{dir}{initramfs}")));
+            }
+            for (role, kind, path) in read {
+                if let Outcome::Fetched { data, .. } =
+                    self.fetch(&sock, &lease, &path, opts, kind).await?
+                {
+                    if role == FileRole::Config {
+                        config = parse_config_txt(&data, self.cfg.model, self.cfg.serial);
+                    }
+                    kept.keep(role, LoadedFile { path, data });
+                }
             }
         }
-        cmdline.ok_or_else(|| {
-            BootFailure::TftpFailed { file: format!("{dir}cmdline.txt"), reason: "not read".into() }
-                .into()
-        })
+        kept.loaded(lease, &dir)
     }
 
     /// Probes `alternatives` in order (early terminate) and names the first that exists,
@@ -247,16 +307,16 @@ impl Boot<'_> {
         sock: &UdpSocket,
         lease: &Lease,
         dir: &str,
-        alternatives: &[&str],
+        alternatives: &[String],
         opts: TftpOptions,
     ) -> Result<String, Stop> {
         for file in alternatives {
             let path = format!("{dir}{file}");
             if self.fetch(sock, lease, &path, opts, FetchKind::Probe).await? != Outcome::NotFound {
-                return Ok(file.to_string());
+                return Ok(file.clone());
             }
         }
-        Ok(alternatives.last().map(|f| f.to_string()).unwrap_or_default())
+        Ok(alternatives.last().cloned().unwrap_or_default())
     }
 
     /// Configures the address the kernel would use and checks the NFS root.

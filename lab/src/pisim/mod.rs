@@ -1,8 +1,10 @@
 //! A Raspberry Pi simulator that netboots the way the real boot ROMs do, over real
 //! sockets inside its own network namespace: DHCP (replies read from an `AF_PACKET`
 //! socket, as the ROM has no IP stack that would drop a unicast OFFER to an address it
-//! does not have yet), TFTP of each model's firmware sequence, then a check of the NFS
-//! root named by the cmdline.txt it fetched, through libnfs's `nfs-cat`.
+//! does not have yet), TFTP of each model's firmware sequence (with the kernel, device
+//! tree and initramfs `config.txt` names), then a check of the NFS root named by the
+//! cmdline.txt it fetched, through libnfs's `nfs-cat`. The QEMU Pi (`crate::qemupi`)
+//! runs the same firmware stage and then starts the kernel it read.
 //!
 //! Why sockets are made by a `setns()` thread rather than running the simulator under
 //! `ip netns exec`: one process (the lab, a benchmark) drives up to 96 Pis on one tokio
@@ -11,17 +13,18 @@
 //! (see `netio`); all I/O then runs as ordinary async tasks. Only `nfs-cat`, a separate
 //! program, is started with `ip netns exec`.
 //!
-//! Layout: `state` (pure state machine), `dhcp`/`tftp`/`cmdline` (wire formats and
-//! parsing, pure), `sequence` (file lists as data), `netio` (namespaced sockets and
+//! Layout: `state` (pure state machine), `dhcp`/`tftp`/`cmdline`/`config_txt` (wire
+//! formats and parsing, pure), `sequence` (file lists as data), `netio` (namespaced sockets and
 //! links), `nfs` (root check), `boot` (the async run), `sim` (the [`PiSim`] handle).
 
-mod boot;
+pub(crate) mod boot;
 mod cmdline;
+mod config_txt;
 mod dhcp;
-mod netio;
+pub(crate) mod netio;
 mod nfs;
 mod sequence;
-mod sim;
+pub(crate) mod sim;
 mod state;
 mod tftp;
 
@@ -29,7 +32,8 @@ use std::fmt;
 use std::time::Duration;
 
 pub use cmdline::{BootCmdline, CmdlineError, IpConfig, parse_cmdline};
-pub use sequence::{FetchKind, FetchStep, firmware_sequence};
+pub use config_txt::{BootConfig, parse_config_txt};
+pub use sequence::{FetchKind, FetchStep, FileRole, firmware_sequence};
 pub use sim::{Counters, PiSim, PiStatus, TIMELINE_LIMIT, TimelineEntry};
 pub use state::{BootFailure, DHCP_ATTEMPTS, Event, InvalidTransition, PiState, next};
 

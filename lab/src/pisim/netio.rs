@@ -142,6 +142,25 @@ pub(crate) fn udp_payload(ip: &[u8], port: u16) -> Option<&[u8]> {
     udp.get(8..udp_len.min(udp.len()))
 }
 
+/// Power reaches the Pi: its interface takes the board's MAC and comes up.
+pub(crate) async fn plug(cfg: &super::PiSimConfig) -> Result<(), crate::CmdError> {
+    let mac = cfg.mac().to_string();
+    let args = ["link", "set", "dev", &cfg.interface, "address", &mac, "up"];
+    ip_in(&cfg.netns, args.iter().map(|s| s.to_string()).collect()).await
+}
+
+/// Power is cut: the interface loses its addresses and goes down.
+pub(crate) async fn unplug(cfg: &super::PiSimConfig) -> Result<(), crate::CmdError> {
+    let _ = flush(&cfg.netns, &cfg.interface).await;
+    let down = ["link", "set", "dev", &cfg.interface, "down"];
+    ip_in(&cfg.netns, down.iter().map(|s| s.to_string()).collect()).await
+}
+
+/// Removes every address of `iface` in `netns`.
+pub(crate) async fn flush(netns: &str, iface: &str) -> Result<(), crate::CmdError> {
+    ip_in(netns, ["addr", "flush", "dev", iface].iter().map(|s| s.to_string()).collect()).await
+}
+
 /// `ip -n NETNS ARGS...` off the async threads.
 pub(crate) async fn ip_in(netns: &str, args: Vec<String>) -> Result<(), crate::CmdError> {
     let mut full = vec!["-n".to_string(), netns.to_string()];

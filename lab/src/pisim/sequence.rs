@@ -12,8 +12,21 @@ pub enum FetchKind {
     Optional,
     /// Size read from the OACK, then error 0 ("early terminate"); may be missing.
     Probe,
-    /// The boot line: required, and kept for the root check.
+}
+
+/// What a file is to the firmware: the settings in `config.txt` (see
+/// [`super::BootConfig`]) rename the device tree and the kernel, and add an initramfs
+/// after the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    /// Firmware of its own (loaders, `fixup`, overlays): fixed names.
+    Firmware,
+    Config,
+    DeviceTree,
+    /// The boot line; kept for the root check (or the kernel's arguments).
     Cmdline,
+    Kernel,
+    Initramfs,
 }
 
 /// One entry: a path relative to the boot directory (`<serial>/` or the root), or
@@ -23,16 +36,22 @@ pub enum FetchKind {
 pub struct FetchStep {
     pub files: &'static [&'static str],
     pub kind: FetchKind,
+    pub role: FileRole,
 }
 
 const fn step(file: &'static [&'static str], kind: FetchKind) -> FetchStep {
-    FetchStep { files: file, kind }
+    FetchStep { files: file, kind, role: FileRole::Firmware }
+}
+
+const fn named(file: &'static [&'static str], kind: FetchKind, role: FileRole) -> FetchStep {
+    FetchStep { files: file, kind, role }
 }
 
 /// What the firmware reads after it has decided where its files are (by probing
-/// `start.elf`/`start4.elf`), in order.
+/// `start.elf`/`start4.elf`), in order, before `config.txt` renames any of them.
 pub fn firmware_sequence(model: PiModel) -> Vec<FetchStep> {
     use FetchKind::*;
+    use FileRole::{Cmdline, Config, DeviceTree, Kernel};
     let dtb: &'static [&'static str] = match model {
         PiModel::Pi3B => &["bcm2710-rpi-3-b.dtb"],
         PiModel::Pi3BPlus => &["bcm2710-rpi-3-b-plus.dtb"],
@@ -42,29 +61,29 @@ pub fn firmware_sequence(model: PiModel) -> Vec<FetchStep> {
         PiModel::Pi3B | PiModel::Pi3BPlus => vec![
             step(&["autoboot.txt"], Optional),
             step(&["config.txt"], Probe),
-            step(&["config.txt"], Optional),
+            named(&["config.txt"], Optional, Config),
             step(&["recovery.elf"], Optional),
             step(&["start.elf"], Probe),
             step(&["start.elf"], Required),
             step(&["fixup.dat"], Required),
             step(&["dt-blob.bin"], Optional),
             step(&["bootcfg.txt"], Optional),
-            step(dtb, Required),
+            named(dtb, Required, DeviceTree),
             step(&["overlays/overlay_map.dtb"], Optional),
-            step(&["cmdline.txt"], Cmdline),
-            step(&["kernel8.img", "kernel7.img"], Required),
+            named(&["cmdline.txt"], Required, Cmdline),
+            named(&["kernel8.img", "kernel7.img"], Required, Kernel),
         ],
         PiModel::Pi4 => vec![
-            step(&["config.txt"], Optional),
+            named(&["config.txt"], Optional, Config),
             step(&["pieeprom.sig"], Optional),
             step(&["recover4.elf"], Optional),
             step(&["start4.elf"], Probe),
             step(&["start4.elf"], Required),
             step(&["fixup4.dat"], Required),
-            step(dtb, Required),
+            named(dtb, Required, DeviceTree),
             step(&["overlays/overlay_map.dtb"], Optional),
-            step(&["cmdline.txt"], Cmdline),
-            step(&["kernel8.img"], Required),
+            named(&["cmdline.txt"], Required, Cmdline),
+            named(&["kernel8.img"], Required, Kernel),
         ],
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::boot::{self, Stop};
 use super::netio;
 use super::state::{Event, PiState, next};
-use super::{PiSimConfig, PiSimError};
+use super::{PiSimConfig, PiSimError, Serial};
 
 /// One thing the Pi did, with when it did it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,10 +75,44 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder for the Pi with `serial`, in state `Off`.
+    pub(crate) fn new(serial: Serial) -> Self {
+        let status =
+            PiStatus { state: PiState::Off, timeline: Vec::new(), counters: Counters::default() };
+        let (tx, _) = watch::channel(status);
+        Recorder { tx, created: Instant::now(), serial: serial.to_string() }
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         tracing::debug!(pi = %self.serial, ?event, "pisim event");
         let elapsed = self.created.elapsed();
         self.tx.send_modify(|s| s.apply(event, elapsed));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<PiStatus> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn status(&self) -> PiStatus {
+        self.tx.borrow().clone()
+    }
+
+    pub(crate) fn state(&self) -> PiState {
+        self.tx.borrow().state.clone()
+    }
+
+    /// Waits until the state satisfies `done`, at most `limit`; returns the state then.
+    pub(crate) async fn wait_for(
+        &self,
+        limit: Duration,
+        done: impl Fn(&PiState) -> bool,
+    ) -> PiState {
+        let mut rx = self.subscribe();
+        let result = tokio::time::timeout(limit, rx.wait_for(|s| done(&s.state))).await;
+        match result {
+            Ok(Ok(status)) => status.state.clone(),
+            _ => self.state(),
+        }
     }
 }
 
@@ -92,10 +126,7 @@ pub struct PiSim {
 impl PiSim {
     /// A Pi in state `Off`. Its namespace and interface must exist when powered on.
     pub fn new(cfg: PiSimConfig) -> Self {
-        let status =
-            PiStatus { state: PiState::Off, timeline: Vec::new(), counters: Counters::default() };
-        let (tx, _) = watch::channel(status);
-        let rec = Recorder { tx, created: Instant::now(), serial: cfg.serial.to_string() };
+        let rec = Recorder::new(cfg.serial);
         PiSim { cfg: Arc::new(cfg), rec: Arc::new(rec), task: Mutex::new(None) }
     }
 
@@ -105,15 +136,15 @@ impl PiSim {
 
     /// A receiver that sees every status change.
     pub fn subscribe(&self) -> watch::Receiver<PiStatus> {
-        self.rec.tx.subscribe()
+        self.rec.subscribe()
     }
 
     pub fn status(&self) -> PiStatus {
-        self.rec.tx.borrow().clone()
+        self.rec.status()
     }
 
     pub fn state(&self) -> PiState {
-        self.rec.tx.borrow().state.clone()
+        self.rec.state()
     }
 
     /// Power on: link up and the boot ROM starts from scratch (no-op if already on).
@@ -132,7 +163,7 @@ impl PiSim {
             if self.state() != PiState::Off {
                 return Ok(()); // Booted, GaveUp or Failed: on already, waiting for a power cycle.
             }
-            self.link(&["address", &self.cfg.mac().to_string(), "up"]).await?;
+            netio::plug(&self.cfg).await.map_err(|e| self.link_error(e))?;
             tracing::info!(pi = %self.cfg.serial, model = ?self.cfg.model, "pisim power on");
             self.rec.emit(Event::PowerOn);
             let (cfg, rec) = (self.cfg.clone(), self.rec.clone());
@@ -144,10 +175,7 @@ impl PiSim {
                 }
             }));
         } else {
-            let flush =
-                vec!["addr".into(), "flush".into(), "dev".into(), self.cfg.interface.clone()];
-            let _ = netio::ip_in(&self.cfg.netns, flush).await;
-            self.link(&["down"]).await?;
+            netio::unplug(&self.cfg).await.map_err(|e| self.link_error(e))?;
             if self.state() != PiState::Off {
                 tracing::info!(pi = %self.cfg.serial, "pisim power off");
                 self.rec.emit(Event::PowerOff);
@@ -156,26 +184,18 @@ impl PiSim {
         Ok(())
     }
 
-    async fn link(&self, what: &[&str]) -> Result<(), PiSimError> {
-        let mut args =
-            vec!["link".to_string(), "set".into(), "dev".into(), self.cfg.interface.clone()];
-        args.extend(what.iter().map(|s| s.to_string()));
-        netio::ip_in(&self.cfg.netns, args).await.map_err(|source| PiSimError::Link {
+    fn link_error(&self, source: crate::CmdError) -> PiSimError {
+        PiSimError::Link {
             netns: self.cfg.netns.clone(),
             interface: self.cfg.interface.clone(),
             source,
-        })
+        }
     }
 
     /// Waits until the state satisfies `done`, at most `limit`; returns the state then
     /// (which does not satisfy `done` if the time ran out).
     pub async fn wait_for(&self, limit: Duration, done: impl Fn(&PiState) -> bool) -> PiState {
-        let mut rx = self.subscribe();
-        let result = tokio::time::timeout(limit, rx.wait_for(|s| done(&s.state))).await;
-        match result {
-            Ok(Ok(status)) => status.state.clone(),
-            _ => self.state(),
-        }
+        self.rec.wait_for(limit, done).await
     }
 }
 

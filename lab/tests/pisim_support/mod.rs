@@ -126,6 +126,24 @@ impl Anchor {
         write(&dir.join("cmdline.txt"), cmdline.as_bytes());
     }
 
+    /// Makes the boot directory of the Pi in `slot` name its kernel, device tree and
+    /// initramfs in `config.txt`, as Debian's arm64 images do, and removes the files of
+    /// the firmware's default names so that only a firmware honouring it boots.
+    pub fn name_boot_files(&self, slot: usize, kernel: &str, dtb: &str, initramfs: &str) {
+        let slot = &self.slots[slot];
+        let dir = self.tftp_root().join(slot.serial.to_string());
+        fs::remove_file(dir.join("kernel8.img")).expect("remove kernel8.img");
+        fs::remove_file(dir.join(slot.model.dtb())).expect("remove the default dtb");
+        write(&dir.join(kernel), &pattern(900_003));
+        write(&dir.join(dtb), &pattern(25_001));
+        write(&dir.join(initramfs), &pattern(400_007));
+        let config = format!(
+            "arm_64bit=1\nkernel={kernel}\ninitramfs {initramfs} followkernel\n\
+             [pi3]\ndevice_tree=bcm2710-rpi-3-b.dtb\n[pi4]\ndevice_tree={dtb}\n[all]\n"
+        );
+        write(&dir.join("config.txt"), config.as_bytes());
+    }
+
     fn write_root(&self, slot: &PiSlot) {
         let root = self.root_of(slot);
         write(&root.join("etc/hostname"), format!("{}\n", slot.hostname()).as_bytes());
