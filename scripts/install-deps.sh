@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Bramble needs, only those missing.
 #   scripts/install-deps.sh run    what `bramble lab up` (the virtual shelf) and `bramble serve` use
-#   scripts/install-deps.sh test   that plus the real peers and anchors the tests drive
+#   scripts/install-deps.sh real   that plus what `bramble lab up --real N` needs (QEMU Pis, and
+#                                  building their debian-bookworm-arm64 base on a cache miss)
+#   scripts/install-deps.sh test   run and real, plus the real peers and anchors the tests drive
 set -euo pipefail
 
 # QEMU Pis (`lab up --real N`) need qemu-system-arm, and the image they boot is built
@@ -9,14 +11,16 @@ set -euo pipefail
 run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps util-linux
   openssh-client ca-certificates qemu-system-arm debootstrap qemu-user-static binfmt-support
   debian-archive-keyring)
+real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support)
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd
   btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
 
 case "${1:-test}" in
   run) want=("${run_pkgs[@]}") ;;
-  test) want=("${run_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+  real) want=("${run_pkgs[@]}" "${real_pkgs[@]}") ;;
+  test) want=("${run_pkgs[@]}" "${real_pkgs[@]}" "${test_pkgs[@]}") ;;
+  *) echo "usage: $0 run|real|test" >&2; exit 2 ;;
 esac
 
 if [ "$(id -u)" != 0 ]; then

@@ -4,7 +4,8 @@
 //! The kernels Bramble is developed on have no 802.1Q or bridge support, so the
 //! controller side of a storage network is one end of a veth pair and the Pi side is the
 //! other end, moved into the Pi's namespace. Everything here shells out to `ip` from
-//! iproute2 and needs root.
+//! iproute2 and needs root. Lab Pis are simulated (`pisim`) or QEMU machines running a
+//! real kernel (`qemupi`).
 
 pub mod anchor;
 mod cmd;
@@ -13,6 +14,7 @@ pub mod ganesha;
 mod links;
 mod netns;
 pub mod pisim;
+pub mod qemupi;
 mod runtime;
 pub mod storm;
 mod veth;

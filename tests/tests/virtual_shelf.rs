@@ -46,7 +46,7 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     };
     let r = post(
         format!("/v1/pis/{reinstalled}/reimage"),
-        json!({ "image": other_image(), "ssh_keys": [bramble::lab::LAB_KEY] }),
+        json!({ "image": other_image(), "ssh_keys": [lab.ssh_key] }),
     )
     .await
     .unwrap();
@@ -187,7 +187,7 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
     let plan = with_crash_plan(&mut lab).await;
     for (i, at) in kill_points(JobKind::Reimage).into_iter().enumerate() {
         let image = bramble::lab::LAB_IMAGES[(i + 1) % 2].0;
-        let body = json!({ "image": image, "ssh_keys": [bramble::lab::LAB_KEY] });
+        let body = json!({ "image": image, "ssh_keys": [lab.ssh_key] });
         let path = format!("/v1/pis/{pi}/reimage");
         kill_and_resume(&mut lab, &plan, JobKind::Reimage, at, &path, Some(body)).await;
         // Exactly the new root: its marker, nothing half-built beside it, and the Pi
@@ -347,7 +347,7 @@ async fn hammer(
     for (i, (which, action)) in plan.iter().enumerate() {
         let pi = &mine[*which];
         let body = if *action == "reimage" {
-            json!({ "image": bramble::lab::LAB_IMAGES[i % 2].0, "ssh_keys": [bramble::lab::LAB_KEY] })
+            json!({ "image": bramble::lab::LAB_IMAGES[i % 2].0, "ssh_keys": [lab.ssh_key] })
         } else {
             json!({})
         };

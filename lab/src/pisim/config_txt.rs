@@ -10,6 +10,10 @@
 //! matches `[pi3]` and `[pi3+]`; a Pi 3B only `[pi3]`; a Pi 4B only `[pi4]`. Filters this
 //! parser does not model (`[gpio4=1]`, `[HDMI:0]`, `[tryboot]`, `[EDID=..]`, ...) are
 //! taken as not applying, so their settings never redirect a boot.
+//!
+//! Deliberately not netboot's `named_boot_files` (which lists what any section names,
+//! for the reimage check): the simulator is the test rig for the controller and shares
+//! no parsing with it, so a misreading cannot hide on both sides of the wire.
 
 use super::sequence::{FetchStep, FileRole};
 use super::{PiModel, Serial};

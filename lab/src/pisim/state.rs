@@ -20,6 +20,9 @@ pub enum PiState {
     Nfs,
     /// The root holds the expected hostname and SSH key.
     Booted,
+    /// The kernel the firmware read runs (a QEMU Pi's virtual machine); it leaves only
+    /// by a power cut or by the machine stopping on its own (`Failed`).
+    Running,
     /// The boot ROM got no usable DHCP reply in its budget; only a power cycle helps.
     GaveUp,
     /// Boot stopped for the given reason; only a power cycle helps.
@@ -27,7 +30,7 @@ pub enum PiState {
 }
 
 /// Short labels for tables: `off`, `dhcp 2/5`, `tftp <file>`, `nfs`, `booted`,
-/// `gave up`, `failed: <reason>`.
+/// `running`, `gave up`, `failed: <reason>`.
 impl fmt::Display for PiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -36,6 +39,7 @@ impl fmt::Display for PiState {
             PiState::Tftp { file } => write!(f, "tftp {file}"),
             PiState::Nfs => write!(f, "nfs"),
             PiState::Booted => write!(f, "booted"),
+            PiState::Running => write!(f, "running"),
             PiState::GaveUp => write!(f, "gave up"),
             PiState::Failed(reason) => write!(f, "failed: {reason}"),
         }
@@ -55,8 +59,11 @@ pub enum BootFailure {
     NfsUnreachable { server: Ipv4Addr, path: String, detail: String },
     /// The root was served but is not the one this Pi expects.
     WrongRoot { path: String, problem: String },
-    /// The simulator could not do its own I/O (socket, `ip` command).
+    /// The simulator could not do its own I/O (socket, `ip` command, starting QEMU).
     SimIo { detail: String },
+    /// The virtual machine running the kernel stopped by itself (a panic, or a reboot
+    /// under `-no-reboot`).
+    VmExited { status: String },
 }
 
 impl fmt::Display for BootFailure {
@@ -72,6 +79,7 @@ impl fmt::Display for BootFailure {
             }
             BootFailure::WrongRoot { path, problem } => write!(f, "wrong root {path}: {problem}"),
             BootFailure::SimIo { detail } => write!(f, "simulator I/O: {detail}"),
+            BootFailure::VmExited { status } => write!(f, "the VM stopped by itself ({status})"),
         }
     }
 }
@@ -127,6 +135,10 @@ pub enum Event {
         server: Ipv4Addr,
         path: String,
     },
+    /// The firmware's files are loaded and the kernel runs in a VM (process `pid`).
+    KernelStarted {
+        pid: u32,
+    },
     /// DHCP budget of the boot ROM exhausted.
     DhcpExhausted,
     Booted,
@@ -147,8 +159,15 @@ impl PiState {
         matches!(self, PiState::Booted | PiState::GaveUp | PiState::Failed(_))
     }
 
+    /// Between power-on and a terminal state: a failure may still happen.
     fn is_booting(&self) -> bool {
-        matches!(self, PiState::DhcpDiscovering { .. } | PiState::Tftp { .. } | PiState::Nfs)
+        matches!(
+            self,
+            PiState::DhcpDiscovering { .. }
+                | PiState::Tftp { .. }
+                | PiState::Nfs
+                | PiState::Running
+        )
     }
 }
 
@@ -184,6 +203,7 @@ pub fn next(state: &PiState, event: &Event) -> Result<PiState, InvalidTransition
         ) if file == f => state.clone(),
         (S::Tftp { .. }, Event::AddressConfigured { .. }) => state.clone(),
         (S::Tftp { .. }, Event::NfsCheck { .. }) => S::Nfs,
+        (S::Tftp { .. }, Event::KernelStarted { .. }) => S::Running,
         (S::Nfs, Event::Booted) => S::Booted,
         (s, Event::Failed(reason)) if s.is_booting() => S::Failed(reason.clone()),
         _ => return Err(invalid()),

@@ -33,6 +33,20 @@ fn a_full_pi3_boot_reaches_booted() {
 }
 
 #[test]
+fn a_qemu_pi_runs_its_kernel_until_the_vm_stops() {
+    let mut events = vec![Event::PowerOn, Event::DhcpDiscover { attempt: 1 }];
+    events.push(Event::DhcpBound { addr: [10, 0, 0, 2].into(), tftp_server: [10, 0, 0, 1].into() });
+    events.extend(tftp("abc/vmlinuz-6.1"));
+    events.extend(tftp("abc/initrd.img-6.1"));
+    events.push(Event::KernelStarted { pid: 42 });
+    assert_eq!(run(&events), Ok(PiState::Running));
+    assert!(!PiState::Running.is_terminal(), "a running VM may still stop");
+    let exited = BootFailure::VmExited { status: "exit status: 0".into() };
+    events.push(Event::Failed(exited.clone()));
+    assert_eq!(run(&events), Ok(PiState::Failed(exited)));
+}
+
+#[test]
 fn five_silent_attempts_give_up_and_only_power_off_leaves() {
     let mut events = vec![Event::PowerOn];
     events.extend((1..=DHCP_ATTEMPTS).map(|attempt| Event::DhcpDiscover { attempt }));
@@ -65,6 +79,10 @@ fn refused_transitions() {
         ),
         // Booted without checking the root.
         (PiState::Tftp { file: "a".into() }, Event::Booted),
+        // A kernel started before the firmware read anything, or twice.
+        (discovering(1), Event::KernelStarted { pid: 1 }),
+        (PiState::Running, Event::KernelStarted { pid: 1 }),
+        (PiState::Running, Event::Booted),
         // Nothing happens while off.
         (PiState::Off, Event::DhcpDiscover { attempt: 1 }),
         (PiState::Off, Event::Failed(BootFailure::NoDhcpOffer)),
@@ -81,6 +99,7 @@ fn failures_are_terminal_and_power_off_always_works() {
         PiState::DhcpDiscovering { attempt: 2 },
         PiState::Tftp { file: "x/start.elf".into() },
         PiState::Nfs,
+        PiState::Running,
     ];
     for s in states {
         let failed = next(&s, &Event::Failed(failure.clone())).expect("failure accepted");
@@ -99,4 +118,5 @@ fn states_print_as_short_labels() {
         problem: "no etc/hostname".into(),
     });
     assert_eq!(failed.to_string(), "failed: wrong root /r: no etc/hostname");
+    assert_eq!(PiState::Running.to_string(), "running");
 }

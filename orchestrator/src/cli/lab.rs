@@ -2,7 +2,8 @@
 //!
 //! `up` starts the lab in the background (`bramble lab serve`, detached, logging to
 //! `<state dir>/lab.log`), waits for it, then shows the shelf coming up until every Pi
-//! has booted or failed, and says how to use it. `down` stops that process and removes
+//! has booted or failed, and says how to use it: with `--real N`, how to log into each
+//! QEMU Pi (once its SSH answers) and where its console log is. `down` stops that process and removes
 //! every namespace, link and process the lab made; `up` also cleans up after a crashed
 //! lab before starting.
 
@@ -29,7 +30,7 @@ struct LabInfo {
     pid: u32,
 }
 
-/// The simulated Pis' own states by port (`pis.json`), written by the lab every second.
+/// The lab Pis' own states by port (`pis.json`), written by the lab every second.
 type SimStates = std::collections::BTreeMap<String, String>;
 
 fn read_sims(dir: &Path) -> SimStates {
@@ -65,9 +66,13 @@ pub struct UpArgs {
     /// Address of the lab controller's API.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Image to deploy on every Pi once racked (`none` to leave them ready).
+    /// Image to deploy on every simulated Pi once racked (`none` to leave every Pi ready).
     #[arg(long, default_value = crate::lab::LAB_IMAGES[0].0)]
     deploy: String,
+    /// Slots, from port 1, that hold QEMU Pis booting a real kernel (deployed with
+    /// debian-bookworm-arm64 from the image build cache, BRAMBLE_IMAGE_CACHE).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=i64::from(crate::lab::MAX_REAL)))]
+    real: u16,
     /// Seconds to wait for the whole shelf.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -87,6 +92,7 @@ impl UpArgs {
             .with_context(|| format!("--listen {:?} is not ADDRESS:PORT", self.listen))?;
         o.deploy = (self.deploy != "none").then(|| self.deploy.clone());
         o.prefix = self.prefix.clone();
+        o.real = self.real;
         Ok(o)
     }
 }
@@ -139,6 +145,8 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
             &a.deploy,
             "--prefix",
             &a.prefix,
+            "--real",
+            &a.real.to_string(),
             "--state-dir",
         ])
         .arg(&dir)
@@ -154,10 +162,16 @@ async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         child.id(),
         dir.join("lab.log").display()
     );
-    let info = wait_info(&dir, &mut child, Duration::from_secs(120)).await?;
+    // Taking the real base from the build cache may mean building it (minutes).
+    let starting = if a.real > 0 { 1800 } else { 120 };
+    let info = wait_info(&dir, &mut child, Duration::from_secs(starting)).await?;
     let LabInfo { api, token, .. } = info;
-    let code = watch(&api, &token, &dir, a.pis, Duration::from_secs(a.timeout), a.deploy != "none")
-        .await?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let deploying = a.deploy != "none";
+    let (code, pis) = watch(&api, &token, &dir, a.pis, deadline, deploying).await?;
+    if a.real > 0 && deploying {
+        show_real_pis(&a, &pis, deadline).await?;
+    }
     super::output::line(format_args!(
         "\nThe lab is running. Try:\n  export BRAMBLE_API={api} BRAMBLE_TOKEN={token}\n  bramble shelf show lab\n  bramble pi list\n  open {api}/ui#token={token}\n  sudo ip netns exec {ns} ss -lnp    (its DHCP, TFTP, NFS and switch live in namespace {ns})\nStop it with: bramble lab down --state-dir {}",
         dir.display(),
@@ -199,15 +213,16 @@ async fn wait_info(
 }
 
 /// Shows the shelf until every Pi is deployed (or ready when nothing is deployed) and
-/// its simulator reports booted, or failed; the table is printed at the end.
+/// its simulator reports booted (a QEMU Pi: running), or failed; the table is printed
+/// at the end. Returns the exit code and the Pis as last listed.
 async fn watch(
     api: &str,
     token: &str,
     dir: &Path,
     pis: u16,
-    limit: Duration,
+    deadline: Instant,
     deploying: bool,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(ExitCode, Vec<Pi>)> {
     let http = reqwest::Client::new();
     let bar = ProgressBar::new(u64::from(pis)).with_style(
         ProgressStyle::with_template(
@@ -216,7 +231,6 @@ async fn watch(
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let deadline = Instant::now() + limit;
     let mut last;
     loop {
         let page: Option<Page<Pi>> = http
@@ -233,7 +247,8 @@ async fn watch(
             let port = p.port.unwrap_or(0).to_string();
             let sim = sims.get(&port).map_or("", String::as_str);
             let want = if deploying { PiState::Deployed } else { PiState::Ready };
-            (p.state == want && (!deploying || sim == "booted")) || p.state == PiState::Failed
+            let up = sim == "booted" || sim == "running";
+            (p.state == want && (!deploying || up)) || p.state == PiState::Failed
         };
         let up = last.iter().filter(|p| settled(p)).count();
         bar.set_position(up as u64);
@@ -264,15 +279,67 @@ async fn watch(
         *tally.entry(state).or_default() += 1;
     }
     super::output::line(format_args!(
-        "simulated Pis: {}",
+        "lab Pis: {}",
         tally.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
     ))?;
     let failed = last.iter().filter(|p| p.state == PiState::Failed).count();
-    Ok(if failed == 0 && last.len() == usize::from(pis) {
+    let code = if failed == 0 && last.len() == usize::from(pis) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    };
+    Ok((code, last))
+}
+
+/// For each QEMU Pi: waits (until `deadline`) for its SSH to answer, then prints the
+/// line that logs into it and where its console log is.
+async fn show_real_pis(a: &UpArgs, pis: &[Pi], deadline: Instant) -> anyhow::Result<()> {
+    let dir = &a.dir.state_dir;
+    let ctl = crate::lab::controller_netns(&a.prefix);
+    let key = crate::lab::ssh::identity(dir);
+    super::output::line(format_args!("\nQEMU Pis (a real kernel; SSH with the lab's key):"))?;
+    for port in 1..=a.real {
+        let console = crate::lab::qemu_state_dir(&a.dir.state_dir.join("qemu"), port);
+        let console = console.join("console.log");
+        let Some(ip) = pis.iter().find(|p| p.port == Some(port)).and_then(|p| p.storage_ip.clone())
+        else {
+            super::output::line(format_args!(
+                "  port {port}: no Pi; console {}",
+                console.display()
+            ))?;
+            continue;
+        };
+        let argv = crate::lab::ssh::ssh_argv(&ctl, &key, &ip, &[]);
+        let answered = ssh_answers(&argv, deadline).await;
+        super::output::line(format_args!(
+            "  port {port}: {}{}\n    console: {}",
+            argv.join(" "),
+            if answered { "" } else { "    (SSH not answering yet)" },
+            console.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Whether `ssh ... true` succeeds before `deadline` (tried every few seconds).
+async fn ssh_answers(argv: &[String], deadline: Instant) -> bool {
+    loop {
+        let status = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+        if status.is_ok_and(|s| s.success()) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
 }
 
 /// The lab itself, in the foreground until SIGTERM or Ctrl-C.
@@ -289,9 +356,9 @@ async fn serve(a: UpArgs) -> anyhow::Result<ExitCode> {
         async move {
             loop {
                 let states: SimStates = cabling
-                    .sims()
+                    .pis()
                     .into_iter()
-                    .map(|(port, sim)| (port.to_string(), sim.state().to_string()))
+                    .map(|(port, pi)| (port.to_string(), pi.state().to_string()))
                     .collect();
                 let text = serde_json::to_string(&states).unwrap_or_default();
                 let _ = crate::lab::write_atomic(&dir.join("pis.json"), text.as_bytes());

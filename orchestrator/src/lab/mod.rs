@@ -9,6 +9,11 @@
 //! [`netns`]), so the lab binds no port in the machine's namespace but its API listener
 //! (bound there beforehand, on `127.0.0.1`, for its users).
 //!
+//! The first [`LabOptions::real`] slots may hold QEMU Pis instead of simulators
+//! (`bramble_lab::qemupi`): they boot the real kernel of [`REAL_IMAGE`], a debootstrapped
+//! base taken from the image build cache, from the same DHCP, TFTP and NFS, and answer
+//! SSH with the lab's own key ([`ssh`]).
+//!
 //! Used by `bramble lab up` (see `cli::lab`), the end-to-end tests and the boot-storm
 //! benchmark. The controller can be stopped, crashed and restarted while the switch,
 //! the NFS server and the Pis keep running, as in a real machine room.
@@ -18,6 +23,7 @@
 //! whatever a crashed lab left.
 
 pub mod links;
+pub mod ssh;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -25,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bramble_images::{Base, ImageStore, SystemRunner, fixture};
+use bramble_images::{Base, Catalogue, ImageStore, NoProgress, SystemRunner, fixture};
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
 use bramble_lab::{NetnsRuntime, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
@@ -42,12 +48,21 @@ use crate::lifecycle::PiState;
 use crate::links::StorageLinks;
 use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
-pub use wiring::{Cabling, PiTiming, model_for, serial_for};
+pub use wiring::{Cabling, PiTiming, QemuSlots, SlotPi, model_for, qemu_state_dir, serial_for};
 
-/// The public key every lab Pi is deployed with (its private half is not kept anywhere:
-/// nobody logs into a simulated Pi; the simulator only checks the key is in its root).
-pub const LAB_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINnGdCRukDozHiBov5bbdi8gqa8oib+PTvnokdaE2Aya bramble-lab";
+/// The image QEMU Pis are deployed with: a real Debian build (kernel, initramfs for an
+/// NFS root, sshd), from the image build cache.
+pub const REAL_IMAGE: &str = "debian-bookworm-arm64";
+
+/// Most QEMU Pis one lab runs: each takes a core and ~360 MB while it boots.
+pub const MAX_REAL: u16 = 4;
+
+/// The image build cache [`REAL_IMAGE`] is taken from (and built into on a miss):
+/// `BRAMBLE_IMAGE_CACHE`, else `/var/cache/bramble/images`.
+pub fn default_image_cache() -> PathBuf {
+    std::env::var_os("BRAMBLE_IMAGE_CACHE")
+        .map_or_else(|| PathBuf::from("/var/cache/bramble/images"), PathBuf::from)
+}
 
 /// Synthetic images the lab registers (see `bramble_images::fixture`): two, so a
 /// reinstall visibly changes the kernel a Pi boots.
@@ -85,8 +100,13 @@ pub struct LabOptions {
     pub pi: PiTiming,
     /// `[jobs]` settings of the lab's controller, as TOML lines.
     pub jobs_toml: String,
-    /// Image deployed to every Pi once racked (`None`: leave them ready, no OS).
+    /// Image deployed to every simulated Pi once racked (`None`: leave them ready, no
+    /// OS); QEMU Pis get [`REAL_IMAGE`] then.
     pub deploy: Option<String>,
+    /// How many slots, from port 1, hold QEMU Pis (at most [`MAX_REAL`]).
+    pub real: u16,
+    /// The image build cache [`REAL_IMAGE`] comes from when `real` > 0.
+    pub image_cache: PathBuf,
 }
 
 impl LabOptions {
@@ -102,7 +122,30 @@ impl LabOptions {
             pi: PiTiming { dhcp_interval: Duration::from_secs(5) },
             jobs_toml: "lease_seconds = 5\npoll_interval_ms = 100\nrack_group_size = 8\nrack_group_pause_ms = 2000\nrack_await_seconds = 90\nsettle_ms = 1000\nboot_timeout_seconds = 120\nmax_parallel = 16\n".into(),
             deploy: Some(LAB_IMAGES[0].0.into()),
+            real: 0,
+            image_cache: default_image_cache(),
         }
+    }
+
+    /// Refuses a prefix that is not 1-6 lowercase letters and more QEMU Pis than
+    /// [`MAX_REAL`] or than the shelf has slots.
+    fn validate(&self) -> Result<(), LabError> {
+        let p = &self.prefix;
+        if p.is_empty() || p.len() > 6 || !p.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(LabError::Setup(format!("prefix {p:?} must be 1-6 lowercase letters")));
+        }
+        if self.real > MAX_REAL.min(self.pis) {
+            return Err(LabError::Setup(format!(
+                "{} QEMU Pis asked for; at most {MAX_REAL}, and no more than the {} slots",
+                self.real, self.pis
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where the QEMU Pis keep their boot files, console logs and pid files.
+    pub fn qemu_dir(&self) -> PathBuf {
+        self.state_dir.join("qemu")
     }
 }
 
@@ -119,6 +162,9 @@ pub struct Lab {
     pub api: String,
     /// An operator token.
     pub token: String,
+    /// The public line of the lab's SSH key, deployed to every Pi (its private half is
+    /// [`ssh::identity`] under the state directory).
+    pub ssh_key: String,
     pub cabling: Arc<Cabling>,
     pub switch: SimHandle,
     links: Arc<VethLinks>,
@@ -138,14 +184,14 @@ impl Lab {
     /// Builds the lab: images, NFS server, virtual switch, controller, and the shelf
     /// (switch registered and shelf enrolled through the API; not yet racked).
     pub async fn up(opts: LabOptions) -> Result<Lab, LabError> {
-        if opts.prefix.is_empty()
-            || opts.prefix.len() > 6
-            || !opts.prefix.chars().all(|c| c.is_ascii_lowercase())
-        {
-            return Err(LabError::Setup(format!(
-                "prefix {:?} must be 1-6 lowercase letters",
-                opts.prefix
-            )));
+        opts.validate()?;
+        if opts.real > 0 {
+            bramble_lab::require_tools(&[
+                (bramble_lab::qemupi::QEMU, "qemu-system-arm"),
+                ("tc", "iproute2"),
+                ("ssh", "openssh-client"),
+            ])
+            .map_err(|e| LabError::Setup(bramble_report::chain(&e)))?;
         }
         cleanup(&opts.prefix, &opts.state_dir);
         // Every lab starts from an empty inventory; image bases are kept as a cache.
@@ -156,6 +202,7 @@ impl Lab {
             "images/roots",
             "ganesha-exports",
             "pis.json",
+            "qemu",
         ] {
             let path = opts.state_dir.join(stale);
             let removed = if path.is_dir() {
@@ -171,7 +218,12 @@ impl Lab {
         }
         std::fs::create_dir_all(opts.state_dir.join("firmware"))
             .map_err(|e| LabError::Setup(format!("state dir: {e}")))?;
-        let bases = prepare_images(&opts.state_dir).await?;
+        let ssh_key = ssh::generate(&opts.state_dir)?;
+        let mut bases = prepare_images(&opts.state_dir).await?;
+        if opts.real > 0 {
+            // Before ganesha starts: its mount namespace would keep a build's mounts.
+            bases.push(prepare_real_base(&opts.image_cache, &opts.state_dir).await?);
+        }
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
         let ctl = NetnsRuntime::new(&controller_netns(&opts.prefix))
             .map_err(|e| LabError::Setup(bramble_report::chain(&e)))?;
@@ -212,10 +264,12 @@ impl Lab {
             }
         });
         let links = Arc::new(VethLinks::in_netns(&opts.prefix, ctl.name()));
-        let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), LAB_KEY));
+        let qemu = QemuSlots { count: opts.real, dir: opts.qemu_dir() };
+        let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), &ssh_key, qemu));
         let mut lab = Lab {
             api: String::new(),
             token: generate_token(),
+            ssh_key,
             cabling: cabling.clone(),
             switch: switch.clone(),
             links,
@@ -353,6 +407,12 @@ impl Lab {
         self.ctl.name()
     }
 
+    /// The command line running `remote` as root on the Pi at storage `address` with
+    /// the lab's key, from the controller's namespace (see [`ssh::ssh_argv`]).
+    pub fn ssh_argv(&self, address: &str, remote: &[&str]) -> Vec<String> {
+        ssh::ssh_argv(self.ctl.name(), &ssh::identity(&self.opts.state_dir), address, remote)
+    }
+
     /// Runs `task` inside the controller's namespace (for a client of the switch, say:
     /// its sockets stay there), and waits for it.
     pub async fn in_controller_netns<F>(&self, task: F) -> Result<F::Output, LabError>
@@ -399,19 +459,23 @@ impl Lab {
         self.wait_job(job.id.as_str(), limit).await
     }
 
-    /// Starts a reinstall of every ready Pi of the shelf with `image`; returns the jobs.
+    /// Starts a reinstall of every ready Pi of the shelf with `image` ([`REAL_IMAGE`] on
+    /// the QEMU Pis); returns the jobs.
     pub async fn deploy_all(&self, image: &str) -> Result<Vec<Job>, LabError> {
         let mut jobs = Vec::new();
         for pi in self.pis().await? {
             if pi.state == PiState::Ready {
+                let real = pi.port.is_some_and(|port| self.cabling.qemu_slots().holds(port));
+                let image = if real { REAL_IMAGE } else { image };
                 jobs.push(self.reimage(pi.id.as_str(), image).await?);
             }
         }
         Ok(jobs)
     }
 
+    /// Starts a reinstall of `pi` with `image` and the lab's SSH key.
     pub async fn reimage(&self, pi: &str, image: &str) -> Result<Job, LabError> {
-        let body = json!({ "image": image, "ssh_keys": [LAB_KEY] });
+        let body = json!({ "image": image, "ssh_keys": [self.ssh_key] });
         self.request(reqwest::Method::POST, &format!("/v1/pis/{pi}/reimage"), Some(body), &[202])
             .await
     }
@@ -557,10 +621,32 @@ async fn prepare_images(state_dir: &Path) -> Result<Vec<Base>, LabError> {
     .map_err(LabError::Images)
 }
 
-/// Removes what a lab with `prefix` left behind: the controller and Pi namespaces,
-/// storage links, and the NFS server recorded under `state_dir`. Safe to run when nothing
-/// is left.
+/// [`REAL_IMAGE`] from the build cache at `cache` (built there on a miss, which takes
+/// minutes), copied into the lab's store (`cp -a --reflink=auto`, kept across labs).
+async fn prepare_real_base(cache: &Path, state_dir: &Path) -> Result<Base, LabError> {
+    let (cache, dir) = (cache.to_path_buf(), state_dir.join("images"));
+    tokio::task::spawn_blocking(move || {
+        let catalogue = Catalogue::builtin()?;
+        let recipe = catalogue.get(REAL_IMAGE)?;
+        let cache = ImageStore::open(&cache, &SystemRunner)?;
+        tracing::info!(image = REAL_IMAGE, cache = %cache.dir().display(), "taking the real base from the build cache");
+        let base = bramble_images::build_cached(recipe, &cache, &NoProgress)?;
+        ImageStore::open(&dir, &SystemRunner)?.import(&base, &SystemRunner)
+    })
+    .await
+    .map_err(|e| LabError::Setup(e.to_string()))?
+    .map_err(LabError::Images)
+}
+
+/// Removes what a lab with `prefix` left behind: the QEMU Pis, the controller and Pi
+/// namespaces, storage links, and the NFS server recorded under `state_dir`. Safe to run
+/// when nothing is left.
 pub fn cleanup(prefix: &str, state_dir: &Path) {
+    if let Ok(dirs) = std::fs::read_dir(state_dir.join("qemu")) {
+        for dir in dirs.filter_map(Result::ok) {
+            bramble_lab::qemupi::cleanup_stale(&dir.path());
+        }
+    }
     bramble_lab::ganesha::cleanup_stale(&state_dir.join("ganesha"));
     let controller = controller_netns(prefix);
     let owned = |name: &str| {

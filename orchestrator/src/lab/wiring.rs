@@ -1,16 +1,19 @@
-//! The lab's cabling: which simulated Pi sits behind which switch port, and the task
-//! that follows the virtual switch's PoE so a Pi loses power when its port goes off and
-//! boots again when it comes back.
+//! The lab's cabling: which Pi sits behind which switch port (a simulated one, or in the
+//! first [`QemuSlots::count`] ports a QEMU Pi running a real kernel), and the task that
+//! follows the virtual switch's PoE so a Pi loses power when its port goes off and boots
+//! again when it comes back.
 //!
 //! A Pi is created the first time its port is powered, in the network namespace at the
 //! far end of its slot's storage link (made by the controller's [`VethLinks`]).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bramble_lab::VethLinks;
-use bramble_lab::pisim::{PiModel, PiSim, PiSimConfig, Serial};
+use bramble_lab::pisim::{PiModel, PiSim, PiSimConfig, PiState, Serial};
+use bramble_lab::qemupi::{QemuPi, QemuPiConfig};
 use bramble_switch::sim::{SimEvent, SimHandle};
 use tokio::sync::broadcast;
 
@@ -21,17 +24,72 @@ pub struct PiTiming {
     pub dhcp_interval: Duration,
 }
 
+/// Which ports hold QEMU Pis (ports `1..=count`) and where their state lives.
+#[derive(Debug, Clone)]
+pub struct QemuSlots {
+    pub count: u16,
+    /// `<dir>/p<port>` holds each one's boot files, console log and pid file.
+    pub dir: PathBuf,
+}
+
+impl QemuSlots {
+    /// No QEMU Pis.
+    pub fn none() -> Self {
+        QemuSlots { count: 0, dir: PathBuf::new() }
+    }
+
+    pub fn holds(&self, port: u16) -> bool {
+        (1..=self.count).contains(&port)
+    }
+
+    /// The state directory of the QEMU Pi in `port`.
+    pub fn state_dir(&self, port: u16) -> PathBuf {
+        qemu_state_dir(&self.dir, port)
+    }
+}
+
+/// The state directory of the QEMU Pi in `port` under `dir` (its console log is
+/// `console.log` in there).
+pub fn qemu_state_dir(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!("p{port}"))
+}
+
+/// The Pi in one slot.
+#[derive(Clone)]
+pub enum SlotPi {
+    Sim(Arc<PiSim>),
+    Qemu(Arc<QemuPi>),
+}
+
+impl SlotPi {
+    pub fn state(&self) -> PiState {
+        match self {
+            SlotPi::Sim(s) => s.state(),
+            SlotPi::Qemu(q) => q.state(),
+        }
+    }
+
+    async fn set_power(&self, on: bool) -> Result<(), String> {
+        match self {
+            SlotPi::Sim(s) => s.set_power(on).await.map_err(|e| bramble_report::chain(&e)),
+            SlotPi::Qemu(q) => q.set_power(on).await.map_err(|e| bramble_report::chain(&e)),
+        }
+    }
+}
+
 /// The Pis of one shelf, by port.
 pub struct Cabling {
     links: Arc<VethLinks>,
     timing: PiTiming,
     expected_key: String,
+    qemu: QemuSlots,
     /// Port → (storage VLAN, hostname the root must hold).
     ports: Mutex<BTreeMap<u16, (u16, String)>>,
-    sims: Mutex<BTreeMap<u16, Arc<PiSim>>>,
+    pis: Mutex<BTreeMap<u16, SlotPi>>,
 }
 
-/// The board in a port: the shelf mixes the three boot ROMs.
+/// The board in a simulator's port: the shelf mixes the three boot ROMs. (A QEMU Pi
+/// is always a Pi 4.)
 pub fn model_for(port: u16) -> PiModel {
     match port % 3 {
         1 => PiModel::Pi4,
@@ -46,13 +104,19 @@ pub fn serial_for(port: u16) -> Serial {
 }
 
 impl Cabling {
-    pub fn new(links: Arc<VethLinks>, timing: PiTiming, expected_key: &str) -> Self {
+    pub fn new(
+        links: Arc<VethLinks>,
+        timing: PiTiming,
+        expected_key: &str,
+        qemu: QemuSlots,
+    ) -> Self {
         Cabling {
             links,
             timing,
             expected_key: expected_key.to_string(),
+            qemu,
             ports: Mutex::new(BTreeMap::new()),
-            sims: Mutex::new(BTreeMap::new()),
+            pis: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -63,43 +127,85 @@ impl Cabling {
 
     /// The simulated Pi in `port`, once it has been powered.
     pub fn sim(&self, port: u16) -> Option<Arc<PiSim>> {
-        lock(&self.sims).get(&port).cloned()
+        match lock(&self.pis).get(&port) {
+            Some(SlotPi::Sim(s)) => Some(s.clone()),
+            _ => None,
+        }
     }
 
+    /// The simulated Pis, by port.
     pub fn sims(&self) -> BTreeMap<u16, Arc<PiSim>> {
-        lock(&self.sims).clone()
+        let pis = lock(&self.pis);
+        pis.iter()
+            .filter_map(|(port, pi)| match pi {
+                SlotPi::Sim(s) => Some((*port, s.clone())),
+                SlotPi::Qemu(_) => None,
+            })
+            .collect()
+    }
+
+    /// The QEMU Pi in `port`, once it has been powered.
+    pub fn qemu(&self, port: u16) -> Option<Arc<QemuPi>> {
+        match lock(&self.pis).get(&port) {
+            Some(SlotPi::Qemu(q)) => Some(q.clone()),
+            _ => None,
+        }
+    }
+
+    /// Every Pi powered at least once, by port.
+    pub fn pis(&self) -> BTreeMap<u16, SlotPi> {
+        lock(&self.pis).clone()
+    }
+
+    /// Which ports hold QEMU Pis.
+    pub fn qemu_slots(&self) -> &QemuSlots {
+        &self.qemu
     }
 
     /// Powers the Pi in `port` on or off, creating it on first power-on.
     pub async fn power(&self, port: u16, on: bool) {
-        let sim = match self.sim(port) {
-            Some(s) => s,
+        let existing = lock(&self.pis).get(&port).cloned();
+        let pi = match existing {
+            Some(pi) => pi,
             None if !on => return,
-            None => {
-                let Some((vlan, hostname)) = lock(&self.ports).get(&port).cloned() else {
-                    tracing::debug!(port, "PoE on an uncabled port");
-                    return;
-                };
-                let Some(netns) = self.links.pi_netns(vlan) else {
-                    tracing::warn!(
-                        port,
-                        vlan,
-                        "PoE on before the slot's storage link exists; Pi stays dark"
-                    );
-                    return;
-                };
-                let mut cfg = PiSimConfig::new(model_for(port), serial_for(port), &netns);
-                cfg.dhcp_interval = self.timing.dhcp_interval;
-                cfg.expected_hostname = hostname;
-                cfg.expected_key = self.expected_key.clone();
-                let sim = Arc::new(PiSim::new(cfg));
-                lock(&self.sims).insert(port, sim.clone());
-                sim
-            }
+            None => match self.create(port) {
+                Some(pi) => pi,
+                None => return,
+            },
         };
-        if let Err(e) = sim.set_power(on).await {
-            tracing::warn!(port, on, error = %e, "could not change the simulated Pi's power");
+        if let Err(error) = pi.set_power(on).await {
+            tracing::warn!(port, on, %error, "could not change the lab Pi's power");
         }
+    }
+
+    /// The Pi for `port`, in its slot's namespace, registered; `None` while the port is
+    /// not cabled or its storage link does not exist yet.
+    fn create(&self, port: u16) -> Option<SlotPi> {
+        let Some((vlan, hostname)) = lock(&self.ports).get(&port).cloned() else {
+            tracing::debug!(port, "PoE on an uncabled port");
+            return None;
+        };
+        let Some(netns) = self.links.pi_netns(vlan) else {
+            tracing::warn!(
+                port,
+                vlan,
+                "PoE on before the slot's storage link exists; Pi stays dark"
+            );
+            return None;
+        };
+        let pi = if self.qemu.holds(port) {
+            let mut cfg = QemuPiConfig::new(serial_for(port), &netns, self.qemu.state_dir(port));
+            cfg.pi.dhcp_interval = self.timing.dhcp_interval;
+            SlotPi::Qemu(Arc::new(QemuPi::new(cfg)))
+        } else {
+            let mut cfg = PiSimConfig::new(model_for(port), serial_for(port), &netns);
+            cfg.dhcp_interval = self.timing.dhcp_interval;
+            cfg.expected_hostname = hostname;
+            cfg.expected_key = self.expected_key.clone();
+            SlotPi::Sim(Arc::new(PiSim::new(cfg)))
+        };
+        lock(&self.pis).insert(port, pi.clone());
+        Some(pi)
     }
 
     /// Follows the switch's PoE until the switch goes away. Starts by applying the
@@ -128,11 +234,11 @@ impl Cabling {
         }
     }
 
-    /// Powers every Pi off (link down), for shutting the lab down.
+    /// Powers every Pi off (link down, QEMU killed), for shutting the lab down.
     pub async fn unplug_all(&self) {
-        for (port, sim) in self.sims() {
-            if let Err(e) = sim.set_power(false).await {
-                tracing::debug!(port, error = %e, "power off at lab shutdown");
+        for (port, pi) in self.pis() {
+            if let Err(error) = pi.set_power(false).await {
+                tracing::debug!(port, %error, "power off at lab shutdown");
             }
         }
     }
