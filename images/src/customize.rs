@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::beneath;
 use crate::cmd::{CommandLine, CommandRunner};
 use crate::error::{ImagesError, Result};
 use crate::fsutil::{remove_tree, write_file};
-use crate::keys::AuthorizedKey;
+use crate::keys::{AuthorizedKey, KeyFingerprint};
 use crate::manifest::Manifest;
 use crate::network::{self, PublicNetwork};
 use crate::recipe::NetworkStyle;
@@ -179,9 +180,12 @@ pub fn render_hosts(id: &PiIdentity) -> String {
     )
 }
 
+/// Where a root keeps its SSH host keys, relative to the root.
+const HOST_KEY_DIR: &str = "etc/ssh";
+
 /// The ssh-keygen command creating one host key of `kind` inside `root`.
 pub fn host_key_command(root: &Path, kind: HostKeyType, hostname: &str) -> CommandLine {
-    let file = root.join("etc/ssh").join(format!("ssh_host_{}_key", kind.name()));
+    let file = root.join(HOST_KEY_DIR).join(format!("ssh_host_{}_key", kind.name()));
     let mut cmd = CommandLine::new("ssh-keygen")
         .args(["-q", "-t", kind.name(), "-N", "", "-C"])
         .arg(format!("root@{hostname}"));
@@ -197,7 +201,7 @@ fn generate_host_keys(
     hostname: &str,
     kinds: &[HostKeyType],
 ) -> Result<()> {
-    let ssh = root.join("etc/ssh");
+    let ssh = root.join(HOST_KEY_DIR);
     std::fs::create_dir_all(&ssh).map_err(|e| ImagesError::io("creating directory", &ssh, e))?;
     // Whatever the base or an earlier customisation left, no key survives.
     crate::build::nfsroot::strip_identity(root)?;
@@ -205,6 +209,49 @@ fn generate_host_keys(
         runner.run(&host_key_command(root, *kind, hostname))?;
     }
     Ok(())
+}
+
+/// The fingerprints of the SSH host keys in `root`, read from its
+/// `etc/ssh/ssh_host_*_key.pub` files (so what is reported is what is on disk), in file
+/// name order. A root without `etc/ssh` has none. The root is its Pi's: a file that is
+/// not a small regular public key, or a path through a symlink, is left out and logged.
+pub fn host_key_fingerprints(root: &Path) -> Result<Vec<KeyFingerprint>> {
+    const MAX: u64 = 16 * 1024;
+    let rel = Path::new(HOST_KEY_DIR);
+    let dir = match beneath::open_dir(root, rel) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if beneath::is_escape(&e) => {
+            tracing::warn!(root = %root.display(), "etc/ssh is reached through a symlink; no host keys read");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(ImagesError::io("opening", root.join(rel), e)),
+    };
+    let names =
+        beneath::file_names(&dir).map_err(|e| ImagesError::io("listing", root.join(rel), e))?;
+    let mut found = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("ssh_host_") && n.ends_with("_key.pub")) {
+        let path = root.join(rel).join(name);
+        let text = match beneath::read_small_at(&dir, Path::new(name), MAX) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => {
+                tracing::warn!(file = %path.display(), "host key is not a small regular file; left out");
+                continue;
+            }
+            Err(e) if beneath::is_escape(&e) => {
+                tracing::warn!(file = %path.display(), "host key is a symlink; left out");
+                continue;
+            }
+            Err(e) => return Err(ImagesError::io("reading", path, e)),
+        };
+        match KeyFingerprint::of_line(&text) {
+            Ok(fp) => found.push(fp),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "host key unreadable; left out")
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn enable_networkd(root: &Path) -> Result<()> {

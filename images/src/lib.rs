@@ -2,6 +2,7 @@
 //! immutable versioned bases, per-Pi root provisioning (btrfs snapshot, reflink, copy)
 //! with atomic swaps, per-Pi customisation, and NFS exports (kernel exportfs, nfs-ganesha).
 
+mod beneath;
 pub mod build;
 pub mod catalogue;
 pub mod cmd;
@@ -20,8 +21,9 @@ pub mod store;
 pub use build::{BuildProgress, BuildStage, NoProgress, build, build_cached};
 pub use catalogue::Catalogue;
 pub use cmd::{CommandLine, CommandRunner, RecordingRunner, SystemRunner};
-pub use customize::{PiIdentity, PiName};
+pub use customize::{PiIdentity, PiName, host_key_fingerprints};
 pub use error::{ImagesError, Result};
+pub use keys::KeyFingerprint;
 pub use manifest::Manifest;
 pub use nfs::{Export, NfsExporter};
 pub use provision::strategy::Strategy;

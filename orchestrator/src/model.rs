@@ -60,8 +60,32 @@ pub struct Pi {
     pub power: PowerState,
     pub storage_ip: Option<String>,
     pub public_ipv6: Option<String>,
+    /// The SSH host keys of the Pi's live root, as written when it was last reinstalled:
+    /// compare them with what `ssh` shows on the first connection. Empty for a Pi never
+    /// reinstalled. A reinstall that fails before its new system is in place keeps the
+    /// old system and these keys.
+    pub ssh_host_keys: Vec<SshHostKey>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// One SSH host key of a Pi: its type and its fingerprint, exactly as
+/// `ssh-keygen -l -E sha256` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SshHostKey {
+    /// `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`, ...
+    #[serde(rename = "type")]
+    #[schema(example = "ssh-ed25519")]
+    pub key_type: String,
+    /// `SHA256:` and the unpadded base64 of the key's SHA-256.
+    #[schema(example = "SHA256:Ai4nCJskByMP9126JkWnSdTYQ3Xd3zdHts0y1E1dZSs")]
+    pub fingerprint: String,
+}
+
+impl From<bramble_images::KeyFingerprint> for SshHostKey {
+    fn from(k: bramble_images::KeyFingerprint) -> Self {
+        SshHostKey { key_type: k.key_type, fingerprint: k.fingerprint }
+    }
 }
 
 /// A job: a power action, reboot, reimage or shelf racking.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use bramble::model::SshHostKey;
 use bramble::testing::{app_state, test_databases};
 use common::{Api, KEY, assert_problem};
 use serde_json::json;
@@ -87,6 +88,53 @@ async fn customers_see_and_touch_only_their_own_pis() {
         }
         // The operator sees both Pis.
         assert_eq!(api.get("/v1/pis", op).await.body["items"].as_array().unwrap().len(), 2);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
+async fn a_pis_ssh_host_keys_are_shown_to_its_owner_as_recorded() {
+    async fn case(api: Api, op: &str, s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-k", 1, &["alice", "bob"]).await;
+        let (alice_pi, bob_pi) = (&pis[0], &pis[1]);
+        let alice = api.customer_token(op, "alice").await;
+        // Never reinstalled: no keys, and the field is there, as an empty list.
+        let r = api.get(&format!("/v1/pis/{alice_pi}"), &alice).await;
+        assert_eq!(r.body["ssh_host_keys"], json!([]), "{:?}", r.body);
+
+        // What the reimage job records of the live root is what the API shows.
+        let keys = vec![
+            SshHostKey {
+                key_type: "ssh-ed25519".into(),
+                fingerprint: "SHA256:uZ3oMIn0ZHAXcvx9Z/IuBbsfgNcGHzCy6yJm9WVVxUY".into(),
+            },
+            SshHostKey {
+                key_type: "ssh-rsa".into(),
+                fingerprint: "SHA256:9r2mf4BmRVVDqZoQ+5N6KXIuJwA8GvQ7lEJtJgZzPuk".into(),
+            },
+        ];
+        let id = bramble::ids::PiId(alice_pi.clone());
+        s.db.set_pi_root(&id, Some("debian-bookworm-armhf"), &keys).await.unwrap();
+        let want = json!([
+            {"type": "ssh-ed25519", "fingerprint": keys[0].fingerprint},
+            {"type": "ssh-rsa", "fingerprint": keys[1].fingerprint},
+        ]);
+        let r = api.get(&format!("/v1/pis/{alice_pi}"), &alice).await;
+        assert_eq!(
+            (r.body["ssh_host_keys"].clone(), r.body["image"].clone()),
+            (want.clone(), json!("debian-bookworm-armhf"))
+        );
+        let list = api.get("/v1/pis", &alice).await;
+        assert_eq!(list.body["items"].as_array().unwrap().len(), 1, "{:?}", list.body);
+        assert_eq!(list.body["items"][0]["ssh_host_keys"], want);
+        // Bob's Pi stays keyless and invisible to alice; the operator sees both.
+        assert_problem(&api.get(&format!("/v1/pis/{bob_pi}"), &alice).await, 404, "not_found");
+        let all = api.get("/v1/pis", op).await;
+        let keys_of = |id: &str| {
+            let items = all.body["items"].as_array().unwrap();
+            items.iter().find(|p| p["id"] == id).unwrap()["ssh_host_keys"].clone()
+        };
+        assert_eq!((keys_of(alice_pi), keys_of(bob_pi)), (want, json!([])));
     }
     each_backend!(case);
 }

@@ -172,6 +172,24 @@ pub fn root_marker(lab: &Lab, pi: &str) -> Value {
     serde_json::from_str(&text).expect("root marker")
 }
 
+/// The SSH host keys of a Pi's live root on disk, as the API shows them: for every
+/// `etc/ssh/ssh_host_*_key.pub` (the shell's glob), the key type its line starts with and
+/// the fingerprint the real `ssh-keygen -l -E sha256 -f` prints.
+pub fn live_host_keys(lab: &Lab, pi: &str) -> Value {
+    let root = lab.opts.state_dir.join("images/roots").join(pi);
+    let script = "export LC_ALL=C; for f in \"$1\"/etc/ssh/ssh_host_*_key.pub; do \
+                  printf '%s ' \"$(cut -d' ' -f1 \"$f\")\"; ssh-keygen -l -E sha256 -f \"$f\" | cut -d' ' -f2; done";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&root)
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "ssh-keygen -lf of {}: {out:?}", root.display());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let keys = text.lines().filter_map(|l| l.split_once(' '));
+    keys.map(|(t, fp)| json!({ "type": t, "fingerprint": fp })).collect()
+}
+
 /// Leftovers of an unfinished reimage next to a Pi's root.
 pub fn leftovers(lab: &Lab, pi: &str) -> Vec<String> {
     let roots = lab.opts.state_dir.join("images/roots");

@@ -218,7 +218,69 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
             (Some("deployed"), Some(image)),
             "after a crash at {at:?}"
         );
+        // The host keys shown are the live root's, whichever root the resumed job kept.
+        assert_eq!(p["ssh_host_keys"], shelf::live_host_keys(&lab, &pi), "after a crash at {at:?}");
     }
+    lab.down().await;
+}
+
+/// `GET path` with a customer's token: the status and the JSON body (`null` if none).
+async fn get_as(lab: &bramble::lab::Lab, token: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", lab.api))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reinstall_shows_its_owner_the_host_keys_of_the_new_root() {
+    let _one = shelf::serial().await;
+    let lab = shelf::racked(shelf::options(2, 6, 's')).await;
+    let pis = shelf::pi_ports(&lab).await;
+    let (pi, other) = (pis[0].0.clone(), pis[1].0.clone());
+    shelf::assign(&lab, &pi, "cust-ann").await;
+    shelf::assign(&lab, &other, "cust-ben").await;
+    let ann = shelf::customer_token(&lab, "cust-ann").await;
+    let ben = shelf::customer_token(&lab, "cust-ben").await;
+    let pi_path = format!("/v1/pis/{pi}");
+    // Racked, never reinstalled: no root, no keys.
+    let (status, shown) = get_as(&lab, &ann, &pi_path).await;
+    assert_eq!((status, &shown["ssh_host_keys"]), (200, &json!([])), "{shown}");
+
+    let mut seen = Vec::new();
+    for (image, _) in bramble::lab::LAB_IMAGES {
+        let r = reqwest::Client::new()
+            .post(format!("{}{pi_path}/reimage", lab.api))
+            .bearer_auth(&ann)
+            .json(&json!({ "image": image, "ssh_keys": [bramble::lab::LAB_KEY] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let job: Value = r.json().await.unwrap();
+        let done =
+            lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
+        assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+        let keys = get_as(&lab, &ann, &pi_path).await.1["ssh_host_keys"].clone();
+        assert_eq!(keys, shelf::live_host_keys(&lab, &pi), "after reinstalling {image}");
+        let types: Vec<&str> =
+            keys.as_array().unwrap().iter().map(|k| k["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["ssh-ed25519", "ssh-rsa"], "{keys}");
+        seen.push(keys);
+    }
+    for (old, new) in seen[0].as_array().unwrap().iter().zip(seen[1].as_array().unwrap()) {
+        assert_ne!(old["fingerprint"], new["fingerprint"], "a reinstall renews every host key");
+    }
+    // Her list shows the same keys; the other customer cannot see her Pi at all, and his
+    // own never-reinstalled Pi has none.
+    let (_, list) = get_as(&lab, &ann, "/v1/pis").await;
+    assert_eq!(list["items"][0]["ssh_host_keys"], seen[1], "{list}");
+    assert_eq!(get_as(&lab, &ben, &pi_path).await.0, 404);
+    let (status, his) = get_as(&lab, &ben, &format!("/v1/pis/{other}")).await;
+    assert_eq!((status, &his["ssh_host_keys"]), (200, &json!([])), "{his}");
     lab.down().await;
 }
 

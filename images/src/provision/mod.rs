@@ -278,23 +278,11 @@ pub fn boot_subdir(marker: Option<&RootMarker>, bases: &[Base]) -> String {
 }
 
 /// The marker of the root at `root`, if it has a readable one. The root belongs to its
-/// Pi, which may have replaced the marker with anything: only a small regular file that
-/// is not a symlink is read, and opening never blocks (a FIFO).
+/// Pi, which may have replaced the marker (or a directory above it) with anything: only a
+/// small regular file reached without symlinks is read, and opening never blocks (a FIFO).
 pub fn read_marker(root: &Path) -> Option<RootMarker> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     const MAX: u64 = 16 * 1024;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(root.join(MARKER))
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX {
-        return None;
-    }
-    let mut text = Vec::new();
-    file.take(MAX).read_to_end(&mut text).ok()?;
+    let text = crate::beneath::read_small(root, Path::new(MARKER), MAX).ok()??;
     serde_json::from_slice(&text).ok()
 }
 

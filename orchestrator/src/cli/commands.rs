@@ -161,6 +161,14 @@ fn pi_cells(p: &Pi) -> [(&'static str, String); 13] {
     ]
 }
 
+/// One line per SSH host key of a Pi (`<type> <fingerprint>`), or `-` without any.
+fn host_key_lines(p: &Pi) -> Vec<String> {
+    if p.ssh_host_keys.is_empty() {
+        return vec!["-".into()];
+    }
+    p.ssh_host_keys.iter().map(|k| format!("{} {}", k.key_type, k.fingerprint)).collect()
+}
+
 /// The named cells of a Pi, in the order of `keys`.
 fn pi_row(p: &Pi, keys: &[&str]) -> Vec<String> {
     let cells = pi_cells(p);
@@ -217,6 +225,9 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                 ];
                 for (k, v) in keys.iter().zip(pi_row(&p, &keys)) {
                     line(format_args!("{k:<12} {v}"))?;
+                }
+                for v in host_key_lines(&p) {
+                    line(format_args!("{:<12} {v}", "host_key"))?;
                 }
                 line("")?;
                 let rows = ev

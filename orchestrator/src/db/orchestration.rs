@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{Db, DbError, get_i64, get_opt_str, get_str, get_u16};
 use crate::ids::{JobId, PiId, ShelfId, SlotId, SwitchId};
+use crate::model::SshHostKey;
 use crate::time::now_millis;
 
 /// A slot with everything needed to act on it.
@@ -136,10 +137,18 @@ impl Db {
         Ok(ev)
     }
 
-    /// Records which image a Pi's root holds now.
-    pub async fn set_pi_image(&self, pi: &PiId, image: Option<&str>) -> Result<(), DbError> {
-        self.q("UPDATE pis SET image = $1, updated_at = $2 WHERE id = $3")
+    /// Records what a Pi's live root holds now: its image and the fingerprints of its SSH
+    /// host keys, in one statement.
+    pub async fn set_pi_root(
+        &self,
+        pi: &PiId,
+        image: Option<&str>,
+        ssh_host_keys: &[SshHostKey],
+    ) -> Result<(), DbError> {
+        let keys = serde_json::to_string(ssh_host_keys).unwrap_or_else(|_| "[]".into());
+        self.q("UPDATE pis SET image = $1, ssh_host_keys = $2, updated_at = $3 WHERE id = $4")
             .bind(image.map(str::to_string))
+            .bind(keys)
             .bind(now_millis())
             .bind(pi.0.clone())
             .execute(self.pool())

@@ -7,11 +7,11 @@ use super::events::NewEvent;
 use super::{Db, DbError, Page, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str};
 use crate::ids::{CustomerId, PiId, SlotId};
 use crate::lifecycle::PiState;
-use crate::model::{Pi, PowerState};
+use crate::model::{Pi, PowerState, SshHostKey};
 use crate::time::now_millis;
 
 const SELECT: &str = "SELECT p.id, p.serial, p.mac, p.model, p.slot_id, p.owner, p.image, p.state, \
-    p.failed_step, p.power, p.created_at, p.updated_at, s.port, s.pi_ip, s.public_ipv6, sh.name AS shelf_name \
+    p.failed_step, p.power, p.ssh_host_keys, p.created_at, p.updated_at, s.port, s.pi_ip, s.public_ipv6, sh.name AS shelf_name \
     FROM pis p LEFT JOIN slots s ON s.id = p.slot_id LEFT JOIN shelves sh ON sh.id = s.shelf_id";
 
 /// Which Pis to list. `visible_to` restricts to one customer's Pis (customer tokens).
@@ -209,7 +209,15 @@ fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {
         power: PowerState::parse(&get_str(row, "power")?),
         storage_ip: get_opt_str(row, "pi_ip")?,
         public_ipv6: get_opt_str(row, "public_ipv6")?,
+        ssh_host_keys: host_keys_from_row(row)?,
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
     })
+}
+
+/// The `ssh_host_keys` JSON column.
+fn host_keys_from_row(row: &AnyRow) -> Result<Vec<SshHostKey>, DbError> {
+    let text = get_str(row, "ssh_host_keys")?;
+    serde_json::from_str(&text)
+        .map_err(|_| DbError::Corrupt { column: "pis.ssh_host_keys", value: text })
 }

@@ -6,11 +6,19 @@
 //! **Invariant:** the live root is only ever replaced whole: a crash anywhere leaves the
 //! old root or the new one, never a mix; the step re-run after a restart finishes or
 //! redoes the swap from the image store's journal.
+//!
+//! **Invariant:** the Pi's `image` and `ssh_host_keys` describe its live root. The
+//! provision step writes them after the swap, with the fingerprints read back from the
+//! live root's `etc/ssh/ssh_host_*_key.pub`, and a re-run of the step rewrites them from
+//! the root then live. A reinstall that fails before the swap leaves the old root live,
+//! and with it the old image and keys; one that fails after it (export, boot files, boot)
+//! leaves the new root live, whose keys are already recorded. If the keys cannot be read
+//! back after the swap, the Pi shows none (the step fails) rather than the old root's.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bramble_images::{ImagesError, PiIdentity, PiName, Roots};
+use bramble_images::{ImagesError, PiIdentity, PiName, Roots, host_key_fingerprints};
 use bramble_netboot::bootfiles::{named_boot_files, render_cmdline, render_config};
 use bramble_netboot::hw::PiSerial;
 use serde::Deserialize;
@@ -22,7 +30,7 @@ use super::power::unknown_step;
 use super::runner::{Executor, StepError};
 use crate::bootplan::BootPlan;
 use crate::db::events::NewEvent;
-use crate::model::{Job, Pi};
+use crate::model::{Job, Pi, SshHostKey};
 use bramble_report::chain;
 
 /// What a reimage request carries (validated by the API before the job exists).
@@ -59,17 +67,22 @@ impl ReimageExecutor {
         };
         let image = params.image.clone();
         let done = self.hw.db.job_result(&job.id).await?;
-        let root = blocking(move || {
+        let (root, keys) = blocking(move || {
             let base = images.store.latest(&image)?;
             let roots = Roots::new(&images.store, images.runner.as_ref());
-            // Already provisioned by this job before a restart: keep that root.
-            if let (Some(done), Some(live)) = (done, roots.get(&name)?)
-                && done["provisioned"]["version"] == json!(live.version)
-                && live.image == image
-            {
-                return Ok(live);
-            }
-            roots.reimage(&name, &base, &identity)
+            let root = match (done, roots.get(&name)?) {
+                // Already provisioned by this job before a restart: keep that root.
+                (Some(done), Some(live))
+                    if done["provisioned"]["version"] == json!(live.version)
+                        && live.image == image =>
+                {
+                    live
+                }
+                _ => roots.reimage(&name, &base, &identity)?,
+            };
+            // From the live root on disk, never from memory: a re-run reports the same.
+            let keys = host_key_fingerprints(&root.path);
+            Ok((root, keys))
         })
         .await
         .map_err(|e| images_error(e, "prepare the new system"))?;
@@ -80,7 +93,15 @@ impl ReimageExecutor {
                 &json!({ "provisioned": { "image": root.image, "version": root.version } }),
             )
             .await?;
-        self.hw.db.set_pi_image(&t.pi.id, Some(&params.image)).await?;
+        let keys: Vec<SshHostKey> = match keys {
+            Ok(keys) => keys.into_iter().map(SshHostKey::from).collect(),
+            Err(e) => {
+                // The new root is live but its keys are unknown: show none, not the old.
+                self.hw.db.set_pi_root(&t.pi.id, Some(&params.image), &[]).await?;
+                return Err(images_error(e, "read the new system's SSH host keys"));
+            }
+        };
+        self.hw.db.set_pi_root(&t.pi.id, Some(&params.image), &keys).await?;
         let e = NewEvent::new(
             "root.provisioned",
             "controller",
@@ -88,7 +109,8 @@ impl ReimageExecutor {
         )
         .pi(&t.pi.id)
         .job(&job.id)
-        .customer(t.pi.owner.as_ref());
+        .customer(t.pi.owner.as_ref())
+        .data(json!({ "ssh_host_keys": keys }));
         self.hw.db.append_event(&e).await?;
         Ok(())
     }
