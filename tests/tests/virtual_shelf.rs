@@ -255,7 +255,7 @@ async fn a_reinstall_shows_its_owner_the_host_keys_of_the_new_root() {
         let r = reqwest::Client::new()
             .post(format!("{}{pi_path}/reimage", lab.api))
             .bearer_auth(&ann)
-            .json(&json!({ "image": image, "ssh_keys": [bramble::lab::LAB_KEY] }))
+            .json(&json!({ "image": image, "ssh_keys": [lab.ssh_key] }))
             .send()
             .await
             .unwrap();
