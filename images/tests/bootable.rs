@@ -51,7 +51,9 @@ fn bookworm_arm64_base_boots_without_an_sd_card() {
         .expect("list initramfs");
     assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
     let files = String::from_utf8_lossy(&listing.stdout);
-    for module in ["smsc95xx.ko", "lan78xx.ko", "genet.ko", "virtio_net.ko", "nfsv3.ko"] {
+    for module in
+        ["smsc95xx.ko", "lan78xx.ko", "genet.ko", "virtio_mmio.ko", "virtio_net.ko", "nfsv3.ko"]
+    {
         assert!(files.lines().any(|l| l.ends_with(module)), "{module} is not in the initramfs");
     }
     for tool in ["usr/bin/ipconfig", "usr/bin/nfsmount", "scripts/nfs"] {

@@ -43,6 +43,9 @@ pub struct BootPlan {
     pub root: PathBuf,
     /// The directory of `root` the TFTP server serves (`boot` or `boot/firmware`).
     pub boot_dir: PathBuf,
+    /// `console=` arguments from the root's base manifest (its recipe's consoles); empty
+    /// when unknown, and then the image's own `cmdline.txt` decides.
+    pub console: Vec<String>,
 }
 
 impl BootPlan {
@@ -53,7 +56,7 @@ impl BootPlan {
             pi: self.pi,
             netmask: self.netmask,
             nfs_export: self.nfs_path.clone(),
-            console: Vec::new(),
+            console: self.console.clone(),
             extra_args: Vec::new(),
             config_additions: Vec::new(),
         }
@@ -101,6 +104,7 @@ pub fn plan(
         boot_dir: root.join(boot_subdir),
         export,
         root,
+        console: Vec::new(),
     })
 }
 
@@ -134,17 +138,17 @@ impl BootPlanner {
         pi: &PiId,
     ) -> Result<BootPlan, BootPlanError> {
         let root = self.roots_dir.join(pi.as_str());
-        let subdir = self.boot_subdir(&root);
-        plan(controller, pi_ip, pi, &self.roots_dir, &subdir, |e| match &self.exporter {
-            Some(x) => x.mount_path(e),
-            None => e.pseudo_path(),
-        })
-    }
-
-    fn boot_subdir(&self, root: &std::path::Path) -> String {
-        let marker = read_marker(root);
+        let marker = read_marker(&root);
         let base = marker.as_ref().and_then(|m| self.base(&m.image, &m.version));
-        boot_subdir(marker.as_ref(), base.as_deref().map(std::slice::from_ref).unwrap_or(&[]))
+        let subdir =
+            boot_subdir(marker.as_ref(), base.as_deref().map(std::slice::from_ref).unwrap_or(&[]));
+        let mut plan =
+            plan(controller, pi_ip, pi, &self.roots_dir, &subdir, |e| match &self.exporter {
+                Some(x) => x.mount_path(e),
+                None => e.pseudo_path(),
+            })?;
+        plan.console = base.map(|b| b.manifest.console_args.clone()).unwrap_or_default();
+        Ok(plan)
     }
 
     fn base(&self, image: &str, version: &str) -> Option<Arc<Base>> {
@@ -233,13 +237,14 @@ mod tests {
     }
 
     #[test]
-    fn the_boot_dir_is_the_one_the_roots_base_names() {
+    fn the_boot_dir_and_consoles_are_the_ones_the_roots_base_names() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ImageStore::open(dir.path(), &RecordingRunner::default()).expect("store");
         let manifest = serde_json::json!({
             "image": "deb", "version": "1", "recipe_hash": "h", "suite": "bookworm",
             "arch": "arm64", "boot_dir": "boot/firmware", "network": "systemd-networkd",
-            "console_args": [], "packages": [], "size_bytes": 0, "file_count": 0,
+            "console_args": ["console=ttyS1,115200", "console=tty1"], "packages": [],
+            "size_bytes": 0, "file_count": 0,
             "tree_sha256": "", "built_at_unix": 0, "build_seconds": 0.0,
         });
         let base = dir.path().join("bases/deb/1");
@@ -260,6 +265,9 @@ mod tests {
         assert_eq!(boot("pi-1"), store.roots_dir().join("pi-1/boot/firmware"), "cached");
         assert_eq!(boot("pi-2"), store.roots_dir().join("pi-2/boot"), "not a registered base");
         assert_eq!(boot("pi-3"), store.roots_dir().join("pi-3/boot"), "no marker");
+        let console = |pi: &str| planner.plan(CTL, PI, &PiId(pi.into())).expect("plan").console;
+        assert_eq!(console("pi-1"), ["console=ttyS1,115200", "console=tty1"]);
+        assert!(console("pi-3").is_empty(), "unknown base: the image's cmdline.txt decides");
     }
 
     #[test]

@@ -241,7 +241,7 @@ mod tests {
         let r = recipe("debian-bookworm-arm64");
         let files = initramfs_files(&r.boot);
         let hook = &files.iter().find(|(p, ..)| *p == INITRAMFS_HOOK).expect("hook").1;
-        for m in ["smsc95xx", "lan78xx", "genet", "virtio_net", "nfsv3"] {
+        for m in ["smsc95xx", "lan78xx", "genet", "virtio_mmio", "virtio_net", "nfsv3"] {
             assert!(hook.contains(&format!("force_load {m}\n")), "{m} missing from\n{hook}");
         }
         let conf = &files.iter().find(|(p, ..)| *p == INITRAMFS_CONF).expect("conf").1;

@@ -107,6 +107,9 @@ pub struct LabOptions {
     pub real: u16,
     /// The image build cache [`REAL_IMAGE`] comes from when `real` > 0.
     pub image_cache: PathBuf,
+    /// QEMU Pis (by port) whose kernel takes its address from the controller's DHCP
+    /// (`ip=dhcp` after the generated static `ip=`; the last one counts).
+    pub real_dhcp: Vec<u16>,
 }
 
 impl LabOptions {
@@ -124,6 +127,7 @@ impl LabOptions {
             deploy: Some(LAB_IMAGES[0].0.into()),
             real: 0,
             image_cache: default_image_cache(),
+            real_dhcp: Vec::new(),
         }
     }
 
@@ -264,7 +268,8 @@ impl Lab {
             }
         });
         let links = Arc::new(VethLinks::in_netns(&opts.prefix, ctl.name()));
-        let qemu = QemuSlots { count: opts.real, dir: opts.qemu_dir() };
+        let qemu =
+            QemuSlots { count: opts.real, dir: opts.qemu_dir(), dhcp: opts.real_dhcp.clone() };
         let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), &ssh_key, qemu));
         let mut lab = Lab {
             api: String::new(),

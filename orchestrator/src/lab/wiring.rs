@@ -30,12 +30,14 @@ pub struct QemuSlots {
     pub count: u16,
     /// `<dir>/p<port>` holds each one's boot files, console log and pid file.
     pub dir: PathBuf,
+    /// Ports whose kernel is told `ip=dhcp`.
+    pub dhcp: Vec<u16>,
 }
 
 impl QemuSlots {
     /// No QEMU Pis.
     pub fn none() -> Self {
-        QemuSlots { count: 0, dir: PathBuf::new() }
+        QemuSlots { count: 0, dir: PathBuf::new(), dhcp: Vec::new() }
     }
 
     pub fn holds(&self, port: u16) -> bool {
@@ -196,6 +198,9 @@ impl Cabling {
         let pi = if self.qemu.holds(port) {
             let mut cfg = QemuPiConfig::new(serial_for(port), &netns, self.qemu.state_dir(port));
             cfg.pi.dhcp_interval = self.timing.dhcp_interval;
+            if self.qemu.dhcp.contains(&port) {
+                cfg.extra_args.push("ip=dhcp".into());
+            }
             SlotPi::Qemu(Arc::new(QemuPi::new(cfg)))
         } else {
             let mut cfg = PiSimConfig::new(model_for(port), serial_for(port), &netns);
