@@ -6,12 +6,12 @@
 #   scripts/install-deps.sh test   run and real, plus the real peers and anchors the tests drive
 set -euo pipefail
 
+run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps util-linux
+  openssh-client ca-certificates)
 # QEMU Pis (`lab up --real N`) need qemu-system-arm, and the image they boot is built
 # with debootstrap, its second stage under qemu-user-static.
-run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps util-linux
-  openssh-client ca-certificates qemu-system-arm debootstrap qemu-user-static binfmt-support
-  debian-archive-keyring)
-real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support)
+real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support debian-archive-keyring
+  cpio)
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd
   btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
