@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bramble::jobs::model::JobState;
 use bramble::lab::{Lab, REAL_IMAGE};
 use bramble_lab::pisim::{Event, PiState, PiStatus};
+use bramble_lab::qemupi::QemuPi;
 use bramble_tests::shelf;
 
 /// A real kernel under TCG on a shared two-core machine: generous.
@@ -50,7 +51,7 @@ async fn a_qemu_pi_reinstalled_with_the_real_image_boots_it_and_answers_ssh() {
     println!("QEMU started: {:.1?} after the reinstall was asked for", asked.elapsed());
 
     let address = lab.pis().await.expect("pis")[0].storage_ip.clone().expect("storage address");
-    let answer = ssh_until_answered(&lab, &address, &console).await;
+    let answer = ssh_until_answered(&lab, &address, &qemu).await;
     println!("SSH answering: {:.1?} after QEMU started", qemu_started.elapsed());
     let mut lines = answer.lines();
     assert_eq!(lines.next(), Some(format!("{}-p{port:02}", lab.opts.shelf).as_str()), "{answer}");
@@ -82,8 +83,10 @@ fn firmware_stage(status: &PiStatus) -> (Duration, String) {
     (started.saturating_sub(boot[0].elapsed), initramfs.to_string())
 }
 
-/// Runs `hostname; findmnt` over SSH until it answers; fails after [`SSH_LIMIT`].
-async fn ssh_until_answered(lab: &Lab, address: &str, console: &std::path::Path) -> String {
+/// Runs `hostname; findmnt` over SSH until it answers; fails after [`SSH_LIMIT`], or as
+/// soon as the machine stopped.
+async fn ssh_until_answered(lab: &Lab, address: &str, qemu: &QemuPi) -> String {
+    let console = qemu.config().console_log();
     let argv = lab.ssh_argv(address, &["hostname; findmnt -no FSTYPE,SOURCE /"]);
     let start = Instant::now();
     loop {
@@ -97,10 +100,12 @@ async fn ssh_until_answered(lab: &Lab, address: &str, console: &std::path::Path)
             return String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let state = qemu.state();
+        assert_eq!(state, PiState::Running, "the machine stopped: {stderr}\n{}", tail(&console));
         assert!(
             start.elapsed() < SSH_LIMIT,
             "no SSH after {SSH_LIMIT:?}: {stderr}\n{}",
-            tail(console)
+            tail(&console)
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
