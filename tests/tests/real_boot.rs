@@ -62,8 +62,20 @@ async fn a_qemu_pi_reinstalled_with_the_real_image_boots_it_and_answers_ssh() {
     println!("{address}: {answer}");
     let state_dir = lab.opts.state_dir.clone();
     lab.down().await;
-    // Two copies of a real root (the base and the Pi's): not worth keeping.
-    let _ = std::fs::remove_dir_all(state_dir);
+    remove_state_dir(&state_dir).await;
+}
+
+/// Two copies of a real root (the base and the Pi's), about 1.4 GB: not worth keeping.
+/// Daemons the lab stopped may still be writing their last files, so a few tries.
+async fn remove_state_dir(dir: &std::path::Path) {
+    for _ in 0..5 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => eprintln!("removing {}: {e}; trying again", dir.display()),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// From the last power-on to the kernel's start, and the initramfs path read.
