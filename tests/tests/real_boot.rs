@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bramble::jobs::model::JobState;
 use bramble::lab::{Lab, REAL_IMAGE};
 use bramble_lab::pisim::{Event, PiState, PiStatus};
+use bramble_lab::qemupi::QemuPi;
 use bramble_tests::shelf;
 use serde_json::{Value, json};
 
@@ -66,15 +67,14 @@ async fn a_customer_reinstalls_reboots_and_reinstalls_real_pis_and_logs_in_with_
         let shown = customer.pi(pi).await;
         let address = shown["storage_ip"].as_str().expect("storage address").to_string();
         let qemu = lab.cabling.qemu(*port).expect("a QEMU Pi in the slot");
-        let state = qemu.wait_for(Duration::from_secs(120), |s| *s == PiState::Running).await;
-        assert_eq!(state, PiState::Running, "{}", timeline(&qemu.status()));
+        running(&qemu).await;
         let running = Instant::now();
         let answer = customer
             .ssh_until(
                 &address,
                 "hostname; findmnt -no FSTYPE,SOURCE /; cat /etc/machine-id; \
                  cat /proc/sys/kernel/random/boot_id; cat /proc/cmdline",
-                &console_of(&lab, *port),
+                &qemu,
             )
             .await;
         println!("port {port}: SSH answering {:.1?} after its VM was running", running.elapsed());
@@ -111,12 +111,13 @@ async fn a_customer_reinstalls_reboots_and_reinstalls_real_pis_and_logs_in_with_
     let job = customer.post(&format!("/v1/pis/{}/reboot", a.pi), json!({})).await;
     let done = lab.wait_job(&job, JOB_LIMIT).await.expect("reboot job");
     assert_eq!(done.state, JobState::Succeeded, "reboot: {done:?}");
-    let console = console_of(&lab, a.port);
+    let qemu_a = lab.cabling.qemu(a.port).expect("QEMU Pi");
+    running(&qemu_a).await;
     let after = customer
         .ssh_until(
             &a.address,
             &format!("cat {MARKER}; cat /proc/sys/kernel/random/boot_id"),
-            &console,
+            &qemu_a,
         )
         .await;
     println!("reboot through the API to SSH answering: {:.1?}", rebooting.elapsed());
@@ -131,15 +132,37 @@ async fn a_customer_reinstalls_reboots_and_reinstalls_real_pis_and_logs_in_with_
     assert_eq!(done.state, JobState::Succeeded, "second reinstall: {done:?}");
     let shown = customer.pi(&a.pi).await;
     assert_eq!(shown["storage_ip"].as_str(), Some(a.address.as_str()), "same address");
+    running(&qemu_a).await;
     let gone = customer
-        .ssh_until(&a.address, &format!("test -e {MARKER} && echo present || echo gone"), &console)
+        .ssh_until(&a.address, &format!("test -e {MARKER} && echo present || echo gone"), &qemu_a)
         .await;
     println!("second reinstall to SSH answering: {:.1?}", again.elapsed());
     assert_eq!(gone, "gone", "the reinstall wiped the customer's file");
     let keys = customer.host_keys_seen(&a.address).await;
     assert_eq!(keys, api_fingerprints(&shown), "SSH sees the new host keys the API shows");
     assert!(keys.is_disjoint(&a.keys), "a reinstall makes new host keys");
+    let state_dir = lab.opts.state_dir.clone();
     lab.down().await;
+    remove_state_dir(&state_dir).await;
+}
+
+/// Three copies of a real root (the base and two Pis'), about 2 GB: not worth keeping.
+/// Daemons the lab stopped may still be writing their last files, so a few tries.
+async fn remove_state_dir(dir: &Path) {
+    for _ in 0..5 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => eprintln!("removing {}: {e}; trying again", dir.display()),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Waits until the Pi's firmware stage is over and its VM runs.
+async fn running(qemu: &QemuPi) {
+    let state = qemu.wait_for(Duration::from_secs(120), |s| *s == PiState::Running).await;
+    assert_eq!(state, PiState::Running, "{}", timeline(&qemu.status()));
 }
 
 /// What the first boot of one Pi showed.
@@ -223,17 +246,28 @@ impl<'a> Customer<'a> {
         }
     }
 
-    /// [`Customer::ssh`] until it answers; fails after [`SSH_LIMIT`].
-    async fn ssh_until(&self, address: &str, remote: &str, console: &Path) -> String {
+    /// [`Customer::ssh`] until it answers; fails after [`SSH_LIMIT`], or at once when the
+    /// QEMU Pi's machine stopped (a kernel panic: `panic=` and `-no-reboot` end the VM).
+    async fn ssh_until(&self, address: &str, remote: &str, qemu: &QemuPi) -> String {
+        let console = qemu.config().console_log();
         let start = Instant::now();
         loop {
             match self.ssh(address, remote).await {
                 Ok(answer) => return answer,
-                Err(e) => assert!(
-                    start.elapsed() < SSH_LIMIT,
-                    "no SSH after {SSH_LIMIT:?}: {e}\n{}",
-                    tail(console)
-                ),
+                Err(e) => {
+                    let state = qemu.state();
+                    assert_eq!(
+                        state,
+                        PiState::Running,
+                        "the machine stopped: {e}\n{}",
+                        tail(&console)
+                    );
+                    assert!(
+                        start.elapsed() < SSH_LIMIT,
+                        "no SSH after {SSH_LIMIT:?}: {e}\n{}",
+                        tail(&console)
+                    );
+                }
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -267,9 +301,10 @@ fn api_fingerprints(pi: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The controller's address on a storage /30 (`.1`), given the Pi's (`.2`).
+/// The controller's end of a storage /30 (its first address), given the Pi's (the second).
 fn dot_one(address: &str) -> String {
-    address.rsplit_once('.').map(|(net, _)| format!("{net}.1")).unwrap_or_default()
+    let pi: std::net::Ipv4Addr = address.parse().expect("storage address");
+    std::net::Ipv4Addr::from(u32::from(pi) - 1).to_string()
 }
 
 fn console_of(lab: &Lab, port: u16) -> PathBuf {

@@ -56,7 +56,9 @@ impl QemuPiConfig {
             tap: "tap0".into(),
             cpus: 2,
             memory_mib: 1024,
-            extra_args: vec!["console=ttyAMA0".into()],
+            // panic=5: a kernel that panics reboots, and -no-reboot turns that into the
+            // VM stopping, which the lab sees at once.
+            extra_args: vec!["console=ttyAMA0".into(), "panic=5".into()],
         }
     }
 
