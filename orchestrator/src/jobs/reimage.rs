@@ -18,7 +18,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bramble_images::{ImagesError, PiIdentity, PiName, Roots, host_key_fingerprints};
+use bramble_images::{
+    ImagesError, KeyFingerprint, PiIdentity, PiName, Roots, host_key_fingerprints,
+};
 use bramble_netboot::bootfiles::{named_boot_files, render_cmdline, render_config};
 use bramble_netboot::hw::PiSerial;
 use serde::Deserialize;
@@ -93,15 +95,7 @@ impl ReimageExecutor {
                 &json!({ "provisioned": { "image": root.image, "version": root.version } }),
             )
             .await?;
-        let keys: Vec<SshHostKey> = match keys {
-            Ok(keys) => keys.into_iter().map(SshHostKey::from).collect(),
-            Err(e) => {
-                // The new root is live but its keys are unknown: show none, not the old.
-                self.hw.db.set_pi_root(&t.pi.id, Some(&params.image), &[]).await?;
-                return Err(images_error(e, "read the new system's SSH host keys"));
-            }
-        };
-        self.hw.db.set_pi_root(&t.pi.id, Some(&params.image), &keys).await?;
+        let keys = self.record_root(t, &params.image, keys).await?;
         let e = NewEvent::new(
             "root.provisioned",
             "controller",
@@ -113,6 +107,27 @@ impl ReimageExecutor {
         .data(json!({ "ssh_host_keys": keys }));
         self.hw.db.append_event(&e).await?;
         Ok(())
+    }
+
+    /// Records the live root's image and SSH host keys on the Pi. Keys that could not be
+    /// read are recorded as none, never left as the old root's, and fail the step.
+    async fn record_root(
+        &self,
+        t: &Target,
+        image: &str,
+        keys: Result<Vec<KeyFingerprint>, ImagesError>,
+    ) -> Result<Vec<SshHostKey>, StepError> {
+        match keys {
+            Ok(keys) => {
+                let keys: Vec<SshHostKey> = keys.into_iter().map(SshHostKey::from).collect();
+                self.hw.db.set_pi_root(&t.pi.id, Some(image), &keys).await?;
+                Ok(keys)
+            }
+            Err(e) => {
+                self.hw.db.set_pi_root(&t.pi.id, Some(image), &[]).await?;
+                Err(images_error(e, "read the new system's SSH host keys"))
+            }
+        }
     }
 
     async fn export(&self, t: &Target) -> Result<(), StepError> {
