@@ -89,7 +89,7 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
         );
     }
     assert!(stdout.contains("3 slots: 3 deployed"), "{stdout}");
-    assert!(stdout.contains("simulated Pis: 3 booted"), "{stdout}");
+    assert!(stdout.contains("lab Pis: 3 booted"), "{stdout}");
     assert!(stdout.contains("export BRAMBLE_API=http://127.0.0.1:"), "{stdout}");
     let ctl = format!("{prefix}ctl");
     assert!(stdout.contains(&format!("sudo ip netns exec {ctl} ss -lnp")), "{stdout}");
