@@ -77,6 +77,8 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
         "--state-dir",
         state,
     ]);
+    // Any failed check below still takes the lab down (the guard drops before `dir`).
+    let mut guard = DownOnDrop { state, done: false };
     let stdout = String::from_utf8_lossy(&up.stdout);
     let stderr = String::from_utf8_lossy(&up.stderr);
     let log = std::fs::read_to_string(dir.path().join("lab.log")).unwrap_or_default();
@@ -103,6 +105,7 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
     let shown = std::panic::catch_unwind(|| pi_show_prints_the_host_keys(&stdout));
 
     let down = down_anyway();
+    guard.done = true;
     if let Err(failed) = shown {
         std::panic::resume_unwind(failed);
     }
@@ -113,4 +116,19 @@ fn lab_up_shows_a_booted_shelf_and_lab_down_removes_everything() {
         Command::new("pgrep").args(["-f", &format!("{state}/ganesha")]).output().expect("pgrep");
     assert!(!ganesha.status.success(), "the lab's ganesha is still running");
     assert!(!dir.path().join("lab.pid").exists());
+}
+
+/// Runs `bramble lab down` when dropped unless the test already did, so a failed
+/// assertion never leaves a lab (its controller, ganesha, namespaces) running.
+struct DownOnDrop<'a> {
+    state: &'a str,
+    done: bool,
+}
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = bramble(&["lab", "down", "--state-dir", self.state]);
+        }
+    }
 }
