@@ -51,29 +51,26 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// The debootstrapped base from the cache (`BRAMBLE_IMAGE_CACHE`, default
 /// /var/cache/bramble/images), built on first use and keyed by recipe hash.
 pub fn cached_base() -> Base {
-    require(&["debootstrap", "qemu-arm-static", "update-binfmts", "chroot"]);
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dir =
-        std::env::var("BRAMBLE_IMAGE_CACHE").unwrap_or_else(|_| "/var/cache/bramble/images".into());
-    let store = ImageStore::open(Path::new(&dir), &SystemRunner).expect("open cache store");
-    bramble_images::build_cached(&test_recipe(), &store, &bramble_images::NoProgress)
-        .expect("build base")
+    require(&["qemu-arm-static"]);
+    cached(&test_recipe())
 }
 
 /// The catalogue's `debian-bookworm-arm64`, kernel and all, from the same cache: the base
 /// a real (QEMU) Pi boots in the end-to-end tests. Built on first use (about 6 minutes).
 pub fn bootable_base() -> Base {
-    require(&["debootstrap", "qemu-aarch64-static", "update-binfmts", "chroot"]);
+    require(&["qemu-aarch64-static"]);
+    let catalogue = Catalogue::builtin().expect("catalogue");
+    cached(catalogue.get("debian-bookworm-arm64").expect("recipe"))
+}
+
+/// `recipe`'s base from the cache, built there (one build at a time) on a miss.
+fn cached(recipe: &Recipe) -> Base {
+    require(&["debootstrap", "update-binfmts", "chroot"]);
     let _guard = BUILD_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir =
         std::env::var("BRAMBLE_IMAGE_CACHE").unwrap_or_else(|_| "/var/cache/bramble/images".into());
     let store = ImageStore::open(Path::new(&dir), &SystemRunner).expect("open cache store");
-    let recipe = Catalogue::builtin()
-        .expect("catalogue")
-        .get("debian-bookworm-arm64")
-        .expect("recipe")
-        .clone();
-    bramble_images::build_cached(&recipe, &store, &bramble_images::NoProgress).expect("build base")
+    bramble_images::build_cached(recipe, &store, &bramble_images::NoProgress).expect("build base")
 }
 
 /// A btrfs filesystem on a loop device, mounted on a temp dir; torn down on drop.
