@@ -110,6 +110,9 @@ pub struct LabOptions {
     /// QEMU Pis (by port) whose kernel takes its address from the controller's DHCP
     /// (`ip=dhcp` after the generated static `ip=`; the last one counts).
     pub real_dhcp: Vec<u16>,
+    /// The controller's database URL (`None`: SQLite in the state directory, emptied at
+    /// every start). A PostgreSQL database given here must be empty.
+    pub database: Option<String>,
 }
 
 impl LabOptions {
@@ -128,6 +131,7 @@ impl LabOptions {
             real: 0,
             image_cache: default_image_cache(),
             real_dhcp: Vec::new(),
+            database: None,
         }
     }
 
@@ -325,7 +329,7 @@ impl Lab {
             toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
         let overrides = Overrides {
             listen: Some(o.listen.to_string()),
-            database: None,
+            database: o.database.clone(),
             state_dir: Some(o.state_dir.clone()),
         };
         let config =
