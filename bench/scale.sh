@@ -39,7 +39,9 @@ has() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  cargo build --release -q -p bramble --bin bramble --example jobstorm -p bramble-loadgen
+  # One target kind per invocation: `--bin`/`--example` would limit every package named.
+  cargo build --release -q -p bramble --bin bramble --example jobstorm
+  cargo build --release -q -p bramble-loadgen
 fi
 bin=$CARGO_TARGET_DIR/release/bramble
 loadgen=$CARGO_TARGET_DIR/release/bramble-loadgen
@@ -89,7 +91,7 @@ start_pg() {
   echo bramble >"$work/pg/password"
   chown -R postgres: "$work/pg"
   runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg/data" -U bramble --pwfile="$work/pg/password" \
-    --auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$work/pg/initdb.log" ||
+    --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$work/pg/initdb.log" ||
     { cat "$work/pg/initdb.log" >&2; exit 1; }
   runuser -u postgres -- "$pg_bin/pg_ctl" start -w -D "$work/pg/data" -l "$work/pg/postgres.log" \
     -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $work/pg/socket -c max_connections=200" \
@@ -190,12 +192,13 @@ if has jobs; then
   echo "## Job throughput: $JOBS reboots of $JOB_PIS simulated Pis, all of a wave at once"
   echo "load before: $(loadavg)"
   "$jobstorm" --pis "$JOB_PIS" --jobs "$JOBS" --settle-ms "$SETTLE_MS" --label "1 x SQLite" --header
-  if [ -n "$pg_pid" ]; then
-    echo "load between: $(loadavg)"
-    PGPASSWORD=bramble "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U bramble -d postgres \
-      -c 'CREATE DATABASE jobs'
-    "$jobstorm" --pis "$JOB_PIS" --jobs "$JOBS" --settle-ms "$SETTLE_MS" --label "1 x PostgreSQL" \
-      --database "postgres://bramble:bramble@127.0.0.1:$pg_port/jobs"
-  fi
+  echo "load between: $(loadavg)"
+  if [ -z "$pg_pid" ]; then start_pg; fi
+  PGPASSWORD=bramble "$pg_bin/psql" -q -h 127.0.0.1 -p "$pg_port" -U bramble -d postgres \
+    -c 'CREATE DATABASE jobs'
+  # The lab's controller runs in a network namespace of its own, where 127.0.0.1 is not
+  # this one's: it reaches PostgreSQL by its Unix socket.
+  "$jobstorm" --pis "$JOB_PIS" --jobs "$JOBS" --settle-ms "$SETTLE_MS" --label "1 x PostgreSQL" \
+    --database "postgres://bramble:bramble@localhost:$pg_port/jobs?host=$work/pg/socket"
   echo "load after: $(loadavg)"
 fi

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bramble::jobs::model::JobState;
 use bramble::lab::{Lab, LabOptions};
-use bramble::model::{Job, Pi};
+use bramble::model::{Event as ApiEvent, Job, Pi};
 use bramble_lab::pisim::{Event, PiState, PiStatus};
 use common::BoxError;
 
@@ -74,9 +74,10 @@ fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The Pi's own boot time in its last power cycle: power-on to the TFTP request for its
-/// kernel, from the simulator's clock. `None` if the timeline shows no such boot.
-fn own_boot(status: &PiStatus) -> Option<Duration> {
+/// The Pi's last power cycle from its own clock: when it was powered and when it asked
+/// for its kernel over TFTP (the boot evidence the job waits for). `None` if the
+/// timeline shows no such boot.
+fn own_boot(status: &PiStatus) -> Option<(SystemTime, SystemTime)> {
     let on = status.timeline.iter().rposition(|e| e.event == Event::PowerOn)?;
     let kernel = status.timeline[on..].iter().find(|e| match &e.event {
         Event::TftpRequest { file } => {
@@ -85,7 +86,7 @@ fn own_boot(status: &PiStatus) -> Option<Duration> {
         }
         _ => false,
     })?;
-    kernel.at.duration_since(status.timeline[on].at).ok()
+    Some((status.timeline[on].at, kernel.at))
 }
 
 /// Whether the Pi's last boot sent more than one DISCOVER in a DHCP stage (an answer
@@ -97,8 +98,35 @@ fn retried_dhcp(status: &PiStatus) -> bool {
         .any(|e| matches!(e.event, Event::DhcpDiscover { attempt } if attempt > 1))
 }
 
+/// A reboot's milestones, from its own events (controller clock).
+const MILESTONES: [&str; 5] =
+    ["job.started", "power.off", "power.on", "pi.booted", "job.succeeded"];
+
+/// Each milestone of `job` on `pi`, in ms after `submitted` (not timed: read after the
+/// wave).
+async fn milestones(
+    lab: &Lab,
+    pi: &str,
+    job: &str,
+    submitted: i64,
+) -> Result<Vec<Option<i64>>, BoxError> {
+    let page = lab
+        .call(reqwest::Method::GET, &format!("/v1/events?pi={pi}&limit=200"), None, &[200])
+        .await?;
+    let events: Vec<ApiEvent> = serde_json::from_value(page["items"].clone())?;
+    let ours = |kind: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == kind && e.job.as_ref().is_some_and(|j| j.to_string() == job))
+            .map(|e| e.at - submitted)
+            .min()
+    };
+    Ok(MILESTONES.iter().map(|k| ours(k)).collect())
+}
+
 /// One reboot: what was asked and when, and how long the POST took.
 struct Submitted {
+    pi: String,
     port: u16,
     job: String,
     at: SystemTime,
@@ -117,6 +145,11 @@ struct Wave {
     /// Per job: finished − submitted − its Pi's hardware time, in ms.
     excess_ms: Vec<i64>,
     submit_ms: Vec<f64>,
+    /// Per job: [`MILESTONES`], then the Pi's power-on and kernel request by its own
+    /// clock, in ms after its submit.
+    milestones: Vec<Vec<Option<i64>>>,
+    /// Per job: its Pi's own boot (power-on to kernel request), in ms.
+    own_boot_ms: Vec<i64>,
 }
 
 async fn submit(lab: &Lab, pis: &[Pi], n: usize, tag: usize) -> Result<Vec<Submitted>, BoxError> {
@@ -138,7 +171,13 @@ async fn submit(lab: &Lab, pis: &[Pi], n: usize, tag: usize) -> Result<Vec<Submi
             if status != 202 {
                 return Err(format!("reboot: HTTP {status}"));
             }
-            Ok(Submitted { port, job: job.id.to_string(), at, latency })
+            Ok(Submitted {
+                pi: job.pi.map(|p| p.to_string()).unwrap_or_default(),
+                port,
+                job: job.id.to_string(),
+                at,
+                latency,
+            })
         });
     }
     let mut out = Vec::new();
@@ -191,11 +230,18 @@ async fn wave(
         last_finish = last_finish.max(finished);
         let sim = lab.cabling.sim(s.port).ok_or("no simulated Pi in a port")?;
         let status = sim.status();
-        let boot = own_boot(&status).ok_or("a rebooted Pi without a kernel request")?;
+        let (powered, kernel) =
+            own_boot(&status).ok_or("a rebooted Pi without a kernel request")?;
+        let boot = kernel.duration_since(powered).unwrap_or_default();
         w.retried += usize::from(retried_dhcp(&status));
         let hardware = settle + boot;
         w.hardware = w.hardware.max(hardware);
         w.excess_ms.push(finished - millis(s.at) - hardware.as_millis() as i64);
+        w.own_boot_ms.push(boot.as_millis() as i64);
+        let mut m = milestones(lab, &s.pi, &s.job, millis(s.at)).await?;
+        m.push(Some(millis(powered) - millis(s.at)));
+        m.push(Some(millis(kernel) - millis(s.at)));
+        w.milestones.push(m);
     }
     w.wall = Duration::from_millis((last_finish - millis(started)).max(0) as u64);
     // Not timed: every Pi finishes booting (its NFS root check) before the next wave.
@@ -264,6 +310,22 @@ async fn measure(lab: &Lab, args: &Args) -> Result<(), BoxError> {
             .and_then(|s| s.split_whitespace().next().map(str::to_string))
             .unwrap_or_default(),
     );
+    let names =
+        MILESTONES.iter().chain(&["Pi powered (its clock)", "kernel requested (its clock)"]);
+    let mut parts: Vec<String> = names
+        .enumerate()
+        .map(|(i, name)| {
+            let mut v: Vec<i64> =
+                waves.iter().flat_map(|w| w.milestones.iter().filter_map(|m| m[i])).collect();
+            format!("{name} {} ms", opt(percentile(&mut v, 50.0).map(|x| x as f64)))
+        })
+        .collect();
+    let mut own: Vec<i64> = waves.iter().flat_map(|w| w.own_boot_ms.clone()).collect();
+    parts.push(format!(
+        "the Pi's own boot {} ms",
+        opt(percentile(&mut own, 50.0).map(|x| x as f64))
+    ));
+    println!("\n{}: p50 after submit: {}", args.label, parts.join(", "));
     Ok(())
 }
 
