@@ -327,6 +327,7 @@ impl Lab {
             listen: Some(o.listen.to_string()),
             database: None,
             state_dir: Some(o.state_dir.clone()),
+            name: None,
         };
         let config =
             Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;
