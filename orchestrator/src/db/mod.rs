@@ -3,6 +3,8 @@
 //!
 //! Queries are written once with PostgreSQL's `$N` placeholders; [`Db::q`] rewrites
 //! them to SQLite's `?N`. Backend-specific SQL (job claiming) branches on [`Backend`].
+//! List and status queries are built by `sql::Sql` from the filters in use, so each
+//! statement names only predicates an index can serve.
 
 use std::borrow::Cow;
 
@@ -16,6 +18,7 @@ pub mod images;
 pub mod jobs;
 pub mod orchestration;
 pub mod pis;
+pub(crate) mod sql;
 pub mod status;
 pub mod tokens;
 
