@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub netboot: crate::netboot::config::RawNetboot,
     /// Job notifications to a control panel (`[webhooks]`); none without the section.
     pub webhooks: Option<crate::webhooks::RawWebhooks>,
+    #[serde(default)]
+    pub events: crate::retention::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +78,8 @@ pub struct Config {
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
     /// The DHCP and TFTP servers (`[netboot]`); off unless enabled.
     pub netboot: crate::netboot::config::NetbootConfig,
+    /// How long boot timelines are kept (`[events]`).
+    pub events: crate::retention::EventsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +225,7 @@ impl Config {
                 .map(|w| crate::webhooks::WebhookConfig::from_raw(w, origin))
                 .transpose()?,
             netboot,
+            events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
         })
     }
 }

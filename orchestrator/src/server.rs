@@ -152,6 +152,9 @@ impl Controller {
                 .with_executable(state.executable.clone());
             tokio::spawn(notifier.run(wait_true(rx.clone())))
         });
+        // Boot timelines older than `[events] boot_retention_days` pruned on a timer.
+        let retention = crate::retention::Retention::new(state.db.clone(), &state.config.events)
+            .map(|r| tokio::spawn(r.run(wait_true(rx.clone()))));
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "controller listening");
         let served = axum::serve(listener, app(state.clone()))
@@ -167,7 +170,7 @@ impl Controller {
         if let Some(netboot) = netboot {
             let _ = netboot.await;
         }
-        for task in [webhooks, reconciler].into_iter().flatten() {
+        for task in [webhooks, reconciler, retention].into_iter().flatten() {
             let _ = task.await;
         }
         state.db.close().await;

@@ -18,6 +18,7 @@ pub mod images;
 pub mod jobs;
 pub mod orchestration;
 pub mod pis;
+pub mod retention;
 pub(crate) mod sql;
 pub mod status;
 pub mod tokens;
