@@ -23,6 +23,9 @@ pub(crate) mod sql;
 pub mod status;
 pub mod tokens;
 
+#[cfg(test)]
+mod explain_tests;
+
 pub type Query<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
