@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// This controller among others on one inventory (`[cluster]`).
     #[serde(default)]
     pub cluster: crate::cluster::RawCluster,
+    /// How long boot timelines are kept (`[events]`).
+    #[serde(default)]
+    pub events: crate::retention::RawEvents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +86,8 @@ pub struct Config {
     pub netboot: crate::netboot::config::NetbootConfig,
     /// Name, heartbeat and lease period among the controllers (`[cluster]`).
     pub cluster: crate::cluster::ClusterConfig,
+    /// How long boot timelines are kept (`[events]`).
+    pub events: crate::retention::EventsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +240,7 @@ impl Config {
                 .transpose()?,
             netboot,
             cluster,
+            events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
         })
     }
 }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod netboot;
 pub mod reconciler;
+pub mod retention;
 pub mod secret;
 pub mod server;
 pub mod testing;

@@ -201,6 +201,9 @@ impl Controller {
             };
             tokio::spawn(singleton.run(deliver, wait_true(rx.clone())))
         });
+        // Boot timelines older than `[events] boot_retention_days` pruned on a timer.
+        let retention = crate::retention::Retention::new(state.db.clone(), &state.config.events)
+            .map(|r| tokio::spawn(r.run(wait_true(rx.clone()))));
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "controller listening");
         let served = axum::serve(listener, app(state.clone()))
@@ -217,7 +220,7 @@ impl Controller {
         if let Some(netboot) = netboot {
             let _ = netboot.await;
         }
-        for task in [webhooks, reconciler].into_iter().flatten() {
+        for task in [webhooks, reconciler, retention].into_iter().flatten() {
             let _ = task.await;
         }
         let superseded = matches!(beat.await, Ok(BeatEnd::Lost));

@@ -15,6 +15,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
+use super::sql::{Sql, Value};
 use super::{
     Backend, Db, DbError, Order, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str,
 };
@@ -197,11 +198,7 @@ impl Db {
 
     /// The queued or running job of a Pi, if any.
     pub async fn active_job_for(&self, pi: &PiId) -> Result<Option<JobId>, DbError> {
-        let row = self
-            .q("SELECT id FROM jobs WHERE pi_id = $1 AND state IN ('queued', 'running')")
-            .bind(pi.0.clone())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = self.query(&active_job_sql(pi)).fetch_optional(self.pool()).await?;
         row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
     }
 
@@ -251,31 +248,8 @@ impl Db {
         order: Order,
         limit: usize,
     ) -> Result<Page<Job>, DbError> {
-        const FILTER: &str = " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
-            AND ($3 IS NULL OR customer = $3)";
-        let sql = match order {
-            Order::Asc => const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                FILTER,
-                " AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
-            ),
-            Order::Desc => const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                FILTER,
-                " AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-            ),
-        };
-        let rows = self
-            .q(sql)
-            .bind(f.pi.as_ref().map(|p| p.0.clone()))
-            .bind(f.state.map(|s| s.as_str().to_string()))
-            .bind(f.visible_to.as_ref().map(|c| c.0.clone()))
-            .bind(cursor.map(str::to_string))
-            .bind((limit + 1) as i64)
-            .fetch_all(self.pool())
-            .await?;
+        let sql = list_jobs_sql(f, cursor, order, limit);
+        let rows = self.query(&sql).fetch_all(self.pool()).await?;
         let items = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, limit, |j| j.id.0.clone()))
     }
@@ -529,6 +503,33 @@ impl Db {
 }
 
 /// The state `event` takes a job in state `from` to; a refusal is a typed error.
+/// One page of jobs by ID (the keyset), naming only the filters in use: a customer's
+/// jobs read `jobs_customer` (customer, id), a Pi's `jobs_pi` (pi_id, id).
+pub(crate) fn list_jobs_sql(
+    f: &JobFilter,
+    cursor: Option<&str>,
+    order: Order,
+    limit: usize,
+) -> Sql {
+    let sql = Sql::new(const_format::concatcp!("SELECT ", COLUMNS, " FROM jobs"))
+        .and_opt("pi_id = ?", f.pi.as_ref().map(|p| p.0.clone()))
+        .and_opt("state = ?", f.state.map(|s| s.as_str()))
+        .and_opt("customer = ?", f.visible_to.as_ref().map(|c| c.0.clone()));
+    let limit = vec![Value::Int((limit + 1) as i64)];
+    match order {
+        Order::Asc => sql.and_opt("id > ?", cursor).push(" ORDER BY id LIMIT ?", limit),
+        Order::Desc => sql.and_opt("id < ?", cursor).push(" ORDER BY id DESC LIMIT ?", limit),
+    }
+}
+
+/// A Pi's queued or running job, through the `jobs_one_active_per_pi` partial index
+/// (its predicate is repeated word for word so the planner can use it).
+pub(crate) fn active_job_sql(pi: &PiId) -> Sql {
+    Sql::new("SELECT id FROM jobs")
+        .and("pi_id = ?", pi.0.clone())
+        .push(" AND state IN ('queued', 'running')", Vec::new())
+}
+
 fn checked(id: &JobId, from: JobState, event: JobEvent) -> Result<JobState, DbError> {
     job_transition(from, event)
         .map_err(|source: JobTransitionError| DbError::JobTransition { job: id.0.clone(), source })

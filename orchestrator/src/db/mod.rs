@@ -3,6 +3,8 @@
 //!
 //! Queries are written once with PostgreSQL's `$N` placeholders; [`Db::q`] rewrites
 //! them to SQLite's `?N`. Backend-specific SQL (job claiming) branches on [`Backend`].
+//! List and status queries are built by `sql::Sql` from the filters in use, so each
+//! statement names only predicates an index can serve.
 
 use std::borrow::Cow;
 
@@ -17,8 +19,13 @@ pub mod images;
 pub mod jobs;
 pub mod orchestration;
 pub mod pis;
+pub mod retention;
+pub(crate) mod sql;
 pub mod status;
 pub mod tokens;
+
+#[cfg(test)]
+mod explain_tests;
 
 pub type Query<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;
 
