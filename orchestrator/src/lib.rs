@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod db;
+pub mod exports;
 pub mod fabric;
 pub mod ids;
 pub mod jobs;

@@ -176,6 +176,17 @@ impl Controller {
                 end
             }
         });
+        // The roots of the Pis this controller serves stay exported (a switch moved
+        // here), and only those (a switch moved away).
+        let exports = hardware.images.as_ref().and_then(|i| i.exporter.clone()).map(|exporter| {
+            let sync = crate::exports::ExportSync::new(
+                state.db.clone(),
+                &name,
+                exporter,
+                hardware.boot.clone(),
+            );
+            tokio::spawn(sync.run(state.config.netboot.refresh, wait_true(rx.clone())))
+        });
         // Switches read back against the inventory, drift repaired, power draw watched.
         let reconciler = state.config.switches.reconcile_every.map(|every| {
             let r = crate::reconciler::Reconciler::new(
@@ -220,7 +231,7 @@ impl Controller {
         if let Some(netboot) = netboot {
             let _ = netboot.await;
         }
-        for task in [webhooks, reconciler, retention].into_iter().flatten() {
+        for task in [webhooks, reconciler, retention, exports].into_iter().flatten() {
             let _ = task.await;
         }
         let superseded = matches!(beat.await, Ok(BeatEnd::Lost));
