@@ -30,6 +30,8 @@ pub struct ShelfStatus {
     pub name: String,
     pub switch: SwitchId,
     pub switch_name: String,
+    /// The controller serving the shelf's switch (its DHCP, TFTP, roots and jobs).
+    pub controller: Option<String>,
     pub first_port: u16,
     pub last_port: u16,
     /// When this snapshot was read, Unix milliseconds (the controller's clock).
@@ -125,7 +127,7 @@ impl ShelfStatus {
 /// events since its last boot are never read; the condition is [`BOOT_TIMELINE`] word for
 /// word, which is what lets the planner use that index.
 const STATUS_SQL: &str = const_format::concatcp!(
-    "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, \
+    "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, sw.controller, \
         sh.first_port, sh.last_port, \
         s.id AS slot_id, s.port, s.vlan, s.pi_ip, s.flag, s.flagged_at, \
         p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, \
@@ -158,6 +160,7 @@ impl Db {
             name: get_str(first, "shelf_name")?,
             switch: SwitchId(get_str(first, "switch_id")?),
             switch_name: get_str(first, "switch_name")?,
+            controller: get_opt_str(first, "controller")?,
             first_port: get_u16(first, "first_port")?,
             last_port: get_u16(first, "last_port")?,
             read_at: now_millis(),
@@ -263,6 +266,7 @@ mod tests {
             name: "a".into(),
             switch: SwitchId("sw-1".into()),
             switch_name: "sw".into(),
+            controller: Some("c1".into()),
             first_port: 1,
             last_port: 4,
             read_at: 0,
