@@ -276,7 +276,10 @@ mod tests {
         };
         let text = render(&status, 13_000);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "shelf rack-a · switch sw-a · controller c1 · ports 1-2 · read 01:01:01Z");
+        assert_eq!(
+            lines[0],
+            "shelf rack-a · switch sw-a · controller c1 · ports 1-2 · read 01:01:01Z"
+        );
         assert_eq!(lines[1], "2 slots: 1 deployed, 1 empty, 1 flagged");
         assert!(
             lines[3].starts_with("PORT  SERIAL    MODEL  STATE     POWER  BOOT STAGE"),
