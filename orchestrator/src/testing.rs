@@ -28,16 +28,23 @@ enum Cleanup {
 /// One fresh SQLite database and, unless skipped, one fresh PostgreSQL database.
 pub async fn test_databases() -> Vec<TestDb> {
     let mut dbs = vec![sqlite_db()];
+    dbs.extend(postgres_test_db().await);
+    dbs
+}
+
+/// A fresh PostgreSQL database, or `None` when `BRAMBLE_TEST_POSTGRES=skip` (a test
+/// that only means something on PostgreSQL, such as its query plans).
+pub async fn postgres_test_db() -> Option<TestDb> {
     match std::env::var("BRAMBLE_TEST_POSTGRES") {
         Ok(v) if v == "skip" => {
-            eprintln!("BRAMBLE_TEST_POSTGRES=skip: PostgreSQL half of this test SKIPPED")
+            eprintln!("BRAMBLE_TEST_POSTGRES=skip: PostgreSQL half of this test SKIPPED");
+            None
         }
-        Ok(admin) => dbs.push(postgres_db(&admin).await),
+        Ok(admin) => Some(postgres_db(&admin).await),
         Err(_) => panic!(
             "BRAMBLE_TEST_POSTGRES is not set: run the README's test command, or set it to a PostgreSQL admin URL (or `skip`)"
         ),
     }
-    dbs
 }
 
 pub fn sqlite_db() -> TestDb {
@@ -97,6 +104,7 @@ impl TestDb {
             listen: Some("127.0.0.1:0".into()),
             database: Some(self.url.clone()),
             state_dir: Some(std::env::temp_dir()),
+            name: None,
         };
         Config::from_raw(raw, "test", &o).expect("valid test config")
     }

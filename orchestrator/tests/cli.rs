@@ -67,6 +67,19 @@ fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A second controller on the same SQLite inventory is refused, saying why.
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--state-dir", state])
+        .env("BRAMBLE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "a second controller started on one SQLite file");
+    assert!(text(&second).contains("use PostgreSQL for several"), "{}", text(&second));
+    let controllers = bramble(&["controller", "list"], &api, &token);
+    assert!(controllers.status.success(), "{}", text(&controllers));
+    let table = String::from_utf8_lossy(&controllers.stdout);
+    assert!(table.starts_with("NAME") && table.contains("alive"), "{table}");
+
     let images = bramble(&["image", "list"], &api, &token);
     assert!(images.status.success(), "{}", text(&images));
     let table = String::from_utf8_lossy(&images.stdout);

@@ -137,9 +137,10 @@ pub fn render(status: &ShelfStatus, now: i64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "shelf {} · switch {} · ports {}-{} · read {}",
+        "shelf {} · switch {} · controller {} · ports {}-{} · read {}",
         status.name,
         status.switch_name,
+        status.controller.as_deref().unwrap_or("-"),
         status.first_port,
         status.last_port,
         clock(status.read_at)
@@ -267,6 +268,7 @@ mod tests {
             name: "rack-a".into(),
             switch: SwitchId("sw-1".into()),
             switch_name: "sw-a".into(),
+            controller: Some("c1".into()),
             first_port: 1,
             last_port: 2,
             read_at: 3_661_000,
@@ -274,7 +276,10 @@ mod tests {
         };
         let text = render(&status, 13_000);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "shelf rack-a · switch sw-a · ports 1-2 · read 01:01:01Z");
+        assert_eq!(
+            lines[0],
+            "shelf rack-a · switch sw-a · controller c1 · ports 1-2 · read 01:01:01Z"
+        );
         assert_eq!(lines[1], "2 slots: 1 deployed, 1 empty, 1 flagged");
         assert!(
             lines[3].starts_with("PORT  SERIAL    MODEL  STATE     POWER  BOOT STAGE"),

@@ -3,6 +3,7 @@
 
 use sqlx::any::AnyRow;
 
+use super::sql::{Sql, Value};
 use super::{Db, DbError, Order, Page, get_i64, get_json, get_opt_str, get_str};
 use crate::ids::{CustomerId, JobId, PiId};
 use crate::model::Event;
@@ -54,6 +55,12 @@ impl NewEvent {
     }
 }
 
+/// The boot timeline's kinds (what netboot's `DbEventSink` writes) as one condition on
+/// `kind`. The partial indexes `events_boot_pi` and `events_boot_at` (migration 0006) are
+/// defined with exactly this text: a query can use them only when it repeats it, so
+/// every query about the boot timeline takes it from here.
+pub(crate) const BOOT_TIMELINE: &str = "(kind LIKE 'dhcp.%' OR kind LIKE 'tftp.%')";
+
 /// Which events to list.
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
@@ -97,27 +104,31 @@ impl Db {
         order: Order,
         limit: usize,
     ) -> Result<Page<Event>, DbError> {
-        const SELECT: &str = "SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events \
-            WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR customer = $2) \
-            AND ($3 IS NULL OR kind LIKE $3)";
-        let (sql, start) = match order {
-            Order::Asc => (const_format::concatcp!(SELECT, " AND id > $4 ORDER BY id LIMIT $5"), 0),
-            Order::Desc => (
-                const_format::concatcp!(SELECT, " AND id < $4 ORDER BY id DESC LIMIT $5"),
-                i64::MAX,
-            ),
-        };
-        let rows = self
-            .q(sql)
-            .bind(f.pi.as_ref().map(|p| p.0.clone()))
-            .bind(f.customer.as_ref().map(|c| c.0.clone()))
-            .bind(f.kind_prefix.as_ref().map(|k| format!("{k}%")))
-            .bind(cursor.unwrap_or(start))
-            .bind((limit + 1) as i64)
-            .fetch_all(self.pool())
-            .await?;
+        let sql = list_events_sql(f, cursor, order, limit);
+        let rows = self.query(&sql).fetch_all(self.pool()).await?;
         let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, limit, |e| e.id.to_string()))
+    }
+}
+
+/// One page of events, keyed by id, naming only the filters in use: a Pi's events read
+/// `events_pi` (pi_id, id), a customer's `events_customer` (customer, id), the whole
+/// log (the webhook notifier) the primary key.
+pub(crate) fn list_events_sql(
+    f: &EventFilter,
+    cursor: Option<i64>,
+    order: Order,
+    limit: usize,
+) -> Sql {
+    let sql =
+        Sql::new("SELECT id, at, pi_id, job_id, customer, actor, kind, message, data FROM events")
+            .and_opt("pi_id = ?", f.pi.as_ref().map(|p| p.0.clone()))
+            .and_opt("customer = ?", f.customer.as_ref().map(|c| c.0.clone()))
+            .and_opt("kind LIKE ?", f.kind_prefix.as_ref().map(|k| format!("{k}%")));
+    let limit = vec![Value::Int((limit + 1) as i64)];
+    match order {
+        Order::Asc => sql.and_opt("id > ?", cursor).push(" ORDER BY id LIMIT ?", limit),
+        Order::Desc => sql.and_opt("id < ?", cursor).push(" ORDER BY id DESC LIMIT ?", limit),
     }
 }
 

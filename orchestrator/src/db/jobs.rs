@@ -15,6 +15,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
+use super::sql::{Sql, Value};
 use super::{
     Backend, Db, DbError, Order, Page, get_i64, get_json, get_opt_i64, get_opt_str, get_str,
 };
@@ -29,7 +30,11 @@ use crate::model::Job;
 use crate::time::now_millis;
 
 const COLUMNS: &str = "id, kind, pi_id, shelf_id, params, state, step, attempts, last_error, customer_message, \
-    requested_by, created_at, updated_at, finished_at";
+    requested_by, controller, runner, created_at, updated_at, finished_at";
+
+/// The controller serving a Pi's switch (`$1`: the Pi), or a shelf's (`$2`: the shelf).
+const SERVING_CONTROLLER: &str = "SELECT sw.controller FROM switches sw JOIN shelves sh ON sh.switch_id = sw.id \
+    WHERE sh.id = COALESCE((SELECT s.shelf_id FROM pis p JOIN slots s ON s.id = p.slot_id WHERE p.id = $1), $2)";
 
 /// A job to create.
 #[derive(Debug, Clone)]
@@ -107,10 +112,20 @@ impl Db {
             }
             (None, None) => None,
         };
+        // Only the controller serving the Pi's or shelf's switch runs the job.
+        let controller = self
+            .q(SERVING_CONTROLLER)
+            .bind(new.pi.as_ref().map(|p| p.0.clone()))
+            .bind(new.shelf.as_ref().map(|s| s.0.clone()))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| get_opt_str(&r, "controller"))
+            .transpose()?
+            .flatten();
         let inserted = self
             .q("INSERT INTO jobs (id, kind, pi_id, shelf_id, params, state, step, attempts, idempotency_key, \
-                request_hash, requested_by, customer, created_at, updated_at) \
-                VALUES ($1, $2, $3, $4, $5, $11, 0, 0, $6, $7, $8, $9, $10, $10)")
+                request_hash, requested_by, customer, created_at, updated_at, controller) \
+                VALUES ($1, $2, $3, $4, $5, $11, 0, 0, $6, $7, $8, $9, $10, $10, $12)")
             .bind(id.0.clone())
             .bind(new.kind.as_str())
             .bind(new.pi.as_ref().map(|p| p.0.clone()))
@@ -122,6 +137,7 @@ impl Db {
             .bind(customer.as_ref().map(|c| c.0.clone()))
             .bind(now)
             .bind(JobState::INITIAL.as_str())
+            .bind(controller)
             .execute(&mut *tx)
             .await
             .map_err(DbError::from);
@@ -182,11 +198,7 @@ impl Db {
 
     /// The queued or running job of a Pi, if any.
     pub async fn active_job_for(&self, pi: &PiId) -> Result<Option<JobId>, DbError> {
-        let row = self
-            .q("SELECT id FROM jobs WHERE pi_id = $1 AND state IN ('queued', 'running')")
-            .bind(pi.0.clone())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = self.query(&active_job_sql(pi)).fetch_optional(self.pool()).await?;
         row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
     }
 
@@ -236,31 +248,8 @@ impl Db {
         order: Order,
         limit: usize,
     ) -> Result<Page<Job>, DbError> {
-        const FILTER: &str = " FROM jobs WHERE ($1 IS NULL OR pi_id = $1) AND ($2 IS NULL OR state = $2) \
-            AND ($3 IS NULL OR customer = $3)";
-        let sql = match order {
-            Order::Asc => const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                FILTER,
-                " AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
-            ),
-            Order::Desc => const_format::concatcp!(
-                "SELECT ",
-                COLUMNS,
-                FILTER,
-                " AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
-            ),
-        };
-        let rows = self
-            .q(sql)
-            .bind(f.pi.as_ref().map(|p| p.0.clone()))
-            .bind(f.state.map(|s| s.as_str().to_string()))
-            .bind(f.visible_to.as_ref().map(|c| c.0.clone()))
-            .bind(cursor.map(str::to_string))
-            .bind((limit + 1) as i64)
-            .fetch_all(self.pool())
-            .await?;
+        let sql = list_jobs_sql(f, cursor, order, limit);
+        let rows = self.query(&sql).fetch_all(self.pool()).await?;
         let items = rows.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, limit, |j| j.id.0.clone()))
     }
@@ -291,7 +280,8 @@ impl Db {
     }
 
     /// Claims the oldest running job of one of `kinds` whose lease expired (its runner
-    /// died), else the oldest queued one, for `runner`, holding it for `lease`. On the
+    /// died), else the oldest queued one, for `runner`, holding it for `lease`. Only
+    /// jobs for controller `runner` (or for any controller) are claimed. On the
     /// first claim of a job that moves its Pi (a reimage deploys it), the Pi's change
     /// commits with the claim.
     pub async fn claim_job(
@@ -343,9 +333,15 @@ impl Db {
             Backend::Sqlite => "",
         };
         let expired = if from == JobState::Running { " AND lease_expires_at < $3" } else { "" };
+        // Two index scans (jobs_claim), one for this controller's jobs and one for
+        // jobs any controller may run, rather than an OR that defeats the index.
         let sql = format!(
-            "UPDATE jobs SET state = $4, lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) \
+            "UPDATE jobs SET state = $4, lease_owner = $1, runner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM (\
+               SELECT id FROM (SELECT id FROM jobs WHERE controller = $1 AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS mine \
+               UNION ALL \
+               SELECT id FROM (SELECT id FROM jobs WHERE controller IS NULL AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS unrouted\
+             ) AS candidates ORDER BY id LIMIT 1) \
              AND state = $5{expired} RETURNING {COLUMNS}"
         );
         let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
@@ -507,6 +503,33 @@ impl Db {
 }
 
 /// The state `event` takes a job in state `from` to; a refusal is a typed error.
+/// One page of jobs by ID (the keyset), naming only the filters in use: a customer's
+/// jobs read `jobs_customer` (customer, id), a Pi's `jobs_pi` (pi_id, id).
+pub(crate) fn list_jobs_sql(
+    f: &JobFilter,
+    cursor: Option<&str>,
+    order: Order,
+    limit: usize,
+) -> Sql {
+    let sql = Sql::new(const_format::concatcp!("SELECT ", COLUMNS, " FROM jobs"))
+        .and_opt("pi_id = ?", f.pi.as_ref().map(|p| p.0.clone()))
+        .and_opt("state = ?", f.state.map(|s| s.as_str()))
+        .and_opt("customer = ?", f.visible_to.as_ref().map(|c| c.0.clone()));
+    let limit = vec![Value::Int((limit + 1) as i64)];
+    match order {
+        Order::Asc => sql.and_opt("id > ?", cursor).push(" ORDER BY id LIMIT ?", limit),
+        Order::Desc => sql.and_opt("id < ?", cursor).push(" ORDER BY id DESC LIMIT ?", limit),
+    }
+}
+
+/// A Pi's queued or running job, through the `jobs_one_active_per_pi` partial index
+/// (its predicate is repeated word for word so the planner can use it).
+pub(crate) fn active_job_sql(pi: &PiId) -> Sql {
+    Sql::new("SELECT id FROM jobs")
+        .and("pi_id = ?", pi.0.clone())
+        .push(" AND state IN ('queued', 'running')", Vec::new())
+}
+
 fn checked(id: &JobId, from: JobState, event: JobEvent) -> Result<JobState, DbError> {
     job_transition(from, event)
         .map_err(|source: JobTransitionError| DbError::JobTransition { job: id.0.clone(), source })
@@ -569,6 +592,9 @@ fn job_from_row(row: &AnyRow) -> Result<Job, DbError> {
         customer_message: get_opt_str(row, "customer_message")?,
         params: get_json(row, "params")?,
         requested_by: get_str(row, "requested_by")?,
+        controller: get_opt_str(row, "controller")?,
+        runner: get_opt_str(row, "runner")?,
+        waiting_for: None,
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
         finished_at: get_opt_i64(row, "finished_at")?,

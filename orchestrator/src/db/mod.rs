@@ -3,6 +3,8 @@
 //!
 //! Queries are written once with PostgreSQL's `$N` placeholders; [`Db::q`] rewrites
 //! them to SQLite's `?N`. Backend-specific SQL (job claiming) branches on [`Backend`].
+//! List and status queries are built by `sql::Sql` from the filters in use, so each
+//! statement names only predicates an index can serve.
 
 use std::borrow::Cow;
 
@@ -10,14 +12,20 @@ use bramble_netboot::hw::PiSerial;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+pub mod cluster;
 pub mod events;
 pub mod fabric;
 pub mod images;
 pub mod jobs;
 pub mod orchestration;
 pub mod pis;
+pub mod retention;
+pub(crate) mod sql;
 pub mod status;
 pub mod tokens;
+
+#[cfg(test)]
+mod explain_tests;
 
 pub type Query<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;
 
@@ -170,13 +178,19 @@ pub async fn prepare_sqlite_connection(conn: &mut sqlx::AnyConnection) -> Result
     Ok(())
 }
 
-fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or("");
+/// The file of a `sqlite:` URL; `None` for an in-memory database or another backend.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or("");
     if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(());
+        return None;
     }
-    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    Some(std::path::PathBuf::from(path))
+}
+
+fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
+    let Some(path) = sqlite_path(url) else { return Ok(()) };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|source| DbError::StateDir { path: dir.display().to_string(), source })?;
     }

@@ -4,6 +4,7 @@ use bramble_netboot::hw::PiSerial;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
+use super::sql::{Sql, Value};
 use super::{Db, DbError, Page, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str};
 use crate::ids::{CustomerId, PiId, SlotId};
 use crate::lifecycle::PiState;
@@ -41,32 +42,13 @@ impl Db {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Pi>, DbError> {
-        let sql: &'static str = const_format::concatcp!(
-            SELECT,
-            " WHERE ($1 IS NULL OR sh.name = $1) AND ($2 IS NULL OR p.state = $2) \
-              AND ($3 IS NULL OR p.owner = $3) AND ($4 IS NULL OR p.owner = $4) \
-              AND ($5 IS NULL OR p.id > $5) ORDER BY p.id LIMIT $6"
-        );
-        let rows = self
-            .q(sql)
-            .bind(f.shelf.clone())
-            .bind(f.state.map(|s| s.as_str().to_string()))
-            .bind(f.owner.as_ref().map(|o| o.0.clone()))
-            .bind(f.visible_to.as_ref().map(|o| o.0.clone()))
-            .bind(cursor.map(str::to_string))
-            .bind((limit + 1) as i64)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = self.query(&list_pis_sql(f, cursor, limit)).fetch_all(self.pool()).await?;
         let items = rows.iter().map(pi_from_row).collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_rows(items, limit, |p| p.id.0.clone()))
     }
 
     pub async fn get_pi(&self, id: &PiId) -> Result<Option<Pi>, DbError> {
-        let row = self
-            .q(const_format::concatcp!(SELECT, " WHERE p.id = $1"))
-            .bind(id.0.clone())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = self.query(&get_pi_sql(id)).fetch_optional(self.pool()).await?;
         row.as_ref().map(pi_from_row).transpose()
     }
 
@@ -188,6 +170,30 @@ impl Db {
             .await?;
         rows.iter().map(|r| Ok((get_str(r, "state")?, get_i64(r, "n")?))).collect()
     }
+}
+
+/// One page of Pis by ID (the primary key, so the keyset is indexed), naming only the
+/// filters in use: a customer's list reads `pis_owner_id` (owner, id), a shelf's the
+/// shelf's slots (`slots_shelf`) and their Pis (`pis.slot_id` is unique).
+pub(crate) fn list_pis_sql(f: &PiFilter, cursor: Option<&str>, limit: usize) -> Sql {
+    Sql::new(SELECT)
+        // Through the shelf's slots rather than `sh.name = ?` on the joined row: SQLite
+        // would then walk every Pi in ID order to skip the sort of 96 rows.
+        .and_opt(
+            "p.slot_id IN (SELECT ss.id FROM slots ss JOIN shelves ssh ON ssh.id = ss.shelf_id \
+             WHERE ssh.name = ?)",
+            f.shelf.clone(),
+        )
+        .and_opt("p.state = ?", f.state.map(|s| s.as_str()))
+        .and_opt("p.owner = ?", f.owner.as_ref().map(|o| o.0.clone()))
+        .and_opt("p.owner = ?", f.visible_to.as_ref().map(|o| o.0.clone()))
+        .and_opt("p.id > ?", cursor)
+        .push(" ORDER BY p.id LIMIT ?", vec![Value::Int((limit + 1) as i64)])
+}
+
+/// One Pi by ID.
+pub(crate) fn get_pi_sql(id: &PiId) -> Sql {
+    Sql::new(SELECT).and("p.id = ?", id.0.clone())
 }
 
 fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {

@@ -4,8 +4,8 @@
 //! The shelf view (`bramble shelf show`, the `/ui` page) polls this every second or two
 //! per watcher, so it must cost the same for 8 ports as for 96: one statement joins
 //! slots → Pis → the active job (at most one per Pi, by the `jobs_one_active_per_pi`
-//! index) → the newest `dhcp.*`/`tftp.*` event (found through the `events_pi` index,
-//! newest first). **Invariant:** this file only reads.
+//! index) → the newest `dhcp.*`/`tftp.*` event (found through the `events_boot_pi`
+//! partial index, newest first). **Invariant:** this file only reads.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
 
+use super::events::BOOT_TIMELINE;
+use super::sql::{Sql, Value};
 use super::{Db, DbError, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str, get_u16};
 use crate::ids::{CustomerId, JobId, PiId, ShelfId, SlotId, SwitchId};
 use crate::jobs::model::{JobKind, JobState, progress_percent};
@@ -28,6 +30,8 @@ pub struct ShelfStatus {
     pub name: String,
     pub switch: SwitchId,
     pub switch_name: String,
+    /// The controller serving the shelf's switch (its DHCP, TFTP, roots and jobs).
+    pub controller: Option<String>,
     pub first_port: u16,
     pub last_port: u16,
     /// When this snapshot was read, Unix milliseconds (the controller's clock).
@@ -115,10 +119,15 @@ impl ShelfStatus {
     }
 }
 
-/// The whole read. Enrollment writes a shelf with all its slots in one transaction and
-/// a shelf has at least one port, so "no rows" means "no such shelf". Slots are found
-/// through their unique (switch, port) index: a shelf is a port range of one switch.
-const STATUS_SQL: &str = "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, \
+/// The whole read but its WHERE. Enrollment writes a shelf with all its slots in one
+/// transaction and a shelf has at least one port, so "no rows" means "no such shelf".
+/// Slots are found through their unique (switch, port) index: a shelf is a port range of
+/// one switch. Each Pi's latest boot event is one probe, newest first, of the partial
+/// index `events_boot_pi` (pi_id, id) over the boot timeline alone, so a Pi's audit
+/// events since its last boot are never read; the condition is [`BOOT_TIMELINE`] word for
+/// word, which is what lets the planner use that index.
+const STATUS_SQL: &str = const_format::concatcp!(
+    "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, sw.controller, \
         sh.first_port, sh.last_port, \
         s.id AS slot_id, s.port, s.vlan, s.pi_ip, s.flag, s.flagged_at, \
         p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, \
@@ -129,21 +138,29 @@ const STATUS_SQL: &str = "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.sw
     JOIN slots s ON s.switch_id = sh.switch_id AND s.port BETWEEN sh.first_port AND sh.last_port AND s.shelf_id = sh.id \
     LEFT JOIN pis p ON p.slot_id = s.id \
     LEFT JOIN jobs j ON j.pi_id = p.id AND j.state IN ('queued', 'running') \
-    LEFT JOIN events e ON e.id = (SELECT b.id FROM events b WHERE b.pi_id = p.id \
-        AND (b.kind LIKE 'dhcp.%' OR b.kind LIKE 'tftp.%') ORDER BY b.id DESC LIMIT 1) \
-    WHERE sh.id = $1 OR sh.name = $1 \
-    ORDER BY s.port";
+    LEFT JOIN events e ON e.id = (SELECT id FROM events WHERE pi_id = p.id AND ",
+    BOOT_TIMELINE,
+    " ORDER BY id DESC LIMIT 1)"
+);
+
+/// The status read of the shelf with this id or name.
+pub(crate) fn status_sql(id_or_name: &str) -> Sql {
+    let v = Value::from(id_or_name);
+    Sql::new(STATUS_SQL)
+        .push(" WHERE (sh.id = ? OR sh.name = ?) ORDER BY s.port", vec![v.clone(), v])
+}
 
 impl Db {
     /// The status of the shelf with this id or name, or `None` if there is none.
     pub async fn shelf_status(&self, id_or_name: &str) -> Result<Option<ShelfStatus>, DbError> {
-        let rows = self.q(STATUS_SQL).bind(id_or_name.to_string()).fetch_all(self.pool()).await?;
+        let rows = self.query(&status_sql(id_or_name)).fetch_all(self.pool()).await?;
         let Some(first) = rows.first() else { return Ok(None) };
         Ok(Some(ShelfStatus {
             id: ShelfId(get_str(first, "shelf_id")?),
             name: get_str(first, "shelf_name")?,
             switch: SwitchId(get_str(first, "switch_id")?),
             switch_name: get_str(first, "switch_name")?,
+            controller: get_opt_str(first, "controller")?,
             first_port: get_u16(first, "first_port")?,
             last_port: get_u16(first, "last_port")?,
             read_at: now_millis(),
@@ -249,6 +266,7 @@ mod tests {
             name: "a".into(),
             switch: SwitchId("sw-1".into()),
             switch_name: "sw".into(),
+            controller: Some("c1".into()),
             first_port: 1,
             last_port: 4,
             read_at: 0,

@@ -331,6 +331,7 @@ impl Lab {
             listen: Some(o.listen.to_string()),
             database: o.database.clone(),
             state_dir: Some(o.state_dir.clone()),
+            name: None,
         };
         let config =
             Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;

@@ -162,7 +162,7 @@
     return el(
       "section",
       { class: "shelf", "data-shelf": shelf.name },
-      el("h2", {}, shelf.name, " ", el("small", {}, `switch ${shelf.switch_name} · ports ${shelf.first_port}–${shelf.last_port} · ${summary}`)),
+      el("h2", {}, shelf.name, " ", el("small", {}, `switch ${shelf.switch_name} · controller ${shelf.controller ?? "-"} · ports ${shelf.first_port}–${shelf.last_port} · ${summary}`)),
       el("div", { class: "grid" }, shelf.slots.map((slot) => tile(shelf, slot))),
     );
   }
