@@ -138,8 +138,11 @@ measure() {
   local label=$1 token=$2 urls
   shift 2
   urls=$(IFS=,; echo "$*")
+  # With the cluster API: switches spread over the controllers, and each switch its own
+  # layer-2 domain (its own trunk), so storage VLAN ids repeat across switches.
   local controllers=()
-  if [ "$cluster" = 1 ] && [ "$#" -gt 1 ]; then controllers=(--controllers "$(IFS=,; echo "${names[*]}")"); fi
+  if [ "$cluster" = 1 ]; then controllers=(--l2-domain-per-switch); fi
+  if [ "$cluster" = 1 ] && [ "$#" -gt 1 ]; then controllers+=(--controllers "$(IFS=,; echo "${names[*]}")"); fi
   echo "load before loading ($label): $(loadavg)" >&2
   BRAMBLE_TOKEN=$token "$loadgen" load --api "$urls" --pis "$PIS" --customers "$CUSTOMERS" \
     --concurrency "$CONCURRENCY" --label "$label" --out "$work/fixture-$label.json" \

@@ -28,6 +28,10 @@ pub struct Plan {
     /// Shelves enrolled at once (enrolment allocates addresses in one transaction; two at
     /// once may collide and are retried).
     pub enroll_concurrency: usize,
+    /// Give every switch a layer-2 domain of its own (`l2_domain` of `POST /v1/switches`,
+    /// the cluster API), so storage VLAN ids repeat across switches; otherwise they come
+    /// from one range per controller (the default domain).
+    pub l2_domain_per_switch: bool,
 }
 
 impl Plan {
@@ -205,6 +209,9 @@ async fn enroll(api: Api, op: Arc<str>, plan: Plan, s: usize) -> Result<Vec<Stri
     });
     if !plan.controllers.is_empty() {
         body["controller"] = Value::from(plan.controllers[s % plan.controllers.len()].clone());
+    }
+    if plan.l2_domain_per_switch {
+        body["l2_domain"] = Value::from(format!("l2-{switch}"));
     }
     api.json(&Call::post("/v1/switches".into(), &op, body), &[201]).await?;
     let shelf = json!({ "name": shelf_name(s), "switch": switch, "first_port": 1, "last_port": plan.slots_per_shelf });

@@ -72,6 +72,9 @@ enum Command {
         /// Controller names switches are assigned to, round-robin (needs the cluster API).
         #[arg(long, value_delimiter = ',')]
         controllers: Vec<String>,
+        /// A layer-2 domain per switch, so VLAN ids repeat across switches (cluster API).
+        #[arg(long)]
+        l2_domain_per_switch: bool,
         #[arg(long)]
         out: PathBuf,
     },
@@ -120,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             enroll_concurrency,
             controllers,
+            l2_domain_per_switch,
             out,
         } => {
             anyhow::ensure!(
@@ -134,6 +138,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrency,
                 controllers,
                 enroll_concurrency,
+                l2_domain_per_switch,
             };
             eprintln!(
                 "loading {pis} Pis on {} shelves of {slots_per_shelf}, {customers} customers, through {}",
