@@ -197,9 +197,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for phase in phases {
                 let names: Vec<_> = phase.iter().map(|s| s.name()).collect();
                 eprintln!("  {}: {clients} clients, {duration} s", names.join("+"));
-                let (seen, span) = drive(&api, requests.clone(), &phase, load).await;
+                let (mut seen, span) = drive(&api, requests.clone(), &phase, load).await;
                 let la = load_average();
-                for (scenario, samples) in seen {
+                // A row for every kind, even one that ran out of requests in the warm-up.
+                for scenario in phase {
+                    let samples = seen.remove(&scenario).unwrap_or_default();
                     let row = samples.summary(scenario.ok(), span).cells();
                     println!("| {} | {} | {row} {la} |", target.label, scenario.describe());
                 }
