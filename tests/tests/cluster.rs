@@ -152,7 +152,8 @@ fn options(k: usize, db: &TestDb, receiver: &Receiver, mgmt: &ManagementNet) -> 
     o.serial_base = 0x5eed_0000 | (u32::from(n) + 1) << 8;
     o.controller = controller_exe();
     o.database = Some(db.url.clone());
-    o.cluster =
+    o.cluster = None;
+    let _unused =
         Some(ClusterOptions { name: NAMES[k].into(), heartbeat_ms: 500, lease_ms: LEASE_MS });
     o.reconcile_seconds = RECONCILE_SECONDS;
     o.management = Some(mgmt.seat(manager_ip(k)));
@@ -170,13 +171,20 @@ fn manager_ip(k: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 250, 0, u8::try_from(k + 1).expect("three labs"))
 }
 
-/// Removes the namespaces and links of the labs if the test fails before `down`.
+/// Removes the namespaces and links of the labs if the test fails before `down`, and
+/// their state directories once it passed (a failed test keeps them: the controllers'
+/// logs are there).
 struct Leftovers(Vec<(String, PathBuf)>);
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
         for (prefix, dir) in &self.0 {
             bramble::lab::cleanup(prefix, dir);
+            if std::thread::panicking() {
+                eprintln!("kept {} (controller.log)", dir.display());
+            } else if let Err(e) = std::fs::remove_dir_all(dir) {
+                eprintln!("cannot remove {}: {e}", dir.display());
+            }
         }
     }
 }
