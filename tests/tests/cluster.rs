@@ -148,7 +148,7 @@ fn options(k: usize, db: &TestDb, receiver: &Receiver, mgmt: &ManagementNet) -> 
     let n = u8::try_from(k).expect("three labs");
     let mut o = shelf::options(PIS, 20 + n, tag);
     o.shelf = SHELVES[k].into();
-    o.switch_name = format!("switch-{}", ['a', 'b', 'c'][k]);
+    o.switch_name = switch_name(k);
     o.serial_base = 0x5eed_0000 | (u32::from(n) + 1) << 8;
     o.controller = controller_exe();
     o.database = Some(db.url.clone());
@@ -163,6 +163,10 @@ fn options(k: usize, db: &TestDb, receiver: &Receiver, mgmt: &ManagementNet) -> 
         receiver.url()
     );
     o
+}
+
+fn switch_name(k: usize) -> String {
+    format!("switch-{}", ['a', 'b', 'c'][k])
 }
 
 /// Lab `k`'s address on the management network: where its controller reads switches
@@ -356,6 +360,19 @@ async fn controllers_answer_alike(labs: &[Lab], jobs: &[Vec<String>]) {
     }
     let job = &jobs[1][0];
     all_equal(&through_each(labs, Method::GET, &format!("/v1/jobs/{job}"), None).await, "a job");
+    let switches = through_each(labs, Method::GET, "/v1/switches", None).await;
+    all_equal(&switches, "the switches");
+    for (k, lab) in labs.iter().enumerate() {
+        let items = switches[0].1["items"].as_array().or(switches[0].1.as_array()).cloned();
+        let sw = items.into_iter().flatten().find(|s| s["name"] == lab.opts.switch_name.as_str());
+        let sw = sw.unwrap_or_else(|| panic!("{} listed: {:?}", lab.opts.switch_name, switches[0]));
+        assert_eq!(
+            (&sw["controller"], &sw["l2_domain"]),
+            (&json!(NAMES[k]), &json!(NAMES[k])),
+            "{sw}"
+        );
+    }
+    assert_eq!(controllers(&labs[0]).await, serving([true; 3]), "GET /v1/controllers");
     let missing = through_each(labs, Method::GET, "/v1/pis/pi_doesnotexist", None).await;
     assert_eq!(missing[0].0, 404, "{:?}", missing[0]);
     all_equal(&missing, "a missing Pi");
@@ -366,6 +383,27 @@ async fn controllers_answer_alike(labs: &[Lab], jobs: &[Vec<String>]) {
     all_equal(&conflict, "a switch that exists");
     cursors_continue_anywhere(labs).await;
     idempotency_keys_hold_across_controllers(labs).await;
+}
+
+/// `GET /v1/controllers` through `via`: name → (alive, switches served).
+async fn controllers(via: &Lab) -> BTreeMap<String, (bool, Vec<String>)> {
+    let (status, list) = call(via, Method::GET, "/v1/controllers", None).await;
+    assert_eq!(status, 200, "{list}");
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|c| {
+            let switches = c["switches"].as_array().into_iter().flatten();
+            let switches = switches.filter_map(|s| s.as_str().map(str::to_string)).collect();
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            (name, (c["alive"].as_bool().unwrap_or(false), switches))
+        })
+        .collect()
+}
+
+/// The cluster as `GET /v1/controllers` should show it, with `alive` by lab.
+fn serving(alive: [bool; 3]) -> BTreeMap<String, (bool, Vec<String>)> {
+    (0..3).map(|k| (NAMES[k].to_string(), (alive[k], vec![switch_name(k)]))).collect()
 }
 
 /// A page's cursor from one controller gives the same next page on the others.
@@ -431,21 +469,7 @@ async fn each_switch_is_read_by_its_own_controller_once_per_interval(labs: &[Lab
     let intervals = 5;
     let window = Duration::from_secs(RECONCILE_SECONDS * intervals);
     let before: Vec<BTreeMap<IpAddr, u64>> = labs.iter().map(|l| l.switch.reads()).collect();
-    let mut bursts = [0u64; 3];
-    let mut last: Vec<u64> = before.iter().map(|r| r.values().sum()).collect();
-    let mut quiet = [true; 3];
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        for (k, lab) in labs.iter().enumerate() {
-            let now: u64 = lab.switch.reads().values().sum();
-            let reading = now > last[k];
-            if reading && quiet[k] {
-                bursts[k] += 1;
-            }
-            (quiet[k], last[k]) = (!reading, now);
-        }
-    }
+    let bursts = read_bursts(labs, window).await;
     for (k, lab) in labs.iter().enumerate() {
         let after = lab.switch.reads();
         let delta: BTreeMap<IpAddr, u64> = after
@@ -471,6 +495,32 @@ async fn each_switch_is_read_by_its_own_controller_once_per_interval(labs: &[Lab
             lab.opts.switch_name, bursts[k], delta
         );
     }
+}
+
+/// Read bursts on each lab's switch during `window`, sampled every 100 ms: reads after
+/// at least half a second without any start a new burst (a reconcile pass is one, even
+/// if its requests straggle).
+async fn read_bursts(labs: &[Lab], window: Duration) -> [u64; 3] {
+    const QUIET: u32 = 5;
+    let mut bursts = [0u64; 3];
+    let mut last: Vec<u64> = labs.iter().map(|l| l.switch.reads().values().sum()).collect();
+    let mut quiet = [QUIET; 3];
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (k, lab) in labs.iter().enumerate() {
+            let now: u64 = lab.switch.reads().values().sum();
+            if now == last[k] {
+                quiet[k] += 1;
+                continue;
+            }
+            if quiet[k] >= QUIET {
+                bursts[k] += 1;
+            }
+            (quiet[k], last[k]) = (0, now);
+        }
+    }
+    bursts
 }
 
 /// Who holds the lease `name` now (an unexpired row of `leases`).
@@ -537,6 +587,9 @@ async fn kill_nine(labs: &mut [Lab], receiver: &Receiver, db_url: &str) {
         },
     )
     .await;
+    let mut alive = [true; 3];
+    alive[v] = false;
+    assert_eq!(controllers(via).await, serving(alive), "GET /v1/controllers after the kill");
     let prefix = format!("controller {holder}, last seen ");
     assert!(
         reason.0.starts_with(&prefix) && reason.0.len() > prefix.len() + 18,
@@ -571,6 +624,11 @@ async fn kill_nine(labs: &mut [Lab], receiver: &Receiver, db_url: &str) {
     labs[v].start_controller(None).await.expect("restart");
     let job = finished(&labs[v], &waiting_id).await;
     assert_eq!(job["runner"], holder.as_str(), "{job}");
+    assert_eq!(
+        controllers(&labs[v]).await,
+        serving([true; 3]),
+        "GET /v1/controllers after the restart"
+    );
     assert!(job["waiting_for"].is_null(), "{job}");
 }
 
