@@ -59,7 +59,9 @@ fn nth_host(net: Ipv4Net, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()) + n)
 }
 
-/// Everything already in use, from the inventory.
+/// Everything already in use, from the inventory: the VLANs of one layer-2 domain (a
+/// VLAN id only has to be unique where the same trunk carries it), every /30 and every
+/// public address.
 #[derive(Debug, Clone, Default)]
 pub struct Taken {
     pub vlans: HashSet<u16>,
@@ -70,8 +72,13 @@ pub struct Taken {
 impl Taken {
     pub fn add(&mut self, s: &SlotAddresses) {
         self.vlans.insert(s.vlan);
-        self.storage_nets.insert(s.storage_net);
-        self.public_ipv6.insert(s.public_ipv6);
+        self.add_addresses(s.storage_net, s.public_ipv6);
+    }
+
+    /// A slot's addresses without its VLAN (a slot of another layer-2 domain).
+    pub fn add_addresses(&mut self, storage_net: Ipv4Net, public_ipv6: Ipv6Addr) {
+        self.storage_nets.insert(storage_net);
+        self.public_ipv6.insert(public_ipv6);
     }
 }
 

@@ -34,6 +34,9 @@ pub struct RawConfig {
     pub netboot: crate::netboot::config::RawNetboot,
     /// Job notifications to a control panel (`[webhooks]`); none without the section.
     pub webhooks: Option<crate::webhooks::RawWebhooks>,
+    /// This controller among others on one inventory (`[cluster]`).
+    #[serde(default)]
+    pub cluster: crate::cluster::RawCluster,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +56,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub database: Option<String>,
     pub state_dir: Option<PathBuf>,
+    /// The controller's name (`--name`).
+    pub name: Option<String>,
 }
 
 /// The checked configuration.
@@ -76,6 +81,8 @@ pub struct Config {
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
     /// The DHCP and TFTP servers (`[netboot]`); off unless enabled.
     pub netboot: crate::netboot::config::NetbootConfig,
+    /// Name, heartbeat and lease period among the controllers (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +206,12 @@ impl Config {
         )?;
         let jobs = JobsConfig::from_raw(raw.jobs, origin)?;
         let switches = SwitchesConfig::from_raw(raw.switches, origin)?;
+        let cluster = crate::cluster::ClusterConfig::from_raw(
+            raw.cluster,
+            overrides.name.clone(),
+            listen,
+            origin,
+        )?;
         Ok(Config {
             listen,
             database_url,
@@ -221,6 +234,7 @@ impl Config {
                 .map(|w| crate::webhooks::WebhookConfig::from_raw(w, origin))
                 .transpose()?,
             netboot,
+            cluster,
         })
     }
 }
@@ -306,6 +320,7 @@ mod tests {
             listen: Some("127.0.0.1:2".into()),
             state_dir: Some("/tmp/x".into()),
             database: None,
+            name: None,
         };
         let c = Config::from_raw(raw, "f", &o).unwrap();
         assert_eq!(c.listen.port(), 2);

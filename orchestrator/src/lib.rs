@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bootplan;
 pub mod catalogue;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod fabric;

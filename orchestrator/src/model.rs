@@ -111,6 +111,15 @@ pub struct Job {
     pub customer_message: Option<String>,
     pub params: serde_json::Value,
     pub requested_by: String,
+    /// The controller that must run the job: the one serving its Pi's or shelf's switch
+    /// (`null`: any controller).
+    pub controller: Option<String>,
+    /// The controller that last ran (claimed) the job; kept after it ends.
+    pub runner: Option<String>,
+    /// Why a job that should be running is not: `controller NAME, last seen TIME` while
+    /// its controller is down. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -133,7 +142,7 @@ pub struct Event {
 }
 
 /// A managed PoE switch. Its credentials are write-only and never shown.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Switch {
     pub id: SwitchId,
     pub name: String,
@@ -144,6 +153,13 @@ pub struct Switch {
     pub trunk_port: u16,
     /// `v2c` or `v3`: which kind of credentials are stored, never the secrets.
     pub snmp_version: String,
+    /// The controller that serves the switch: its shelves' DHCP, TFTP, roots and jobs.
+    /// `null` only for a switch registered before clusters existed, until a controller
+    /// starts and adopts it.
+    pub controller: Option<String>,
+    /// The layer-2 domain (a controller trunk and the switches behind it) whose storage
+    /// VLAN ids the switch's slots share: unique within it, reused across domains.
+    pub l2_domain: String,
     pub created_at: i64,
 }
 

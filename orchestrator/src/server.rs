@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{AppState, app};
 use crate::bootplan::BootPlanner;
+use crate::cluster::{BeatEnd, ClusterError, Membership, Singleton, SqliteLock};
 use crate::config::{Config, NfsBackend};
 use crate::db::{Db, DbError};
 use crate::fabric::Fabric;
@@ -30,9 +31,15 @@ pub enum ServeError {
     Netboot(#[from] crate::netboot::NetbootError),
     #[error("cannot open the image store or NFS exporter")]
     Images(#[from] bramble_images::ImagesError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// A test's crash plan stopped the job runner: the controller stopped as if killed.
     #[error("the job runner crashed (injected)")]
     Crashed,
+    /// Another instance registered under this controller's name (this one had stopped
+    /// beating long enough to be taken for dead), so this one stopped.
+    #[error("another instance took over controller name {0:?}; stopped")]
+    Superseded(String),
 }
 
 /// Everything a running controller is made of, before it runs.
@@ -43,6 +50,9 @@ pub struct Controller {
     pub hardware: Arc<Hardware>,
     links: Option<Arc<dyn StorageLinks>>,
     storage: Arc<LateStorage>,
+    membership: Membership,
+    /// Held for as long as this controller serves a SQLite inventory.
+    _sqlite_lock: Option<SqliteLock>,
 }
 
 /// The netboot service once it runs; rack jobs sync storage interfaces through it.
@@ -63,7 +73,14 @@ impl Controller {
     /// Opens the database (migrating it), the image store and the switch fabric, and
     /// assembles the API state and the job runner with an executor for every kind.
     pub async fn open(config: Config) -> Result<Controller, ServeError> {
+        // SQLite serves one controller: refuse a second before touching the file.
+        let sqlite_lock = SqliteLock::acquire(&config.database_url)?;
         let db = Db::connect(&config.database_url).await?;
+        let membership = Membership::join(&db, &config.cluster, sqlite_lock.is_some()).await?;
+        let adopted = db.adopt_unserved_switches(membership.name()).await?;
+        if adopted > 0 {
+            tracing::info!(controller = %membership.name(), switches = adopted, "adopted switches that no controller served");
+        }
         crate::catalogue::seed(&db).await?;
         let images = open_images(&config)?;
         let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
@@ -82,7 +99,8 @@ impl Controller {
             boot,
             storage: storage.clone(),
         });
-        let runner_id = format!("{}-{}", hostname(), std::process::id());
+        // Jobs are claimed under the controller's name: the name jobs are routed to.
+        let runner_id = config.cluster.name.clone();
         let runner = Runner::new(db.clone(), runner_id, config.job_lease, config.job_poll)
             .with_max_parallel(config.jobs.max_parallel);
         let runner = crate::jobs::with_executors(runner, &hardware);
@@ -93,6 +111,8 @@ impl Controller {
             hardware,
             links: None,
             storage,
+            membership,
+            _sqlite_lock: sqlite_lock,
         })
     }
 
@@ -109,18 +129,26 @@ impl Controller {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let Controller { state, runner, links, storage, hardware } = self;
+        let Controller { state, runner, links, storage, hardware, membership, _sqlite_lock } = self;
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let name = membership.name().to_string();
+        let lease = membership.config().lease;
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
         let netboot_cfg = &state.config.netboot;
         let plans = hardware.boot.clone();
         let netboot = match (links, netboot_cfg.enabled) {
-            (Some(links), true) => {
-                Some(Netboot::start(&state.db, netboot_cfg, &state.metrics, links, plans).await?)
-            }
+            (Some(links), true) => Some(
+                Netboot::start(&state.db, netboot_cfg, &state.metrics, links, plans, &name).await?,
+            ),
             (None, true) => {
-                crate::netboot::start_configured(&state.db, netboot_cfg, &state.metrics, plans)
-                    .await?
+                crate::netboot::start_configured(
+                    &state.db,
+                    netboot_cfg,
+                    &state.metrics,
+                    plans,
+                    &name,
+                )
+                .await?
             }
             (_, false) => None,
         };
@@ -129,6 +157,17 @@ impl Controller {
         }
         let netboot = netboot.map(|n| tokio::spawn(n.run(wait_true(rx.clone()))));
         let (crash_tx, mut crash_rx) = tokio::sync::watch::channel(false);
+        // The heartbeat; losing the name to another instance stops this controller.
+        let (lost_tx, mut lost_rx) = tokio::sync::watch::channel(false);
+        let beat = tokio::spawn({
+            let membership = membership.clone();
+            let stop = wait_true(rx.clone());
+            async move {
+                let end = membership.beat(stop).await;
+                let _ = lost_tx.send(end == BeatEnd::Lost);
+                end
+            }
+        });
         let runner = tokio::spawn({
             let stop = wait_true(rx.clone());
             async move {
@@ -143,14 +182,24 @@ impl Controller {
                 state.db.clone(),
                 hardware.fabric.clone(),
                 every,
-            );
+            )
+            .serving(&name, lease);
             tokio::spawn(r.run(wait_true(rx.clone())))
         });
         // Job notifications read the event log on their own; jobs never wait for them.
+        // One controller of the cluster delivers them: the holder of their lease.
         let webhooks = state.config.webhooks.clone().map(|cfg| {
-            let notifier = crate::webhooks::Notifier::new(state.db.clone(), cfg)
-                .with_executable(state.executable.clone());
-            tokio::spawn(notifier.run(wait_true(rx.clone())))
+            let singleton =
+                Singleton::new(state.db.clone(), crate::webhooks::notifier::LEASE, &name, lease);
+            let held = singleton.held();
+            let (db, executable) = (state.db.clone(), state.executable.clone());
+            let deliver = move |stop| {
+                crate::webhooks::Notifier::new(db.clone(), cfg.clone())
+                    .with_executable(executable.clone())
+                    .while_leader(held.clone())
+                    .run(crate::cluster::stopped(stop))
+            };
+            tokio::spawn(singleton.run(deliver, wait_true(rx.clone())))
         });
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "controller listening");
@@ -159,6 +208,7 @@ impl Controller {
                 tokio::select! {
                     _ = shutdown => {}
                     _ = crash_rx.wait_for(|c| *c) => {}
+                    _ = lost_rx.wait_for(|l| *l) => {}
                 }
                 let _ = tx.send(true);
             })
@@ -170,9 +220,17 @@ impl Controller {
         for task in [webhooks, reconciler].into_iter().flatten() {
             let _ = task.await;
         }
+        let superseded = matches!(beat.await, Ok(BeatEnd::Lost));
+        // A crash stands for a kill: the controller just stops beating.
+        if !crashed && !superseded {
+            membership.stop().await;
+        }
         state.db.close().await;
         if crashed {
             return Err(ServeError::Crashed);
+        }
+        if superseded {
+            return Err(ServeError::Superseded(name));
         }
         served.map_err(ServeError::Http)
     }
@@ -201,10 +259,4 @@ fn open_images(config: &Config) -> Result<Option<Arc<ImagesHost>>, bramble_image
 
 async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "controller".into())
 }

@@ -97,6 +97,7 @@ impl TestDb {
             listen: Some("127.0.0.1:0".into()),
             database: Some(self.url.clone()),
             state_dir: Some(std::env::temp_dir()),
+            name: None,
         };
         Config::from_raw(raw, "test", &o).expect("valid test config")
     }

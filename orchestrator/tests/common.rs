@@ -112,6 +112,13 @@ impl Api {
     }
 }
 
+/// Takes every switch off its controller, so that any runner may claim their jobs (as
+/// for a switch registered before clusters existed): for tests of the job engine's
+/// leases between runners, which are not controllers.
+pub async fn unroute(db: &bramble::db::Db) {
+    db.q("UPDATE switches SET controller = NULL").execute(db.pool()).await.expect("unroute");
+}
+
 pub fn assert_problem(r: &Resp, status: u16, code: &str) {
     assert_eq!(r.status.as_u16(), status, "{:?}", r.body);
     assert_eq!(r.content_type, "application/problem+json");

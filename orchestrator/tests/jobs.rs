@@ -12,7 +12,7 @@ use bramble::jobs::model::{JobKind, JobState, JobStep};
 use bramble::jobs::{CrashPlan, CrashPoint, Executor, Runner, StepError};
 use bramble::model::Job;
 use bramble::testing::{app_state, test_databases};
-use common::{Api, KEY};
+use common::{Api, KEY, unroute};
 use serde_json::json;
 
 /// Records every step it runs; fails the step named in `fail_at` (retryably `retry`
@@ -54,6 +54,7 @@ async fn a_reimage_runs_every_step_and_deploys_the_pi() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s1", 1, &["ann"]).await.remove(0);
+        unroute(&state.db).await;
         let job = api
             .post(
                 &format!("/v1/pis/{pi}/reimage"),
@@ -100,6 +101,7 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s2", 1, &["ben"]).await.remove(0);
+        unroute(&state.db).await;
         let job = api
             .post(
                 &format!("/v1/pis/{pi}/reimage"),
@@ -132,6 +134,7 @@ async fn a_dead_runners_job_is_resumed_at_its_step_after_the_lease_expires() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "s3", 1, &["cat"]).await.remove(0);
+        unroute(&state.db).await;
         let job = api
             .post(
                 &format!("/v1/pis/{pi}/reimage"),
@@ -170,6 +173,7 @@ async fn a_runner_claims_only_kinds_it_has_an_executor_for() {
     let (state, op) = app_state(&db).await;
     let api = Api { router: bramble::api::app(state.clone()) };
     let pi = api.rack(&op, "s4", 1, &["dan"]).await.remove(0);
+    unroute(&state.db).await;
     let job = api.post(&format!("/v1/pis/{pi}/power-on"), &op, json!({})).await;
     let rec = Arc::new(Recorder::default());
     assert!(
@@ -231,6 +235,7 @@ async fn two_runners_on_postgres_share_jobs_and_one_takes_over_the_others_after_
     let api = Api { router: bramble::api::app(state.clone()) };
     let owners = ["p1", "p2", "p3", "p4", "p5", "p6"];
     let pis = api.rack(&op, "tk", 1, &owners).await;
+    unroute(&state.db).await;
     for pi in &pis {
         let r = api
             .post(
@@ -317,6 +322,7 @@ async fn a_runner_shutting_down_hands_its_jobs_back_at_their_step() {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
         let pi = api.rack(&op, "hb", 1, &["eve"]).await.remove(0);
+        unroute(&state.db).await;
         let job = api
             .post(
                 &format!("/v1/pis/{pi}/reimage"),
@@ -384,6 +390,7 @@ async fn a_runner_killed_after_the_final_commit_leaves_the_pi_in_its_final_state
         let api = Api { router: bramble::api::app(state.clone()) };
         for (i, (fail_at, job_state, pi_state, failed_step)) in cases.iter().enumerate() {
             let pi = api.rack(&op, &format!("k{i}"), 1, &["kim"]).await.remove(0);
+            unroute(&state.db).await;
             let reimage = json!({"image": "debian-bookworm-armhf", "ssh_keys": [KEY]});
             let job = api.post(&format!("/v1/pis/{pi}/reimage"), &op, reimage.clone()).await;
             let rec = Arc::new(Recorder { fail_at: *fail_at, ..Default::default() });
@@ -403,6 +410,55 @@ async fn a_runner_killed_after_the_final_commit_leaves_the_pi_in_its_final_state
             assert_eq!(api.post(&cancel, &op, json!({})).await.status, 200);
         }
         state.db.close().await;
+        db.drop().await;
+    }
+}
+
+/// Jobs are routed to the controller serving their Pi's switch: another controller never
+/// claims them, the serving one does and is recorded as the runner, and while the
+/// serving controller is down the job says so.
+#[tokio::test]
+async fn a_job_runs_only_on_the_controller_serving_its_switch() {
+    for db in test_databases().await {
+        let (state, op) = app_state(&db).await;
+        let api = Api { router: bramble::api::app(state.clone()) };
+        let me = state.config.cluster.name.clone();
+        let pi = api.rack(&op, "rt", 1, &["rita"]).await.remove(0);
+        let job = api.post(&format!("/v1/pis/{pi}/reboot"), &op, json!({})).await;
+        assert_eq!(job.status, 202, "{:?}", job.body);
+        assert_eq!(job.body["controller"], me.as_str(), "{}", db.label);
+        let id = job.body["id"].as_str().unwrap().to_string();
+        let lease = Duration::from_secs(30);
+        assert!(
+            state.db.claim_job("elsewhere", &[JobKind::Reboot], lease).await.unwrap().is_none(),
+            "{}: a controller not serving the switch claimed its job",
+            db.label
+        );
+        let claimed = state.db.claim_job(&me, &[JobKind::Reboot], lease).await.unwrap();
+        assert_eq!(claimed.map(|j| j.id.0), Some(id.clone()), "{}", db.label);
+        let shown = api.get(&format!("/v1/jobs/{id}"), &op).await;
+        assert_eq!(shown.body["runner"], me.as_str(), "{}", db.label);
+
+        // A controller that stopped: a job for its switch waits and says why.
+        state.db.register_controller("ghost", "g1", "http://ghost", lease, false).await.unwrap();
+        state.db.controller_stopped("ghost", "g1").await.unwrap();
+        let pi2 = api.rack(&op, "rg", 1, &["gus"]).await.remove(0);
+        let moved = api.patch("/v1/switches/sw-rg", &op, json!({"controller": "ghost"})).await;
+        assert_eq!(moved.status, 200, "{:?}", moved.body);
+        assert_eq!(moved.body["controller"], "ghost");
+        let job = api.post(&format!("/v1/pis/{pi2}/reboot"), &op, json!({})).await;
+        assert_eq!(job.status, 202, "{:?}", job.body);
+        let waiting = job.body["waiting_for"].as_str().unwrap_or_default().to_string();
+        assert!(waiting.starts_with("controller ghost, last seen 20"), "{}: {waiting:?}", db.label);
+        assert!(state.db.claim_job(&me, &[JobKind::Reboot], lease).await.unwrap().is_none());
+        // Moving the switch back routes its queued job back too.
+        let back = api.patch("/v1/switches/sw-rg", &op, json!({"controller": me})).await;
+        assert_eq!(back.status, 200, "{:?}", back.body);
+        let claimed = state.db.claim_job(&me, &[JobKind::Reboot], lease).await.unwrap();
+        assert_eq!(claimed.and_then(|j| j.pi).map(|p| p.0), Some(pi2.clone()), "{}", db.label);
+        // An unknown controller is refused, naming the field.
+        let bad = api.patch("/v1/switches/sw-rg", &op, json!({"controller": "nobody"})).await;
+        common::assert_problem(&bad, 422, "invalid_input");
         db.drop().await;
     }
 }

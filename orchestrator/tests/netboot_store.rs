@@ -35,6 +35,7 @@ async fn open(db: &TestDb) -> (Db, Vec<(String, Ipv4Addr)>) {
         listen: Some("127.0.0.1:0".into()),
         database: Some(db.url.clone()),
         state_dir: Some(std::env::temp_dir()),
+        name: None,
     };
     let config = Config::from_raw(raw, "netboot store test", &o).expect("valid config");
     let pools = config.pools.clone();
@@ -45,6 +46,8 @@ async fn open(db: &TestDb) -> (Db, Vec<(String, Ipv4Addr)>) {
         driver: "standard".into(),
         trunk_port: 24,
         credentials: SnmpCredentials::V2c { community: Secret::new("public") },
+        controller: c.state.config.cluster.name.clone(),
+        l2_domain: "store".into(),
     };
     let sw = c.state.db.insert_switch(&sw).await.expect("switch");
     let shelf = c.state.db.enroll_shelf("s", &sw.id, 1, 2, &pools).await.expect("shelf");
@@ -291,6 +294,7 @@ async fn controller_run_starts_and_stops_netboot() {
         listen: Some("127.0.0.1:0".into()),
         database: Some(tdb.url.clone()),
         state_dir: Some(dir.clone()),
+        name: None,
     };
     let config = Config::from_raw(raw, "netboot run test", &o).expect("valid config");
     assert!(config.netboot.enabled);

@@ -113,6 +113,7 @@ fn config(database: &str, subnet: u8, state_dir: &Path) -> Config {
         listen: Some("127.0.0.1:0".into()),
         database: Some(database.to_string()),
         state_dir: Some(state_dir.to_path_buf()),
+        name: None,
     };
     Config::from_raw(raw, "netboot test", &o).expect("valid test config")
 }
@@ -142,6 +143,8 @@ async fn setup(database: &str, subnet: u8, netns: &str) -> (AppState, String, La
         driver: "standard".into(),
         trunk_port: 24,
         credentials: SnmpCredentials::V2c { community: Secret::new("public") },
+        controller: config.cluster.name.clone(),
+        l2_domain: "gl".into(),
     };
     let sw = state.db.insert_switch(&sw).await.expect("switch");
     let shelf =
@@ -198,10 +201,16 @@ async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value>
 async fn case(database: String, subnet: u8, netns: String) {
     let (state, token, lab) = setup(&database, subnet, &netns).await;
     let plans = Arc::new(BootPlanner::new(state.config.netboot.roots_dir.clone(), None, None));
-    let netboot =
-        Netboot::start(&state.db, &state.config.netboot, &state.metrics, lab.links.clone(), plans)
-            .await
-            .expect("netboot starts");
+    let netboot = Netboot::start(
+        &state.db,
+        &state.config.netboot,
+        &state.metrics,
+        lab.links.clone(),
+        plans,
+        &state.config.cluster.name,
+    )
+    .await
+    .expect("netboot starts");
     assert_eq!(netboot.dhcp().interfaces().len(), 2, "both slots served");
     let api = Api { router: app(state.clone()) };
     let script = lab.dir.join("udhcpc.sh");

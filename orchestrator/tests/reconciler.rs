@@ -130,6 +130,8 @@ impl Lab {
             driver: "auto".into(),
             trunk_port: TRUNK,
             credentials,
+            controller: "reconciler-test".into(),
+            l2_domain: name.into(),
         };
         let switch = self.db.insert_switch(&new).await.expect("switch");
         let shelf = self

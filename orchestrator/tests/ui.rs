@@ -109,14 +109,16 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
     assert_eq!(r.status.as_u16(), 202, "{:?}", r.body);
     let job = JobId(r.body["id"].as_str().unwrap().to_string());
     let lease = Duration::from_secs(600);
+    // Claimed as the controller serving the shelf's switch (the only one that may).
+    let runner = st.config.cluster.name.clone();
     let claimed = st
         .db
-        .claim_job("ui-test-runner", &[JobKind::Reboot], lease)
+        .claim_job(&runner, &[JobKind::Reboot], lease)
         .await
         .unwrap()
         .expect("the reboot is claimable");
     assert_eq!(claimed.id, job);
-    assert!(st.db.advance_job(&job, "ui-test-runner", 2, lease).await.unwrap());
+    assert!(st.db.advance_job(&job, &runner, 2, lease).await.unwrap());
     Seeded { pis, job }
 }
 

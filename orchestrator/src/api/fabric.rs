@@ -30,6 +30,22 @@ pub struct CreateSwitch {
     driver: String,
     trunk_port: u16,
     credentials: SnmpCredentials,
+    /// The controller that serves the switch (default: the one answering this request).
+    #[serde(default)]
+    controller: Option<String>,
+    /// Its layer-2 domain: switches behind one controller trunk share one, and storage
+    /// VLAN ids are unique within it (default: the serving controller's name).
+    #[serde(default)]
+    l2_domain: Option<String>,
+}
+
+/// A change to a switch: which controller serves it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSwitch {
+    /// The controller that serves the switch from now on. It brings the shelves'
+    /// storage interfaces up and exports their roots; their queued jobs wait for it.
+    controller: String,
 }
 
 fn auto() -> String {
@@ -87,6 +103,18 @@ pub async fn create_switch(
             });
         }
     }
+    let controller = req.controller.unwrap_or_else(|| st.config.cluster.name.clone());
+    errs.extend(known_controller(&st, &controller).await?);
+    let l2_domain = req.l2_domain.unwrap_or_else(|| controller.clone());
+    if !crate::cluster::config::valid_name(&l2_domain) {
+        errs.push(BadField {
+            field: "l2_domain".into(),
+            message: format!(
+                "{l2_domain:?} must be 1-{} letters, digits, '-', '_' or '.'",
+                crate::cluster::config::MAX_NAME
+            ),
+        });
+    }
     validate::finish(errs)?;
     let new = NewSwitch {
         name: req.name,
@@ -94,6 +122,8 @@ pub async fn create_switch(
         driver: req.driver,
         trunk_port: req.trunk_port,
         credentials: req.credentials,
+        controller,
+        l2_domain,
     };
     match st.db.insert_switch(&new).await {
         Ok(sw) => {
@@ -112,6 +142,55 @@ pub async fn create_switch(
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The `controller` field's error, if `name` is no controller that ever registered.
+async fn known_controller(st: &AppState, name: &str) -> Result<Option<BadField>, ApiError> {
+    let known = st.db.list_controllers().await?;
+    if known.iter().any(|c| c.name == name) {
+        return Ok(None);
+    }
+    let names: Vec<_> = known.iter().map(|c| c.name.as_str()).collect();
+    Ok(Some(BadField {
+        field: "controller".into(),
+        message: format!(
+            "no controller named {name:?} has registered; known: {}",
+            names.join(", ")
+        ),
+    }))
+}
+
+#[utoipa::path(patch, path = "/v1/switches/{id}", tag = "fabric", request_body = UpdateSwitch,
+    params(("id" = String, Path, description = "switch id or name")),
+    responses((status = 200, body = Switch), (status = 404, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn update_switch(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Body(req): Body<UpdateSwitch>,
+) -> Result<Json<Switch>, ApiError> {
+    require_operator(&who)?;
+    let Some(before) = st.db.get_switch(&SwitchId(id.clone())).await? else {
+        return Err(ApiError::not_found(format!("switch {id}")));
+    };
+    validate::finish(known_controller(&st, &req.controller).await?.into_iter().collect())?;
+    let Some(sw) = st.db.set_switch_controller(&before.id, &req.controller).await? else {
+        return Err(ApiError::not_found(format!("switch {id}")));
+    };
+    if before.controller.as_deref() != Some(req.controller.as_str()) {
+        st.db
+            .append_event(
+                &NewEvent::new(
+                    "switch.moved",
+                    who.token().as_str(),
+                    format!("switch {} moved to controller {}", sw.name, req.controller),
+                )
+                .data(serde_json::json!({ "from": before.controller, "to": req.controller })),
+            )
+            .await?;
+    }
+    Ok(Json(sw))
 }
 
 /// A shelf to enroll: ports `first_port..=last_port` of a registered switch.
@@ -254,5 +333,9 @@ pub async fn rack_shelf(
         }
     };
     let location = format!("/v1/jobs/{}", job.id);
-    Ok((StatusCode::ACCEPTED, [(axum::http::header::LOCATION, location)], Json(st.present(job))))
+    Ok((
+        StatusCode::ACCEPTED,
+        [(axum::http::header::LOCATION, location)],
+        Json(st.present(job).await?),
+    ))
 }

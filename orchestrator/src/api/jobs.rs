@@ -39,17 +39,14 @@ pub async fn list(
     let cursor = id_cursor(q.cursor, JobId::PREFIX)?;
     let order = list_order(q.order)?;
     let page = st.db.list_jobs(&f, cursor.as_deref(), order, page_limit(q.limit)?).await?;
-    Ok(Json(Page {
-        items: page.items.into_iter().map(|j| st.present(j)).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(Page { items: st.present_all(page.items).await?, next_cursor: page.next_cursor }))
 }
 
 /// A job the caller may see: every job for operators; for a customer, the jobs done for
 /// them (the rule of `Principal::may_see`, applied in the query). Anything else is a 404.
 async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, ApiError> {
     match st.db.get_job_for(&JobId(id.to_string()), who.customer()).await? {
-        Some(j) => Ok(st.present(j)),
+        Some(j) => Ok(st.present(j).await?),
         None => Err(ApiError::not_found(format!("job {id}"))),
     }
 }

@@ -8,13 +8,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::model::JobKind;
 use crate::metrics::Metrics;
 
+mod cluster;
 pub mod error;
 mod extract;
 mod fabric;
@@ -48,10 +49,43 @@ impl AppState {
         }
     }
 
-    /// A job with its `executable` flag filled in from this controller's runners.
-    pub(crate) fn present(&self, mut job: crate::model::Job) -> crate::model::Job {
-        job.executable = self.executable.contains(&job.kind);
-        job
+    /// A job with its `executable` flag filled in from this controller's runners, and
+    /// `waiting_for` when its controller is down.
+    pub(crate) async fn present(
+        &self,
+        job: crate::model::Job,
+    ) -> Result<crate::model::Job, crate::db::DbError> {
+        let mut one = self.present_all(vec![job]).await?;
+        Ok(one.pop().expect("one job in, one out"))
+    }
+
+    /// [`present`](Self::present) for a page of jobs (one look at the controllers).
+    pub(crate) async fn present_all(
+        &self,
+        mut jobs: Vec<crate::model::Job>,
+    ) -> Result<Vec<crate::model::Job>, crate::db::DbError> {
+        let pending = |j: &crate::model::Job| j.controller.is_some() && j.state.is_active();
+        let controllers = if jobs.iter().any(pending) {
+            Some((self.db.list_controllers().await?, self.db.clock_millis().await?))
+        } else {
+            None
+        };
+        for job in &mut jobs {
+            job.executable = self.executable.contains(&job.kind);
+            if let (Some((rows, now)), Some(name)) = (&controllers, &job.controller)
+                && pending(job)
+            {
+                job.waiting_for = match rows.iter().find(|c| &c.name == name) {
+                    None => Some(format!("controller {name}, never seen")),
+                    Some(c) if !c.alive(*now, self.config.cluster.lease) => Some(format!(
+                        "controller {name}, last seen {}",
+                        crate::time::rfc3339(c.heartbeat_at)
+                    )),
+                    Some(_) => None,
+                };
+            }
+        }
+        Ok(jobs)
     }
 }
 
@@ -75,6 +109,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", get(meta::events))
         .route("/v1/images", get(meta::images))
         .route("/v1/switches", get(fabric::list_switches).post(fabric::create_switch))
+        .route("/v1/switches/{id}", patch(fabric::update_switch))
+        .route("/v1/controllers", get(cluster::list))
         .route("/v1/shelves", get(fabric::list_shelves).post(fabric::enroll_shelf))
         .route("/v1/shelves/{name}", get(fabric::get_shelf))
         .route("/v1/shelves/{name}/rack", post(fabric::rack_shelf))

@@ -342,7 +342,7 @@ async fn start_job(
         CreateOutcome::Busy { running } => return Err(ApiError::PiBusy { running: running.0 }),
     };
     let location = format!("/v1/jobs/{}", job.id);
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job))))
+    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job).await?)))
 }
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

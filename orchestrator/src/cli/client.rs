@@ -48,6 +48,14 @@ impl ApiClient {
         self.send(path, req).await
     }
 
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send(path, self.http.patch(self.url(path)).json(body)).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

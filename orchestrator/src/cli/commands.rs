@@ -11,12 +11,13 @@ use serde_json::json;
 use super::client::{ApiClient, enc};
 use super::output::{cell, json as print_json, line, size_cell, table};
 use super::{
-    ActionArgs, ApiArgs, Command, ImageCommand, JobCommand, PiCommand, ShelfCommand, TokenCommand,
+    ActionArgs, ApiArgs, Command, ControllerCommand, ImageCommand, JobCommand, PiCommand,
+    ShelfCommand, SwitchCommand, TokenCommand,
 };
 use crate::db::{Db, Page};
 use crate::ids::CustomerId;
 use crate::jobs::model::JobState;
-use crate::model::{Event, Image, Job, Pi, Shelf};
+use crate::model::{Event, Image, Job, Pi, Shelf, Switch};
 use crate::server::Controller;
 
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -107,6 +108,73 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     })
                     .collect::<Vec<_>>();
                 table(&["name", "release", "arch", "status", "size"], &rows)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Controller { command: ControllerCommand::List, api } => {
+            let list: serde_json::Value = ApiClient::new(&api)?.get("/v1/controllers").await?;
+            if api.json {
+                print_json(&list)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = crate::time::now_millis();
+            let rows = list["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    let names = |key: &str| {
+                        c[key]
+                            .as_array()
+                            .map(|a| {
+                                a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+                            })
+                            .unwrap_or_default()
+                    };
+                    let beat = c["heartbeat_at"].as_i64().unwrap_or(0);
+                    vec![
+                        cell(c["name"].as_str()),
+                        if c["alive"].as_bool() == Some(true) { "alive" } else { "down" }.into(),
+                        format!("{:.1}s ago", (now - beat) as f64 / 1000.0),
+                        cell(c["version"].as_str()),
+                        cell(c["address"].as_str()),
+                        names("switches"),
+                        names("leases"),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table(
+                &["name", "state", "heartbeat", "version", "address", "switches", "leases"],
+                &rows,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Switch { command, api } => {
+            let client = ApiClient::new(&api)?;
+            let switches: Vec<Switch> = match command {
+                SwitchCommand::List => client.get("/v1/switches").await?,
+                SwitchCommand::Move { switch, to } => {
+                    let path = format!("/v1/switches/{}", enc(&switch));
+                    vec![client.patch(&path, &json!({ "controller": to })).await?]
+                }
+            };
+            if api.json {
+                print_json(&switches)?;
+            } else {
+                let rows = switches
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            s.address.clone(),
+                            cell(s.controller.as_deref()),
+                            s.l2_domain.clone(),
+                            s.trunk_port.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["name", "address", "controller", "l2 domain", "trunk"], &rows)?;
             }
             Ok(ExitCode::SUCCESS)
         }

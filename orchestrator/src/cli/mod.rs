@@ -38,6 +38,10 @@ pub struct LocalArgs {
     /// Directory for the SQLite database and other state.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// This controller's name in the cluster (default: `[cluster] name`, else the host
+    /// name).
+    #[arg(long, env = "BRAMBLE_NAME")]
+    name: Option<String>,
 }
 
 impl LocalArgs {
@@ -46,6 +50,7 @@ impl LocalArgs {
             listen: self.listen.clone(),
             database: self.database.clone(),
             state_dir: self.state_dir.clone(),
+            name: self.name.clone(),
         };
         Ok(Config::load(self.config.as_deref(), &o)?)
     }
@@ -99,6 +104,20 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The controllers sharing this inventory.
+    Controller {
+        #[command(subcommand)]
+        command: ControllerCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Switches: move one to another controller.
+    Switch {
+        #[command(subcommand)]
+        command: SwitchCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -204,6 +223,27 @@ enum ShelfCommand {
         wait: bool,
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ControllerCommand {
+    /// Every controller: alive or not, last heartbeat, what it serves (operators).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum SwitchCommand {
+    /// Every switch with the controller serving it.
+    List,
+    /// Hand a switch and its shelves to another controller, which brings their storage
+    /// interfaces up and exports their roots; their queued jobs wait for it.
+    Move {
+        /// Switch id or name.
+        switch: String,
+        /// The controller that serves it from now on.
+        #[arg(long)]
+        to: String,
     },
 }
 

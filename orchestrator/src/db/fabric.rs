@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 use sqlx::any::AnyRow;
 
 use super::{Db, DbError, get_i64, get_opt_str, get_str, get_u16};
-use crate::alloc::{AddressPools, AllocError, SlotAddresses, Taken, allocate};
+use crate::alloc::{AddressPools, AllocError, Taken, allocate};
 use crate::ids::{PiId, ShelfId, SlotId, SwitchId};
 use crate::model::{Shelf, Slot, Switch};
 use crate::secret::SnmpCredentials;
@@ -22,6 +22,10 @@ pub struct NewSwitch {
     pub driver: String,
     pub trunk_port: u16,
     pub credentials: SnmpCredentials,
+    /// The controller that serves it.
+    pub controller: String,
+    /// Its layer-2 domain (storage VLANs are unique within one).
+    pub l2_domain: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +55,16 @@ impl Db {
         let id = SwitchId::generate();
         let now = now_millis();
         let mut tx = self.begin_write().await?;
-        self.q("INSERT INTO switches (id, name, address, driver, trunk_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        self.q("INSERT INTO switches (id, name, address, driver, trunk_port, created_at, controller, l2_domain) \
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(id.0.clone())
             .bind(new.name.clone())
             .bind(new.address.clone())
             .bind(new.driver.clone())
             .bind(i64::from(new.trunk_port))
             .bind(now)
+            .bind(new.controller.clone())
+            .bind(new.l2_domain.clone())
             .execute(&mut *tx)
             .await?;
         self.q("INSERT INTO switch_credentials (switch_id, credentials) VALUES ($1, $2)")
@@ -136,7 +143,34 @@ impl Db {
                 shelf: other.name,
             });
         }
-        let plan = allocate(pools, &self.taken_addresses().await?, usize::from(last - first) + 1)?;
+        // Two controllers enrolling at once may plan the same addresses: the unique
+        // constraints let one commit, and the other plans again from what is now taken.
+        let mut attempt = 1;
+        loop {
+            match self.enroll_planned(name, &sw, first, last, pools).await {
+                Err(EnrollError::Db(e)) if e.is_unique_violation() && attempt < ENROLL_ATTEMPTS => {
+                    tracing::info!(
+                        shelf = name,
+                        attempt,
+                        "addresses taken by a concurrent enrolment; planning again"
+                    );
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn enroll_planned(
+        &self,
+        name: &str,
+        sw: &Switch,
+        first: u16,
+        last: u16,
+        pools: &AddressPools,
+    ) -> Result<Shelf, EnrollError> {
+        let taken = self.taken_addresses(&sw.l2_domain).await?;
+        let plan = allocate(pools, &taken, usize::from(last - first) + 1)?;
         let id = ShelfId::generate();
         let mut tx = self.begin_write().await?;
         self.q("INSERT INTO shelves (id, name, switch_id, first_port, last_port, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -149,8 +183,8 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         for (port, addrs) in (first..=last).zip(&plan) {
-            self.q("INSERT INTO slots (id, shelf_id, switch_id, port, vlan, storage_net, controller_ip, pi_ip, public_ipv6) \
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            self.q("INSERT INTO slots (id, shelf_id, switch_id, port, vlan, storage_net, controller_ip, pi_ip, public_ipv6, l2_domain) \
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                 .bind(SlotId::generate().0)
                 .bind(id.0.clone())
                 .bind(sw.id.0.clone())
@@ -160,6 +194,7 @@ impl Db {
                 .bind(addrs.controller_ip().to_string())
                 .bind(addrs.pi_ip().to_string())
                 .bind(addrs.public_ipv6.to_string())
+                .bind(sw.l2_domain.clone())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -169,29 +204,59 @@ impl Db {
             .ok_or_else(|| EnrollError::Db(DbError::Corrupt { column: "shelves.id", value: id.0 }))
     }
 
-    /// Every VLAN, /30 and IPv6 address any slot holds.
-    pub async fn taken_addresses(&self) -> Result<Taken, DbError> {
+    /// What a new slot in layer-2 domain `domain` cannot have: the VLANs of that
+    /// domain, and every /30 and IPv6 address of any slot (addresses stay unique
+    /// everywhere, so no two Pis a controller interface could reach ever share one).
+    pub async fn taken_addresses(&self, domain: &str) -> Result<Taken, DbError> {
         let rows = self
-            .q("SELECT vlan, storage_net, public_ipv6 FROM slots")
+            .q("SELECT vlan, storage_net, public_ipv6, l2_domain FROM slots")
             .fetch_all(self.pool())
             .await?;
         let mut taken = Taken::default();
         for r in &rows {
             let net = get_str(r, "storage_net")?;
             let v6 = get_str(r, "public_ipv6")?;
-            taken.add(&SlotAddresses {
-                vlan: get_u16(r, "vlan")?,
-                storage_net: net.parse().map_err(|_| DbError::Corrupt {
+            if get_str(r, "l2_domain")? == domain {
+                taken.vlans.insert(get_u16(r, "vlan")?);
+            }
+            taken.add_addresses(
+                net.parse().map_err(|_| DbError::Corrupt {
                     column: "slots.storage_net",
                     value: net.clone(),
                 })?,
-                public_ipv6: v6.parse::<Ipv6Addr>().map_err(|_| DbError::Corrupt {
+                v6.parse::<Ipv6Addr>().map_err(|_| DbError::Corrupt {
                     column: "slots.public_ipv6",
                     value: v6.clone(),
                 })?,
-            });
+            );
         }
         Ok(taken)
+    }
+
+    /// Moves switch `id` to `controller`, with its shelves' active jobs: queued jobs
+    /// wait for the new controller, and a running job goes to it if its runner's lease
+    /// lapses. Returns the switch as it is now, `None` if there is no such switch.
+    pub async fn set_switch_controller(
+        &self,
+        id: &SwitchId,
+        controller: &str,
+    ) -> Result<Option<Switch>, DbError> {
+        let Some(sw) = self.get_switch(id).await? else { return Ok(None) };
+        let mut tx = self.begin_write().await?;
+        self.q("UPDATE switches SET controller = $1 WHERE id = $2")
+            .bind(controller.to_string())
+            .bind(sw.id.0.clone())
+            .execute(&mut *tx)
+            .await?;
+        self.q("UPDATE jobs SET controller = $1 WHERE state IN ('queued', 'running') AND ( \
+                pi_id IN (SELECT p.id FROM pis p JOIN slots s ON s.id = p.slot_id WHERE s.switch_id = $2) \
+                OR shelf_id IN (SELECT id FROM shelves WHERE switch_id = $2))")
+            .bind(controller.to_string())
+            .bind(sw.id.0.clone())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get_switch(&sw.id).await
     }
 
     pub async fn list_shelves(&self) -> Result<Vec<Shelf>, DbError> {
@@ -227,7 +292,10 @@ impl Db {
     }
 }
 
-const SWITCH_SELECT: &str = "SELECT s.id, s.name, s.address, s.driver, s.trunk_port, s.created_at, c.credentials \
+/// How often an enrolment plans again after losing a race for its addresses.
+const ENROLL_ATTEMPTS: u32 = 5;
+
+const SWITCH_SELECT: &str = "SELECT s.id, s.name, s.address, s.driver, s.trunk_port, s.created_at, s.controller, s.l2_domain, c.credentials \
     FROM switches s LEFT JOIN switch_credentials c ON c.switch_id = s.id";
 
 fn switch_from_row(row: &AnyRow) -> Result<Switch, DbError> {
@@ -239,6 +307,8 @@ fn switch_from_row(row: &AnyRow) -> Result<Switch, DbError> {
         driver: get_str(row, "driver")?,
         trunk_port: get_u16(row, "trunk_port")?,
         snmp_version: creds.map(|c| c.version().to_string()).unwrap_or_else(|| "unknown".into()),
+        controller: get_opt_str(row, "controller")?,
+        l2_domain: get_str(row, "l2_domain")?,
         created_at: get_i64(row, "created_at")?,
     })
 }

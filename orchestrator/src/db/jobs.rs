@@ -29,7 +29,11 @@ use crate::model::Job;
 use crate::time::now_millis;
 
 const COLUMNS: &str = "id, kind, pi_id, shelf_id, params, state, step, attempts, last_error, customer_message, \
-    requested_by, created_at, updated_at, finished_at";
+    requested_by, controller, runner, created_at, updated_at, finished_at";
+
+/// The controller serving a Pi's switch (`$1`: the Pi), or a shelf's (`$2`: the shelf).
+const SERVING_CONTROLLER: &str = "SELECT sw.controller FROM switches sw JOIN shelves sh ON sh.switch_id = sw.id \
+    WHERE sh.id = COALESCE((SELECT s.shelf_id FROM pis p JOIN slots s ON s.id = p.slot_id WHERE p.id = $1), $2)";
 
 /// A job to create.
 #[derive(Debug, Clone)]
@@ -107,10 +111,20 @@ impl Db {
             }
             (None, None) => None,
         };
+        // Only the controller serving the Pi's or shelf's switch runs the job.
+        let controller = self
+            .q(SERVING_CONTROLLER)
+            .bind(new.pi.as_ref().map(|p| p.0.clone()))
+            .bind(new.shelf.as_ref().map(|s| s.0.clone()))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| get_opt_str(&r, "controller"))
+            .transpose()?
+            .flatten();
         let inserted = self
             .q("INSERT INTO jobs (id, kind, pi_id, shelf_id, params, state, step, attempts, idempotency_key, \
-                request_hash, requested_by, customer, created_at, updated_at) \
-                VALUES ($1, $2, $3, $4, $5, $11, 0, 0, $6, $7, $8, $9, $10, $10)")
+                request_hash, requested_by, customer, created_at, updated_at, controller) \
+                VALUES ($1, $2, $3, $4, $5, $11, 0, 0, $6, $7, $8, $9, $10, $10, $12)")
             .bind(id.0.clone())
             .bind(new.kind.as_str())
             .bind(new.pi.as_ref().map(|p| p.0.clone()))
@@ -122,6 +136,7 @@ impl Db {
             .bind(customer.as_ref().map(|c| c.0.clone()))
             .bind(now)
             .bind(JobState::INITIAL.as_str())
+            .bind(controller)
             .execute(&mut *tx)
             .await
             .map_err(DbError::from);
@@ -291,7 +306,8 @@ impl Db {
     }
 
     /// Claims the oldest running job of one of `kinds` whose lease expired (its runner
-    /// died), else the oldest queued one, for `runner`, holding it for `lease`. On the
+    /// died), else the oldest queued one, for `runner`, holding it for `lease`. Only
+    /// jobs for controller `runner` (or for any controller) are claimed. On the
     /// first claim of a job that moves its Pi (a reimage deploys it), the Pi's change
     /// commits with the claim.
     pub async fn claim_job(
@@ -343,9 +359,15 @@ impl Db {
             Backend::Sqlite => "",
         };
         let expired = if from == JobState::Running { " AND lease_expires_at < $3" } else { "" };
+        // Two index scans (jobs_claim), one for this controller's jobs and one for
+        // jobs any controller may run, rather than an OR that defeats the index.
         let sql = format!(
-            "UPDATE jobs SET state = $4, lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM jobs WHERE kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) \
+            "UPDATE jobs SET state = $4, lease_owner = $1, runner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM (\
+               SELECT id FROM (SELECT id FROM jobs WHERE controller = $1 AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS mine \
+               UNION ALL \
+               SELECT id FROM (SELECT id FROM jobs WHERE controller IS NULL AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS unrouted\
+             ) AS candidates ORDER BY id LIMIT 1) \
              AND state = $5{expired} RETURNING {COLUMNS}"
         );
         let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
@@ -569,6 +591,9 @@ fn job_from_row(row: &AnyRow) -> Result<Job, DbError> {
         customer_message: get_opt_str(row, "customer_message")?,
         params: get_json(row, "params")?,
         requested_by: get_str(row, "requested_by")?,
+        controller: get_opt_str(row, "controller")?,
+        runner: get_opt_str(row, "runner")?,
+        waiting_for: None,
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
         finished_at: get_opt_i64(row, "finished_at")?,

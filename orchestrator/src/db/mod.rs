@@ -10,6 +10,7 @@ use bramble_netboot::hw::PiSerial;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+pub mod cluster;
 pub mod events;
 pub mod fabric;
 pub mod images;
@@ -170,13 +171,19 @@ pub async fn prepare_sqlite_connection(conn: &mut sqlx::AnyConnection) -> Result
     Ok(())
 }
 
-fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or("");
+/// The file of a `sqlite:` URL; `None` for an in-memory database or another backend.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//").split('?').next().unwrap_or("");
     if path.is_empty() || path.starts_with(":memory:") {
-        return Ok(());
+        return None;
     }
-    if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+    Some(std::path::PathBuf::from(path))
+}
+
+fn create_sqlite_dir(url: &str) -> Result<(), DbError> {
+    let Some(path) = sqlite_path(url) else { return Ok(()) };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|source| DbError::StateDir { path: dir.display().to_string(), source })?;
     }

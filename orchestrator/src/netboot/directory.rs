@@ -70,6 +70,8 @@ impl Snapshot {
 /// The shared cache plus the interface names the wiring gave each slot.
 pub struct Directory {
     db: Db,
+    /// Only the slots of switches this controller serves (`None`: every slot).
+    controller: Option<String>,
     snapshot: RwLock<Arc<Snapshot>>,
     ifaces: RwLock<HashMap<String, SlotId>>,
     last_refresh: Mutex<Option<Instant>>,
@@ -79,9 +81,20 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Every slot of the inventory (tests and tools).
     pub fn new(db: Db) -> Directory {
+        Directory::with_filter(db, None)
+    }
+
+    /// The slots of the switches `controller` serves, and their Pis.
+    pub fn serving(db: Db, controller: &str) -> Directory {
+        Directory::with_filter(db, Some(controller.to_string()))
+    }
+
+    fn with_filter(db: Db, controller: Option<String>) -> Directory {
         Directory {
             db,
+            controller,
             snapshot: RwLock::default(),
             ifaces: RwLock::default(),
             last_refresh: Mutex::new(None),
@@ -97,7 +110,7 @@ impl Directory {
     pub async fn refresh(&self) -> Result<Arc<Snapshot>, DbError> {
         let _one_at_a_time = self.refreshing.lock().await;
         *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        let snap = Arc::new(load(&self.db).await?);
+        let snap = Arc::new(load(&self.db, self.controller.as_deref()).await?);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         Ok(snap)
     }
@@ -140,12 +153,23 @@ impl Directory {
     }
 }
 
-async fn load(db: &Db) -> Result<Snapshot, DbError> {
-    let rows = db
-        .q("SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
-            FROM slots s LEFT JOIN pis p ON p.slot_id = s.id WHERE s.retired_at IS NULL ORDER BY s.id")
-        .fetch_all(db.pool())
-        .await?;
+const ALL_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
+    FROM slots s LEFT JOIN pis p ON p.slot_id = s.id WHERE s.retired_at IS NULL ORDER BY s.id";
+const SERVED_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
+    FROM slots s JOIN switches sw ON sw.id = s.switch_id LEFT JOIN pis p ON p.slot_id = s.id \
+    WHERE s.retired_at IS NULL AND sw.controller = $1 ORDER BY s.id";
+const ALL_PIS: &str =
+    "SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'";
+/// Pis in served slots, and Pis in no slot (a board that has not been racked yet).
+const SERVED_PIS: &str = "SELECT p.id, p.serial, p.mac FROM pis p LEFT JOIN slots s ON s.id = p.slot_id \
+    LEFT JOIN switches sw ON sw.id = s.switch_id \
+    WHERE p.mac IS NOT NULL AND p.state <> 'retired' AND (p.slot_id IS NULL OR sw.controller = $1)";
+
+async fn load(db: &Db, controller: Option<&str>) -> Result<Snapshot, DbError> {
+    let rows = match controller {
+        Some(c) => db.q(SERVED_SLOTS).bind(c.to_string()).fetch_all(db.pool()).await?,
+        None => db.q(ALL_SLOTS).fetch_all(db.pool()).await?,
+    };
     let mut slots = Vec::with_capacity(rows.len());
     for r in &rows {
         let pi = match get_opt_str(r, "pi_id")? {
@@ -164,10 +188,10 @@ async fn load(db: &Db) -> Result<Snapshot, DbError> {
             pi,
         });
     }
-    let rows = db
-        .q("SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'")
-        .fetch_all(db.pool())
-        .await?;
+    let rows = match controller {
+        Some(c) => db.q(SERVED_PIS).bind(c.to_string()).fetch_all(db.pool()).await?,
+        None => db.q(ALL_PIS).fetch_all(db.pool()).await?,
+    };
     let pis = rows
         .iter()
         .map(|r| {

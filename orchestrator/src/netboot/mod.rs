@@ -92,8 +92,10 @@ impl Netboot {
         metrics: &Metrics,
         links: Arc<dyn StorageLinks>,
         plans: Arc<BootPlanner>,
+        controller: &str,
     ) -> Result<Netboot, NetbootError> {
-        let directory = Arc::new(Directory::new(db.clone()));
+        // Only the slots of switches this controller serves.
+        let directory = Arc::new(Directory::serving(db.clone(), controller));
         directory.refresh().await?;
         let (sink, sink_counters, sink_task) =
             events::DbEventSink::start(db.clone(), directory.clone());
@@ -204,7 +206,15 @@ async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
     let snap = inner.directory.snapshot();
     let served = |inner: &Inner| inner.served.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for slot in &snap.slots {
-        if served(inner).contains_key(&slot.id) {
+        let now_served = served(inner);
+        if now_served.contains_key(&slot.id) {
+            continue;
+        }
+        // One trunk carries one layer-2 domain: switches of two domains on one
+        // controller could reuse a VLAN id, and only the first slot gets it.
+        if let Some((other, _)) = now_served.iter().find(|(_, (_, vlan))| *vlan == slot.vlan) {
+            tracing::error!(slot = %slot.id, other_slot = %other, vlan = slot.vlan,
+                "two served slots share a storage VLAN (switches of two layer-2 domains on one trunk); not served");
             continue;
         }
         match serve_slot(inner, slot).await {
@@ -296,10 +306,11 @@ pub async fn start_configured(
     cfg: &NetbootConfig,
     metrics: &Metrics,
     plans: Arc<BootPlanner>,
+    controller: &str,
 ) -> Result<Option<Netboot>, NetbootError> {
     if !cfg.enabled {
         return Ok(None);
     }
     let links = Arc::new(VlanLinks::new(&cfg.storage_trunk));
-    Netboot::start(db, cfg, metrics, links, plans).await.map(Some)
+    Netboot::start(db, cfg, metrics, links, plans, controller).await.map(Some)
 }

@@ -61,6 +61,22 @@ struct Inner {
     memory: Mutex<HashMap<SwitchId, SwitchMemory>>,
     /// Held for a whole pass, so two passes never repair the same switch at once.
     pass: tokio::sync::Mutex<()>,
+    /// In a controller: reconcile only the switches it serves, each under its
+    /// `reconcile:<switch>` lease. `None` (tests, tools): every switch.
+    serving: Option<Serving>,
+}
+
+/// Whose switches a reconciler reads, and how long its per-switch leases last.
+struct Serving {
+    controller: String,
+    /// A pass renews each switch's lease for this long: more than the pass interval, so
+    /// the serving controller keeps it from one pass to the next.
+    lease_ttl: Duration,
+}
+
+/// The lease that makes one controller at a time reconcile `switch`.
+pub fn lease_name(switch: &SwitchId) -> String {
+    format!("reconcile:{switch}")
 }
 
 impl Reconciler {
@@ -70,8 +86,21 @@ impl Reconciler {
             fabric,
             memory: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
+            serving: None,
         };
         Reconciler { inner: Arc::new(inner), every, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Reconciles only the switches `controller` serves, each only while holding its
+    /// lease: a switch just moved to another controller is read by one of the two, never
+    /// both. `lease` is the cluster's lease period.
+    pub fn serving(mut self, controller: &str, lease: Duration) -> Reconciler {
+        let serving = Serving { controller: controller.to_string(), lease_ttl: self.every + lease };
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.serving = Some(serving),
+            None => unreachable!("the reconciler is configured before it runs"),
+        }
+        self
     }
 
     /// A handle that starts a pass on demand.
@@ -108,6 +137,7 @@ impl Reconciler {
             .list_switches()
             .await
             .map_err(|source| ReconcileError::Inventory { what: "switches", source })?;
+        let switches = self.inner.mine(switches).await;
         let shelves = db
             .list_shelves()
             .await
@@ -167,6 +197,32 @@ impl Reconciler {
 }
 
 impl Inner {
+    /// The switches this pass reconciles: those served here whose lease this controller
+    /// holds (or takes) for the next interval; all of them outside a controller.
+    async fn mine(&self, switches: Vec<crate::model::Switch>) -> Vec<crate::model::Switch> {
+        let Some(serving) = &self.serving else { return switches };
+        let mut mine = Vec::new();
+        for sw in switches {
+            if sw.controller.as_deref() != Some(serving.controller.as_str()) {
+                continue;
+            }
+            match self
+                .db
+                .acquire_lease(&lease_name(&sw.id), &serving.controller, serving.lease_ttl)
+                .await
+            {
+                Ok(Some(_)) => mine.push(sw),
+                Ok(None) => {
+                    tracing::info!(switch = %sw.name, "another controller still reconciles this switch; skipped this pass")
+                }
+                Err(e) => {
+                    tracing::warn!(switch = %sw.name, error = %bramble_report::chain(&e), "cannot take the switch's reconcile lease; skipped this pass")
+                }
+            }
+        }
+        mine
+    }
+
     /// A copy of what earlier passes remember about `switch`.
     fn memory_of(&self, switch: &SwitchId) -> SwitchMemory {
         self.lock().get(switch).cloned().unwrap_or_default()

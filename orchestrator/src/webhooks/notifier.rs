@@ -57,7 +57,13 @@ pub struct Notifier {
     nudge: Arc<Notify>,
     executable: Arc<HashSet<JobKind>>,
     endpoint: String,
+    /// In a cluster: whether this controller still holds the `webhooks` lease. No event
+    /// is sent once it reads false (see [`crate::cluster::Singleton`]).
+    leader: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// The lease that makes one controller at a time deliver webhooks.
+pub const LEASE: &str = "webhooks";
 
 impl Notifier {
     pub fn new(db: Db, cfg: WebhookConfig) -> Notifier {
@@ -76,7 +82,18 @@ impl Notifier {
             nudge: Arc::new(Notify::new()),
             executable: Arc::default(),
             endpoint,
+            leader: None,
         }
+    }
+
+    /// Sends only while `held` reads true: the lease of the cluster's one notifier.
+    pub fn while_leader(mut self, held: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.leader = Some(held);
+        self
+    }
+
+    fn leads(&self) -> bool {
+        self.leader.as_ref().is_none_or(|held| *held.borrow())
     }
 
     /// The job kinds this controller runs, so a job's `executable` flag in the payload
@@ -138,6 +155,10 @@ impl Notifier {
                         next = event.id,
                         "waiting for a hole in the event ids to fill"
                     );
+                    break 'pages;
+                }
+                if !self.leads() {
+                    tracing::info!(event_id = event.id, "webhook lease lost; delivery stops here");
                     break 'pages;
                 }
                 if self.cfg.kinds.matches(&event.kind) {

@@ -1,0 +1,58 @@
+//! `/v1/controllers`: the controllers sharing this inventory, for operators.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::extract::{Caller, require_operator};
+use super::{ApiError, AppState};
+use crate::db::cluster::ControllerRow;
+
+/// A controller with its liveness and what it serves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ControllerView {
+    #[serde(flatten)]
+    pub controller: ControllerRow,
+    /// Beat within one lease period and not stopped.
+    pub alive: bool,
+    /// Names of the switches (with their shelves) it serves.
+    pub switches: Vec<String>,
+    /// Cluster singletons whose lease it holds now (`webhooks`, `reconcile:<switch>`).
+    pub leases: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ControllerList {
+    pub items: Vec<ControllerView>,
+}
+
+#[utoipa::path(get, path = "/v1/controllers", tag = "cluster",
+    responses((status = 200, body = ControllerList), (status = 403, body = super::Problem)), security(("bearer" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+) -> Result<Json<ControllerList>, ApiError> {
+    require_operator(&who)?;
+    let now = st.db.clock_millis().await?;
+    let lease = st.config.cluster.lease;
+    let switches = st.db.list_switches().await?;
+    let leases = st.db.live_leases(now).await?;
+    let items = st
+        .db
+        .list_controllers()
+        .await?
+        .into_iter()
+        .map(|c| ControllerView {
+            alive: c.alive(now, lease),
+            switches: switches
+                .iter()
+                .filter(|s| s.controller.as_deref() == Some(c.name.as_str()))
+                .map(|s| s.name.clone())
+                .collect(),
+            leases: leases.iter().filter(|l| l.holder == c.name).map(|l| l.name.clone()).collect(),
+            controller: c,
+        })
+        .collect();
+    Ok(Json(ControllerList { items }))
+}
