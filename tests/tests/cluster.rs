@@ -66,7 +66,7 @@ async fn three_controllers_share_one_postgres_inventory() {
     let jobs = reboots_and_reinstalls_run_on_their_shelfs_controller(&labs, jobs).await;
     controllers_answer_alike(&labs, &jobs).await;
     each_switch_is_read_by_its_own_controller_once_per_interval(&labs).await;
-    kill_nine(&mut labs, &receiver, &db.url).await;
+    kill_nine(&mut labs, &receiver).await;
     every_job_event_delivered_with_its_id_never_twice_at_once(&labs[0], &receiver).await;
     for lab in labs {
         lab.down().await;
@@ -83,6 +83,8 @@ async fn a_lab_controller_process_killed_with_sigkill_comes_back_to_its_pis() {
     let _turn = shelf::serial().await;
     let mut o = shelf::options(2, 23, 'k');
     o.controller = controller_exe();
+    // A restarted controller waits up to a lease for its killed instance: keep it short.
+    o.cluster = Some(ClusterOptions { name: "solo".into(), heartbeat_ms: 500, lease_ms: 2000 });
     let _leftovers = Leftovers(vec![(o.prefix.clone(), o.state_dir.clone())]);
     let mut lab = shelf::racked(o).await;
     shelf::deploy_all(&lab, LAB_IMAGES[0].0).await;
@@ -152,8 +154,7 @@ fn options(k: usize, db: &TestDb, receiver: &Receiver, mgmt: &ManagementNet) -> 
     o.serial_base = 0x5eed_0000 | (u32::from(n) + 1) << 8;
     o.controller = controller_exe();
     o.database = Some(db.url.clone());
-    o.cluster = None;
-    let _unused =
+    o.cluster =
         Some(ClusterOptions { name: NAMES[k].into(), heartbeat_ms: 500, lease_ms: LEASE_MS });
     o.reconcile_seconds = RECONCILE_SECONDS;
     o.management = Some(mgmt.seat(manager_ip(k)));
@@ -523,20 +524,20 @@ async fn read_bursts(labs: &[Lab], window: Duration) -> [u64; 3] {
     bursts
 }
 
-/// Who holds the lease `name` now (an unexpired row of `leases`).
-async fn lease_holder(db_url: &str, name: &str) -> Option<String> {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(db_url).await.expect("connect to the inventory");
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT holder FROM leases WHERE name = $1 AND expires_at > (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT",
-    )
-    .bind(name)
-    .fetch_optional(&mut conn)
-    .await
-    .expect("leases");
-    let _ = conn.close().await;
-    row.map(|(holder,)| holder)
+/// The controller holding the webhook lease now, as `GET /v1/controllers` at `api`
+/// shows it.
+async fn webhook_holder(api: &str, token: &str) -> Option<String> {
+    let resp = reqwest::Client::new()
+        .get(format!("{api}/v1/controllers"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
+    let list: Value = resp.json().await.ok()?;
+    let items = list["items"].as_array()?;
+    let holds =
+        |c: &&Value| c["leases"].as_array().is_some_and(|l| l.iter().any(|n| n == "webhooks"));
+    items.iter().find(holds).and_then(|c| c["name"].as_str()).map(str::to_string)
 }
 
 /// Polls until `f` gives `Some`, or panics with `what` after `limit`.
@@ -556,11 +557,11 @@ where
 }
 
 /// `kill -9` of the controller delivering webhooks: see the file's documentation.
-async fn kill_nine(labs: &mut [Lab], receiver: &Receiver, db_url: &str) {
-    let holder = eventually(SLACK, "a controller holds the webhook lease", || {
-        lease_holder(db_url, "webhooks")
-    })
-    .await;
+async fn kill_nine(labs: &mut [Lab], receiver: &Receiver) {
+    let (api, token) = (labs[0].api.as_str(), labs[0].token.as_str());
+    let holder =
+        eventually(SLACK, "a controller holds the webhook lease", || webhook_holder(api, token))
+            .await;
     let v = NAMES
         .iter()
         .position(|n| *n == holder)
@@ -569,7 +570,8 @@ async fn kill_nine(labs: &mut [Lab], receiver: &Receiver, db_url: &str) {
     let victim_pi = shelf::pi_ports(&labs[v]).await[3].0.clone();
     let killed_at = Instant::now();
     labs[v].kill_controller().await.expect("kill -9");
-    let lease_moved = tokio::spawn(lease_moves(db_url.to_string(), holder.clone(), killed_at));
+    let survivor = (labs[others[0]].api.clone(), labs[others[0]].token.clone());
+    let lease_moved = tokio::spawn(lease_moves(survivor, holder.clone(), killed_at));
     let via = &labs[others[0]];
     let (status, waiting) =
         call(via, Method::POST, &format!("/v1/pis/{victim_pi}/reboot"), Some(json!({}))).await;
@@ -632,15 +634,16 @@ async fn kill_nine(labs: &mut [Lab], receiver: &Receiver, db_url: &str) {
     assert!(job["waiting_for"].is_null(), "{job}");
 }
 
-/// Watches the webhook lease after its holder `killed` was killed at `killed_at`: the
-/// new holder and how long after the kill it took over (`None` if none did in 30 s).
+/// Watches the webhook lease through a surviving controller's API (`api`, `token`)
+/// after its holder `killed` was killed at `killed_at`: the new holder and how long
+/// after the kill it took over (`None` if none did in 30 s).
 async fn lease_moves(
-    db_url: String,
+    (api, token): (String, String),
     killed: String,
     killed_at: Instant,
 ) -> Option<(String, Duration)> {
     while killed_at.elapsed() < Duration::from_secs(30) {
-        if let Some(h) = lease_holder(&db_url, "webhooks").await.filter(|h| *h != killed) {
+        if let Some(h) = webhook_holder(&api, &token).await.filter(|h| *h != killed) {
             return Some((h, killed_at.elapsed()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
