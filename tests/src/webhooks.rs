@@ -126,3 +126,29 @@ async fn deliver(
     }
     StatusCode::OK
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn send(url: &str, id: u64) -> u16 {
+        let body = serde_json::json!({ "event": { "id": id, "kind": "job.created" } });
+        let req = reqwest::Client::new().post(url).header(headers::DELIVERY, id.to_string());
+        req.json(&body).send().await.expect("delivery").status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn two_deliveries_of_one_event_at_once_are_caught_one_after_the_other_are_not() {
+        let r = Receiver::start().await.expect("receiver");
+        let url = r.url();
+        assert_eq!(send(&url, 1).await, 200);
+        assert_eq!(send(&url, 1).await, 200);
+        assert!(r.overlapping().is_empty(), "{:?}", r.overlapping());
+        let (a, b) = tokio::join!(send(&url, 2), send(&url, 2));
+        assert_eq!((a, b), (200, 200));
+        assert_eq!(r.overlapping(), vec!["2".to_string()]);
+        let d = r.deliveries();
+        assert_eq!(d.len(), 4);
+        assert!(d.iter().all(|d| d.header_id == d.body_id && d.header_id.is_some()), "{d:?}");
+    }
+}

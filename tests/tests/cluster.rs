@@ -470,6 +470,7 @@ async fn each_switch_is_read_by_its_own_controller_once_per_interval(labs: &[Lab
     let intervals = 5;
     let window = Duration::from_secs(RECONCILE_SECONDS * intervals);
     let before: Vec<BTreeMap<IpAddr, u64>> = labs.iter().map(|l| l.switch.reads()).collect();
+    eprintln!("counting switch reads for {window:?}");
     let bursts = read_bursts(labs, window).await;
     for (k, lab) in labs.iter().enumerate() {
         let after = lab.switch.reads();
