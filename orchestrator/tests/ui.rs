@@ -125,6 +125,7 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
 fn check_status_json(v: &Value, seeded: &Seeded) {
     assert_eq!(v["name"], SHELF);
     assert_eq!(v["switch_name"], "ui-sw");
+    assert!(v["controller"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
     let slots = v["slots"].as_array().expect("slots");
     assert_eq!(slots.len(), 8);
     for (i, slot) in slots.iter().enumerate() {
@@ -258,7 +259,8 @@ async fn the_cli_prints_the_table(base: &str, op: &str) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with(&format!("shelf {SHELF} · switch ui-sw · ports 1-8")), "{text}");
+    assert!(lines[0].starts_with(&format!("shelf {SHELF} · switch ui-sw · controller ")), "{text}");
+    assert!(lines[0].contains(" · ports 1-8 · "), "{text}");
     let header = lines.iter().position(|l| l.starts_with("PORT")).expect("a header row");
     for h in ["SERIAL", "MODEL", "STATE", "POWER", "BOOT STAGE", "JOB", "FLAG"] {
         assert!(lines[header].contains(h), "{h} column missing: {text}");

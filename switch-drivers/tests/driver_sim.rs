@@ -123,3 +123,20 @@ async fn state_survives_restart() {
     assert!(d.drift(&shelf(8, 131).desired()).await.expect("drift").is_empty());
     assert!(!d.port_power(PortNo(7)).await.expect("power").admin_enabled);
 }
+
+#[tokio::test]
+async fn reads_are_counted_once_per_request_by_the_manager_that_sent_them() {
+    let sim = Sim::start(8, None).await;
+    let d = driver(v2c(sim.addr)).await;
+    let total = || sim.handle.reads().values().sum::<u64>();
+    let before = total();
+    d.port_power(PortNo(3)).await.expect("read power");
+    let one = total() - before;
+    // One GET of the port's three PoE objects: one request, not three varbinds.
+    assert_eq!(one, 1, "{:?}", sim.handle.reads());
+    d.port_power(PortNo(4)).await.expect("read power");
+    assert_eq!(total() - before, 2);
+    d.set_port_power(PortNo(5), false).await.expect("off");
+    let manager: std::net::IpAddr = [127, 0, 0, 1].into();
+    assert_eq!(sim.handle.reads().keys().copied().collect::<Vec<_>>(), vec![manager]);
+}

@@ -2,6 +2,7 @@
 //! bound port, with a fresh database, and stopped through its shutdown future.
 
 pub mod shelf;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 

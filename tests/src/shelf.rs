@@ -3,7 +3,9 @@
 //! Pi's root on disk.
 //!
 //! Labs are heavy (nfs-ganesha, a shelf of simulated Pis booting at once), so every test
-//! takes [`serial`] first; their servers live in namespaces of their own.
+//! takes [`serial`] first, which also holds `flock /tmp/bramble-lab.lock` so that labs of
+//! other test processes on the machine wait too; their servers live in namespaces of
+//! their own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,20 +18,38 @@ use tokio::sync::{Mutex, MutexGuard};
 
 static ONE_LAB: Mutex<()> = Mutex::const_new(());
 
-/// Serialises tests that bring up a lab (and sends logs to stderr when `BRAMBLE_LOG`
-/// is set, e.g. `BRAMBLE_LOG=info`).
-pub async fn serial() -> MutexGuard<'static, ()> {
+/// The machine-wide lock file of lab tests (`flock(1)` takes the same lock).
+const MACHINE_LOCK: &str = "/tmp/bramble-lab.lock";
+
+/// A lab test's turn: this process's lock and the machine's, released on drop.
+pub struct LabTurn {
+    _process: MutexGuard<'static, ()>,
+    _machine: std::fs::File,
+}
+
+/// Serialises tests that bring up a lab, in this process and on the machine (and sends
+/// logs to stderr when `BRAMBLE_LOG` is set, e.g. `BRAMBLE_LOG=info`).
+pub async fn serial() -> LabTurn {
     if let Ok(filter) = std::env::var("BRAMBLE_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
     }
-    ONE_LAB.lock().await
+    let process = ONE_LAB.lock().await;
+    let machine = tokio::task::spawn_blocking(|| {
+        let file = std::fs::File::options().create(true).append(true).open(MACHINE_LOCK)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .expect("lock task")
+    .unwrap_or_else(|e| panic!("flock {MACHINE_LOCK}: {e}"));
+    LabTurn { _process: process, _machine: machine }
 }
 
 /// A lowercase, process-unique link prefix (letters only, as the lab requires).
-fn prefix(tag: char) -> String {
+pub fn prefix(tag: char) -> String {
     let mut n = std::process::id();
     let mut s = String::from(tag);
     for _ in 0..4 {

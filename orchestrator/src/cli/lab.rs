@@ -5,7 +5,8 @@
 //! has booted or failed, and says how to use it: with `--real N`, how to log into each
 //! QEMU Pi (once its SSH answers) and where its console log is. `down` stops that process and removes
 //! every namespace, link and process the lab made; `up` also cleans up after a crashed
-//! lab before starting.
+//! lab before starting. The hidden `controller` is a lab's controller as a process of
+//! its own (see `lab::process`), started by a lab that runs it that way.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +50,24 @@ pub enum LabCommand {
     /// Run the lab in the foreground (what `up` starts in the background).
     #[command(hide = true)]
     Serve(UpArgs),
+    /// Run a lab's controller in the foreground: its API here, the rest inside the lab's
+    /// namespace (what a lab with a controller process starts).
+    #[command(hide = true)]
+    Controller(ControllerArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ControllerArgs {
+    /// The controller's configuration, as the lab wrote it.
+    #[arg(long)]
+    config: PathBuf,
+    /// The lab's prefix: its namespace is `<prefix>ctl`.
+    #[arg(long)]
+    prefix: String,
+    /// A TCP service on this machine's loopback to relay into the lab's namespace at the
+    /// same address (repeatable).
+    #[arg(long)]
+    forward: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -116,6 +135,10 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Up(a) => up(a).await,
         LabCommand::Down(d) => down(&d.state_dir).await,
         LabCommand::Serve(a) => serve(a).await,
+        LabCommand::Controller(a) => {
+            crate::lab::process::serve_in_netns(&a.config, &a.prefix, &a.forward).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

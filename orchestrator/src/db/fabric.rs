@@ -127,20 +127,23 @@ impl Db {
         if (first..=last).contains(&sw.trunk_port) {
             return Err(EnrollError::TrunkInRange(sw.trunk_port));
         }
-        if self.list_shelves().await?.iter().any(|s| s.name == name) {
+        let named = self.q("SELECT id FROM shelves WHERE name = $1").bind(name.to_string());
+        if named.fetch_optional(self.pool()).await?.is_some() {
             return Err(EnrollError::NameTaken(name.to_string()));
         }
-        if let Some(other) = self
-            .list_shelves()
-            .await?
-            .into_iter()
-            .find(|s| s.switch == sw.id && s.first_port <= last && first <= s.last_port)
-        {
+        let overlapping = self
+            .q("SELECT name FROM shelves WHERE switch_id = $1 AND first_port <= $2 AND $3 <= last_port")
+            .bind(sw.id.0.clone())
+            .bind(i64::from(last))
+            .bind(i64::from(first))
+            .fetch_optional(self.pool())
+            .await?;
+        if let Some(other) = overlapping {
             return Err(EnrollError::PortsInUse {
                 switch: sw.name,
                 first,
                 last,
-                shelf: other.name,
+                shelf: get_str(&other, "name")?,
             });
         }
         // Two controllers enrolling at once may plan the same addresses: the unique

@@ -326,25 +326,7 @@ impl Db {
     ) -> Result<Option<Job>, DbError> {
         let to = job_transitions(from, claim_path(from))
             .map_err(|source| DbError::JobTransition { job: "(claim)".into(), source })?;
-        let kind_list =
-            kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let expired = if from == JobState::Running { " AND lease_expires_at < $3" } else { "" };
-        // Two index scans (jobs_claim), one for this controller's jobs and one for
-        // jobs any controller may run, rather than an OR that defeats the index.
-        let sql = format!(
-            "UPDATE jobs SET state = $4, lease_owner = $1, runner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id = (SELECT id FROM (\
-               SELECT id FROM (SELECT id FROM jobs WHERE controller = $1 AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS mine \
-               UNION ALL \
-               SELECT id FROM (SELECT id FROM jobs WHERE controller IS NULL AND kind IN ({kind_list}) AND state = $5{expired} ORDER BY id LIMIT 1{lock}) AS unrouted\
-             ) AS candidates ORDER BY id LIMIT 1) \
-             AND state = $5{expired} RETURNING {COLUMNS}"
-        );
-        let sql = if self.backend() == Backend::Sqlite { sql.replace('$', "?") } else { sql };
+        let sql = claim_sql(self.backend(), kinds, from);
         let now = now_millis();
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(runner.to_string())
@@ -499,6 +481,38 @@ impl Db {
             });
         }
         Ok(())
+    }
+}
+
+/// The claim of the oldest job of `kinds` in state `from` (a running one only once its
+/// lease expired) for runner `$1` (lease until `$2`, now `$3`, new state `$4`, `$5` =
+/// `from`). Two index scans of `jobs_claim`, one for the runner's own controller's jobs
+/// and one for jobs any controller may run, rather than an OR that defeats the index.
+/// Kind and state names are the fixed [`JobKind`] and [`JobState`] strings, never input.
+pub(crate) fn claim_sql(backend: Backend, kinds: &[JobKind], from: JobState) -> String {
+    let kind_list =
+        kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let expired = if from == JobState::Running { " AND lease_expires_at < $3" } else { "" };
+    // The state is written into the candidate searches, not bound: a prepared
+    // statement's generic plan then knows it looks for the few queued (or running) jobs
+    // and uses `jobs_claim`, where with `state = $5` it walked every job by id.
+    let state = from.as_str();
+    let sql = format!(
+        "UPDATE jobs SET state = $4, lease_owner = $1, runner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = (SELECT id FROM (\
+           SELECT id FROM (SELECT id FROM jobs WHERE controller = $1 AND state = '{state}' AND kind IN ({kind_list}){expired} ORDER BY id LIMIT 1{lock}) AS mine \
+           UNION ALL \
+           SELECT id FROM (SELECT id FROM jobs WHERE controller IS NULL AND state = '{state}' AND kind IN ({kind_list}){expired} ORDER BY id LIMIT 1{lock}) AS unrouted\
+         ) AS candidates ORDER BY id LIMIT 1) \
+         AND state = $5{expired} RETURNING {COLUMNS}"
+    );
+    match backend {
+        Backend::Postgres => sql,
+        Backend::Sqlite => sql.replace('$', "?"),
     }
 }
 

@@ -18,11 +18,22 @@
 //! benchmark. The controller can be stopped, crashed and restarted while the switch,
 //! the NFS server and the Pis keep running, as in a real machine room.
 //!
+//! By default the controller runs in this process. With [`ControllerMode::Process`] it
+//! is a child process of its own ([`process`]) that can be `kill -9`ed, and with
+//! [`LabOptions::database`], [`LabOptions::cluster`] and [`LabOptions::management`]
+//! several labs (distinct prefixes, shelves, switch names and serials) run as a cluster
+//! of controllers on one PostgreSQL inventory, each controller serving its own switch
+//! and shelf, every switch reachable from every controller over a shared management
+//! network ([`mgmt`]).
+//!
 //! **Invariant:** every namespace and link a lab makes starts with its prefix, and every
 //! process it starts records a pid under its state directory, so [`cleanup`] can remove
 //! whatever a crashed lab left.
 
+pub mod forward;
 pub mod links;
+pub mod mgmt;
+pub mod process;
 pub mod ssh;
 pub mod wiring;
 
@@ -33,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use bramble_images::{Base, Catalogue, ImageStore, NoProgress, SystemRunner, fixture};
 use bramble_lab::ganesha::{GaneshaOptions, GaneshaServer};
-use bramble_lab::{NetnsRuntime, VethLinks};
+use bramble_lab::{NetnsRuntime, Veth, VethLinks};
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -48,7 +59,13 @@ use crate::lifecycle::PiState;
 use crate::links::StorageLinks;
 use crate::model::{Job, Pi, Shelf};
 use crate::server::{Controller, ServeError};
-pub use wiring::{Cabling, PiTiming, QemuSlots, SlotPi, model_for, qemu_state_dir, serial_for};
+pub use wiring::{
+    Cabling, PiNetns, PiTiming, QemuSlots, SERIAL_BASE, SlotPi, model_for, qemu_state_dir,
+    serial_for,
+};
+
+use links::LastingLinks;
+use process::{ControllerProcess, Launch};
 
 /// The image QEMU Pis are deployed with: a real Debian build (kernel, initramfs for an
 /// NFS root, sshd), from the image build cache.
@@ -85,6 +102,36 @@ pub enum LabError {
     Api(String),
     #[error("{0}")]
     Timeout(String),
+    #[error("cannot start the lab controller {exe}")]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the lab controller process exited ({status}); last lines of {log}:\n{tail}")]
+    Exited { status: String, log: PathBuf, tail: String },
+    #[error("the lab's management network")]
+    Management(#[source] bramble_lab::CmdError),
+    #[error("relaying a service into the lab's namespace")]
+    Forward(#[from] forward::ForwardError),
+}
+
+/// Where the lab's controller runs.
+#[derive(Debug, Clone, Default)]
+pub enum ControllerMode {
+    /// On a runtime inside the lab's namespace, in this process (crash plans work).
+    #[default]
+    InProcess,
+    /// As `<exe> lab controller`, a child process ([`process`]): it can be killed.
+    Process { exe: PathBuf },
+}
+
+/// The controller's `[cluster]` settings.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub name: String,
+    pub heartbeat_ms: u64,
+    pub lease_ms: u64,
 }
 
 /// What to build.
@@ -110,9 +157,29 @@ pub struct LabOptions {
     /// QEMU Pis (by port) whose kernel takes its address from the controller's DHCP
     /// (`ip=dhcp` after the generated static `ip=`; the last one counts).
     pub real_dhcp: Vec<u16>,
-    /// The controller's database URL (`None`: SQLite in the state directory, emptied at
-    /// every start). A PostgreSQL database given here must be empty.
+    /// Where the controller runs.
+    pub controller: ControllerMode,
+    /// The inventory: `None` for a SQLite file of the lab's own, emptied at every start;
+    /// else a `postgres://` URL, which the lab never empties (other labs may share it).
     pub database: Option<String>,
+    /// The controller's `[cluster]` section (`None`: no section).
+    pub cluster: Option<ClusterOptions>,
+    /// More configuration, as TOML sections (`[webhooks]`, say).
+    pub extra_toml: String,
+    /// `[switches] reconcile_seconds`.
+    pub reconcile_seconds: u64,
+    /// The name the lab's switch is registered under.
+    pub switch_name: String,
+    /// Board serials are `serial_base | port` (and MACs follow them).
+    pub serial_base: u32,
+    /// A seat on a management network shared with other labs: the switch answers on
+    /// its address, reachable from their controllers (`None`: only on the loopback of
+    /// the lab's namespace).
+    pub management: Option<mgmt::Seat>,
+    /// TCP services on the machine's loopback the controller must reach from its
+    /// namespace, at the same address (a PostgreSQL `database` on the loopback is added
+    /// by itself).
+    pub forward: Vec<SocketAddr>,
 }
 
 impl LabOptions {
@@ -131,7 +198,15 @@ impl LabOptions {
             real: 0,
             image_cache: default_image_cache(),
             real_dhcp: Vec::new(),
+            controller: ControllerMode::InProcess,
             database: None,
+            cluster: None,
+            extra_toml: String::new(),
+            reconcile_seconds: 30,
+            switch_name: "lab-switch".into(),
+            serial_base: SERIAL_BASE,
+            management: None,
+            forward: Vec::new(),
         }
     }
 
@@ -155,12 +230,22 @@ impl LabOptions {
     pub fn qemu_dir(&self) -> PathBuf {
         self.state_dir.join("qemu")
     }
+
+    /// The loopback services relayed into the lab's namespace: [`LabOptions::forward`]
+    /// and a PostgreSQL `database` on this machine's loopback.
+    fn relayed(&self) -> Vec<SocketAddr> {
+        let db = self.database.as_deref().and_then(forward::database_addr);
+        let mut all: Vec<SocketAddr> = self.forward.iter().copied().chain(db).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
 }
 
 /// A controller of the lab, running.
-struct RunningController {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), ServeError>>,
+enum RunningController {
+    InProcess { stop: oneshot::Sender<()>, task: JoinHandle<Result<(), ServeError>> },
+    Process(ControllerProcess),
 }
 
 /// A running lab.
@@ -176,6 +261,8 @@ pub struct Lab {
     pub cabling: Arc<Cabling>,
     pub switch: SimHandle,
     links: Arc<VethLinks>,
+    /// The lab's end of its management network cable.
+    management: Option<Veth>,
     ganesha: Option<GaneshaServer>,
     controller: Option<RunningController>,
     background: Vec<JoinHandle<()>>,
@@ -191,8 +278,14 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab: images, NFS server, virtual switch, controller, and the shelf
     /// (switch registered and shelf enrolled through the API; not yet racked).
-    pub async fn up(opts: LabOptions) -> Result<Lab, LabError> {
+    pub async fn up(mut opts: LabOptions) -> Result<Lab, LabError> {
         opts.validate()?;
+        if matches!(opts.controller, ControllerMode::Process { .. }) && opts.listen.port() == 0 {
+            // A process restarted after `kill -9` serves where the first one did.
+            opts.listen = api_listener(opts.listen)?
+                .local_addr()
+                .map_err(|e| LabError::Setup(format!("API address: {e}")))?;
+        }
         if opts.real > 0 {
             bramble_lab::require_tools(&[
                 (bramble_lab::qemupi::QEMU, "qemu-system-arm"),
@@ -235,6 +328,15 @@ impl Lab {
         fixture::write_firmware(&opts.state_dir.join("firmware"))?;
         let ctl = NetnsRuntime::new(&controller_netns(&opts.prefix))
             .map_err(|e| LabError::Setup(bramble_report::chain(&e)))?;
+        let management = match &opts.management {
+            Some(seat) => {
+                Some(mgmt::attach(seat, &opts.prefix, ctl.name()).map_err(LabError::Management)?)
+            }
+            None => None,
+        };
+        if matches!(opts.controller, ControllerMode::InProcess) {
+            relay_into(&ctl, &opts.relayed()).await?;
+        }
         let ganesha = {
             let o = GaneshaOptions {
                 nfsv3: true,
@@ -253,13 +355,22 @@ impl Lab {
             .map_err(|e| LabError::Setup(e.to_string()))?;
         let switch = sim.handle();
         // The switch's loopback is the controller namespace's own, as a management
-        // network only the controller reaches.
+        // network only the controller reaches; on a shared management network it
+        // answers on the lab's seat there too.
+        let bind: SocketAddr = if opts.management.is_some() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([127, 0, 0, 1], 0).into()
+        };
         let socket = ctl
-            .spawn(tokio::net::UdpSocket::bind("127.0.0.1:0"))
+            .spawn(tokio::net::UdpSocket::bind(bind))
             .await
             .map_err(|e| LabError::Setup(e.to_string()))?
             .map_err(|e| LabError::Setup(format!("switch socket: {e}")))?;
-        let switch_addr = socket.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
+        let mut switch_addr = socket.local_addr().map_err(|e| LabError::Setup(e.to_string()))?;
+        if let Some(seat) = &opts.management {
+            switch_addr.set_ip(seat.address.into());
+        }
         let (switch_stop, stopped) = oneshot::channel::<()>();
         let switch_task = ctl.spawn(async move {
             if let Err(e) = sim
@@ -272,9 +383,16 @@ impl Lab {
             }
         });
         let links = Arc::new(VethLinks::in_netns(&opts.prefix, ctl.name()));
+        // A controller process makes lasting links, found by name.
+        let slots: Arc<dyn PiNetns> = match opts.controller {
+            ControllerMode::InProcess => links.clone(),
+            ControllerMode::Process { .. } => Arc::new(LastingLinks::new(&opts.prefix, ctl.name())),
+        };
         let qemu =
             QemuSlots { count: opts.real, dir: opts.qemu_dir(), dhcp: opts.real_dhcp.clone() };
-        let cabling = Arc::new(Cabling::new(links.clone(), opts.pi.clone(), &ssh_key, qemu));
+        let cabling = Arc::new(
+            Cabling::new(slots, opts.pi.clone(), &ssh_key, qemu).serials_from(opts.serial_base),
+        );
         let mut lab = Lab {
             api: String::new(),
             token: generate_token(),
@@ -282,6 +400,7 @@ impl Lab {
             cabling: cabling.clone(),
             switch: switch.clone(),
             links,
+            management,
             ganesha: Some(ganesha),
             controller: None,
             background: vec![switch_task],
@@ -312,36 +431,87 @@ impl Lab {
 
     /// The lab controller's configuration.
     pub fn config(&self) -> Result<Config, LabError> {
+        let raw: RawConfig = toml::from_str(&self.config_toml())
+            .map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
+        let config = Config::from_raw(raw, "lab", &Overrides::default())
+            .map_err(|e| LabError::Setup(e.to_string()))?;
+        debug_assert!(matches!(config.images.nfs, NfsBackend::Ganesha { .. }));
+        Ok(config)
+    }
+
+    /// The lab controller's configuration file, whole (a controller process reads it).
+    pub fn config_toml(&self) -> String {
         let o = &self.opts;
-        let text = format!(
+        let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let mut text = format!(
+            "listen = {}\nstate_dir = {}\n",
+            quoted(&o.listen.to_string()),
+            quoted(&o.state_dir.display().to_string())
+        );
+        if let Some(db) = &o.database {
+            text += &format!("database = {}\n", quoted(db));
+        }
+        text += &format!(
             "[addressing]\nstorage_supernet = \"{}\"\n[jobs]\n{}\n\
              [images]\nnfs = \"ganesha\"\nganesha_dir = \"{}\"\nganesha_pid_file = \"{}\"\n\
              ganesha_log_file = \"{}\"\n\
-             [switches]\nreconcile_seconds = 30\n\
+             [switches]\nreconcile_seconds = {}\n\
              [netboot]\nenabled = true\nrefresh_seconds = 2\ntftp_listen = [\"0.0.0.0:69\"]\n",
             o.storage_supernet,
             o.jobs_toml,
             exports_dir(&o.state_dir).display(),
             o.state_dir.join("ganesha/ganesha.pid").display(),
             o.state_dir.join("ganesha/ganesha.log").display(),
+            o.reconcile_seconds,
         );
-        let raw: RawConfig =
-            toml::from_str(&text).map_err(|e| LabError::Setup(format!("lab config: {e}")))?;
-        let overrides = Overrides {
-            listen: Some(o.listen.to_string()),
-            database: o.database.clone(),
-            state_dir: Some(o.state_dir.clone()),
-            name: None,
-        };
-        let config =
-            Config::from_raw(raw, "lab", &overrides).map_err(|e| LabError::Setup(e.to_string()))?;
-        debug_assert!(matches!(config.images.nfs, NfsBackend::Ganesha { .. }));
-        Ok(config)
+        if let Some(c) = &o.cluster {
+            text += &format!(
+                "[cluster]\nname = {}\nheartbeat_ms = {}\nlease_ms = {}\n",
+                quoted(&c.name),
+                c.heartbeat_ms,
+                c.lease_ms
+            );
+        }
+        text + &o.extra_toml
     }
 
     /// Starts (or restarts) the controller on the lab's database; `crash` injects a crash
-    /// (the controller then stops as if killed, see [`CrashPlan`]).
+    /// (the controller then stops as if killed, see [`CrashPlan`]; in-process only).
     pub async fn start_controller(
+        &mut self,
+        crash: Option<Arc<dyn CrashPlan>>,
+    ) -> Result<(), LabError> {
+        match self.opts.controller.clone() {
+            ControllerMode::InProcess => self.start_in_process(crash).await,
+            ControllerMode::Process { .. } if crash.is_some() => {
+                Err(LabError::Setup("crash plans need the in-process controller".into()))
+            }
+            ControllerMode::Process { exe } => self.start_process(&exe).await,
+        }
+    }
+
+    /// Starts the controller as a child process, from a configuration file under the
+    /// state directory, and waits until its API answers.
+    async fn start_process(&mut self, exe: &Path) -> Result<(), LabError> {
+        let dir = &self.opts.state_dir;
+        let (config, log) = (dir.join("controller.toml"), dir.join("controller.log"));
+        std::fs::write(&config, self.config_toml())
+            .map_err(|e| LabError::Setup(format!("{}: {e}", config.display())))?;
+        self.api = format!("http://{}", self.opts.listen);
+        let relayed = self.opts.relayed();
+        let launch = Launch {
+            exe,
+            config: &config,
+            prefix: &self.opts.prefix,
+            forward: &relayed,
+            log: &log,
+        };
+        let process = ControllerProcess::start(launch, &self.api, Duration::from_secs(60)).await?;
+        self.controller = Some(RunningController::Process(process));
+        Ok(())
+    }
+
+    async fn start_in_process(
         &mut self,
         crash: Option<Arc<dyn CrashPlan>>,
     ) -> Result<(), LabError> {
@@ -377,23 +547,49 @@ impl Lab {
                 Err(e) => Err(LabError::Setup(format!("the controller task failed: {e}"))),
             };
         }
-        self.controller = Some(RunningController { stop, task });
+        self.controller = Some(RunningController::InProcess { stop, task });
         Ok(())
     }
 
     /// Stops the controller gracefully (jobs in flight finish first).
     pub async fn stop_controller(&mut self) -> Result<(), LabError> {
-        if let Some(c) = self.controller.take() {
-            let _ = c.stop.send(());
-            c.task.await.map_err(|e| LabError::Setup(e.to_string()))??;
+        match self.controller.take() {
+            Some(RunningController::InProcess { stop, task }) => {
+                let _ = stop.send(());
+                task.await.map_err(|e| LabError::Setup(e.to_string()))??;
+            }
+            Some(RunningController::Process(p)) => p.stop(Duration::from_secs(60)).await?,
+            None => {}
         }
         Ok(())
     }
 
+    /// `kill -9` of the controller process ([`ControllerMode::Process`] only): SIGKILL,
+    /// nothing else; the switch, the NFS server and the Pis keep running.
+    pub async fn kill_controller(&mut self) -> Result<(), LabError> {
+        match self.controller.take() {
+            Some(RunningController::Process(p)) => p.kill().await,
+            other => {
+                self.controller = other;
+                Err(LabError::Setup("only a controller process can be killed".into()))
+            }
+        }
+    }
+
+    /// The controller process's id, while one runs.
+    pub fn controller_pid(&self) -> Option<u32> {
+        match &self.controller {
+            Some(RunningController::Process(p)) => p.pid(),
+            _ => None,
+        }
+    }
+
     /// Waits until the controller stopped by itself (an injected crash); true if it did.
     pub async fn wait_controller_crash(&mut self, limit: Duration) -> bool {
-        let Some(c) = self.controller.as_mut() else { return false };
-        match tokio::time::timeout(limit, &mut c.task).await {
+        let Some(RunningController::InProcess { task, .. }) = self.controller.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(limit, task).await {
             Ok(Ok(Err(ServeError::Crashed))) => {
                 self.controller = None;
                 true
@@ -435,10 +631,11 @@ impl Lab {
 
     async fn enroll(&self) -> Result<(), LabError> {
         let trunk = self.opts.pis + 1;
-        let sw = json!({ "name": "lab-switch", "address": self.switch_addr.to_string(), "trunk_port": trunk,
+        let switch = &self.opts.switch_name;
+        let sw = json!({ "name": switch, "address": self.switch_addr.to_string(), "trunk_port": trunk,
             "credentials": { "version": "v2c", "community": COMMUNITY } });
         self.call(reqwest::Method::POST, "/v1/switches", Some(sw), &[201]).await?;
-        let shelf = json!({ "name": self.opts.shelf, "switch": "lab-switch", "first_port": 1, "last_port": self.opts.pis });
+        let shelf = json!({ "name": self.opts.shelf, "switch": switch, "first_port": 1, "last_port": self.opts.pis });
         let shelf: Shelf =
             self.request(reqwest::Method::POST, "/v1/shelves", Some(shelf), &[201]).await?;
         for slot in shelf.slots {
@@ -577,6 +774,7 @@ impl Lab {
             let _ = t.await;
         }
         drop(self.ganesha.take());
+        drop(self.management.take());
         let (prefix, dir) = (self.opts.prefix.clone(), self.opts.state_dir.clone());
         // The links remove their own pairs and namespaces when the last holder drops
         // them, the controller namespace goes with its runtime; `cleanup` then catches
@@ -602,6 +800,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The controller namespace of a lab with `prefix`.
 pub fn controller_netns(prefix: &str) -> String {
     format!("{prefix}ctl")
+}
+
+/// Relays `services` of the machine's loopback into the namespace of `ctl` (see
+/// [`forward`]), for as long as its runtime runs.
+async fn relay_into(ctl: &NetnsRuntime, services: &[SocketAddr]) -> Result<(), LabError> {
+    let outside = tokio::runtime::Handle::current();
+    for addr in services.iter().copied() {
+        let bound =
+            ctl.spawn(forward::bind(addr)).await.map_err(|e| LabError::Setup(e.to_string()))?;
+        ctl.spawn(forward::relay(bound?, outside.clone()));
+    }
+    Ok(())
 }
 
 /// The API's listener, bound in the caller's (the machine's) namespace.

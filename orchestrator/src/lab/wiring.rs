@@ -4,14 +4,14 @@
 //! again when it comes back.
 //!
 //! A Pi is created the first time its port is powered, in the network namespace at the
-//! far end of its slot's storage link (made by the controller's [`VethLinks`]).
+//! far end of its slot's storage link (made by the controller's [`VethLinks`](bramble_lab::VethLinks), or by a
+//! controller process's `LastingLinks`: see [`PiNetns`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bramble_lab::VethLinks;
 use bramble_lab::pisim::{PiModel, PiSim, PiSimConfig, PiState, Serial};
 use bramble_lab::qemupi::{QemuPi, QemuPiConfig};
 use bramble_switch::sim::{SimEvent, SimHandle};
@@ -22,6 +22,12 @@ use tokio::sync::broadcast;
 pub struct PiTiming {
     /// Between DISCOVERs; the real ROM uses 5 s.
     pub dhcp_interval: Duration,
+}
+
+/// Where the Pi on a storage VLAN lives: the namespace at the far end of the VLAN's
+/// link, once the controller has made it.
+pub trait PiNetns: Send + Sync {
+    fn pi_netns(&self, vlan: u16) -> Option<String>;
 }
 
 /// Which ports hold QEMU Pis (ports `1..=count`) and where their state lives.
@@ -81,7 +87,9 @@ impl SlotPi {
 
 /// The Pis of one shelf, by port.
 pub struct Cabling {
-    links: Arc<VethLinks>,
+    links: Arc<dyn PiNetns>,
+    /// Board serials are `serial_base | port`.
+    serial_base: u32,
     timing: PiTiming,
     expected_key: String,
     qemu: QemuSlots,
@@ -100,26 +108,41 @@ pub fn model_for(port: u16) -> PiModel {
     }
 }
 
+/// The serials of a lab's boards, unless [`Cabling::serials_from`] says otherwise.
+pub const SERIAL_BASE: u32 = 0x5eed_0000;
+
 /// The board serial in a port (unique within a lab).
 pub fn serial_for(port: u16) -> Serial {
-    Serial(0x5eed_0000 | u32::from(port))
+    Serial(SERIAL_BASE | u32::from(port))
 }
 
 impl Cabling {
     pub fn new(
-        links: Arc<VethLinks>,
+        links: Arc<dyn PiNetns>,
         timing: PiTiming,
         expected_key: &str,
         qemu: QemuSlots,
     ) -> Self {
         Cabling {
             links,
+            serial_base: SERIAL_BASE,
             timing,
             expected_key: expected_key.to_string(),
             qemu,
             ports: Mutex::new(BTreeMap::new()),
             pis: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Boards with serials `base | port` (labs sharing one inventory need distinct
+    /// serials, and so MACs).
+    pub fn serials_from(mut self, base: u32) -> Self {
+        self.serial_base = base;
+        self
+    }
+
+    fn serial(&self, port: u16) -> Serial {
+        Serial(self.serial_base | u32::from(port))
     }
 
     /// Cables `port` to the slot on storage VLAN `vlan`; its root must name `hostname`.
@@ -196,14 +219,14 @@ impl Cabling {
             return None;
         };
         let pi = if self.qemu.holds(port) {
-            let mut cfg = QemuPiConfig::new(serial_for(port), &netns, self.qemu.state_dir(port));
+            let mut cfg = QemuPiConfig::new(self.serial(port), &netns, self.qemu.state_dir(port));
             cfg.pi.dhcp_interval = self.timing.dhcp_interval;
             if self.qemu.dhcp.contains(&port) {
                 cfg.extra_args.push("ip=dhcp".into());
             }
             SlotPi::Qemu(Arc::new(QemuPi::new(cfg)))
         } else {
-            let mut cfg = PiSimConfig::new(model_for(port), serial_for(port), &netns);
+            let mut cfg = PiSimConfig::new(model_for(port), self.serial(port), &netns);
             cfg.dhcp_interval = self.timing.dhcp_interval;
             cfg.expected_hostname = hostname;
             cfg.expected_key = self.expected_key.clone();

@@ -1,12 +1,13 @@
 //! Shared core of the virtual switch: the committed state, the cached MIB view, SET
 //! transactions in flight, fault switches, events, counters and persistence.
 
+use super::counters::ReadCounter;
 use super::state::{self, Change, SimEvent, SimState};
 use super::view;
 use crate::error::SimError;
 use async_snmp::{Oid, SetTestError, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +43,7 @@ pub struct SimCore {
     pub faults: Faults,
     pub events: broadcast::Sender<SimEvent>,
     power_changes: Mutex<BTreeMap<u16, u64>>,
+    reads: Mutex<ReadCounter>,
     state_file: Option<PathBuf>,
     pub started: Instant,
 }
@@ -73,6 +75,7 @@ impl SimCore {
             faults: Faults::default(),
             events,
             power_changes: Mutex::new(BTreeMap::new()),
+            reads: Mutex::new(ReadCounter::default()),
             state_file,
             started: Instant::now(),
         })
@@ -97,6 +100,16 @@ impl SimCore {
     /// Power changes seen on `port` since start.
     pub fn power_changes(&self, port: u16) -> u64 {
         lock(&self.power_changes).get(&port).copied().unwrap_or(0)
+    }
+
+    /// Read requests so far, by manager address.
+    pub fn reads(&self) -> BTreeMap<IpAddr, u64> {
+        lock(&self.reads).by_manager()
+    }
+
+    /// The read counter, for the relay and the MIB handler to feed.
+    pub fn read_counter(&self) -> MutexGuard<'_, ReadCounter> {
+        lock(&self.reads)
     }
 
     /// Replaces the committed state (lab API and SET commits), then persists and

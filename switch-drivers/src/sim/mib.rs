@@ -6,7 +6,7 @@ use crate::oids;
 use async_snmp::handler::{
     BoxFuture, GetNextResult, GetResult, HandlerResult, MibHandler, PreparedSet, RequestContext,
 };
-use async_snmp::{Oid, SetCommitError, SetTestResult, SetUndoResult, Value, VarBind};
+use async_snmp::{Oid, PduType, SetCommitError, SetTestResult, SetUndoResult, Value, VarBind};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -17,6 +17,16 @@ pub struct SimMib {
 }
 
 impl SimMib {
+    /// Counts a read request once (the agent calls the handler per varbind).
+    fn count_read(&self, ctx: &RequestContext) {
+        if matches!(
+            ctx.pdu_type(),
+            PduType::GetRequest | PduType::GetNextRequest | PduType::GetBulkRequest
+        ) {
+            self.core.read_counter().varbind(ctx.source(), ctx.request_id());
+        }
+    }
+
     fn live(&self, oid: &Oid, value: &Value) -> Value {
         if oid.arcs() == oids::SYS_UPTIME {
             let ticks = self.core.started.elapsed().as_millis() / 10;
@@ -76,9 +86,10 @@ impl PreparedSet for Prepared {
 impl MibHandler for SimMib {
     fn get<'a>(
         &'a self,
-        _ctx: &'a RequestContext,
+        ctx: &'a RequestContext,
         oid: &'a Oid,
     ) -> BoxFuture<'a, HandlerResult<GetResult>> {
+        self.count_read(ctx);
         let view = self.core.view();
         let result = match view.get(oid) {
             Some(v) => GetResult::Value(self.live(oid, v)),
@@ -89,9 +100,10 @@ impl MibHandler for SimMib {
 
     fn get_next<'a>(
         &'a self,
-        _ctx: &'a RequestContext,
+        ctx: &'a RequestContext,
         oid: &'a Oid,
     ) -> BoxFuture<'a, HandlerResult<GetNextResult>> {
+        self.count_read(ctx);
         let view = self.core.view();
         let next = view
             .range((Bound::Excluded(oid.clone()), Bound::Unbounded))

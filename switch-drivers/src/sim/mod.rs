@@ -4,6 +4,7 @@
 //! Built on async-snmp's agent (two-phase SET, USM, GETBULK); see [`SimSwitch`].
 
 mod core;
+mod counters;
 mod mib;
 mod relay;
 pub mod state;
@@ -16,8 +17,9 @@ use crate::secret::Secret;
 use async_snmp::agent::Agent;
 use async_snmp::{AuthProtocol, AuthoritativeEngine, Oid, PrivProtocol};
 use core::SimCore;
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -100,6 +102,11 @@ impl SimHandle {
     /// How many times `port`'s PoE admin state changed since start.
     pub fn power_changes(&self, port: u16) -> u64 {
         self.core.power_changes(port)
+    }
+    /// Read requests (GET, GETNEXT, GETBULK) received since start, by the address of
+    /// the manager that sent them; a request counts once whatever its varbinds.
+    pub fn reads(&self) -> BTreeMap<IpAddr, u64> {
+        self.core.reads()
     }
     /// A copy of the switch's committed state.
     pub fn state(&self) -> SimState {

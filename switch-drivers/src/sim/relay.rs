@@ -48,6 +48,9 @@ pub async fn run(
         if clients.len() >= MAX_CLIENTS && !clients.contains_key(&peer) {
             for (_, up) in clients.drain() {
                 up.task.abort();
+                if let Ok(local) = up.socket.local_addr() {
+                    core.read_counter().forget(local);
+                }
             }
         }
         let up = match clients.get(&peer) {
@@ -55,6 +58,7 @@ pub async fn run(
             None => {
                 let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
                 socket.connect(agent).await?;
+                core.read_counter().relayed(socket.local_addr()?, peer);
                 let task = tokio::spawn(pump_back(socket.clone(), front.clone(), peer));
                 clients.insert(peer, Upstream { socket: socket.clone(), task });
                 socket
