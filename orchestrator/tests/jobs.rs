@@ -462,3 +462,52 @@ async fn a_job_runs_only_on_the_controller_serving_its_switch() {
         db.drop().await;
     }
 }
+
+/// Reboot requests for one Pi race its active job ending (here: being cancelled) through
+/// the API: each is accepted (202) or told the Pi is busy (409), never a 500. Before the
+/// fix, an insert that hit the one-active-job index after the job in the way had ended
+/// found nothing to explain and returned the constraint violation as a 500 (seen on
+/// PostgreSQL with three controllers under load).
+#[tokio::test]
+async fn racing_requests_for_a_pi_are_accepted_or_busy_never_an_error() {
+    for db in test_databases().await {
+        let (state, op) = app_state(&db).await;
+        let api = Arc::new(Api { router: bramble::api::app(state.clone()) });
+        let pi = api.rack(&op, "race", 1, &["rae"]).await.remove(0);
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        for _ in 0..60 {
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                let (api, op, pi) = (api.clone(), op.clone(), pi.clone());
+                tasks.push(tokio::spawn(async move {
+                    api.post(&format!("/v1/pis/{pi}/reboot"), &op, json!({})).await
+                }));
+            }
+            // Meanwhile the active job ends, as many times as it can.
+            let (api2, op2, pi2) = (api.clone(), op.clone(), pi.clone());
+            let canceller = tokio::spawn(async move {
+                for _ in 0..4 {
+                    let jobs = api2.get(&format!("/v1/jobs?pi={pi2}&state=queued"), &op2).await;
+                    for j in jobs.body["items"].as_array().cloned().unwrap_or_default() {
+                        let id = j["id"].as_str().unwrap_or_default().to_string();
+                        api2.post(&format!("/v1/jobs/{id}/cancel"), &op2, json!({})).await;
+                    }
+                }
+            });
+            for t in tasks {
+                let r = t.await.unwrap();
+                assert!(
+                    r.status == 202 || r.status == 409,
+                    "{}: {} {:?}",
+                    db.label,
+                    r.status,
+                    r.body
+                );
+                *statuses.entry(r.status.as_u16()).or_default() += 1;
+            }
+            canceller.await.unwrap();
+        }
+        assert!(statuses.get(&202).is_some_and(|n| *n > 1), "{}: {statuses:?}", db.label);
+        db.drop().await;
+    }
+}

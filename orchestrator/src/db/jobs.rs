@@ -36,6 +36,10 @@ const COLUMNS: &str = "id, kind, pi_id, shelf_id, params, state, step, attempts,
 const SERVING_CONTROLLER: &str = "SELECT sw.controller FROM switches sw JOIN shelves sh ON sh.switch_id = sw.id \
     WHERE sh.id = COALESCE((SELECT s.shelf_id FROM pis p JOIN slots s ON s.id = p.slot_id WHERE p.id = $1), $2)";
 
+/// How often a job request is inserted when it collides with an active job that
+/// ends before the collision can be explained.
+const CREATE_ATTEMPTS: u32 = 5;
+
 /// A job to create.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -95,6 +99,28 @@ impl Db {
         {
             return Ok(found.into_outcome(&hash));
         }
+        let mut attempt = 1;
+        loop {
+            match self.insert_job(new, by, &hash).await {
+                Err(e) if e.is_unique_violation() => {
+                    if let Some(outcome) = self.explain_conflict(new, by, &hash).await? {
+                        return Ok(outcome);
+                    }
+                    // The active job in the way ended between the insert and the look
+                    // (or the key's job was not yet visible): the insert may now pass.
+                    if attempt == CREATE_ATTEMPTS {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                }
+                inserted => return inserted.map(CreateOutcome::Created),
+            }
+        }
+    }
+
+    /// Inserts the job and its `job.created` event in one transaction; a unique
+    /// violation (key reused, Pi busy) is returned as is, with nothing written.
+    async fn insert_job(&self, new: &NewJob, by: &Principal, hash: &str) -> Result<Job, DbError> {
         let id = JobId::generate();
         let now = now_millis();
         let mut tx = self.begin_write().await?;
@@ -132,22 +158,17 @@ impl Db {
             .bind(new.shelf.as_ref().map(|s| s.0.clone()))
             .bind(new.params.to_string())
             .bind(new.idempotency_key.clone())
-            .bind(hash.clone())
+            .bind(hash.to_string())
             .bind(by.token().0.clone())
             .bind(customer.as_ref().map(|c| c.0.clone()))
             .bind(now)
             .bind(JobState::INITIAL.as_str())
             .bind(controller)
             .execute(&mut *tx)
-            .await
-            .map_err(DbError::from);
-        match inserted {
-            Ok(_) => {}
-            Err(e) if e.is_unique_violation() => {
-                tx.rollback().await?;
-                return self.explain_conflict(new, by, &hash).await?.ok_or(e);
-            }
-            Err(e) => return Err(e),
+            .await;
+        if let Err(e) = inserted {
+            tx.rollback().await?;
+            return Err(e.into());
         }
         let mut event =
             NewEvent::new("job.created", by.token().as_str(), format!("{} requested", new.kind))
@@ -157,9 +178,7 @@ impl Db {
         event.pi = new.pi.clone();
         self.append_event_with(&mut *tx, &event).await?;
         tx.commit().await?;
-        let job =
-            self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })?;
-        Ok(CreateOutcome::Created(job))
+        self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })
     }
 
     async fn explain_conflict(
