@@ -34,14 +34,11 @@ pub async fn list(
     Caller(who): Caller,
 ) -> Result<Json<ControllerList>, ApiError> {
     require_operator(&who)?;
-    let now = st.db.clock_millis().await?;
+    let (controllers, now) = st.db.list_controllers().await?;
     let lease = st.config.cluster.lease;
     let switches = st.db.list_switches().await?;
     let leases = st.db.live_leases(now).await?;
-    let items = st
-        .db
-        .list_controllers()
-        .await?
+    let items = controllers
         .into_iter()
         .map(|c| ControllerView {
             alive: c.alive(now, lease),

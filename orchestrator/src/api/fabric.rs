@@ -146,7 +146,7 @@ pub async fn create_switch(
 
 /// The `controller` field's error, if `name` is no controller that ever registered.
 async fn known_controller(st: &AppState, name: &str) -> Result<Option<BadField>, ApiError> {
-    let known = st.db.list_controllers().await?;
+    let (known, _) = st.db.list_controllers().await?;
     if known.iter().any(|c| c.name == name) {
         return Ok(None);
     }

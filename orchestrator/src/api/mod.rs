@@ -64,12 +64,14 @@ impl AppState {
         &self,
         mut jobs: Vec<crate::model::Job>,
     ) -> Result<Vec<crate::model::Job>, crate::db::DbError> {
-        let pending = |j: &crate::model::Job| j.controller.is_some() && j.state.is_active();
-        let controllers = if jobs.iter().any(pending) {
-            Some((self.db.list_controllers().await?, self.db.clock_millis().await?))
-        } else {
-            None
+        // Only an active job of another controller may be waiting: this one is alive,
+        // so the common case (a job just submitted here) costs no query.
+        let me = self.config.cluster.name.as_str();
+        let pending = |j: &crate::model::Job| {
+            j.state.is_active() && j.controller.as_deref().is_some_and(|c| c != me)
         };
+        let controllers =
+            if jobs.iter().any(pending) { Some(self.db.list_controllers().await?) } else { None };
         for job in &mut jobs {
             job.executable = self.executable.contains(&job.kind);
             if let (Some((rows, now)), Some(name)) = (&controllers, &job.controller)

@@ -38,6 +38,9 @@ pub struct LeaseRow {
     pub term: i64,
 }
 
+/// PostgreSQL's clock in Unix milliseconds.
+const PG_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+
 const REGISTER: &str = "INSERT INTO controllers (name, instance, address, version, started_at, heartbeat_at, stopped_at) \
     VALUES ($1, $2, $3, $4, $5, $5, NULL) \
     ON CONFLICT (name) DO UPDATE SET instance = excluded.instance, address = excluded.address, \
@@ -61,7 +64,7 @@ impl Db {
             Backend::Sqlite => Ok(now_millis()),
             Backend::Postgres => {
                 let row = self
-                    .q("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now")
+                    .q(const_format::concatcp!("SELECT ", PG_NOW, " AS now"))
                     .fetch_one(self.pool())
                     .await?;
                 get_i64(&row, "now")
@@ -122,12 +125,29 @@ impl Db {
         Ok(())
     }
 
-    pub async fn list_controllers(&self) -> Result<Vec<ControllerRow>, DbError> {
-        let rows = self
-            .q("SELECT name, address, version, started_at, heartbeat_at, stopped_at FROM controllers ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
+    /// Every controller, and now by the database's clock (read with them in one round
+    /// trip on PostgreSQL), to judge which are alive.
+    pub async fn list_controllers(&self) -> Result<(Vec<ControllerRow>, i64), DbError> {
+        const COLUMNS: &str = "SELECT name, address, version, started_at, heartbeat_at, stopped_at";
+        let rows = match self.backend() {
+            Backend::Sqlite => {
+                self.q(const_format::concatcp!(COLUMNS, " FROM controllers ORDER BY name"))
+            }
+            Backend::Postgres => self.q(const_format::concatcp!(
+                COLUMNS,
+                ", ",
+                PG_NOW,
+                " AS now FROM controllers ORDER BY name"
+            )),
+        }
+        .fetch_all(self.pool())
+        .await?;
+        let now = match (self.backend(), rows.first()) {
+            (Backend::Postgres, Some(first)) => get_i64(first, "now")?,
+            _ => self.clock_millis().await?,
+        };
+        let controllers = rows
+            .iter()
             .map(|r| {
                 Ok(ControllerRow {
                     name: get_str(r, "name")?,
@@ -138,7 +158,8 @@ impl Db {
                     stopped_at: get_opt_i64(r, "stopped_at")?,
                 })
             })
-            .collect()
+            .collect::<Result<_, DbError>>()?;
+        Ok((controllers, now))
     }
 
     /// Takes or renews lease `name` for `holder` until `ttl` from now (database clock);
@@ -171,7 +192,8 @@ impl Db {
         Ok(())
     }
 
-    /// Whether `holder` holds lease `name` now (for fencing a write on it).
+    /// Whether `holder` holds lease `name` now (tests check leases through it).
+    #[cfg(test)]
     pub async fn holds_lease(&self, name: &str, holder: &str) -> Result<bool, DbError> {
         let now = self.clock_millis().await?;
         let row = self
@@ -182,15 +204,6 @@ impl Db {
             .fetch_optional(self.pool())
             .await?;
         Ok(row.is_some())
-    }
-
-    pub async fn lease(&self, name: &str) -> Result<Option<LeaseRow>, DbError> {
-        let row = self
-            .q("SELECT name, holder, expires_at, term FROM leases WHERE name = $1")
-            .bind(name.to_string())
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(lease_from_row).transpose()
     }
 
     /// Every lease not yet expired at `now` (database clock), by name.
@@ -264,8 +277,8 @@ mod tests {
             );
             assert!(db.controller_heartbeat("c1", "i1").await.unwrap());
             tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
-            let now = db.clock_millis().await.unwrap();
-            assert!(!db.list_controllers().await.unwrap()[0].alive(now, LEASE));
+            let (rows, now) = db.list_controllers().await.unwrap();
+            assert!(!rows[0].alive(now, LEASE));
             // Dead now: a new instance may take the name, and the old one learns it.
             assert!(db.register_controller("c1", "i2", "http://b", LEASE, false).await.unwrap());
             assert!(!db.controller_heartbeat("c1", "i1").await.unwrap(), "{}", tdb.label);
@@ -274,7 +287,7 @@ mod tests {
             assert!(db.register_controller("c1", "i3", "http://c", LEASE, false).await.unwrap());
             // The holder of the SQLite lock takes the name even from a live-looking row.
             assert!(db.register_controller("c1", "i4", "http://c", LEASE, true).await.unwrap());
-            let rows = db.list_controllers().await.unwrap();
+            let (rows, _) = db.list_controllers().await.unwrap();
             assert_eq!(rows.len(), 1);
             assert_eq!(rows[0].address, "http://c");
             db.close().await;

@@ -1,4 +1,5 @@
-//! The reconciler: a background task that reads every switch back, repairs drift from
+//! The reconciler: a background task that reads every switch its controller serves back
+//! (see [`Reconciler::serving`]), repairs drift from
 //! the configuration the inventory wants, and watches Pi ports for power draw.
 //!
 //! It runs on a timer and on demand ([`ReconcileTrigger`]), takes no input, and each
