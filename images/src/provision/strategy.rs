@@ -39,8 +39,12 @@ pub fn probe(dir: &Path, runner: &dyn CommandRunner) -> Result<Strategy> {
     if fsutil::fs_magic(dir)? == BTRFS_MAGIC {
         return Ok(Strategy::BtrfsSnapshot);
     }
-    let src = dir.join(format!(".reflink-probe-{}", std::process::id()));
-    let dst = dir.join(format!(".reflink-probe-{}.copy", std::process::id()));
+    // Unique per call, not only per process: two stores opened at once in one process
+    // (tests, or a controller and a tool) must not remove each other's probe.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let src = dir.join(format!(".reflink-probe-{}-{n}", std::process::id()));
+    let dst = dir.join(format!(".reflink-probe-{}-{n}.copy", std::process::id()));
     fsutil::write_file(&src, "bramble reflink probe\n", 0o600)?;
     let ok = runner
         .run(&CommandLine::new("cp").arg("--reflink=always").path_arg(&src).path_arg(&dst))
