@@ -55,6 +55,10 @@ pub enum ImagesError {
     },
     #[error("reimage journal {path} is malformed: {reason}")]
     Journal { path: PathBuf, reason: String },
+    #[error("Pi {pi} has no snapshot {id:?}")]
+    SnapshotMissing { pi: String, id: String },
+    #[error("{path} cannot be written safely: {reason}")]
+    UnsafeRoot { path: PathBuf, reason: String },
     #[error("injected crash at {point}")]
     InjectedCrash { point: String },
     #[error("NFS export of {path} for {client} failed: {reason}")]

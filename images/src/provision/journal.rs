@@ -1,6 +1,11 @@
 //! The reimage journal and its state machine. [`next_step`] is a pure function from what
 //! is on disk to the one step that moves the job forward; running steps until `Done`
 //! converges from any crash point.
+//!
+//! One machine serves a reimage (the new root cloned from a base) and a restore (the new
+//! root moved in from a snapshot). Either may keep the root it replaces as a snapshot
+//! (`keep`): after the swap the old root sits at `<pi>.new` and is renamed into the
+//! snapshot place instead of deleted.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +31,25 @@ pub struct Journal {
     /// Random token written into the new root's marker; identifies it after a swap.
     pub token: String,
     pub phase: Phase,
-    pub identity: PiIdentity,
+    /// The identity a reimage customises the new root with; `None` for a restore.
+    pub identity: Option<PiIdentity>,
+    /// Where the new root comes from.
+    #[serde(default)]
+    pub source: Source,
+    /// Keep the replaced root as the snapshot with this id instead of deleting it.
+    #[serde(default)]
+    pub keep: Option<String>,
+}
+
+/// Where a job's new root comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Cloned from the base `image`/`version` and customised.
+    #[default]
+    Base,
+    /// The snapshot with this id, moved (not copied) to `<pi>.new`.
+    Snapshot(String),
 }
 
 /// What the driver sees on disk.
@@ -40,6 +63,12 @@ pub struct Observed {
     pub new_complete: bool,
     /// `<pi>` carries the marker with the journal's token (the swap happened).
     pub live_is_new: bool,
+    /// The job restores a snapshot (its source is not a base).
+    pub from_snapshot: bool,
+    /// The snapshot a restore moves in still exists in the snapshot place.
+    pub source_exists: bool,
+    /// The job keeps the replaced root as a snapshot.
+    pub keep: bool,
 }
 
 /// The next action of a reimage job.
@@ -49,6 +78,15 @@ pub enum Step {
     DeleteNew,
     /// Clone the base to `<pi>.new`, customise it, write the marker.
     Provision,
+    /// Rename the snapshot being restored to `<pi>.new`.
+    MoveIn,
+    /// Write the marker with the journal's token into the moved-in `<pi>.new`.
+    Mark,
+    /// Rename the replaced root (at `<pi>.new` after the swap) into the snapshot place.
+    Keep,
+    /// The snapshot to restore is gone and nothing was moved: drop the journal and fail,
+    /// the live root untouched.
+    Abandon,
     /// Record `Prepared` in the journal.
     MarkPrepared,
     /// Exchange `<pi>.new` with `<pi>` (or rename it into place if there is no `<pi>`).
@@ -66,8 +104,16 @@ pub fn next_step(o: Observed) -> Step {
         None if o.new_exists => Step::DeleteNew,
         None => Step::Done,
         Some(Phase::Preparing) if o.new_complete => Step::MarkPrepared,
+        Some(Phase::Preparing) if o.from_snapshot => match (o.new_exists, o.source_exists) {
+            // Moved in, marker not yet written: never delete it, it is the snapshot.
+            (true, false) => Step::Mark,
+            (true, true) => Step::DeleteNew,
+            (false, true) => Step::MoveIn,
+            (false, false) => Step::Abandon,
+        },
         Some(Phase::Preparing) if o.new_exists => Step::DeleteNew,
         Some(Phase::Preparing) => Step::Provision,
+        Some(Phase::Prepared) if o.live_is_new && o.new_exists && o.keep => Step::Keep,
         Some(Phase::Prepared) if o.live_is_new && o.new_exists => Step::DeleteNew,
         Some(Phase::Prepared) if o.live_is_new => Step::Finish,
         Some(Phase::Prepared) if o.new_complete => Step::Swap,
@@ -85,7 +131,15 @@ mod tests {
         new_complete: bool,
         live_is_new: bool,
     ) -> Observed {
-        Observed { journal, new_exists, new_complete, live_is_new }
+        Observed {
+            journal,
+            new_exists,
+            new_complete,
+            live_is_new,
+            from_snapshot: false,
+            source_exists: true,
+            keep: false,
+        }
     }
 
     #[test]
@@ -109,9 +163,35 @@ mod tests {
     }
 
     #[test]
+    fn restores_move_the_snapshot_in_and_keep_the_replaced_root() {
+        use Phase::*;
+        use Step::*;
+        let r = |journal, new_exists, new_complete, live_is_new, source_exists| Observed {
+            from_snapshot: true,
+            source_exists,
+            keep: true,
+            ..o(journal, new_exists, new_complete, live_is_new)
+        };
+        let table = [
+            (r(Some(Preparing), false, false, false, true), MoveIn),
+            (r(Some(Preparing), true, false, false, false), Mark),
+            (r(Some(Preparing), true, false, false, true), DeleteNew),
+            (r(Some(Preparing), false, false, false, false), Abandon),
+            (r(Some(Preparing), true, true, false, false), MarkPrepared),
+            (r(Some(Prepared), true, true, false, false), Swap),
+            (r(Some(Prepared), true, false, true, false), Keep),
+            (r(Some(Prepared), false, false, true, false), Finish),
+            (r(None, false, false, false, false), Done),
+        ];
+        for (obs, step) in table {
+            assert_eq!(next_step(obs), step, "{obs:?}");
+        }
+    }
+
+    #[test]
     fn every_state_reaches_done_under_the_intended_effects() {
         // Model each step's effect on the observation and check termination from all states.
-        for bits in 0u8..32 {
+        for bits in 0u8..128 {
             let journal = match bits & 3 {
                 0 => None,
                 1 => Some(Phase::Preparing),
@@ -119,12 +199,20 @@ mod tests {
             };
             let mut s = o(journal, bits & 4 != 0, bits & 8 != 0, bits & 16 != 0);
             s.new_complete &= s.new_exists;
+            s.from_snapshot = bits & 32 != 0;
+            s.source_exists = bits & 64 != 0 || !s.from_snapshot;
+            s.keep = s.from_snapshot;
             let mut steps = 0;
             loop {
                 let step = next_step(s);
                 s = match step {
                     Step::Done => break,
-                    Step::DeleteNew => Observed { new_exists: false, new_complete: false, ..s },
+                    Step::Abandon => Observed { journal: None, ..s },
+                    Step::DeleteNew | Step::Keep => {
+                        Observed { new_exists: false, new_complete: false, ..s }
+                    }
+                    Step::MoveIn => Observed { new_exists: true, source_exists: false, ..s },
+                    Step::Mark => Observed { new_complete: true, ..s },
                     Step::Provision => Observed { new_exists: true, new_complete: true, ..s },
                     Step::MarkPrepared => Observed { journal: Some(Phase::Prepared), ..s },
                     Step::Swap => {

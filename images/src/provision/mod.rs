@@ -1,8 +1,11 @@
 //! Per-Pi roots: provisioning from a base and atomic reimaging. A reimage builds
 //! `roots/<pi>.new` beside the live `roots/<pi>`, customises it, then exchanges the two
 //! with one `renameat2(RENAME_EXCHANGE)`; a journal lets any re-run finish the job.
+//! A reimage may keep the root it replaces as a snapshot, and a restore swaps a snapshot
+//! back in the same way (see [`snapshots`]).
 
 pub mod journal;
+pub mod snapshots;
 pub mod strategy;
 
 use std::path::{Component, Path, PathBuf};
@@ -14,7 +17,7 @@ use crate::customize::{self, DEFAULT_HOST_KEYS, HostKeyType, PiIdentity, PiName}
 use crate::error::{ImagesError, Result};
 use crate::fsutil;
 use crate::store::{Base, ImageStore};
-use journal::{Journal, Observed, Phase, Step};
+use journal::{Journal, Observed, Phase, Source, Step};
 
 /// Places where tests can make a reimage "crash" (return early as if killed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +111,22 @@ impl<'a> Roots<'a> {
     /// An interrupted earlier job for this Pi is finished first. On a full disk the
     /// partial new root is removed and the old root stays live.
     pub fn reimage(&self, pi: &PiName, base: &Base, identity: &PiIdentity) -> Result<PiRoot> {
+        self.reimage_keeping(pi, base, identity, None)
+    }
+
+    /// [`Roots::reimage`], keeping the replaced root (if there is one) as the snapshot
+    /// `keep` instead of deleting it.
+    pub fn reimage_keeping(
+        &self,
+        pi: &PiName,
+        base: &Base,
+        identity: &PiIdentity,
+        keep: Option<&str>,
+    ) -> Result<PiRoot> {
         identity.validate()?;
+        if let Some(id) = keep {
+            snapshots::check_id(id)?;
+        }
         self.resume(pi)?;
         let job = Journal {
             pi: pi.clone(),
@@ -116,15 +134,29 @@ impl<'a> Roots<'a> {
             version: base.version.clone(),
             token: customize::random_hex(16)?,
             phase: Phase::Preparing,
-            identity: identity.clone(),
+            identity: Some(identity.clone()),
+            source: Source::Base,
+            keep: keep.map(str::to_string),
         };
+        self.start(job)
+    }
+
+    /// Writes a new job's journal and drives it; on a full disk the partial new root and
+    /// the journal are removed (the old root stays live).
+    fn start(&self, job: Journal) -> Result<PiRoot> {
+        let pi = job.pi.clone();
         self.write_journal(&job)?;
         self.hooks.check(CrashPoint::JournalWritten)?;
+        // Only a base's partial clone may be thrown away: a restore's `<pi>.new` is the
+        // snapshot itself, and after the swap `<pi>.new` is the root being kept.
+        let disposable = job.source == Source::Base;
+        let token = job.token.clone();
+        let swapped = || read_marker(&self.path(&pi)).is_some_and(|m| m.token == token);
         match self.drive(job) {
-            Err(e) if e.is_disk_full() => {
+            Err(e) if e.is_disk_full() && disposable && !swapped() => {
                 tracing::warn!(pi = %pi, error = %e, "disk full during reimage; keeping the old root");
-                strategy::delete_tree(self.runner, &self.new_path(pi))?;
-                fsutil::remove_tree(&self.journal_path(pi))?;
+                strategy::delete_tree(self.runner, &self.new_path(&pi))?;
+                fsutil::remove_tree(&self.journal_path(&pi))?;
                 Err(e)
             }
             other => other,
@@ -144,6 +176,38 @@ impl<'a> Roots<'a> {
                 Ok(None)
             }
         }
+    }
+
+    /// Swaps the snapshot `from` of `pi` in as its live root (moved, not copied), keeping
+    /// the replaced root as the snapshot `keep`. `image`/`version` are what the snapshot
+    /// holds (recorded when it was taken); they go into the restored root's marker. An
+    /// interrupted earlier job is finished first. Fails with
+    /// [`ImagesError::SnapshotMissing`] (live root untouched) if there is no such snapshot.
+    pub fn restore(
+        &self,
+        pi: &PiName,
+        from: &str,
+        keep: &str,
+        image: &str,
+        version: &str,
+    ) -> Result<PiRoot> {
+        snapshots::check_id(from)?;
+        snapshots::check_id(keep)?;
+        self.resume(pi)?;
+        if std::fs::symlink_metadata(self.snapshot_path(pi, from)).is_err() {
+            return Err(ImagesError::SnapshotMissing { pi: pi.to_string(), id: from.into() });
+        }
+        let job = Journal {
+            pi: pi.clone(),
+            image: image.into(),
+            version: version.into(),
+            token: customize::random_hex(16)?,
+            phase: Phase::Preparing,
+            identity: None,
+            source: Source::Snapshot(from.into()),
+            keep: Some(keep.into()),
+        };
+        self.start(job)
     }
 
     /// The live root of `pi`, from its marker.
@@ -170,15 +234,11 @@ impl<'a> Roots<'a> {
     }
 
     fn drive(&self, mut job: Journal) -> Result<PiRoot> {
-        let base = self
-            .store
-            .list()?
-            .into_iter()
-            .find(|b| b.image == job.image && b.version == job.version)
-            .ok_or_else(|| ImagesError::NoBase {
-                name: format!("{}@{}", job.image, job.version),
-            })?;
         let (live, new) = (self.path(&job.pi), self.new_path(&job.pi));
+        let source = match &job.source {
+            Source::Snapshot(id) => Some(self.snapshot_path(&job.pi, id)),
+            Source::Base => None,
+        };
         let mut journal_present = true;
         loop {
             let token_in = |p: &Path| read_marker(p).is_some_and(|m| m.token == job.token);
@@ -187,13 +247,36 @@ impl<'a> Roots<'a> {
                 new_exists: std::fs::symlink_metadata(&new).is_ok(),
                 new_complete: token_in(&new),
                 live_is_new: token_in(&live),
+                from_snapshot: source.is_some(),
+                source_exists: source.as_ref().is_none_or(|s| std::fs::symlink_metadata(s).is_ok()),
+                keep: job.keep.is_some(),
             };
             let step = journal::next_step(obs);
             tracing::debug!(pi = %job.pi, ?step, ?obs, "reimage step");
             match step {
                 Step::Done => break,
                 Step::DeleteNew => strategy::delete_tree(self.runner, &new)?,
-                Step::Provision => self.provision(&base, &job, &new)?,
+                Step::Provision => self.provision(&self.base_of(&job)?, &job, &new)?,
+                Step::MoveIn => {
+                    let from = source.as_deref().unwrap_or(&new);
+                    std::fs::rename(from, &new)
+                        .map_err(|e| ImagesError::io("moving the snapshot in", from, e))?;
+                    fsutil::fsync_dir(&self.store.roots_dir())?;
+                }
+                Step::Mark => snapshots::write_marker(&new, &self.marker(&job))?,
+                Step::Keep => {
+                    let id = job.keep.as_deref().unwrap_or_default();
+                    self.keep(&job.pi, id, &new)?;
+                }
+                Step::Abandon => {
+                    fsutil::remove_tree(&self.journal_path(&job.pi))?;
+                    fsutil::fsync_dir(&self.store.roots_dir())?;
+                    let id = match &job.source {
+                        Source::Snapshot(id) => id.clone(),
+                        Source::Base => String::new(),
+                    };
+                    return Err(ImagesError::SnapshotMissing { pi: job.pi.to_string(), id });
+                }
                 Step::MarkPrepared | Step::Restart => {
                     job.phase =
                         if step == Step::Restart { Phase::Preparing } else { Phase::Prepared };
@@ -209,28 +292,44 @@ impl<'a> Roots<'a> {
             self.hooks.check(CrashPoint::After(step))?;
         }
         tracing::info!(pi = %job.pi, image = %job.image, version = %job.version, "root ready");
+        let boot = boot_subdir(Some(&self.marker(&job)), &self.store.list()?);
         Ok(PiRoot {
             pi: job.pi.clone(),
-            boot_dir: live.join(&base.manifest.boot_dir),
+            boot_dir: live.join(boot),
             path: live,
             image: job.image,
             version: job.version,
         })
     }
 
-    fn provision(&self, base: &Base, job: &Journal, new: &Path) -> Result<()> {
-        let used = strategy::clone_tree(self.store.strategy(), self.runner, &base.root(), new)?;
-        tracing::debug!(pi = %job.pi, strategy = %used, "cloned base");
-        self.hooks.check(CrashPoint::Cloned)?;
-        customize::customize(self.runner, new, &base.manifest, &job.identity, self.host_keys)?;
-        self.hooks.check(CrashPoint::Customised)?;
-        let marker = RootMarker {
+    fn base_of(&self, job: &Journal) -> Result<Base> {
+        self.store
+            .list()?
+            .into_iter()
+            .find(|b| b.image == job.image && b.version == job.version)
+            .ok_or_else(|| ImagesError::NoBase { name: format!("{}@{}", job.image, job.version) })
+    }
+
+    fn marker(&self, job: &Journal) -> RootMarker {
+        RootMarker {
             pi: job.pi.clone(),
             image: job.image.clone(),
             version: job.version.clone(),
             token: job.token.clone(),
-        };
-        let text = serde_json::to_string_pretty(&marker).unwrap_or_default();
+        }
+    }
+
+    fn provision(&self, base: &Base, job: &Journal, new: &Path) -> Result<()> {
+        let identity = job.identity.as_ref().ok_or_else(|| ImagesError::Journal {
+            path: self.journal_path(&job.pi),
+            reason: "a reimage journal without an identity".into(),
+        })?;
+        let used = strategy::clone_tree(self.store.strategy(), self.runner, &base.root(), new)?;
+        tracing::debug!(pi = %job.pi, strategy = %used, "cloned base");
+        self.hooks.check(CrashPoint::Cloned)?;
+        customize::customize(self.runner, new, &base.manifest, identity, self.host_keys)?;
+        self.hooks.check(CrashPoint::Customised)?;
+        let text = serde_json::to_string_pretty(&self.marker(job)).unwrap_or_default();
         fsutil::atomic_write(&new.join(MARKER), text.as_bytes(), 0o644)
     }
 
