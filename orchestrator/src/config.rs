@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// How long boot timelines are kept (`[events]`).
     #[serde(default)]
     pub events: crate::retention::RawEvents,
+    /// How many snapshots of a Pi's root are kept, and for how long (`[snapshots]`).
+    #[serde(default)]
+    pub snapshots: crate::snapshots::RawSnapshots,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +91,8 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// How long boot timelines are kept (`[events]`).
     pub events: crate::retention::EventsConfig,
+    /// Snapshot limits and pruning (`[snapshots]`).
+    pub snapshots: crate::snapshots::SnapshotsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +246,7 @@ impl Config {
             netboot,
             cluster,
             events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
+            snapshots: crate::snapshots::SnapshotsConfig::from_raw(raw.snapshots, origin)?,
         })
     }
 }

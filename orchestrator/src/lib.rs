@@ -27,6 +27,7 @@ pub mod reconciler;
 pub mod retention;
 pub mod secret;
 pub mod server;
+pub mod snapshots;
 pub mod testing;
 pub mod time;
 pub mod validate;

@@ -215,6 +215,15 @@ impl Controller {
         // Boot timelines older than `[events] boot_retention_days` pruned on a timer.
         let retention = crate::retention::Retention::new(state.db.clone(), &state.config.events)
             .map(|r| tokio::spawn(r.run(wait_true(rx.clone()))));
+        // Snapshots pruned, and directories whose row is gone deleted, where they live.
+        let snapshots = hardware.images.clone().map(|images| {
+            let sweeper = crate::snapshots::Sweeper::new(
+                state.db.clone(),
+                images,
+                state.config.snapshots.clone(),
+            );
+            tokio::spawn(sweeper.run(wait_true(rx.clone())))
+        });
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr, "controller listening");
         let served = axum::serve(listener, app(state.clone()))
@@ -231,7 +240,7 @@ impl Controller {
         if let Some(netboot) = netboot {
             let _ = netboot.await;
         }
-        for task in [webhooks, reconciler, retention, exports].into_iter().flatten() {
+        for task in [webhooks, reconciler, retention, exports, snapshots].into_iter().flatten() {
             let _ = task.await;
         }
         let superseded = matches!(beat.await, Ok(BeatEnd::Lost));

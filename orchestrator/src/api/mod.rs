@@ -24,6 +24,7 @@ mod meta;
 pub mod openapi;
 mod pis;
 mod shelf_status;
+mod snapshots;
 mod ui;
 
 pub use error::{ApiError, FieldError, Problem};
@@ -104,6 +105,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pis/{id}/power-off", post(pis::power_off))
         .route("/v1/pis/{id}/reboot", post(pis::reboot))
         .route("/v1/pis/{id}/reimage", post(pis::reimage))
+        .route("/v1/pis/{id}/snapshots", get(snapshots::list).post(snapshots::create))
+        .route("/v1/pis/{id}/snapshots/{snapshot}", delete(snapshots::delete))
+        .route("/v1/pis/{id}/restore", post(snapshots::restore))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -173,6 +173,12 @@ pub async fn update(
         if let Some(o) = owner {
             validate::finish(validate::check("owner", o, validate::customer_id))?;
         }
+        // A running job (a restore above all) must not finish for the next owner.
+        if let Some(running) = st.db.active_job_for(&pi.id).await?
+            && pi.owner.as_ref().map(|o| &o.0) != owner.as_ref()
+        {
+            return Err(ApiError::PiBusy { running: running.0 });
+        }
         st.db.set_pi_owner(&pi.id, owner.clone().map(CustomerId).as_ref()).await?;
     }
     if let Some(target) = req.state {
@@ -194,6 +200,10 @@ pub async fn update(
         if !st.db.set_pi_state(&pi.id, pi.state, next, None).await? {
             let message = format!("the Pi is no longer {}; read it again", pi.state);
             return Err(ApiError::Conflict { code: "invalid_state", message });
+        }
+        if next == PiState::Retired {
+            // A retired Pi keeps no snapshots; the sweeper removes their directories.
+            st.db.delete_pi_snapshots(&pi.id).await?;
         }
         st.db
             .append_event(
@@ -301,7 +311,7 @@ pub async fn reimage(
     .await
 }
 
-async fn start_job(
+pub(super) async fn start_job(
     st: &AppState,
     who: &crate::auth::Principal,
     id: &str,
@@ -312,7 +322,9 @@ async fn start_job(
     let pi = visible_pi(st, who, id).await?;
     let key = idempotency_key(headers)?;
     let allowed = match kind {
-        JobKind::Reimage => transition(pi.state, LifecycleEvent::DeployStarted).is_ok(),
+        JobKind::Reimage | JobKind::Restore => {
+            transition(pi.state, LifecycleEvent::DeployStarted).is_ok()
+        }
         _ => pi.state.accepts_power_actions(),
     };
     if !allowed {

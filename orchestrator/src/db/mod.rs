@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod orchestration;
 pub mod pis;
 pub mod retention;
+pub mod snapshots;
 pub(crate) mod sql;
 pub mod status;
 pub mod tokens;

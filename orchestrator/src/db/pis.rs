@@ -77,19 +77,29 @@ impl Db {
         self.get_pi(&id).await?.ok_or(DbError::Corrupt { column: "pis.id", value: id.0 })
     }
 
-    /// Assigns (or with `None` clears) the customer who owns a Pi.
+    /// Assigns (or with `None` clears) the customer who owns a Pi. When the owner
+    /// changes, every snapshot of the Pi is deleted in the same transaction, so no API
+    /// path reaches a previous owner's snapshot (their directories are swept after).
     pub async fn set_pi_owner(
         &self,
         id: &PiId,
         owner: Option<&CustomerId>,
     ) -> Result<bool, DbError> {
+        let owner = owner.map(|o| o.0.clone());
+        let mut tx = self.begin_write().await?;
+        let row = self.q("SELECT owner FROM pis WHERE id = $1").bind(id.0.clone()).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else { return Ok(false) };
+        if get_opt_str(&row, "owner")? != owner {
+            self.delete_pi_snapshots_with(&mut *tx, id).await?;
+        }
         let r = self
             .q("UPDATE pis SET owner = $1, updated_at = $2 WHERE id = $3")
-            .bind(owner.map(|o| o.0.clone()))
+            .bind(owner)
             .bind(now_millis())
             .bind(id.0.clone())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 

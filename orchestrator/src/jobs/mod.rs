@@ -8,6 +8,7 @@ pub mod power;
 pub mod rack;
 pub mod reimage;
 pub mod runner;
+pub mod snapshot;
 
 use std::sync::Arc;
 
@@ -24,4 +25,6 @@ pub fn with_executors(runner: Runner, hw: &Arc<Hardware>) -> Runner {
         .with_executor(JobKind::Reboot, Arc::new(power::RebootExecutor::new(hw.clone())))
         .with_executor(JobKind::Reimage, Arc::new(reimage::ReimageExecutor::new(hw.clone())))
         .with_executor(JobKind::RackShelf, Arc::new(rack::RackExecutor::new(hw.clone())))
+        .with_executor(JobKind::Snapshot, Arc::new(snapshot::SnapshotExecutor::new(hw.clone())))
+        .with_executor(JobKind::Restore, Arc::new(snapshot::RestoreExecutor::new(hw.clone())))
 }

@@ -19,15 +19,21 @@ pub enum JobKind {
     Reboot,
     Reimage,
     RackShelf,
+    /// Take a snapshot of the Pi's live root on demand.
+    Snapshot,
+    /// Swap a snapshot back in as the Pi's root (the replaced root becomes a snapshot).
+    Restore,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::PowerOn,
         JobKind::PowerOff,
         JobKind::Reboot,
         JobKind::Reimage,
         JobKind::RackShelf,
+        JobKind::Snapshot,
+        JobKind::Restore,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,8 @@ impl JobKind {
             JobKind::Reboot => "reboot",
             JobKind::Reimage => "reimage",
             JobKind::RackShelf => "rack-shelf",
+            JobKind::Snapshot => "snapshot",
+            JobKind::Restore => "restore",
         }
     }
 
@@ -59,6 +67,15 @@ impl JobKind {
                 S::PowerOn,
                 S::AwaitBoot,
             ],
+            JobKind::Snapshot => &[S::TakeSnapshot],
+            JobKind::Restore => &[
+                S::PowerOff,
+                S::RestoreRoot,
+                S::ExportRoot,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
+            ],
             JobKind::RackShelf => &[
                 S::CreateStorageLinks,
                 S::ConfigureSwitch,
@@ -69,21 +86,28 @@ impl JobKind {
         }
     }
 
-    /// What happens to the job's Pi when a runner first takes the job: a reimage
-    /// deploys it. Persisted in the same transaction as the claim.
+    /// What happens to the job's Pi when a runner first takes the job: a reimage or a
+    /// restore deploys it. Persisted in the same transaction as the claim.
     pub fn lifecycle_at_start(self) -> Option<LifecycleEvent> {
         match self {
-            JobKind::Reimage => Some(LifecycleEvent::DeployStarted),
-            JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf => None,
+            JobKind::Reimage | JobKind::Restore => Some(LifecycleEvent::DeployStarted),
+            JobKind::PowerOn
+            | JobKind::PowerOff
+            | JobKind::Reboot
+            | JobKind::RackShelf
+            | JobKind::Snapshot => None,
         }
     }
 
-    /// What happens to the job's Pi when the job ends: deployed after a reimage, failed
-    /// after any failure. Persisted in the same transaction as the job's end.
+    /// What happens to the job's Pi when the job ends: deployed after a reimage or
+    /// restore, failed after any failure but a snapshot's (taking a copy of a root does
+    /// not touch the running Pi, so its failure says nothing about the Pi). Persisted in
+    /// the same transaction as the job's end.
     pub fn lifecycle_at_end(self, succeeded: bool) -> Option<LifecycleEvent> {
         match (succeeded, self) {
+            (_, JobKind::Snapshot) => None,
             (false, _) => Some(LifecycleEvent::JobFailed),
-            (true, JobKind::Reimage) => Some(LifecycleEvent::DeploySucceeded),
+            (true, JobKind::Reimage | JobKind::Restore) => Some(LifecycleEvent::DeploySucceeded),
             (true, JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf) => {
                 None
             }
@@ -124,10 +148,14 @@ pub enum JobStep {
     VerifySwitch,
     PowerOnStaggered,
     AwaitPis,
+    /// Snapshot the live root and record it.
+    TakeSnapshot,
+    /// Swap the snapshot in (the replaced root kept as a snapshot) and record both.
+    RestoreRoot,
 }
 
 impl JobStep {
-    pub const ALL: [JobStep; 14] = [
+    pub const ALL: [JobStep; 16] = [
         JobStep::PowerOn,
         JobStep::PowerOff,
         JobStep::ConfirmPower,
@@ -142,6 +170,8 @@ impl JobStep {
         JobStep::VerifySwitch,
         JobStep::PowerOnStaggered,
         JobStep::AwaitPis,
+        JobStep::TakeSnapshot,
+        JobStep::RestoreRoot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +190,8 @@ impl JobStep {
             JobStep::VerifySwitch => "verify-switch",
             JobStep::PowerOnStaggered => "power-on-staggered",
             JobStep::AwaitPis => "await-pis",
+            JobStep::TakeSnapshot => "take-snapshot",
+            JobStep::RestoreRoot => "restore-root",
         }
     }
 
@@ -391,6 +423,18 @@ mod tests {
                     "await-boot",
                 ],
             ),
+            (JobKind::Snapshot, &["take-snapshot"]),
+            (
+                JobKind::Restore,
+                &[
+                    "power-off",
+                    "restore-root",
+                    "export-root",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
             (
                 JobKind::RackShelf,
                 &[
@@ -417,12 +461,17 @@ mod tests {
             (JobKind::PowerOff, None, None),
             (JobKind::Reboot, None, None),
             (JobKind::RackShelf, None, None),
+            (JobKind::Restore, Some(L::DeployStarted), Some(L::DeploySucceeded)),
         ];
         for (kind, start, end) in cases {
             assert_eq!(kind.lifecycle_at_start(), start, "{kind}");
             assert_eq!(kind.lifecycle_at_end(true), end, "{kind}");
             assert_eq!(kind.lifecycle_at_end(false), Some(L::JobFailed), "{kind}");
         }
+        let snapshot = JobKind::Snapshot;
+        assert_eq!(snapshot.lifecycle_at_start(), None);
+        assert_eq!(snapshot.lifecycle_at_end(true), None);
+        assert_eq!(snapshot.lifecycle_at_end(false), None, "a failed snapshot leaves the Pi");
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl Executor for PowerExecutor {
             | S::ConfigureSwitch
             | S::VerifySwitch
             | S::PowerOnStaggered
-            | S::AwaitPis => Err(unknown_step(job, step)),
+            | S::AwaitPis
+            | S::TakeSnapshot
+            | S::RestoreRoot => Err(unknown_step(job, step)),
         }
     }
 }
@@ -82,7 +84,9 @@ impl Executor for RebootExecutor {
             | S::ConfigureSwitch
             | S::VerifySwitch
             | S::PowerOnStaggered
-            | S::AwaitPis => Err(unknown_step(job, step)),
+            | S::AwaitPis
+            | S::TakeSnapshot
+            | S::RestoreRoot => Err(unknown_step(job, step)),
         }
     }
 }

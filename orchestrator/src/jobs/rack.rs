@@ -289,7 +289,9 @@ impl Executor for RackExecutor {
             | S::AwaitBoot
             | S::ProvisionRoot
             | S::ExportRoot
-            | S::RenderBootFiles => Err(unknown_step(job, step)),
+            | S::RenderBootFiles
+            | S::TakeSnapshot
+            | S::RestoreRoot => Err(unknown_step(job, step)),
         }
     }
 }

@@ -33,6 +33,7 @@ use super::runner::{Executor, StepError};
 use crate::bootplan::BootPlan;
 use crate::db::events::NewEvent;
 use crate::model::{Job, Pi, SshHostKey};
+use crate::snapshots::{Reason, Snapshot, snapshot_of_job};
 use bramble_report::chain;
 
 /// What a reimage request carries (validated by the API before the job exists).
@@ -69,9 +70,14 @@ impl ReimageExecutor {
         };
         let image = params.image.clone();
         let done = self.hw.db.job_result(&job.id).await?;
-        let (root, keys) = blocking(move || {
+        // The replaced root is kept as this job's snapshot: its presence also says that
+        // this job's swap happened before a restart.
+        let keep = snapshot_of_job(&job.id);
+        let (root, keys, kept) = blocking(move || {
             let base = images.store.latest(&image)?;
             let roots = Roots::new(&images.store, images.runner.as_ref());
+            roots.resume(&name)?;
+            let swapped = roots.get_snapshot(&name, &keep)?.is_some();
             let root = match (done, roots.get(&name)?) {
                 // Already provisioned by this job before a restart: keep that root.
                 (Some(done), Some(live))
@@ -80,14 +86,20 @@ impl ReimageExecutor {
                 {
                     live
                 }
-                _ => roots.reimage(&name, &base, &identity)?,
+                (_, Some(live)) if swapped => live,
+                _ => roots.reimage_keeping(&name, &base, &identity, Some(&keep))?,
             };
             // From the live root on disk, never from memory: a re-run reports the same.
             let keys = host_key_fingerprints(&root.path);
-            Ok((root, keys))
+            let kept = roots.get_snapshot(&name, &keep)?;
+            Ok((root, keys, kept))
         })
         .await
         .map_err(|e| images_error(e, "prepare the new system"))?;
+        if let Some(kept) = kept {
+            let snap = recorded(job, &t.pi, kept, Reason::Reinstall);
+            self.hw.db.record_snapshot(&snap).await?;
+        }
         self.hw
             .db
             .set_job_result(
@@ -95,7 +107,7 @@ impl ReimageExecutor {
                 &json!({ "provisioned": { "image": root.image, "version": root.version } }),
             )
             .await?;
-        let keys = self.record_root(t, &params.image, keys).await?;
+        let keys = self.record_root(t, Some(&params.image), keys).await?;
         let e = NewEvent::new(
             "root.provisioned",
             "controller",
@@ -111,20 +123,20 @@ impl ReimageExecutor {
 
     /// Records the live root's image and SSH host keys on the Pi. Keys that could not be
     /// read are recorded as none, never left as the old root's, and fail the step.
-    async fn record_root(
+    pub(crate) async fn record_root(
         &self,
         t: &Target,
-        image: &str,
+        image: Option<&str>,
         keys: Result<Vec<KeyFingerprint>, ImagesError>,
     ) -> Result<Vec<SshHostKey>, StepError> {
         match keys {
             Ok(keys) => {
                 let keys: Vec<SshHostKey> = keys.into_iter().map(SshHostKey::from).collect();
-                self.hw.db.set_pi_root(&t.pi.id, Some(image), &keys).await?;
+                self.hw.db.set_pi_root(&t.pi.id, image, &keys).await?;
                 Ok(keys)
             }
             Err(e) => {
-                self.hw.db.set_pi_root(&t.pi.id, Some(image), &[]).await?;
+                self.hw.db.set_pi_root(&t.pi.id, image, &[]).await?;
                 Err(images_error(e, "read the new system's SSH host keys"))
             }
         }
@@ -202,6 +214,26 @@ impl ReimageExecutor {
     }
 }
 
+/// The row for a snapshot this job made on disk, owned by the Pi's owner.
+pub(crate) fn recorded(
+    job: &Job,
+    pi: &Pi,
+    info: bramble_images::provision::snapshots::SnapshotInfo,
+    reason: Reason,
+) -> Snapshot {
+    Snapshot {
+        id: info.id,
+        pi: pi.id.clone(),
+        owner: pi.owner.clone(),
+        job: job.id.clone(),
+        reason,
+        image: info.image,
+        version: info.version,
+        size_bytes: info.size_bytes.and_then(|b| i64::try_from(b).ok()),
+        created_at: crate::time::now_millis(),
+    }
+}
+
 /// The kernel a Pi would load from `dir`: what `config.txt` names (every file it names,
 /// kernels and initramfs, must be there), or else the first default name present.
 fn boot_check(dir: &std::path::Path, config: Option<&str>) -> Result<String, String> {
@@ -243,7 +275,9 @@ impl Executor for ReimageExecutor {
             | S::ConfigureSwitch
             | S::VerifySwitch
             | S::PowerOnStaggered
-            | S::AwaitPis => Err(unknown_step(job, step)),
+            | S::AwaitPis
+            | S::TakeSnapshot
+            | S::RestoreRoot => Err(unknown_step(job, step)),
         }
     }
 }
@@ -258,7 +292,7 @@ fn params(job: &Job) -> Result<ReimageParams, StepError> {
 }
 
 /// The Pi's root directory name in the image store: its inventory id.
-fn root_name(pi: &Pi) -> Result<PiName, StepError> {
+pub(crate) fn root_name(pi: &Pi) -> Result<PiName, StepError> {
     PiName::new(pi.id.as_str()).map_err(|e| {
         StepError::permanent(
             format!("Pi id as a root name: {e}"),
@@ -293,7 +327,7 @@ pub fn hostname_for(
     label[..label.len().min(63)].trim_end_matches('-').to_string()
 }
 
-fn images_error(e: ImagesError, doing: &str) -> StepError {
+pub(crate) fn images_error(e: ImagesError, doing: &str) -> StepError {
     let customer = if e.is_disk_full() {
         "There is not enough storage to prepare the new system; contact support.".to_string()
     } else {
@@ -303,7 +337,7 @@ fn images_error(e: ImagesError, doing: &str) -> StepError {
 }
 
 /// Runs image-store work (file I/O, external commands) off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ImagesError> + Send + 'static,
 ) -> Result<T, ImagesError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {

@@ -1,0 +1,199 @@
+//! Snapshot rows: what the API lists and restores. The directories are the serving
+//! controller's (`snapshots::Sweeper` deletes those whose row is gone); a row is written
+//! by the job step that made the directory, after it exists.
+
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, get_i64, get_opt_i64, get_opt_str, get_str};
+use crate::ids::{CustomerId, JobId, PiId};
+use crate::jobs::model::JobKind;
+use crate::snapshots::{Reason, Snapshot, snapshot_of_job};
+
+const SELECT: &str = "SELECT id, pi_id, owner, job_id, reason, image, version, size_bytes, created_at \
+    FROM snapshots";
+
+impl Db {
+    /// Records a snapshot for the Pi's owner `snap.owner`, only if the Pi still has that
+    /// owner (a snapshot of a previous owner's root is never recorded for the next
+    /// one: its directory is then swept). Idempotent by id. Says whether the row exists.
+    pub async fn record_snapshot(&self, snap: &Snapshot) -> Result<bool, DbError> {
+        self.q("INSERT INTO snapshots (id, pi_id, owner, job_id, reason, image, version, size_bytes, created_at) \
+                SELECT $1, id, owner, $2, $3, $4, $5, $6, $7 FROM pis \
+                WHERE id = $8 AND COALESCE(owner, '') = $9 ON CONFLICT (id) DO NOTHING")
+            .bind(snap.id.clone())
+            .bind(snap.job.0.clone())
+            .bind(snap.reason.as_str())
+            .bind(snap.image.clone())
+            .bind(snap.version.clone())
+            .bind(snap.size_bytes)
+            .bind(snap.created_at)
+            .bind(snap.pi.0.clone())
+            .bind(snap.owner.as_ref().map(|o| o.0.clone()).unwrap_or_default())
+            .execute(self.pool())
+            .await?;
+        Ok(self.get_snapshot(&snap.pi, &snap.id).await?.is_some())
+    }
+
+    /// The restore's bookkeeping in one transaction: the restored snapshot's row goes
+    /// (it is the live root now), the replaced root's row comes (if it was kept), and the
+    /// job's result records that both happened.
+    pub async fn record_restore(
+        &self,
+        pi: &PiId,
+        restored: &str,
+        kept: Option<&Snapshot>,
+        job: &JobId,
+        result: &serde_json::Value,
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        self.q("DELETE FROM snapshots WHERE pi_id = $1 AND id = $2")
+            .bind(pi.0.clone())
+            .bind(restored.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(snap) = kept {
+            self.q("INSERT INTO snapshots (id, pi_id, owner, job_id, reason, image, version, size_bytes, created_at) \
+                    SELECT $1, id, owner, $2, $3, $4, $5, $6, $7 FROM pis \
+                    WHERE id = $8 AND COALESCE(owner, '') = $9 ON CONFLICT (id) DO NOTHING")
+                .bind(snap.id.clone())
+                .bind(snap.job.0.clone())
+                .bind(snap.reason.as_str())
+                .bind(snap.image.clone())
+                .bind(snap.version.clone())
+                .bind(snap.size_bytes)
+                .bind(snap.created_at)
+                .bind(snap.pi.0.clone())
+                .bind(snap.owner.as_ref().map(|o| o.0.clone()).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.q("UPDATE jobs SET result = $1 WHERE id = $2")
+            .bind(result.to_string())
+            .bind(job.0.clone())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_snapshot(&self, pi: &PiId, id: &str) -> Result<Option<Snapshot>, DbError> {
+        let sql = const_format::concatcp!(SELECT, " WHERE pi_id = $1 AND id = $2");
+        let row =
+            self.q(sql).bind(pi.0.clone()).bind(id.to_string()).fetch_optional(self.pool()).await?;
+        row.as_ref().map(snapshot_from_row).transpose()
+    }
+
+    /// A Pi's snapshots, newest first; with `visible_to`, only that customer's.
+    pub async fn list_snapshots(
+        &self,
+        pi: &PiId,
+        visible_to: Option<&CustomerId>,
+    ) -> Result<Vec<Snapshot>, DbError> {
+        let rows = match visible_to {
+            Some(c) => {
+                let sql = const_format::concatcp!(
+                    SELECT,
+                    " WHERE pi_id = $1 AND owner = $2 ORDER BY id DESC"
+                );
+                self.q(sql).bind(pi.0.clone()).bind(c.0.clone()).fetch_all(self.pool()).await?
+            }
+            None => {
+                let sql = const_format::concatcp!(SELECT, " WHERE pi_id = $1 ORDER BY id DESC");
+                self.q(sql).bind(pi.0.clone()).fetch_all(self.pool()).await?
+            }
+        };
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    /// Every snapshot row (the pruning pass; a few per Pi).
+    pub async fn all_snapshots(&self) -> Result<Vec<Snapshot>, DbError> {
+        let sql = const_format::concatcp!(SELECT, " ORDER BY pi_id, id DESC");
+        let rows = self.q(sql).fetch_all(self.pool()).await?;
+        rows.iter().map(snapshot_from_row).collect()
+    }
+
+    /// Deletes one row; its directory follows with the next sweep. Says if it existed.
+    pub async fn delete_snapshot(&self, pi: &PiId, id: &str) -> Result<bool, DbError> {
+        let r = self
+            .q("DELETE FROM snapshots WHERE pi_id = $1 AND id = $2")
+            .bind(pi.0.clone())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Deletes every row of a Pi (retired, released or changing owner).
+    pub async fn delete_pi_snapshots(&self, pi: &PiId) -> Result<u64, DbError> {
+        self.delete_pi_snapshots_with(self.pool(), pi).await
+    }
+
+    /// [`Db::delete_pi_snapshots`] inside a transaction.
+    pub async fn delete_pi_snapshots_with<'c, E>(&self, exec: E, pi: &PiId) -> Result<u64, DbError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let r = self.q("DELETE FROM snapshots WHERE pi_id = $1").bind(pi.0.clone()).execute(exec).await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Whether an active job of the Pi makes snapshot `id` (its id derives from the job)
+    /// or restores it: its directory must stay even without a row.
+    pub async fn snapshot_in_use(&self, pi: &PiId, id: &str) -> Result<bool, DbError> {
+        let rows = self
+            .q("SELECT id, kind, params FROM jobs WHERE pi_id = $1 AND state IN ('queued', 'running')")
+            .bind(pi.0.clone())
+            .fetch_all(self.pool())
+            .await?;
+        for row in &rows {
+            let job = JobId(get_str(row, "id")?);
+            if snapshot_of_job(&job) == id {
+                return Ok(true);
+            }
+            let params: serde_json::Value =
+                serde_json::from_str(&get_str(row, "params")?).unwrap_or_default();
+            let restoring = JobKind::parse(&get_str(row, "kind")?) == Some(JobKind::Restore)
+                && params["snapshot"] == serde_json::json!(id);
+            if restoring {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn snapshot_from_row(row: &AnyRow) -> Result<Snapshot, DbError> {
+    let reason = get_str(row, "reason")?;
+    Ok(Snapshot {
+        id: get_str(row, "id")?,
+        pi: PiId(get_str(row, "pi_id")?),
+        owner: get_opt_str(row, "owner")?.map(CustomerId),
+        job: JobId(get_str(row, "job_id")?),
+        reason: Reason::parse(&reason)
+            .ok_or(DbError::Corrupt { column: "snapshots.reason", value: reason })?,
+        image: get_opt_str(row, "image")?,
+        version: get_opt_str(row, "version")?,
+        size_bytes: get_opt_i64(row, "size_bytes")?,
+        created_at: get_i64(row, "created_at")?,
+    })
+}
+
+impl Db {
+    /// The snapshots active restore jobs are moving in (never pruned).
+    pub async fn snapshots_being_restored(&self) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .q("SELECT params FROM jobs WHERE state IN ('queued', 'running') AND kind = $1")
+            .bind(JobKind::Restore.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let params: serde_json::Value =
+                serde_json::from_str(&get_str(row, "params")?).unwrap_or_default();
+            if let Some(id) = params["snapshot"].as_str() {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
