@@ -521,3 +521,270 @@ async fn two_customers_hammering_their_own_pis_never_touch_each_other() {
     );
     lab.down().await;
 }
+
+/// A request with a customer's token: the status and the JSON body (`null` if none).
+async fn send_as(
+    lab: &bramble::lab::Lab,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r =
+        reqwest::Client::new().request(method, format!("{}{path}", lab.api)).bearer_auth(token);
+    if let Some(body) = body {
+        r = r.json(&body);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Submits a job as a customer and waits for it to succeed.
+async fn job_as(
+    lab: &bramble::lab::Lab,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> bramble::model::Job {
+    let (status, job) = send_as(lab, token, reqwest::Method::POST, path, Some(body)).await;
+    assert_eq!(status, 202, "POST {path}: {job}");
+    let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded, "POST {path}: {done:?}");
+    done
+}
+
+/// The entries of a Pi's snapshot directory on the lab's disk.
+fn snapshot_dirs(lab: &bramble::lab::Lab, pi: &str) -> Vec<String> {
+    let dir = lab.opts.state_dir.join("images/roots/.snapshots").join(pi);
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The ids of a Pi's snapshots the API lists to `token`, newest first, with their rows.
+async fn snapshots_as(lab: &bramble::lab::Lab, token: &str, pi: &str) -> Vec<Value> {
+    let (status, page) = get_as(lab, token, &format!("/v1/pis/{pi}/snapshots")).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// A Pi's snapshots as the operator sees them.
+async fn operator_snapshots(lab: &bramble::lab::Lab, pi: &str) -> Vec<Value> {
+    let path = format!("/v1/pis/{pi}/snapshots");
+    let page = lab.call(reqwest::Method::GET, &path, None, &[200]).await.unwrap();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Undo, end to end through the API as a customer, with the lab's store on its own
+/// filesystem's strategy (a plain copy, or reflink where the temp dir has it): a file
+/// written into the root is gone after a reinstall and back after restoring the
+/// snapshot the reinstall kept, with the old host keys; restoring the snapshot the
+/// restore kept brings the reinstall back. On-demand snapshots stop at `max_manual`.
+/// Then the Pi changes owner: the new owner lists no snapshot, restoring the old id is a
+/// 404, and the directories are gone from the disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_undoes_a_reinstall_and_the_next_owner_cannot_reach_the_snapshots() {
+    let _one = shelf::serial().await;
+    let mut opts = shelf::options(1, 7, 'u');
+    opts.extra_toml = "[snapshots]\nmax_manual = 1\nsweep_seconds = 0.2\n".into();
+    let lab = shelf::racked(opts).await;
+    let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
+    shelf::assign(&lab, &pi, "cust-ann").await;
+    let ann = shelf::customer_token(&lab, "cust-ann").await;
+    let ben = shelf::customer_token(&lab, "cust-ben").await;
+    let [(first, _), (second, _)] = bramble::lab::LAB_IMAGES;
+    let reimage = |image: &str| json!({ "image": image, "ssh_keys": [lab.ssh_key] });
+    let pi_path = format!("/v1/pis/{pi}");
+    let root = lab.opts.state_dir.join("images/roots").join(&pi);
+    let booted = || async {
+        let sim = lab.cabling.sim(port).unwrap();
+        assert_eq!(
+            sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
+            PiState::Booted
+        );
+    };
+    let shown = |token: String| {
+        let (lab, path) = (&lab, pi_path.clone());
+        async move { get_as(lab, &token, &path).await.1 }
+    };
+
+    job_as(&lab, &ann, &format!("{pi_path}/reimage"), reimage(first)).await;
+    assert!(snapshots_as(&lab, &ann, &pi).await.is_empty(), "a first install replaces nothing");
+    std::fs::write(root.join("customer.txt"), "ann's data").unwrap();
+    let keys_first = shown(ann.clone()).await["ssh_host_keys"].clone();
+    assert_eq!(keys_first, shelf::live_host_keys(&lab, &pi));
+
+    // Reinstall: the file is gone, the old root kept as a snapshot.
+    job_as(&lab, &ann, &format!("{pi_path}/reimage"), reimage(second)).await;
+    booted().await;
+    assert!(!root.join("customer.txt").exists(), "a reinstall starts from the image");
+    let keys_second = shown(ann.clone()).await["ssh_host_keys"].clone();
+    assert_ne!(keys_second, keys_first);
+    let snaps = snapshots_as(&lab, &ann, &pi).await;
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(
+        (snaps[0]["reason"].as_str(), snaps[0]["image"].as_str()),
+        (Some("reinstall"), Some(first))
+    );
+    let kept_by_reinstall = snaps[0]["id"].as_str().unwrap().to_string();
+
+    // Restore: the file and the old host keys are back.
+    let restore =
+        job_as(&lab, &ann, &format!("{pi_path}/restore"), json!({ "snapshot": kept_by_reinstall }))
+            .await;
+    assert_eq!(restore.kind, JobKind::Restore);
+    booted().await;
+    assert_eq!(std::fs::read_to_string(root.join("customer.txt")).unwrap(), "ann's data");
+    let p = shown(ann.clone()).await;
+    assert_eq!((p["state"].as_str(), p["image"].as_str()), (Some("deployed"), Some(first)), "{p}");
+    assert_eq!(p["ssh_host_keys"], keys_first, "the old root's host keys");
+    assert_eq!(p["ssh_host_keys"], shelf::live_host_keys(&lab, &pi));
+    let snaps = snapshots_as(&lab, &ann, &pi).await;
+    assert_eq!(snaps.len(), 1, "the restored snapshot is the live root now: {snaps:?}");
+    assert_eq!(
+        (snaps[0]["reason"].as_str(), snaps[0]["image"].as_str()),
+        (Some("restore"), Some(second))
+    );
+    let kept_by_restore = snaps[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(snapshot_dirs(&lab, &pi), [kept_by_restore.clone()]);
+
+    // Restore again: the reinstall is back.
+    job_as(&lab, &ann, &format!("{pi_path}/restore"), json!({ "snapshot": kept_by_restore })).await;
+    booted().await;
+    assert!(!root.join("customer.txt").exists());
+    let p = shown(ann.clone()).await;
+    assert_eq!((p["image"].as_str(), &p["ssh_host_keys"]), (Some(second), &keys_second), "{p}");
+
+    // On demand, up to max_manual.
+    job_as(&lab, &ann, &format!("{pi_path}/snapshots"), json!({})).await;
+    let snaps = snapshots_as(&lab, &ann, &pi).await;
+    assert_eq!(snaps.iter().filter(|s| s["reason"] == "manual").count(), 1, "{snaps:?}");
+    let (status, problem) =
+        send_as(&lab, &ann, reqwest::Method::POST, &format!("{pi_path}/snapshots"), None).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("snapshot_limit")), "{problem}");
+    let ids: Vec<String> = snaps.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(snapshot_dirs(&lab, &pi), sorted);
+
+    // Another customer sees none of it.
+    assert_eq!(get_as(&lab, &ben, &format!("{pi_path}/snapshots")).await.0, 404);
+    let (status, _) = send_as(
+        &lab,
+        &ben,
+        reqwest::Method::POST,
+        &format!("{pi_path}/restore"),
+        Some(json!({ "snapshot": ids[0] })),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // The Pi changes owner: every snapshot goes, rows at once, directories by the sweeper.
+    shelf::assign(&lab, &pi, "cust-ben").await;
+    assert!(snapshots_as(&lab, &ben, &pi).await.is_empty(), "the new owner lists nothing");
+    let all = lab
+        .call(reqwest::Method::GET, &format!("{pi_path}/snapshots"), None, &[200])
+        .await
+        .unwrap();
+    assert_eq!(all["items"], json!([]), "no row left at all");
+    for id in &ids {
+        let (status, problem) = send_as(
+            &lab,
+            &ben,
+            reqwest::Method::POST,
+            &format!("{pi_path}/restore"),
+            Some(json!({ "snapshot": id })),
+        )
+        .await;
+        assert_eq!(status, 404, "restoring the previous owner's {id}: {problem}");
+    }
+    assert_eq!(get_as(&lab, &ann, &format!("{pi_path}/snapshots")).await.0, 404);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !snapshot_dirs(&lab, &pi).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(snapshot_dirs(&lab, &pi), Vec::<String>::new(), "the directories are gone");
+    lab.down().await;
+}
+
+/// Restore and snapshot jobs, each killed after every step and after its final commit:
+/// every job resumes and succeeds, the Pi ends deployed with the live root's host keys,
+/// nothing half-built is left beside the root, and each restore leaves exactly one
+/// snapshot (the root it replaced) on disk and in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restores_and_snapshots_killed_at_every_step_resume_and_lose_no_snapshot() {
+    let _one = shelf::serial().await;
+    let mut opts = shelf::options(1, 8, 'k');
+    opts.extra_toml = "[snapshots]\nmax_manual = 10\nsweep_seconds = 0.2\n".into();
+    let mut lab = shelf::racked(opts).await;
+    shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
+    let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
+    let body = json!({ "image": bramble::lab::LAB_IMAGES[1].0, "ssh_keys": [lab.ssh_key] });
+    let job = lab
+        .call(reqwest::Method::POST, &format!("/v1/pis/{pi}/reimage"), Some(body), &[202])
+        .await
+        .unwrap();
+    let done = lab.wait_job(job["id"].as_str().unwrap(), Duration::from_secs(90)).await.unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    let plan = with_crash_plan(&mut lab).await;
+    for at in kill_points(JobKind::Restore) {
+        let snaps = operator_snapshots(&lab, &pi).await;
+        assert_eq!(snaps.len(), 1, "before a kill at {at:?}: {snaps:?}");
+        let (from, image) =
+            (snaps[0]["id"].as_str().unwrap().to_string(), snaps[0]["image"].clone());
+        let path = format!("/v1/pis/{pi}/restore");
+        kill_and_resume(
+            &mut lab,
+            &plan,
+            JobKind::Restore,
+            at,
+            &path,
+            Some(json!({ "snapshot": from })),
+        )
+        .await;
+        assert_eq!(shelf::root_marker(&lab, &pi)["image"], image, "after a kill at {at:?}");
+        assert_eq!(shelf::leftovers(&lab, &pi), Vec::<String>::new(), "after a kill at {at:?}");
+        let sim = lab.cabling.sim(port).unwrap();
+        assert_eq!(
+            sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await,
+            PiState::Booted,
+            "after a kill at {at:?}"
+        );
+        let p =
+            lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
+        assert_eq!(
+            (p["state"].as_str(), &p["image"]),
+            (Some("deployed"), &image),
+            "after a kill at {at:?}"
+        );
+        assert_eq!(p["ssh_host_keys"], shelf::live_host_keys(&lab, &pi), "after a kill at {at:?}");
+        let snaps = operator_snapshots(&lab, &pi).await;
+        assert_eq!(snaps.len(), 1, "after a kill at {at:?}: {snaps:?}");
+        assert_ne!(snaps[0]["id"].as_str(), Some(from.as_str()), "after a kill at {at:?}");
+        assert_eq!(
+            snapshot_dirs(&lab, &pi),
+            [snaps[0]["id"].as_str().unwrap().to_string()],
+            "after a kill at {at:?}"
+        );
+    }
+    for (i, at) in kill_points(JobKind::Snapshot).into_iter().enumerate() {
+        let path = format!("/v1/pis/{pi}/snapshots");
+        let done = kill_and_resume(&mut lab, &plan, JobKind::Snapshot, at, &path, None).await;
+        let snaps = operator_snapshots(&lab, &pi).await;
+        assert_eq!(snaps.len(), 2 + i, "after a kill at {at:?}: {snaps:?}");
+        let id = bramble::snapshots::snapshot_of_job(&done.id);
+        assert!(
+            snaps.iter().any(|s| s["id"] == id.as_str() && s["reason"] == "manual"),
+            "{snaps:?}"
+        );
+        let mut ids: Vec<String> =
+            snaps.iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        assert_eq!(snapshot_dirs(&lab, &pi), ids, "after a kill at {at:?}");
+    }
+    lab.down().await;
+}

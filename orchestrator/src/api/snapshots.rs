@@ -29,7 +29,12 @@ async fn visible_snapshot(
     id: &str,
 ) -> Result<Snapshot, ApiError> {
     match st.db.get_snapshot(&pi.id, id).await? {
-        Some(s) if who.is_operator() || (who.customer().is_some() && s.owner.as_ref() == who.customer()) => Ok(s),
+        Some(s)
+            if who.is_operator()
+                || (who.customer().is_some() && s.owner.as_ref() == who.customer()) =>
+        {
+            Ok(s)
+        }
         _ => Err(ApiError::not_found(format!("snapshot {id} of Pi {}", pi.id))),
     }
 }
@@ -60,7 +65,10 @@ pub async fn create(
     if pi.image.is_none() {
         return Err(ApiError::Conflict {
             code: "no_root",
-            message: format!("Pi {} has no system installed to snapshot; reinstall it first", pi.id),
+            message: format!(
+                "Pi {} has no system installed to snapshot; reinstall it first",
+                pi.id
+            ),
         });
     }
     let max = st.config.snapshots.max_manual;
@@ -98,9 +106,13 @@ pub async fn delete(
         return Err(ApiError::PiBusy { running: running.0 });
     }
     if st.db.delete_snapshot(&pi.id, &snap.id).await? {
-        let e = NewEvent::new("snapshot.deleted", who.token().as_str(), format!("snapshot {} deleted", snap.id))
-            .pi(&pi.id)
-            .customer(snap.owner.as_ref());
+        let e = NewEvent::new(
+            "snapshot.deleted",
+            who.token().as_str(),
+            format!("snapshot {} deleted", snap.id),
+        )
+        .pi(&pi.id)
+        .customer(snap.owner.as_ref());
         st.db.append_event(&e).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -132,6 +144,13 @@ pub async fn restore(
         return Err(ApiError::invalid("snapshot", "a snapshot id is required"));
     }
     let snap = visible_snapshot(&st, &who, &pi, &req.snapshot).await?;
-    start_job(&st, &who, &id, JobKind::Restore, serde_json::json!({ "snapshot": snap.id }), &headers)
-        .await
+    start_job(
+        &st,
+        &who,
+        &id,
+        JobKind::Restore,
+        serde_json::json!({ "snapshot": snap.id }),
+        &headers,
+    )
+    .await
 }

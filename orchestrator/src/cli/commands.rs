@@ -19,6 +19,7 @@ use crate::ids::CustomerId;
 use crate::jobs::model::JobState;
 use crate::model::{Event, Image, Job, Pi, Shelf, Switch};
 use crate::server::Controller;
+use crate::snapshots::Snapshot;
 
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -306,6 +307,33 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                 table(&["at (ms)", "event", "message"], &rows)?;
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        PiCommand::Snapshots { id } => {
+            let page: Page<Snapshot> = c.get(&format!("/v1/pis/{}/snapshots", enc(&id))).await?;
+            if api.json {
+                print_json(&page)?;
+            } else {
+                let rows = page
+                    .items
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.id.clone(),
+                            crate::time::rfc3339(s.created_at),
+                            s.reason.as_str().to_string(),
+                            cell(s.image.as_ref()),
+                            cell(s.version.as_ref()),
+                            size_cell(s.size_bytes),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["id", "taken", "reason", "image", "version", "size"], &rows)?;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        PiCommand::Snapshot(a) => (a, "snapshots", json!({})),
+        PiCommand::Restore { action, snapshot } => {
+            (action, "restore", json!({ "snapshot": snapshot }))
         }
         PiCommand::PowerOn(a) => (a, "power-on", json!({})),
         PiCommand::PowerOff(a) => (a, "power-off", json!({})),

@@ -79,7 +79,7 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Pis: list, show, power, reboot, reimage.
+    /// Pis: list, show, power, reboot, reimage, snapshots and restore.
     Pi {
         #[command(subcommand)]
         command: PiCommand,
@@ -181,6 +181,17 @@ enum PiCommand {
         /// A file of SSH public keys, one per line (repeatable).
         #[arg(long = "ssh-key-file")]
         ssh_key_files: Vec<PathBuf>,
+    },
+    /// List a Pi's snapshots (kept by reinstalls and restores, or taken on demand).
+    Snapshots { id: String },
+    /// Take a snapshot of a Pi's root now.
+    Snapshot(ActionArgs),
+    /// Swap a snapshot back in as the Pi's root; the root it replaces becomes a snapshot.
+    Restore {
+        #[command(flatten)]
+        action: ActionArgs,
+        /// A snapshot id from `bramble pi snapshots ID`.
+        snapshot: String,
     },
 }
 

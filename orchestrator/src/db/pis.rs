@@ -87,7 +87,11 @@ impl Db {
     ) -> Result<bool, DbError> {
         let owner = owner.map(|o| o.0.clone());
         let mut tx = self.begin_write().await?;
-        let row = self.q("SELECT owner FROM pis WHERE id = $1").bind(id.0.clone()).fetch_optional(&mut *tx).await?;
+        let row = self
+            .q("SELECT owner FROM pis WHERE id = $1")
+            .bind(id.0.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else { return Ok(false) };
         if get_opt_str(&row, "owner")? != owner {
             self.delete_pi_snapshots_with(&mut *tx, id).await?;

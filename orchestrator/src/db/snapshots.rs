@@ -133,7 +133,11 @@ impl Db {
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
-        let r = self.q("DELETE FROM snapshots WHERE pi_id = $1").bind(pi.0.clone()).execute(exec).await?;
+        let r = self
+            .q("DELETE FROM snapshots WHERE pi_id = $1")
+            .bind(pi.0.clone())
+            .execute(exec)
+            .await?;
         Ok(r.rows_affected())
     }
 

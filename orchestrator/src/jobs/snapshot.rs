@@ -61,11 +61,12 @@ impl SnapshotExecutor {
                 "The snapshot could not be recorded.",
             ));
         }
-        let e = NewEvent::new("snapshot.taken", "controller", format!("snapshot {} taken", snap.id))
-            .pi(&t.pi.id)
-            .job(&job.id)
-            .customer(t.pi.owner.as_ref())
-            .data(json!({ "snapshot": snap.id, "image": snap.image, "version": snap.version }));
+        let e =
+            NewEvent::new("snapshot.taken", "controller", format!("snapshot {} taken", snap.id))
+                .pi(&t.pi.id)
+                .job(&job.id)
+                .customer(t.pi.owner.as_ref())
+                .data(json!({ "snapshot": snap.id, "image": snap.image, "version": snap.version }));
         self.hw.db.append_event(&e).await?;
         Ok(())
     }
@@ -95,7 +96,10 @@ impl RestoreExecutor {
 
     async fn restore(&self, job: &Job, t: &Target) -> Result<(), StepError> {
         let params: RestoreParams = serde_json::from_value(job.params.clone()).map_err(|e| {
-            StepError::permanent(format!("restore parameters: {e}"), "The restore request was incomplete.")
+            StepError::permanent(
+                format!("restore parameters: {e}"),
+                "The restore request was incomplete.",
+            )
         })?;
         let images = self.hw.images()?.clone();
         let name = root_name(&t.pi)?;
@@ -137,7 +141,10 @@ impl RestoreExecutor {
                     "snapshot": row.id, "image": row.image, "version": row.version,
                     "kept": kept.as_ref().map(|k| k.id.clone()),
                 }});
-                self.hw.db.record_restore(&t.pi.id, &row.id, kept.as_ref(), &job.id, &result).await?;
+                self.hw
+                    .db
+                    .record_restore(&t.pi.id, &row.id, kept.as_ref(), &job.id, &result)
+                    .await?;
                 row.image
             }
         };
@@ -150,7 +157,10 @@ impl RestoreExecutor {
         .await
         .map_err(|e| images_error(e, "check the restored system"))?
         .ok_or_else(|| {
-            StepError::permanent("no live root after the restore", "The restored system is missing; contact support.")
+            StepError::permanent(
+                "no live root after the restore",
+                "The restored system is missing; contact support.",
+            )
         })?;
         let keys = tokio::task::spawn_blocking(move || host_key_fingerprints(&live))
             .await

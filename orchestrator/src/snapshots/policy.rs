@@ -9,10 +9,17 @@ use super::{Reason, Snapshot, SnapshotsConfig};
 const DAY_MS: i64 = 86_400_000;
 
 /// The ids to delete among `rows` (any order) as of `now_ms`.
-pub fn prune(rows: &[Snapshot], cfg: &SnapshotsConfig, now_ms: i64, in_use: &[String]) -> Vec<String> {
+pub fn prune(
+    rows: &[Snapshot],
+    cfg: &SnapshotsConfig,
+    now_ms: i64,
+    in_use: &[String],
+) -> Vec<String> {
     let mut rows: Vec<&Snapshot> = rows.iter().collect();
     // Newest first within each Pi (ids are time-ordered; created_at breaks no tie).
-    rows.sort_by(|a, b| a.pi.cmp(&b.pi).then(b.created_at.cmp(&a.created_at)).then(b.id.cmp(&a.id)));
+    rows.sort_by(|a, b| {
+        a.pi.cmp(&b.pi).then(b.created_at.cmp(&a.created_at)).then(b.id.cmp(&a.id))
+    });
     let cutoff = cfg.max_age_days.map(|d| now_ms.saturating_sub(d as i64 * DAY_MS));
     let mut out = Vec::new();
     let mut kept_auto = 0u32;

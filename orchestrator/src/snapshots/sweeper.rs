@@ -82,10 +82,9 @@ impl Sweeper {
             }
         }
         let images = self.images.clone();
-        let on_disk = blocking(move || {
-            Roots::new(&images.store, images.runner.as_ref()).list_snapshots()
-        })
-        .await?;
+        let on_disk =
+            blocking(move || Roots::new(&images.store, images.runner.as_ref()).list_snapshots())
+                .await?;
         for (pi, id) in on_disk {
             let pi_id = PiId(pi.as_str().to_string());
             // First the jobs, then the row: see the module docs.
