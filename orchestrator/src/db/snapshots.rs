@@ -93,12 +93,15 @@ impl Db {
             Some(c) => {
                 let sql = const_format::concatcp!(
                     SELECT,
-                    " WHERE pi_id = $1 AND owner = $2 ORDER BY id DESC"
+                    " WHERE pi_id = $1 AND owner = $2 ORDER BY created_at DESC, id DESC"
                 );
                 self.q(sql).bind(pi.0.clone()).bind(c.0.clone()).fetch_all(self.pool()).await?
             }
             None => {
-                let sql = const_format::concatcp!(SELECT, " WHERE pi_id = $1 ORDER BY id DESC");
+                let sql = const_format::concatcp!(
+                    SELECT,
+                    " WHERE pi_id = $1 ORDER BY created_at DESC, id DESC"
+                );
                 self.q(sql).bind(pi.0.clone()).fetch_all(self.pool()).await?
             }
         };
@@ -199,5 +202,134 @@ impl Db {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::db::jobs::{CreateOutcome, NewJob};
+    use crate::db::pis::NewPi;
+    use crate::ids::TokenId;
+    use crate::lifecycle::PiState;
+    use crate::snapshots::Reason;
+    use crate::testing::test_databases;
+
+    fn snap(pi: &PiId, owner: Option<&str>, job: &JobId, reason: Reason) -> Snapshot {
+        let created_at = match reason {
+            Reason::Reinstall => 1_000,
+            Reason::Manual => 2_000,
+            Reason::Restore => 3_000,
+        };
+        Snapshot {
+            id: snapshot_of_job(job),
+            pi: pi.clone(),
+            owner: owner.map(|o| CustomerId(o.into())),
+            job: job.clone(),
+            reason,
+            image: Some("deb".into()),
+            version: Some("1".into()),
+            size_bytes: Some(42),
+            created_at,
+        }
+    }
+
+    /// Rows are recorded only for the Pi's current owner and idempotently; a customer
+    /// lists only theirs; a change of owner deletes every row in its transaction (the same
+    /// owner again deletes nothing); a restore swaps the rows and writes the job's result
+    /// at once; an active job keeps the snapshot it makes or restores in use.
+    #[tokio::test]
+    async fn snapshot_rows_follow_the_owner_and_the_jobs() {
+        for t in test_databases().await {
+            let (backend, db) = (t.label, Db::connect(&t.url).await.unwrap());
+            let ann = CustomerId("cust-ann".into());
+            let new = NewPi {
+                serial: None,
+                mac: None,
+                model: "pi4".into(),
+                slot: None,
+                owner: Some(ann.clone()),
+                state: PiState::Ready,
+            };
+            let pi = db.insert_pi(&new, "test").await.unwrap().id;
+            let (j1, j2, j3) = (JobId::generate(), JobId::generate(), JobId::generate());
+            assert!(
+                db.record_snapshot(&snap(&pi, Some("cust-ann"), &j1, Reason::Reinstall))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                db.record_snapshot(&snap(&pi, Some("cust-ann"), &j1, Reason::Reinstall))
+                    .await
+                    .unwrap(),
+                "{backend}: idempotent"
+            );
+            assert!(
+                !db.record_snapshot(&snap(&pi, Some("cust-ben"), &j2, Reason::Manual))
+                    .await
+                    .unwrap(),
+                "{backend}: not the owner"
+            );
+            assert!(
+                db.record_snapshot(&snap(&pi, Some("cust-ann"), &j2, Reason::Manual))
+                    .await
+                    .unwrap()
+            );
+            let ids = |v: Vec<Snapshot>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+            let both = vec![snapshot_of_job(&j2), snapshot_of_job(&j1)];
+            assert_eq!(ids(db.list_snapshots(&pi, Some(&ann)).await.unwrap()), both, "{backend}");
+            assert_eq!(ids(db.list_snapshots(&pi, None).await.unwrap()), both, "{backend}");
+            let ben = CustomerId("cust-ben".into());
+            assert!(db.list_snapshots(&pi, Some(&ben)).await.unwrap().is_empty(), "{backend}");
+            let row = db.get_snapshot(&pi, &snapshot_of_job(&j1)).await.unwrap().unwrap();
+            assert_eq!(
+                (row.reason, row.size_bytes, row.owner.as_ref()),
+                (Reason::Reinstall, Some(42), Some(&ann))
+            );
+
+            // A restore of j1's snapshot by job j3: j1's row goes, j3's comes, result set.
+            let result = serde_json::json!({ "restored": { "snapshot": row.id } });
+            let kept = snap(&pi, Some("cust-ann"), &j3, Reason::Restore);
+            db.record_restore(&pi, &row.id, Some(&kept), &j3, &result).await.unwrap();
+            let now = vec![snapshot_of_job(&j3), snapshot_of_job(&j2)];
+            assert_eq!(ids(db.list_snapshots(&pi, None).await.unwrap()), now, "{backend}");
+
+            // An active restore job keeps its source in use; a job's own snapshot too.
+            let op = Principal::Operator { token: TokenId("tok-test".into()) };
+            let job = NewJob {
+                kind: JobKind::Restore,
+                pi: Some(pi.clone()),
+                shelf: None,
+                params: serde_json::json!({ "snapshot": snapshot_of_job(&j2) }),
+                idempotency_key: None,
+            };
+            let CreateOutcome::Created(job) = db.create_job(&job, &op).await.unwrap() else {
+                panic!("{backend}: job not created")
+            };
+            assert!(db.snapshot_in_use(&pi, &snapshot_of_job(&j2)).await.unwrap(), "{backend}");
+            assert!(db.snapshot_in_use(&pi, &snapshot_of_job(&job.id)).await.unwrap(), "{backend}");
+            assert!(!db.snapshot_in_use(&pi, &snapshot_of_job(&j3)).await.unwrap(), "{backend}");
+            assert_eq!(db.snapshots_being_restored().await.unwrap(), [snapshot_of_job(&j2)]);
+            db.cancel_job(&job.id, &op).await.unwrap();
+            assert!(!db.snapshot_in_use(&pi, &snapshot_of_job(&j2)).await.unwrap(), "{backend}");
+
+            // The same owner again keeps them; a new owner finds none.
+            db.set_pi_owner(&pi, Some(&ann)).await.unwrap();
+            assert_eq!(db.list_snapshots(&pi, None).await.unwrap().len(), 2, "{backend}");
+            db.set_pi_owner(&pi, Some(&ben)).await.unwrap();
+            assert!(db.list_snapshots(&pi, None).await.unwrap().is_empty(), "{backend}");
+            assert!(
+                db.record_snapshot(&snap(&pi, Some("cust-ben"), &j1, Reason::Manual))
+                    .await
+                    .unwrap()
+            );
+            db.set_pi_owner(&pi, None).await.unwrap();
+            assert!(db.all_snapshots().await.unwrap().is_empty(), "{backend}: released");
+            assert!(db.record_snapshot(&snap(&pi, None, &j2, Reason::Manual)).await.unwrap());
+            assert!(db.delete_snapshot(&pi, &snapshot_of_job(&j2)).await.unwrap());
+            assert!(!db.delete_snapshot(&pi, &snapshot_of_job(&j2)).await.unwrap());
+            db.close().await;
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! **Invariant:** the live root is only ever replaced whole: a crash anywhere leaves the
 //! old root or the new one, never a mix; the step re-run after a restart finishes or
 //! redoes the swap from the image store's journal.
+//! The replaced root is kept as this job's snapshot (`snapshot_of_job`), recorded for
+//! the Pi's owner: a reinstall can be undone with a restore.
 //!
 //! **Invariant:** the Pi's `image` and `ssh_host_keys` describe its live root. The
 //! provision step writes them after the swap, with the fingerprints read back from the
