@@ -83,7 +83,8 @@ impl Db {
         row.as_ref().map(snapshot_from_row).transpose()
     }
 
-    /// A Pi's snapshots, newest first; with `visible_to`, only that customer's.
+    /// A Pi's snapshots, newest first (ids follow their jobs' creation); with
+    /// `visible_to`, only that customer's. Index `snapshots_pi_id` (pi_id, id).
     pub async fn list_snapshots(
         &self,
         pi: &PiId,
@@ -93,15 +94,12 @@ impl Db {
             Some(c) => {
                 let sql = const_format::concatcp!(
                     SELECT,
-                    " WHERE pi_id = $1 AND owner = $2 ORDER BY created_at DESC, id DESC"
+                    " WHERE pi_id = $1 AND owner = $2 ORDER BY id DESC"
                 );
                 self.q(sql).bind(pi.0.clone()).bind(c.0.clone()).fetch_all(self.pool()).await?
             }
             None => {
-                let sql = const_format::concatcp!(
-                    SELECT,
-                    " WHERE pi_id = $1 ORDER BY created_at DESC, id DESC"
-                );
+                let sql = const_format::concatcp!(SELECT, " WHERE pi_id = $1 ORDER BY id DESC");
                 self.q(sql).bind(pi.0.clone()).fetch_all(self.pool()).await?
             }
         };
@@ -253,7 +251,9 @@ mod tests {
                 state: PiState::Ready,
             };
             let pi = db.insert_pi(&new, "test").await.unwrap().id;
-            let (j1, j2, j3) = (JobId::generate(), JobId::generate(), JobId::generate());
+            // Ids in creation order, as generated ones are across milliseconds.
+            let job = |n: u32| JobId(format!("job-{:012x}{:06x}", 1_000 + n, n));
+            let (j1, j2, j3) = (job(1), job(2), job(3));
             assert!(
                 db.record_snapshot(&snap(&pi, Some("cust-ann"), &j1, Reason::Reinstall))
                     .await
