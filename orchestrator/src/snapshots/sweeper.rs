@@ -109,3 +109,89 @@ impl Sweeper {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Principal;
+    use crate::db::jobs::{CreateOutcome, NewJob};
+    use crate::db::pis::NewPi;
+    use crate::ids::{CustomerId, JobId, TokenId};
+    use crate::jobs::model::JobKind;
+    use crate::lifecycle::PiState;
+    use crate::snapshots::{Reason, Snapshot, snapshot_of_job};
+    use crate::testing::test_databases;
+
+    /// One pass prunes the oldest automatic snapshot beyond `keep` and deletes its
+    /// directory, deletes a directory without a row (and a partial one), and keeps the
+    /// directory an active job is making though it has no row yet. A second pass does
+    /// nothing.
+    #[tokio::test]
+    async fn a_sweep_prunes_rows_and_deletes_directories_without_one() {
+        for t in test_databases().await {
+            let (backend, db) = (t.label, Db::connect(&t.url).await.unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let images = Arc::new(ImagesHost::open(dir.path(), None).unwrap());
+            let owner = CustomerId("cust-ann".into());
+            let new = NewPi {
+                serial: None,
+                mac: None,
+                model: "pi4".into(),
+                slot: None,
+                owner: Some(owner.clone()),
+                state: PiState::Ready,
+            };
+            let pi = db.insert_pi(&new, "test").await.unwrap().id;
+            let snaps = images.store.roots_dir().join(".snapshots").join(pi.as_str());
+            let now = now_millis();
+            let mut ids = Vec::new();
+            for n in 1..=3u32 {
+                let job = JobId(format!("job-{:012x}{:06x}", 1_000 + n, n));
+                let snap = Snapshot {
+                    id: snapshot_of_job(&job),
+                    pi: pi.clone(),
+                    owner: Some(owner.clone()),
+                    job,
+                    reason: Reason::Reinstall,
+                    image: None,
+                    version: None,
+                    size_bytes: None,
+                    created_at: now - 1_000 + i64::from(n),
+                };
+                std::fs::create_dir_all(snaps.join(&snap.id)).unwrap();
+                assert!(db.record_snapshot(&snap).await.unwrap());
+                ids.push(snap.id);
+            }
+            std::fs::create_dir_all(snaps.join("snap-orphan")).unwrap();
+            std::fs::create_dir_all(snaps.join("snap-gone.partial")).unwrap();
+            let op = Principal::Operator { token: TokenId("tok-test".into()) };
+            let job = NewJob {
+                kind: JobKind::Snapshot,
+                pi: Some(pi.clone()),
+                shelf: None,
+                params: serde_json::json!({}),
+                idempotency_key: None,
+            };
+            let CreateOutcome::Created(job) = db.create_job(&job, &op).await.unwrap() else {
+                panic!("{backend}: job")
+            };
+            let making = format!("{}.partial", snapshot_of_job(&job.id));
+            std::fs::create_dir_all(snaps.join(&making)).unwrap();
+
+            let cfg = SnapshotsConfig { keep: 2, ..SnapshotsConfig::default() };
+            let sweeper = Sweeper::new(db.clone(), images.clone(), cfg);
+            let report = sweeper.sweep().await.unwrap();
+            assert_eq!(report, SweepReport { pruned_rows: 1, deleted_dirs: 3 }, "{backend}");
+            let mut left: Vec<String> = std::fs::read_dir(&snaps)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            let mut want = vec![ids[1].clone(), ids[2].clone(), making.clone()];
+            want.sort();
+            assert_eq!(left, want, "{backend}");
+            assert_eq!(sweeper.sweep().await.unwrap(), SweepReport::default(), "{backend}");
+            db.close().await;
+        }
+    }
+}
