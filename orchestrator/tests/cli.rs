@@ -97,13 +97,20 @@ fn the_cli_starts_a_controller_mints_a_token_and_talks_to_the_api() {
     let bad = bramble(&["pi", "list"], &api, "brm_wrong");
     assert!(!bad.status.success());
     assert!(text(&bad).contains("BRAMBLE_TOKEN"), "{}", text(&bad));
-    let missing = bramble(&["pi", "reboot", "pi-nope"], &api, &token);
-    assert!(!missing.status.success());
-    assert!(
-        text(&missing).contains("404") && text(&missing).contains("not_found"),
-        "{}",
-        text(&missing)
-    );
+    for args in [
+        &["pi", "reboot", "pi-nope"][..],
+        &["pi", "snapshots", "pi-nope"],
+        &["pi", "snapshot", "pi-nope"],
+        &["pi", "restore", "pi-nope", "snap-nope"],
+    ] {
+        let missing = bramble(args, &api, &token);
+        assert!(!missing.status.success(), "{args:?}");
+        assert!(
+            text(&missing).contains("404") && text(&missing).contains("not_found"),
+            "{args:?}: {}",
+            text(&missing)
+        );
+    }
 }
 
 #[test]
