@@ -88,7 +88,7 @@ const GUARDED: &[&str] = &["pis", "events", "jobs"];
 
 /// Every hot query of the control panel, as the code builds it (pages of 100).
 fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
-    use super::{events, jobs, pis, retention, status};
+    use super::{events, jobs, pis, retention, snapshots, status};
     let customer = || Some(CustomerId("cust-7".into()));
     let pi = || Some(PiId("pi-7".into()));
     let pis = |f: PiFilter, cursor| pis::list_pis_sql(&f, cursor, 100);
@@ -134,6 +134,11 @@ fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
         ("a customer's jobs", jobs(JobFilter { visible_to: customer(), ..JobFilter::default() })),
         ("a Pi's jobs", jobs(JobFilter { pi: pi(), ..JobFilter::default() })),
         ("one batch of boot-timeline pruning", retention::prune_batch_sql(backend, 1_000, 1_000)),
+        ("a Pi's snapshots", snapshots::list_snapshots_sql(&PiId("pi-7".into()), None)),
+        (
+            "a customer's snapshots of a Pi",
+            snapshots::list_snapshots_sql(&PiId("pi-7".into()), customer().as_ref()),
+        ),
     ]
 }
 

@@ -4,6 +4,7 @@
 
 use sqlx::any::AnyRow;
 
+use super::sql::Sql;
 use super::{Db, DbError, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::ids::{CustomerId, JobId, PiId};
 use crate::jobs::model::JobKind;
@@ -84,25 +85,13 @@ impl Db {
     }
 
     /// A Pi's snapshots, newest first (ids follow their jobs' creation); with
-    /// `visible_to`, only that customer's. Index `snapshots_pi_id` (pi_id, id).
+    /// `visible_to`, only that customer's.
     pub async fn list_snapshots(
         &self,
         pi: &PiId,
         visible_to: Option<&CustomerId>,
     ) -> Result<Vec<Snapshot>, DbError> {
-        let rows = match visible_to {
-            Some(c) => {
-                let sql = const_format::concatcp!(
-                    SELECT,
-                    " WHERE pi_id = $1 AND owner = $2 ORDER BY id DESC"
-                );
-                self.q(sql).bind(pi.0.clone()).bind(c.0.clone()).fetch_all(self.pool()).await?
-            }
-            None => {
-                let sql = const_format::concatcp!(SELECT, " WHERE pi_id = $1 ORDER BY id DESC");
-                self.q(sql).bind(pi.0.clone()).fetch_all(self.pool()).await?
-            }
-        };
+        let rows = self.query(&list_snapshots_sql(pi, visible_to)).fetch_all(self.pool()).await?;
         rows.iter().map(snapshot_from_row).collect()
     }
 
@@ -165,6 +154,15 @@ impl Db {
         }
         Ok(false)
     }
+}
+
+/// A Pi's snapshots (`GET /v1/pis/{id}/snapshots`), on index `snapshots_pi_id`
+/// (pi_id, id).
+pub(crate) fn list_snapshots_sql(pi: &PiId, visible_to: Option<&CustomerId>) -> Sql {
+    Sql::new(SELECT)
+        .and("pi_id = ?", pi.0.clone())
+        .and_opt("owner = ?", visible_to.map(|c| c.0.clone()))
+        .push(" ORDER BY id DESC", Vec::new())
 }
 
 fn snapshot_from_row(row: &AnyRow) -> Result<Snapshot, DbError> {
