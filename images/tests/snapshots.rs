@@ -203,4 +203,9 @@ fn a_restore_never_writes_through_a_symlink_the_pi_planted() {
     assert!(matches!(err, ImagesError::UnsafeRoot { .. }), "{err:?}");
     assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0, "nothing written outside");
     assert_eq!(image_of(&roots.path(&pi)).as_deref(), Some("image-b"), "live root untouched");
+    // The snapshot is back in its place, no journal is left to block the next job.
+    assert!(roots.snapshot_path(&pi, "snap-1").join("etc/image").exists(), "snapshot kept");
+    assert!(!store.roots_dir().join("pi-evil.journal").exists());
+    assert!(!store.roots_dir().join("pi-evil.new").exists());
+    roots.reimage(&pi, &a, &identity("again", vec![])).expect("a later reinstall works");
 }

@@ -150,6 +150,10 @@ impl<'a> Roots<'a> {
         // Only a base's partial clone may be thrown away: a restore's `<pi>.new` is the
         // snapshot itself, and after the swap `<pi>.new` is the root being kept.
         let disposable = job.source == Source::Base;
+        let restoring = match &job.source {
+            Source::Snapshot(id) => Some(self.snapshot_path(&pi, id)),
+            Source::Base => None,
+        };
         let token = job.token.clone();
         let swapped = || read_marker(&self.path(&pi)).is_some_and(|m| m.token == token);
         match self.drive(job) {
@@ -157,6 +161,21 @@ impl<'a> Roots<'a> {
                 tracing::warn!(pi = %pi, error = %e, "disk full during reimage; keeping the old root");
                 strategy::delete_tree(self.runner, &self.new_path(&pi))?;
                 fsutil::remove_tree(&self.journal_path(&pi))?;
+                Err(e)
+            }
+            // A snapshot that cannot be marked safely (its Pi planted a symlink) would
+            // fail every resume: put it back where it was and drop the journal.
+            Err(e @ ImagesError::UnsafeRoot { .. }) if !swapped() => {
+                if let Some(back) = restoring {
+                    tracing::warn!(pi = %pi, error = %e, "snapshot cannot be restored safely; putting it back");
+                    let new = self.new_path(&pi);
+                    if std::fs::symlink_metadata(&back).is_err() {
+                        std::fs::rename(&new, &back)
+                            .map_err(|e| ImagesError::io("putting the snapshot back", &back, e))?;
+                    }
+                    fsutil::remove_tree(&self.journal_path(&pi))?;
+                    fsutil::fsync_dir(&self.store.roots_dir())?;
+                }
                 Err(e)
             }
             other => other,
