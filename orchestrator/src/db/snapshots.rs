@@ -5,7 +5,7 @@
 use sqlx::any::AnyRow;
 
 use super::sql::Sql;
-use super::{Db, DbError, get_i64, get_opt_i64, get_opt_str, get_str};
+use super::{Db, DbError, Query, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::ids::{CustomerId, JobId, PiId};
 use crate::jobs::model::JobKind;
 use crate::snapshots::{Reason, Snapshot, snapshot_of_job};
@@ -18,6 +18,13 @@ impl Db {
     /// owner (a snapshot of a previous owner's root is never recorded for the next
     /// one: its directory is then swept). Idempotent by id. Says whether the row exists.
     pub async fn record_snapshot(&self, snap: &Snapshot) -> Result<bool, DbError> {
+        self.insert_snapshot(snap).execute(self.pool()).await?;
+        Ok(self.get_snapshot(&snap.pi, &snap.id).await?.is_some())
+    }
+
+    /// The INSERT of [`Db::record_snapshot`]: nothing unless the Pi's owner is still
+    /// `snap.owner`, nothing if the id exists.
+    fn insert_snapshot(&self, snap: &Snapshot) -> Query<'static> {
         self.q("INSERT INTO snapshots (id, pi_id, owner, job_id, reason, image, version, size_bytes, created_at) \
                 SELECT $1, id, owner, $2, $3, $4, $5, $6, $7 FROM pis \
                 WHERE id = $8 AND COALESCE(owner, '') = $9 ON CONFLICT (id) DO NOTHING")
@@ -30,9 +37,6 @@ impl Db {
             .bind(snap.created_at)
             .bind(snap.pi.0.clone())
             .bind(snap.owner.as_ref().map(|o| o.0.clone()).unwrap_or_default())
-            .execute(self.pool())
-            .await?;
-        Ok(self.get_snapshot(&snap.pi, &snap.id).await?.is_some())
     }
 
     /// The restore's bookkeeping in one transaction: the restored snapshot's row goes
@@ -53,20 +57,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         if let Some(snap) = kept {
-            self.q("INSERT INTO snapshots (id, pi_id, owner, job_id, reason, image, version, size_bytes, created_at) \
-                    SELECT $1, id, owner, $2, $3, $4, $5, $6, $7 FROM pis \
-                    WHERE id = $8 AND COALESCE(owner, '') = $9 ON CONFLICT (id) DO NOTHING")
-                .bind(snap.id.clone())
-                .bind(snap.job.0.clone())
-                .bind(snap.reason.as_str())
-                .bind(snap.image.clone())
-                .bind(snap.version.clone())
-                .bind(snap.size_bytes)
-                .bind(snap.created_at)
-                .bind(snap.pi.0.clone())
-                .bind(snap.owner.as_ref().map(|o| o.0.clone()).unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
+            self.insert_snapshot(snap).execute(&mut *tx).await?;
         }
         self.q("UPDATE jobs SET result = $1 WHERE id = $2")
             .bind(result.to_string())
