@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// How long boot timelines are kept (`[events]`).
     #[serde(default)]
     pub events: crate::retention::RawEvents,
+    /// The rescue system (`[rescue]`).
+    #[serde(default)]
+    pub rescue: crate::jobs::config::RawRescue,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +91,8 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// How long boot timelines are kept (`[events]`).
     pub events: crate::retention::EventsConfig,
+    /// The image rescue roots are made from (`[rescue]`).
+    pub rescue: crate::jobs::config::RescueConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +246,7 @@ impl Config {
             netboot,
             cluster,
             events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
+            rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
         })
     }
 }

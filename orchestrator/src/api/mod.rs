@@ -104,6 +104,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pis/{id}/power-off", post(pis::power_off))
         .route("/v1/pis/{id}/reboot", post(pis::reboot))
         .route("/v1/pis/{id}/reimage", post(pis::reimage))
+        .route("/v1/pis/{id}/rescue", post(pis::rescue))
+        .route("/v1/pis/{id}/unrescue", post(pis::unrescue))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -7,6 +7,7 @@ pub mod model;
 pub mod power;
 pub mod rack;
 pub mod reimage;
+pub mod rescue;
 pub mod runner;
 
 use std::sync::Arc;
@@ -24,4 +25,6 @@ pub fn with_executors(runner: Runner, hw: &Arc<Hardware>) -> Runner {
         .with_executor(JobKind::Reboot, Arc::new(power::RebootExecutor::new(hw.clone())))
         .with_executor(JobKind::Reimage, Arc::new(reimage::ReimageExecutor::new(hw.clone())))
         .with_executor(JobKind::RackShelf, Arc::new(rack::RackExecutor::new(hw.clone())))
+        .with_executor(JobKind::Rescue, Arc::new(rescue::RescueExecutor::new(hw.clone(), true)))
+        .with_executor(JobKind::Unrescue, Arc::new(rescue::RescueExecutor::new(hw.clone(), false)))
 }

@@ -19,15 +19,21 @@ pub enum JobKind {
     Reboot,
     Reimage,
     RackShelf,
+    /// Boot the Pi into a per-Pi rescue root, its own root mounted at `/mnt/root`.
+    Rescue,
+    /// Throw the rescue root away and boot the Pi's own root again.
+    Unrescue,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::PowerOn,
         JobKind::PowerOff,
         JobKind::Reboot,
         JobKind::Reimage,
         JobKind::RackShelf,
+        JobKind::Rescue,
+        JobKind::Unrescue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,8 @@ impl JobKind {
             JobKind::Reboot => "reboot",
             JobKind::Reimage => "reimage",
             JobKind::RackShelf => "rack-shelf",
+            JobKind::Rescue => "rescue",
+            JobKind::Unrescue => "unrescue",
         }
     }
 
@@ -66,15 +74,37 @@ impl JobKind {
                 S::PowerOnStaggered,
                 S::AwaitPis,
             ],
+            JobKind::Rescue => &[
+                S::PowerOff,
+                S::ProvisionRescue,
+                S::ExportRescue,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
+            ],
+            JobKind::Unrescue => &[
+                S::PowerOff,
+                S::ConfirmOff,
+                S::RemoveRescue,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
+            ],
         }
     }
 
     /// What happens to the job's Pi when a runner first takes the job: a reimage
-    /// deploys it. Persisted in the same transaction as the claim.
+    /// deploys it, a rescue puts it in rescue. Persisted in the same transaction as the
+    /// claim.
     pub fn lifecycle_at_start(self) -> Option<LifecycleEvent> {
         match self {
             JobKind::Reimage => Some(LifecycleEvent::DeployStarted),
-            JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf => None,
+            JobKind::Rescue => Some(LifecycleEvent::RescueStarted),
+            JobKind::PowerOn
+            | JobKind::PowerOff
+            | JobKind::Reboot
+            | JobKind::RackShelf
+            | JobKind::Unrescue => None,
         }
     }
 
@@ -84,9 +114,15 @@ impl JobKind {
         match (succeeded, self) {
             (false, _) => Some(LifecycleEvent::JobFailed),
             (true, JobKind::Reimage) => Some(LifecycleEvent::DeploySucceeded),
-            (true, JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf) => {
-                None
-            }
+            (true, JobKind::Unrescue) => Some(LifecycleEvent::RescueEnded),
+            (
+                true,
+                JobKind::PowerOn
+                | JobKind::PowerOff
+                | JobKind::Reboot
+                | JobKind::RackShelf
+                | JobKind::Rescue,
+            ) => None,
         }
     }
 
@@ -124,10 +160,16 @@ pub enum JobStep {
     VerifySwitch,
     PowerOnStaggered,
     AwaitPis,
+    /// The Pi's rescue root made from the rescue image (its own root untouched).
+    ProvisionRescue,
+    /// The rescue root exported to the Pi's `/32`, beside its own root's export.
+    ExportRescue,
+    /// The rescue root's export withdrawn and the rescue root deleted.
+    RemoveRescue,
 }
 
 impl JobStep {
-    pub const ALL: [JobStep; 14] = [
+    pub const ALL: [JobStep; 17] = [
         JobStep::PowerOn,
         JobStep::PowerOff,
         JobStep::ConfirmPower,
@@ -142,6 +184,9 @@ impl JobStep {
         JobStep::VerifySwitch,
         JobStep::PowerOnStaggered,
         JobStep::AwaitPis,
+        JobStep::ProvisionRescue,
+        JobStep::ExportRescue,
+        JobStep::RemoveRescue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +205,9 @@ impl JobStep {
             JobStep::VerifySwitch => "verify-switch",
             JobStep::PowerOnStaggered => "power-on-staggered",
             JobStep::AwaitPis => "await-pis",
+            JobStep::ProvisionRescue => "provision-rescue",
+            JobStep::ExportRescue => "export-rescue",
+            JobStep::RemoveRescue => "remove-rescue",
         }
     }
 
@@ -401,6 +449,28 @@ mod tests {
                     "await-pis",
                 ],
             ),
+            (
+                JobKind::Rescue,
+                &[
+                    "power-off",
+                    "provision-rescue",
+                    "export-rescue",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
+            (
+                JobKind::Unrescue,
+                &[
+                    "power-off",
+                    "confirm-off",
+                    "remove-rescue",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
         ];
         for (kind, want) in cases {
             let got: Vec<&str> = kind.steps().iter().map(|s| s.as_str()).collect();
@@ -417,6 +487,8 @@ mod tests {
             (JobKind::PowerOff, None, None),
             (JobKind::Reboot, None, None),
             (JobKind::RackShelf, None, None),
+            (JobKind::Rescue, Some(L::RescueStarted), None),
+            (JobKind::Unrescue, None, Some(L::RescueEnded)),
         ];
         for (kind, start, end) in cases {
             assert_eq!(kind.lifecycle_at_start(), start, "{kind}");

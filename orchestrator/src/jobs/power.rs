@@ -45,7 +45,10 @@ impl Executor for PowerExecutor {
             | S::ConfigureSwitch
             | S::VerifySwitch
             | S::PowerOnStaggered
-            | S::AwaitPis => Err(unknown_step(job, step)),
+            | S::AwaitPis
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }
@@ -82,7 +85,10 @@ impl Executor for RebootExecutor {
             | S::ConfigureSwitch
             | S::VerifySwitch
             | S::PowerOnStaggered
-            | S::AwaitPis => Err(unknown_step(job, step)),
+            | S::AwaitPis
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }

@@ -289,7 +289,10 @@ impl Executor for RackExecutor {
             | S::AwaitBoot
             | S::ProvisionRoot
             | S::ExportRoot
-            | S::RenderBootFiles => Err(unknown_step(job, step)),
+            | S::RenderBootFiles
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }
