@@ -205,9 +205,11 @@ impl BootPlanner {
         let subdir =
             boot_subdir(marker.as_ref(), base.as_deref().map(std::slice::from_ref).unwrap_or(&[]));
         let mut plan =
-            plan(controller, pi_ip, pi, kind, &self.roots_dir, &subdir, |e| match &self.exporter {
-                Some(x) => x.mount_path(e),
-                None => e.pseudo_path(),
+            plan(controller, pi_ip, pi, kind, &self.roots_dir, &subdir, |e| {
+                match &self.exporter {
+                    Some(x) => x.mount_path(e),
+                    None => e.pseudo_path(),
+                }
             })?;
         plan.console = base.as_ref().map(|b| b.manifest.console_args.clone()).unwrap_or_default();
         plan.sshd = base.is_some_and(|b| b.manifest.runs_sshd());
@@ -340,12 +342,16 @@ mod tests {
         let planner = BootPlanner::new(roots.clone(), None, None);
         let pi = PiId("pi-7".into());
         let own = planner.plan(CTL, PI, &pi).expect("plan");
-        assert_eq!((own.root.clone(), own.nfs_path.as_str()), (roots.join("pi-7"), "/export/10.46.189.2"));
+        assert_eq!(
+            (own.root.clone(), own.nfs_path.as_str()),
+            (roots.join("pi-7"), "/export/10.46.189.2")
+        );
         // A rescue root without its marker (being made) is not booted yet.
         let etc = roots.join("pi-7_rescue/etc/bramble");
         std::fs::create_dir_all(&etc).expect("rescue root");
         assert_eq!(planner.plan(CTL, PI, &pi).expect("plan"), own);
-        let marker = serde_json::json!({"pi": "pi-7_rescue", "image": "r", "version": "1", "token": "t"});
+        let marker =
+            serde_json::json!({"pi": "pi-7_rescue", "image": "r", "version": "1", "token": "t"});
         std::fs::write(etc.join("root.json"), marker.to_string()).expect("marker");
         let rescue = planner.plan(CTL, PI, &pi).expect("plan");
         assert_eq!(rescue.root, roots.join("pi-7_rescue"));

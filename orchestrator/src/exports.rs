@@ -256,7 +256,12 @@ mod tests {
             std::fs::create_dir_all(&etc).unwrap();
             let marker = serde_json::json!({"pi": format!("{}_rescue", pis[0]), "image": "r", "version": "1", "token": "t"});
             std::fs::write(etc.join("root.json"), marker.to_string()).unwrap();
-            assert_eq!(sync.sync_once().await.unwrap().added, vec![pis[0].clone()], "{}", tdb.label);
+            assert_eq!(
+                sync.sync_once().await.unwrap().added,
+                vec![pis[0].clone()],
+                "{}",
+                tdb.label
+            );
             let listed = exporter.list().unwrap();
             assert_eq!(listed.len(), 2, "{}: {listed:?}", tdb.label);
             assert_eq!(listed[0].client, listed[1].client);

@@ -110,7 +110,10 @@ async fn rescue_is_asked_in_the_right_states_with_the_owners_keys() {
         set_state(s, pi, PiState::Deployed).await;
         let r = api.post(&rescue, &alice, json!({})).await;
         assert_eq!(r.status, 202, "{:?}", r.body);
-        assert_eq!((r.body["kind"].clone(), r.body["params"].clone()), (json!("rescue"), json!({"ssh_keys": [KEY]})));
+        assert_eq!(
+            (r.body["kind"].clone(), r.body["params"].clone()),
+            (json!("rescue"), json!({"ssh_keys": [KEY]}))
+        );
         let steps: Vec<Value> = r.body["steps"].as_array().cloned().unwrap_or_default();
         assert_eq!(steps.first(), Some(&json!("power-off")), "{:?}", r.body);
 

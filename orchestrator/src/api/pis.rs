@@ -349,9 +349,7 @@ pub fn job_for(state: PiState, asked: JobKind) -> Result<JobKind, String> {
         JobKind::Unrescue if transition(state, LifecycleEvent::RescueEnded).is_ok() => Ok(asked),
         JobKind::Unrescue => refuse(": it is not in rescue"),
         JobKind::Reimage | JobKind::Rescue => refuse(""),
-        JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot
-            if state.accepts_power_actions() =>
-        {
+        JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot if state.accepts_power_actions() => {
             Ok(asked)
         }
         _ => refuse(""),
