@@ -7,7 +7,7 @@
 //!
 //! A Pi in rescue has two exports to its `/32`, its own root and its rescue root
 //! (while the rescue root exists, with its marker); both are kept, and both are withdrawn
-//! when the Pi moves away.
+//! when the Pi moves away. A rescue export whose rescue root is gone is withdrawn too.
 //!
 //! Runs on a timer in every controller; each pass reads the inventory afresh, and
 //! adding an export that exists, or removing one that is gone, changes nothing.
@@ -38,7 +38,8 @@ pub enum ExportSyncError {
 pub struct ExportSyncReport {
     /// Pis whose roots were exported by this pass.
     pub added: Vec<PiId>,
-    /// Exports withdrawn: their Pi is served by another controller now.
+    /// Exports withdrawn: their Pi is served by another controller now, or the rescue
+    /// root they export is gone.
     pub withdrawn: Vec<Ipv4Addr>,
     /// Served Pis with an image whose root is not in this controller's store.
     pub missing_roots: Vec<PiId>,
@@ -148,7 +149,11 @@ impl ExportSync {
                 }
             }
             let mut withdrawn = Vec::new();
-            for export in current.iter().filter(|c| elsewhere.contains(&c.client)) {
+            // Moved away, or a rescue root that is gone (an unrescue racing this pass).
+            let stale = |c: &&Export| {
+                elsewhere.contains(&c.client) || (c.is_rescue() && read_marker(&c.path).is_none())
+            };
+            for export in current.iter().filter(stale) {
                 exporter.remove(export).map_err(|e| bramble_report::chain(&e))?;
                 withdrawn.push(export.client);
             }
@@ -266,6 +271,18 @@ mod tests {
             assert_eq!(listed.len(), 2, "{}: {listed:?}", tdb.label);
             assert_eq!(listed[0].client, listed[1].client);
             assert_eq!(listed.iter().filter(|e| e.is_rescue()).count(), 1);
+            // The rescue root gone (an unrescue racing the pass): its export is withdrawn.
+            std::fs::remove_dir_all(roots.path().join(format!("{}_rescue", pis[0]))).unwrap();
+            assert_eq!(sync.sync_once().await.unwrap().withdrawn.len(), 1, "{}", tdb.label);
+            assert_eq!(exporter.list().unwrap().len(), 1);
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::write(etc.join("root.json"), marker.to_string()).unwrap();
+            assert_eq!(
+                sync.sync_once().await.unwrap().added,
+                vec![pis[0].clone()],
+                "{}",
+                tdb.label
+            );
             db.set_switch_controller(&sw.id, "there").await.unwrap();
             let report = sync.sync_once().await.unwrap();
             assert_eq!(report.withdrawn.len(), 2, "{}", tdb.label);

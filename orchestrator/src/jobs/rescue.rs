@@ -135,35 +135,45 @@ impl RescueExecutor {
     }
 }
 
-/// Withdraws the Pi's rescue export and deletes its rescue root (and any half-made one);
-/// the Pi's own root stays exported. Nothing to do when there is no rescue root.
+/// Deletes the Pi's rescue root (and any half-made one), then withdraws its export; the
+/// Pi's own root stays exported. The root goes first, so a controller pass
+/// ([`crate::exports::ExportSync`]) that still saw it cannot leave its export behind: it
+/// withdraws rescue exports whose root is gone. Nothing to do when neither is there.
 pub(super) async fn remove_rescue(hw: &Hardware, job: &Job, t: &Target) -> Result<(), StepError> {
     let images = hw.images()?.clone();
     let rescue = plan(hw, t, RootKind::Rescue)?;
-    let name = store_name(&t.pi.id, RootKind::Rescue)?;
-    let journal = images.store.roots_dir().join(format!("{name}.journal"));
-    let half_made = images.store.roots_dir().join(format!("{name}.new"));
-    if !rescue.root.exists() && !journal.exists() && !half_made.exists() {
-        return Ok(());
-    }
     let own = plan(hw, t, RootKind::Own)?;
-    let exporter = images.exporter.clone();
-    blocking(move || {
-        if let Some(exporter) = exporter {
+    let name = store_name(&t.pi.id, RootKind::Rescue)?;
+    let removed = blocking(move || {
+        let roots_dir = images.store.roots_dir();
+        let leftovers = ["", ".journal", ".new"]
+            .iter()
+            .any(|s| std::fs::symlink_metadata(roots_dir.join(format!("{name}{s}"))).is_ok());
+        let exported = match &images.exporter {
+            Some(x) => x.list()?.contains(&rescue.export),
+            None => false,
+        };
+        if !leftovers && !exported {
+            return Ok(false);
+        }
+        Roots::new(&images.store, images.runner.as_ref()).remove(&name)?;
+        if let Some(exporter) = &images.exporter {
             exporter.remove(&rescue.export)?;
             if own.root.is_dir() {
                 exporter.add(&own.export)?;
             }
         }
-        Roots::new(&images.store, images.runner.as_ref()).remove(&name)
+        Ok(true)
     })
     .await
     .map_err(|e| images_error(e, "remove the rescue system"))?;
-    let e = NewEvent::new("rescue.removed", "controller", "rescue root and its export removed")
-        .pi(&t.pi.id)
-        .job(&job.id)
-        .customer(t.pi.owner.as_ref());
-    hw.db.append_event(&e).await?;
+    if removed {
+        let e = NewEvent::new("rescue.removed", "controller", "rescue root and its export removed")
+            .pi(&t.pi.id)
+            .job(&job.id)
+            .customer(t.pi.owner.as_ref());
+        hw.db.append_event(&e).await?;
+    }
     Ok(())
 }
 
