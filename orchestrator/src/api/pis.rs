@@ -338,21 +338,23 @@ fn check_ssh_keys(errs: &mut Vec<BadField>, keys: &[String]) {
 /// - power-on / power-off: in `rescue` too (a power-on boots the rescue system again).
 pub fn job_for(state: PiState, asked: JobKind) -> Result<JobKind, String> {
     let refuse = |hint: &str| Err(format!("the Pi is {state}; {asked} is not possible now{hint}"));
+    let allowed = |ok: bool, hint: &str| if ok { Ok(asked) } else { refuse(hint) };
+    // Every kind is named, so a new kind must be placed here.
     match asked {
         JobKind::Reboot if state == PiState::Rescue => Ok(JobKind::Unrescue),
+        JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot => {
+            allowed(state.accepts_power_actions(), "")
+        }
         JobKind::Reimage if state == PiState::Rescue => {
             refuse(": leave rescue first (POST /v1/pis/{id}/unrescue)")
         }
-        JobKind::Reimage if transition(state, LifecycleEvent::DeployStarted).is_ok() => Ok(asked),
+        JobKind::Reimage => allowed(transition(state, LifecycleEvent::DeployStarted).is_ok(), ""),
         JobKind::Rescue if state == PiState::Rescue => refuse(": it is in rescue already"),
-        JobKind::Rescue if transition(state, LifecycleEvent::RescueStarted).is_ok() => Ok(asked),
-        JobKind::Unrescue if transition(state, LifecycleEvent::RescueEnded).is_ok() => Ok(asked),
-        JobKind::Unrescue => refuse(": it is not in rescue"),
-        JobKind::Reimage | JobKind::Rescue => refuse(""),
-        JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot if state.accepts_power_actions() => {
-            Ok(asked)
+        JobKind::Rescue => allowed(transition(state, LifecycleEvent::RescueStarted).is_ok(), ""),
+        JobKind::Unrescue => {
+            allowed(transition(state, LifecycleEvent::RescueEnded).is_ok(), ": it is not in rescue")
         }
-        _ => refuse(""),
+        JobKind::RackShelf => refuse(""),
     }
 }
 
