@@ -248,6 +248,19 @@ mod tests {
     }
 
     #[test]
+    fn rescue_defaults_to_its_recipe_and_ssh_waits_three_minutes() {
+        let r = RescueConfig::from_raw(RawRescue::default(), "t").unwrap();
+        assert_eq!(r.image, "rescue-bookworm-arm64");
+        let err = RescueConfig::from_raw(RawRescue { image: Some(" ".into()) }, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rescue.image"), "{err}");
+        assert!(toml::from_str::<RawRescue>("image = \"x\"\nsize = 3").is_err(), "unknown key");
+        let j = JobsConfig::from_raw(RawJobs::default(), "t").unwrap();
+        assert_eq!(j.ssh_timeout, Duration::from_secs(180));
+    }
+
+    #[test]
     fn defaults_are_sane_and_errors_name_the_key() {
         let j = JobsConfig::from_raw(RawJobs::default(), "t").unwrap();
         assert_eq!(j.max_parallel, 16);
