@@ -14,6 +14,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("ubuntu-xenial-armhf.toml", include_str!("recipes/ubuntu-xenial-armhf.toml")),
     ("debian-bookworm-armhf.toml", include_str!("recipes/debian-bookworm-armhf.toml")),
     ("debian-bookworm-arm64.toml", include_str!("recipes/debian-bookworm-arm64.toml")),
+    ("rescue-bookworm-arm64.toml", include_str!("recipes/rescue-bookworm-arm64.toml")),
 ];
 
 /// All known recipes, by name.
@@ -85,8 +86,23 @@ mod tests {
                 "debian-bookworm-armhf",
                 "raspbian-jessie",
                 "raspbian-stretch",
+                "rescue-bookworm-arm64",
                 "ubuntu-xenial-armhf"
             ]
+        );
+        // The rescue system boots whatever debian-bookworm-arm64 boots, and has mount.nfs.
+        let (rescue, arm64) = (
+            c.get("rescue-bookworm-arm64").expect("rescue"),
+            c.get("debian-bookworm-arm64").expect("arm64"),
+        );
+        assert_eq!(rescue.boot, arm64.boot);
+        assert_eq!(
+            (&rescue.kernel_packages, &rescue.boot_dir, &rescue.console),
+            (&arm64.kernel_packages, &arm64.boot_dir, &arm64.console)
+        );
+        assert!(
+            rescue.packages.iter().any(|p| p == "nfs-common")
+                && rescue.packages.iter().any(|p| p == "openssh-server")
         );
         let stretch = c.get("raspbian-stretch").expect("stretch");
         assert_eq!(stretch.suite, "stretch");

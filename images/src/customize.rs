@@ -17,6 +17,38 @@ use crate::manifest::Manifest;
 use crate::network::{self, PublicNetwork};
 use crate::recipe::NetworkStyle;
 
+/// Where a rescue system mounts the Pi's own root.
+pub const RESCUE_MOUNT: &str = "/mnt/root";
+
+/// The `etc/fstab` line of a rescue root that mounts the Pi's own root (`server:path`,
+/// exported to the same Pi) at [`RESCUE_MOUNT`]. NFSv3 over TCP with every option the
+/// kernel needs given as text (`addr=`, `nolock`), so util-linux `mount` works without
+/// `mount.nfs` (an image without nfs-common) by handing them to the kernel; `nofail`
+/// keeps the rescue system booting when the mount fails.
+pub fn rescue_mount_line(server: std::net::Ipv4Addr, path: &str) -> String {
+    format!(
+        "{server}:{path} {RESCUE_MOUNT} nfs vers=3,proto=tcp,nolock,addr={server},mountaddr={server},nofail,_netdev 0 0"
+    )
+}
+
+/// Makes the rescue root at `root` mount the Pi's own root at [`RESCUE_MOUNT`]: the
+/// mount point and one `etc/fstab` line (rewritten, so a re-run changes nothing).
+pub fn add_rescue_mount(root: &Path, server: std::net::Ipv4Addr, path: &str) -> Result<()> {
+    let mount_point = root.join(RESCUE_MOUNT.trim_start_matches('/'));
+    std::fs::create_dir_all(&mount_point)
+        .map_err(|e| ImagesError::io("creating the rescue mount point", &mount_point, e))?;
+    let fstab = root.join("etc/fstab");
+    let old = std::fs::read_to_string(&fstab).unwrap_or_default();
+    let mut text: String = old
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) != Some(RESCUE_MOUNT))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&rescue_mount_line(server, path));
+    text.push('\n');
+    write_file(&fstab, &text, 0o644)
+}
+
 /// A Pi's name in the store (`roots/<name>`): lowercase letters, digits, `-`, `_`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -43,7 +75,22 @@ impl PiName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of this Pi's rescue root (`<name>_rescue`): a sibling of its own root,
+    /// never a Pi's own name (inventory ids have no `_`), and exported as a rescue export
+    /// ([`crate::nfs::Export::is_rescue`]).
+    pub fn rescue(&self) -> Result<PiName> {
+        PiName::new(&format!("{}{RESCUE_SUFFIX}", self.0))
+    }
+
+    /// Whether this names a rescue root.
+    pub fn is_rescue(&self) -> bool {
+        self.0.ends_with(RESCUE_SUFFIX)
+    }
 }
+
+/// What [`PiName::rescue`] appends.
+pub const RESCUE_SUFFIX: &str = "_rescue";
 
 impl TryFrom<String> for PiName {
     type Error = ImagesError;
@@ -294,6 +341,28 @@ mod tests {
             ipv6_gateway: "2a00:1098:0:84::1".parse().expect("gw"),
             authorized_keys: vec![],
         }
+    }
+
+    #[test]
+    fn a_rescue_root_mounts_the_pis_root_once_whatever_the_re_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("etc");
+        std::fs::write(dir.path().join("etc/fstab"), "proc /proc proc defaults 0 0\n")
+            .expect("fstab");
+        let server = std::net::Ipv4Addr::new(10, 46, 189, 1);
+        for _ in 0..2 {
+            add_rescue_mount(dir.path(), server, "/export/10.46.189.2").expect("mount");
+        }
+        let fstab = std::fs::read_to_string(dir.path().join("etc/fstab")).expect("fstab");
+        assert_eq!(
+            fstab,
+            "proc /proc proc defaults 0 0\n10.46.189.1:/export/10.46.189.2 /mnt/root nfs \
+             vers=3,proto=tcp,nolock,addr=10.46.189.1,mountaddr=10.46.189.1,nofail,_netdev 0 0\n"
+        );
+        assert!(dir.path().join("mnt/root").is_dir());
+        let name = PiName::new("pi-1").expect("name");
+        assert_eq!(name.rescue().expect("rescue").as_str(), "pi-1_rescue");
+        assert!(name.rescue().expect("rescue").is_rescue() && !name.is_rescue());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod store;
 pub use build::{BuildProgress, BuildStage, NoProgress, build, build_cached};
 pub use catalogue::Catalogue;
 pub use cmd::{CommandLine, CommandRunner, RecordingRunner, SystemRunner};
-pub use customize::{PiIdentity, PiName, host_key_fingerprints};
+pub use customize::{PiIdentity, PiName, RESCUE_MOUNT, add_rescue_mount, host_key_fingerprints};
 pub use error::{ImagesError, Result};
 pub use keys::KeyFingerprint;
 pub use manifest::Manifest;

@@ -58,6 +58,13 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// Whether a root of this base runs sshd at boot: it has `openssh-server` installed
+    /// (read from its dpkg status at build time, so bases built before this was asked
+    /// answer too). Synthetic bases list no packages and do not.
+    pub fn runs_sshd(&self) -> bool {
+        self.packages.iter().any(|p| p.name == "openssh-server")
+    }
 }
 
 /// Size, entry count and digest of a tree, computed by [`tree_digest`].

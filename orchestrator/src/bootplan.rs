@@ -11,6 +11,11 @@
 //!   configured, that same conventional path, served by someone else);
 //! - files: the Pi's root is `<roots_dir>/<pi id>` and it boots from the `boot_dir` its
 //!   base's manifest names ([`bramble_images::provision::boot_subdir`]).
+//! - rescue: while the Pi's rescue root `<roots_dir>/<pi id>_rescue` exists (with its
+//!   marker, written last when it is made), the slot boots that instead, from its own
+//!   export ([`RootKind::Rescue`]); the Pi's own root stays exported beside it.
+//!   [`BootPlanner::plan`] is what the slot boots now, [`BootPlanner::own`] and
+//!   [`BootPlanner::rescue`] the plan of one root.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -46,6 +51,18 @@ pub struct BootPlan {
     /// `console=` arguments from the root's base manifest (its recipe's consoles); empty
     /// when unknown, and then the image's own `cmdline.txt` decides.
     pub console: Vec<String>,
+    /// Whether the root's base runs sshd at boot ([`bramble_images::Manifest::runs_sshd`]):
+    /// then a job's boot check waits for SSH on the Pi's `.2`.
+    pub sshd: bool,
+}
+
+/// Which of a Pi's roots a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// `<roots_dir>/<pi id>`, exported at the exporter's path for the Pi.
+    Own,
+    /// `<roots_dir>/<pi id>_rescue`, exported to the same Pi at its rescue path.
+    Rescue,
 }
 
 impl BootPlan {
@@ -80,18 +97,27 @@ pub enum BootPlanError {
     },
 }
 
-/// The pure plan of a slot whose Pi `pi` has its root under `roots_dir` and boots from
-/// `boot_subdir` of it; `mount_path` is the exporter's answer for the export.
+/// The root name of `pi`'s root of `kind` in the image store.
+pub fn root_name(pi: &PiId, kind: RootKind) -> Result<PiName, BootPlanError> {
+    let name = PiName::new(pi.as_str()).and_then(|n| match kind {
+        RootKind::Own => Ok(n),
+        RootKind::Rescue => n.rescue(),
+    });
+    name.map_err(|e| BootPlanError::RootName { pi: pi.clone(), source: Box::new(e) })
+}
+
+/// The pure plan of a slot whose Pi `pi` has its root of `kind` under `roots_dir` and
+/// boots from `boot_subdir` of it; `mount_path` is the exporter's answer for the export.
 pub fn plan(
     controller: Ipv4Addr,
     pi_ip: Ipv4Addr,
     pi: &PiId,
+    kind: RootKind,
     roots_dir: &std::path::Path,
     boot_subdir: &str,
     mount_path: impl FnOnce(&Export) -> String,
 ) -> Result<BootPlan, BootPlanError> {
-    let name = PiName::new(pi.as_str())
-        .map_err(|e| BootPlanError::RootName { pi: pi.clone(), source: Box::new(e) })?;
+    let name = root_name(pi, kind)?;
     let root = roots_dir.join(name.as_str());
     let export = Export::new(pi_ip, root.clone())
         .map_err(|e| BootPlanError::Export { pi: pi.clone(), source: Box::new(e) })?;
@@ -105,6 +131,7 @@ pub fn plan(
         export,
         root,
         console: Vec::new(),
+        sshd: false,
     })
 }
 
@@ -128,26 +155,64 @@ impl BootPlanner {
         BootPlanner { roots_dir, exporter, store, bases: Mutex::new(HashMap::new()) }
     }
 
-    /// The plan of the slot with storage addresses `controller`/`pi_ip` holding Pi `pi`.
-    /// Reads the root's marker (one small file), and its base's manifest the first time
-    /// that base is named; a marker naming no registered base costs one `stat`.
+    /// What the slot with storage addresses `controller`/`pi_ip` holding Pi `pi` boots
+    /// now: its rescue root while one exists, else its own root.
     pub fn plan(
         &self,
         controller: Ipv4Addr,
         pi_ip: Ipv4Addr,
         pi: &PiId,
     ) -> Result<BootPlan, BootPlanError> {
-        let root = self.roots_dir.join(pi.as_str());
+        let rescue = self.rescue(controller, pi_ip, pi)?;
+        if read_marker(&rescue.root).is_some() {
+            return Ok(rescue);
+        }
+        self.own(controller, pi_ip, pi)
+    }
+
+    /// The plan of Pi `pi`'s own root.
+    pub fn own(
+        &self,
+        controller: Ipv4Addr,
+        pi_ip: Ipv4Addr,
+        pi: &PiId,
+    ) -> Result<BootPlan, BootPlanError> {
+        self.plan_of(controller, pi_ip, pi, RootKind::Own)
+    }
+
+    /// The plan of Pi `pi`'s rescue root (which may not exist).
+    pub fn rescue(
+        &self,
+        controller: Ipv4Addr,
+        pi_ip: Ipv4Addr,
+        pi: &PiId,
+    ) -> Result<BootPlan, BootPlanError> {
+        self.plan_of(controller, pi_ip, pi, RootKind::Rescue)
+    }
+
+    /// Reads the root's marker (one small file), and its base's manifest the first time
+    /// that base is named; a marker naming no registered base costs one `stat`.
+    fn plan_of(
+        &self,
+        controller: Ipv4Addr,
+        pi_ip: Ipv4Addr,
+        pi: &PiId,
+        kind: RootKind,
+    ) -> Result<BootPlan, BootPlanError> {
+        let root = self.roots_dir.join(root_name(pi, kind)?.as_str());
         let marker = read_marker(&root);
         let base = marker.as_ref().and_then(|m| self.base(&m.image, &m.version));
         let subdir =
             boot_subdir(marker.as_ref(), base.as_deref().map(std::slice::from_ref).unwrap_or(&[]));
         let mut plan =
-            plan(controller, pi_ip, pi, &self.roots_dir, &subdir, |e| match &self.exporter {
-                Some(x) => x.mount_path(e),
-                None => e.pseudo_path(),
+            plan(controller, pi_ip, pi, kind, &self.roots_dir, &subdir, |e| {
+                match &self.exporter {
+                    Some(x) => x.mount_path(e),
+                    None => e.pseudo_path(),
+                }
             })?;
-        plan.console = base.map(|b| b.manifest.console_args.clone()).unwrap_or_default();
+        plan.console = base.as_ref().map(|b| b.manifest.console_args.clone()).unwrap_or_default();
+        plan.sshd = base.is_some_and(|b| b.manifest.runs_sshd());
         Ok(plan)
     }
 
@@ -268,6 +333,34 @@ mod tests {
         let console = |pi: &str| planner.plan(CTL, PI, &PiId(pi.into())).expect("plan").console;
         assert_eq!(console("pi-1"), ["console=ttyS1,115200", "console=tty1"]);
         assert!(console("pi-3").is_empty(), "unknown base: the image's cmdline.txt decides");
+    }
+
+    #[test]
+    fn a_slot_boots_its_rescue_root_while_one_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let roots = dir.path().to_path_buf();
+        let planner = BootPlanner::new(roots.clone(), None, None);
+        let pi = PiId("pi-7".into());
+        let own = planner.plan(CTL, PI, &pi).expect("plan");
+        assert_eq!(
+            (own.root.clone(), own.nfs_path.as_str()),
+            (roots.join("pi-7"), "/export/10.46.189.2")
+        );
+        // A rescue root without its marker (being made) is not booted yet.
+        let etc = roots.join("pi-7_rescue/etc/bramble");
+        std::fs::create_dir_all(&etc).expect("rescue root");
+        assert_eq!(planner.plan(CTL, PI, &pi).expect("plan"), own);
+        let marker =
+            serde_json::json!({"pi": "pi-7_rescue", "image": "r", "version": "1", "token": "t"});
+        std::fs::write(etc.join("root.json"), marker.to_string()).expect("marker");
+        let rescue = planner.plan(CTL, PI, &pi).expect("plan");
+        assert_eq!(rescue.root, roots.join("pi-7_rescue"));
+        assert_eq!(rescue.boot_dir, roots.join("pi-7_rescue/boot"));
+        assert_eq!(rescue.nfs_path, "/rescue/10.46.189.2");
+        assert!(rescue.export.is_rescue() && rescue.export.client == PI);
+        assert_ne!(rescue.export.id, own.export.id);
+        // The Pi's own root keeps its plan (and export) beside it.
+        assert_eq!(planner.own(CTL, PI, &pi).expect("own"), own);
     }
 
     #[test]

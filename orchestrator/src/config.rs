@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// How many snapshots of a Pi's root are kept, and for how long (`[snapshots]`).
     #[serde(default)]
     pub snapshots: crate::snapshots::RawSnapshots,
+    /// The rescue system (`[rescue]`).
+    #[serde(default)]
+    pub rescue: crate::jobs::config::RawRescue,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +96,8 @@ pub struct Config {
     pub events: crate::retention::EventsConfig,
     /// Snapshot limits and pruning (`[snapshots]`).
     pub snapshots: crate::snapshots::SnapshotsConfig,
+    /// The image rescue roots are made from (`[rescue]`).
+    pub rescue: crate::jobs::config::RescueConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +252,7 @@ impl Config {
             cluster,
             events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
             snapshots: crate::snapshots::SnapshotsConfig::from_raw(raw.snapshots, origin)?,
+            rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
         })
     }
 }

@@ -5,6 +5,10 @@
 //! not here is reported, and needs a reinstall. Exports for Pis that moved away are
 //! withdrawn, so the old controller no longer serves a root it does not own.
 //!
+//! A Pi in rescue has two exports to its `/32`, its own root and its rescue root
+//! (while the rescue root exists, with its marker); both are kept, and both are withdrawn
+//! when the Pi moves away. A rescue export whose rescue root is gone is withdrawn too.
+//!
 //! Runs on a timer in every controller; each pass reads the inventory afresh, and
 //! adding an export that exists, or removing one that is gone, changes nothing.
 
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bramble_images::nfs::{Export, NfsExporter};
+use bramble_images::provision::read_marker;
 
 use crate::bootplan::BootPlanner;
 use crate::db::{Db, DbError, get_str};
@@ -33,7 +38,8 @@ pub enum ExportSyncError {
 pub struct ExportSyncReport {
     /// Pis whose roots were exported by this pass.
     pub added: Vec<PiId>,
-    /// Exports withdrawn: their Pi is served by another controller now.
+    /// Exports withdrawn: their Pi is served by another controller now, or the rescue
+    /// root they export is gone.
     pub withdrawn: Vec<Ipv4Addr>,
     /// Served Pis with an image whose root is not in this controller's store.
     pub missing_roots: Vec<PiId>,
@@ -109,7 +115,13 @@ impl ExportSync {
             else {
                 continue;
             };
-            let Ok(plan) = self.boot.plan(controller_ip, pi_ip, &pi) else { continue };
+            let Ok(plan) = self.boot.own(controller_ip, pi_ip, &pi) else { continue };
+            // A Pi in rescue has its rescue root exported beside its own.
+            if let Ok(rescue) = self.boot.rescue(controller_ip, pi_ip, &pi)
+                && read_marker(&rescue.root).is_some()
+            {
+                wanted.push((pi.clone(), rescue.export));
+            }
             if plan.root.is_dir() {
                 wanted.push((pi, plan.export));
             } else {
@@ -137,7 +149,11 @@ impl ExportSync {
                 }
             }
             let mut withdrawn = Vec::new();
-            for export in current.iter().filter(|c| elsewhere.contains(&c.client)) {
+            // Moved away, or a rescue root that is gone (an unrescue racing this pass).
+            let stale = |c: &&Export| {
+                elsewhere.contains(&c.client) || (c.is_rescue() && read_marker(&c.path).is_none())
+            };
+            for export in current.iter().filter(stale) {
                 exporter.remove(export).map_err(|e| bramble_report::chain(&e))?;
                 withdrawn.push(export.client);
             }
@@ -176,7 +192,7 @@ mod tests {
             Ok(())
         }
         fn remove(&self, export: &Export) -> bramble_images::Result<()> {
-            self.0.lock().unwrap().retain(|e| e.client != export.client);
+            self.0.lock().unwrap().retain(|e| (e.client, &e.path) != (export.client, &export.path));
             Ok(())
         }
         fn list(&self) -> bramble_images::Result<Vec<Export>> {
@@ -240,9 +256,36 @@ mod tests {
             assert_eq!(report.missing_roots, vec![pis[1].clone()], "{}", tdb.label);
             assert_eq!(exporter.list().unwrap().len(), 1);
             assert_eq!(sync.sync_once().await.unwrap().added, vec![], "{}: idempotent", tdb.label);
+            // In rescue: its rescue root is exported beside its own, to the same client.
+            let etc = roots.path().join(format!("{}_rescue/etc/bramble", pis[0]));
+            std::fs::create_dir_all(&etc).unwrap();
+            let marker = serde_json::json!({"pi": format!("{}_rescue", pis[0]), "image": "r", "version": "1", "token": "t"});
+            std::fs::write(etc.join("root.json"), marker.to_string()).unwrap();
+            assert_eq!(
+                sync.sync_once().await.unwrap().added,
+                vec![pis[0].clone()],
+                "{}",
+                tdb.label
+            );
+            let listed = exporter.list().unwrap();
+            assert_eq!(listed.len(), 2, "{}: {listed:?}", tdb.label);
+            assert_eq!(listed[0].client, listed[1].client);
+            assert_eq!(listed.iter().filter(|e| e.is_rescue()).count(), 1);
+            // The rescue root gone (an unrescue racing the pass): its export is withdrawn.
+            std::fs::remove_dir_all(roots.path().join(format!("{}_rescue", pis[0]))).unwrap();
+            assert_eq!(sync.sync_once().await.unwrap().withdrawn.len(), 1, "{}", tdb.label);
+            assert_eq!(exporter.list().unwrap().len(), 1);
+            std::fs::create_dir_all(&etc).unwrap();
+            std::fs::write(etc.join("root.json"), marker.to_string()).unwrap();
+            assert_eq!(
+                sync.sync_once().await.unwrap().added,
+                vec![pis[0].clone()],
+                "{}",
+                tdb.label
+            );
             db.set_switch_controller(&sw.id, "there").await.unwrap();
             let report = sync.sync_once().await.unwrap();
-            assert_eq!(report.withdrawn.len(), 1, "{}", tdb.label);
+            assert_eq!(report.withdrawn.len(), 2, "{}", tdb.label);
             assert!(exporter.list().unwrap().is_empty());
             db.close().await;
             tdb.drop().await;

@@ -5,7 +5,10 @@
 //!                          ▲  ▲                 │                      │  │
 //!                          │  └───release───────┼──────────────────────┘  │
 //!                          │                    └─deploy_failed─▶ failed ◀┘ (reboot failed)
-//!   maintenance ◀──mark_broken── (any but retired)     rescue ◀──▶ deployed
+//!   maintenance ◀──mark_broken── (any but retired)
+//!   deployed | failed ──rescue_started──▶ rescue ──rescue_ended──▶ deployed
+//!   rescue | failed ──rescue_ended──▶ deployed   (unrescue booted the Pi's own root)
+//!   rescue ──job_failed──▶ failed
 //!   retired ◀──retire── new | ready | failed | maintenance
 //! ```
 //!
@@ -89,7 +92,10 @@ pub enum LifecycleEvent {
     DeploySucceeded,
     /// A job failed on the Pi.
     JobFailed,
+    /// A rescue job started: the Pi boots a rescue root with its own root beside it.
     RescueStarted,
+    /// An unrescue job booted the Pi's own root again (also from `failed`: a rescue or
+    /// unrescue job that failed midway is finished by an unrescue).
     RescueEnded,
     /// The customer gave the Pi back; it keeps its root until the next deploy.
     Released,
@@ -116,7 +122,7 @@ pub fn transition(from: PiState, event: LifecycleEvent) -> Result<PiState, Trans
         (S::Deploying, E::DeploySucceeded) => S::Deployed,
         (S::Deploying | S::Deployed | S::Ready | S::Rescue, E::JobFailed) => S::Failed,
         (S::Deployed | S::Failed, E::RescueStarted) => S::Rescue,
-        (S::Rescue, E::RescueEnded) => S::Deployed,
+        (S::Rescue | S::Failed, E::RescueEnded) => S::Deployed,
         (S::Deployed | S::Failed, E::Released) => S::Ready,
         (s, E::MarkedBroken) if s != S::Retired => S::Maintenance,
         (S::Maintenance, E::Repaired) => S::Ready,
@@ -153,6 +159,14 @@ mod tests {
             (S::Deployed, E::RescueStarted, Some(S::Rescue)),
             (S::Rescue, E::RescueEnded, Some(S::Deployed)),
             (S::Ready, E::RescueStarted, None),
+            (S::Failed, E::RescueStarted, Some(S::Rescue)),
+            (S::Rescue, E::RescueStarted, None),
+            (S::Deploying, E::RescueStarted, None),
+            (S::Failed, E::RescueEnded, Some(S::Deployed)),
+            (S::Deployed, E::RescueEnded, None),
+            (S::Rescue, E::JobFailed, Some(S::Failed)),
+            (S::Rescue, E::DeployStarted, None),
+            (S::Rescue, E::Released, None),
             (S::Deployed, E::Released, Some(S::Ready)),
             (S::Deployed, E::Retired, None),
             (S::Retired, E::MarkedBroken, None),

@@ -1,6 +1,7 @@
 //! Shared harness for Bramble's end-to-end tests: a controller started in-process on a
 //! bound port, with a fresh database, and stopped through its shutdown future.
 
+pub mod rescue;
 pub mod shelf;
 pub mod webhooks;
 

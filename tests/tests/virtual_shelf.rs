@@ -859,3 +859,94 @@ async fn restores_and_snapshots_killed_at_every_step_resume_and_lose_no_snapshot
     }
     lab.down().await;
 }
+
+/// The path a simulated Pi last checked its NFS root at (from its `nfsroot=`).
+fn last_nfs_path(sim: &bramble_lab::pisim::PiSim) -> Option<String> {
+    sim.status().timeline.iter().rev().find_map(|e| match &e.event {
+        bramble_lab::pisim::Event::NfsCheck { path, .. } => Some(path.clone()),
+        _ => None,
+    })
+}
+
+/// Rescue and unrescue (asked as `unrescue`, then as `reboot`, in turn), each killed after
+/// every step and after its final commit, on one deployed Pi of two: every job resumes
+/// and succeeds; in rescue the Pi boots its rescue root (its simulator checks hostname and
+/// key there) and after it its own root again; the Pi's own root is never changed; the
+/// rescue root and its export are gone after each unrescue. In rescue, both of the Pi's
+/// exports answer only it: the neighbouring Pi's `nfs-ls` of either is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rescue_and_unrescue_killed_at_every_step_leave_the_pis_root_alone() {
+    let _one = shelf::serial().await;
+    let mut lab = shelf::racked(shelf::options(2, 31, 'r')).await;
+    shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
+    let pis = shelf::pi_ports(&lab).await;
+    let ((pi, port), (_, neighbour_port)) = (pis[0].clone(), pis[1].clone());
+    let roots = lab.opts.state_dir.join("images/roots");
+    let own = roots.join(&pi);
+    let rescue_root = roots.join(format!("{pi}_rescue"));
+    let untouched = bramble_tests::rescue::tree_state(&own);
+    let shown = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await;
+    let address = shown.unwrap()["storage_ip"].as_str().unwrap().to_string();
+    let (own_path, rescue_path) = (format!("/export/{address}"), format!("/rescue/{address}"));
+    let plan = with_crash_plan(&mut lab).await;
+    let leaving = kill_points(JobKind::Unrescue);
+    for (i, at) in kill_points(JobKind::Rescue).into_iter().enumerate() {
+        let body = json!({ "ssh_keys": [lab.ssh_key] });
+        let path = format!("/v1/pis/{pi}/rescue");
+        kill_and_resume(&mut lab, &plan, JobKind::Rescue, at, &path, Some(body)).await;
+        let p = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await;
+        assert_eq!(p.unwrap()["state"], "rescue", "rescue killed at {at:?}");
+        let sim = lab.cabling.sim(port).unwrap();
+        let booted = sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await;
+        assert_eq!(booted, PiState::Booted, "rescue killed at {at:?}");
+        assert_eq!(last_nfs_path(&sim).as_deref(), Some(rescue_path.as_str()), "{at:?}");
+        assert!(rescue_root.join("etc/bramble/root.json").is_file(), "{at:?}");
+        let fstab = std::fs::read_to_string(rescue_root.join("etc/fstab")).unwrap();
+        assert!(fstab.contains(&format!(":{own_path} /mnt/root nfs ")), "{fstab}");
+        assert_eq!(bramble_tests::rescue::tree_state(&own), untouched, "rescue killed at {at:?}");
+
+        if i == 0 {
+            // Only the Pi itself may mount either of its roots: the neighbour asks its
+            // own `.1` (the same server) for them and is refused.
+            let neighbour = lab.cabling.sim(neighbour_port).unwrap();
+            let n_server = neighbour.status().timeline.iter().rev().find_map(|e| match &e.event {
+                bramble_lab::pisim::Event::NfsCheck { server, .. } => Some(server.to_string()),
+                _ => None,
+            });
+            let n_server = n_server.expect("the neighbour checked its root");
+            let (ns, n_ns) = (sim.config().netns.clone(), neighbour.config().netns.clone());
+            let server = {
+                let ip: std::net::Ipv4Addr = address.parse().unwrap();
+                std::net::Ipv4Addr::from(u32::from(ip) - 1).to_string()
+            };
+            for export in [&own_path, &rescue_path] {
+                let mine = bramble_tests::rescue::nfs_ls(&ns, &server, export).await;
+                assert!(mine.as_ref().is_ok_and(|l| l.contains("etc")), "{export}: {mine:?}");
+                let theirs = bramble_tests::rescue::nfs_ls(&n_ns, &n_server, export).await;
+                assert!(theirs.is_err(), "the neighbour listed {export}: {theirs:?}");
+            }
+        }
+
+        let leave_at = leaving[i];
+        let path = if i % 2 == 0 { "unrescue" } else { "reboot" };
+        let path = format!("/v1/pis/{pi}/{path}");
+        kill_and_resume(&mut lab, &plan, JobKind::Unrescue, leave_at, &path, Some(json!({}))).await;
+        let p = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await;
+        assert_eq!(p.unwrap()["state"], "deployed", "unrescue killed at {leave_at:?}");
+        let booted = sim.wait_for(Duration::from_secs(30), |s| *s == PiState::Booted).await;
+        assert_eq!(booted, PiState::Booted, "unrescue killed at {leave_at:?}");
+        assert_eq!(last_nfs_path(&sim).as_deref(), Some(own_path.as_str()), "{leave_at:?}");
+        let left: Vec<String> = ["", ".new", ".journal"]
+            .iter()
+            .map(|s| format!("{pi}_rescue{s}"))
+            .filter(|n| roots.join(n).exists())
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "unrescue killed at {leave_at:?}");
+        let exports =
+            std::fs::read_to_string(lab.opts.state_dir.join("ganesha-exports/exports.conf"))
+                .unwrap_or_default();
+        assert_eq!(exports.matches("%include").count(), 2, "two Pis, two exports: {exports}");
+        assert_eq!(bramble_tests::rescue::tree_state(&own), untouched, "{leave_at:?}");
+    }
+    lab.down().await;
+}

@@ -50,11 +50,16 @@ pub fn parse_exports_file(text: &str) -> Vec<Export> {
         .collect()
 }
 
+/// A client's own-root export and its rescue export are kept apart.
+fn key(e: &Export) -> (Ipv4Addr, bool) {
+    (e.client, e.is_rescue())
+}
+
 /// Kernel exports through `exportfs`.
 pub struct KernelExporter {
     runner: Arc<dyn CommandRunner>,
     exports_file: PathBuf,
-    state: Mutex<BTreeMap<Ipv4Addr, Export>>,
+    state: Mutex<BTreeMap<(Ipv4Addr, bool), Export>>,
 }
 
 impl KernelExporter {
@@ -66,16 +71,16 @@ impl KernelExporter {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(ImagesError::io("reading exports file", &exports_file, e)),
         };
-        let state = parse_exports_file(&text).into_iter().map(|e| (e.client, e)).collect();
+        let state = parse_exports_file(&text).into_iter().map(|e| (key(&e), e)).collect();
         Ok(KernelExporter { runner, exports_file, state: Mutex::new(state) })
     }
 
-    fn persist(&self, state: &BTreeMap<Ipv4Addr, Export>) -> Result<()> {
+    fn persist(&self, state: &BTreeMap<(Ipv4Addr, bool), Export>) -> Result<()> {
         let all: Vec<Export> = state.values().cloned().collect();
         fsutil::atomic_write(&self.exports_file, render_exports_file(&all).as_bytes(), 0o644)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Ipv4Addr, Export>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Ipv4Addr, bool), Export>> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -83,12 +88,11 @@ impl KernelExporter {
 impl NfsExporter for KernelExporter {
     fn add(&self, export: &Export) -> Result<()> {
         let mut state = self.lock();
-        if let Some(old) = state.get(&export.client).filter(|old| old.path != export.path).cloned()
-        {
+        if let Some(old) = state.get(&key(export)).filter(|old| old.path != export.path).cloned() {
             self.runner.run(&remove_command(&old))?;
         }
         self.runner.run(&add_command(export))?;
-        state.insert(export.client, export.clone());
+        state.insert(key(export), export.clone());
         self.persist(&state)?;
         tracing::info!(client = %export.client, path = %export.path.display(), "exported (kernel)");
         Ok(())
@@ -96,7 +100,7 @@ impl NfsExporter for KernelExporter {
 
     fn remove(&self, export: &Export) -> Result<()> {
         let mut state = self.lock();
-        if state.remove(&export.client).is_some() {
+        if state.remove(&key(export)).is_some() {
             self.runner.run(&remove_command(export))?;
             self.persist(&state)?;
             tracing::info!(client = %export.client, "unexported (kernel)");
@@ -174,5 +178,25 @@ mod tests {
         assert!(k.add(&export("10.0.0.2", "/r/x")).is_err());
         assert!(k.list().expect("list").is_empty());
         assert!(!dir.path().join("b.exports").exists());
+    }
+
+    #[test]
+    fn a_rescue_export_sits_beside_the_pis_own_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("bramble.exports");
+        let runner = Arc::new(RecordingRunner::default());
+        let k = KernelExporter::new(runner.clone(), file.clone()).expect("new");
+        let own = export("10.46.189.2", "/r/pi-1");
+        let rescue = export("10.46.189.2", "/r/pi-1_rescue");
+        assert!(rescue.is_rescue() && !own.is_rescue());
+        assert_eq!((own.id, rescue.id), (48386, 48387));
+        assert_eq!(rescue.pseudo_path(), "/rescue/10.46.189.2");
+        k.add(&own).expect("own");
+        k.add(&rescue).expect("rescue");
+        assert_eq!(k.list().expect("list"), [own.clone(), rescue.clone()]);
+        let reloaded = KernelExporter::new(runner.clone(), file.clone()).expect("reload");
+        assert_eq!(reloaded.list().expect("list"), [own.clone(), rescue.clone()]);
+        reloaded.remove(&rescue).expect("remove rescue");
+        assert_eq!(reloaded.list().expect("list"), [own], "the own root stays exported");
     }
 }

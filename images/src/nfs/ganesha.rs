@@ -381,6 +381,19 @@ mod tests {
     }
 
     #[test]
+    fn a_rescue_block_has_its_own_id_and_pseudo_path_and_reads_back() {
+        let client = "10.46.189.2".parse().expect("ip");
+        let e = Export::new(client, "/srv/roots/pi-1_rescue".into()).expect("export");
+        let b = render_export_block(&e);
+        assert!(
+            b.contains("Export_Id = 48387;") && b.contains("Pseudo = \"/rescue/10.46.189.2\";"),
+            "{b}"
+        );
+        assert!(b.contains("Clients = 10.46.189.2/32;"), "{b}");
+        assert_eq!(parse_export_block(&b), Some(e));
+    }
+
+    #[test]
     fn server_config_snapshot() {
         let mut c = ServerConfig::new("/s/recovery", "/e/exports.conf");
         expect![[r#"

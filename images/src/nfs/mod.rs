@@ -1,6 +1,8 @@
 //! NFS exports of per-Pi roots: one export per Pi, read-write only from the Pi's
 //! storage address (.2/32), root not squashed. Backends: the kernel server via
-//! `exportfs` and nfs-ganesha.
+//! `exportfs` and nfs-ganesha. A Pi in rescue has a second export, of its rescue root
+//! (`roots/<pi>_rescue`, [`crate::PiName::rescue`]), to the same /32 only: its own id and
+//! its own pseudo path `/rescue/<client>`.
 
 pub mod exportfs;
 pub mod ganesha;
@@ -26,11 +28,16 @@ pub struct Export {
 
 impl Export {
     /// An export whose id is the low 16 bits of the client address (unique within a /16
-    /// of per-Pi /30s); validates the path.
+    /// of per-Pi /30s); validates the path. A rescue root's export
+    /// ([`Export::is_rescue`]) takes the id of the client's address with the lowest bit
+    /// flipped: the /30's `.3`, which is never a Pi's `.2`.
     pub fn new(client: Ipv4Addr, path: PathBuf) -> Result<Self> {
         let o = client.octets();
-        let id = u16::from_be_bytes([o[2], o[3]]).max(1);
-        Export::with_id(id, client, path)
+        let mut id = u16::from_be_bytes([o[2], o[3]]);
+        if is_rescue_path(&path) {
+            id ^= 1;
+        }
+        Export::with_id(id.max(1), client, path)
     }
 
     pub fn with_id(id: u16, client: Ipv4Addr, path: PathBuf) -> Result<Self> {
@@ -51,12 +58,24 @@ impl Export {
 
     /// The NFSv4 pseudo path (and, with ganesha's Mount_Path_Pseudo, the v3 mount path):
     /// `/export/<client>`, as in `nfsroot=10.46.189.1:/export/10.46.189.2`.
+    /// A rescue root's is `/rescue/<client>`.
     pub fn pseudo_path(&self) -> String {
-        format!("/export/{}", self.client)
+        let top = if self.is_rescue() { "rescue" } else { "export" };
+        format!("/{top}/{}", self.client)
+    }
+
+    /// Whether this exports a Pi's rescue root (`roots/<pi>_rescue`) rather than its own.
+    pub fn is_rescue(&self) -> bool {
+        is_rescue_path(&self.path)
     }
 }
 
-/// Adds and removes per-Pi exports on a live NFS server, keeping them across restarts.
+fn is_rescue_path(path: &std::path::Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().ends_with(crate::customize::RESCUE_SUFFIX))
+}
+
+/// Adds and removes per-Pi exports on a live NFS server, keeping them across restarts. A
+/// client has at most one own-root export and one rescue export.
 pub trait NfsExporter: Send + Sync {
     /// Exports `export.path` to `export.client` only; idempotent.
     fn add(&self, export: &Export) -> Result<()>;

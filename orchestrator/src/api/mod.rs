@@ -108,6 +108,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pis/{id}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/v1/pis/{id}/snapshots/{snapshot}", delete(snapshots::delete))
         .route("/v1/pis/{id}/restore", post(snapshots::restore))
+        .route("/v1/pis/{id}/rescue", post(pis::rescue))
+        .route("/v1/pis/{id}/unrescue", post(pis::unrescue))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

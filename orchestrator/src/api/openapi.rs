@@ -11,7 +11,7 @@ use super::{cluster, error, fabric, jobs, meta, pis, shelf_status, snapshots};
     info(title = "Bramble", description = "Bare-metal Raspberry Pi cloud controller API", version = "1"),
     paths(
         meta::healthz, meta::metrics, meta::events, meta::images, meta::list_tokens, meta::create_token, meta::revoke_token,
-        pis::list, pis::get, pis::create, pis::update, pis::events, pis::power_on, pis::power_off, pis::reboot, pis::reimage,
+        pis::list, pis::get, pis::create, pis::update, pis::events, pis::power_on, pis::power_off, pis::reboot, pis::reimage, pis::rescue, pis::unrescue,
         snapshots::list, snapshots::create, snapshots::delete, snapshots::restore,
         jobs::list, jobs::get, jobs::cancel, jobs::kinds,
         fabric::list_switches, fabric::create_switch, fabric::update_switch, fabric::list_shelves, fabric::get_shelf, fabric::enroll_shelf, fabric::rack_shelf,

@@ -1,5 +1,6 @@
 //! `/v1/pis`: listing and showing Pis, their timelines, and the actions customers take
-//! on them (power on/off, reboot, reimage), each answered `202` with a queued job.
+//! on them (power on/off, reboot, reimage, rescue, unrescue), each answered `202` with a
+//! queued job. What each action does in each lifecycle state is [`job_for`].
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -169,6 +170,15 @@ pub async fn update(
 ) -> Result<Json<Pi>, ApiError> {
     require_operator(&who)?;
     let pi = visible_pi(&st, &who, &id).await?;
+    if req.owner.as_ref().is_some_and(|o| o.as_ref() != pi.owner.as_ref().map(|c| &c.0))
+        && pi.state == PiState::Rescue
+    {
+        // The rescue system lets the owner's keys in: leave rescue before it changes hands.
+        return Err(ApiError::Conflict {
+            code: "invalid_state",
+            message: format!("Pi {} is in rescue; unrescue it before changing its owner", pi.id),
+        });
+    }
     if let Some(owner) = &req.owner {
         if let Some(o) = owner {
             validate::finish(validate::check("owner", o, validate::customer_id))?;
@@ -267,7 +277,99 @@ macro_rules! power_action {
 
 power_action!(power_on, JobKind::PowerOn, "/v1/pis/{id}/power-on");
 power_action!(power_off, JobKind::PowerOff, "/v1/pis/{id}/power-off");
+// On a Pi in rescue, a reboot is an unrescue: it returns to its own root (`job_for`).
 power_action!(reboot, JobKind::Reboot, "/v1/pis/{id}/reboot");
+power_action!(unrescue, JobKind::Unrescue, "/v1/pis/{id}/unrescue");
+
+/// What a rescue should let in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescueRequest {
+    /// OpenSSH public keys for the rescue system's root; default: the keys of the Pi's
+    /// latest reinstall for its current owner.
+    #[serde(default)]
+    ssh_keys: Option<Vec<String>>,
+}
+
+#[utoipa::path(post, path = "/v1/pis/{id}/rescue", tag = "pis", request_body = RescueRequest,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    security(("bearer" = [])))]
+pub async fn rescue(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Body<RescueRequest>, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let pi = visible_pi(&st, &who, &id).await?;
+    let Body(req) = body?;
+    let keys = match req.ssh_keys {
+        Some(keys) => keys,
+        None => {
+            let current = match &pi.owner {
+                Some(owner) => st.db.current_ssh_keys(&pi.id, owner).await?,
+                None => None,
+            };
+            current.ok_or_else(|| {
+                ApiError::invalid(
+                    "ssh_keys",
+                    "this Pi has no keys from a reinstall for its owner; give ssh_keys",
+                )
+            })?
+        }
+    };
+    let mut errs = Vec::new();
+    check_ssh_keys(&mut errs, &keys);
+    validate::finish(errs)?;
+    start_job(&st, &who, &id, JobKind::Rescue, serde_json::json!({ "ssh_keys": keys }), &headers)
+        .await
+}
+
+/// At least one key, each a valid OpenSSH public key line: reinstall and rescue alike.
+fn check_ssh_keys(errs: &mut Vec<BadField>, keys: &[String]) {
+    if keys.is_empty() {
+        errs.push(BadField {
+            field: "ssh_keys".into(),
+            message: "at least one SSH public key is required".into(),
+        });
+    }
+    for (i, key) in keys.iter().enumerate() {
+        errs.extend(validate::check(&format!("ssh_keys[{i}]"), key, validate::ssh_public_key));
+    }
+}
+
+/// The job an action on a Pi in `state` starts, or the 409 message refusing it.
+///
+/// - rescue: from `deployed` or `failed` (a failed boot is what rescue is for);
+/// - unrescue: from `rescue`, or `failed` (a rescue or unrescue that failed midway);
+/// - reboot: in `rescue` it is an unrescue (back to the Pi's own root);
+/// - reimage: not in `rescue` (leave rescue first), else as the lifecycle allows;
+/// - power-on / power-off: in `rescue` too (a power-on boots the rescue system again).
+pub fn job_for(state: PiState, asked: JobKind) -> Result<JobKind, String> {
+    let refuse = |hint: &str| Err(format!("the Pi is {state}; {asked} is not possible now{hint}"));
+    let allowed = |ok: bool, hint: &str| if ok { Ok(asked) } else { refuse(hint) };
+    // Every kind is named, so a new kind must be placed here.
+    match asked {
+        JobKind::Reboot if state == PiState::Rescue => Ok(JobKind::Unrescue),
+        JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot => {
+            allowed(state.accepts_power_actions(), "")
+        }
+        JobKind::Reimage | JobKind::Restore if state == PiState::Rescue => {
+            refuse(": leave rescue first (POST /v1/pis/{id}/unrescue)")
+        }
+        JobKind::Reimage | JobKind::Restore => {
+            allowed(transition(state, LifecycleEvent::DeployStarted).is_ok(), "")
+        }
+        JobKind::Snapshot => allowed(state.accepts_power_actions(), ""),
+        JobKind::Rescue if state == PiState::Rescue => refuse(": it is in rescue already"),
+        JobKind::Rescue => allowed(transition(state, LifecycleEvent::RescueStarted).is_ok(), ""),
+        JobKind::Unrescue => {
+            allowed(transition(state, LifecycleEvent::RescueEnded).is_ok(), ": it is not in rescue")
+        }
+        JobKind::RackShelf => refuse(""),
+    }
+}
 
 #[utoipa::path(post, path = "/v1/pis/{id}/reimage", tag = "pis", request_body = ReimageRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -290,15 +392,7 @@ pub async fn reimage(
             message: format!("unknown image {:?}; see GET /v1/images", req.image),
         });
     }
-    if req.ssh_keys.is_empty() {
-        errs.push(BadField {
-            field: "ssh_keys".into(),
-            message: "at least one SSH public key is required".into(),
-        });
-    }
-    for (i, key) in req.ssh_keys.iter().enumerate() {
-        errs.extend(validate::check(&format!("ssh_keys[{i}]"), key, validate::ssh_public_key));
-    }
+    check_ssh_keys(&mut errs, &req.ssh_keys);
     validate::finish(errs)?;
     start_job(
         &st,
@@ -321,18 +415,10 @@ pub(super) async fn start_job(
 ) -> Result<impl IntoResponse + use<>, ApiError> {
     let pi = visible_pi(st, who, id).await?;
     let key = idempotency_key(headers)?;
-    let allowed = match kind {
-        JobKind::Reimage | JobKind::Restore => {
-            transition(pi.state, LifecycleEvent::DeployStarted).is_ok()
-        }
-        _ => pi.state.accepts_power_actions(),
-    };
-    if !allowed {
-        return Err(ApiError::Conflict {
-            code: "invalid_state",
-            message: format!("Pi {} is {}; {kind} is not possible now", pi.id, pi.state),
-        });
-    }
+    let kind = job_for(pi.state, kind).map_err(|message| ApiError::Conflict {
+        code: "invalid_state",
+        message: format!("Pi {}: {}", pi.id, message.replace("{id}", pi.id.as_str())),
+    })?;
     if pi.slot.is_none() {
         return Err(ApiError::Conflict {
             code: "not_in_slot",

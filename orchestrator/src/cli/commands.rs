@@ -339,20 +339,34 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
         PiCommand::PowerOff(a) => (a, "power-off", json!({})),
         PiCommand::Reboot(a) => (a, "reboot", json!({})),
         PiCommand::Reimage { action, image, mut ssh_keys, ssh_key_files } => {
-            for f in ssh_key_files {
-                let text = std::fs::read_to_string(&f)
-                    .with_context(|| format!("cannot read {}", f.display()))?;
-                ssh_keys.extend(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .map(String::from),
-                );
-            }
+            ssh_keys.extend(read_key_files(&ssh_key_files)?);
             (action, "reimage", json!({ "image": image, "ssh_keys": ssh_keys }))
         }
+        PiCommand::Rescue { action, ssh_key_files } if ssh_key_files.is_empty() => {
+            (action, "rescue", json!({}))
+        }
+        PiCommand::Rescue { action, ssh_key_files } => {
+            (action, "rescue", json!({ "ssh_keys": read_key_files(&ssh_key_files)? }))
+        }
+        PiCommand::Unrescue(a) => (a, "unrescue", json!({})),
     };
     start(&c, api, action, path, body).await
+}
+
+/// The SSH public key lines of `files` (blank lines and `#` comments skipped).
+fn read_key_files(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(keys)
 }
 
 async fn start(

@@ -79,7 +79,7 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Pis: list, show, power, reboot, reimage, snapshots and restore.
+    /// Pis: list, show, power, reboot, reimage, snapshots, restore, rescue, unrescue.
     Pi {
         #[command(subcommand)]
         command: PiCommand,
@@ -193,6 +193,17 @@ enum PiCommand {
         /// A snapshot id from `bramble pi snapshots ID`.
         snapshot: String,
     },
+    /// Boot a Pi into a rescue system, its own root mounted at /mnt/root.
+    Rescue {
+        #[command(flatten)]
+        action: ActionArgs,
+        /// A file of SSH public keys for the rescue system, one per line (repeatable;
+        /// default: the keys of the Pi's latest reinstall).
+        #[arg(long = "ssh-key", value_name = "FILE")]
+        ssh_key_files: Vec<PathBuf>,
+    },
+    /// Leave rescue: delete the rescue system and boot the Pi's own root.
+    Unrescue(ActionArgs),
 }
 
 #[derive(Debug, Args)]

@@ -231,6 +231,26 @@ impl Db {
         row.map(|r| Ok(JobId(get_str(&r, "id")?))).transpose()
     }
 
+    /// The SSH keys of the Pi's latest reinstall that succeeded for `customer` (its
+    /// current owner): the keys its root was provisioned with. A previous owner's
+    /// reinstalls never count. One probe of `jobs_pi_id`.
+    pub async fn current_ssh_keys(
+        &self,
+        pi: &PiId,
+        customer: &CustomerId,
+    ) -> Result<Option<Vec<String>>, DbError> {
+        let row = self
+            .q("SELECT params FROM jobs WHERE pi_id = $1 AND kind = 'reimage' \
+                AND state = 'succeeded' AND customer = $2 ORDER BY id DESC LIMIT 1")
+            .bind(pi.0.clone())
+            .bind(customer.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let params = get_json(&row, "params")?;
+        Ok(serde_json::from_value(params["ssh_keys"].clone()).ok())
+    }
+
     /// A job as `customer` may see it: only a job done for them (`None`: any job).
     pub async fn get_job_for(
         &self,

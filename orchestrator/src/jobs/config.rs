@@ -29,6 +29,37 @@ pub struct RawJobs {
     pub rack_group_pause_ms: Option<u64>,
     /// Racking: how long the shelf's Pis have to appear in DHCP.
     pub rack_await_seconds: Option<u64>,
+    /// Boots of images that run sshd: how long, after the kernel read, the Pi has to
+    /// answer on TCP port 22 of its storage address (default 180).
+    pub ssh_timeout_seconds: Option<u64>,
+}
+
+/// `[rescue]`: the rescue system.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRescue {
+    /// The image rescue roots are made from (default `rescue-bookworm-arm64`); it must be
+    /// built and registered on the controllers (`bramble image build`).
+    pub image: Option<String>,
+}
+
+/// The rescue system's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescueConfig {
+    pub image: String,
+}
+
+/// The built-in rescue image's recipe.
+pub const DEFAULT_RESCUE_IMAGE: &str = "rescue-bookworm-arm64";
+
+impl RescueConfig {
+    pub fn from_raw(raw: RawRescue, origin: &str) -> Result<RescueConfig, ConfigError> {
+        let image = raw.image.unwrap_or_else(|| DEFAULT_RESCUE_IMAGE.into());
+        if image.trim().is_empty() {
+            return Err(invalid(origin, "rescue.image", "must name an image".into()));
+        }
+        Ok(RescueConfig { image })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +105,7 @@ pub struct JobsConfig {
     pub rack_group_size: usize,
     pub rack_group_pause: Duration,
     pub rack_await: Duration,
+    pub ssh_timeout: Duration,
 }
 
 /// How roots get exported.
@@ -135,6 +167,7 @@ impl JobsConfig {
             rack_group_size: group,
             rack_group_pause: Duration::from_millis(raw.rack_group_pause_ms.unwrap_or(10_000)),
             rack_await: Duration::from_secs(raw.rack_await_seconds.unwrap_or(300).max(1)),
+            ssh_timeout: Duration::from_secs(raw.ssh_timeout_seconds.unwrap_or(180).max(1)),
         })
     }
 }
@@ -212,6 +245,19 @@ mod tests {
             .expect_err("ftp")
             .to_string();
         assert!(err.contains("images.mirror") && err.contains("http"), "{err}");
+    }
+
+    #[test]
+    fn rescue_defaults_to_its_recipe_and_ssh_waits_three_minutes() {
+        let r = RescueConfig::from_raw(RawRescue::default(), "t").unwrap();
+        assert_eq!(r.image, "rescue-bookworm-arm64");
+        let err = RescueConfig::from_raw(RawRescue { image: Some(" ".into()) }, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rescue.image"), "{err}");
+        assert!(toml::from_str::<RawRescue>("image = \"x\"\nsize = 3").is_err(), "unknown key");
+        let j = JobsConfig::from_raw(RawJobs::default(), "t").unwrap();
+        assert_eq!(j.ssh_timeout, Duration::from_secs(180));
     }
 
     #[test]

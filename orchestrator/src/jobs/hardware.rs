@@ -235,14 +235,18 @@ impl Hardware {
             };
             let seen = self.db.boot_evidence(&t.pi.id, after).await?;
             if seen.booted() {
-                let e = NewEvent::new(
-                    "pi.booted",
-                    "controller",
-                    "Pi netbooted: DHCP answered and kernel fetched",
-                )
-                .pi(&t.pi.id)
-                .job(&job.id)
-                .customer(t.pi.owner.as_ref());
+                let ssh = self.await_ssh(job, t).await?;
+                let message = match ssh {
+                    Some(waited) => format!(
+                        "Pi booted: DHCP answered, kernel fetched, SSH answering after {:.1} s",
+                        waited.as_secs_f64()
+                    ),
+                    None => "Pi netbooted: DHCP answered and kernel fetched".to_string(),
+                };
+                let e = NewEvent::new("pi.booted", "controller", message)
+                    .pi(&t.pi.id)
+                    .job(&job.id)
+                    .customer(t.pi.owner.as_ref());
                 self.db.append_event(&e).await?;
                 return Ok(seen);
             }
@@ -278,6 +282,57 @@ impl Hardware {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// After the kernel read, for a root whose image runs sshd (the slot's current
+    /// [`crate::bootplan::BootPlan::sshd`]): waits until the Pi's storage address accepts
+    /// a TCP connection on port 22, within `[jobs] ssh_timeout_seconds`. Returns how long
+    /// that took, or `None` when the image claims no sshd (synthetic images). A Pi that
+    /// never answers fails the step with where its boot stopped.
+    async fn await_ssh(&self, job: &Job, t: &Target) -> Result<Option<Duration>, StepError> {
+        let boot = self.boot.clone();
+        let (controller, pi_ip, pi) = (t.slot.controller_ip, t.slot.pi_ip, t.pi.id.clone());
+        let plan = tokio::task::spawn_blocking(move || boot.plan(controller, pi_ip, &pi))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if !plan.is_some_and(|p| p.sshd) {
+            return Ok(None);
+        }
+        let kernel_at = crate::time::rfc3339(crate::time::now_millis());
+        let address = std::net::SocketAddr::from((t.slot.pi_ip, 22));
+        let start = Instant::now();
+        let limit = self.timing.ssh_timeout;
+        while start.elapsed() < limit {
+            let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(3));
+            match tokio::time::timeout(left, tokio::net::TcpStream::connect(address)).await {
+                Ok(Ok(_)) => return Ok(Some(start.elapsed())),
+                Ok(Err(e)) => tracing::debug!(pi = %t.pi.id, %address, error = %e, "no SSH yet"),
+                Err(_) => tracing::debug!(pi = %t.pi.id, %address, "SSH connect timed out"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let operator = format!(
+            "boot stopped after the kernel: DHCP answered, kernel read over TFTP (seen at \
+             {kernel_at}), no SSH on {address} within {} s",
+            limit.as_secs()
+        );
+        let e = NewEvent::new("boot.no_ssh", "controller", operator.clone())
+            .pi(&t.pi.id)
+            .job(&job.id)
+            .customer(t.pi.owner.as_ref())
+            .data(serde_json::json!({ "address": address.to_string(), "waited_seconds": limit.as_secs() }));
+        self.db.append_event(&e).await?;
+        Err(StepError::permanent(
+            operator,
+            format!(
+                "The Pi started its kernel (read at {kernel_at}) but its system did not answer \
+                 SSH on {address} within {} s: the system on it may be misconfigured. \
+                 Rescue mode (POST /v1/pis/{}/rescue) lets you repair it.",
+                limit.as_secs(),
+                t.pi.id
+            ),
+        ))
     }
 
     pub fn images(&self) -> Result<&Arc<ImagesHost>, StepError> {

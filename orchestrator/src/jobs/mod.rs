@@ -7,6 +7,7 @@ pub mod model;
 pub mod power;
 pub mod rack;
 pub mod reimage;
+pub mod rescue;
 pub mod runner;
 pub mod snapshot;
 
@@ -27,4 +28,6 @@ pub fn with_executors(runner: Runner, hw: &Arc<Hardware>) -> Runner {
         .with_executor(JobKind::RackShelf, Arc::new(rack::RackExecutor::new(hw.clone())))
         .with_executor(JobKind::Snapshot, Arc::new(snapshot::SnapshotExecutor::new(hw.clone())))
         .with_executor(JobKind::Restore, Arc::new(snapshot::RestoreExecutor::new(hw.clone())))
+        .with_executor(JobKind::Rescue, Arc::new(rescue::RescueExecutor::new(hw.clone(), true)))
+        .with_executor(JobKind::Unrescue, Arc::new(rescue::RescueExecutor::new(hw.clone(), false)))
 }

@@ -23,10 +23,14 @@ pub enum JobKind {
     Snapshot,
     /// Swap a snapshot back in as the Pi's root (the replaced root becomes a snapshot).
     Restore,
+    /// Boot the Pi into a per-Pi rescue root, its own root mounted at `/mnt/root`.
+    Rescue,
+    /// Throw the rescue root away and boot the Pi's own root again.
+    Unrescue,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 9] = [
         JobKind::PowerOn,
         JobKind::PowerOff,
         JobKind::Reboot,
@@ -34,6 +38,8 @@ impl JobKind {
         JobKind::RackShelf,
         JobKind::Snapshot,
         JobKind::Restore,
+        JobKind::Rescue,
+        JobKind::Unrescue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +51,8 @@ impl JobKind {
             JobKind::RackShelf => "rack-shelf",
             JobKind::Snapshot => "snapshot",
             JobKind::Restore => "restore",
+            JobKind::Rescue => "rescue",
+            JobKind::Unrescue => "unrescue",
         }
     }
 
@@ -83,19 +91,38 @@ impl JobKind {
                 S::PowerOnStaggered,
                 S::AwaitPis,
             ],
+            JobKind::Rescue => &[
+                S::PowerOff,
+                S::ProvisionRescue,
+                S::ExportRescue,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
+            ],
+            JobKind::Unrescue => &[
+                S::PowerOff,
+                S::ConfirmOff,
+                S::RemoveRescue,
+                S::RenderBootFiles,
+                S::PowerOn,
+                S::AwaitBoot,
+            ],
         }
     }
 
     /// What happens to the job's Pi when a runner first takes the job: a reimage or a
-    /// restore deploys it. Persisted in the same transaction as the claim.
+    /// restore deploys it, a rescue puts it in rescue. Persisted in the same transaction
+    /// as the claim.
     pub fn lifecycle_at_start(self) -> Option<LifecycleEvent> {
         match self {
             JobKind::Reimage | JobKind::Restore => Some(LifecycleEvent::DeployStarted),
+            JobKind::Rescue => Some(LifecycleEvent::RescueStarted),
             JobKind::PowerOn
             | JobKind::PowerOff
             | JobKind::Reboot
             | JobKind::RackShelf
-            | JobKind::Snapshot => None,
+            | JobKind::Snapshot
+            | JobKind::Unrescue => None,
         }
     }
 
@@ -108,9 +135,15 @@ impl JobKind {
             (_, JobKind::Snapshot) => None,
             (false, _) => Some(LifecycleEvent::JobFailed),
             (true, JobKind::Reimage | JobKind::Restore) => Some(LifecycleEvent::DeploySucceeded),
-            (true, JobKind::PowerOn | JobKind::PowerOff | JobKind::Reboot | JobKind::RackShelf) => {
-                None
-            }
+            (true, JobKind::Unrescue) => Some(LifecycleEvent::RescueEnded),
+            (
+                true,
+                JobKind::PowerOn
+                | JobKind::PowerOff
+                | JobKind::Reboot
+                | JobKind::RackShelf
+                | JobKind::Rescue,
+            ) => None,
         }
     }
 
@@ -152,10 +185,16 @@ pub enum JobStep {
     TakeSnapshot,
     /// Swap the snapshot in (the replaced root kept as a snapshot) and record both.
     RestoreRoot,
+    /// The Pi's rescue root made from the rescue image (its own root untouched).
+    ProvisionRescue,
+    /// The rescue root exported to the Pi's `/32`, beside its own root's export.
+    ExportRescue,
+    /// The rescue root's export withdrawn and the rescue root deleted.
+    RemoveRescue,
 }
 
 impl JobStep {
-    pub const ALL: [JobStep; 16] = [
+    pub const ALL: [JobStep; 19] = [
         JobStep::PowerOn,
         JobStep::PowerOff,
         JobStep::ConfirmPower,
@@ -172,6 +211,9 @@ impl JobStep {
         JobStep::AwaitPis,
         JobStep::TakeSnapshot,
         JobStep::RestoreRoot,
+        JobStep::ProvisionRescue,
+        JobStep::ExportRescue,
+        JobStep::RemoveRescue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -192,6 +234,9 @@ impl JobStep {
             JobStep::AwaitPis => "await-pis",
             JobStep::TakeSnapshot => "take-snapshot",
             JobStep::RestoreRoot => "restore-root",
+            JobStep::ProvisionRescue => "provision-rescue",
+            JobStep::ExportRescue => "export-rescue",
+            JobStep::RemoveRescue => "remove-rescue",
         }
     }
 
@@ -445,6 +490,28 @@ mod tests {
                     "await-pis",
                 ],
             ),
+            (
+                JobKind::Rescue,
+                &[
+                    "power-off",
+                    "provision-rescue",
+                    "export-rescue",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
+            (
+                JobKind::Unrescue,
+                &[
+                    "power-off",
+                    "confirm-off",
+                    "remove-rescue",
+                    "render-boot-files",
+                    "power-on",
+                    "await-boot",
+                ],
+            ),
         ];
         for (kind, want) in cases {
             let got: Vec<&str> = kind.steps().iter().map(|s| s.as_str()).collect();
@@ -462,6 +529,8 @@ mod tests {
             (JobKind::Reboot, None, None),
             (JobKind::RackShelf, None, None),
             (JobKind::Restore, Some(L::DeployStarted), Some(L::DeploySucceeded)),
+            (JobKind::Rescue, Some(L::RescueStarted), None),
+            (JobKind::Unrescue, None, Some(L::RescueEnded)),
         ];
         for (kind, start, end) in cases {
             assert_eq!(kind.lifecycle_at_start(), start, "{kind}");

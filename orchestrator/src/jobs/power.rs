@@ -47,7 +47,10 @@ impl Executor for PowerExecutor {
             | S::PowerOnStaggered
             | S::AwaitPis
             | S::TakeSnapshot
-            | S::RestoreRoot => Err(unknown_step(job, step)),
+            | S::RestoreRoot
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }
@@ -86,7 +89,10 @@ impl Executor for RebootExecutor {
             | S::PowerOnStaggered
             | S::AwaitPis
             | S::TakeSnapshot
-            | S::RestoreRoot => Err(unknown_step(job, step)),
+            | S::RestoreRoot
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }

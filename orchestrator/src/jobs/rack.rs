@@ -291,7 +291,10 @@ impl Executor for RackExecutor {
             | S::ExportRoot
             | S::RenderBootFiles
             | S::TakeSnapshot
-            | S::RestoreRoot => Err(unknown_step(job, step)),
+            | S::RestoreRoot
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }

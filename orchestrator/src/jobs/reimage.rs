@@ -32,7 +32,7 @@ use super::hardware::{Hardware, Target};
 use super::model::JobStep;
 use super::power::unknown_step;
 use super::runner::{Executor, StepError};
-use crate::bootplan::BootPlan;
+use crate::bootplan::{BootPlan, RootKind, root_name};
 use crate::db::events::NewEvent;
 use crate::model::{Job, Pi, SshHostKey};
 use crate::snapshots::{Reason, Snapshot, snapshot_of_job};
@@ -61,15 +61,8 @@ impl ReimageExecutor {
     async fn provision(&self, job: &Job, t: &Target) -> Result<(), StepError> {
         let params = params(job)?;
         let images = self.hw.images()?.clone();
-        let name = root_name(&t.pi)?;
-        let identity = PiIdentity {
-            hostname: hostname(&t.pi),
-            public_vlan: self.hw.config.public_vlan,
-            ipv6_address: t.slot.public_ipv6,
-            ipv6_prefix_len: self.hw.config.pools.public_prefix.prefix_len(),
-            ipv6_gateway: self.hw.config.public_gateway,
-            authorized_keys: params.ssh_keys.clone(),
-        };
+        let name = store_name(&t.pi.id, RootKind::Own)?;
+        let identity = identity(&self.hw, t, &params.ssh_keys);
         let image = params.image.clone();
         let done = self.hw.db.job_result(&job.id).await?;
         // The replaced root is kept as this job's snapshot: its presence also says that
@@ -150,69 +143,93 @@ impl ReimageExecutor {
             tracing::info!(pi = %t.pi.id, "no NFS backend configured; root not exported by this controller");
             return Ok(());
         };
-        let plan = self.plan(t)?;
+        let plan = plan(&self.hw, t, RootKind::Own)?;
         blocking(move || exporter.reexport(&plan.export)).await.map_err(|e| {
             let customer = "The new system could not be shared with the Pi yet.";
             StepError::retryable(format!("export: {}", chain(&e)), customer)
         })
     }
+}
 
-    /// The slot's boot plan: what the Pi is told to mount and where its boot files are.
-    fn plan(&self, t: &Target) -> Result<BootPlan, StepError> {
-        self.hw.boot.plan(t.slot.controller_ip, t.slot.pi_ip, &t.pi.id).map_err(|e| {
+/// The slot's boot plan for the Pi's root of `kind`: what the Pi is told to mount and
+/// where its boot files are.
+pub(super) fn plan(hw: &Hardware, t: &Target, kind: RootKind) -> Result<BootPlan, StepError> {
+    let (c, ip, pi) = (t.slot.controller_ip, t.slot.pi_ip, &t.pi.id);
+    let plan = match kind {
+        RootKind::Own => hw.boot.own(c, ip, pi),
+        RootKind::Rescue => hw.boot.rescue(c, ip, pi),
+    };
+    plan.map_err(|e| {
+        StepError::permanent(
+            format!("boot plan: {}", chain(&e)),
+            "This Pi cannot be reinstalled; contact support.",
+        )
+    })
+}
+
+/// Checks that the Pi's live root of `kind` is the one netboot serves and that its boot
+/// files render for the slot and name a kernel that is there; records `boot.rendered`.
+pub(super) async fn check_boot_files(
+    hw: &Hardware,
+    job: &Job,
+    t: &Target,
+    kind: RootKind,
+) -> Result<(), StepError> {
+    let images = hw.images()?.clone();
+    let name = store_name(&t.pi.id, kind)?;
+    let live = blocking(move || Roots::new(&images.store, images.runner.as_ref()).get(&name))
+        .await
+        .map_err(|e| images_error(e, "check the new system"))?
+        .ok_or_else(|| {
             StepError::permanent(
-                format!("boot plan: {}", chain(&e)),
-                "This Pi cannot be reinstalled; contact support.",
-            )
-        })
-    }
-
-    async fn render(&self, job: &Job, t: &Target) -> Result<(), StepError> {
-        let images = self.hw.images()?.clone();
-        let name = root_name(&t.pi)?;
-        let live = blocking(move || Roots::new(&images.store, images.runner.as_ref()).get(&name))
-            .await
-            .map_err(|e| images_error(e, "check the new system"))?
-            .ok_or_else(|| {
-                StepError::permanent(
-                    "no live root after provisioning",
-                    "The new system is missing; contact support.",
-                )
-            })?;
-        let plan = self.plan(t)?;
-        if plan.root != live.path {
-            return Err(StepError::permanent(
-                format!(
-                    "netboot serves {} but the live root is {}",
-                    plan.root.display(),
-                    live.path.display()
-                ),
+                "no live root after provisioning",
                 "The new system is missing; contact support.",
-            ));
-        }
-        let dir = plan.boot_dir.clone();
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-        let params = plan.params();
-        let bad = |e: &dyn std::error::Error| {
-            StepError::permanent(
-                format!("boot files of {}: {e}", dir.display()),
-                "The chosen image cannot boot this Pi.",
             )
-        };
-        let cmdline =
-            render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
-        let config = read("config.txt");
-        render_config(config.as_deref(), &params).map_err(|e| bad(&e))?;
-        let kernel = boot_check(&dir, config.as_deref()).map_err(|reason| {
-            StepError::permanent(reason, "The chosen image cannot boot this Pi.")
         })?;
-        let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
-            .pi(&t.pi.id)
-            .job(&job.id)
-            .customer(t.pi.owner.as_ref())
-            .data(json!({ "cmdline": cmdline.trim_end(), "kernel": kernel, "boot_dir": dir }));
-        self.hw.db.append_event(&e).await?;
-        Ok(())
+    let plan = plan(hw, t, kind)?;
+    if plan.root != live.path {
+        return Err(StepError::permanent(
+            format!(
+                "netboot serves {} but the live root is {}",
+                plan.root.display(),
+                live.path.display()
+            ),
+            "The new system is missing; contact support.",
+        ));
+    }
+    let dir = plan.boot_dir.clone();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    let params = plan.params();
+    let bad = |e: &dyn std::error::Error| {
+        StepError::permanent(
+            format!("boot files of {}: {e}", dir.display()),
+            "The chosen image cannot boot this Pi.",
+        )
+    };
+    let cmdline = render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
+    let config = read("config.txt");
+    render_config(config.as_deref(), &params).map_err(|e| bad(&e))?;
+    let kernel = boot_check(&dir, config.as_deref())
+        .map_err(|reason| StepError::permanent(reason, "The chosen image cannot boot this Pi."))?;
+    let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
+        .pi(&t.pi.id)
+        .job(&job.id)
+        .customer(t.pi.owner.as_ref())
+        .data(json!({ "cmdline": cmdline.trim_end(), "kernel": kernel, "boot_dir": dir }));
+    hw.db.append_event(&e).await?;
+    Ok(())
+}
+
+/// Who a root provisioned for the Pi of `t` is: its hostname, public network and the
+/// customer's keys.
+pub(super) fn identity(hw: &Hardware, t: &Target, ssh_keys: &[String]) -> PiIdentity {
+    PiIdentity {
+        hostname: hostname(&t.pi),
+        public_vlan: hw.config.public_vlan,
+        ipv6_address: t.slot.public_ipv6,
+        ipv6_prefix_len: hw.config.pools.public_prefix.prefix_len(),
+        ipv6_gateway: hw.config.public_gateway,
+        authorized_keys: ssh_keys.to_vec(),
     }
 }
 
@@ -263,11 +280,13 @@ impl Executor for ReimageExecutor {
         match step {
             S::PowerOff => {
                 self.hw.set_power(job, &t, false).await?;
-                self.hw.confirm_power(&t, false).await.map(|_| ())
+                self.hw.confirm_power(&t, false).await?;
+                // A rescue root left by a failed rescue would be booted instead.
+                super::rescue::remove_rescue(&self.hw, job, &t).await
             }
             S::ProvisionRoot => self.provision(job, &t).await,
             S::ExportRoot => self.export(&t).await,
-            S::RenderBootFiles => self.render(job, &t).await,
+            S::RenderBootFiles => check_boot_files(&self.hw, job, &t, RootKind::Own).await,
             S::PowerOn => self.hw.set_power(job, &t, true).await,
             S::AwaitBoot => self.hw.await_boot(job, &t).await.map(|_| ()),
             S::ConfirmPower
@@ -279,7 +298,10 @@ impl Executor for ReimageExecutor {
             | S::PowerOnStaggered
             | S::AwaitPis
             | S::TakeSnapshot
-            | S::RestoreRoot => Err(unknown_step(job, step)),
+            | S::RestoreRoot
+            | S::ProvisionRescue
+            | S::ExportRescue
+            | S::RemoveRescue => Err(unknown_step(job, step)),
         }
     }
 }
@@ -293,11 +315,12 @@ fn params(job: &Job) -> Result<ReimageParams, StepError> {
     })
 }
 
-/// The Pi's root directory name in the image store: its inventory id.
-pub(crate) fn root_name(pi: &Pi) -> Result<PiName, StepError> {
-    PiName::new(pi.id.as_str()).map_err(|e| {
+/// The directory name in the image store of the Pi's root of `kind`: its inventory id,
+/// with `_rescue` for its rescue root.
+pub(crate) fn store_name(pi: &crate::ids::PiId, kind: RootKind) -> Result<PiName, StepError> {
+    root_name(pi, kind).map_err(|e| {
         StepError::permanent(
-            format!("Pi id as a root name: {e}"),
+            format!("Pi id as a root name: {}", chain(&e)),
             "This Pi cannot be reinstalled; contact support.",
         )
     })

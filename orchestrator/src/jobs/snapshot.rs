@@ -24,8 +24,9 @@ use serde_json::json;
 use super::hardware::{Hardware, Target};
 use super::model::JobStep;
 use super::power::unknown_step;
-use super::reimage::{ReimageExecutor, blocking, images_error, recorded, root_name};
+use super::reimage::{ReimageExecutor, blocking, images_error, recorded, store_name};
 use super::runner::{Executor, StepError};
+use crate::bootplan::RootKind;
 use crate::db::events::NewEvent;
 use crate::model::Job;
 use crate::snapshots::{Reason, snapshot_of_job};
@@ -47,7 +48,7 @@ impl SnapshotExecutor {
 
     async fn take(&self, job: &Job, t: &Target) -> Result<(), StepError> {
         let images = self.hw.images()?.clone();
-        let name = root_name(&t.pi)?;
+        let name = store_name(&t.pi.id, RootKind::Own)?;
         let id = snapshot_of_job(&job.id);
         let info = blocking(move || {
             Roots::new(&images.store, images.runner.as_ref()).snapshot(&name, &id)
@@ -102,7 +103,7 @@ impl RestoreExecutor {
             )
         })?;
         let images = self.hw.images()?.clone();
-        let name = root_name(&t.pi)?;
+        let name = store_name(&t.pi.id, RootKind::Own)?;
         let keep = snapshot_of_job(&job.id);
         let done = self.hw.db.job_result(&job.id).await?;
         let image = match done.as_ref().map(|d| &d["restored"]) {
@@ -149,7 +150,7 @@ impl RestoreExecutor {
             }
         };
         let images = self.hw.images()?.clone();
-        let name = root_name(&t.pi)?;
+        let name = store_name(&t.pi.id, RootKind::Own)?;
         let live = blocking(move || {
             let root = Roots::new(&images.store, images.runner.as_ref()).get(&name)?;
             Ok(root.map(|r| r.path))

@@ -464,6 +464,10 @@ impl Lab {
             o.state_dir.join("ganesha/ganesha.log").display(),
             o.reconcile_seconds,
         );
+        // Rescue roots come from an image the lab already has, so no second real image is
+        // built: the real one when QEMU Pis are in the lab, else a synthetic one.
+        let rescue = if o.real > 0 { REAL_IMAGE } else { LAB_IMAGES[0].0 };
+        text += &format!("[rescue]\nimage = {}\n", quoted(rescue));
         if let Some(c) = &o.cluster {
             text += &format!(
                 "[cluster]\nname = {}\nheartbeat_ms = {}\nlease_ms = {}\n",
