@@ -40,7 +40,32 @@ pub struct Console {
     pub baud: u32,
     #[serde(default)]
     pub local: Option<String>,
+    /// How the kernel gets netconsole (the controller's `netconsole=` argument is on every
+    /// generated command line). Unset: the kernel's own (built in, or nothing).
+    /// `module`: the initramfs loads it as soon as the NIC exists and replays the boot so
+    /// far into the log (netconsole does not replay the buffer itself). Skipped in the
+    /// hash when unset, so recipes without it keep their cached bases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netconsole: Option<NetconsoleKind>,
+    /// The running system's journald forwards messages of this syslog level and above
+    /// to the kernel log (and so to netconsole): a drop-in in the base. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_to_kmsg: Option<String>,
 }
+
+/// Where a recipe's kernel has netconsole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetconsoleKind {
+    /// `CONFIG_NETCONSOLE=y`: the `netconsole=` argument works directly.
+    Builtin,
+    /// `CONFIG_NETCONSOLE=m`: loaded by the initramfs (needs `[boot] initramfs_modules`).
+    Module,
+}
+
+/// The syslog levels journald accepts for `MaxLevelKMsg=`.
+pub const SYSLOG_LEVELS: &[&str] =
+    &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
 /// How a built base boots over the network: what goes into its boot directory besides
 /// what the packages put there, and what the build writes into `config.txt`.
@@ -233,6 +258,21 @@ impl TryFrom<RawRecipe> for Recipe {
         check_relative("boot_dir", &r.boot_dir)?;
         check_boot(&r.boot)?;
         check_word("console.serial", &r.console.serial, "")?;
+        if let Some(level) = &r.console.journal_to_kmsg
+            && !SYSLOG_LEVELS.contains(&level.as_str())
+        {
+            return Err(format!(
+                "console.journal_to_kmsg {level:?} is not one of {}",
+                SYSLOG_LEVELS.join(", ")
+            ));
+        }
+        if r.console.netconsole == Some(NetconsoleKind::Module)
+            && r.boot.initramfs_modules.is_empty()
+        {
+            return Err("console.netconsole = \"module\" needs an initramfs \
+                        (boot.initramfs_modules)"
+                .to_string());
+        }
         Ok(Recipe {
             name: r.name,
             description: r.description,

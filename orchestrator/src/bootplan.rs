@@ -46,6 +46,9 @@ pub struct BootPlan {
     /// `console=` arguments from the root's base manifest (its recipe's consoles); empty
     /// when unknown, and then the image's own `cmdline.txt` decides.
     pub console: Vec<String>,
+    /// The controller's console port (`[console]`), where the Pi's netconsole sends to
+    /// `controller`; `None` when the console receiver is off.
+    pub netconsole_port: Option<u16>,
 }
 
 impl BootPlan {
@@ -59,6 +62,9 @@ impl BootPlan {
             console: self.console.clone(),
             extra_args: Vec::new(),
             config_additions: Vec::new(),
+            netconsole: self
+                .netconsole_port
+                .map(|port| std::net::SocketAddrV4::new(self.controller, port)),
         }
     }
 }
@@ -105,6 +111,7 @@ pub fn plan(
         export,
         root,
         console: Vec::new(),
+        netconsole_port: None,
     })
 }
 
@@ -117,6 +124,7 @@ pub struct BootPlanner {
     exporter: Option<Arc<dyn NfsExporter>>,
     store: Option<ImageStore>,
     bases: Mutex<HashMap<(String, String), Arc<Base>>>,
+    netconsole_port: Option<u16>,
 }
 
 impl BootPlanner {
@@ -125,7 +133,19 @@ impl BootPlanner {
         exporter: Option<Arc<dyn NfsExporter>>,
         store: Option<ImageStore>,
     ) -> BootPlanner {
-        BootPlanner { roots_dir, exporter, store, bases: Mutex::new(HashMap::new()) }
+        BootPlanner {
+            roots_dir,
+            exporter,
+            store,
+            bases: Mutex::new(HashMap::new()),
+            netconsole_port: None,
+        }
+    }
+
+    /// Plans that send every Pi's netconsole to its `.1` on `port`.
+    pub fn with_netconsole(mut self, port: Option<u16>) -> BootPlanner {
+        self.netconsole_port = port;
+        self
     }
 
     /// The plan of the slot with storage addresses `controller`/`pi_ip` holding Pi `pi`.
@@ -148,6 +168,7 @@ impl BootPlanner {
                 None => e.pseudo_path(),
             })?;
         plan.console = base.map(|b| b.manifest.console_args.clone()).unwrap_or_default();
+        plan.netconsole_port = self.netconsole_port;
         Ok(plan)
     }
 

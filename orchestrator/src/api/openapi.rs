@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, error, fabric, jobs, meta, pis, shelf_status};
+use super::{cluster, console, error, fabric, jobs, meta, pis, shelf_status};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,7 @@ use super::{cluster, error, fabric, jobs, meta, pis, shelf_status};
     paths(
         meta::healthz, meta::metrics, meta::events, meta::images, meta::list_tokens, meta::create_token, meta::revoke_token,
         pis::list, pis::get, pis::create, pis::update, pis::events, pis::power_on, pis::power_off, pis::reboot, pis::reimage,
+        console::get,
         jobs::list, jobs::get, jobs::cancel, jobs::kinds,
         fabric::list_switches, fabric::create_switch, fabric::update_switch, fabric::list_shelves, fabric::get_shelf, fabric::enroll_shelf, fabric::rack_shelf,
         shelf_status::get_shelf_status,
