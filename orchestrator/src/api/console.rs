@@ -40,20 +40,58 @@ pub struct ConsoleQuery {
 }
 
 /// One console line. `text` is the bytes decoded as UTF-8, invalid sequences replaced
-/// by U+FFFD; when that is not exact, `raw_hex` holds the bytes as received.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// by U+FFFD; when that is not exact, `raw_hex` holds the bytes as received. `shown` is
+/// the line to display ([`shown`]): every control character visible, none interpreted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ConsoleLineView {
     /// Increasing: the cursor for `after` and the SSE event id.
     pub id: i64,
     /// When the controller received it (ms since the epoch).
     pub at: i64,
     pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For display: ESC as `␛`, other control characters, invalid bytes and
+    /// bidirectional overrides as `\xNN` / `\u{NNNN}`; print it as text, never as markup.
+    pub shown: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_hex: Option<String>,
+}
+
+/// A console line made safe to show on a terminal or a page: printable text stays, ESC
+/// becomes `␛` (so colour codes read as `␛[31m`), other C0 and C1 controls and DEL
+/// become `\xNN`, bytes that are not UTF-8 `\xNN`, and characters that reorder text
+/// (bidirectional overrides and isolates) `\u{NNNN}`. Tab stays a tab. The one rule
+/// for the API's `shown`, the CLI and `/ui`.
+pub fn shown(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\t' => out.push(c),
+                '\u{1b}' => out.push('␛'),
+                c if c.is_control() => {
+                    let n = c as u32;
+                    if n <= 0xff {
+                        out.push_str(&format!("\\x{n:02x}"));
+                    } else {
+                        out.push_str(&format!("\\u{{{n:04x}}}"));
+                    }
+                }
+                '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => {
+                    out.push_str(&format!("\\u{{{:04x}}}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 impl From<StoredLine> for ConsoleLineView {
     fn from(l: StoredLine) -> Self {
+        let shown = shown(&l.bytes);
         let (text, raw_hex) = match String::from_utf8(l.bytes) {
             Ok(text) => (text, None),
             Err(e) => {
@@ -61,12 +99,12 @@ impl From<StoredLine> for ConsoleLineView {
                 (String::from_utf8_lossy(&bytes).into_owned(), Some(hex::encode(&bytes)))
             }
         };
-        ConsoleLineView { id: l.id, at: l.at, text, raw_hex }
+        ConsoleLineView { id: l.id, at: l.at, text, shown, raw_hex }
     }
 }
 
 /// A boot's lines and the boots there are.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Console {
     #[schema(value_type = String)]
     pub pi: PiId,
@@ -231,6 +269,22 @@ fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_makes_every_control_visible_and_keeps_text() {
+        assert_eq!(shown(b"[    0.000000] Linux version 6.1"), "[    0.000000] Linux version 6.1");
+        assert_eq!(shown(b"\x1b[31mred\x1b[0m"), "␛[31mred␛[0m");
+        assert_eq!(shown(b"a\rb\x00c\x07\x7f\td"), "a\\x0db\\x00c\\x07\\x7f\td");
+        assert_eq!(shown(b"bad \xff\xfe end"), "bad \\xff\\xfe end");
+        assert_eq!(shown("C1 \u{9b}31m".as_bytes()), "C1 \\x9b31m");
+        assert_eq!(shown("\u{202e}txt.exe".as_bytes()), "\\u{202e}txt.exe");
+        assert_eq!(shown("héllo ünïcode".as_bytes()), "héllo ünïcode");
+        assert_eq!(
+            shown("<script>&amp;".as_bytes()),
+            "<script>&amp;",
+            "markup is text, escaped by the page"
+        );
+    }
 
     #[test]
     fn invalid_utf8_keeps_its_bytes_beside_the_lossy_text() {

@@ -18,7 +18,7 @@ pub struct ConsoleLimits {
 }
 
 /// One boot of a Pi's console.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ConsoleBoot {
     /// Per-Pi boot number, from 1.
     pub boot: i64,
