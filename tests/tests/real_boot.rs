@@ -184,6 +184,16 @@ async fn check_consoles(lab: &Lab, customer: &Customer<'_>, a: &Boot, b: &Boot) 
     let ((va, ta), (vb, tb)) = (console_a, console_b);
     let serial = tail(&console_of(lab, a.port));
     assert!(ta.contains("Linux version"), "no kernel banner in Pi a's console:\n{ta}\n{serial}");
+    // The banner predates netconsole (a module loaded by the initramfs): it is replayed.
+    assert!(
+        ta.lines().any(|l| l.starts_with("bramble-replay: [") && l.contains("Linux version")),
+        "the banner is not a replayed line:\n{ta}"
+    );
+    for l in ta.lines().filter(|l| {
+        l.contains("Linux version") || l.contains("netconsole") || l.contains("NFS root")
+    }) {
+        println!("console of Pi a: {l}");
+    }
     assert!(ta.contains(&root_a), "no NFS root line in Pi a's console:\n{ta}");
     assert!(tb.contains(&root_b), "no NFS root line in Pi b's console:\n{tb}");
     assert!(!tb.contains(&a.address) && !ta.contains(&root_b), "consoles mixed:\n{ta}\n---\n{tb}");
