@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::sql::Sql;
 use super::{Db, DbError, get_i64};
 use crate::ids::{CustomerId, PiId};
 use crate::time::now_millis;
@@ -68,6 +69,16 @@ fn boot_from_row(r: &sqlx::any::AnyRow) -> Result<ConsoleBoot, DbError> {
     })
 }
 
+/// A Pi's newest TFTP reads after event `after` (the kernel read a new boot starts
+/// from is among them), on the partial index `events_tftp_read_pi`.
+pub(crate) fn kernel_reads_sql(pi: &PiId, after: i64) -> Sql {
+    Sql::new("SELECT id, data FROM events")
+        .and("pi_id = ?", pi.0.clone())
+        .push(" AND kind = 'tftp.read'", Vec::new())
+        .and("id > ?", after)
+        .push(" ORDER BY id DESC LIMIT 50", Vec::new())
+}
+
 impl Db {
     /// Appends each Pi's lines to its current boot, starting a new boot first when its
     /// timeline shows a kernel read after the one the current boot started from, and
@@ -98,13 +109,7 @@ impl Db {
                 .transpose()?;
             let after = current.map_or(0, |c| c.2);
             // The newest kernel read after the current boot's (its TFTP reads, newest first).
-            let reads = self
-                .q("SELECT id, data FROM events WHERE pi_id = $1 AND kind = 'tftp.read' \
-                    AND id > $2 ORDER BY id DESC LIMIT 50")
-                .bind(pi.0.clone())
-                .bind(after)
-                .fetch_all(&mut *tx)
-                .await?;
+            let reads = self.query(&kernel_reads_sql(pi, after)).fetch_all(&mut *tx).await?;
             let mut kernel = None;
             for r in &reads {
                 let data: String = super::get_str(r, "data")?;

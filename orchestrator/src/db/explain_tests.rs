@@ -134,6 +134,10 @@ fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
         ("a customer's jobs", jobs(JobFilter { visible_to: customer(), ..JobFilter::default() })),
         ("a Pi's jobs", jobs(JobFilter { pi: pi(), ..JobFilter::default() })),
         ("one batch of boot-timeline pruning", retention::prune_batch_sql(backend, 1_000, 1_000)),
+        (
+            "a Pi's kernel reads (console boots)",
+            super::console::kernel_reads_sql(&PiId("pi-7".into()), 0),
+        ),
     ]
 }
 
