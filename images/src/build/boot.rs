@@ -17,27 +17,23 @@ use crate::recipe::{BootSpec, NetconsoleKind, Recipe};
 pub const INITRAMFS_CONF: &str = "etc/initramfs-tools/conf.d/bramble-netboot.conf";
 /// initramfs-tools hook that adds (and loads at boot) the recipe's modules.
 pub const INITRAMFS_HOOK: &str = "etc/initramfs-tools/hooks/bramble-netboot";
-/// init-premount script that loads netconsole once the NIC exists and replays the boot.
+/// init-premount script that loads netconsole once the NIC exists.
 pub const NETCONSOLE_PREMOUNT: &str =
     "etc/initramfs-tools/scripts/init-premount/bramble-netconsole";
 /// nfs-bottom script that logs the NFS root mount to the kernel log.
 pub const NFSROOT_BOTTOM: &str = "etc/initramfs-tools/scripts/nfs-bottom/bramble-nfsroot";
-/// The prefix of every line the initramfs replays from the kernel's log into netconsole:
-/// the line was printed before netconsole was loaded, so the controller got it late.
-pub const REPLAY_PREFIX: &str = "bramble-replay: ";
 
 /// initramfs-tools script header (`prereqs` protocol).
 const SCRIPT_HEAD: &str = "PREREQ=\"\"\n\
                            prereqs() { echo \"$PREREQ\"; }\n\
                            case \"$1\" in prereqs) prereqs; exit 0;; esac\n";
 
-/// Loads netconsole with the command line's `netconsole=` value once its NIC exists
-/// (`init` itself tries before the NIC driver is loaded, and fails), then replays the
-/// kernel log printed so far (the version banner on) into `/dev/kmsg`, each line marked
-/// with [`REPLAY_PREFIX`], up to the line where netconsole started sending. The log is
-/// read with klibc's `dmesg`, which drops the levels: replayed lines are `info`.
-/// `printk_devkmsg` is set to `on`, so `/dev/kmsg` writes (these, then journald's) are
-/// not rate limited.
+/// Loads netconsole with the command line's `netconsole=` value once its NIC exists.
+/// `init` itself tries before the NIC driver is loaded, and on a Pi whose NIC sits
+/// behind USB that fails. A target given as a module parameter makes netconsole dump the
+/// kernel log so far when it registers (`CON_PRINTBUFFER`), so the version banner is
+/// sent then; seen under QEMU with Debian's 6.1 kernel. `printk_devkmsg` is set to `on`,
+/// so the `/dev/kmsg` lines of the scripts (and journald's) are not rate limited.
 fn netconsole_premount() -> String {
     format!(
         "#!/bin/sh\n\
@@ -48,19 +44,12 @@ fn netconsole_premount() -> String {
          \tcase \"$x\" in netconsole=*) nc=\"${{x#netconsole=}}\";; esac\n\
          done\n\
          [ -n \"$nc\" ] || exit 0\n\
-         dev=\"${{nc#*/}}\"; dev=\"${{dev%%,*}}\"; [ -n \"$dev\" ] || dev=eth0\n\
-         if [ ! -d /sys/module/netconsole ]; then\n\
-         \ti=0\n\
-         \twhile [ ! -e \"/sys/class/net/$dev\" ] && [ \"$i\" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n\
-         \tmodprobe netconsole netconsole=\"$nc\" || exit 0\n\
-         fi\n\
          echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null\n\
-         dmesg > /run/bramble-replay 2>/dev/null || exit 0\n\
-         while IFS= read -r line; do\n\
-         \techo \"<6>{REPLAY_PREFIX}$line\" > /dev/kmsg\n\
-         \tcase \"$line\" in *\"netconsole: network logging started\"*) break;; esac\n\
-         done < /run/bramble-replay\n\
-         rm -f /run/bramble-replay\n\
+         [ -d /sys/module/netconsole ] && exit 0\n\
+         dev=\"${{nc#*/}}\"; dev=\"${{dev%%,*}}\"; [ -n \"$dev\" ] || dev=eth0\n\
+         i=0\n\
+         while [ ! -e \"/sys/class/net/$dev\" ] && [ \"$i\" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n\
+         modprobe netconsole netconsole=\"$nc\"\n\
          exit 0\n"
     )
 }
