@@ -310,6 +310,30 @@ mod tests {
     }
 
     #[test]
+    fn netconsole_scripts_are_carried_and_parse_as_shell() {
+        let r = recipe("debian-bookworm-arm64");
+        let files = initramfs_files(&r.boot, r.console.netconsole);
+        let hook = &files.iter().find(|(p, ..)| *p == INITRAMFS_HOOK).expect("hook").1;
+        assert!(hook.contains("manual_add_modules netconsole\n"), "{hook}");
+        assert!(!hook.contains("force_load netconsole"), "netconsole needs the NIC first");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for path in [NETCONSOLE_PREMOUNT, NFSROOT_BOTTOM, INITRAMFS_HOOK] {
+            let text = &files.iter().find(|(p, ..)| *p == path).expect("script").1;
+            let file = dir.path().join("script");
+            std::fs::write(&file, text).expect("write");
+            let out = std::process::Command::new("sh").arg("-n").arg(&file).output().expect("sh");
+            assert!(
+                out.status.success(),
+                "{path}: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Without netconsole as a module (Raspbian: built in, or none), no scripts.
+        let plain = initramfs_files(&r.boot, None);
+        assert!(plain.iter().all(|(p, ..)| *p != NETCONSOLE_PREMOUNT && *p != NFSROOT_BOTTOM));
+    }
+
+    #[test]
     fn newest_kernel_wins_by_version_number_not_by_text() {
         let root = tempfile::tempdir().expect("tempdir");
         for v in ["6.1.0-9-arm64", "6.1.0-28-arm64", "6.1.0-10-arm64"] {
