@@ -56,7 +56,17 @@ fn bookworm_arm64_base_boots_without_an_sd_card() {
     {
         assert!(files.lines().any(|l| l.ends_with(module)), "{module} is not in the initramfs");
     }
-    for tool in ["usr/bin/ipconfig", "usr/bin/nfsmount", "scripts/nfs"] {
+    // netconsole is carried (loaded by the init-premount script once eth0 exists, not
+    // force-loaded), with the script that logs the NFS root mount.
+    assert!(files.lines().any(|l| l.ends_with("netconsole.ko")), "netconsole.ko is not in it");
+    for tool in [
+        "usr/bin/ipconfig",
+        "usr/bin/nfsmount",
+        "usr/bin/dmesg",
+        "scripts/nfs",
+        "scripts/init-premount/bramble-netconsole",
+        "scripts/nfs-bottom/bramble-nfsroot",
+    ] {
         assert!(files.lines().any(|l| l.trim_start_matches("./").starts_with(tool)), "no {tool}");
     }
     let conf = Command::new("sh")
@@ -70,6 +80,13 @@ fn bookworm_arm64_base_boots_without_an_sd_card() {
     let conf = String::from_utf8_lossy(&conf.stdout);
     assert!(conf.contains("BOOT=nfs"), "{conf}");
     assert!(conf.contains("genet") && conf.contains("virtio_net"), "{conf}");
+
+    // The running system forwards journald's notice and above to the kernel log.
+    let journald = std::fs::read_to_string(
+        base.root().join("etc/systemd/journald.conf.d/bramble-console.conf"),
+    )
+    .expect("journald drop-in");
+    assert!(journald.contains("ForwardToKMsg=yes\nMaxLevelKMsg=notice\n"), "{journald}");
 
     // No per-machine identity in a base; its size is recorded (and kept modest).
     assert!(!base.root().join("etc/ssh/ssh_host_ed25519_key").exists());

@@ -2,7 +2,7 @@
 //! `cmdline.txt` (NFS root on the slot's storage /30) and `config.txt` (the on-disk file
 //! plus a marked per-slot section). Pure rendering; the caller supplies on-disk content.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Console settings used when neither the slot nor the image names any.
 pub const DEFAULT_CONSOLE: [&str; 2] = ["console=serial0,115200", "console=tty1"];
@@ -14,8 +14,11 @@ pub const CONFIG_BEGIN: &str =
 pub const CONFIG_END: &str = "# --- end bramble ---";
 
 /// Kernel arguments Bramble owns; extra arguments with these keys are dropped.
-const RESERVED_KEYS: [&str; 8] =
-    ["root", "nfsroot", "ip", "rw", "ro", "rootwait", "rootfstype", "console"];
+const RESERVED_KEYS: [&str; 9] =
+    ["root", "nfsroot", "ip", "rw", "ro", "rootwait", "rootfstype", "console", "netconsole"];
+
+/// The UDP port a Pi's netconsole sends from.
+pub const NETCONSOLE_SOURCE_PORT: u16 = 6665;
 
 /// Inputs to the generated files for one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +37,9 @@ pub struct BootParams {
     pub extra_args: Vec<String>,
     /// Lines appended to `config.txt` in the generated section.
     pub config_additions: Vec<String>,
+    /// Where the kernel's netconsole sends (the controller's `.1` and its console port);
+    /// `None` leaves netconsole off.
+    pub netconsole: Option<SocketAddrV4>,
 }
 
 impl BootParams {
@@ -47,6 +53,7 @@ impl BootParams {
             console: Vec::new(),
             extra_args: Vec::new(),
             config_additions: Vec::new(),
+            netconsole: None,
         }
     }
 }
@@ -88,6 +95,16 @@ pub fn render_cmdline(
         "fsck.repair=yes".to_string(),
         "rootwait".to_string(),
     ]);
+    // From the Pi's own address on eth0 to the controller; no MAC, so broadcast frames
+    // (the /30 has nobody else). A kernel with netconsole as a module gets the value
+    // from its initramfs, which loads the module once eth0 exists.
+    if let Some(to) = params.netconsole {
+        args.push(format!(
+            "netconsole={NETCONSOLE_SOURCE_PORT}@{pi}/eth0,{}@{}/",
+            to.port(),
+            to.ip()
+        ));
+    }
     for arg in &params.extra_args {
         check_arg(arg)?;
         let key = arg.split('=').next().unwrap_or_default();
@@ -234,6 +251,18 @@ mod tests {
         let got = render_cmdline(&params, Some(image)).expect("renders");
         expect![[r#"
             console=ttyAMA0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off net.ifnames=0 elevator=deadline fsck.repair=yes rootwait quiet cgroup_enable=memory
+        "#]]
+        .assert_eq(&got);
+    }
+
+    #[test]
+    fn cmdline_snapshot_with_netconsole() {
+        let mut params = BootParams::example();
+        params.netconsole = Some(SocketAddrV4::new(params.controller, 6666));
+        params.extra_args = vec!["netconsole=1@1.2.3.4/eth0,2@5.6.7.8/".into()];
+        let got = render_cmdline(&params, None).expect("renders");
+        expect![[r#"
+            console=serial0,115200 console=tty1 root=/dev/nfs nfsroot=10.46.189.1:/export/10.46.189.2,vers=3,tcp rw ip=10.46.189.2::10.46.189.1:255.255.255.252::eth0:off net.ifnames=0 elevator=deadline fsck.repair=yes rootwait netconsole=6665@10.46.189.2/eth0,6666@10.46.189.1/
         "#]]
         .assert_eq(&got);
     }

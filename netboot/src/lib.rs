@@ -7,6 +7,7 @@
 //! it reports as [`events::BootEvent`]s.
 
 pub mod bootfiles;
+pub mod console;
 pub mod dhcp;
 pub mod events;
 pub mod hw;

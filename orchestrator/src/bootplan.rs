@@ -54,6 +54,9 @@ pub struct BootPlan {
     /// Whether the root's base runs sshd at boot ([`bramble_images::Manifest::runs_sshd`]):
     /// then a job's boot check waits for SSH on the Pi's `.2`.
     pub sshd: bool,
+    /// The controller's console port (`[console]`), where the Pi's netconsole sends to
+    /// `controller`; `None` when the console receiver is off.
+    pub netconsole_port: Option<u16>,
 }
 
 /// Which of a Pi's roots a plan is for.
@@ -76,6 +79,9 @@ impl BootPlan {
             console: self.console.clone(),
             extra_args: Vec::new(),
             config_additions: Vec::new(),
+            netconsole: self
+                .netconsole_port
+                .map(|port| std::net::SocketAddrV4::new(self.controller, port)),
         }
     }
 }
@@ -132,6 +138,7 @@ pub fn plan(
         root,
         console: Vec::new(),
         sshd: false,
+        netconsole_port: None,
     })
 }
 
@@ -144,6 +151,7 @@ pub struct BootPlanner {
     exporter: Option<Arc<dyn NfsExporter>>,
     store: Option<ImageStore>,
     bases: Mutex<HashMap<(String, String), Arc<Base>>>,
+    netconsole_port: Option<u16>,
 }
 
 impl BootPlanner {
@@ -152,7 +160,19 @@ impl BootPlanner {
         exporter: Option<Arc<dyn NfsExporter>>,
         store: Option<ImageStore>,
     ) -> BootPlanner {
-        BootPlanner { roots_dir, exporter, store, bases: Mutex::new(HashMap::new()) }
+        BootPlanner {
+            roots_dir,
+            exporter,
+            store,
+            bases: Mutex::new(HashMap::new()),
+            netconsole_port: None,
+        }
+    }
+
+    /// Plans that send every Pi's netconsole to its `.1` on `port`.
+    pub fn with_netconsole(mut self, port: Option<u16>) -> BootPlanner {
+        self.netconsole_port = port;
+        self
     }
 
     /// What the slot with storage addresses `controller`/`pi_ip` holding Pi `pi` boots
@@ -213,6 +233,7 @@ impl BootPlanner {
             })?;
         plan.console = base.as_ref().map(|b| b.manifest.console_args.clone()).unwrap_or_default();
         plan.sshd = base.is_some_and(|b| b.manifest.runs_sshd());
+        plan.netconsole_port = self.netconsole_port;
         Ok(plan)
     }
 

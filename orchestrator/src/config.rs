@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The rescue system (`[rescue]`).
     #[serde(default)]
     pub rescue: crate::jobs::config::RawRescue,
+    /// The Pis' netconsole receiver and how much of it is kept (`[console]`).
+    #[serde(default)]
+    pub console: crate::console::config::RawConsole,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,12 +216,13 @@ impl Config {
         }
 
         let images = ImagesConfig::from_raw(raw.images, &state_dir, origin)?;
-        let netboot = crate::netboot::config::NetbootConfig::from_raw(
+        let mut netboot = crate::netboot::config::NetbootConfig::from_raw(
             raw.netboot,
             &state_dir,
             &images.store_dir,
             origin,
         )?;
+        netboot.console = crate::console::ConsoleConfig::from_raw(raw.console, origin)?;
         let jobs = JobsConfig::from_raw(raw.jobs, origin)?;
         let switches = SwitchesConfig::from_raw(raw.switches, origin)?;
         let cluster = crate::cluster::ClusterConfig::from_raw(

@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod exports;
 pub mod fabric;

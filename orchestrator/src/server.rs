@@ -85,11 +85,14 @@ impl Controller {
         let images = open_images(&config)?;
         let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
         let storage = Arc::new(LateStorage::default());
-        let boot = Arc::new(BootPlanner::new(
-            config.netboot.roots_dir.clone(),
-            images.as_ref().and_then(|i| i.exporter.clone()),
-            images.as_ref().map(|i| i.store.clone()),
-        ));
+        let boot = Arc::new(
+            BootPlanner::new(
+                config.netboot.roots_dir.clone(),
+                images.as_ref().and_then(|i| i.exporter.clone()),
+                images.as_ref().map(|i| i.store.clone()),
+            )
+            .with_netconsole(config.netboot.console.netconsole_port()),
+        );
         let hardware = Arc::new(Hardware {
             db: db.clone(),
             fabric,

@@ -524,3 +524,53 @@ async fn metrics_and_openapi_are_served() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_pis_console_is_shown_per_boot_to_its_owner_only() {
+    async fn case(api: Api, op: &str, s: &bramble::api::AppState) {
+        use bramble::db::console::ConsoleLimits;
+        use bramble::ids::PiId;
+        let pis = api.rack(op, "shelf-c", 1, &["alice", "bob"]).await;
+        let (alice_pi, bob_pi) = (&pis[0], &pis[1]);
+        let alice = api.customer_token(op, "alice").await;
+        let limits = ConsoleLimits { keep_boots: 5, boot_bytes: 1 << 20 };
+        let lines =
+            vec![(1, b"Linux version 6.1".to_vec()), (2, b"ansi \x1b[1m bad \xff".to_vec())];
+        s.db.append_console(&[(PiId(alice_pi.clone()), lines)], limits).await.unwrap();
+
+        let r = api.get(&format!("/v1/pis/{alice_pi}/console"), &alice).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["boot"]["boot"], 1);
+        assert_eq!(r.body["boots"].as_array().unwrap().len(), 1);
+        let l = &r.body["lines"];
+        assert_eq!(l[0]["text"], "Linux version 6.1");
+        assert!(l[0].get("raw_hex").is_none(), "exact text needs no raw bytes");
+        assert_eq!(l[1]["shown"], "ansi ␛[1m bad \\xff");
+        assert_eq!(l[1]["raw_hex"], hex_of(b"ansi \x1b[1m bad \xff"));
+        // Paging on with after= and limit=.
+        let first = l[0]["id"].as_i64().unwrap();
+        let r = api.get(&format!("/v1/pis/{alice_pi}/console?after={first}&limit=1"), &alice).await;
+        assert_eq!(r.body["lines"].as_array().unwrap().len(), 1);
+        assert_eq!(r.body["more"], false);
+
+        // Another customer's Pi, or a boot not kept: 404. Bad parameters name the field.
+        let r = api.get(&format!("/v1/pis/{bob_pi}/console"), &alice).await;
+        assert_problem(&r, 404, "not_found");
+        let r = api.get(&format!("/v1/pis/{alice_pi}/console?boot=9"), &alice).await;
+        assert_problem(&r, 404, "not_found");
+        for (q, field) in
+            [("limit=0", "limit"), ("boot=0", "boot"), ("boot=x", "boot"), ("nope=1", "nope")]
+        {
+            let r = api.get(&format!("/v1/pis/{alice_pi}/console?{q}"), &alice).await;
+            assert_problem(&r, 422, "invalid_input");
+            assert!(r.body.to_string().contains(field), "{q}: {:?}", r.body);
+        }
+        // A Pi that sent nothing: no boot, no lines.
+        let r = api.get(&format!("/v1/pis/{bob_pi}/console"), op).await;
+        assert_eq!((r.status.as_u16(), &r.body["boot"]), (200, &serde_json::Value::Null));
+    }
+    fn hex_of(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+    each_backend!(case);
+}

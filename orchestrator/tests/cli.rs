@@ -160,3 +160,76 @@ fn switch_sim_answers_snmpget() {
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+/// `bramble pi console` prints a Pi's latest console boot with every control character
+/// visible (a Pi cannot drive the operator's terminal), `--boot N` an earlier one, and
+/// `--json` the API's answer.
+#[test]
+fn pi_console_prints_the_lines_with_controls_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--role", "operator", "--state-dir", state])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let _server = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--state-dir", state])
+            .env("BRAMBLE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bramble serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pi: String = rt.block_on(async {
+        let created = reqwest::Client::new()
+            .post(format!("{api}/v1/pis"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"serial": "0000c0de", "model": "4b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        created.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().into()
+    });
+    let none = bramble(&["pi", "console", &pi], &api, &token);
+    assert!(text(&none).contains("no console output yet"), "{}", text(&none));
+
+    // Two boots' lines, as the receiver would store them.
+    let url = format!("sqlite://{}/bramble.db", state);
+    rt.block_on(async {
+        use bramble::db::console::ConsoleLimits;
+        let db = bramble::db::Db::connect(&url).await.unwrap();
+        let limits = ConsoleLimits { keep_boots: 5, boot_bytes: 1 << 20 };
+        let id = bramble::ids::PiId(pi.clone());
+        db.append_console(&[(id.clone(), vec![(1, b"first boot".to_vec())])], limits).await.unwrap();
+        db.q("INSERT INTO events (at, pi_id, actor, kind, message, data) VALUES (1, $1, 'tftp', \
+              'tftp.read', 'TFTP read', '{\"stage\":{\"stage\":\"tftp_read\",\"file\":\"vmlinuz-6.1\"}}')")
+            .bind(pi.clone())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let lines = vec![(2, b"\x1b[31mred\x1b[0m \x07bell".to_vec()), (3, b"tail \xff".to_vec())];
+        db.append_console(&[(id, lines)], limits).await.unwrap();
+        db.close().await;
+    });
+    let out = bramble(&["pi", "console", &pi], &api, &token);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "-- boot 2 of 2 kept --\n␛[31mred␛[0m \\x07bell\ntail \\xff\n"
+    );
+    let out = bramble(&["pi", "console", &pi, "--boot", "1"], &api, &token);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("first boot"), "{}", text(&out));
+    let out = bramble(&["pi", "console", &pi, "--json"], &api, &token);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lines"][1]["raw_hex"], "7461696c20ff");
+}

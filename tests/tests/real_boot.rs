@@ -9,7 +9,10 @@
 //! machine-id and host keys differ between the two Pis, and that the host keys SSH sees
 //! are the fingerprints the API shows. A file written on the first Pi survives a reboot
 //! through the API (with a new boot id), and is gone after a second reinstall, which
-//! also brings new host keys on the same address.
+//! also brings new host keys on the same address. After the reboot, each Pi's console
+//! (`GET /v1/pis/{id}/console`, received over netconsole) holds its own kernel's lines:
+//! the version banner and the NFS root mount, not the other Pi's; another customer
+//! gets 404.
 //!
 //! Needs qemu-system-arm and openssh-client, and the debian-bookworm-arm64 base in the
 //! image build cache (`BRAMBLE_IMAGE_CACHE`, default /var/cache/bramble/images; built
@@ -125,6 +128,9 @@ async fn a_customer_reinstalls_reboots_and_reinstalls_real_pis_and_logs_in_with_
     assert_eq!(lines.first().copied(), Some("kept"), "the file survived the reboot: {after}");
     assert_ne!(lines.get(1).copied(), Some(a.boot_id.as_str()), "the Pi really rebooted");
 
+    // The console without a BMC: the reboot's kernel lines, through the API.
+    check_consoles(&lab, &customer, a, b).await;
+
     // A second reinstall: the file is gone, the host keys are new, the address is the same.
     let again = Instant::now();
     let job = customer.reinstall(&a.pi).await;
@@ -144,6 +150,90 @@ async fn a_customer_reinstalls_reboots_and_reinstalls_real_pis_and_logs_in_with_
     let state_dir = lab.opts.state_dir.clone();
     lab.down().await;
     remove_state_dir(&state_dir).await;
+}
+
+/// After a reboot through the API, the first Pi's latest console boot holds its kernel's
+/// own lines (the version banner, once, and the NFS root mount); the
+/// second Pi's holds its own root, not the first's; follow mode streams lines; another
+/// customer gets 404.
+async fn check_consoles(lab: &Lab, customer: &Customer<'_>, a: &Boot, b: &Boot) {
+    let (ca, cb) = (dot_one(&a.address), dot_one(&b.address));
+    let root_a = format!("NFS root {ca}:/export/{} mounted", a.address);
+    let root_b = format!("NFS root {cb}:/export/{} mounted", b.address);
+    let start = Instant::now();
+    let (console_a, console_b) = loop {
+        let (sa, va) = customer.console(&a.pi, "").await;
+        let (sb, vb) = customer.console(&b.pi, "").await;
+        assert_eq!((sa, sb), (200, 200), "{va} {vb}");
+        let text = |v: &Value| -> String {
+            v["lines"]
+                .as_array()
+                .map_or(vec![], |l| {
+                    l.iter().map(|l| l["text"].as_str().unwrap_or_default().to_string()).collect()
+                })
+                .join("\n")
+        };
+        let (ta, tb) = (text(&va), text(&vb));
+        if (ta.contains("Linux version") && ta.contains(&root_a) && tb.contains(&root_b))
+            || start.elapsed() > Duration::from_secs(60)
+        {
+            break ((va, ta), (vb, tb));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ((va, ta), (vb, tb)) = (console_a, console_b);
+    let serial = tail(&console_of(lab, a.port));
+    assert!(ta.contains("Linux version"), "no kernel banner in Pi a's console:\n{ta}\n{serial}");
+    // The banner predates netconsole (a module the initramfs loads): netconsole sends the
+    // log so far when it registers with a boot-time target, so it arrives once.
+    assert_eq!(ta.matches("] Linux version ").count(), 1, "the banner once:\n{ta}");
+    for l in ta.lines().filter(|l| {
+        l.contains("Linux version") || l.contains("netconsole") || l.contains("NFS root")
+    }) {
+        println!("console of Pi a: {l}");
+    }
+    assert!(ta.contains(&root_a), "no NFS root line in Pi a's console:\n{ta}");
+    assert!(tb.contains(&root_b), "no NFS root line in Pi b's console:\n{tb}");
+    assert!(!tb.contains(&a.address) && !ta.contains(&root_b), "consoles mixed:\n{ta}\n---\n{tb}");
+    // The reboot started a new console boot: Pi a has its reinstall's and the reboot's.
+    let boots = va["boots"].as_array().expect("boots");
+    assert!(boots.len() >= 2, "boots: {boots:?}");
+    assert_eq!(va["boot"]["boot"], boots.last().expect("a boot")["boot"], "latest by default");
+    let earlier = boots[0]["boot"].as_i64().expect("number");
+    let (s, first) = customer.console(&a.pi, &format!("?boot={earlier}")).await;
+    assert_eq!(s, 200, "{first}");
+    assert!(first["lines"].as_array().is_some_and(|l| !l.is_empty()), "earlier boot kept");
+    println!(
+        "console: Pi a {} lines in boot {}, Pi b {} lines; {} boots kept for a",
+        va["lines"].as_array().map_or(0, Vec::len),
+        va["boot"]["boot"],
+        vb["lines"].as_array().map_or(0, Vec::len),
+        boots.len()
+    );
+    // Follow mode: server-sent events with the stored lines first.
+    let mut r = reqwest::Client::new()
+        .get(format!("{}/v1/pis/{}/console?follow=true", lab.api, a.pi))
+        .bearer_auth(&customer.token)
+        .send()
+        .await
+        .expect("GET follow");
+    assert_eq!(r.status(), 200);
+    let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+        .await
+        .expect("an event within 10 s")
+        .expect("chunk")
+        .unwrap_or_default();
+    let chunk = String::from_utf8_lossy(&chunk);
+    assert!(chunk.contains("event: line") && chunk.contains("data: {"), "{chunk}");
+    // Another customer's token: 404, as for every route of a Pi that is not theirs.
+    let other = shelf::customer_token(lab, "cust-other").await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/pis/{}/console", lab.api, a.pi))
+        .bearer_auth(other)
+        .send()
+        .await
+        .expect("GET as another customer");
+    assert_eq!(r.status(), 404);
 }
 
 /// Three copies of a real root (the base and two Pis'), about 2 GB: not worth keeping.
@@ -216,6 +306,18 @@ impl<'a> Customer<'a> {
     async fn reinstall(&self, pi: &str) -> String {
         let body = json!({ "image": REAL_IMAGE, "ssh_keys": [self.public] });
         self.post(&format!("/v1/pis/{pi}/reimage"), body).await
+    }
+
+    /// `GET /v1/pis/{pi}/console{query}`: the status and the body.
+    async fn console(&self, pi: &str, query: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/pis/{pi}/console{query}", self.lab.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET console");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
     }
 
     async fn pi(&self, pi: &str) -> Value {

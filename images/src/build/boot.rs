@@ -11,12 +11,64 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ImagesError, Result};
 use crate::fsutil::write_file;
-use crate::recipe::{BootSpec, Recipe};
+use crate::recipe::{BootSpec, NetconsoleKind, Recipe};
 
 /// initramfs-tools drop-in: boot from NFS, and carry only the modules the hook names.
 pub const INITRAMFS_CONF: &str = "etc/initramfs-tools/conf.d/bramble-netboot.conf";
 /// initramfs-tools hook that adds (and loads at boot) the recipe's modules.
 pub const INITRAMFS_HOOK: &str = "etc/initramfs-tools/hooks/bramble-netboot";
+/// init-premount script that loads netconsole once the NIC exists.
+pub const NETCONSOLE_PREMOUNT: &str =
+    "etc/initramfs-tools/scripts/init-premount/bramble-netconsole";
+/// nfs-bottom script that logs the NFS root mount to the kernel log.
+pub const NFSROOT_BOTTOM: &str = "etc/initramfs-tools/scripts/nfs-bottom/bramble-nfsroot";
+
+/// initramfs-tools script header (`prereqs` protocol).
+const SCRIPT_HEAD: &str = "PREREQ=\"\"\n\
+                           prereqs() { echo \"$PREREQ\"; }\n\
+                           case \"$1\" in prereqs) prereqs; exit 0;; esac\n";
+
+/// Loads netconsole with the command line's `netconsole=` value once its NIC exists.
+/// `init` itself tries before the NIC driver is loaded, and on a Pi whose NIC sits
+/// behind USB that fails. A target given as a module parameter makes netconsole dump the
+/// kernel log so far when it registers (`CON_PRINTBUFFER`), so the version banner is
+/// sent then; seen under QEMU with Debian's 6.1 kernel. `printk_devkmsg` is set to `on`,
+/// so the `/dev/kmsg` lines of the scripts (and journald's) are not rate limited.
+fn netconsole_premount() -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by Bramble: netconsole for a netbooting Pi whose kernel has it as a module.\n\
+         {SCRIPT_HEAD}\
+         nc=\"\"\n\
+         for x in $(cat /proc/cmdline); do\n\
+         \tcase \"$x\" in netconsole=*) nc=\"${{x#netconsole=}}\";; esac\n\
+         done\n\
+         [ -n \"$nc\" ] || exit 0\n\
+         echo on > /proc/sys/kernel/printk_devkmsg 2>/dev/null\n\
+         [ -d /sys/module/netconsole ] && exit 0\n\
+         dev=\"${{nc#*/}}\"; dev=\"${{dev%%,*}}\"; [ -n \"$dev\" ] || dev=eth0\n\
+         i=0\n\
+         while [ ! -e \"/sys/class/net/$dev\" ] && [ \"$i\" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n\
+         modprobe netconsole netconsole=\"$nc\"\n\
+         exit 0\n"
+    )
+}
+
+/// Logs where the NFS root came from (`server:/path` as `/proc/mounts` shows it) to the
+/// kernel log, so the console shows the mount (klibc's `nfsmount` prints nothing there).
+fn nfsroot_bottom() -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Written by Bramble: the NFS root mount, in the kernel log (and so on netconsole).\n\
+         {SCRIPT_HEAD}\
+         while read -r src mnt fstype opts rest; do\n\
+         \tif [ \"$mnt\" = \"${{rootmnt:-/root}}\" ]; then\n\
+         \t\techo \"<5>bramble: NFS root $src mounted on $mnt ($fstype $opts)\" > /dev/kmsg\n\
+         \tfi\n\
+         done < /proc/mounts\n\
+         exit 0\n"
+    )
+}
 
 /// What a built base boots: file names relative to its boot dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +78,12 @@ pub struct BootFiles {
 }
 
 /// The initramfs-tools files for `spec`, as (path in the root, contents, mode); none when
-/// the kernel mounts its NFS root itself.
-pub fn initramfs_files(spec: &BootSpec) -> Vec<(&'static str, String, u32)> {
+/// the kernel mounts its NFS root itself. With `netconsole` a module, the hook also adds
+/// it (not force-loaded: it needs the NIC) and the netconsole and NFS-root scripts.
+pub fn initramfs_files(
+    spec: &BootSpec,
+    netconsole: Option<NetconsoleKind>,
+) -> Vec<(&'static str, String, u32)> {
     if spec.initramfs_modules.is_empty() {
         return Vec::new();
     }
@@ -48,12 +104,20 @@ pub fn initramfs_files(spec: &BootSpec) -> Vec<(&'static str, String, u32)> {
     for m in &spec.initramfs_modules {
         hook.push_str(&format!("force_load {m}\n"));
     }
-    vec![(INITRAMFS_CONF, conf, 0o644), (INITRAMFS_HOOK, hook, 0o755)]
+    let mut files = Vec::new();
+    if netconsole == Some(NetconsoleKind::Module) {
+        hook.push_str("manual_add_modules netconsole\n");
+        files.push((NETCONSOLE_PREMOUNT, netconsole_premount(), 0o755));
+        files.push((NFSROOT_BOTTOM, nfsroot_bottom(), 0o755));
+    }
+    files.insert(0, (INITRAMFS_HOOK, hook, 0o755));
+    files.insert(0, (INITRAMFS_CONF, conf, 0o644));
+    files
 }
 
 /// Writes [`initramfs_files`] into `root`.
-pub fn write_initramfs_config(root: &Path, spec: &BootSpec) -> Result<()> {
-    for (path, contents, mode) in initramfs_files(spec) {
+pub fn write_initramfs_config(root: &Path, recipe: &Recipe) -> Result<()> {
+    for (path, contents, mode) in initramfs_files(&recipe.boot, recipe.console.netconsole) {
         write_file(&root.join(path), &contents, mode)?;
     }
     Ok(())
@@ -226,7 +290,7 @@ mod tests {
     #[test]
     fn raspbian_boots_the_kernel_its_package_installs_without_an_initramfs() {
         let r = recipe("raspbian-stretch");
-        assert!(initramfs_files(&r.boot).is_empty());
+        assert!(initramfs_files(&r.boot, r.console.netconsole).is_empty());
         let files = boot_files(&r.boot, None).expect("files");
         assert_eq!(files, BootFiles { kernel: "kernel7.img".into(), initramfs: None });
         let config = render_config_txt(&r.boot, &files);
@@ -236,13 +300,37 @@ mod tests {
     #[test]
     fn initramfs_hook_loads_every_pi_nic_driver_and_virtio_and_nfs() {
         let r = recipe("debian-bookworm-arm64");
-        let files = initramfs_files(&r.boot);
+        let files = initramfs_files(&r.boot, r.console.netconsole);
         let hook = &files.iter().find(|(p, ..)| *p == INITRAMFS_HOOK).expect("hook").1;
         for m in ["smsc95xx", "lan78xx", "genet", "virtio_mmio", "virtio_net", "nfsv3"] {
             assert!(hook.contains(&format!("force_load {m}\n")), "{m} missing from\n{hook}");
         }
         let conf = &files.iter().find(|(p, ..)| *p == INITRAMFS_CONF).expect("conf").1;
         assert!(conf.contains("BOOT=nfs\n") && conf.contains("MODULES=list\n"));
+    }
+
+    #[test]
+    fn netconsole_scripts_are_carried_and_parse_as_shell() {
+        let r = recipe("debian-bookworm-arm64");
+        let files = initramfs_files(&r.boot, r.console.netconsole);
+        let hook = &files.iter().find(|(p, ..)| *p == INITRAMFS_HOOK).expect("hook").1;
+        assert!(hook.contains("manual_add_modules netconsole\n"), "{hook}");
+        assert!(!hook.contains("force_load netconsole"), "netconsole needs the NIC first");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for path in [NETCONSOLE_PREMOUNT, NFSROOT_BOTTOM, INITRAMFS_HOOK] {
+            let text = &files.iter().find(|(p, ..)| *p == path).expect("script").1;
+            let file = dir.path().join("script");
+            std::fs::write(&file, text).expect("write");
+            let out = std::process::Command::new("sh").arg("-n").arg(&file).output().expect("sh");
+            assert!(
+                out.status.success(),
+                "{path}: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Without netconsole as a module (Raspbian: built in, or none), no scripts.
+        let plain = initramfs_files(&r.boot, None);
+        assert!(plain.iter().all(|(p, ..)| *p != NETCONSOLE_PREMOUNT && *p != NFSROOT_BOTTOM));
     }
 
     #[test]

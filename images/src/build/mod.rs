@@ -126,7 +126,7 @@ pub fn build_with(
         second?;
     }
     step(BuildStage::KernelPackages);
-    boot::write_initramfs_config(&root, &recipe.boot)?;
+    boot::write_initramfs_config(&root, recipe)?;
     let kernel = install_kernel(runner, recipe, &root);
     fsutil::unmount_below(runner, &root)?;
     kernel?;

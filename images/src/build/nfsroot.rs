@@ -25,10 +25,28 @@ pub fn prepare(root: &Path, recipe: &Recipe) -> Result<()> {
         mask_unit(root, unit)?;
     }
     enable_serial_getty(root, &recipe.console.serial)?;
+    if let Some(level) = &recipe.console.journal_to_kmsg {
+        write_file(&root.join(JOURNALD_KMSG), &render_journald_kmsg(level), 0o644)?;
+    }
     let boot = root.join(&recipe.boot_dir);
     std::fs::create_dir_all(&boot)
         .map_err(|e| ImagesError::io("creating boot directory", &boot, e))?;
     strip_identity(root)
+}
+
+/// journald drop-in forwarding the running system's messages to the kernel log.
+pub const JOURNALD_KMSG: &str = "etc/systemd/journald.conf.d/bramble-console.conf";
+
+/// The drop-in for [`JOURNALD_KMSG`]: messages at `level` and above reach the kernel log,
+/// and so netconsole and the controller's console for the Pi.
+pub fn render_journald_kmsg(level: &str) -> String {
+    format!(
+        "# Written by Bramble: the running system's messages at {level} and above go to the\n\
+         # kernel log, which netconsole sends to the controller (the Pi's console).\n\
+         [Journal]\n\
+         ForwardToKMsg=yes\n\
+         MaxLevelKMsg={level}\n"
+    )
 }
 
 /// Masks a systemd unit (link to /dev/null) and removes its SysV start links.

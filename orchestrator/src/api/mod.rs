@@ -16,6 +16,7 @@ use crate::jobs::model::JobKind;
 use crate::metrics::Metrics;
 
 mod cluster;
+pub mod console;
 pub mod error;
 mod extract;
 mod fabric;
@@ -101,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pis", get(pis::list).post(pis::create))
         .route("/v1/pis/{id}", get(pis::get).patch(pis::update))
         .route("/v1/pis/{id}/events", get(pis::events))
+        .route("/v1/pis/{id}/console", get(console::get))
         .route("/v1/pis/{id}/power-on", post(pis::power_on))
         .route("/v1/pis/{id}/power-off", post(pis::power_off))
         .route("/v1/pis/{id}/reboot", post(pis::reboot))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, error, fabric, jobs, meta, pis, shelf_status, snapshots};
+use super::{cluster, console, error, fabric, jobs, meta, pis, shelf_status, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use super::{cluster, error, fabric, jobs, meta, pis, shelf_status, snapshots};
         meta::healthz, meta::metrics, meta::events, meta::images, meta::list_tokens, meta::create_token, meta::revoke_token,
         pis::list, pis::get, pis::create, pis::update, pis::events, pis::power_on, pis::power_off, pis::reboot, pis::reimage, pis::rescue, pis::unrescue,
         snapshots::list, snapshots::create, snapshots::delete, snapshots::restore,
+        console::get,
         jobs::list, jobs::get, jobs::cancel, jobs::kinds,
         fabric::list_switches, fabric::create_switch, fabric::update_switch, fabric::list_shelves, fabric::get_shelf, fabric::enroll_shelf, fabric::rack_shelf,
         shelf_status::get_shelf_status,

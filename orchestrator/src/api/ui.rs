@@ -73,6 +73,21 @@ mod tests {
         }
     }
 
+    /// The console pane shows each line's `shown` (the API's rendering with every control
+    /// character visible, `api::console::shown`, tested there) as a text node.
+    #[test]
+    fn the_console_is_shown_as_the_apis_visible_text_in_text_nodes() {
+        assert!(INDEX_HTML.contains("id=\"console\""), "the page has a console pane");
+        assert!(
+            APP_JS.contains("el(\"div\", { class: \"line\", title: iso(l.at) }, String(l.shown))")
+        );
+        assert!(
+            !APP_JS.contains("l.text") && !APP_JS.contains("raw_hex"),
+            "raw text is never shown"
+        );
+        assert!(!APP_JS.contains("textContent = l."), "lines go through el(), as text nodes");
+    }
+
     #[test]
     fn the_page_loads_only_its_own_files() {
         for text in [INDEX_HTML, APP_JS, STYLE_CSS] {

@@ -270,6 +270,9 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        PiCommand::Console { id, follow, boot } => {
+            return super::console::run(api, &id, follow, boot).await;
+        }
         PiCommand::Show { id } => {
             let p: Pi = c.get(&format!("/v1/pis/{}", enc(&id))).await?;
             let ev: Page<Event> =

@@ -11,6 +11,7 @@ use crate::config::{Config, Overrides};
 
 mod client;
 mod commands;
+mod console;
 mod lab;
 mod output;
 mod shelf_view;
@@ -163,6 +164,16 @@ enum PiCommand {
     },
     /// Show one Pi and its recent timeline.
     Show { id: String },
+    /// Show a Pi's console (its kernel's netconsole output), the latest boot by default.
+    Console {
+        id: String,
+        /// Keep printing new lines as they arrive (into newer boots, without --boot).
+        #[arg(long)]
+        follow: bool,
+        /// A boot number (the console keeps the last few boots).
+        #[arg(long)]
+        boot: Option<i64>,
+    },
     /// Power a Pi on.
     PowerOn(ActionArgs),
     /// Power a Pi off.

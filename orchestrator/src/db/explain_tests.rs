@@ -139,6 +139,10 @@ fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
             "a customer's snapshots of a Pi",
             snapshots::list_snapshots_sql(&PiId("pi-7".into()), customer().as_ref()),
         ),
+        (
+            "a Pi's kernel reads (console boots)",
+            super::console::kernel_reads_sql(&PiId("pi-7".into()), 0),
+        ),
     ]
 }
 

@@ -13,6 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 pub mod cluster;
+pub mod console;
 pub mod events;
 pub mod fabric;
 pub mod images;

@@ -182,7 +182,7 @@ impl Db {
 }
 
 /// A TFTP event about a kernel image (`kernel*.img`, `Image`, `vmlinuz*`), from its data.
-fn is_kernel_read(data: &str) -> bool {
+pub(crate) fn is_kernel_read(data: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else { return false };
     // `data` is `{"stage": {"stage": "tftp_read", "file": ...}, "client": ...}`.
     v["stage"]["file"].as_str().map(|f| f.rsplit('/').next().unwrap_or(f)).is_some_and(|name| {

@@ -66,6 +66,9 @@ pub struct NetbootConfig {
     pub roots_dir: PathBuf,
     pub refresh: Duration,
     pub flat: Vec<FlatNetwork>,
+    /// The console receiver on the same storage interfaces (`[console]`, set by
+    /// `Config` from its own section).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl NetbootConfig {
@@ -127,6 +130,7 @@ impl NetbootConfig {
             roots_dir: raw.roots_dir.unwrap_or_else(|| image_store.join("roots")),
             refresh: Duration::from_secs(refresh),
             flat,
+            console: crate::console::ConsoleConfig::default(),
         })
     }
 }

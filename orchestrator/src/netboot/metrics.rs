@@ -108,3 +108,54 @@ impl Collector for NetbootCollector {
         out
     }
 }
+
+/// The console receiver's and its store's counters.
+pub struct ConsoleCollector {
+    pub receiver: Arc<bramble_netboot::console::ConsoleCounters>,
+    pub store: Arc<crate::console::store::StoreCounters>,
+}
+
+impl Collector for ConsoleCollector {
+    fn describe(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        vec![
+            ("bramble_console_received_total", "counter", "Console datagrams and bytes received"),
+            ("bramble_console_lines_total", "counter", "Console lines, by what became of them"),
+            (
+                "bramble_console_dropped_total",
+                "counter",
+                "Console datagrams or lines dropped, by reason",
+            ),
+            ("bramble_console_boots_total", "counter", "Console boots started and pruned"),
+        ]
+    }
+
+    fn collect(&self) -> Vec<Sample> {
+        let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let (r, s) = (&self.receiver, &self.store);
+        let mut out = vec![
+            Sample::new("bramble_console_received_total", l(&r.datagrams))
+                .label("unit", "datagrams"),
+            Sample::new("bramble_console_received_total", l(&r.bytes)).label("unit", "bytes"),
+            Sample::new("bramble_console_lines_total", l(&r.lines_queued))
+                .label("outcome", "queued"),
+            Sample::new("bramble_console_lines_total", l(&r.lines_stored))
+                .label("outcome", "handed_to_store"),
+            Sample::new("bramble_console_boots_total", l(&s.boots_started))
+                .label("event", "started"),
+            Sample::new("bramble_console_boots_total", l(&s.boots_pruned)).label("event", "pruned"),
+        ];
+        for (reason, n) in r.dropped() {
+            out.push(
+                Sample::new("bramble_console_dropped_total", n as f64).label("reason", reason),
+            );
+        }
+        out.push(
+            Sample::new("bramble_console_dropped_total", l(&s.unmatched)).label("reason", "no_pi"),
+        );
+        out.push(
+            Sample::new("bramble_console_dropped_total", l(&s.over_boot_limit))
+                .label("reason", "boot_full"),
+        );
+        out
+    }
+}

@@ -21,6 +21,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use bramble_netboot::console::{ConsoleError, ConsoleReceiver};
 use bramble_netboot::dhcp::{DhcpError, DhcpServer, ServerOptions, SlotKey, StorageIface};
 use bramble_netboot::tftp::{TftpConfig, TftpServer};
 use bramble_report::chain;
@@ -46,6 +47,12 @@ pub enum NetbootError {
         #[source]
         source: DhcpError,
     },
+    #[error("cannot receive the console of slot {slot}")]
+    Console {
+        slot: SlotId,
+        #[source]
+        source: ConsoleError,
+    },
     #[error("cannot set up the storage interface of slot {slot} (VLAN {vlan})")]
     Link {
         slot: SlotId,
@@ -67,6 +74,8 @@ pub enum NetbootError {
 
 struct Inner {
     dhcp: DhcpServer,
+    /// The Pis' netconsole, on the same interfaces (`None` when `[console]` is off).
+    console: Option<ConsoleReceiver>,
     directory: Arc<Directory>,
     links: Arc<dyn StorageLinks>,
     /// Slots served now, with their interface name and VLAN.
@@ -111,8 +120,23 @@ impl Netboot {
             dhcp.add_flat(net.clone()).map_err(NetbootError::Dhcp)?;
         }
         let (stop, stopped) = watch::channel(false);
+        let console = cfg.console.enabled.then(|| {
+            let limits = crate::db::console::ConsoleLimits {
+                keep_boots: i64::from(cfg.console.keep_boots),
+                boot_bytes: cfg.console.boot_bytes as i64,
+            };
+            let sink = crate::console::DbConsoleSink::new(db.clone(), directory.clone(), limits);
+            let store = sink.counters();
+            let receiver = ConsoleReceiver::start(cfg.console.receiver_options(), Arc::new(sink));
+            metrics.add_collector(Arc::new(metrics::ConsoleCollector {
+                receiver: receiver.counters(),
+                store,
+            }));
+            receiver
+        });
         let inner = Arc::new(Inner {
             dhcp,
+            console,
             directory: directory.clone(),
             links,
             served: Mutex::new(HashMap::new()),
@@ -232,6 +256,9 @@ async fn sync_interfaces(inner: &Arc<Inner>) -> usize {
     for (slot, (ifname, vlan)) in served(inner).into_iter().filter(|(id, _)| !current.contains(id))
     {
         inner.dhcp.remove_interface(&ifname);
+        if let Some(console) = &inner.console {
+            console.remove_interface(&ifname);
+        }
         let links = inner.links.clone();
         match tokio::task::spawn_blocking(move || links.remove(vlan)).await {
             Ok(Ok(())) => {
@@ -268,9 +295,14 @@ async fn serve_slot(
     inner.directory.set_interface(&ifname, &id);
     inner.dhcp.add_storage(iface).map_err(|source| NetbootError::DhcpInterface {
         ifname: ifname.clone(),
-        slot: id,
+        slot: id.clone(),
         source,
     })?;
+    if let Some(console) = &inner.console {
+        console
+            .add_interface(&ifname, SlotKey(id.0.clone()), Some(slot.pi_ip))
+            .map_err(|source| NetbootError::Console { slot: id, source })?;
+    }
     Ok(ifname)
 }
 

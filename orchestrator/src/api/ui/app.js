@@ -1,5 +1,5 @@
 // Bramble shelf view: draws each shelf as a grid of ports from the /v1 API and shows a
-// Pi's boot timeline on click. Read-only: every request is a GET, and data reaches the
+// Pi's boot timeline and console on click. Read-only: every request is a GET, and data reaches the
 // DOM only as text (textContent / text nodes), never as markup.
 "use strict";
 
@@ -8,6 +8,7 @@
   const TOKEN_KEY = "bramble.token";
   const TIMELINE_KEEP = 300;
   const TIMELINE_PAGES = 10;
+  const CONSOLE_KEEP = 2000;
   const STATES = ["new", "ready", "deploying", "deployed", "rescue", "failed", "maintenance", "retired", "empty"];
 
   const view = {
@@ -17,6 +18,7 @@
     port: null, // the selected slot when it holds no Pi: [shelf, port]
     statuses: [],
     timeline: { pi: null, events: [], cursor: 0 },
+    console: { pi: null, boot: null, after: 0, lines: [] },
     timer: null,
   };
 
@@ -238,9 +240,12 @@
     $("detail-fields").replaceChildren(...fieldList(fields));
     if (pi) {
       await refreshTimeline(pi.id);
+      await refreshConsole(pi.id);
     } else {
       $("timeline-note").textContent = "No Pi in this slot.";
       $("timeline").querySelector("tbody").replaceChildren();
+      $("console-note").textContent = "";
+      $("console").replaceChildren();
     }
   }
 
@@ -272,6 +277,38 @@
       });
     $("timeline-note").textContent = rows.length ? `${rows.length} events, newest first` : "No events recorded for this Pi yet.";
     $("timeline").querySelector("tbody").replaceChildren(...rows);
+  }
+
+  /**
+   * Appends the Pi's new console lines (the latest boot; a newer boot starts over).
+   * Each line is the API's `shown` text (control characters already made visible by
+   * the controller) put in as a text node: nothing a Pi sends is ever interpreted.
+   */
+  async function refreshConsole(piId) {
+    const c = view.console;
+    if (c.pi !== piId) {
+      view.console = { pi: piId, boot: null, after: 0, lines: [] };
+    }
+    const cur = view.console;
+    let body = await api(`/v1/pis/${encodeURIComponent(piId)}/console?limit=1000&after=${cur.after}`);
+    const boot = body.boot ? body.boot.boot : null;
+    if (boot !== cur.boot) {
+      cur.boot = boot;
+      cur.lines = [];
+      cur.after = 0;
+      if (boot !== null) body = await api(`/v1/pis/${encodeURIComponent(piId)}/console?limit=1000&boot=${boot}`);
+    }
+    const lines = Array.isArray(body.lines) ? body.lines : [];
+    cur.lines.push(...lines);
+    if (lines.length > 0) cur.after = body.next_after;
+    if (cur.lines.length > CONSOLE_KEEP) cur.lines = cur.lines.slice(-CONSOLE_KEEP);
+    const boots = Array.isArray(body.boots) ? body.boots.length : 0;
+    $("console-note").textContent =
+      boot === null ? "No console output received from this Pi yet." : `boot ${boot} (${boots} kept), ${cur.lines.length} lines shown`;
+    const box = $("console");
+    const atEnd = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    box.replaceChildren(...cur.lines.map((l) => el("div", { class: "line", title: iso(l.at) }, String(l.shown))));
+    if (atEnd) box.scrollTop = box.scrollHeight;
   }
 
   // ---- the refresh loop ---------------------------------------------------------
@@ -357,6 +394,7 @@
     window.addEventListener("hashchange", () => {
       readFragment();
       view.timeline = { pi: null, events: [], cursor: 0 };
+      view.console = { pi: null, boot: null, after: 0, lines: [] };
       tick();
     });
     tick();
