@@ -603,7 +603,7 @@ async fn a_customer_undoes_a_reinstall_and_the_next_owner_cannot_reach_the_snaps
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_customer_undoes_a_reinstall_on_btrfs() {
     let _one = shelf::serial().await;
-    let opts = shelf::options(1, 9, 'b');
+    let opts = shelf::options(1, 10, 'b');
     let fs = BtrfsStore::mount(&opts.state_dir.join("images"));
     undo_through_the_api(opts, Some(&fs)).await;
 }
@@ -789,7 +789,7 @@ async fn undo_through_the_api(mut opts: bramble::lab::LabOptions, btrfs: Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restores_and_snapshots_killed_at_every_step_resume_and_lose_no_snapshot() {
     let _one = shelf::serial().await;
-    let mut opts = shelf::options(1, 8, 'k');
+    let mut opts = shelf::options(1, 8, 'x');
     opts.extra_toml = "[snapshots]\nmax_manual = 10\nsweep_seconds = 0.2\n".into();
     let mut lab = shelf::racked(opts).await;
     shelf::deploy_all(&lab, bramble::lab::LAB_IMAGES[0].0).await;
