@@ -2,10 +2,11 @@
 //! in a lab shelf: the customer reinstalls it with debian-bookworm-arm64 and their key,
 //! writes a file, then breaks it on purpose over SSH (sshd masked) and reboots through the
 //! API. The reboot job fails with the boot diagnosis (kernel read, no SSH on the Pi's
-//! `.2:22`). They ask for rescue without naming keys (their reinstall's key is used), SSH
-//! into the rescue system, find their root at `/mnt/root` (mounted by the kernel's NFS
-//! client from text options: debian-bookworm-arm64 has no `mount.nfs`), repair it, leave
-//! rescue with a reboot and SSH into their own system again, their file still there.
+//! `.2:22`, and for operators the last lines of its console). They ask for rescue
+//! without naming keys (their reinstall's key is used), SSH into the rescue system, find
+//! their root at `/mnt/root` (mounted by the kernel's NFS client from text options:
+//! debian-bookworm-arm64 has no `mount.nfs`), repair it, leave rescue with a reboot and
+//! SSH into their own system again, their file still there.
 //!
 //! The rescue image here is debian-bookworm-arm64 itself (the lab's `[rescue] image` when
 //! it has QEMU Pis), so no second real image is built; production uses the
@@ -63,6 +64,11 @@ async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
     assert!(
         message.contains("kernel") && message.contains(&format!("{address}:22")),
         "the customer is told where the boot stopped: {told}"
+    );
+    let detail = done.last_error.clone().unwrap_or_default();
+    assert!(
+        detail.contains("last console lines: "),
+        "the operator's diagnosis quotes the Pi's console: {detail}"
     );
     assert_eq!(me.pi(&pi).await["state"], "failed");
 

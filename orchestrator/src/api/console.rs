@@ -56,38 +56,7 @@ pub struct ConsoleLineView {
     pub raw_hex: Option<String>,
 }
 
-/// A console line made safe to show on a terminal or a page: printable text stays, ESC
-/// becomes `␛` (so colour codes read as `␛[31m`), other C0 and C1 controls and DEL
-/// become `\xNN`, bytes that are not UTF-8 `\xNN`, and characters that reorder text
-/// (bidirectional overrides and isolates) `\u{NNNN}`. Tab stays a tab. The one rule
-/// for the API's `shown`, the CLI and `/ui`.
-pub fn shown(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\t' => out.push(c),
-                '\u{1b}' => out.push('␛'),
-                c if c.is_control() => {
-                    let n = c as u32;
-                    if n <= 0xff {
-                        out.push_str(&format!("\\x{n:02x}"));
-                    } else {
-                        out.push_str(&format!("\\u{{{n:04x}}}"));
-                    }
-                }
-                '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => {
-                    out.push_str(&format!("\\u{{{:04x}}}", c as u32))
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+pub use crate::console::shown;
 
 impl From<StoredLine> for ConsoleLineView {
     fn from(l: StoredLine) -> Self {

@@ -312,11 +312,17 @@ impl Hardware {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let operator = format!(
+        let mut operator = format!(
             "boot stopped after the kernel: DHCP answered, kernel read over TFTP (seen at \
              {kernel_at}), no SSH on {address} within {} s",
             limit.as_secs()
         );
+        let tail = self.console_tail(job, &t.pi.id, CONSOLE_TAIL).await;
+        if tail.is_empty() {
+            operator.push_str("; no console lines from this boot");
+        } else {
+            operator.push_str(&format!("; last console lines: {}", tail.join(" | ")));
+        }
         let e = NewEvent::new("boot.no_ssh", "controller", operator.clone())
             .pi(&t.pi.id)
             .job(&job.id)
@@ -328,11 +334,53 @@ impl Hardware {
             format!(
                 "The Pi started its kernel (read at {kernel_at}) but its system did not answer \
                  SSH on {address} within {} s: the system on it may be misconfigured. \
-                 Rescue mode (POST /v1/pis/{}/rescue) lets you repair it.",
+                 Its console (GET /v1/pis/{}/console) shows how far it got; rescue mode \
+                 (POST /v1/pis/{}/rescue) lets you repair it.",
                 limit.as_secs(),
+                t.pi.id,
                 t.pi.id
             ),
         ))
+    }
+
+    /// The last `n` lines (shown safely) of the Pi's newest console boot, if that boot
+    /// started after `job` was created; empty when there is none or it cannot be read
+    /// (the diagnosis is best effort, never a reason to fail differently).
+    async fn console_tail(&self, job: &Job, pi: &crate::ids::PiId, n: usize) -> Vec<String> {
+        let boots = match self.db.console_boots(pi, None).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(pi = %pi, error = %chain(&e), "reading the console for a diagnosis");
+                return Vec::new();
+            }
+        };
+        let Some(boot) = boots.last().filter(|b| b.started_at >= job.created_at) else {
+            return Vec::new();
+        };
+        let mut tail = std::collections::VecDeque::with_capacity(n + 1);
+        let mut after = 0;
+        loop {
+            let page = match self.db.console_lines(boot, after, 1_000).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(pi = %pi, error = %chain(&e), "reading the console for a diagnosis");
+                    break;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for line in page {
+                let shown = crate::console::shown(&line.bytes);
+                if shown.trim().is_empty() {
+                    continue;
+                }
+                tail.push_back(shown.trim_end().to_string());
+                if tail.len() > n {
+                    tail.pop_front();
+                }
+            }
+        }
+        tail.into()
     }
 
     pub fn images(&self) -> Result<&Arc<ImagesHost>, StepError> {
@@ -344,6 +392,9 @@ impl Hardware {
         })
     }
 }
+
+/// Console lines quoted in a boot diagnosis.
+const CONSOLE_TAIL: usize = 3;
 
 /// Whether a port's read-back shows the wanted power state.
 pub fn power_matches(p: &PortPower, on: bool) -> bool {
