@@ -57,6 +57,17 @@ impl ImageStore {
         self
     }
 
+    /// Same store, with roots and snapshots made as reflink copies (still copy-on-write,
+    /// O(files)) instead of btrfs subvolume snapshots, for an NFS server that cannot
+    /// export subvolumes made after it started. Other strategies are kept.
+    pub fn without_subvolumes(mut self) -> Self {
+        if self.strategy == Strategy::BtrfsSnapshot {
+            tracing::info!(store = %self.dir.display(), "roots are reflink copies: the NFS server cannot export new btrfs subvolumes");
+            self.strategy = Strategy::Reflink;
+        }
+        self
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -217,6 +217,10 @@ impl GaneshaExporter {
 }
 
 impl NfsExporter for GaneshaExporter {
+    fn exports_new_subvolumes(&self) -> bool {
+        false
+    }
+
     fn add(&self, export: &Export) -> Result<()> {
         let mut state = self.lock();
         if state.get(&export.id) == Some(export) {

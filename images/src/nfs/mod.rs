@@ -91,4 +91,11 @@ pub trait NfsExporter: Send + Sync {
         self.remove(export)?;
         self.add(export)
     }
+    /// Whether the server can export a btrfs subvolume created after it started. The
+    /// kernel's nfsd can; nfs-ganesha's VFS FSAL cannot (it logs "may have unsupported
+    /// subvols" and fails to resolve the export's filesystem), so roots it serves must be
+    /// plain directories ([`crate::ImageStore::without_subvolumes`]).
+    fn exports_new_subvolumes(&self) -> bool {
+        true
+    }
 }

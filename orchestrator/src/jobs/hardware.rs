@@ -56,7 +56,10 @@ impl ImagesHost {
         exporter: Option<Arc<dyn NfsExporter>>,
     ) -> Result<ImagesHost, bramble_images::ImagesError> {
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
-        let store = ImageStore::open(dir, runner.as_ref())?;
+        let mut store = ImageStore::open(dir, runner.as_ref())?;
+        if exporter.as_ref().is_some_and(|e| !e.exports_new_subvolumes()) {
+            store = store.without_subvolumes();
+        }
         Ok(ImagesHost { store, exporter, runner })
     }
 }
