@@ -334,3 +334,16 @@ fn init_tracing() {
         builder.init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a definition only when a subcommand is parsed (and only in debug
+    /// builds): two arguments with one id (a positional `name` beside the flattened
+    /// `--name`) made `bramble image build` panic. Check every subcommand at once.
+    #[test]
+    fn every_subcommand_is_a_valid_clap_definition() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -63,8 +63,10 @@ pub async fn switch_sim(a: SwitchSimArgs) -> anyhow::Result<ExitCode> {
 /// `bramble image build`: debootstrap an image into the store and offer it.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Recipe name, e.g. debian-bookworm-armhf (see `bramble image recipes`).
-    name: String,
+    /// Recipe name, e.g. debian-bookworm-armhf (see `bramble image recipes`). Not `name`:
+    /// that id is the controller's `--name` flattened in from `LocalArgs`.
+    #[arg(value_name = "RECIPE")]
+    recipe: String,
     /// Build again even if a base from this exact recipe exists.
     #[arg(long)]
     force: bool,
@@ -91,7 +93,7 @@ impl BuildProgress for Bar {
 
 pub async fn image_build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let config = a.local.load()?;
-    let mut recipe = Catalogue::builtin()?.get(&a.name)?.clone();
+    let mut recipe = Catalogue::builtin()?.get(&a.recipe)?.clone();
     if let Some(url) = a.mirror.as_deref().or(config.images.mirror.as_deref()) {
         recipe = recipe.with_mirror(url)?;
     }
