@@ -16,6 +16,7 @@ pub mod console;
 pub mod db;
 pub mod exports;
 pub mod fabric;
+pub mod hardware;
 pub mod ids;
 pub mod jobs;
 pub mod lab;

@@ -65,6 +65,17 @@ pub struct Pi {
     /// reinstalled. A reinstall that fails before its new system is in place keeps the
     /// old system and these keys.
     pub ssh_host_keys: Vec<SshHostKey>,
+    /// Set while an operator has the Pi in maintenance (`POST /v1/pis/{id}/maintenance`).
+    #[serde(default)]
+    pub maintenance: Option<crate::hardware::Maintenance>,
+    /// A sighting in the Pi's slot waiting for an operator (`GET /v1/pis/{id}`, operators
+    /// only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_sighting: Option<crate::hardware::HardwareSighting>,
+    /// The Pi's accepted board replacements, oldest first (`GET /v1/pis/{id}` only; a
+    /// customer sees those made while the Pi was theirs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_history: Option<Vec<crate::hardware::HardwareChange>>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -193,17 +193,19 @@ async fn sightings_create_fill_and_detect_replacements() {
             .await
             .expect("again");
         assert_eq!(pi_in_slot(&db, slot).await.expect("pi").updated_at, pi.updated_at);
-        // Another board in the slot: the Pi takes its identity and the timeline says so.
+        // Another board in the slot: outside maintenance it is only flagged for an
+        // operator (tests/hardware.rs has the rest of the rule).
         store
             .record_sighting(&sighting(Some(slot), mac(2), Some(0x99990000)))
             .await
-            .expect("replacement");
-        let replaced = pi_in_slot(&db, slot).await.expect("pi");
+            .expect("another board");
+        let kept = pi_in_slot(&db, slot).await.expect("pi");
         assert_eq!(
-            (replaced.id.clone(), replaced.mac.as_deref(), replaced.serial),
-            (pi.id.clone(), Some("b8:27:eb:00:00:02"), Some(PiSerial(0x99990000)))
+            (kept.id.clone(), kept.mac.as_deref(), kept.serial),
+            (pi.id.clone(), Some("b8:27:eb:00:00:01"), Some(PiSerial(0x1234abcd)))
         );
-        assert!(kinds(&db, pi.id.as_str()).await.contains(&"pi.replaced".to_string()));
+        assert!(kinds(&db, pi.id.as_str()).await.contains(&"pi.hardware_flagged".to_string()));
+        assert!(db.pending_sighting(&pi.id).await.expect("sighting").is_some());
         // Flat discovery: an unknown Pi becomes a `new` Pi without a slot, once.
         for _ in 0..2 {
             store.record_sighting(&sighting(None, mac(3), None)).await.expect("flat sighting");

@@ -28,7 +28,7 @@ use bramble::testing::test_databases;
 use bramble_lab::{NetnsRuntime, VethLinks};
 use bramble_netboot::dhcp::LeaseStore;
 use common::Api;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Fails with a clear message when a tool the test drives is missing.
 fn require_tools() {
@@ -307,7 +307,11 @@ async fn case(database: String, subnet: u8, netns: String) {
         "no TFTP of slot 1 in slot 2's timeline"
     );
 
-    // A different board in slot 1: logged as a replacement, identity taken over.
+    // A different board in slot 1 while an operator has the Pi in maintenance: logged
+    // as a replacement, identity taken over (outside maintenance it is only flagged:
+    // tests/hardware.rs).
+    let r = api.post(&format!("/v1/pis/{pi_id}/maintenance"), &token, json!({"on": true})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let new_mac = "02:00:00:06:0a:01";
     assert_ne!(mac, new_mac);
     let out = in_ns(&namespaces[0], &["ip", "link", "set", "dev", "eth0", "address", new_mac]);

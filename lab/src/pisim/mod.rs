@@ -20,7 +20,7 @@
 pub(crate) mod boot;
 mod cmdline;
 mod config_txt;
-mod dhcp;
+pub mod dhcp;
 pub(crate) mod netio;
 mod nfs;
 mod sequence;
@@ -33,6 +33,7 @@ use std::time::Duration;
 
 pub use cmdline::{BootCmdline, CmdlineError, IpConfig, parse_cmdline};
 pub use config_txt::{BootConfig, parse_config_txt};
+pub use netio::broadcast_dhcp;
 pub use sequence::{FetchKind, FetchStep, FileRole, firmware_sequence};
 pub use sim::{Counters, PiSim, PiStatus, TIMELINE_LIMIT, TimelineEntry};
 pub use state::{BootFailure, DHCP_ATTEMPTS, Event, InvalidTransition, PiState, next};

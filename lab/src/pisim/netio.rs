@@ -48,6 +48,15 @@ pub(crate) async fn udp_socket(netns: &str, iface: &str) -> io::Result<UdpSocket
     UdpSocket::from_std(std_sock)
 }
 
+/// Broadcasts one DHCP payload from port 68 of `iface` in `netns`, as anything plugged
+/// into that slot could: for tests that send crafted packets.
+pub async fn broadcast_dhcp(netns: &str, iface: &str, payload: Vec<u8>) -> io::Result<()> {
+    let iface = iface.to_string();
+    let sock = in_netns(netns, move || udp_on(&iface, 68)).await?;
+    let sock = UdpSocket::from_std(sock)?;
+    sock.send_to(&payload, SocketAddrV4::new(Ipv4Addr::BROADCAST, 67)).await.map(drop)
+}
+
 /// Port 68 for sending (from 0.0.0.0 to broadcast) and a raw socket for the replies.
 pub(crate) struct DhcpSockets {
     udp: UdpSocket,

@@ -331,6 +331,13 @@ pub async fn rack_shelf(
                 message: format!("job {running} is active"),
             });
         }
+        // A rack job names no Pi.
+        CreateOutcome::Maintenance => {
+            return Err(ApiError::Conflict {
+                code: "maintenance",
+                message: "a Pi is in maintenance".into(),
+            });
+        }
     };
     let location = format!("/v1/jobs/{}", job.id);
     Ok((

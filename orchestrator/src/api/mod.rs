@@ -20,6 +20,7 @@ pub mod console;
 pub mod error;
 mod extract;
 mod fabric;
+mod hardware;
 mod jobs;
 mod meta;
 pub mod openapi;
@@ -112,6 +113,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pis/{id}/restore", post(snapshots::restore))
         .route("/v1/pis/{id}/rescue", post(pis::rescue))
         .route("/v1/pis/{id}/unrescue", post(pis::unrescue))
+        .route("/v1/pis/{id}/maintenance", post(hardware::maintenance))
+        .route("/v1/pis/{id}/hardware/accept", post(hardware::accept))
+        .route("/v1/pis/{id}/hardware/dismiss", post(hardware::dismiss))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

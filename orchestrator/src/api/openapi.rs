@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{cluster, console, error, fabric, jobs, meta, pis, shelf_status, snapshots};
+use super::{cluster, console, error, fabric, hardware, jobs, meta, pis, shelf_status, snapshots};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,7 @@ use super::{cluster, console, error, fabric, jobs, meta, pis, shelf_status, snap
     paths(
         meta::healthz, meta::metrics, meta::events, meta::images, meta::list_tokens, meta::create_token, meta::revoke_token,
         pis::list, pis::get, pis::create, pis::update, pis::events, pis::power_on, pis::power_off, pis::reboot, pis::reimage, pis::rescue, pis::unrescue,
+        hardware::maintenance, hardware::accept, hardware::dismiss,
         snapshots::list, snapshots::create, snapshots::delete, snapshots::restore,
         console::get,
         jobs::list, jobs::get, jobs::cancel, jobs::kinds,

@@ -79,7 +79,9 @@ pub async fn get(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Pi>, ApiError> {
-    Ok(Json(visible_pi(&st, &who, &id).await?))
+    let mut pi = visible_pi(&st, &who, &id).await?;
+    super::hardware::detail(&st, &who, &mut pi).await?;
+    Ok(Json(pi))
 }
 
 /// An operator registering a Pi by hand (DHCP discovery registers them too).
@@ -438,6 +440,12 @@ pub(super) async fn start_job(
             return Err(ApiError::KeyReused { existing: existing.0 });
         }
         CreateOutcome::Busy { running } => return Err(ApiError::PiBusy { running: running.0 }),
+        CreateOutcome::Maintenance => {
+            return Err(ApiError::Conflict {
+                code: "maintenance",
+                message: format!("Pi {} is in maintenance; {kind} is not possible now", pi.id),
+            });
+        }
     };
     let location = format!("/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job).await?)))

@@ -301,6 +301,9 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
                 for v in host_key_lines(&p) {
                     line(format_args!("{:<12} {v}", "host_key"))?;
                 }
+                for l in super::hardware::lines(&p) {
+                    line(l)?;
+                }
                 line("")?;
                 let rows = ev
                     .items
@@ -352,6 +355,15 @@ async fn pi(cmd: PiCommand, api: &ApiArgs) -> anyhow::Result<ExitCode> {
             (action, "rescue", json!({ "ssh_keys": read_key_files(&ssh_key_files)? }))
         }
         PiCommand::Unrescue(a) => (a, "unrescue", json!({})),
+        PiCommand::Maintenance { id, state } => {
+            return super::hardware::maintenance(api, &id, state == "on").await;
+        }
+        PiCommand::AcceptHardware { id, sighting } => {
+            return super::hardware::decide(api, &id, sighting, true).await;
+        }
+        PiCommand::DismissHardware { id, sighting } => {
+            return super::hardware::decide(api, &id, sighting, false).await;
+        }
     };
     start(&c, api, action, path, body).await
 }

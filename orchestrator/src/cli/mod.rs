@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 mod client;
 mod commands;
 mod console;
+mod hardware;
 mod lab;
 mod output;
 mod shelf_view;
@@ -215,6 +216,27 @@ enum PiCommand {
     },
     /// Leave rescue: delete the rescue system and boot the Pi's own root.
     Unrescue(ActionArgs),
+    /// Mark a Pi for maintenance before swapping its board (`on`; no job runs but an
+    /// operator's power, and a new board seen in its slot becomes its hardware), or end
+    /// it (`off`).
+    Maintenance {
+        id: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Accept the sighting flagged on a Pi: the board seen becomes its hardware.
+    AcceptHardware {
+        id: String,
+        /// The sighting id `bramble pi show` printed (default: the one pending now).
+        #[arg(long)]
+        sighting: Option<String>,
+    },
+    /// Dismiss the sighting flagged on a Pi; nothing changes.
+    DismissHardware {
+        id: String,
+        #[arg(long)]
+        sighting: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

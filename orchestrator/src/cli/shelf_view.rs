@@ -162,7 +162,10 @@ fn row(s: &SlotStatus, now: i64) -> [String; 8] {
         s.port.to_string(),
         pi.and_then(|p| p.serial).map_or_else(dash, |s| s.to_string()),
         pi.map(|p| p.model.clone()).unwrap_or_else(dash),
-        s.shown_state().to_string(),
+        match pi {
+            Some(p) if p.maintenance => format!("{} (maintenance)", s.shown_state()),
+            _ => s.shown_state().to_string(),
+        },
         pi.map(|p| p.power.as_str().to_string()).unwrap_or_else(dash),
         s.boot.as_ref().map(|b| format!("{} {}", b.kind, ago(now, b.at))).unwrap_or_else(dash),
         s.job
@@ -251,6 +254,8 @@ mod tests {
             owner: None,
             image: None,
             failed_step: None,
+            maintenance: false,
+            hardware_sighting: None,
         });
         busy.boot =
             Some(LatestBoot { kind: "tftp.complete".into(), at: 1_000, message: String::new() });

@@ -19,6 +19,8 @@ pub struct NewEvent {
     pub kind: String,
     pub message: String,
     pub data: serde_json::Value,
+    /// Recorded for no customer, whoever owns the Pi: operators only.
+    pub operators_only: bool,
 }
 
 impl NewEvent {
@@ -31,7 +33,14 @@ impl NewEvent {
             kind: kind.to_string(),
             message: message.into(),
             data: serde_json::Value::Null,
+            operators_only: false,
         }
+    }
+
+    /// An event only operators read, even about an owned Pi.
+    pub fn operators_only(mut self) -> Self {
+        self.operators_only = true;
+        self
     }
 
     pub fn pi(mut self, pi: &PiId) -> Self {
@@ -80,9 +89,10 @@ impl Db {
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
         // An event about a Pi belongs to the customer it was for: the one named, else the
-        // Pi's owner at this moment (see `Principal::may_see`).
+        // Pi's owner at this moment (see `Principal::may_see`); none when operators only.
         self.q("INSERT INTO events (at, pi_id, job_id, customer, actor, kind, message, data) \
-                VALUES ($1, $2, $3, COALESCE($4, (SELECT owner FROM pis WHERE id = $2)), $5, $6, $7, $8)")
+                VALUES ($1, $2, $3, CASE WHEN $9 = 1 THEN NULL ELSE COALESCE($4, (SELECT owner FROM pis WHERE id = $2)) END, \
+                $5, $6, $7, $8)")
             .bind(now_millis())
             .bind(e.pi.as_ref().map(|p| p.0.clone()))
             .bind(e.job.as_ref().map(|j| j.0.clone()))
@@ -91,6 +101,7 @@ impl Db {
             .bind(e.kind.clone())
             .bind(e.message.clone())
             .bind(e.data.to_string())
+            .bind(i64::from(e.operators_only))
             .execute(exec)
             .await?;
         Ok(())

@@ -64,6 +64,9 @@ pub enum CreateOutcome {
     Busy {
         running: JobId,
     },
+    /// The Pi is in maintenance and this job may not run then
+    /// (`hardware::maintenance_allows`).
+    Maintenance,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -113,17 +116,33 @@ impl Db {
                     }
                     attempt += 1;
                 }
-                inserted => return inserted.map(CreateOutcome::Created),
+                inserted => {
+                    return inserted
+                        .map(|j| j.map_or(CreateOutcome::Maintenance, CreateOutcome::Created));
+                }
             }
         }
     }
 
     /// Inserts the job and its `job.created` event in one transaction; a unique
-    /// violation (key reused, Pi busy) is returned as is, with nothing written.
-    async fn insert_job(&self, new: &NewJob, by: &Principal, hash: &str) -> Result<Job, DbError> {
+    /// violation (key reused, Pi busy) is returned as is, with nothing written; `None`
+    /// when the Pi is in maintenance and the job may not run then.
+    async fn insert_job(
+        &self,
+        new: &NewJob,
+        by: &Principal,
+        hash: &str,
+    ) -> Result<Option<Job>, DbError> {
         let id = JobId::generate();
         let now = now_millis();
         let mut tx = self.begin_write().await?;
+        if let Some(pi) = &new.pi
+            && !crate::hardware::maintenance_allows(new.kind, by.is_operator())
+            && self.maintenance_locked(&mut tx, pi).await?
+        {
+            tx.rollback().await?;
+            return Ok(None);
+        }
         // A job belongs to the customer it is done for: the requester, or the owner of
         // the Pi when an operator asks. It stays theirs if the Pi changes hands.
         let customer = match (by.customer(), &new.pi) {
@@ -178,7 +197,10 @@ impl Db {
         event.pi = new.pi.clone();
         self.append_event_with(&mut *tx, &event).await?;
         tx.commit().await?;
-        self.get_job(&id).await?.ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })
+        self.get_job(&id)
+            .await?
+            .ok_or(DbError::Corrupt { column: "jobs.id", value: id.0 })
+            .map(Some)
     }
 
     async fn explain_conflict(

@@ -74,6 +74,13 @@ pub struct PiSummary {
     pub image: Option<String>,
     /// The job step that failed, when `state` is `failed`.
     pub failed_step: Option<String>,
+    /// An operator has it in maintenance (a board swap).
+    #[serde(default)]
+    pub maintenance: bool,
+    /// The reason of a hardware sighting waiting for an operator (`differs`, `adds`,
+    /// `mac_taken`, `serial_taken`); the slot's `flag` says so too.
+    #[serde(default)]
+    pub hardware_sighting: Option<String>,
 }
 
 /// The newest boot-timeline event of a Pi.
@@ -131,12 +138,14 @@ const STATUS_SQL: &str = const_format::concatcp!(
         sh.first_port, sh.last_port, \
         s.id AS slot_id, s.port, s.vlan, s.pi_ip, s.flag, s.flagged_at, \
         p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, \
+        p.maintenance_since, hs.reason AS hw_reason, \
         j.id AS job_id, j.kind AS job_kind, j.state AS job_state, j.step AS job_step, \
         e.kind AS boot_kind, e.at AS boot_at, e.message AS boot_message \
     FROM shelves sh \
     JOIN switches sw ON sw.id = sh.switch_id \
     JOIN slots s ON s.switch_id = sh.switch_id AND s.port BETWEEN sh.first_port AND sh.last_port AND s.shelf_id = sh.id \
     LEFT JOIN pis p ON p.slot_id = s.id \
+    LEFT JOIN hardware_sightings hs ON hs.pi_id = p.id \
     LEFT JOIN jobs j ON j.pi_id = p.id AND j.state IN ('queued', 'running') \
     LEFT JOIN events e ON e.id = (SELECT id FROM events WHERE pi_id = p.id AND ",
     BOOT_TIMELINE,
@@ -185,7 +194,9 @@ fn slot_from_row(row: &AnyRow) -> Result<SlotStatus, DbError> {
         port: get_u16(row, "port")?,
         vlan: get_u16(row, "vlan")?,
         storage_ip: get_str(row, "pi_ip")?,
-        flag: get_opt_str(row, "flag")?,
+        // A hardware sighting waiting for an operator flags the slot too.
+        flag: get_opt_str(row, "flag")?.or(get_opt_str(row, "hw_reason")?
+            .map(|r| format!("hardware sighting ({r}): accept or dismiss it (bramble pi show)"))),
         flagged_at: get_opt_i64(row, "flagged_at")?,
         pi,
         boot,
@@ -207,6 +218,8 @@ fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
         owner: get_opt_str(row, "owner")?.map(CustomerId),
         image: get_opt_str(row, "image")?,
         failed_step: get_opt_str(row, "failed_step")?,
+        maintenance: get_opt_i64(row, "maintenance_since")?.is_some(),
+        hardware_sighting: get_opt_str(row, "hw_reason")?,
     })
 }
 
@@ -253,6 +266,8 @@ mod tests {
                 owner: None,
                 image: None,
                 failed_step: None,
+                maintenance: false,
+                hardware_sighting: None,
             }),
             boot: None,
             job: None,

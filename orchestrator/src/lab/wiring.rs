@@ -96,6 +96,8 @@ pub struct Cabling {
     /// Port → (storage VLAN, hostname the root must hold).
     ports: Mutex<BTreeMap<u16, (u16, String)>>,
     pis: Mutex<BTreeMap<u16, SlotPi>>,
+    /// Boards swapped in by hand ([`Cabling::swap`]): port → (model, serial).
+    swapped: Mutex<BTreeMap<u16, (PiModel, Serial)>>,
 }
 
 /// The board in a simulator's port: the shelf mixes the three boot ROMs. (A QEMU Pi
@@ -131,6 +133,7 @@ impl Cabling {
             qemu,
             ports: Mutex::new(BTreeMap::new()),
             pis: Mutex::new(BTreeMap::new()),
+            swapped: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -187,6 +190,19 @@ impl Cabling {
         &self.qemu
     }
 
+    /// Swaps the board in `port` for a `model` with `serial` (and so its MAC), as an
+    /// operator replacing a dead Pi does: the old board is unplugged (powered off) and
+    /// the new one boots when its port next delivers power.
+    pub async fn swap(&self, port: u16, model: PiModel, serial: Serial) {
+        let old = lock(&self.pis).remove(&port);
+        if let Some(old) = old
+            && let Err(error) = old.set_power(false).await
+        {
+            tracing::warn!(port, %error, "could not unplug the old board");
+        }
+        lock(&self.swapped).insert(port, (model, serial));
+    }
+
     /// Powers the Pi in `port` on or off, creating it on first power-on.
     pub async fn power(&self, port: u16, on: bool) {
         let existing = lock(&self.pis).get(&port).cloned();
@@ -226,7 +242,11 @@ impl Cabling {
             }
             SlotPi::Qemu(Arc::new(QemuPi::new(cfg)))
         } else {
-            let mut cfg = PiSimConfig::new(model_for(port), self.serial(port), &netns);
+            let (model, serial) = lock(&self.swapped)
+                .get(&port)
+                .copied()
+                .unwrap_or_else(|| (model_for(port), self.serial(port)));
+            let mut cfg = PiSimConfig::new(model, serial, &netns);
             cfg.dhcp_interval = self.timing.dhcp_interval;
             cfg.expected_hostname = hostname;
             cfg.expected_key = self.expected_key.clone();

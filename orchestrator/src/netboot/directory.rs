@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bramble_netboot::hw::PiSerial;
 
-use crate::db::{Db, DbError, get_opt_serial, get_opt_str, get_str, get_u16};
+use crate::db::{Db, DbError, get_opt_i64, get_opt_serial, get_opt_str, get_str, get_u16};
 use crate::ids::{PiId, SlotId};
 
 /// Misses refresh the snapshot at most this often.
@@ -25,6 +25,8 @@ pub struct PiEntry {
     /// `None` while unknown.
     pub serial: Option<PiSerial>,
     pub mac: Option<String>,
+    /// An operator has it in maintenance: a new board's serial directory is served.
+    pub maintenance: bool,
 }
 
 /// A storage slot with its addresses and the Pi in it, if any.
@@ -153,15 +155,14 @@ impl Directory {
     }
 }
 
-const ALL_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
+const ALL_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac, p.maintenance_since \
     FROM slots s LEFT JOIN pis p ON p.slot_id = s.id WHERE s.retired_at IS NULL ORDER BY s.id";
-const SERVED_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac \
+const SERVED_SLOTS: &str = "SELECT s.id, s.vlan, s.controller_ip, s.pi_ip, p.id AS pi_id, p.serial, p.mac, p.maintenance_since \
     FROM slots s JOIN switches sw ON sw.id = s.switch_id LEFT JOIN pis p ON p.slot_id = s.id \
     WHERE s.retired_at IS NULL AND sw.controller = $1 ORDER BY s.id";
-const ALL_PIS: &str =
-    "SELECT id, serial, mac FROM pis WHERE mac IS NOT NULL AND state <> 'retired'";
+const ALL_PIS: &str = "SELECT id, serial, mac, maintenance_since FROM pis WHERE mac IS NOT NULL AND state <> 'retired'";
 /// Pis in served slots, and Pis in no slot (a board that has not been racked yet).
-const SERVED_PIS: &str = "SELECT p.id, p.serial, p.mac FROM pis p LEFT JOIN slots s ON s.id = p.slot_id \
+const SERVED_PIS: &str = "SELECT p.id, p.serial, p.mac, p.maintenance_since FROM pis p LEFT JOIN slots s ON s.id = p.slot_id \
     LEFT JOIN switches sw ON sw.id = s.switch_id \
     WHERE p.mac IS NOT NULL AND p.state <> 'retired' AND (p.slot_id IS NULL OR sw.controller = $1)";
 
@@ -177,6 +178,7 @@ async fn load(db: &Db, controller: Option<&str>) -> Result<Snapshot, DbError> {
                 id: PiId(id),
                 serial: get_opt_serial(r, "serial", "pis.serial")?,
                 mac: get_opt_str(r, "mac")?,
+                maintenance: get_opt_i64(r, "maintenance_since")?.is_some(),
             }),
             None => None,
         };
@@ -199,6 +201,7 @@ async fn load(db: &Db, controller: Option<&str>) -> Result<Snapshot, DbError> {
                 id: PiId(get_str(r, "id")?),
                 serial: get_opt_serial(r, "serial", "pis.serial")?,
                 mac: get_opt_str(r, "mac")?,
+                maintenance: get_opt_i64(r, "maintenance_since")?.is_some(),
             })
         })
         .collect::<Result<Vec<_>, DbError>>()?;

@@ -5,6 +5,7 @@
 //! batches, maps each event to a Pi (storage interface → slot → Pi, storage address →
 //! slot → Pi, else MAC → Pi) and appends `dhcp.*` / `tftp.*` rows to `events`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,13 @@ use bramble_netboot::events::{BootEvent, BootEventSink, BootStage};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use bramble_netboot::hw::PiSerial;
+
 use super::directory::{Directory, Snapshot};
+use super::identity::Sightings;
+use super::sightings::serial_in_path;
 use crate::db::{Db, DbError};
-use crate::ids::PiId;
+use crate::ids::{PiId, SlotId};
 use crate::time::to_millis;
 
 /// Events waiting to be written; beyond this, new events are dropped (and counted).
@@ -62,9 +67,19 @@ impl DbEventSink {
         db: Db,
         directory: Arc<Directory>,
     ) -> (Arc<DbEventSink>, Arc<SinkCounters>, tokio::task::JoinHandle<()>) {
+        DbEventSink::start_with(db, directory, None)
+    }
+
+    /// [`DbEventSink::start`], also handing TFTP paths that name a serial directory other
+    /// than the slot's Pi's to `sightings` (how a Pi 3B's serial is learned).
+    pub fn start_with(
+        db: Db,
+        directory: Arc<Directory>,
+        sightings: Option<Arc<Sightings>>,
+    ) -> (Arc<DbEventSink>, Arc<SinkCounters>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let counters = Arc::new(SinkCounters::default());
-        let task = tokio::spawn(drain(rx, db, directory, counters.clone()));
+        let task = tokio::spawn(drain(rx, db, directory, counters.clone(), sightings));
         (Arc::new(DbEventSink { tx, counters: counters.clone() }), counters, task)
     }
 }
@@ -130,9 +145,14 @@ async fn drain(
     db: Db,
     directory: Arc<Directory>,
     counters: Arc<SinkCounters>,
+    sightings: Option<Arc<Sightings>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut serials = SerialSightings::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if let Some(sightings) = &sightings {
+            serials.apply(&batch, &directory, sightings).await;
+        }
         let mut rows = Vec::with_capacity(batch.len());
         // One grace period per batch, not per event: a fresh shelf's first DISCOVERs all
         // land on empty slots, and waiting for each in turn would stall the queue.
@@ -178,6 +198,56 @@ async fn resolve(
             Match::EmptySlot => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+}
+
+/// How long the same serial on the same slot is not looked at again.
+const SERIAL_RECHECK: Duration = Duration::from_secs(30);
+
+/// TFTP paths naming a serial directory that is not the slot's Pi's serial, handed to
+/// the sighting rule once per slot and serial every [`SERIAL_RECHECK`].
+#[derive(Default)]
+struct SerialSightings {
+    recent: HashMap<SlotId, (PiSerial, tokio::time::Instant)>,
+}
+
+impl SerialSightings {
+    async fn apply(&mut self, batch: &[BootEvent], directory: &Directory, sightings: &Sightings) {
+        for event in batch {
+            let Some((slot, serial)) = serial_sighting(event, &directory.snapshot()) else {
+                continue;
+            };
+            let now = tokio::time::Instant::now();
+            if self
+                .recent
+                .get(&slot)
+                .is_some_and(|(s, at)| *s == serial && now.duration_since(*at) < SERIAL_RECHECK)
+            {
+                continue;
+            }
+            if self.recent.len() > 4096 {
+                self.recent.clear();
+            }
+            self.recent.insert(slot.clone(), (serial, now));
+            if let Err(error) = sightings.tftp(&slot, serial).await {
+                tracing::warn!(slot = %slot, %serial, error = %bramble_report::chain(&error), "could not record a tftp serial sighting");
+            }
+        }
+    }
+}
+
+/// The slot and serial of a TFTP request (served or refused) whose path names a serial
+/// directory other than the slot's Pi's. The slot is the client address's, never the
+/// path's.
+pub fn serial_sighting(event: &BootEvent, snap: &Snapshot) -> Option<(SlotId, PiSerial)> {
+    let file = match &event.stage {
+        BootStage::TftpRead { file } | BootStage::TftpError { file, .. } => file,
+        _ => return None,
+    };
+    let serial = serial_in_path(file)?;
+    let IpAddr::V4(ip) = event.client.addr? else { return None };
+    let slot = snap.slot_by_pi_ip(ip)?;
+    let pi = slot.pi.as_ref()?;
+    (pi.serial != Some(serial)).then(|| (slot.id.clone(), serial))
 }
 
 async fn write(db: &Db, rows: &[(PiId, BootEvent)]) -> Result<(), DbError> {

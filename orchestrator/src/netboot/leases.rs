@@ -14,22 +14,27 @@ use bramble_netboot::dhcp::{
 };
 
 use super::directory::Directory;
-use super::sightings;
+use super::identity::Sightings;
 use crate::db::{Db, DbError, get_i64, get_opt_serial, get_opt_str, get_str};
 use crate::time::{now_millis, to_millis};
 
 /// The inventory as the DHCP server's lease store.
 pub struct DbLeaseStore {
     db: Db,
-    directory: Arc<Directory>,
-    /// Sightings are applied one at a time: two packets of one new Pi must not both
-    /// create it. They are off the reply path, so the wait costs no reply time.
-    sighting_lock: tokio::sync::Mutex<()>,
+    /// Sightings are applied one at a time, off the reply path, so the wait costs no
+    /// reply time.
+    sightings: Arc<Sightings>,
 }
 
 impl DbLeaseStore {
     pub fn new(db: Db, directory: Arc<Directory>) -> DbLeaseStore {
-        DbLeaseStore { db, directory, sighting_lock: tokio::sync::Mutex::new(()) }
+        let sightings = Sightings::new(db.clone(), directory);
+        DbLeaseStore::with_sightings(db, sightings)
+    }
+
+    /// A store applying DHCP sightings through `sightings` (shared with TFTP's).
+    pub fn with_sightings(db: Db, sightings: Arc<Sightings>) -> DbLeaseStore {
+        DbLeaseStore { db, sightings }
     }
 }
 
@@ -107,13 +112,7 @@ impl LeaseStore for DbLeaseStore {
     }
 
     async fn record_sighting(&self, sighting: &Sighting) -> Result<(), StoreError> {
-        let _one_at_a_time = self.sighting_lock.lock().await;
-        let changed =
-            sightings::apply(&self.db, sighting).await.map_err(backend("record_sighting"))?;
-        if changed {
-            // The new or changed Pi must be visible to TFTP and the timeline at once.
-            self.directory.refresh().await.map_err(backend("record_sighting"))?;
-        }
+        self.sightings.dhcp(sighting).await.map_err(backend("record_sighting"))?;
         Ok(())
     }
 }

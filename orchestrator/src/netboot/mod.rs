@@ -11,6 +11,7 @@
 pub mod config;
 pub mod directory;
 pub mod events;
+pub mod identity;
 pub mod leases;
 pub mod metrics;
 pub mod resolver;
@@ -106,9 +107,10 @@ impl Netboot {
         // Only the slots of switches this controller serves.
         let directory = Arc::new(Directory::serving(db.clone(), controller));
         directory.refresh().await?;
+        let sightings = identity::Sightings::new(db.clone(), directory.clone());
         let (sink, sink_counters, sink_task) =
-            events::DbEventSink::start(db.clone(), directory.clone());
-        let store = Arc::new(leases::DbLeaseStore::new(db.clone(), directory.clone()));
+            events::DbEventSink::start_with(db.clone(), directory.clone(), Some(sightings.clone()));
+        let store = Arc::new(leases::DbLeaseStore::with_sightings(db.clone(), sightings));
         let opts = ServerOptions {
             pxe_reply_delay: cfg.reply_delay,
             server_port: cfg.dhcp_port,

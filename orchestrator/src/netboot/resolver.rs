@@ -55,7 +55,10 @@ pub fn slot_boot(slot: &SlotEntry, plans: &BootPlanner) -> Option<SlotBoot> {
         }
     };
     let mac: MacAddr = pi.mac.as_deref().and_then(|m| m.parse().ok()).unwrap_or(MacAddr([0; 6]));
-    Some(SlotBoot { serial: pi.serial, mac, params: plan.params(), boot_dir: plan.boot_dir })
+    // In maintenance the board in the slot may be a new one: its serial directory is the
+    // slot's (the source address chose the slot; the path never does).
+    let serial = if pi.maintenance { None } else { pi.serial };
+    Some(SlotBoot { serial, mac, params: plan.params(), boot_dir: plan.boot_dir })
 }
 
 #[cfg(test)]
@@ -87,6 +90,7 @@ mod tests {
             id: PiId("pi-7".into()),
             serial: None,
             mac: Some("b8:27:eb:00:00:07".into()),
+            maintenance: false,
         };
         let b = slot_boot(&slot(Some(pi)), &plans).expect("slot with a Pi");
         assert_eq!(b.boot_dir, PathBuf::from("/r/pi-7/boot"));

@@ -1,58 +1,26 @@
-//! DHCP sightings into the inventory: create `new` Pis (discovery), fill in a Pi's
-//! serial/MAC/model when first seen, and notice a Pi replaced in its slot.
+//! What a sighting may do to the inventory: the pure rule ([`decide`]) behind DHCP and
+//! TFTP sightings. [`super::identity`] reads what it needs, asks `decide` and writes the
+//! result.
 //!
-//! [`decide`] is the pure rule (tested directly); [`apply`] reads the current Pi, asks
-//! `decide`, and writes the result with its audit event in one transaction.
+//! **Identity belongs to the slot, and a sighting is untrusted.** A deployed Pi's
+//! customer has root on it and can send any DHCP or TFTP packet on its storage link, so:
+//! - a sighting only ever concerns the Pi of the slot it came in on (a flat-network
+//!   sighting: the slotless Pi with that MAC or serial), never another slot's Pi;
+//! - a MAC or serial another Pi holds is never taken: the sighting is flagged;
+//! - on a Pi that is owned or has run a customer's root ([`Trust::Guarded`]), nothing is
+//!   rewritten or even filled in: what was seen is flagged for an operator;
+//! - a different board is taken as the Pi's new hardware only while the Pi is in
+//!   maintenance ([`Trust::Maintenance`]), or when an operator accepts a flagged
+//!   sighting ([`merged`] gives the identity either way).
 
-use bramble_netboot::dhcp::{PiModel, Sighting};
+use bramble_netboot::dhcp::PiModel;
 use bramble_netboot::hw::PiSerial;
-use serde_json::json;
 
-use crate::db::events::NewEvent;
-use crate::db::pis::NewPi;
-use crate::db::{Db, DbError, get_opt_serial, get_opt_str, get_str};
 use crate::ids::{PiId, SlotId};
 use crate::lifecycle::PiState;
-use crate::time::now_millis;
 
-/// Actor name of inventory changes made from DHCP.
-const ACTOR: &str = "dhcp";
-
-/// What the inventory holds for the Pi a sighting is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Known {
-    pub id: PiId,
-    pub serial: Option<PiSerial>,
-    pub mac: Option<String>,
-    pub model: String,
-    pub slot: Option<SlotId>,
-}
-
-/// What the wire showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub mac: String,
-    pub serial: Option<PiSerial>,
-    pub model: Option<&'static str>,
-}
-
-/// What to do with a sighting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Nothing,
-    /// No Pi is known: record a `new` one.
-    Create,
-    /// The known Pi lacks some identity the wire showed: add it.
-    Fill {
-        pi: PiId,
-    },
-    /// A different board answers for this slot: take over its identity, log it.
-    Replaced {
-        pi: PiId,
-        old_mac: Option<String>,
-        old_serial: Option<PiSerial>,
-    },
-}
+/// The model name of a Pi the inventory knows no model for.
+pub const UNKNOWN_MODEL: &str = "unknown";
 
 /// The inventory model name for what DHCP could tell.
 pub fn model_name(model: Option<PiModel>) -> Option<&'static str> {
@@ -65,219 +33,289 @@ pub fn model_name(model: Option<PiModel>) -> Option<&'static str> {
     }
 }
 
-/// The pure rule. A serial differing from a known serial, or a MAC differing from a known
-/// MAC, is another board; anything the inventory lacks is filled in.
-pub fn decide(known: Option<&Known>, seen: &Seen) -> Decision {
-    let Some(k) = known else {
-        return Decision::Create;
-    };
-    let mac_differs = k.mac.as_ref().is_some_and(|m| *m != seen.mac);
-    let serial_differs = matches!((&k.serial, &seen.serial), (Some(a), Some(b)) if a != b);
-    if mac_differs || serial_differs {
-        return Decision::Replaced {
-            pi: k.id.clone(),
-            old_mac: k.mac.clone(),
-            old_serial: k.serial,
-        };
-    }
-    let model_news = seen.model.is_some_and(|m| k.model != m);
-    if k.mac.is_none() || (k.serial.is_none() && seen.serial.is_some()) || model_news {
-        return Decision::Fill { pi: k.id.clone() };
-    }
-    Decision::Nothing
+/// A board's identity as the inventory records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub mac: Option<String>,
+    pub serial: Option<PiSerial>,
+    pub model: String,
 }
 
-/// Applies one sighting; returns whether the inventory changed.
-pub async fn apply(db: &Db, s: &Sighting) -> Result<bool, DbError> {
-    let seen = Seen { mac: s.mac.to_string(), serial: s.serial, model: model_name(s.model) };
-    let slot = s.slot.as_ref().map(|k| SlotId(k.0.clone()));
-    let known = match &slot {
-        Some(slot) => find(db, By::Slot, slot.0.clone()).await?,
-        None => find_by_identity(db, &seen).await?,
-    };
-    let decision = decide(known.as_ref(), &seen);
-    tracing::debug!(interface = %s.interface, mac = %seen.mac, ?decision, "dhcp sighting");
-    match decision {
-        Decision::Nothing => Ok(false),
-        Decision::Create => create(db, &seen, slot.as_ref()).await,
-        Decision::Fill { pi } => {
-            update_identity(db, &pi, &seen, None).await?;
-            Ok(true)
+/// How far sightings are believed on a Pi.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Never owned and never ran a customer's root (`new`, or `ready` without an image):
+    /// what it lacks may be filled in; a different identity is flagged.
+    Open,
+    /// Owned, or running (or having run) a customer's root, or retired: nothing changes
+    /// without an operator; anything new is flagged.
+    Guarded,
+    /// Marked for maintenance by an operator: a different board is its replacement.
+    Maintenance,
+}
+
+/// The trust a Pi's record earns.
+pub fn trust(state: PiState, owned: bool, has_root: bool, maintenance: bool) -> Trust {
+    match state {
+        PiState::Retired => Trust::Guarded,
+        _ if maintenance || state == PiState::Maintenance => Trust::Maintenance,
+        PiState::New | PiState::Ready if !owned && !has_root => Trust::Open,
+        _ => Trust::Guarded,
+    }
+}
+
+/// What the inventory holds for the Pi a sighting is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub id: PiId,
+    pub identity: Identity,
+    pub slot: Option<SlotId>,
+    pub trust: Trust,
+}
+
+/// Which server saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A DHCP packet: MAC, model, and the serial where the model sends it.
+    Dhcp,
+    /// A TFTP path naming a serial directory (the Pi 3B's only way to show its serial).
+    Tftp,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Dhcp => "dhcp",
+            Source::Tftp => "tftp",
         }
-        Decision::Replaced { pi, old_mac, old_serial } => {
-            let data = json!({ "slot": slot, "old_mac": old_mac, "old_serial": old_serial,
-                               "new_mac": seen.mac, "new_serial": seen.serial, "interface": s.interface });
-            let msg = format!("a different Pi ({}) answered in this Pi's slot", seen.mac);
-            tracing::warn!(pi = %pi, mac = %seen.mac, old_mac = ?old_mac, "Pi replaced in its slot");
-            update_identity(
-                db,
-                &pi,
-                &seen,
-                Some(NewEvent::new("pi.replaced", ACTOR, msg).pi(&pi).data(data)),
-            )
-            .await?;
-            Ok(true)
-        }
     }
 }
 
-async fn create(db: &Db, seen: &Seen, slot: Option<&SlotId>) -> Result<bool, DbError> {
-    // A board the operator registered without a slot is adopted, not duplicated.
-    if let Some(k) = find_by_identity(db, seen).await? {
-        let Some(slot) = slot else { return Ok(false) };
-        if k.slot.is_some() {
-            tracing::warn!(pi = %k.id, mac = %seen.mac, "Pi seen in a second slot; inventory left as is");
-            return Ok(false);
-        }
-        let mut tx = db.begin_write().await?;
-        db.q("UPDATE pis SET slot_id = $1, updated_at = $2 WHERE id = $3 AND slot_id IS NULL")
-            .bind(slot.0.clone())
-            .bind(now_millis())
-            .bind(k.id.0.clone())
-            .execute(&mut *tx)
-            .await?;
-        let event = NewEvent::new(
-            "pi.slotted",
-            ACTOR,
-            format!("seen on the storage network of slot {slot}"),
-        )
-        .pi(&k.id);
-        db.append_event_with(&mut *tx, &event).await?;
-        tx.commit().await?;
-        return Ok(true);
-    }
-    let new = NewPi {
-        serial: seen.serial,
-        mac: Some(seen.mac.clone()),
-        model: seen.model.unwrap_or("unknown").to_string(),
-        slot: slot.cloned(),
-        owner: None,
-        state: PiState::New,
-    };
-    let pi = db.insert_pi(&new, ACTOR).await?;
-    tracing::info!(pi = %pi.id, mac = %seen.mac, slot = ?slot, "new Pi discovered by dhcp");
-    Ok(true)
+/// What the wire showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub source: Source,
+    pub mac: Option<String>,
+    pub serial: Option<PiSerial>,
+    pub model: Option<&'static str>,
 }
 
-async fn update_identity(
-    db: &Db,
-    pi: &PiId,
-    seen: &Seen,
-    event: Option<NewEvent>,
-) -> Result<(), DbError> {
-    let mut tx = db.begin_write().await?;
-    // A replacement takes the new board's serial even when DHCP did not show one.
-    let replace = event.is_some();
-    db.q("UPDATE pis SET mac = $1, serial = CASE WHEN $2 IS NOT NULL OR $5 = 1 THEN $2 ELSE serial END, \
-          model = COALESCE($3, model), updated_at = $4 WHERE id = $6")
-        .bind(seen.mac.clone())
-        .bind(seen.serial.map(|s| s.to_string()))
-        .bind(seen.model.map(str::to_string))
-        .bind(now_millis())
-        .bind(i64::from(replace))
-        .bind(pi.0.clone())
-        .execute(&mut *tx)
-        .await?;
-    if let Some(event) = event {
-        db.append_event_with(&mut *tx, &event).await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn find_by_identity(db: &Db, seen: &Seen) -> Result<Option<Known>, DbError> {
-    if let Some(k) = find(db, By::Mac, seen.mac.clone()).await? {
-        return Ok(Some(k));
-    }
-    match &seen.serial {
-        Some(serial) => find(db, By::Serial, serial.to_string()).await,
-        None => Ok(None),
-    }
-}
-
-/// Which column a Pi is looked up by.
-enum By {
-    Slot,
+/// Which identifier a packet claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
     Mac,
     Serial,
 }
 
-async fn find(db: &Db, by: By, value: String) -> Result<Option<Known>, DbError> {
-    let sql: &'static str = match by {
-        By::Slot => "SELECT id, serial, mac, model, slot_id FROM pis WHERE slot_id = $1",
-        By::Mac => "SELECT id, serial, mac, model, slot_id FROM pis WHERE mac = $1",
-        By::Serial => "SELECT id, serial, mac, model, slot_id FROM pis WHERE serial = $1",
+/// Another Pi that already holds the MAC or serial a packet showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub id: PiId,
+    pub slot: Option<SlotId>,
+    pub trust: Trust,
+}
+
+/// The Pis (other than the one concerned) holding the seen MAC and serial.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims {
+    pub mac: Option<Holder>,
+    pub serial: Option<Holder>,
+}
+
+impl Claims {
+    /// The first claim on a Pi other than `except`.
+    fn taken(&self, except: Option<&PiId>) -> Option<(Claim, &Holder)> {
+        let other = |h: &&Holder| Some(&h.id) != except;
+        (self.mac.as_ref().filter(other).map(|h| (Claim::Mac, h)))
+            .or_else(|| self.serial.as_ref().filter(other).map(|h| (Claim::Serial, h)))
+    }
+}
+
+/// Why a sighting was flagged for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagReason {
+    /// A different board (or a packet claiming to be one).
+    Differs,
+    /// Something the record lacks, on a Pi whose record only an operator changes.
+    Adds,
+    /// The MAC or serial of another Pi.
+    Taken { claim: Claim, other: PiId },
+}
+
+impl FlagReason {
+    /// The stored and shown name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FlagReason::Differs => "differs",
+            FlagReason::Adds => "adds",
+            FlagReason::Taken { claim: Claim::Mac, .. } => "mac_taken",
+            FlagReason::Taken { claim: Claim::Serial, .. } => "serial_taken",
+        }
+    }
+
+    pub fn other(&self) -> Option<&PiId> {
+        match self {
+            FlagReason::Taken { other, .. } => Some(other),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with a sighting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Nothing,
+    /// No Pi is known: record a `new` one.
+    Create,
+    /// The Pi lacks some identity the wire showed: add it.
+    Fill {
+        pi: PiId,
+        identity: Identity,
+    },
+    /// A slotless `Open` Pi (registered by an operator) seen in an empty slot: put it
+    /// there, filling in what its record lacks.
+    Adopt {
+        pi: PiId,
+    },
+    /// A different board in a Pi's place during maintenance: it becomes the Pi's hardware.
+    Replace {
+        pi: PiId,
+        identity: Identity,
+    },
+    /// Record what was seen on this Pi for an operator; change nothing.
+    Flag {
+        pi: PiId,
+        reason: FlagReason,
+    },
+    /// Nothing here to flag (an empty slot, or a flat-network packet about a slotted
+    /// Pi): log it, change nothing.
+    Foreign {
+        claim: Claim,
+        other: PiId,
+    },
+}
+
+/// How a sighting compares with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Diff {
+    Same,
+    Adds,
+    Differs,
+}
+
+fn compare(known: &Identity, seen: &Seen) -> Diff {
+    let mut adds = false;
+    match (&known.mac, &seen.mac) {
+        (Some(a), Some(b)) if a != b => return Diff::Differs,
+        (None, Some(_)) => adds = true,
+        _ => {}
+    }
+    match (known.serial, seen.serial) {
+        (Some(a), Some(b)) if a != b => return Diff::Differs,
+        (None, Some(_)) => adds = true,
+        _ => {}
+    }
+    match seen.model {
+        Some(_) if known.model == UNKNOWN_MODEL => adds = true,
+        Some(m) if known.model != m => return Diff::Differs,
+        _ => {}
+    }
+    if adds { Diff::Adds } else { Diff::Same }
+}
+
+/// The record with only what it lacked filled in from `seen`.
+pub fn filled(known: &Identity, seen: &Seen) -> Identity {
+    let model = match seen.model {
+        Some(m) if known.model == UNKNOWN_MODEL => m.to_string(),
+        _ => known.model.clone(),
     };
-    let row = db.q(sql).bind(value).fetch_optional(db.pool()).await?;
-    row.map(|r| {
-        Ok(Known {
-            id: PiId(get_str(&r, "id")?),
-            serial: get_opt_serial(&r, "serial", "pis.serial")?,
-            mac: get_opt_str(&r, "mac")?,
-            model: get_str(&r, "model")?,
-            slot: get_opt_str(&r, "slot_id")?.map(SlotId),
-        })
-    })
-    .transpose()
+    Identity {
+        mac: known.mac.clone().or_else(|| seen.mac.clone()),
+        serial: known.serial.or(seen.serial),
+        model,
+    }
+}
+
+/// The identity of the board `seen` shows, taking what it does not show from the record:
+/// except the serial, which belongs to the old board once the MAC changed (a Pi 3B shows
+/// its serial only later, over TFTP).
+pub fn merged(known: &Identity, seen: &Seen) -> Identity {
+    let new_board = matches!((&known.mac, &seen.mac), (Some(a), Some(b)) if a != b);
+    let serial = match seen.serial {
+        Some(s) => Some(s),
+        None if new_board => None,
+        None => known.serial,
+    };
+    Identity {
+        mac: seen.mac.clone().or_else(|| known.mac.clone()),
+        serial,
+        model: seen.model.map_or_else(|| known.model.clone(), str::to_string),
+    }
+}
+
+/// The rule. `slot` is the slot the sighting came in on (`None` on a flat network);
+/// `known` is that slot's Pi, or on a flat network the slotless-or-not Pi holding the
+/// seen MAC (else serial); `claims` are the Pis other than `known` holding them.
+pub fn decide(
+    slot: Option<&SlotId>,
+    known: Option<&Known>,
+    seen: &Seen,
+    claims: &Claims,
+) -> Decision {
+    let Some(k) = known else {
+        return match claims.taken(None) {
+            None if slot.is_none() && seen.source == Source::Tftp => Decision::Nothing,
+            None => Decision::Create,
+            // A board an operator registered without a slot, seen in an empty slot.
+            Some((_, h))
+                if slot.is_some()
+                    && h.slot.is_none()
+                    && h.trust == Trust::Open
+                    && claims.taken(Some(&h.id)).is_none() =>
+            {
+                Decision::Adopt { pi: h.id.clone() }
+            }
+            Some((claim, h)) => Decision::Foreign { claim, other: h.id.clone() },
+        };
+    };
+    // A flat-network sighting never concerns a Pi in a slot.
+    if slot.is_none() && k.slot.is_some() {
+        let claim = if k.identity.mac.is_some() && k.identity.mac == seen.mac {
+            Claim::Mac
+        } else {
+            Claim::Serial
+        };
+        return Decision::Foreign { claim, other: k.id.clone() };
+    }
+    if let Some((claim, h)) = claims.taken(Some(&k.id)) {
+        return Decision::Flag {
+            pi: k.id.clone(),
+            reason: FlagReason::Taken { claim, other: h.id.clone() },
+        };
+    }
+    let pi = k.id.clone();
+    match (compare(&k.identity, seen), k.trust) {
+        (Diff::Same, _) => Decision::Nothing,
+        (Diff::Adds, Trust::Open | Trust::Maintenance) => {
+            Decision::Fill { pi, identity: filled(&k.identity, seen) }
+        }
+        (Diff::Adds, Trust::Guarded) => Decision::Flag { pi, reason: FlagReason::Adds },
+        (Diff::Differs, Trust::Maintenance) => {
+            Decision::Replace { pi, identity: merged(&k.identity, seen) }
+        }
+        (Diff::Differs, Trust::Open | Trust::Guarded) => {
+            Decision::Flag { pi, reason: FlagReason::Differs }
+        }
+    }
+}
+
+/// The serial a TFTP path names in its first component (`1234abcd/start.elf`), if any.
+pub fn serial_in_path(file: &str) -> Option<PiSerial> {
+    let (first, rest) = file.split_once('/')?;
+    let hex = first.len() == 8 && first.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && !rest.is_empty()).then(|| u32::from_str_radix(first, 16).ok().map(PiSerial)).flatten()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn known(mac: Option<&str>, serial: Option<u32>) -> Known {
-        Known {
-            id: PiId("pi-1".into()),
-            serial: serial.map(PiSerial),
-            mac: mac.map(Into::into),
-            model: "unknown".into(),
-            slot: None,
-        }
-    }
-
-    fn seen(mac: &str, serial: Option<u32>) -> Seen {
-        Seen { mac: mac.into(), serial: serial.map(PiSerial), model: None }
-    }
-
-    #[test]
-    fn decisions_follow_the_rule() {
-        let pi = PiId("pi-1".into());
-        let m1 = "b8:27:eb:00:00:01";
-        let m2 = "b8:27:eb:00:00:02";
-        let cases = [
-            (None, seen(m1, None), Decision::Create),
-            (Some(known(None, None)), seen(m1, None), Decision::Fill { pi: pi.clone() }),
-            (Some(known(Some(m1), None)), seen(m1, None), Decision::Nothing),
-            (
-                Some(known(Some(m1), None)),
-                seen(m1, Some(0x1234abcd)),
-                Decision::Fill { pi: pi.clone() },
-            ),
-            (
-                Some(known(Some(m1), Some(0x1234abcd))),
-                seen(m1, Some(0x1234abcd)),
-                Decision::Nothing,
-            ),
-            (
-                Some(known(Some(m1), None)),
-                seen(m2, None),
-                Decision::Replaced { pi: pi.clone(), old_mac: Some(m1.into()), old_serial: None },
-            ),
-            (
-                Some(known(Some(m1), Some(0x1234abcd))),
-                seen(m1, Some(0x99999999)),
-                Decision::Replaced {
-                    pi: pi.clone(),
-                    old_mac: Some(m1.into()),
-                    old_serial: Some(PiSerial(0x1234abcd)),
-                },
-            ),
-        ];
-        for (k, s, want) in cases {
-            assert_eq!(decide(k.as_ref(), &s), want, "{k:?} {s:?}");
-        }
-        let mut s = seen(m1, None);
-        s.model = Some("3b+");
-        assert_eq!(decide(Some(&known(Some(m1), None)), &s), Decision::Fill { pi });
-    }
-}
+#[path = "sightings_tests.rs"]
+mod tests;

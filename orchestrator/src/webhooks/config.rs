@@ -211,9 +211,13 @@ enum KindPattern {
 }
 
 impl Default for KindFilter {
-    /// Every job event: `job.created`, `job.started`, `job.step`, `job.succeeded`, ...
+    /// Every job event (`job.created`, `job.started`, `job.step`, `job.succeeded`, ...)
+    /// and `pi.replaced` (a Pi's board was replaced: its MAC and serial changed).
     fn default() -> Self {
-        KindFilter(vec![KindPattern::Prefix("job.".into())])
+        KindFilter(vec![
+            KindPattern::Prefix("job.".into()),
+            KindPattern::Exact("pi.replaced".into()),
+        ])
     }
 }
 
@@ -221,7 +225,7 @@ impl KindFilter {
     /// Parses `*`, `prefix.*` and exact kinds; a `*` anywhere else is refused.
     pub fn parse(patterns: &[String]) -> Result<KindFilter, String> {
         if patterns.is_empty() {
-            return Err("is empty; leave it out to send job events".into());
+            return Err("is empty; leave it out to send job events and pi.replaced".into());
         }
         patterns
             .iter()
@@ -273,6 +277,8 @@ mod tests {
         assert!(
             c.kinds.matches("job.created")
                 && c.kinds.matches("job.step")
+                && c.kinds.matches("pi.replaced")
+                && !c.kinds.matches("pi.hardware_flagged")
                 && !c.kinds.matches("dhcp.offer")
         );
         assert_eq!(c.endpoint(), "http://panel.example:8000/hooks");
