@@ -217,7 +217,7 @@ async fn slot_identity_sightings_maintenance_and_accepting() {
             ("reboot", alice.as_str(), json!({})),
             ("power-off", alice.as_str(), json!({})),
             ("rescue", op, json!({"ssh_keys": [KEY]})),
-            ("snapshots", op, json!({})),
+            ("power-on", alice.as_str(), json!({})),
         ] {
             let r = api.post(&format!("/v1/pis/{a}/{path}"), who, body).await;
             assert_problem(&r, 409, "maintenance");
