@@ -109,8 +109,11 @@ async fn a_deployed_pi_is_untrusted_and_a_swapped_board_keeps_its_identity() {
     send(discover(PiModel::Pi3BPlus, Serial(0x0bad_0001), four_mac, PI3_XID)).await;
     until(&lab, &plus, "mac claim flagged", |p| p["hardware_sighting"]["reason"] == "mac_taken")
         .await;
-    let guid = client_guid(PiModel::Pi3BPlus, four_sim.config().serial, four_mac);
-    send(raw_discover([0xb8, 0x27, 0xeb, 0x0b, 0xad, 0x02], &guid)).await;
+    // A Pi 4 EEPROM's option 97 (`RPi4`, serial) carrying the neighbour's serial, under
+    // a MAC nobody holds.
+    let raw_mac = bramble_lab::pisim::Mac([0xdc, 0xa6, 0x32, 0x0b, 0xad, 0x02]);
+    let guid = client_guid(PiModel::Pi4, four_sim.config().serial, raw_mac);
+    send(raw_discover(raw_mac.0, &guid)).await;
     let p = until(&lab, &plus, "serial claim flagged", |p| {
         p["hardware_sighting"]["reason"] == "serial_taken"
     })
