@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Boot-storm benchmark: N simulated Pis (mixed 3B / 3B+ / 4, real boot-ROM timings,
-# firmware-sized TFTP files) powered on all at once and then staggered; prints one
-# Markdown row per storm (see docs/benchmarks.md, "Boot storm", for the method).
+# Boot-storm benchmark: N simulated Pis (real boot-ROM timings, firmware-sized TFTP
+# files) powered on all at once and then staggered; prints one Markdown row per storm
+# (see docs/benchmarks.md, "Boot storm", for the method). MIX=pi3-pi4 (default) gives
+# the anchor 3B / 3B+ / 4 in turn; MIX=with-pi5 gives it 3B / 3B+ / 4 / 5, the mix of
+# Bramble's lab (which always has Pi 5s: ports 3, 7, 11, ...).
 #
 #   bench/bootstorm.sh                 # 96 Pis, staggered 16 per 2 s
 #   PIS=24 GROUP=8 PAUSE=1 bench/bootstorm.sh
+#   MIX=with-pi5 bench/bootstorm.sh    # Pi 5s in the mix on both sides
 #
 # Needs root and: dnsmasq-base tftpd-hpa nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils.
 set -euo pipefail
@@ -14,6 +17,7 @@ PIS=${PIS:-96}
 GROUP=${GROUP:-16}
 PAUSE=${PAUSE:-2}
 REPLY_DELAY=${REPLY_DELAY:-1}
+MIX=${MIX:-pi3-pi4}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 if [ "$(id -u)" != 0 ]; then
@@ -29,10 +33,10 @@ done
 
 echo "# boot storm, $PIS Pis, $(date -u +%FT%TZ), $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "## Anchor: dnsmasq (DHCP, dhcp-reply-delay $REPLY_DELAY s) + tftpd-hpa + nfs-ganesha, configured by hand"
+echo "## Anchor: dnsmasq (DHCP, dhcp-reply-delay $REPLY_DELAY s) + tftpd-hpa + nfs-ganesha, configured by hand, mix $MIX"
 cargo build --release -q -p bramble-lab --example bootstorm_anchor
 "$CARGO_TARGET_DIR/release/examples/bootstorm_anchor" \
-    --pis "$PIS" --group "$GROUP" --pause-secs "$PAUSE" --reply-delay "$REPLY_DELAY"
+    --pis "$PIS" --group "$GROUP" --pause-secs "$PAUSE" --reply-delay "$REPLY_DELAY" --mix "$MIX"
 
 # ===== BRAMBLE PART ===============================================================
 # The same two storms against Bramble's virtual shelf (`bramble::lab::Lab`, as

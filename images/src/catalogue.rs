@@ -108,6 +108,9 @@ mod tests {
         assert_eq!(stretch.suite, "stretch");
         assert_eq!(stretch.apt_sources[0].suite, "stretch");
         assert!(stretch.kernel_packages.contains(&"raspberrypi-bootloader".to_string()));
+        // Debian 12's kernel cannot boot a Pi 5; the rescue system boots what it boots.
+        assert_eq!(arm64.models, ["3b", "3b+", "4b"]);
+        assert_eq!(rescue.models, arm64.models);
         let xenial = c.get("ubuntu-xenial-armhf").expect("xenial");
         assert_eq!(xenial.mirror, "http://ports.ubuntu.com/ubuntu-ports");
         assert_eq!(c.get("debian-bookworm-arm64").expect("arm64").qemu_arch(), "aarch64");
@@ -135,6 +138,9 @@ mod tests {
             ("boot_dir = \"boot/firmware\"", "boot_dir = \"../etc\"", "boot_dir"),
             ("mirror = \"http://deb.debian.org/debian\"", "mirror = \"ftp://x\"", "mirror"),
             ("\"openssh-server\",", "\"openssh-server; rm -rf /\",", "package"),
+            ("models = [\"3b\", \"3b+\", \"4b\"]", "models = [\"3b\", \"6\"]", "models"),
+            ("models = [\"3b\", \"3b+\", \"4b\"]", "models = []", "models"),
+            ("models = [\"3b\", \"3b+\", \"4b\"]", "models = [\"4b\", \"4b\"]", "models"),
         ];
         for (from, to, word) in cases {
             let err =
@@ -149,6 +155,9 @@ mod tests {
         let mut r = c.get("debian-bookworm-armhf").expect("armhf").clone();
         let h = r.hash();
         assert_eq!(h, c.get("debian-bookworm-armhf").expect("again").hash());
+        // Which models a base boots changes nothing built: cached bases stay valid.
+        r.models.push("5".into());
+        assert_eq!(h, r.hash());
         r.packages.push("vim".into());
         assert_ne!(h, r.hash());
         assert_eq!(h.len(), 64);

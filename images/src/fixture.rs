@@ -28,8 +28,10 @@ const BOOT_FILES: &[(&str, usize)] = &[
     ("bcm2710-rpi-3-b.dtb", 26_000),
     ("bcm2710-rpi-3-b-plus.dtb", 26_600),
     ("bcm2711-rpi-4-b.dtb", 51_000),
+    ("bcm2712-rpi-5-b.dtb", 78_000),
     ("kernel7.img", 700_001),
     ("kernel8.img", 900_001),
+    ("kernel_2712.img", 950_001),
 ];
 
 /// Registers the synthetic base `image` (a new version each call) in `store`, built
@@ -57,6 +59,8 @@ pub fn register(
         kernel: Some("kernel8.img".into()),
         initramfs: None,
         network: NetworkStyle::Ifupdown,
+        // Boot files for every model: device trees and kernels of the 3B to the Pi 5.
+        models: crate::recipe::PI_MODELS.iter().map(|m| m.to_string()).collect(),
         console_args: vec!["console=serial0,115200".into()],
         packages: Vec::new(),
         size_bytes: digest.size_bytes,

@@ -37,6 +37,10 @@ pub struct Manifest {
     #[serde(default)]
     pub initramfs: Option<String>,
     pub network: crate::recipe::NetworkStyle,
+    /// The Pi models the base boots (its recipe's `models`); empty in manifests written
+    /// before recipes said so (the controller then asks the recipe of the same name).
+    #[serde(default)]
+    pub models: Vec<String>,
     pub console_args: Vec<String>,
     pub packages: Vec<Package>,
     pub size_bytes: u64,

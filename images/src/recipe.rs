@@ -109,7 +109,10 @@ pub struct DeviceTree {
 }
 
 /// The `config.txt` model filters a device tree may be given for.
-pub const MODEL_FILTERS: &[&str] = &["pi3", "pi3+", "pi4"];
+pub const MODEL_FILTERS: &[&str] = &["pi3", "pi3+", "pi4", "pi5"];
+
+/// The Pi models a recipe may say it boots, as the inventory names them.
+pub const PI_MODELS: &[&str] = &["3b", "3b+", "4b", "5"];
 
 /// A recipe exactly as written in TOML; unknown fields are rejected.
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +139,7 @@ struct RawRecipe {
     mask_services: Vec<String>,
     network: NetworkStyle,
     boot_dir: String,
+    models: Vec<String>,
     #[serde(default)]
     boot: BootSpec,
     console: Console,
@@ -170,6 +174,10 @@ pub struct Recipe {
     pub boot_dir: String,
     pub boot: BootSpec,
     pub console: Console,
+    /// The Pi models (`PI_MODELS`) the base boots; a reinstall onto another model is
+    /// refused. Not part of the hash: it says what a base boots, it builds nothing.
+    #[serde(skip_serializing)]
+    pub models: Vec<String>,
 }
 
 const ARCHES: &[(&str, &str)] = &[("armhf", "arm"), ("armel", "arm"), ("arm64", "aarch64")];
@@ -270,6 +278,7 @@ impl TryFrom<RawRecipe> for Recipe {
             }
         }
         check_relative("boot_dir", &r.boot_dir)?;
+        check_models(&r.models)?;
         check_boot(&r.boot)?;
         check_word("console.serial", &r.console.serial, "")?;
         if let Some(level) = &r.console.journal_to_kmsg
@@ -306,6 +315,7 @@ impl TryFrom<RawRecipe> for Recipe {
             boot_dir: r.boot_dir,
             boot: r.boot,
             console: r.console,
+            models: r.models,
         })
     }
 }
@@ -336,6 +346,22 @@ fn check_boot(b: &BootSpec) -> std::result::Result<(), String> {
     }
     if let Some(k) = &b.kernel {
         check_word("boot.kernel", k, "-_.+")?;
+    }
+    Ok(())
+}
+
+/// At least one model, each in [`PI_MODELS`], none twice.
+fn check_models(models: &[String]) -> std::result::Result<(), String> {
+    if models.is_empty() {
+        return Err(format!("models must name the Pi models it boots ({})", PI_MODELS.join(", ")));
+    }
+    for (i, m) in models.iter().enumerate() {
+        if !PI_MODELS.contains(&m.as_str()) {
+            return Err(format!("models entry {m:?} is not one of {}", PI_MODELS.join(", ")));
+        }
+        if models[..i].contains(m) {
+            return Err(format!("models names {m:?} twice"));
+        }
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! `cargo run --release -p bramble-lab --example bootstorm_anchor -- --pis 96`
 //! Options: `--pis N` (96), `--group G` (16), `--pause-secs S` (2), `--reply-delay S`
 //! (1, dnsmasq's dhcp-reply-delay), `--files small|firmware` (firmware),
-//! `--timeout-secs T` (300), `--log-dir DIR` (keep the daemons' logs). Needs root.
+//! `--timeout-secs T` (300), `--log-dir DIR` (keep the daemons' logs), `--mix
+//! pi3-pi4|with-pi5` (pi3-pi4: 3B, 3B+, 4 in turn; with-pi5: 3B, 3B+, 4, 5, the mix of
+//! Bramble's lab). Needs root.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ struct Args {
     files: BootFileSizes,
     timeout: Duration,
     log_dir: Option<std::path::PathBuf>,
+    /// `--mix with-pi5`: the four boot ROMs in turn, as Bramble's lab mixes them.
+    with_pi5: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -34,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         files: BootFileSizes::FIRMWARE,
         timeout: Duration::from_secs(300),
         log_dir: None,
+        with_pi5: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +51,13 @@ fn parse_args() -> Result<Args, String> {
             "--reply-delay" => a.reply_delay = num()? as u32,
             "--timeout-secs" => a.timeout = Duration::from_secs(num()?),
             "--log-dir" => a.log_dir = Some(value.into()),
+            "--mix" => {
+                a.with_pi5 = match value.as_str() {
+                    "with-pi5" => true,
+                    "pi3-pi4" => false,
+                    other => return Err(format!("--mix: {other:?} is not with-pi5 or pi3-pi4")),
+                }
+            }
             "--files" => {
                 a.files = match value.as_str() {
                     "small" => BootFileSizes::SMALL,
@@ -73,6 +85,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = AnchorConfig::mixed("bs", args.pis);
     cfg.dhcp_reply_delay_secs = args.reply_delay;
     cfg.file_sizes = args.files;
+    if args.with_pi5 {
+        cfg.pis = bramble_lab::anchor::shelf_of(args.pis, &bramble_lab::anchor::WITH_PI5);
+    }
     let setup = Instant::now();
     let shelf = tokio::task::spawn_blocking(move || AnchorShelf::start(cfg)).await??;
     eprintln!(

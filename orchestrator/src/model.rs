@@ -210,6 +210,10 @@ pub struct Image {
     /// `available` (built and ready to deploy) or `recipe` (known, not built here yet).
     pub status: String,
     pub size_bytes: Option<i64>,
+    /// The Pi models it boots (`3b`, `3b+`, `4b`, `5`); a reinstall onto another model is
+    /// refused. Empty only for an image recorded before images said so (not checked).
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 /// An API token as listed (never the secret).

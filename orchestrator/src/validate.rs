@@ -19,9 +19,29 @@ pub struct Invalid(pub Vec<BadField>);
 
 pub const MODELS: [&str; 5] = ["3b", "3b+", "4b", "5", "unknown"];
 
+/// Whether `image`, which boots `boots` (empty: not declared, not checked), can boot a Pi
+/// of inventory model `model` (`unknown`: not checked); else the message saying so.
+pub fn image_boots_model(image: &str, boots: &[String], model: &str) -> Result<(), String> {
+    if boots.is_empty() || model == "unknown" || boots.iter().any(|m| m == model) {
+        return Ok(());
+    }
+    Err(format!(
+        "image {image:?} cannot boot this Pi: it is a model {model:?} and the image boots models {}",
+        boots.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// Runs `check` on `value`, naming `field` in the error.
 pub fn check(field: &str, value: &str, check: fn(&str) -> Result<(), String>) -> Vec<BadField> {
     match check(value) {
+        Ok(()) => Vec::new(),
+        Err(message) => vec![BadField { field: field.to_string(), message }],
+    }
+}
+
+/// Like [`check`] for a check that needs more than one value.
+pub fn check_with(field: &str, check: impl FnOnce() -> Result<(), String>) -> Vec<BadField> {
+    match check() {
         Ok(()) => Vec::new(),
         Err(message) => vec![BadField { field: field.to_string(), message }],
     }

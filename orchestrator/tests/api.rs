@@ -252,6 +252,42 @@ async fn bad_input_is_refused_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_reinstall_or_rescue_onto_a_model_the_image_cannot_boot_is_refused() {
+    async fn case(api: Api, op: &str, s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-m", 30, &["erin", "erin"]).await;
+        let images = api.get("/v1/images", op).await;
+        let arm64 =
+            images.body.as_array().unwrap().iter().find(|i| i["name"] == "debian-bookworm-arm64");
+        assert_eq!(arm64.unwrap()["models"], json!(["3b", "3b+", "4b"]), "{}", images.body);
+        // The DHCP sighting (or an operator) says the first board is a Pi 5.
+        s.db.q("UPDATE pis SET model = '5' WHERE id = $1")
+            .bind(pis[0].clone())
+            .execute(s.db.pool())
+            .await
+            .unwrap();
+        let body = json!({"image": "debian-bookworm-arm64", "ssh_keys": [KEY]});
+        let r = api.post(&format!("/v1/pis/{}/reimage", pis[0]), op, body.clone()).await;
+        assert_problem(&r, 422, "invalid_input");
+        let error = &r.body["errors"][0];
+        assert_eq!(error["field"], "image", "{}", r.body);
+        let message = error["message"].as_str().unwrap();
+        for part in ["\"debian-bookworm-arm64\"", "model \"5\"", "\"3b\", \"3b+\", \"4b\""] {
+            assert!(message.contains(part), "{part} in {message}");
+        }
+        // The rescue image (rescue-bookworm-arm64) cannot boot it either.
+        let r =
+            api.post(&format!("/v1/pis/{}/rescue", pis[0]), op, json!({"ssh_keys": [KEY]})).await;
+        assert_problem(&r, 422, "invalid_input");
+        assert_eq!(r.body["errors"][0]["field"], "rescue.image", "{}", r.body);
+        assert_eq!(api.get("/v1/jobs", op).await.body["items"].as_array().unwrap().len(), 0);
+        // The same image onto the 3B beside it is a job.
+        let r = api.post(&format!("/v1/pis/{}/reimage", pis[1]), op, body).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    each_backend!(case);
+}
+
+#[tokio::test]
 async fn pi_serials_are_8_lowercase_hex_digits_in_and_out() {
     async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
         let r = api.post("/v1/pis", op, json!({"serial": "5eed0001", "model": "4b"})).await;

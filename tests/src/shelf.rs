@@ -232,3 +232,14 @@ pub async fn pi_ports(lab: &Lab) -> Vec<(String, u16)> {
     v.sort_by_key(|(_, port)| *port);
     v
 }
+
+/// The kernel a simulated board of `model` reads from a lab (synthetic) root: the 3B
+/// falls back to the 32-bit kernel, the Pi 5 takes its own `kernel_2712.img`.
+pub fn kernel_of(model: bramble_lab::pisim::PiModel) -> &'static str {
+    use bramble_lab::pisim::PiModel;
+    match model {
+        PiModel::Pi3B => "kernel7.img",
+        PiModel::Pi5 => "kernel_2712.img",
+        PiModel::Pi3BPlus | PiModel::Pi4 => "kernel8.img",
+    }
+}

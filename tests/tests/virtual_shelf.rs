@@ -26,6 +26,30 @@ fn kernel_size(lab: &bramble::lab::Lab, pi: &str, model_kernel: &str) -> u64 {
     std::fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len()
 }
 
+/// The Pi 5 of a lab (port 3): the inventory knows its model and the serial its option 97
+/// carries, and it read the bcm2712 device tree and `kernel_2712.img` from its own
+/// directory, never a `start*.elf`.
+async fn pi5_booted_as_itself(lab: &bramble::lab::Lab, (pi, port): &(String, u16)) {
+    let sim = lab.cabling.sim(*port).unwrap();
+    assert_eq!((*port, sim.config().model), (3, bramble_lab::pisim::PiModel::Pi5));
+    let p = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await.unwrap();
+    let serial = sim.config().serial.to_string();
+    assert_eq!((p["model"].as_str(), p["serial"].as_str()), (Some("5"), Some(serial.as_str())));
+    let read: Vec<String> = sim
+        .status()
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.event {
+            bramble_lab::pisim::Event::TftpFetched { file, .. } => Some(file.clone()),
+            _ => None,
+        })
+        .collect();
+    for file in ["config.txt", "bcm2712-rpi-5-b.dtb", "cmdline.txt", "kernel_2712.img"] {
+        assert!(read.contains(&format!("{serial}/{file}")), "{file} in {read:?}");
+    }
+    assert!(!read.iter().any(|f| f.contains("start")), "{read:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     let _one = shelf::serial().await;
@@ -34,6 +58,7 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     let pis = shelf::pi_ports(&lab).await;
     let (reinstalled, reinstalled_port) = pis[1].clone();
     let (rebooted, rebooted_port) = pis[4].clone();
+    pi5_booted_as_itself(&lab, &pis[2]).await;
     shelf::assign(&lab, &reinstalled, "cust-ann").await;
     shelf::assign(&lab, &rebooted, "cust-ann").await;
     let ann = shelf::customer_token(&lab, "cust-ann").await;
@@ -96,11 +121,7 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     // and the kernel it fetched is that image's kernel (the images' kernels differ).
     assert_eq!(shelf::root_marker(&lab, &reinstalled)["image"], other_image());
     let sim = lab.cabling.sim(reinstalled_port).unwrap();
-    let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
-        "kernel7.img"
-    } else {
-        "kernel8.img"
-    };
+    let kernel = shelf::kernel_of(sim.config().model);
     assert_eq!(last_kernel_bytes(&sim), Some(kernel_size(&lab, &reinstalled, kernel)));
     let p = lab
         .call(reqwest::Method::GET, &format!("/v1/pis/{reinstalled}"), None, &[200])
@@ -201,11 +222,7 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
             PiState::Booted,
             "after a crash at {at:?}"
         );
-        let kernel = if sim.config().model == bramble_lab::pisim::PiModel::Pi3B {
-            "kernel7.img"
-        } else {
-            "kernel8.img"
-        };
+        let kernel = shelf::kernel_of(sim.config().model);
         assert_eq!(
             last_kernel_bytes(&sim),
             Some(kernel_size(&lab, &pi, kernel)),

@@ -148,6 +148,7 @@ pub fn build_with(
         kernel: boot_files.as_ref().map(|f| f.kernel.clone()),
         initramfs: boot_files.and_then(|f| f.initramfs),
         network: recipe.network,
+        models: recipe.models.clone(),
         console_args: recipe.cmdline_console_args(),
         packages: manifest::installed_packages(&root)?,
         size_bytes: digest.size_bytes,

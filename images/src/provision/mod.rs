@@ -421,6 +421,7 @@ mod tests {
             kernel: None,
             initramfs: None,
             network: NetworkStyle::Ifupdown,
+            models: Vec::new(),
             console_args: Vec::new(),
             packages: Vec::new(),
             size_bytes: 0,

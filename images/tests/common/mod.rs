@@ -158,6 +158,7 @@ pub fn fake_base(store: &ImageStore, image: &str, pad_bytes: usize) -> Base {
         kernel: None,
         initramfs: None,
         network: NetworkStyle::SystemdNetworkd,
+        models: Vec::new(),
         console_args: vec![],
         packages: vec![],
         size_bytes: pad_bytes as u64,

@@ -68,6 +68,8 @@ pub(crate) fn write_boot_dir(
     let dir = tftp.join(slot.serial.to_string());
     let (start, fixup, kernel) = match slot.model {
         PiModel::Pi4 => ("start4.elf", "fixup4.dat", "kernel8.img"),
+        // No start*.elf is read by a Pi 5; the links are harmless extras.
+        PiModel::Pi5 => ("start4.elf", "fixup4.dat", "kernel_2712.img"),
         // Only a 32-bit kernel for the 3B, so its firmware falls back to kernel7.img.
         PiModel::Pi3B => ("start.elf", "fixup.dat", "kernel7.img"),
         PiModel::Pi3BPlus => ("start.elf", "fixup.dat", "kernel8.img"),

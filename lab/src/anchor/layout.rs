@@ -56,8 +56,16 @@ impl SlotPlan {
 
 /// 3B, 3B+, 4, 3B, ... with serials `0x0b57_0000 + index`.
 pub fn mixed_shelf(pis: usize) -> Vec<(PiModel, Serial)> {
-    const MODELS: [PiModel; 3] = [PiModel::Pi3B, PiModel::Pi3BPlus, PiModel::Pi4];
-    (0..pis).map(|i| (MODELS[i % 3], Serial(0x0b57_0000 + i as u32))).collect()
+    shelf_of(pis, &[PiModel::Pi3B, PiModel::Pi3BPlus, PiModel::Pi4])
+}
+
+/// The four boot ROMs in turn (3B, 3B+, 4, 5, ...), as Bramble's lab mixes them.
+pub const WITH_PI5: [PiModel; 4] = [PiModel::Pi3B, PiModel::Pi3BPlus, PiModel::Pi4, PiModel::Pi5];
+
+/// `models` in turn with serials `0x0b57_0000 + index` (an empty list means 3B only).
+pub fn shelf_of(pis: usize, models: &[PiModel]) -> Vec<(PiModel, Serial)> {
+    let pick = |i: usize| models.get(i % models.len().max(1)).copied().unwrap_or(PiModel::Pi3B);
+    (0..pis).map(|i| (pick(i), Serial(0x0b57_0000 + i as u32))).collect()
 }
 
 /// dnsmasq serving DHCP only (no DNS, no TFTP): one static reservation per Pi keyed on

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 pub use files::BootFileSizes;
 pub use layout::{
-    MAX_PIS, SlotPlan, cmdline, dnsmasq_args, mixed_shelf, render_exports, tftpd_args,
+    MAX_PIS, SlotPlan, WITH_PI5, cmdline, dnsmasq_args, mixed_shelf, render_exports, shelf_of,
+    tftpd_args,
 };
 
 use crate::ganesha::{GaneshaOptions, GaneshaServer};

@@ -112,7 +112,7 @@ pub(crate) async fn run(cfg: &PiSimConfig, rec: &Recorder) -> Result<(), Stop> {
 pub(crate) async fn firmware(cfg: &PiSimConfig, rec: &Recorder) -> Result<Loaded, Stop> {
     let xid = match cfg.model {
         PiModel::Pi3B | PiModel::Pi3BPlus => PI3_XID,
-        PiModel::Pi4 => random_xid(cfg.serial.0),
+        PiModel::Pi4 | PiModel::Pi5 => random_xid(cfg.serial.0),
     };
     let boot = Boot { cfg, rec, xid };
     let lease = boot.dhcp(DhcpStage::Rom).await?;
@@ -129,6 +129,11 @@ pub(crate) async fn firmware(cfg: &PiSimConfig, rec: &Recorder) -> Result<Loaded
         PiModel::Pi4 => {
             let opts = TftpOptions { tsize: true, blksize: Some(1024) };
             boot.firmware(lease, "start4.elf", opts).await
+        }
+        // blksize 1468 (DESIGN.md, from rpi-eeprom's release notes): a full Ethernet frame.
+        PiModel::Pi5 => {
+            let opts = TftpOptions { tsize: true, blksize: Some(1468) };
+            boot.firmware(lease, "config.txt", opts).await
         }
     }
 }
@@ -152,7 +157,7 @@ impl Boot<'_> {
             .await
             .map_err(|e| sim_io("DHCP sockets", e))?;
         let request = match stage {
-            DhcpStage::Rom => cfg.model == PiModel::Pi4,
+            DhcpStage::Rom => cfg.model.has_eeprom(),
             DhcpStage::Bootcode => cfg.model == PiModel::Pi3BPlus,
         };
         let mac = cfg.mac();

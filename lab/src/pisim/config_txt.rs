@@ -1,13 +1,13 @@
 //! What the Pi firmware takes from `config.txt` to choose its boot files: `kernel=`,
 //! `device_tree=` and `initramfs NAME followkernel`, under the conditional sections that
-//! apply to the board (`[pi3]`, `[pi3+]`, `[pi4]`, `[0x<serial>]`, `[all]`, `[none]`).
+//! apply to the board (`[pi3]`, `[pi3+]`, `[pi4]`, `[pi5]`, `[0x<serial>]`, `[all]`, `[none]`).
 //! Pure; the simulated firmware and the QEMU Pi's firmware stage both read it here.
 //!
 //! Facts (raspberrypi/documentation, config_txt/conditional.adoc and boot.adoc): a line
 //! is `name=value` (or `initramfs FILE ADDRESS`), `#` starts a comment line, the last
 //! value of a setting wins. Filters of one kind replace each other (`[pi3+]` after
 //! `[pi3]`), filters of different kinds combine, `[all]` clears every filter. A Pi 3B+
-//! matches `[pi3]` and `[pi3+]`; a Pi 3B only `[pi3]`; a Pi 4B only `[pi4]`. Filters this
+//! matches `[pi3]` and `[pi3+]`; a Pi 3B only `[pi3]`; a Pi 4B only `[pi4]`; a Pi 5 only `[pi5]`. Filters this
 //! parser does not model (`[gpio4=1]`, `[HDMI:0]`, `[tryboot]`, `[EDID=..]`, ...) are
 //! taken as not applying, so their settings never redirect a boot.
 //!
@@ -105,8 +105,10 @@ fn model_filter(filter: &str, model: PiModel) -> Option<bool> {
         "pi3" => matches!(model, PiModel::Pi3B | PiModel::Pi3BPlus),
         "pi3+" => model == PiModel::Pi3BPlus,
         "pi4" => model == PiModel::Pi4,
-        "pi0" | "pi0w" | "pi02" | "pi1" | "pi2" | "pi400" | "pi5" | "pi500" | "cm4" | "cm4s"
-        | "cm5" => false,
+        "pi5" => model == PiModel::Pi5,
+        "pi0" | "pi0w" | "pi02" | "pi1" | "pi2" | "pi400" | "pi500" | "cm4" | "cm4s" | "cm5" => {
+            false
+        }
         _ => return None,
     };
     Some(matches)
@@ -177,6 +179,7 @@ mod tests {
             ("[pi3]\n[pi3+]\nkernel=plus\n", PiModel::Pi3B, want(None, None, None)),
             ("[pi3]\n[pi3+]\nkernel=plus\n", PiModel::Pi3BPlus, want(Some("plus"), None, None)),
             ("[pi5]\nkernel=k5\n", PiModel::Pi4, want(None, None, None)),
+            ("[pi5]\nkernel=k5\n[pi4]\nkernel=k4\n", PiModel::Pi5, want(Some("k5"), None, None)),
             // Serial filters combine with model filters.
             ("[pi4]\n[0x5eed0001]\nkernel=mine\n", PiModel::Pi4, want(Some("mine"), None, None)),
             ("[pi4]\n[0x5eed0002]\nkernel=other\n", PiModel::Pi4, want(None, None, None)),

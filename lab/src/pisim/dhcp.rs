@@ -24,21 +24,30 @@ pub struct Lease {
 /// Option 97 payload: type 0 then a 16-byte machine identifier.
 ///
 /// The 3B sends sixteen 0x44 bytes; the 3B+ its serial, little-endian, four times (as
-/// seen in a dnsmasq log of a real one, raspberrypi/firmware#1605); the Pi 4
-/// starts with the `RPi4` fourcc, then serial and MAC (the exact Pi 4 layout after the
-/// fourcc is this simulator's choice: servers only key on the fourcc).
+/// seen in a dnsmasq log of a real one, raspberrypi/firmware#1605, and a tcpdump in
+/// raspberrypi/firmware#941). The Pi 4 and 5 EEPROM bootloaders send four 32-bit words:
+/// the FourCC 0x34695052 / 0x35695052 (`RPi4` / `RPi5` on the wire), the board revision,
+/// the low four bytes of the MAC, the serial (raspberrypi/documentation
+/// eeprom-bootloader.adoc `DHCP_OPTION97`); words little-endian, MAC bytes in wire order,
+/// as a Pi 4's dnsmasq log shows (`00:52:50:69:34:11:31:a0:00:32:2e:f8:ed:10..`).
 pub fn client_guid(model: PiModel, serial: Serial, mac: Mac) -> Vec<u8> {
     let mut guid = vec![0u8];
-    match model {
-        PiModel::Pi3B => guid.extend([0x44; 16]),
-        PiModel::Pi3BPlus => (0..4).for_each(|_| guid.extend(serial.0.to_le_bytes())),
-        PiModel::Pi4 => {
-            guid.extend(b"RPi4");
-            guid.extend(serial.0.to_be_bytes());
-            guid.extend(mac.0);
-            guid.extend([0, 0]);
+    let fourcc: u32 = match model {
+        PiModel::Pi3B => {
+            guid.extend([0x44; 16]);
+            return guid;
         }
-    }
+        PiModel::Pi3BPlus => {
+            (0..4).for_each(|_| guid.extend(serial.0.to_le_bytes()));
+            return guid;
+        }
+        PiModel::Pi4 => 0x3469_5052,
+        PiModel::Pi5 => 0x3569_5052,
+    };
+    guid.extend(fourcc.to_le_bytes());
+    guid.extend(model.board_revision().unwrap_or_default().to_le_bytes());
+    guid.extend(&mac.0[2..6]);
+    guid.extend(serial.0.to_le_bytes());
     guid
 }
 
@@ -47,14 +56,18 @@ fn base(model: PiModel, serial: Serial, mac: Mac, xid: u32, kind: MessageType) -
     let mut msg = Message::new_with_id(xid, zero, zero, zero, zero, &mac.0);
     let opts = msg.opts_mut();
     opts.insert(DhcpOption::MessageType(kind));
-    opts.insert(DhcpOption::ParameterRequestList(vec![
+    // Fourteen options, as captures of the 3B+ (raspberrypi/firmware#941), the Pi 4
+    // (rpi-eeprom#58) and a Pi 5 show: 1, 3, 43, 60, 66, 67 and the PXE range 128-135.
+    let mut wanted = vec![
         OptionCode::SubnetMask,
         OptionCode::Router,
         OptionCode::VendorExtensions,
         OptionCode::ClassIdentifier,
         OptionCode::TFTPServerName,
         OptionCode::BootfileName,
-    ]));
+    ];
+    wanted.extend((128..=135).map(OptionCode::from));
+    opts.insert(DhcpOption::ParameterRequestList(wanted));
     opts.insert(DhcpOption::ClassIdentifier(VENDOR_CLASS.to_vec()));
     opts.insert(DhcpOption::ClientSystemArchitecture(0u16.into()));
     opts.insert(DhcpOption::ClientNetworkInterface(1, 2, 1));
@@ -117,7 +130,7 @@ pub fn parse_reply(
     Ok(Lease { addr: msg.yiaddr(), prefix_len, server_id, tftp_server })
 }
 
-/// Option 66 as dotted decimal; the Pi 4 falls back to siaddr, the Pi 3 ignores siaddr.
+/// Option 66 as dotted decimal; the Pi 4 and 5 fall back to siaddr, the Pi 3 ignores siaddr.
 fn tftp_server(msg: &Message, model: PiModel) -> Result<Ipv4Addr, String> {
     let opt66 = match msg.opts().get(OptionCode::TFTPServerName) {
         Some(DhcpOption::TFTPServerName(name)) => Some(name.clone()),
@@ -129,7 +142,7 @@ fn tftp_server(msg: &Message, model: PiModel) -> Result<Ipv4Addr, String> {
     });
     match (parsed, model) {
         (Some(Ok(ip)), _) => Ok(ip),
-        (_, PiModel::Pi4) if !msg.siaddr().is_unspecified() => Ok(msg.siaddr()),
+        (_, m) if m.has_eeprom() && !msg.siaddr().is_unspecified() => Ok(msg.siaddr()),
         (Some(Err(_)), _) => Err("option 66 is not a dotted-decimal address".into()),
         (None, _) => Err("no option 66".into()),
     }

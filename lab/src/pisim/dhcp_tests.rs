@@ -70,6 +70,13 @@ fn guids_differ_by_model() {
     let four = client_guid(PiModel::Pi4, SERIAL, mac(PiModel::Pi4));
     assert_eq!(four.len(), 17);
     assert_eq!(&four[1..5], b"RPi4");
+    // Revision 0x00c03111 little-endian, MAC bytes 2..6, serial little-endian.
+    assert_eq!(&four[5..9], &[0x11, 0x31, 0xc0, 0x00]);
+    assert_eq!(&four[9..13], &mac(PiModel::Pi4).0[2..6]);
+    assert_eq!(&four[13..17], &[0xcd, 0xab, 0x34, 0x12]);
+    let five = client_guid(PiModel::Pi5, SERIAL, mac(PiModel::Pi5));
+    assert_eq!(&five[1..9], &[b'R', b'P', b'i', b'5', 0x70, 0x41, 0xd0, 0x00]);
+    assert_eq!(&five[13..17], &[0xcd, 0xab, 0x34, 0x12]);
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub enum PiModel {
     Pi3BPlus,
     /// Pi 4 Model B, EEPROM bootloader: REQUEST/ACK, `tsize`/`blksize 1024`, start4.elf.
     Pi4,
+    /// Pi 5, EEPROM bootloader with the firmware built in: REQUEST/ACK, `tsize`/`blksize
+    /// 1468`, no `start*.elf`: config.txt, the bcm2712 device tree, `kernel_2712.img` (or
+    /// `kernel8.img`), then any initramfs.
+    Pi5,
 }
 
 impl PiModel {
@@ -57,6 +61,22 @@ impl PiModel {
             PiModel::Pi3B => "bcm2710-rpi-3-b.dtb",
             PiModel::Pi3BPlus => "bcm2710-rpi-3-b-plus.dtb",
             PiModel::Pi4 => "bcm2711-rpi-4-b.dtb",
+            PiModel::Pi5 => "bcm2712-rpi-5-b.dtb",
+        }
+    }
+
+    /// The EEPROM bootloaders (Pi 4 and 5): REQUEST/ACK, siaddr honoured, TFTP options.
+    pub fn has_eeprom(self) -> bool {
+        matches!(self, PiModel::Pi4 | PiModel::Pi5)
+    }
+
+    /// The board revision code the EEPROM bootloader puts in option 97 (the examples of
+    /// raspberrypi/documentation eeprom-bootloader.adoc: a 4 GB Pi 4B and a 4 GB Pi 5).
+    pub fn board_revision(self) -> Option<u32> {
+        match self {
+            PiModel::Pi4 => Some(0x00c0_3111),
+            PiModel::Pi5 => Some(0x00d0_4170),
+            PiModel::Pi3B | PiModel::Pi3BPlus => None,
         }
     }
 
@@ -65,6 +85,8 @@ impl PiModel {
         match self {
             PiModel::Pi3B | PiModel::Pi3BPlus => [0xb8, 0x27, 0xeb],
             PiModel::Pi4 => [0xdc, 0xa6, 0x32],
+            // d8:3a:dd, Raspberry Pi Trading, as a Pi 5's DHCP capture shows it.
+            PiModel::Pi5 => [0xd8, 0x3a, 0xdd],
         }
     }
 }
@@ -128,13 +150,20 @@ pub struct PiSimConfig {
 
 impl PiSimConfig {
     /// A configuration with the real firmware's timings and `eth0` as the interface.
+    /// DHCP retries: 5 s for the Pi 3 ROM (DESIGN.md); the Pi 5 bootloader's
+    /// `DHCP_REQ_TIMEOUT` default of 4 s (raspberrypi/documentation
+    /// eeprom-bootloader.adoc); the Pi 4 keeps the 5 s it was first simulated with.
     pub fn new(model: PiModel, serial: Serial, netns: &str) -> Self {
+        let dhcp_interval = match model {
+            PiModel::Pi5 => Duration::from_secs(4),
+            _ => Duration::from_secs(5),
+        };
         PiSimConfig {
             model,
             serial,
             netns: netns.to_string(),
             interface: "eth0".to_string(),
-            dhcp_interval: Duration::from_secs(5),
+            dhcp_interval,
             tftp_timeout: Duration::from_secs(1),
             tftp_retries: 4,
             nfs_timeout: Duration::from_secs(20),

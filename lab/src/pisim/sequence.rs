@@ -56,6 +56,7 @@ pub fn firmware_sequence(model: PiModel) -> Vec<FetchStep> {
         PiModel::Pi3B => &["bcm2710-rpi-3-b.dtb"],
         PiModel::Pi3BPlus => &["bcm2710-rpi-3-b-plus.dtb"],
         PiModel::Pi4 => &["bcm2711-rpi-4-b.dtb"],
+        PiModel::Pi5 => &["bcm2712-rpi-5-b.dtb"],
     };
     match model {
         PiModel::Pi3B | PiModel::Pi3BPlus => vec![
@@ -84,6 +85,20 @@ pub fn firmware_sequence(model: PiModel) -> Vec<FetchStep> {
             step(&["overlays/overlay_map.dtb"], Optional),
             named(&["cmdline.txt"], Required, Cmdline),
             named(&["kernel8.img"], Required, Kernel),
+        ],
+        // The Pi 5 bootloader has start.elf built in (raspberrypi/documentation
+        // bootflow-eeprom.adoc, "Differences on Raspberry Pi 5") and loads the kernel
+        // itself; its default kernel is kernel_2712.img, else kernel8.img (config_txt
+        // boot.adoc, `kernel`). Which name it probes to choose `<serial>/` is not
+        // documented for the Pi 5 (the TFTP_PREFIX text names start4.elf/start.elf,
+        // which it never loads): this simulator probes config.txt (see `boot`).
+        PiModel::Pi5 => vec![
+            named(&["config.txt"], Optional, Config),
+            step(&["pieeprom.sig"], Optional),
+            named(dtb, Required, DeviceTree),
+            step(&["overlays/overlay_map.dtb"], Optional),
+            named(&["cmdline.txt"], Required, Cmdline),
+            named(&["kernel_2712.img", "kernel8.img"], Required, Kernel),
         ],
     }
 }

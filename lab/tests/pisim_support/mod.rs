@@ -108,6 +108,7 @@ impl Anchor {
         let dir = self.tftp_root().join(slot.serial.to_string());
         let (start, fixup, kernel) = match slot.model {
             PiModel::Pi4 => ("start4.elf", "fixup4.dat", "kernel8.img"),
+            PiModel::Pi5 => ("start4.elf", "fixup4.dat", "kernel_2712.img"),
             // The 3B gets only a 32-bit kernel, so it must fall back to kernel7.img.
             PiModel::Pi3B => ("start.elf", "fixup.dat", "kernel7.img"),
             PiModel::Pi3BPlus => ("start.elf", "fixup.dat", "kernel8.img"),

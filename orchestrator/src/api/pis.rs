@@ -306,6 +306,7 @@ pub async fn rescue(
 ) -> Result<impl IntoResponse, ApiError> {
     let pi = visible_pi(&st, &who, &id).await?;
     let Body(req) = body?;
+    rescue_boots(&st, &pi).await?;
     let keys = match req.ssh_keys {
         Some(keys) => keys,
         None => {
@@ -326,6 +327,15 @@ pub async fn rescue(
     validate::finish(errs)?;
     start_job(&st, &who, &id, JobKind::Rescue, serde_json::json!({ "ssh_keys": keys }), &headers)
         .await
+}
+
+/// Refuses a rescue of a Pi the configured rescue image cannot boot (422 naming it).
+async fn rescue_boots(st: &AppState, pi: &crate::model::Pi) -> Result<(), ApiError> {
+    let name = &st.config.rescue.image;
+    let images = st.db.list_images().await?;
+    let Some(image) = images.iter().find(|i| &i.name == name) else { return Ok(()) };
+    validate::image_boots_model(name, &image.models, &pi.model)
+        .map_err(|message| ApiError::invalid("rescue.image", message))
 }
 
 /// At least one key, each a valid OpenSSH public key line: reinstall and rescue alike.
@@ -385,14 +395,17 @@ pub async fn reimage(
     body: Result<Body<ReimageRequest>, ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
     // Check the Pi before the body so another customer's Pi is a 404 whatever was sent.
-    visible_pi(&st, &who, &id).await?;
+    let pi = visible_pi(&st, &who, &id).await?;
     let Body(req) = body?;
     let mut errs = Vec::new();
-    if !st.db.list_images().await?.iter().any(|i| i.name == req.image) {
-        errs.push(BadField {
+    match st.db.list_images().await?.iter().find(|i| i.name == req.image) {
+        None => errs.push(BadField {
             field: "image".into(),
             message: format!("unknown image {:?}; see GET /v1/images", req.image),
-        });
+        }),
+        Some(image) => errs.extend(validate::check_with("image", || {
+            validate::image_boots_model(&image.name, &image.models, &pi.model)
+        })),
     }
     check_ssh_keys(&mut errs, &req.ssh_keys);
     validate::finish(errs)?;

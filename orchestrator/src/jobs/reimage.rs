@@ -48,6 +48,9 @@ pub struct ReimageParams {
 /// Kernel files a Pi's firmware loads when `config.txt` names none; a root whose
 /// `config.txt` names no kernel and that holds none of these cannot boot.
 const KERNELS: &[&str] = &["kernel8.img", "kernel7l.img", "kernel7.img", "kernel.img"];
+/// The Pi 5's: `kernel_2712.img`, else `kernel8.img` (raspberrypi/documentation,
+/// config_txt boot.adoc, `kernel`); it runs no 32-bit kernel.
+const KERNELS_PI5: &[&str] = &["kernel_2712.img", "kernel8.img"];
 
 pub struct ReimageExecutor {
     hw: Arc<Hardware>,
@@ -209,7 +212,7 @@ pub(super) async fn check_boot_files(
     let cmdline = render_cmdline(&params, read("cmdline.txt").as_deref()).map_err(|e| bad(&e))?;
     let config = read("config.txt");
     render_config(config.as_deref(), &params).map_err(|e| bad(&e))?;
-    let kernel = boot_check(&dir, config.as_deref())
+    let kernel = boot_check(&dir, config.as_deref(), &t.pi.model)
         .map_err(|reason| StepError::permanent(reason, "The chosen image cannot boot this Pi."))?;
     let e = NewEvent::new("boot.rendered", "controller", format!("boot files ready: {kernel}"))
         .pi(&t.pi.id)
@@ -255,7 +258,8 @@ pub(crate) fn recorded(
 
 /// The kernel a Pi would load from `dir`: what `config.txt` names (every file it names,
 /// kernels and initramfs, must be there), or else the first default name present.
-fn boot_check(dir: &std::path::Path, config: Option<&str>) -> Result<String, String> {
+fn boot_check(dir: &std::path::Path, config: Option<&str>, model: &str) -> Result<String, String> {
+    let defaults = if model == "5" { KERNELS_PI5 } else { KERNELS };
     let named = config.map(named_boot_files).unwrap_or_default();
     if let Some(missing) = named.files().find(|f| !dir.join(f).is_file()) {
         return Err(format!("config.txt names {missing}, which is not in {}", dir.display()));
@@ -263,10 +267,10 @@ fn boot_check(dir: &std::path::Path, config: Option<&str>) -> Result<String, Str
     if let Some(kernel) = named.kernels.first() {
         return Ok(kernel.clone());
     }
-    KERNELS.iter().find(|k| dir.join(k).is_file()).map(|k| k.to_string()).ok_or_else(|| {
+    defaults.iter().find(|k| dir.join(k).is_file()).map(|k| k.to_string()).ok_or_else(|| {
         format!(
             "no kernel (config.txt names none; none of {}) in {}",
-            KERNELS.join(", "),
+            defaults.join(", "),
             dir.display()
         )
     })

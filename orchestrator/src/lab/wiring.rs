@@ -100,12 +100,13 @@ pub struct Cabling {
     swapped: Mutex<BTreeMap<u16, (PiModel, Serial)>>,
 }
 
-/// The board in a simulator's port: the shelf mixes the three boot ROMs. (A QEMU Pi
-/// is always a Pi 4.)
+/// The board in a simulator's port: the shelf mixes the four boot ROMs (3B, 3B+, and
+/// the Pi 4 and Pi 5 EEPROMs). (A QEMU Pi is always a Pi 4.)
 pub fn model_for(port: u16) -> PiModel {
-    match port % 3 {
+    match port % 4 {
         1 => PiModel::Pi4,
         2 => PiModel::Pi3BPlus,
+        3 => PiModel::Pi5,
         _ => PiModel::Pi3B,
     }
 }
