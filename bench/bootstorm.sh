@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Boot-storm benchmark: N simulated Pis (real boot-ROM timings, firmware-sized TFTP
 # files) powered on all at once and then staggered; prints one Markdown row per storm
-# (see docs/benchmarks.md, "Boot storm", for the method). MIX=pi3-pi4 (default) gives
-# the anchor 3B / 3B+ / 4 in turn; MIX=with-pi5 gives it 3B / 3B+ / 4 / 5, the mix of
-# Bramble's lab (which always has Pi 5s: ports 3, 7, 11, ...).
+# (see docs/benchmarks.md, "Boot storm", for the method). MIX=with-pi5 (default) gives
+# the anchor 3B / 3B+ / 4 / 5 in turn, the mix of Bramble's lab (which always has Pi 5s:
+# ports 3, 7, 11, ...); MIX=pi3-pi4 gives the anchor 3B / 3B+ / 4 as before issue 16.
 #
 #   bench/bootstorm.sh                 # 96 Pis, staggered 16 per 2 s
 #   PIS=24 GROUP=8 PAUSE=1 bench/bootstorm.sh
-#   MIX=with-pi5 bench/bootstorm.sh    # Pi 5s in the mix on both sides
+#   MIX=pi3-pi4 bench/bootstorm.sh     # the anchor without Pi 5s (the lab keeps them)
 #
 # Needs root and: dnsmasq-base tftpd-hpa nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils.
 set -euo pipefail
@@ -17,7 +17,7 @@ PIS=${PIS:-96}
 GROUP=${GROUP:-16}
 PAUSE=${PAUSE:-2}
 REPLY_DELAY=${REPLY_DELAY:-1}
-MIX=${MIX:-pi3-pi4}
+MIX=${MIX:-with-pi5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 if [ "$(id -u)" != 0 ]; then

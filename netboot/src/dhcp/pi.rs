@@ -22,6 +22,7 @@
 //! - Every ROM and EEPROM sends option 93 = 0 and option 60
 //!   `PXEClient:Arch:00000:UNDI:002001` (raspberrypi/firmware#1928, rpi-eeprom#182): the
 //!   architecture tells nothing, so neither does this module read it.
+//!
 //! A Pi 3's MAC is b8:27:eb + the low 24 bits of its serial, which lets us check which
 //! GUID bytes hold a 3B+ serial rather than trust one guessed layout.
 
