@@ -74,6 +74,9 @@ pub struct PiSummary {
     pub image: Option<String>,
     /// The job step that failed, when `state` is `failed`.
     pub failed_step: Option<String>,
+    /// The last boot attempt's stage and diagnosis (with the port's PoE then).
+    #[serde(default)]
+    pub last_boot: Option<crate::diagnosis::LastBoot>,
 }
 
 /// The newest boot-timeline event of a Pi.
@@ -130,7 +133,7 @@ const STATUS_SQL: &str = const_format::concatcp!(
     "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, sw.controller, \
         sh.first_port, sh.last_port, \
         s.id AS slot_id, s.port, s.vlan, s.pi_ip, s.flag, s.flagged_at, \
-        p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, \
+        p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, p.last_boot, \
         j.id AS job_id, j.kind AS job_kind, j.state AS job_state, j.step AS job_step, \
         e.kind AS boot_kind, e.at AS boot_at, e.message AS boot_message \
     FROM shelves sh \
@@ -207,6 +210,7 @@ fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
         owner: get_opt_str(row, "owner")?.map(CustomerId),
         image: get_opt_str(row, "image")?,
         failed_step: get_opt_str(row, "failed_step")?,
+        last_boot: super::pis::last_boot_from_row(row)?,
     })
 }
 
@@ -253,6 +257,7 @@ mod tests {
                 owner: None,
                 image: None,
                 failed_step: None,
+                last_boot: None,
             }),
             boot: None,
             job: None,
