@@ -52,7 +52,7 @@ async fn get(lab: &bramble::lab::Lab, path: &str, token: &str) -> Value {
 async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metrics() {
     let _one = shelf::serial().await;
     let began = Instant::now();
-    let mut opts = shelf::options(2, 7, 'd');
+    let mut opts = shelf::options(2, 41, 'd');
     opts.jobs_toml =
         opts.jobs_toml.replace("boot_timeout_seconds = 40", "boot_timeout_seconds = 16");
     let lab = shelf::racked(opts).await;

@@ -162,7 +162,8 @@ pub enum Ending {
     KernelRead,
     /// SSH answered at `at` (Unix ms).
     SshAnswered { at: i64 },
-    /// SSH did not answer on `address` within `waited`.
+    /// SSH did not answer on `address` within `waited`; the wait began at `kernel_at`
+    /// (Unix ms; the kernel read's time when the timeline lacks it).
     NoSsh { address: SocketAddr, waited: Duration, kernel_at: i64 },
 }
 
@@ -294,7 +295,9 @@ pub fn diagnose(a: &Attempt<'_>) -> Diagnosis {
             )
         }
         Ending::NoSsh { address, waited, kernel_at } => {
-            after_kernel(a, *address, *waited, *kernel_at)
+            // When the timeline shows the kernel read, that time; else when the wait began.
+            let read_at = facts.first_kernel.unwrap_or(*kernel_at);
+            after_kernel(a, *address, *waited, read_at)
         }
         Ending::TimedOut { waited, power_cycled } => {
             let within = format!(
