@@ -37,6 +37,13 @@ fn delete_kernels(lab: &bramble::lab::Lab, pi: &str) -> Vec<String> {
     gone
 }
 
+/// Asks for a reboot as the operator; the job's id.
+async fn reboot(lab: &bramble::lab::Lab, pi: &str) -> String {
+    let path = format!("/v1/pis/{pi}/reboot");
+    let job = lab.call(Method::POST, &path, Some(json!({})), &[202]).await.expect("reboot");
+    job["id"].as_str().expect("job id").to_string()
+}
+
 async fn get(lab: &bramble::lab::Lab, path: &str, token: &str) -> Value {
     let resp = reqwest::Client::new()
         .get(format!("{}{path}", lab.api))
@@ -83,10 +90,7 @@ async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metric
     assert!(down.success(), "ip link set {link} down");
 
     let t = Instant::now();
-    let reboot =
-        |pi: &str| lab.call(Method::POST, &format!("/v1/pis/{pi}/reboot"), Some(json!({})), &[202]);
-    let (a, b) = (reboot(&missing).await.unwrap(), reboot(&silent).await.unwrap());
-    let (a, b) = (a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string());
+    let (a, b) = (reboot(&lab, &missing).await, reboot(&lab, &silent).await);
     let (done_a, done_b) = tokio::join!(lab.wait_job(&a, JOB_LIMIT), lab.wait_job(&b, JOB_LIMIT));
     let (done_a, done_b) = (done_a.unwrap(), done_b.unwrap());
     println!("both reboots failed after {:.1?}", t.elapsed());
