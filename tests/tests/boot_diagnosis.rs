@@ -103,7 +103,8 @@ async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metric
     );
     let operator = done_a.operator_message.clone().unwrap_or_default();
     assert!(
-        operator.starts_with("tftp_file_missing: TFTP stopped at ") && operator.contains("kernel"),
+        operator.starts_with("step await-boot: tftp_file_missing: TFTP stopped at ")
+            && operator.contains("kernel"),
         "{operator}"
     );
     let customer = done_a.customer_message.clone().unwrap_or_default();
@@ -125,7 +126,10 @@ async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metric
     // The silent Pi: no DHCP, with what the port's PoE read (powered and drawing).
     assert_eq!(done_b.state, JobState::Failed, "{done_b:?}");
     let operator = done_b.operator_message.clone().unwrap_or_default();
-    assert!(operator.starts_with("no_dhcp: no DHCP from the Pi within 16 s"), "{operator}");
+    assert!(
+        operator.starts_with("step await-boot: no_dhcp: no DHCP from the Pi within 16 s"),
+        "{operator}"
+    );
     assert!(operator.contains("(power-cycled once)"), "{operator}");
     assert!(
         operator.contains(&format!(
@@ -135,7 +139,9 @@ async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metric
     );
     let customer = done_b.customer_message.clone().unwrap_or_default();
     assert!(
-        customer.contains("never asked the network") && !customer.contains("port"),
+        customer.contains("never asked the network")
+            && !customer.contains(&format!("port {silent_port}"))
+            && !customer.contains("PoE"),
         "{customer}"
     );
     let pi = get(&lab, &format!("/v1/pis/{silent}"), &lab.token).await;
