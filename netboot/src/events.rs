@@ -8,15 +8,24 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::dhcp::PiModel;
 use crate::hw::PiSerial;
 
 /// One step of a client's boot, as seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum BootStage {
-    DhcpDiscover,
+    /// `model`: what the boot ROM's MAC and option 97 say it is.
+    DhcpDiscover {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        model: Option<PiModel>,
+    },
+    /// `options`: the option codes the OFFER carried; `next_server`: its siaddr (what a
+    /// boot ROM judges an offer by, for the boot diagnosis).
     DhcpOffer {
         yiaddr: Ipv4Addr,
+        options: Vec<u8>,
+        next_server: Option<Ipv4Addr>,
     },
     DhcpRequest,
     DhcpAck {
@@ -52,7 +61,7 @@ impl BootStage {
     /// A short stable name (`dhcp_offer`, `tftp_read`, ...), for metrics and filters.
     pub fn name(&self) -> &'static str {
         match self {
-            BootStage::DhcpDiscover => "dhcp_discover",
+            BootStage::DhcpDiscover { .. } => "dhcp_discover",
             BootStage::DhcpOffer { .. } => "dhcp_offer",
             BootStage::DhcpRequest => "dhcp_request",
             BootStage::DhcpAck { .. } => "dhcp_ack",

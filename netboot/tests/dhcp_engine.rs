@@ -97,6 +97,20 @@ fn pi3b_rom_discover_gets_a_bootable_offer_committed_first() {
     assert_eq!(raw_option(&reply.bytes, 97).unwrap(), guid);
     let s = out.sighting.expect("first sighting");
     assert_eq!((s.model, s.slot), (Some(PiModel::Pi3B), Some(SlotKey("rack1/1".into()))));
+    // The timeline says what the ROM claimed and what the offer carried (boot diagnosis).
+    let (_, seen) = out.seen.expect("the DISCOVER is reported");
+    assert_eq!(
+        seen,
+        bramble_netboot::events::BootStage::DhcpDiscover { model: Some(PiModel::Pi3B) }
+    );
+    let bramble_netboot::events::BootStage::DhcpOffer { options, next_server, .. } = reply.stage
+    else {
+        panic!("an offer's stage: {:?}", reply.stage)
+    };
+    assert_eq!(next_server, Some(C1));
+    for code in [1, 43, 53, 54, 60, 66, 97] {
+        assert!(options.contains(&code), "option {code} in {options:?}");
+    }
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod diagnosis;
 pub mod exports;
 pub mod fabric;
 pub mod hardware;

@@ -71,7 +71,7 @@ impl Metrics {
             let samples = c.collect();
             for (name, kind, help) in c.describe() {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for s in samples.iter().filter(|s| s.name == name) {
+                for s in samples.iter().filter(|s| in_family(&s.name, name, kind)) {
                     write_sample(&mut out, s);
                 }
             }
@@ -84,6 +84,16 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Whether a sample belongs to family `name`: its own name, or for a histogram its
+/// `_bucket`, `_sum` and `_count` series.
+fn in_family(sample: &str, name: &str, kind: &str) -> bool {
+    sample == name
+        || (kind == "histogram"
+            && sample
+                .strip_prefix(name)
+                .is_some_and(|rest| matches!(rest, "_bucket" | "_sum" | "_count")))
 }
 
 fn write_sample(out: &mut String, s: &Sample) {

@@ -76,6 +76,11 @@ pub struct Pi {
     /// customer sees those made while the Pi was theirs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware_history: Option<Vec<crate::hardware::HardwareChange>>,
+    /// The Pi's last boot attempt, as the job that waited for it diagnosed it: how far it
+    /// got and why it stopped (see docs/diagnosis.md). `null` until a job has waited for
+    /// a boot; for a customer, only boots of their own and without the operator's details.
+    #[serde(default)]
+    pub last_boot: Option<crate::diagnosis::LastBoot>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -116,10 +121,16 @@ pub struct Job {
     /// Whether this controller build can run jobs of this kind yet. A job that is not
     /// executable stays queued until a controller that can run it picks it up.
     pub executable: bool,
-    /// For operators: what went wrong, in detail.
+    /// For operators: what went wrong, in detail (the last attempt's error; `null` for
+    /// customers).
     pub last_error: Option<String>,
     /// For customers: what went wrong, in words for a control panel.
     pub customer_message: Option<String>,
+    /// For operators, when the job failed: why, with the details (a boot's diagnosis
+    /// names the stage, the port's PoE, the files and console lines). The final
+    /// `last_error`; `null` otherwise, and always for customers.
+    #[serde(default)]
+    pub operator_message: Option<String>,
     pub params: serde_json::Value,
     pub requested_by: String,
     /// The controller that must run the job: the one serving its Pi's or shelf's switch

@@ -93,6 +93,7 @@ impl Controller {
             )
             .with_netconsole(config.netboot.console.netconsole_port()),
         );
+        let boot_metrics = Arc::new(crate::diagnosis::metrics::BootMetrics::default());
         let hardware = Arc::new(Hardware {
             db: db.clone(),
             fabric,
@@ -101,6 +102,7 @@ impl Controller {
             images,
             boot,
             storage: storage.clone(),
+            boot_metrics: boot_metrics.clone(),
         });
         // Jobs are claimed under the controller's name: the name jobs are routed to.
         let runner_id = config.cluster.name.clone();
@@ -108,8 +110,10 @@ impl Controller {
             .with_max_parallel(config.jobs.max_parallel);
         let runner = crate::jobs::with_executors(runner, &hardware);
         let executable: HashSet<_> = runner.kinds().into_iter().collect();
+        let state = AppState::new(db, config, executable);
+        state.metrics.add_collector(boot_metrics);
         Ok(Controller {
-            state: AppState::new(db, config, executable),
+            state,
             runner,
             hardware,
             links: None,

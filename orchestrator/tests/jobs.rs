@@ -115,7 +115,15 @@ async fn a_failed_step_is_recorded_for_operator_and_customer() {
         assert_eq!(j["state"], "failed");
         assert_eq!(j["current_step"], "export-root");
         assert_eq!(j["last_error"], "step export-root: export-root broke");
+        assert_eq!(j["operator_message"], "step export-root: export-root broke");
         assert_eq!(j["customer_message"], "The reinstall failed; support has been told.");
+        // The Pi's customer reads the customer's sentence only.
+        let ben = api.customer_token(&op, "ben").await;
+        let theirs = api.get(&format!("/v1/jobs/{}", j["id"].as_str().unwrap()), &ben).await.body;
+        assert_eq!(theirs["customer_message"], "The reinstall failed; support has been told.");
+        assert!(theirs["last_error"].is_null() && theirs["operator_message"].is_null(), "{theirs}");
+        let listed = api.get(&format!("/v1/jobs?pi={pi}"), &ben).await.body;
+        assert!(listed["items"][0]["last_error"].is_null(), "{listed}");
         let p = api.get(&format!("/v1/pis/{pi}"), &op).await.body;
         assert_eq!(
             (p["state"].as_str(), p["failed_step"].as_str()),

@@ -264,8 +264,8 @@ async fn events_reach_the_right_timeline_and_the_resolver_finds_the_slot() {
             addr: None,
         };
         sink.record(event(by_addr, BootStage::TftpRead { file: "start.elf".into() }));
-        sink.record(event(by_mac, BootStage::DhcpDiscover));
-        sink.record(event(stranger, BootStage::DhcpDiscover));
+        sink.record(event(by_mac, BootStage::DhcpDiscover { model: None }));
+        sink.record(event(stranger, BootStage::DhcpDiscover { model: None }));
         drop(sink);
         tokio::time::timeout(Duration::from_secs(10), task)
             .await

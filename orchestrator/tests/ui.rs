@@ -93,6 +93,19 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
         .execute(st.db.pool())
         .await
         .unwrap();
+    // Port 3's last boot stopped at a missing kernel; port 1's booted.
+    let boot = |diagnosis: &str, stage: &str, file: Option<&str>| -> bramble::diagnosis::LastBoot {
+        serde_json::from_value(json!({
+            "at": 1_700_000_000_000_i64, "job": null, "stage": stage, "diagnosis": diagnosis,
+            "file": file, "customer_message": "c", "operator_message": "o <b>x</b>",
+            "poe": {"admin_enabled": true, "detection": "delivering_power", "draw_mw": 2300},
+            "phases": {"discover_ms": 1000, "kernel_ms": null, "booted_ms": null}
+        }))
+        .unwrap()
+    };
+    let failed_boot = boot("tftp_file_missing", "tftp", Some("1000aaa3/kernel8.img"));
+    st.db.set_last_boot(pis[2].as_ref().unwrap(), &failed_boot).await.unwrap();
+    st.db.set_last_boot(pis[0].as_ref().unwrap(), &boot("booted", "booted", None)).await.unwrap();
     let booted = pis[0].clone().unwrap();
     for (kind, message) in BOOT {
         let actor = kind.split('.').next().unwrap();
@@ -222,6 +235,14 @@ async fn through_a_browser_and_the_cli(state: &AppState, op: &str, seeded: &Seed
     );
     assert!(!dom.contains("<i>check cable"), "the flag's markup was parsed");
     assert!(dom.contains("reboot settle 40%") && dom.contains("tftp.complete"), "{dom}");
+    // A failed last boot fills its tile with its stage's colour and says why; the
+    // tile shows model, owner, power and the draw read then.
+    let tag = opening_tag(&dom, "data-port=\"3\"");
+    assert!(tag.contains("diag-tftp") && tag.contains("unpowered"), "{tag}");
+    assert!(tag.contains("data-diagnosis=\"tftp_file_missing\""), "{tag}");
+    assert!(dom.contains("✗ missing file kernel8.img"), "{dom}");
+    assert!(dom.contains(">4B<") && dom.contains(">unowned<") && dom.contains(">2.3 W"), "{dom}");
+    assert!(!opening_tag(&dom, "data-port=\"1\"").contains("diag-"), "port 1 booted");
     assert!(dom.contains("class=\"legend\"") && dom.contains("maintenance"), "{dom}");
 
     let pi = seeded.pis[0].clone().unwrap();
@@ -279,6 +300,9 @@ async fn the_cli_prints_the_table(base: &str, op: &str) {
         "{text}"
     );
     assert!(rows[1].contains("reboot settle 40%"), "{text}");
+    assert!(rows[2].contains("✗ tftp_file_missing kernel8.img"), "{text}");
+    assert!(rows[0].contains(" ok "), "{text}");
+    assert!(lines[1].ends_with("1 last boot failed (✗)"), "{text}");
     assert!(rows[5].ends_with(FLAG), "{text}");
 
     let out =

@@ -156,7 +156,9 @@ impl Engine {
             addr: (req.ciaddr != Ipv4Addr::UNSPECIFIED).then_some(IpAddr::V4(req.ciaddr)),
         };
         let (stage, action) = match req.kind {
-            MessageType::Discover => (BootStage::DhcpDiscover, self.discover(&ctx, &req)),
+            MessageType::Discover => {
+                (BootStage::DhcpDiscover { model: ctx.id.model }, self.discover(&ctx, &req))
+            }
             MessageType::Request => (BootStage::DhcpRequest, self.request(&ctx, &req)),
             MessageType::Inform => (BootStage::DhcpInform, self.inform(&ctx, &req)),
             MessageType::Release => (BootStage::DhcpRelease, self.release(&ctx, &req)),
@@ -316,8 +318,13 @@ impl Engine {
                 message,
             },
         };
+        let bytes = packet::encode_reply(req, kind, yiaddr, &params);
         let stage = match kind {
-            MessageType::Offer => BootStage::DhcpOffer { yiaddr },
+            MessageType::Offer => BootStage::DhcpOffer {
+                yiaddr,
+                options: packet::option_codes(&bytes),
+                next_server: params.tftp_server,
+            },
             MessageType::Nak => {
                 BootStage::DhcpNak { reason: params.message.clone().unwrap_or_default() }
             }
@@ -325,7 +332,7 @@ impl Engine {
         };
         Reply {
             kind,
-            bytes: packet::encode_reply(req, kind, yiaddr, &params),
+            bytes,
             dest: packet::destination(req, kind, self.opts.server_port, self.opts.client_port),
             delay: if req.pxe { self.opts.pxe_reply_delay } else { Duration::ZERO },
             stage,

@@ -117,23 +117,38 @@ const USED_OPTIONS: [u8; 6] = [50, 53, 54, 60, 61, 97];
 fn keep_used_options(bytes: &[u8]) -> Result<Vec<u8>, DropReason> {
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(bytes.get(..MIN_PACKET).ok_or(DropReason::Truncated)?);
-    let mut i = MIN_PACKET;
-    while let Some(&code) = bytes.get(i) {
-        match code {
-            0 => i += 1,
-            255 => break,
-            _ => {
-                let len = usize::from(*bytes.get(i + 1).ok_or(DropReason::Malformed)?);
-                let option = bytes.get(i..i + 2 + len).ok_or(DropReason::Malformed)?;
-                if USED_OPTIONS.contains(&code) {
-                    out.extend_from_slice(option);
-                }
-                i += 2 + len;
-            }
+    for option in options(bytes) {
+        let option = option?;
+        if USED_OPTIONS.contains(&option[0]) {
+            out.extend_from_slice(option);
         }
     }
     out.push(255);
     Ok(out)
+}
+
+/// The options after the fixed header and magic cookie, each as its code, length and
+/// data bytes (pad skipped, up to the end option); a length running past the datagram
+/// is an error, after which nothing more is read.
+fn options(bytes: &[u8]) -> impl Iterator<Item = Result<&[u8], DropReason>> {
+    let mut i = MIN_PACKET;
+    std::iter::from_fn(move || {
+        loop {
+            match *bytes.get(i)? {
+                0 => i += 1,
+                255 => return None,
+                _ => {
+                    let option =
+                        bytes.get(i + 1).and_then(|len| bytes.get(i..i + 2 + usize::from(*len)));
+                    i = match option {
+                        Some(o) => i + o.len(),
+                        None => bytes.len(),
+                    };
+                    return Some(option.ok_or(DropReason::Malformed));
+                }
+            }
+        }
+    })
 }
 
 /// What goes into a reply besides the message type and address.
@@ -220,6 +235,12 @@ fn add_config_options(msg: &mut Message, req: &Request, p: &ReplyParams) {
     if let Some(guid) = &req.option97 {
         opts.insert(DhcpOption::ClientMachineIdentifier(guid.clone()));
     }
+}
+
+/// The option codes of an encoded message, in order (pad and end left out); stops at
+/// the first malformed option.
+pub fn option_codes(bytes: &[u8]) -> Vec<u8> {
+    options(bytes).map_while(Result::ok).map(|o| o[0]).collect()
 }
 
 /// Where a reply goes (RFC 2131 4.1): to the relay's server port when relayed; to

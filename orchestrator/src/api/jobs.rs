@@ -39,14 +39,29 @@ pub async fn list(
     let cursor = id_cursor(q.cursor, JobId::PREFIX)?;
     let order = list_order(q.order)?;
     let page = st.db.list_jobs(&f, cursor.as_deref(), order, page_limit(q.limit)?).await?;
-    Ok(Json(Page { items: st.present_all(page.items).await?, next_cursor: page.next_cursor }))
+    let items = st.present_all(page.items).await?;
+    Ok(Json(Page {
+        items: items.into_iter().map(|j| for_caller(j, &who)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A job as `who` may read it: a customer gets `customer_message` and not the
+/// operator's details (`last_error`, `operator_message`), which name switches, ports and
+/// addresses.
+fn for_caller(mut job: Job, who: &Principal) -> Job {
+    if who.customer().is_some() {
+        job.last_error = None;
+        job.operator_message = None;
+    }
+    job
 }
 
 /// A job the caller may see: every job for operators; for a customer, the jobs done for
 /// them (the rule of `Principal::may_see`, applied in the query). Anything else is a 404.
 async fn visible_job(st: &AppState, who: &Principal, id: &str) -> Result<Job, ApiError> {
     match st.db.get_job_for(&JobId(id.to_string()), who.customer()).await? {
-        Some(j) => Ok(st.present(j).await?),
+        Some(j) => Ok(for_caller(st.present(j).await?, who)),
         None => Err(ApiError::not_found(format!("job {id}"))),
     }
 }

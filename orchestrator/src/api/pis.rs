@@ -57,7 +57,18 @@ pub async fn list(
         visible_to: who.customer().cloned(),
     };
     let cursor = id_cursor(q.cursor, PiId::PREFIX)?;
-    Ok(Json(st.db.list_pis(&filter, cursor.as_deref(), page_limit(q.limit)?).await?))
+    let mut page = st.db.list_pis(&filter, cursor.as_deref(), page_limit(q.limit)?).await?;
+    page.items = page.items.into_iter().map(|p| shown_to(p, &who)).collect();
+    Ok(Json(page))
+}
+
+/// A Pi as `who` may read it: a customer sees the last boot's diagnosis only when it
+/// was theirs, and without the operator's details.
+fn shown_to(mut pi: Pi, who: &crate::auth::Principal) -> Pi {
+    if let Some(customer) = who.customer() {
+        pi.last_boot = pi.last_boot.and_then(|b| b.for_customer(customer));
+    }
+    pi
 }
 
 /// Loads a Pi the caller may see; another customer's Pi is "not found", never "forbidden".
@@ -67,7 +78,7 @@ pub(super) async fn visible_pi(
     id: &str,
 ) -> Result<Pi, ApiError> {
     match st.db.get_pi(&PiId(id.to_string())).await? {
-        Some(pi) if who.may_see(pi.owner.as_ref()) => Ok(pi),
+        Some(pi) if who.may_see(pi.owner.as_ref()) => Ok(shown_to(pi, who)),
         _ => Err(ApiError::not_found(format!("Pi {id}"))),
     }
 }

@@ -88,6 +88,52 @@ mod tests {
         assert!(!APP_JS.contains("textContent = l."), "lines go through el(), as text nodes");
     }
 
+    /// A tile shows model, power, owner and the last boot's diagnosis; every stage a
+    /// boot can fail at has its words in the script and its colour in the style sheet.
+    #[test]
+    fn tiles_show_model_power_owner_and_a_coloured_diagnosis_for_every_failed_stage() {
+        use crate::diagnosis::{BootPhase, DiagnosisKind};
+        for text in [
+            "modelText(pi.model)",
+            "\"power power-\" + pi.power",
+            "pi.owner || \"unowned\"",
+            "diagnosisText(pi.last_boot)",
+            "drawText(pi)",
+        ] {
+            assert!(APP_JS.contains(text), "app.js lacks {text}");
+        }
+        let stages = [
+            BootPhase::PowerOn,
+            BootPhase::Dhcp,
+            BootPhase::Tftp,
+            BootPhase::Kernel,
+            BootPhase::System,
+        ];
+        for stage in stages {
+            let name = serde_json::to_value(stage).unwrap();
+            let name = name.as_str().unwrap();
+            assert!(
+                APP_JS.contains(&format!("  {name}: \"")),
+                "app.js has no words for stage {name}"
+            );
+            assert!(
+                STYLE_CSS.contains(&format!(".port.diag-{name} {{")),
+                "no tile colour for {name}"
+            );
+            assert!(
+                STYLE_CSS.contains(&format!(".swatch.diag-{name} {{")),
+                "no legend colour for {name}"
+            );
+        }
+        for kind in DiagnosisKind::ALL.into_iter().filter(|k| *k != DiagnosisKind::Booted) {
+            assert!(
+                APP_JS.contains(&format!("  {}: \"", kind.as_str())),
+                "app.js has no words for {}",
+                kind.as_str()
+            );
+        }
+    }
+
     #[test]
     fn the_page_loads_only_its_own_files() {
         for text in [INDEX_HTML, APP_JS, STYLE_CSS] {

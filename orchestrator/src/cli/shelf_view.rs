@@ -145,17 +145,44 @@ pub fn render(status: &ShelfStatus, now: i64) -> String {
         status.last_port,
         clock(status.read_at)
     );
-    let counts: Vec<String> =
+    let mut counts: Vec<String> =
         status.counts().iter().map(|(state, n)| format!("{n} {state}")).collect();
+    let failed = status.slots.iter().filter(|s| last_boot_failed(s)).count();
+    if failed > 0 {
+        counts.push(format!("{failed} last boot failed ({FAILED_MARK})"));
+    }
     let _ = writeln!(out, "{} slots: {}", status.slots.len(), counts.join(", "));
     out.push('\n');
-    let headers = ["port", "serial", "model", "state", "power", "boot stage", "job", "flag"];
-    let rows: Vec<[String; 8]> = status.slots.iter().map(|s| row(s, now)).collect();
+    let headers =
+        ["port", "serial", "model", "state", "power", "boot stage", "last boot", "job", "flag"];
+    let rows: Vec<[String; 9]> = status.slots.iter().map(|s| row(s, now)).collect();
     out.push_str(&columns(&headers, &rows));
     out
 }
 
-fn row(s: &SlotStatus, now: i64) -> [String; 8] {
+/// Marks a Pi whose last boot attempt failed.
+const FAILED_MARK: &str = "✗";
+
+fn last_boot_failed(s: &SlotStatus) -> bool {
+    s.pi.as_ref().and_then(|p| p.last_boot.as_ref()).is_some_and(|b| b.failed())
+}
+
+/// `ok`, or the failure mark with the diagnosis (and the file TFTP stopped at).
+fn last_boot(s: &SlotStatus) -> String {
+    match s.pi.as_ref().and_then(|p| p.last_boot.as_ref()) {
+        None => "-".to_string(),
+        Some(b) if !b.failed() => "ok".to_string(),
+        Some(b) => {
+            let file = b.file.as_deref().map(|f| f.rsplit('/').next().unwrap_or(f));
+            match file {
+                Some(f) => format!("{FAILED_MARK} {} {f}", b.diagnosis.as_str()),
+                None => format!("{FAILED_MARK} {}", b.diagnosis.as_str()),
+            }
+        }
+    }
+}
+
+fn row(s: &SlotStatus, now: i64) -> [String; 9] {
     let dash = || "-".to_string();
     let pi = s.pi.as_ref();
     [
@@ -168,6 +195,7 @@ fn row(s: &SlotStatus, now: i64) -> [String; 8] {
         },
         pi.map(|p| p.power.as_str().to_string()).unwrap_or_else(dash),
         s.boot.as_ref().map(|b| format!("{} {}", b.kind, ago(now, b.at))).unwrap_or_else(dash),
+        last_boot(s),
         s.job
             .as_ref()
             .map(|j| {
@@ -256,6 +284,7 @@ mod tests {
             failed_step: None,
             maintenance: false,
             hardware_sighting: None,
+            last_boot: None,
         });
         busy.boot =
             Some(LatestBoot { kind: "tftp.complete".into(), at: 1_000, message: String::new() });
@@ -301,6 +330,7 @@ mod tests {
                 "deployed",
                 "on",
                 "tftp.complete 12s ago",
+                "-",
                 "reboot settle 40%",
                 "-"
             ]
@@ -311,6 +341,61 @@ mod tests {
                 && lines[5].ends_with("no Pi answered"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_pi_whose_last_boot_failed_is_marked_and_counted() {
+        use crate::diagnosis::{BootPhase, DiagnosisKind, LastBoot, Phases};
+        let boot = |diagnosis, file: Option<&str>| LastBoot {
+            at: 0,
+            job: None,
+            stage: BootPhase::Tftp,
+            diagnosis,
+            file: file.map(str::to_string),
+            customer_message: String::new(),
+            operator_message: None,
+            poe: None,
+            phases: Phases::default(),
+            owner: None,
+        };
+        let pi = |port: u16, last_boot| {
+            let mut s = slot(port);
+            s.pi = Some(PiSummary {
+                id: PiId(format!("pi-{port}")),
+                serial: None,
+                mac: None,
+                model: "3b".into(),
+                state: PiState::Failed,
+                power: PowerState::On,
+                owner: None,
+                image: None,
+                failed_step: Some("await-boot".into()),
+                last_boot,
+            });
+            s
+        };
+        let slots = vec![
+            pi(1, Some(boot(DiagnosisKind::TftpFileMissing, Some("abcd/kernel8.img")))),
+            pi(2, Some(boot(DiagnosisKind::Booted, None))),
+            pi(3, Some(boot(DiagnosisKind::NoDhcp, None))),
+        ];
+        assert_eq!(last_boot(&slots[0]), "✗ tftp_file_missing kernel8.img");
+        assert_eq!(last_boot(&slots[1]), "ok");
+        assert_eq!(last_boot(&slots[2]), "✗ no_dhcp");
+        let status = ShelfStatus {
+            id: ShelfId("shelf-1".into()),
+            name: "rack-a".into(),
+            switch: SwitchId("sw-1".into()),
+            switch_name: "sw-a".into(),
+            controller: None,
+            first_port: 1,
+            last_port: 3,
+            read_at: 0,
+            slots,
+        };
+        let text = render(&status, 0);
+        assert!(text.lines().nth(1).unwrap().ends_with(", 2 last boot failed (✗)"), "{text}");
+        assert!(text.contains("LAST BOOT"), "{text}");
     }
 
     #[test]

@@ -663,6 +663,10 @@ fn job_from_row(row: &AnyRow) -> Result<Job, DbError> {
         progress_percent: progress_percent(kind, state, step),
         attempts: get_i64(row, "attempts")?,
         executable: false,
+        operator_message: match state {
+            JobState::Failed => get_opt_str(row, "last_error")?,
+            _ => None,
+        },
         last_error: get_opt_str(row, "last_error")?,
         customer_message: get_opt_str(row, "customer_message")?,
         params: get_json(row, "params")?,

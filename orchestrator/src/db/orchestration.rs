@@ -4,7 +4,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::events::BOOT_TIMELINE;
 use super::{Db, DbError, get_i64, get_opt_str, get_str, get_u16};
+use crate::diagnosis::{LastBoot, Seen};
 use crate::ids::{JobId, PiId, ShelfId, SlotId, SwitchId};
 use crate::model::SshHostKey;
 use crate::time::now_millis;
@@ -22,6 +24,9 @@ pub struct SlotLocation {
     pub public_ipv6: Ipv6Addr,
     pub flag: Option<String>,
 }
+
+/// Most boot-timeline events read for one diagnosis.
+pub const TIMELINE_MAX: i64 = 2_000;
 
 /// What the event log shows of a Pi's boot after a given event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,6 +111,58 @@ impl Db {
         row.map(|r| Ok((get_i64(&r, "id")?, super::get_json(&r, "data")?))).transpose()
     }
 
+    /// The job's latest `power.on`: when it was recorded (Unix ms) and the event id boot
+    /// evidence counts from (see [`Db::boot_evidence`]).
+    pub async fn job_power_on(&self, job: &JobId) -> Result<Option<(i64, i64)>, DbError> {
+        let row = self
+            .q("SELECT id, at, data FROM events WHERE job_id = $1 AND kind = 'power.on' ORDER BY id DESC LIMIT 1")
+            .bind(job.0.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            let id = get_i64(&r, "id")?;
+            let after = super::get_json(&r, "data")?["after_event"].as_i64().unwrap_or(id);
+            Ok((get_i64(&r, "at")?, after))
+        })
+        .transpose()
+    }
+
+    /// The Pi's boot timeline after event `after`, oldest first (at most [`TIMELINE_MAX`]
+    /// events: a boot attempt has a few dozen).
+    pub async fn boot_timeline(&self, pi: &PiId, after: i64) -> Result<Vec<Seen>, DbError> {
+        let rows = self
+            .q(const_format::concatcp!(
+                "SELECT at, kind, data FROM events WHERE pi_id = $1 AND id > $2 AND ",
+                BOOT_TIMELINE,
+                " ORDER BY id LIMIT ",
+                TIMELINE_MAX
+            ))
+            .bind(pi.0.clone())
+            .bind(after)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Seen::from_event(
+                    get_i64(r, "at")?,
+                    &get_str(r, "kind")?,
+                    &super::get_json(r, "data")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records the Pi's last boot attempt (its diagnosis).
+    pub async fn set_last_boot(&self, pi: &PiId, boot: &LastBoot) -> Result<(), DbError> {
+        let text = serde_json::to_string(boot).unwrap_or_else(|_| "null".into());
+        self.q("UPDATE pis SET last_boot = $1 WHERE id = $2")
+            .bind(text)
+            .bind(pi.0.clone())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The newest event id in the log (0 when empty).
     pub async fn last_event_id(&self) -> Result<i64, DbError> {
         let row = self.q("SELECT MAX(id) AS id FROM events").fetch_one(self.pool()).await?;
@@ -185,11 +242,7 @@ impl Db {
 pub(crate) fn is_kernel_read(data: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else { return false };
     // `data` is `{"stage": {"stage": "tftp_read", "file": ...}, "client": ...}`.
-    v["stage"]["file"].as_str().map(|f| f.rsplit('/').next().unwrap_or(f)).is_some_and(|name| {
-        (name.starts_with("kernel") && name.ends_with(".img"))
-            || name == "Image"
-            || name.starts_with("vmlinuz")
-    })
+    v["stage"]["file"].as_str().is_some_and(crate::diagnosis::is_kernel_file)
 }
 
 fn location_from_row(r: &sqlx::any::AnyRow) -> Result<SlotLocation, DbError> {

@@ -12,7 +12,7 @@ use crate::model::{Pi, PowerState, SshHostKey};
 use crate::time::now_millis;
 
 const SELECT: &str = "SELECT p.id, p.serial, p.mac, p.model, p.slot_id, p.owner, p.image, p.state, \
-    p.failed_step, p.power, p.ssh_host_keys, p.maintenance_since, p.maintenance_by, p.created_at, p.updated_at, s.port, s.pi_ip, s.public_ipv6, sh.name AS shelf_name \
+    p.failed_step, p.power, p.ssh_host_keys, p.maintenance_since, p.maintenance_by, p.last_boot, p.created_at, p.updated_at, s.port, s.pi_ip, s.public_ipv6, sh.name AS shelf_name \
     FROM pis p LEFT JOIN slots s ON s.id = p.slot_id LEFT JOIN shelves sh ON sh.id = s.shelf_id";
 
 /// Which Pis to list. `visible_to` restricts to one customer's Pis (customer tokens).
@@ -233,6 +233,7 @@ fn pi_from_row(row: &AnyRow) -> Result<Pi, DbError> {
         maintenance: super::hardware::maintenance_from_row(row)?,
         hardware_sighting: None,
         hardware_history: None,
+        last_boot: last_boot_from_row(row)?,
         created_at: get_i64(row, "created_at")?,
         updated_at: get_i64(row, "updated_at")?,
     })
@@ -243,4 +244,16 @@ fn host_keys_from_row(row: &AnyRow) -> Result<Vec<SshHostKey>, DbError> {
     let text = get_str(row, "ssh_host_keys")?;
     serde_json::from_str(&text)
         .map_err(|_| DbError::Corrupt { column: "pis.ssh_host_keys", value: text })
+}
+
+/// The `last_boot` JSON column (NULL until a job waited for a boot).
+pub(crate) fn last_boot_from_row(
+    row: &AnyRow,
+) -> Result<Option<crate::diagnosis::LastBoot>, DbError> {
+    get_opt_str(row, "last_boot")?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|_| DbError::Corrupt { column: "pis.last_boot", value: text })
+        })
+        .transpose()
 }

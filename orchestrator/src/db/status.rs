@@ -81,6 +81,9 @@ pub struct PiSummary {
     /// `mac_taken`, `serial_taken`); the slot's `flag` says so too.
     #[serde(default)]
     pub hardware_sighting: Option<String>,
+    /// The last boot attempt's stage and diagnosis (with the port's PoE then).
+    #[serde(default)]
+    pub last_boot: Option<crate::diagnosis::LastBoot>,
 }
 
 /// The newest boot-timeline event of a Pi.
@@ -137,7 +140,7 @@ const STATUS_SQL: &str = const_format::concatcp!(
     "SELECT sh.id AS shelf_id, sh.name AS shelf_name, sh.switch_id, sw.name AS switch_name, sw.controller, \
         sh.first_port, sh.last_port, \
         s.id AS slot_id, s.port, s.vlan, s.pi_ip, s.flag, s.flagged_at, \
-        p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, \
+        p.id AS pi_id, p.serial, p.mac, p.model, p.state, p.power, p.owner, p.image, p.failed_step, p.last_boot, \
         p.maintenance_since, hs.reason AS hw_reason, \
         j.id AS job_id, j.kind AS job_kind, j.state AS job_state, j.step AS job_step, \
         e.kind AS boot_kind, e.at AS boot_at, e.message AS boot_message \
@@ -220,6 +223,7 @@ fn pi_from_row(row: &AnyRow, id: String) -> Result<PiSummary, DbError> {
         failed_step: get_opt_str(row, "failed_step")?,
         maintenance: get_opt_i64(row, "maintenance_since")?.is_some(),
         hardware_sighting: get_opt_str(row, "hw_reason")?,
+        last_boot: super::pis::last_boot_from_row(row)?,
     })
 }
 
@@ -268,6 +272,7 @@ mod tests {
                 failed_step: None,
                 maintenance: false,
                 hardware_sighting: None,
+                last_boot: None,
             }),
             boot: None,
             job: None,

@@ -22,6 +22,8 @@ use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::orchestration::{BootEvidence, SlotLocation};
 use crate::db::{Db, DbError};
+use crate::diagnosis::metrics::BootMetrics;
+use crate::diagnosis::{Attempt, Diagnosis, DiagnosisKind, Ending, LastBoot, PoeReading};
 use crate::fabric::{Fabric, FabricError};
 use crate::model::{Job, Pi, PowerState, Switch};
 
@@ -74,6 +76,8 @@ pub struct Hardware {
     /// Each slot's boot plan (addresses, NFS path, boot dir), shared with the TFTP resolver.
     pub boot: Arc<BootPlanner>,
     pub storage: Arc<dyn StorageSync>,
+    /// Boot phase durations and diagnoses, for `/metrics`.
+    pub boot_metrics: Arc<BootMetrics>,
 }
 
 /// A Pi job's target: the Pi, where it is wired, and its switch.
@@ -227,7 +231,9 @@ impl Hardware {
     /// Waits until the Pi's timeline, after this job's latest `power.on`, shows a DHCP
     /// answer and a kernel read over TFTP. A Pi that has not even sent DHCP by half the
     /// timeout is power-cycled once: a Pi 3B's boot ROM gives up for good after five
-    /// unanswered DISCOVERs (say, while the controller was restarting).
+    /// unanswered DISCOVERs (say, while the controller was restarting). However it ends,
+    /// the attempt is diagnosed ([`crate::diagnosis`]) and recorded on the Pi; a failure
+    /// carries the diagnosis in its messages.
     pub async fn await_boot(&self, job: &Job, t: &Target) -> Result<BootEvidence, StepError> {
         let start = Instant::now();
         let mut cycled = false;
@@ -238,13 +244,17 @@ impl Hardware {
             };
             let seen = self.db.boot_evidence(&t.pi.id, after).await?;
             if seen.booted() {
-                let ssh = self.await_ssh(job, t).await?;
-                let message = match ssh {
-                    Some(waited) => format!(
+                let ending = self.await_ssh(t).await;
+                let d = self.diagnose(job, t, ending).await?;
+                if d.kind != DiagnosisKind::Booted {
+                    return Err(StepError::permanent(d.operator, d.customer));
+                }
+                let message = match d.phases.booted_ms.zip(d.phases.kernel_ms) {
+                    Some((booted, kernel)) if booted > kernel => format!(
                         "Pi booted: DHCP answered, kernel fetched, SSH answering after {:.1} s",
-                        waited.as_secs_f64()
+                        (booted - kernel) as f64 / 1000.0
                     ),
-                    None => "Pi netbooted: DHCP answered and kernel fetched".to_string(),
+                    _ => "Pi netbooted: DHCP answered and kernel fetched".to_string(),
                 };
                 let e = NewEvent::new("pi.booted", "controller", message)
                     .pi(&t.pi.id)
@@ -272,16 +282,10 @@ impl Hardware {
                 continue;
             }
             if start.elapsed() >= self.timing.boot_timeout {
-                return Err(StepError::permanent(
-                    format!(
-                        "no boot within {:?} of power-on{}: DHCP {}, kernel over TFTP {}",
-                        self.timing.boot_timeout,
-                        if cycled { " (power-cycled once)" } else { "" },
-                        if seen.dhcp { "seen" } else { "not seen" },
-                        if seen.kernel { "fetched" } else { "not fetched" }
-                    ),
-                    "The Pi did not start within the expected time.",
-                ));
+                let ending =
+                    Ending::TimedOut { waited: self.timing.boot_timeout, power_cycled: cycled };
+                let d = self.diagnose(job, t, ending).await?;
+                return Err(StepError::permanent(d.operator, d.customer));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -289,10 +293,9 @@ impl Hardware {
 
     /// After the kernel read, for a root whose image runs sshd (the slot's current
     /// [`crate::bootplan::BootPlan::sshd`]): waits until the Pi's storage address accepts
-    /// a TCP connection on port 22, within `[jobs] ssh_timeout_seconds`. Returns how long
-    /// that took, or `None` when the image claims no sshd (synthetic images). A Pi that
-    /// never answers fails the step with where its boot stopped.
-    async fn await_ssh(&self, job: &Job, t: &Target) -> Result<Option<Duration>, StepError> {
+    /// a TCP connection on port 22, within `[jobs] ssh_timeout_seconds`. Ends
+    /// `KernelRead` when the image claims no sshd (synthetic images).
+    async fn await_ssh(&self, t: &Target) -> Ending {
         let boot = self.boot.clone();
         let (controller, pi_ip, pi) = (t.slot.controller_ip, t.slot.pi_ip, t.pi.id.clone());
         let plan = tokio::task::spawn_blocking(move || boot.plan(controller, pi_ip, &pi))
@@ -300,56 +303,92 @@ impl Hardware {
             .ok()
             .and_then(Result::ok);
         if !plan.is_some_and(|p| p.sshd) {
-            return Ok(None);
+            return Ending::KernelRead;
         }
-        let kernel_at = crate::time::rfc3339(crate::time::now_millis());
+        let kernel_at = crate::time::now_millis();
         let address = std::net::SocketAddr::from((t.slot.pi_ip, 22));
         let start = Instant::now();
         let limit = self.timing.ssh_timeout;
         while start.elapsed() < limit {
             let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(3));
             match tokio::time::timeout(left, tokio::net::TcpStream::connect(address)).await {
-                Ok(Ok(_)) => return Ok(Some(start.elapsed())),
+                Ok(Ok(_)) => return Ending::SshAnswered { at: crate::time::now_millis() },
                 Ok(Err(e)) => tracing::debug!(pi = %t.pi.id, %address, error = %e, "no SSH yet"),
                 Err(_) => tracing::debug!(pi = %t.pi.id, %address, "SSH connect timed out"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let mut operator = format!(
-            "boot stopped after the kernel: DHCP answered, kernel read over TFTP (seen at \
-             {kernel_at}), no SSH on {address} within {} s",
-            limit.as_secs()
-        );
-        let tail = self.console_tail(job, &t.pi.id, CONSOLE_TAIL).await;
-        if tail.is_empty() {
-            operator.push_str("; no console lines from this boot");
-        } else {
-            operator.push_str(&format!("; last console lines: {}", tail.join(" | ")));
-        }
-        let e = NewEvent::new("boot.no_ssh", "controller", operator.clone())
+        Ending::NoSsh { address, waited: limit, kernel_at }
+    }
+
+    /// Diagnoses the job's boot attempt from the Pi's timeline since the job's latest
+    /// power-on, the port's PoE read now and (after the kernel) the boot's console;
+    /// records it on the Pi, as a `boot.diagnosis` event (and `boot.no_ssh` for that
+    /// case) and in the metrics.
+    async fn diagnose(
+        &self,
+        job: &Job,
+        t: &Target,
+        ending: Ending,
+    ) -> Result<Diagnosis, StepError> {
+        let (powered_at, after) =
+            self.db.job_power_on(&job.id).await?.unwrap_or((job.created_at, 0));
+        let events = self.db.boot_timeline(&t.pi.id, after).await?;
+        let port = PortNo(t.slot.port);
+        let poe = match self
+            .fabric
+            .with_driver(&t.switch, |d| async move { d.port_power(port).await })
+            .await
+        {
+            Ok(p) => Some(PoeReading::from(&p)),
+            Err(e) => {
+                tracing::warn!(pi = %t.pi.id, error = %chain(&e), "reading the port's PoE for a boot diagnosis");
+                None
+            }
+        };
+        let console = match ending {
+            Ending::NoSsh { .. } => self.console_lines(job, &t.pi.id, CONSOLE_KEEP).await,
+            _ => Vec::new(),
+        };
+        let pi = t.pi.id.to_string();
+        let d = crate::diagnosis::diagnose(&Attempt {
+            pi: &pi,
+            powered_at,
+            events: &events,
+            model: &t.pi.model,
+            port: t.slot.port,
+            poe: poe.clone(),
+            console: &console,
+            ending: ending.clone(),
+        });
+        tracing::info!(pi = %t.pi.id, job = %job.id, diagnosis = d.kind.as_str(), detail = %d.operator, "boot diagnosed");
+        let boot = LastBoot::new(&d, crate::time::now_millis(), &job.id, poe, t.pi.owner.clone());
+        self.db.set_last_boot(&t.pi.id, &boot).await?;
+        let data = serde_json::json!({
+            "stage": boot.stage, "diagnosis": boot.diagnosis, "file": boot.file, "phases": boot.phases,
+        });
+        let e = NewEvent::new("boot.diagnosis", "controller", d.customer.clone())
             .pi(&t.pi.id)
             .job(&job.id)
             .customer(t.pi.owner.as_ref())
-            .data(serde_json::json!({ "address": address.to_string(), "waited_seconds": limit.as_secs() }));
+            .data(data);
         self.db.append_event(&e).await?;
-        Err(StepError::permanent(
-            operator,
-            format!(
-                "The Pi started its kernel (read at {kernel_at}) but its system did not answer \
-                 SSH on {address} within {} s: the system on it may be misconfigured. \
-                 Its console (GET /v1/pis/{}/console) shows how far it got; rescue mode \
-                 (POST /v1/pis/{}/rescue) lets you repair it.",
-                limit.as_secs(),
-                t.pi.id,
-                t.pi.id
-            ),
-        ))
+        if let Ending::NoSsh { address, waited, .. } = ending {
+            let e = NewEvent::new("boot.no_ssh", "controller", d.operator.clone())
+                .pi(&t.pi.id)
+                .job(&job.id)
+                .customer(t.pi.owner.as_ref())
+                .data(serde_json::json!({ "address": address.to_string(), "waited_seconds": waited.as_secs() }));
+            self.db.append_event(&e).await?;
+        }
+        self.boot_metrics.record(&t.pi.model, &d);
+        Ok(d)
     }
 
     /// The last `n` lines (shown safely) of the Pi's newest console boot, if that boot
     /// started after `job` was created; empty when there is none or it cannot be read
     /// (the diagnosis is best effort, never a reason to fail differently).
-    async fn console_tail(&self, job: &Job, pi: &crate::ids::PiId, n: usize) -> Vec<String> {
+    async fn console_lines(&self, job: &Job, pi: &crate::ids::PiId, n: usize) -> Vec<String> {
         let boots = match self.db.console_boots(pi, None).await {
             Ok(b) => b,
             Err(e) => {
@@ -396,8 +435,9 @@ impl Hardware {
     }
 }
 
-/// Console lines quoted in a boot diagnosis.
-const CONSOLE_TAIL: usize = 3;
+/// Console lines of a boot a diagnosis reads (the last ones; a root mount is logged
+/// some way before SSH would answer).
+const CONSOLE_KEEP: usize = 400;
 
 /// Whether a port's read-back shows the wanted power state.
 pub fn power_matches(p: &PortPower, on: bool) -> bool {

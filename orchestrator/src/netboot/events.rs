@@ -92,8 +92,8 @@ pub fn kind(stage: &BootStage) -> String {
 /// A one-line description for the timeline.
 pub fn message(stage: &BootStage) -> String {
     match stage {
-        BootStage::DhcpDiscover => "DHCP DISCOVER received".into(),
-        BootStage::DhcpOffer { yiaddr } => format!("DHCP OFFER of {yiaddr} sent"),
+        BootStage::DhcpDiscover { .. } => "DHCP DISCOVER received".into(),
+        BootStage::DhcpOffer { yiaddr, .. } => format!("DHCP OFFER of {yiaddr} sent"),
         BootStage::DhcpRequest => "DHCP REQUEST received".into(),
         BootStage::DhcpAck { yiaddr } => format!("DHCP ACK of {yiaddr} sent"),
         BootStage::DhcpNak { reason } => format!("DHCP NAK sent: {reason}"),
@@ -277,7 +277,11 @@ mod tests {
     #[test]
     fn kinds_are_dotted() {
         assert_eq!(
-            kind(&BootStage::DhcpOffer { yiaddr: "10.0.0.2".parse().unwrap() }),
+            kind(&BootStage::DhcpOffer {
+                yiaddr: "10.0.0.2".parse().unwrap(),
+                options: vec![],
+                next_server: None
+            }),
             "dhcp.offer"
         );
         assert_eq!(

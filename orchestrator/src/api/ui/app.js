@@ -10,6 +10,26 @@
   const TIMELINE_PAGES = 10;
   const CONSOLE_KEEP = 2000;
   const STATES = ["new", "ready", "deploying", "deployed", "rescue", "failed", "maintenance", "retired", "empty"];
+  // Where a failed last boot stopped (the API's `last_boot.stage`), in boot order, with
+  // the words a tile shows.
+  const STAGES = {
+    power_on: "no DHCP",
+    dhcp: "offer refused",
+    tftp: "TFTP stopped",
+    kernel: "no root",
+    system: "no SSH",
+  };
+  const DIAGNOSES = {
+    no_dhcp: "no DHCP",
+    no_offer: "no offer",
+    offer_rejected: "offer refused",
+    tftp_file_missing: "missing file",
+    tftp_timeout: "TFTP timeout",
+    tftp_refused: "TFTP refused",
+    tftp_stopped: "TFTP stopped",
+    no_root: "no root",
+    no_ssh: "no SSH",
+  };
 
   const view = {
     token: null,
@@ -116,6 +136,30 @@
     return STATES.includes(s) ? s : "unknown";
   }
 
+  /** The failed last boot's stage (a key of STAGES), or null. */
+  function failedStage(pi) {
+    const b = pi && pi.last_boot;
+    if (!b || b.diagnosis === "booted") return null;
+    return Object.hasOwn(STAGES, b.stage) ? b.stage : "power_on";
+  }
+
+  function diagnosisText(b) {
+    const words = Object.hasOwn(DIAGNOSES, b.diagnosis) ? DIAGNOSES[b.diagnosis] : String(b.diagnosis);
+    const file = b.file ? " " + String(b.file).split("/").pop() : "";
+    return words + file;
+  }
+
+  /** PoE draw in watts from the last boot's reading, e.g. "2.1 W". */
+  function drawText(pi) {
+    const poe = pi && pi.last_boot && pi.last_boot.poe;
+    if (!poe || poe.draw_mw === null || poe.draw_mw === undefined) return null;
+    return (poe.draw_mw / 1000).toFixed(1) + " W";
+  }
+
+  function modelText(model) {
+    return model && model !== "unknown" ? String(model).toUpperCase() : "?";
+  }
+
   function jobText(job) {
     if (!job) return null;
     return job.kind + " " + (job.step || job.state) + " " + job.percent + "%";
@@ -126,26 +170,64 @@
   function renderLegend() {
     const items = STATES.map((s) => el("li", {}, el("span", { class: "swatch state-" + s }), s));
     items.push(el("li", {}, el("span", { class: "swatch flag-swatch" }, "⚑"), "flagged"));
+    for (const [stage, words] of Object.entries(STAGES)) {
+      items.push(el("li", {}, el("span", { class: "swatch diag-" + stage }, "✗"), "boot: " + words));
+    }
+    items.push(el("li", {}, el("span", { class: "swatch power-swatch" }, "○"), "power off"));
     $("legend").replaceChildren(...items);
   }
 
+  /**
+   * One port. Colour carries the most: the left edge is the Pi's state, a failed last
+   * boot fills the tile with its stage's colour, a Pi without power is faded. The text
+   * is short: port, model, owner, state or diagnosis, draw, job.
+   */
   function tile(shelf, slot) {
     const state = shownState(slot);
+    const pi = slot.pi;
+    const stage = failedStage(pi);
     const classes = ["port", "state-" + state];
     if (slot.flag) classes.push("flagged");
-    const selected = slot.pi ? slot.pi.id === view.pi : view.port && view.port[0] === shelf.name && view.port[1] === slot.port;
+    if (stage) classes.push("diag-" + stage);
+    if (pi && pi.power === "off") classes.push("unpowered");
+    const selected = pi ? pi.id === view.pi : view.port && view.port[0] === shelf.name && view.port[1] === slot.port;
     if (selected) classes.push("selected");
     const boot = slot.boot ? `${slot.boot.kind} ${ago(slot.boot.at, shelf.read_at)}` : null;
-    const title = [`port ${slot.port}`, slot.pi ? slot.pi.id : "no Pi", boot, slot.flag ? "flag: " + slot.flag : null].filter(Boolean).join(" · ");
+    const diagnosis = stage ? diagnosisText(pi.last_boot) : null;
+    const title = [
+      `port ${slot.port}`,
+      pi ? pi.id : "no Pi",
+      pi ? `model ${pi.model} · ${pi.state} · power ${pi.power}` : null,
+      pi && pi.owner ? "owner " + pi.owner : null,
+      pi && pi.failed_step ? "failed at " + pi.failed_step : null,
+      diagnosis ? "last boot: " + diagnosis : null,
+      boot,
+      slot.flag ? "flag: " + slot.flag : null,
+    ]
+      .filter(Boolean)
+      .join(" · ");
+    const draw = drawText(pi);
     const button = el(
       "button",
-      { type: "button", class: classes.join(" "), "data-port": slot.port, "data-state": state, "data-pi": slot.pi && slot.pi.id, title },
-      el("span", { class: "port-no" }, String(slot.port)),
-      el("span", { class: "serial" }, slot.pi ? slot.pi.serial || slot.pi.model : "—"),
-      el("span", { class: "state" }, state, slot.pi && slot.pi.power === "off" ? el("span", { class: "power-off" }, " · power off") : null),
-      slot.pi && slot.pi.failed_step ? el("span", { class: "failed-step" }, "failed at " + slot.pi.failed_step) : null,
-      slot.boot ? el("span", { class: "boot" }, slot.boot.kind) : null,
-      slot.job ? el("span", { class: "job" }, jobText(slot.job)) : null,
+      {
+        type: "button",
+        class: classes.join(" "),
+        "data-port": slot.port,
+        "data-state": state,
+        "data-pi": pi && pi.id,
+        "data-diagnosis": stage ? pi.last_boot.diagnosis : null,
+        title,
+      },
+      el(
+        "span",
+        { class: "head" },
+        el("span", { class: "port-no" }, String(slot.port)),
+        pi ? el("span", { class: "model" }, modelText(pi.model)) : null,
+        pi ? el("span", { class: "power power-" + pi.power }, pi.power === "on" ? "●" : "○") : null,
+      ),
+      el("span", { class: "owner" }, pi ? pi.owner || "unowned" : "—"),
+      el("span", { class: "state" }, stage ? "✗ " + diagnosis : state),
+      draw || slot.job ? el("span", { class: "meta" }, [draw, slot.job ? jobText(slot.job) : null].filter(Boolean).join(" · ")) : null,
       slot.job ? el("progress", { max: 100, value: slot.job.percent }) : null,
       slot.flag ? el("span", { class: "flag" }, "⚑ " + slot.flag) : null,
     );
@@ -237,6 +319,15 @@
     }
     if (slot && slot.job) fields.push(["job", slot.job.id + " · " + jobText(slot.job)]);
     if (slot && slot.boot) fields.push(["boot stage", slot.boot.kind + " at " + clock(slot.boot.at)]);
+    const last = pi && pi.last_boot;
+    if (last) {
+      fields.push(["last boot", last.stage + " · " + last.diagnosis + " at " + clock(last.at)]);
+      fields.push(["diagnosis", last.operator_message || last.customer_message]);
+      if (last.poe) fields.push(["PoE then", last.poe.detection + (last.poe.draw_mw !== null && last.poe.draw_mw !== undefined ? ", " + last.poe.draw_mw + " mW" : "")]);
+      const p = last.phases || {};
+      const secs = (ms) => (ms === null || ms === undefined ? "-" : (ms / 1000).toFixed(1) + " s");
+      fields.push(["phases", `DISCOVER ${secs(p.discover_ms)} · kernel ${secs(p.kernel_ms)} · booted ${secs(p.booted_ms)}`]);
+    }
     $("detail-fields").replaceChildren(...fieldList(fields));
     if (pi) {
       await refreshTimeline(pi.id);
