@@ -135,24 +135,6 @@ impl SimHandle {
             st.vlans.entry(vlan).or_default().name = name.to_string();
         })
     }
-    /// How long until `port` forwards frames (zero once it does), by the spanning-tree
-    /// clock; `None` while its link is down (no power delivered).
-    pub fn forwarding_in(&self, port: u16) -> Option<Duration> {
-        self.core.stp.forwarding_in(port, std::time::Instant::now())
-    }
-    /// Lab API: make `port` an edge port or not (RSTP admin edge, Cisco portfast)
-    /// behind the manager's back, as an operator at the console would.
-    pub fn set_admin_edge(&self, port: u16, edge: bool) -> Result<(), SimError> {
-        self.core.replace(|st| {
-            st.admin_edge.insert(port, edge);
-        })
-    }
-    /// Lab API: whether spanning tree runs on `port` (`dot1dStpPortEnable`).
-    pub fn set_stp_enabled(&self, port: u16, on: bool) -> Result<(), SimError> {
-        self.core.replace(|st| {
-            st.stp_enabled.insert(port, on);
-        })
-    }
     /// Lab API: whether a powered device is plugged into `port`.
     pub fn set_device_present(&self, port: u16, present: bool) -> Result<(), SimError> {
         self.core.replace(|st| {

@@ -10,6 +10,7 @@
 //! lab asks [`StpClock::forwarding_in`] and drops the port's frames until then.
 
 use super::state::{Change, SimState};
+use crate::error::SimError;
 use crate::oids;
 use async_snmp::{Oid, SetTestError, Value};
 use std::collections::BTreeMap;
@@ -108,6 +109,35 @@ pub fn render(
         if state.is_cisco() {
             put(oids::CISCO_STPX_FAST_START_PORT_MODE, &port, truth(state.admin_edge(p)));
         }
+    }
+}
+
+/// Spanning tree's part of the lab API.
+impl super::SimHandle {
+    /// How long until `port` forwards frames (zero once it does), by the spanning-tree
+    /// clock; `None` while its link is down (no power delivered).
+    pub fn forwarding_in(&self, port: u16) -> Option<Duration> {
+        self.core.stp.forwarding_in(port, Instant::now())
+    }
+    /// Lab API: make `port` an edge port or not (RSTP admin edge, Cisco portfast)
+    /// behind the manager's back, as an operator at the console would.
+    pub fn set_admin_edge(&self, port: u16, edge: bool) -> Result<(), SimError> {
+        self.core.replace(|st| {
+            st.admin_edge.insert(port, edge);
+        })
+    }
+    /// Lab API: whether spanning tree runs on `port` (`dot1dStpPortEnable`).
+    pub fn set_stp_enabled(&self, port: u16, on: bool) -> Result<(), SimError> {
+        self.core.replace(|st| {
+            st.stp_enabled.insert(port, on);
+        })
+    }
+    /// Lab API: PoE admin state of `port`, set at the switch's console (the manager is
+    /// not asked; the lab's cabling follows it like any power change).
+    pub fn set_poe_admin(&self, port: u16, on: bool) -> Result<(), SimError> {
+        self.core.replace(|st| {
+            st.poe_admin.insert(port, on);
+        })
     }
 }
 
