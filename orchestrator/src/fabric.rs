@@ -165,6 +165,7 @@ pub fn merge(parts: impl IntoIterator<Item = DesiredConfig>) -> DesiredConfig {
         out.absent_vlans.extend(d.absent_vlans);
         out.access_ports.extend(d.access_ports);
         out.poe.extend(d.poe);
+        out.edge.extend(d.edge);
         for (port, vlans) in d.trunk_tagged {
             out.trunk_tagged.entry(port).or_insert_with(BTreeSet::new).extend(vlans);
         }
@@ -185,6 +186,8 @@ pub fn restrict(desired: &DesiredConfig, ports: &BTreeSet<u16>) -> DesiredConfig
         used.extend(access.tagged.iter().copied());
         out.access_ports.insert(*port, access.clone());
     }
+    out.edge =
+        desired.edge.iter().filter(|(p, _)| ports.contains(&p.0)).map(|(p, e)| (*p, *e)).collect();
     out.vlans = desired
         .vlans
         .iter()
@@ -217,6 +220,7 @@ mod tests {
     fn shelves_on_one_switch_share_the_trunk() {
         let d = merge([plan(&[(1, 200), (2, 201)]), plan(&[(3, 202)])]);
         assert_eq!(d.access_ports.len(), 3);
+        assert_eq!(d.edge.len(), 3, "every Pi port an edge port");
         let trunk: Vec<u16> = d.trunk_tagged[&PortNo(49)].iter().map(|v| v.0).collect();
         assert_eq!(trunk, [131, 200, 201, 202]);
     }
@@ -225,6 +229,7 @@ mod tests {
     fn restricting_keeps_only_the_ports_and_their_vlans() {
         let d = restrict(&plan(&[(1, 200), (2, 201), (3, 202)]), &[2].into_iter().collect());
         assert_eq!(d.access_ports.keys().map(|p| p.0).collect::<Vec<_>>(), [2]);
+        assert_eq!(d.edge, [(PortNo(2), true)].into_iter().collect());
         assert_eq!(d.vlans.keys().map(|v| v.0).collect::<Vec<_>>(), [131, 201]);
         assert_eq!(d.trunk_tagged[&PortNo(49)].iter().map(|v| v.0).collect::<Vec<_>>(), [131, 201]);
     }

@@ -319,6 +319,54 @@ async fn drift_made_with_snmpset_is_repaired_once_and_poe_is_left_alone() {
     }
 }
 
+const ADMIN_EDGE: &str = "1.3.6.1.2.1.17.2.19.1.2";
+
+#[tokio::test]
+async fn a_pi_port_made_a_spanning_tree_port_behind_brambles_back_is_an_edge_port_again() {
+    for tdb in test_databases().await {
+        let lab = Lab::new(&tdb).await;
+        let rig = lab.rig("rc-edge").await;
+        let rec = lab.reconciler();
+        assert!(of(&pass(&rec).await, &rig).drift.is_empty());
+        assert!((1..=PORTS).all(|p| rig.sim.handle.state().forwards_at_link_up(p)));
+
+        // One port changed at the console, another by a real SNMP peer.
+        rig.sim.handle.set_admin_edge(4, false).expect("console");
+        snmp("snmpset", &rig.sim, &[&format!("{ADMIN_EDGE}.6"), "i", "2"]).await;
+        let power_changes: Vec<u64> =
+            (1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect();
+        let report = pass(&rec).await;
+        let sw = of(&report, &rig);
+        assert_eq!(
+            sw.drift,
+            [
+                Drift::Edge { port: 4, expected: true, actual: Some(false) },
+                Drift::Edge { port: 6, expected: true, actual: Some(false) }
+            ],
+            "[{}]",
+            tdb.label
+        );
+        assert!(sw.repaired, "{:?}", sw.errors);
+        assert!(
+            snmp("snmpget", &rig.sim, &[&format!("{ADMIN_EDGE}.6")]).await.contains("INTEGER: 1")
+        );
+        let st = rig.sim.handle.state();
+        assert!(st.admin_edge(4) && st.admin_edge(6), "restored on the switch");
+        assert_eq!(
+            (1..=PORTS).map(|p| rig.sim.handle.power_changes(p)).collect::<Vec<_>>(),
+            power_changes,
+            "the repair powered nothing"
+        );
+        let repaired = lab.events("switch.drift_repaired").await;
+        assert_eq!(repaired.len(), 1, "[{}] one event per repair", tdb.label);
+        let summary = repaired[0].data["summary"].to_string();
+        assert!(summary.contains("port 4 edge") && summary.contains("port 6 edge"), "{summary}");
+        assert!(of(&pass(&rec).await, &rig).drift.is_empty(), "nothing left");
+        lab.db.close().await;
+        tdb.drop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_silent_switch_is_one_event_per_outage_and_the_others_still_reconcile() {
     for tdb in test_databases().await {

@@ -1,6 +1,7 @@
 //! The Cisco-flavoured driver: access VLAN via vmVlan (CISCO-VLAN-MEMBERSHIP-MIB),
 //! trunk VLANs via vlanTrunkPortVlansEnabled / vlanTrunkPortNativeVlan (CISCO-VTP-MIB),
-//! PoE via cpeExtPsePortEnable (CISCO-POWER-ETHERNET-EXT-MIB).
+//! PoE via cpeExtPsePortEnable (CISCO-POWER-ETHERNET-EXT-MIB), edge ports as portfast
+//! via stpxFastStartPortMode (CISCO-STP-EXTENSIONS-MIB; see [`crate::stp`]).
 //!
 //! A Pi port is a trunk whose native VLAN is its storage VLAN (untagged) with the
 //! public VLAN allowed (tagged); a port with only an untagged VLAN is an access port.
@@ -17,6 +18,7 @@ use crate::plan::BatchLimits;
 use crate::portlist;
 use crate::session::Session;
 use crate::standard::StandardDriver;
+use crate::stp::{self, StpMib};
 use async_snmp::{Oid, Value};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -132,6 +134,8 @@ impl SwitchDriver for CiscoDriver {
             poe: base.poe.clone(),
             ..Default::default()
         };
+        let portfast = StpMib::CiscoPortfast;
+        snap.edge = stp::read_edges(&self.session.walk(portfast.column()).await?, portfast);
         let by_ifx: BTreeMap<u32, u16> = base.ports.iter().map(|(p, i)| (*i, *p)).collect();
         for vb in self.session.walk(oids::CISCO_VTP_VLAN_NAME).await? {
             if let (Some(&v), Some(name)) = (vb.oid.arcs().last(), vb.value.as_str()) {
@@ -191,7 +195,8 @@ impl SwitchDriver for CiscoDriver {
             return Err(self.unsupported(&format!("creating VLAN {v}")));
         }
         let target = model::apply_desired(current, desired);
-        let plan = cisco_plan(current, &target);
+        let mut plan = crate::plan::edge_plan(current, &target, StpMib::CiscoPortfast);
+        plan.extend(cisco_plan(current, &target));
         let mut report = ApplyReport { varbinds: plan.len(), ..Default::default() };
         if !plan.is_empty() {
             report.messages = self.session.set_plan(plan, self.limits).await?.messages;
@@ -231,6 +236,7 @@ mod tests {
                 .collect(),
             pvid: (1..=3).map(|p| (p, 1)).collect(),
             poe: BTreeMap::new(),
+            edge: BTreeMap::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Picks a driver by sysObjectID, as OpenStack Ironic does: Cisco (1.3.6.1.4.1.9.*)
-//! gets the Cisco driver, everything else the standard-MIB driver.
+//! gets the Cisco driver, everything else the standard-MIB driver; and, for the
+//! standard driver, which spanning-tree MIB makes edge ports ([`stp_mib_for`]).
 
 use crate::cisco::CiscoDriver;
 use crate::driver::SwitchDriver;
@@ -7,7 +8,8 @@ use crate::error::SwitchError;
 use crate::oids;
 use crate::session::{Session, SessionConfig};
 use crate::standard::StandardDriver;
-use async_snmp::Oid;
+use crate::stp::StpMib;
+use async_snmp::{Oid, Value};
 
 /// Which driver a sysObjectID selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,25 @@ pub fn kind_for(sys_object_id: &Oid) -> DriverKind {
     } else {
         DriverKind::Standard
     }
+}
+
+/// Pure selection from the answer to a GET of `dot1dStpVersion.0`: a bridge that has
+/// it has the RSTP-MIB (whatever version it runs, `dot1dStpPortAdminEdgePort` is
+/// there); noSuchObject and the like mean plain BRIDGE-MIB spanning tree.
+pub fn stp_mib_for(version: &Value) -> StpMib {
+    match version {
+        Value::Integer(_) => StpMib::Rstp,
+        _ => StpMib::Stp,
+    }
+}
+
+/// GETs `dot1dStpVersion.0` and selects the edge-port MIB of a standard switch.
+pub async fn detect_stp(session: &Session) -> Result<StpMib, SwitchError> {
+    let oid = Oid::from_slice(oids::DOT1D_STP_VERSION);
+    let vbs = session.get(std::slice::from_ref(&oid)).await?;
+    let mib = vbs.first().map(|vb| stp_mib_for(&vb.value)).unwrap_or(StpMib::Stp);
+    tracing::info!(switch = %session.addr(), ?mib, "edge-port MIB selected");
+    Ok(mib)
 }
 
 /// Connects, GETs sysObjectID and returns the matching driver.
@@ -54,5 +75,13 @@ mod tests {
         assert_eq!(kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 9, 1, 2277])), DriverKind::Cisco);
         assert_eq!(kind_for(&Oid::from_slice(oids::SIM_OBJECT_ID)), DriverKind::Standard);
         assert_eq!(kind_for(&Oid::from_slice(&[1, 3, 6, 1, 4, 1, 99])), DriverKind::Standard);
+    }
+
+    #[test]
+    fn rstp_version_present_selects_admin_edge() {
+        assert_eq!(stp_mib_for(&Value::Integer(2)), StpMib::Rstp);
+        assert_eq!(stp_mib_for(&Value::Integer(0)), StpMib::Rstp);
+        assert_eq!(stp_mib_for(&Value::NoSuchObject), StpMib::Stp);
+        assert_eq!(stp_mib_for(&Value::NoSuchInstance), StpMib::Stp);
     }
 }

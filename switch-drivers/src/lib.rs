@@ -27,6 +27,7 @@ pub mod secret;
 pub mod session;
 pub mod sim;
 pub mod standard;
+pub mod stp;
 
 pub use cisco::CiscoDriver;
 pub use detect::connect;

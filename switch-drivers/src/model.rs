@@ -97,6 +97,11 @@ pub struct SwitchSnapshot {
     /// Bridge port → PVID.
     pub pvid: BTreeMap<u16, u16>,
     pub poe: BTreeMap<u16, PortPower>,
+    /// Bridge port → edge port (forwards as soon as its link is up: RSTP admin edge,
+    /// spanning tree disabled on the port, or Cisco portfast; see [`crate::stp`]). Read
+    /// only for the ports a desired configuration names.
+    #[serde(default)]
+    pub edge: BTreeMap<u16, bool>,
 }
 
 /// A Pi port: untagged in its storage VLAN (also its PVID), tagged in `tagged`.
@@ -121,6 +126,11 @@ pub struct DesiredConfig {
     pub trunk_removed: BTreeMap<PortNo, BTreeSet<VlanId>>,
     /// Port → PoE admin state.
     pub poe: BTreeMap<PortNo, bool>,
+    /// Port → whether it must be an edge port (no listening and learning delay when its
+    /// link comes up). Every Pi port is one: a Pi 3B's boot ROM gives up before a
+    /// spanning-tree port starts forwarding.
+    #[serde(default)]
+    pub edge: BTreeMap<PortNo, bool>,
 }
 
 /// A whole shelf: Pi ports with their storage VLANs, one public VLAN, one trunk.
@@ -132,7 +142,8 @@ pub struct ShelfPlan {
 }
 
 impl ShelfPlan {
-    /// The desired configuration of this shelf (PoE is not touched).
+    /// The desired configuration of this shelf: VLANs, and every Pi port an edge port
+    /// (PoE is not touched).
     pub fn desired(&self) -> DesiredConfig {
         let mut d = DesiredConfig::default();
         d.vlans.insert(self.public_vlan, format!("public-{}", self.public_vlan));
@@ -141,6 +152,7 @@ impl ShelfPlan {
             d.vlans.insert(storage, format!("storage-{port}"));
             let tagged = [self.public_vlan].into_iter().collect();
             d.access_ports.insert(port, AccessPort { untagged: storage, tagged });
+            d.edge.insert(port, true);
             trunk.insert(storage);
         }
         trunk.insert(self.public_vlan);
@@ -159,6 +171,7 @@ pub enum Drift {
     Untagged { vlan: u16, missing: Vec<u16>, extra: Vec<u16> },
     Pvid { port: u16, expected: u16, actual: Option<u16> },
     Poe { port: u16, expected: bool, actual: Option<bool> },
+    Edge { port: u16, expected: bool, actual: Option<bool> },
 }
 
 impl fmt::Display for Drift {
@@ -180,6 +193,9 @@ impl fmt::Display for Drift {
             }
             Drift::Poe { port, expected, actual } => {
                 write!(f, "port {port} PoE {actual:?}, want {expected}")
+            }
+            Drift::Edge { port, expected, actual } => {
+                write!(f, "port {port} edge (spanning tree) {actual:?}, want {expected}")
             }
         }
     }
@@ -236,6 +252,9 @@ pub fn apply_desired(current: &SwitchSnapshot, desired: &DesiredConfig) -> Switc
         });
         entry.admin_enabled = *on;
     }
+    for (port, edge) in &desired.edge {
+        t.edge.insert(port.0, *edge);
+    }
     t
 }
 
@@ -243,8 +262,9 @@ fn set_diff(expected: &BTreeSet<u16>, actual: &BTreeSet<u16>) -> (Vec<u16>, Vec<
     (expected.difference(actual).copied().collect(), actual.difference(expected).copied().collect())
 }
 
-/// Differences between an expected snapshot and an actual one, over VLANs, PVIDs and
-/// PoE admin state (detection status and draw are observations, not configuration).
+/// Differences between an expected snapshot and an actual one, over VLANs, PVIDs, PoE
+/// admin state and edge ports (detection status and draw are observations, not
+/// configuration).
 pub fn diff(expected: &SwitchSnapshot, actual: &SwitchSnapshot) -> Vec<Drift> {
     let mut out = Vec::new();
     for (&vlan, want) in &expected.vlans {
@@ -281,6 +301,12 @@ pub fn diff(expected: &SwitchSnapshot, actual: &SwitchSnapshot) -> Vec<Drift> {
         let have = actual.poe.get(&port).map(|p| p.admin_enabled);
         if have != Some(want.admin_enabled) {
             out.push(Drift::Poe { port, expected: want.admin_enabled, actual: have });
+        }
+    }
+    for (&port, &want) in &expected.edge {
+        let have = actual.edge.get(&port).copied();
+        if have != Some(want) {
+            out.push(Drift::Edge { port, expected: want, actual: have });
         }
     }
     out

@@ -1,8 +1,9 @@
 //! The MIB objects the drivers and the virtual switch use, as OID arc slices.
 //!
 //! Standard MIBs: SNMPv2-MIB system group, IF-MIB, BRIDGE-MIB (RFC 4188),
-//! Q-BRIDGE-MIB (RFC 4363), POWER-ETHERNET-MIB (RFC 3621). Cisco: CISCO-VLAN-MEMBERSHIP-MIB,
-//! CISCO-VTP-MIB, CISCO-POWER-ETHERNET-EXT-MIB.
+//! RSTP-MIB (RFC 4318), Q-BRIDGE-MIB (RFC 4363), POWER-ETHERNET-MIB (RFC 3621). Cisco:
+//! CISCO-VLAN-MEMBERSHIP-MIB, CISCO-VTP-MIB, CISCO-POWER-ETHERNET-EXT-MIB,
+//! CISCO-STP-EXTENSIONS-MIB.
 
 use async_snmp::Oid;
 
@@ -22,6 +23,19 @@ pub const IF_NAME: &[u32] = &[1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1];
 pub const DOT1D_BASE_NUM_PORTS: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 1, 2, 0];
 /// BRIDGE-MIB dot1dBasePortIfIndex.<port>
 pub const DOT1D_BASE_PORT_IFINDEX: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 1, 4, 1, 2];
+
+/// BRIDGE-MIB (RFC 4188) dot1dStpForwardDelay.0 (centiseconds, the value in use).
+pub const DOT1D_STP_FORWARD_DELAY: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 2, 11, 0];
+/// BRIDGE-MIB dot1dStpPortState.<port> (1 disabled, 2 blocking, 3 listening, 4 learning,
+/// 5 forwarding, 6 broken).
+pub const DOT1D_STP_PORT_STATE: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 2, 15, 1, 3];
+/// BRIDGE-MIB dot1dStpPortEnable.<port> (1 enabled, 2 disabled).
+pub const DOT1D_STP_PORT_ENABLE: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 2, 15, 1, 4];
+/// RSTP-MIB (RFC 4318) dot1dStpVersion.0 (0 stpCompatible, 2 rstp, 3 mstp); absent on
+/// a bridge without the RSTP-MIB.
+pub const DOT1D_STP_VERSION: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 2, 16, 0];
+/// RSTP-MIB dot1dStpPortAdminEdgePort.<port> (TruthValue: 1 true, 2 false).
+pub const DOT1D_STP_PORT_ADMIN_EDGE: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 2, 19, 1, 2];
 
 /// Q-BRIDGE-MIB dot1qVlanStaticEntry; columns below, indexed by VLAN id.
 pub const DOT1Q_VLAN_STATIC_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 17, 7, 1, 4, 3, 1];
@@ -58,6 +72,10 @@ pub const CISCO_TRUNK_NATIVE_VLAN: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 46, 1, 6, 
 pub const CISCO_PSE_PORT_ENABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 402, 1, 2, 1, 1, 1];
 /// Cisco CISCO-VTP-MIB vtpVlanName.1.<vlan>
 pub const CISCO_VTP_VLAN_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 46, 1, 3, 1, 1, 4, 1];
+/// Cisco CISCO-STP-EXTENSIONS-MIB stpxFastStartPortMode.<bridge port> (portfast: 1
+/// enable, 2 disable, 3 enableForTrunk, 4 default, 5 network): stpxFastStartPortTable
+/// is 1.3.6.1.4.1.9.9.82.1.9.3, its mode column 3.
+pub const CISCO_STPX_FAST_START_PORT_MODE: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 82, 1, 9, 3, 1, 3];
 /// Cisco enterprise prefix; any sysObjectID under it selects the Cisco driver.
 pub const CISCO_ENTERPRISE: &[u32] = &[1, 3, 6, 1, 4, 1, 9];
 /// The virtual switch's sysObjectID in its Cisco personality (a Catalyst-style arc).

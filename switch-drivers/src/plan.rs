@@ -11,6 +11,9 @@
 //! 6. egress lists that lose ports, written as new;
 //! 7. destroy VLAN rows; 8. PoE admin state.
 //!
+//! Edge ports ([`edge_plan`]) go before all of it, so a port is an edge port before a
+//! change in the same plan powers it.
+//!
 //! DESIGN.md's move order (remove old untagged, add new egress, remove old egress, add
 //! new untagged, PVID) is kept except that "remove from old egress" goes after the PVID:
 //! until the PVID moves, the old VLAN must still contain the port.
@@ -18,6 +21,7 @@
 use crate::model::SwitchSnapshot;
 use crate::oids::{self, COL_VLAN_EGRESS, COL_VLAN_NAME, COL_VLAN_ROW_STATUS, COL_VLAN_UNTAGGED};
 use crate::portlist;
+use crate::stp::StpMib;
 use async_snmp::{Oid, Value};
 use bytes::Bytes;
 use std::collections::BTreeSet;
@@ -152,4 +156,18 @@ pub fn split(plan: Vec<(Oid, Value)>, limits: BatchLimits) -> Vec<Vec<(Oid, Valu
         out.push(cur);
     }
     out
+}
+
+/// The SETs that bring every port of `target.edge` to its edge setting, in port order.
+pub fn edge_plan(
+    current: &SwitchSnapshot,
+    target: &SwitchSnapshot,
+    mib: StpMib,
+) -> Vec<(Oid, Value)> {
+    target
+        .edge
+        .iter()
+        .filter(|(port, want)| current.edge.get(port) != Some(want))
+        .map(|(&port, &edge)| (mib.oid(port), Value::Integer(mib.encode(edge))))
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! The standard driver: POWER-ETHERNET-MIB, Q-BRIDGE-MIB, BRIDGE-MIB and IF-MIB over
 //! SNMPv2c or v3. Changes are read-modify-write of whole PortLists, planned by
 //! [`crate::plan::standard_plan`], sent as batched SETs and verified by reading back.
+//! Edge ports through RSTP-MIB or BRIDGE-MIB spanning tree ([`crate::stp`]), the MIB
+//! detected once per driver.
 
 use crate::driver::{ApplyReport, MacEntry, SwitchDriver, SwitchIdentity};
 use crate::error::SwitchError;
@@ -11,6 +13,7 @@ use crate::oids::{
 use crate::plan::{self, BatchLimits};
 use crate::portlist;
 use crate::session::Session;
+use crate::stp::{self, StpMib};
 use async_snmp::{Oid, Value, VarBind};
 use async_trait::async_trait;
 use std::net::SocketAddr;
@@ -20,13 +23,26 @@ use std::net::SocketAddr;
 pub struct StandardDriver {
     session: Session,
     limits: BatchLimits,
+    /// Which MIB makes edge ports, asked the first time edge ports are read.
+    stp: tokio::sync::OnceCell<StpMib>,
 }
 
 impl StandardDriver {
     /// Wraps a connected session; SETs are split by the session's limits.
     pub fn new(session: Session) -> Self {
         let limits = session.limits();
-        Self { session, limits }
+        Self { session, limits, stp: tokio::sync::OnceCell::new() }
+    }
+
+    async fn stp_mib(&self) -> Result<StpMib, SwitchError> {
+        self.stp.get_or_try_init(|| crate::detect::detect_stp(&self.session)).await.copied()
+    }
+
+    /// Edge flags of every port (see [`crate::stp`]).
+    async fn read_edges(&self, snap: &mut SwitchSnapshot) -> Result<(), SwitchError> {
+        let mib = self.stp_mib().await?;
+        snap.edge = stp::read_edges(&self.session.walk(mib.column()).await?, mib);
+        Ok(())
     }
 
     /// Overrides the SET batching (`max_varbinds: 1` sends one SET per varbind).
@@ -124,6 +140,9 @@ impl StandardDriver {
         if parts.poe {
             self.read_poe(&mut snap).await?;
         }
+        if parts.edge {
+            self.read_edges(&mut snap).await?;
+        }
         Ok(snap)
     }
 
@@ -138,7 +157,8 @@ impl StandardDriver {
             .keys()
             .chain(desired.trunk_tagged.keys())
             .chain(desired.trunk_removed.keys())
-            .chain(desired.poe.keys());
+            .chain(desired.poe.keys())
+            .chain(desired.edge.keys());
         for p in ports {
             if !snap.ports.contains_key(&p.0) {
                 let count = u16::try_from(snap.ports.len()).unwrap_or(u16::MAX);
@@ -164,10 +184,11 @@ impl StandardDriver {
 struct Parts {
     vlans: bool,
     poe: bool,
+    edge: bool,
 }
 
 impl Parts {
-    const ALL: Parts = Parts { vlans: true, poe: true };
+    const ALL: Parts = Parts { vlans: true, poe: true, edge: true };
 
     fn for_desired(d: &DesiredConfig) -> Parts {
         let vlans = !(d.vlans.is_empty()
@@ -175,7 +196,7 @@ impl Parts {
             && d.access_ports.is_empty()
             && d.trunk_tagged.is_empty()
             && d.trunk_removed.is_empty());
-        Parts { vlans, poe: !d.poe.is_empty() }
+        Parts { vlans, poe: !d.poe.is_empty(), edge: !d.edge.is_empty() }
     }
 }
 
@@ -191,7 +212,13 @@ fn suffix3(oid: &Oid, base: &[u32]) -> Option<[u32; 3]> {
 pub(crate) fn port_of_oid(oid: &str) -> Option<u16> {
     let parsed: Oid = oid.parse().ok()?;
     let arcs = parsed.arcs();
-    if arcs.starts_with(oids::DOT1Q_PVID) || arcs.starts_with(oids::PETH_PSE_PORT_ENTRY) {
+    let per_port = [
+        oids::DOT1Q_PVID,
+        oids::PETH_PSE_PORT_ENTRY,
+        oids::DOT1D_STP_PORT_ADMIN_EDGE,
+        oids::DOT1D_STP_PORT_ENABLE,
+    ];
+    if per_port.iter().any(|base| arcs.starts_with(base)) {
         return arcs.last().and_then(|p| u16::try_from(*p).ok());
     }
     None
@@ -238,7 +265,12 @@ impl SwitchDriver for StandardDriver {
         self.check_ports(desired, current)?;
         let target = model::apply_desired(current, desired);
         let width = current.ports.keys().max().copied().unwrap_or(0);
-        let plan = plan::standard_plan(current, &target, width);
+        let mut plan = if desired.edge.is_empty() {
+            Vec::new()
+        } else {
+            plan::edge_plan(current, &target, self.stp_mib().await?)
+        };
+        plan.extend(plan::standard_plan(current, &target, width));
         let mut report = ApplyReport { varbinds: plan.len(), ..Default::default() };
         if !plan.is_empty() {
             let stats = self.session.set_plan(plan, self.limits).await.map_err(|e| match &e {

@@ -5,6 +5,7 @@
 use bramble_switch::model::{self, AccessPort, DesiredConfig, SwitchSnapshot};
 use bramble_switch::plan::{self, BatchLimits};
 use bramble_switch::sim::state::{self, SimState};
+use bramble_switch::stp::StpMib;
 use bramble_switch::{PortNo, ShelfPlan, VlanId};
 
 fn snapshot_of(st: &SimState) -> SwitchSnapshot {
@@ -13,6 +14,7 @@ fn snapshot_of(st: &SimState) -> SwitchSnapshot {
         vlans: st.vlans.clone(),
         pvid: st.pvid.clone(),
         poe: Default::default(),
+        edge: (1..=st.bridge_ports()).map(|p| (p, st.forwards_at_link_up(p))).collect(),
     }
 }
 
@@ -20,7 +22,9 @@ fn snapshot_of(st: &SimState) -> SwitchSnapshot {
 fn replay(st: &mut SimState, desired: &DesiredConfig) -> usize {
     let cur = snapshot_of(st);
     let target = model::apply_desired(&cur, desired);
-    let plan = plan::standard_plan(&cur, &target, st.bridge_ports());
+    // Edge ports first, as the standard driver sends them (the sim has the RSTP-MIB).
+    let mut plan = plan::edge_plan(&cur, &target, StpMib::Rstp);
+    plan.extend(plan::standard_plan(&cur, &target, st.bridge_ports()));
     let n = plan.len();
     for (i, (oid, value)) in plan.iter().enumerate() {
         let change = state::decode(st, oid, value)
@@ -45,7 +49,9 @@ fn shelf(ports: u16, storage_base: u16) -> ShelfPlan {
 fn shelf_then_renumber_then_move_every_prefix_is_consistent() {
     let mut st = SimState::new(96);
     let n = replay(&mut st, &shelf(96, 1000).desired());
-    assert!(n > 96 * 2, "a fresh shelf touches every port: {n}");
+    assert!(n > 96 * 3, "a fresh shelf touches every port (VLANs, PVID, edge): {n}");
+    assert!((1..=96).all(|p| st.forwards_at_link_up(p)), "every Pi port an edge port");
+    assert!(!st.forwards_at_link_up(97), "the trunk is left alone");
     assert_eq!(replay(&mut st, &shelf(96, 1000).desired()), 0, "idempotent");
     replay(&mut st, &shelf(96, 2000).desired());
     let mut mv = DesiredConfig::default();

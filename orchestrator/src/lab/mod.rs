@@ -35,6 +35,7 @@ pub mod links;
 pub mod mgmt;
 pub mod process;
 pub mod ssh;
+pub mod stp;
 pub mod wiring;
 
 use std::net::SocketAddr;
@@ -180,6 +181,9 @@ pub struct LabOptions {
     /// namespace, at the same address (a PostgreSQL `database` on the loopback is added
     /// by itself).
     pub forward: Vec<SocketAddr>,
+    /// The switch's spanning-tree forward delay: a Pi port that is not an edge port
+    /// drops its frames for twice this after power-on (real switches: 15 s).
+    pub stp_forward_delay: Duration,
 }
 
 impl LabOptions {
@@ -207,6 +211,7 @@ impl LabOptions {
             serial_base: SERIAL_BASE,
             management: None,
             forward: Vec::new(),
+            stp_forward_delay: bramble_switch::sim::stp::DEFAULT_FORWARD_DELAY,
         }
     }
 
@@ -351,8 +356,11 @@ impl Lab {
                 .map_err(|e| LabError::Setup(e.to_string()))?
                 .map_err(LabError::Nfs)?
         };
-        let sim = SimSwitch::new(SimOptions::new(opts.pis.max(1), COMMUNITY))
-            .map_err(|e| LabError::Setup(e.to_string()))?;
+        let sim_opts = SimOptions {
+            forward_delay: opts.stp_forward_delay,
+            ..SimOptions::new(opts.pis.max(1), COMMUNITY)
+        };
+        let sim = SimSwitch::new(sim_opts).map_err(|e| LabError::Setup(e.to_string()))?;
         let switch = sim.handle();
         // The switch's loopback is the controller namespace's own, as a management
         // network only the controller reaches; on a shared management network it
@@ -390,8 +398,12 @@ impl Lab {
         };
         let qemu =
             QemuSlots { count: opts.real, dir: opts.qemu_dir(), dhcp: opts.real_dhcp.clone() };
+        let hold = stp::ForwardingHold::new(ctl.name(), &opts.prefix)
+            .map_err(|e| LabError::Setup(format!("spanning-tree sink link: {e}")))?;
         let cabling = Arc::new(
-            Cabling::new(slots, opts.pi.clone(), &ssh_key, qemu).serials_from(opts.serial_base),
+            Cabling::new(slots, opts.pi.clone(), &ssh_key, qemu)
+                .serials_from(opts.serial_base)
+                .with_forwarding_hold(hold),
         );
         let mut lab = Lab {
             api: String::new(),

@@ -17,6 +17,8 @@ use bramble_lab::qemupi::{QemuPi, QemuPiConfig};
 use bramble_switch::sim::{SimEvent, SimHandle};
 use tokio::sync::broadcast;
 
+use super::stp::ForwardingHold;
+
 /// How the lab's Pis boot.
 #[derive(Debug, Clone)]
 pub struct PiTiming {
@@ -98,6 +100,11 @@ pub struct Cabling {
     pis: Mutex<BTreeMap<u16, SlotPi>>,
     /// Boards swapped in by hand ([`Cabling::swap`]): port → (model, serial).
     swapped: Mutex<BTreeMap<u16, (PiModel, Serial)>>,
+    /// Drops a port's frames while the switch's spanning tree holds it (`None`: every
+    /// port forwards at once).
+    stp: Option<ForwardingHold>,
+    /// Port → count of its power changes, so a hold's release knows it is still current.
+    power_epochs: Mutex<BTreeMap<u16, u64>>,
 }
 
 /// The board in a simulator's port: the shelf mixes the four boot ROMs (3B, 3B+, and
@@ -135,7 +142,16 @@ impl Cabling {
             ports: Mutex::new(BTreeMap::new()),
             pis: Mutex::new(BTreeMap::new()),
             swapped: Mutex::new(BTreeMap::new()),
+            stp: None,
+            power_epochs: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Ports listening and learning (by the switch's spanning tree) drop their frames
+    /// through `hold`.
+    pub fn with_forwarding_hold(mut self, hold: ForwardingHold) -> Self {
+        self.stp = Some(hold);
+        self
     }
 
     /// Boards with serials `base | port` (labs sharing one inventory need distinct
@@ -264,7 +280,7 @@ impl Cabling {
         self.catch_up(&switch).await;
         loop {
             match events.recv().await {
-                Ok(SimEvent::PowerChanged { port, on }) => self.power(port, on).await,
+                Ok(SimEvent::PowerChanged { port, on }) => self.port_power(&switch, port, on).await,
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "missed switch events; re-reading PoE state");
@@ -275,11 +291,36 @@ impl Cabling {
         }
     }
 
-    async fn catch_up(&self, switch: &SimHandle) {
+    async fn catch_up(self: &Arc<Self>, switch: &SimHandle) {
         let state = switch.state();
         let ports: Vec<u16> = lock(&self.ports).keys().copied().collect();
         for port in ports {
-            self.power(port, state.delivering(port)).await;
+            self.port_power(switch, port, state.delivering(port)).await;
+        }
+    }
+
+    /// A power change on `port` as the switch made it: the link held first while the
+    /// port listens and learns, then the Pi's power, then the hold's release once the
+    /// port forwards (unless a later change on the port came first).
+    async fn port_power(self: &Arc<Self>, switch: &SimHandle, port: u16, on: bool) {
+        let epoch = {
+            let mut epochs = lock(&self.power_epochs);
+            let e = epochs.entry(port).or_default();
+            *e += 1;
+            *e
+        };
+        let vlan = lock(&self.ports).get(&port).map(|(vlan, _)| *vlan);
+        let held = match (&self.stp, vlan) {
+            (Some(hold), Some(vlan)) => hold.start(switch, port, vlan).await.then_some(vlan),
+            _ => None,
+        };
+        self.power(port, on).await;
+        if let (Some(hold), Some(vlan)) = (self.stp.clone(), held) {
+            let me = Arc::downgrade(self);
+            let current = move || {
+                me.upgrade().is_some_and(|c| lock(&c.power_epochs).get(&port) == Some(&epoch))
+            };
+            tokio::spawn(hold.release_when_forwarding(switch.clone(), port, vlan, current));
         }
     }
 

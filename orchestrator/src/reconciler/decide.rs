@@ -71,7 +71,7 @@ pub enum SlotAction {
 /// Everything to do on one switch after one read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwitchPlan {
-    /// VLAN, membership and PVID differences (PoE admin state never counts).
+    /// VLAN, membership, PVID and edge-port differences (PoE admin state never counts).
     pub drift: Vec<Drift>,
     /// What to apply when there is drift: the desired configuration without PoE.
     pub repair: Option<DesiredConfig>,
@@ -440,6 +440,20 @@ mod tests {
         let racking = plan_switch(&desired, &configured, &[], true);
         assert_eq!(racking.drift.len(), 1);
         assert!(racking.repair.is_none(), "no repair while racking");
+    }
+
+    #[test]
+    fn a_pi_port_that_lost_its_edge_setting_is_drift_and_the_repair_restores_it() {
+        let desired = shelf_desired();
+        let mut configured =
+            model::apply_desired(&SwitchSnapshot::default(), &without_poe(&desired));
+        assert!(plan_switch(&desired, &configured, &[], false).drift.is_empty());
+        configured.edge.insert(1, false);
+        let plan = plan_switch(&desired, &configured, &[], false);
+        assert_eq!(plan.drift, [Drift::Edge { port: 1, expected: true, actual: Some(false) }]);
+        let repair = plan.repair.expect("repair");
+        assert_eq!(repair.edge, [(PortNo(1), true)].into_iter().collect());
+        assert!(model::drift(&repair, &model::apply_desired(&configured, &repair)).is_empty());
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub struct SwitchReport {
     pub name: String,
     /// The switch answered the read.
     pub reachable: bool,
-    /// VLAN, membership and PVID drift found.
+    /// VLAN, membership, PVID and edge-port drift found.
     pub drift: Vec<Drift>,
     /// The drift was repaired and the repair verified by reading back.
     pub repaired: bool,

@@ -3,6 +3,7 @@
 
 use super::counters::ReadCounter;
 use super::state::{self, Change, SimEvent, SimState};
+use super::stp::StpClock;
 use super::view;
 use crate::error::SimError;
 use async_snmp::{Oid, SetTestError, Value};
@@ -46,6 +47,8 @@ pub struct SimCore {
     reads: Mutex<ReadCounter>,
     state_file: Option<PathBuf>,
     pub started: Instant,
+    /// When each port whose link is up forwards (spanning tree).
+    pub stp: StpClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,6 +81,7 @@ impl SimCore {
             reads: Mutex::new(ReadCounter::default()),
             state_file,
             started: Instant::now(),
+            stp: StpClock::default(),
         })
     }
 
@@ -92,9 +96,20 @@ impl SimCore {
         if let Some(v) = cache.as_ref() {
             return v.clone();
         }
-        let v = Arc::new(view::build(&lock(&self.state)));
+        let v = Arc::new(view::build(&lock(&self.state), self.stp.forward_delay()));
         *cache = Some(v.clone());
         v
+    }
+
+    /// Starts the spanning-tree clock with `forward_delay`: every port whose link is up
+    /// now comes up as a switch's ports do when it boots.
+    pub fn start_stp(&self, forward_delay: std::time::Duration) {
+        self.stp.set_forward_delay(forward_delay);
+        let now = self.state();
+        let mut dark = now.clone();
+        dark.poe_admin.clear();
+        self.stp.observe(&dark, &now, Instant::now());
+        *lock(&self.view) = None;
     }
 
     /// Power changes seen on `port` since start.
@@ -122,6 +137,7 @@ impl SimCore {
             (before, st.clone())
         };
         *lock(&self.view) = None;
+        self.stp.observe(&before, &after, Instant::now());
         for ev in state::events(&before, &after) {
             if let SimEvent::PowerChanged { port, .. } = ev {
                 *lock(&self.power_changes).entry(port).or_default() += 1;

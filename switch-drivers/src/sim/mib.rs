@@ -32,6 +32,12 @@ impl SimMib {
             let ticks = self.core.started.elapsed().as_millis() / 10;
             return Value::TimeTicks(u32::try_from(ticks).unwrap_or(u32::MAX));
         }
+        if oid.arcs().starts_with(oids::DOT1D_STP_PORT_STATE) {
+            let state = self.core.state();
+            if let Some(live) = self.core.stp.live(&state, oid, std::time::Instant::now()) {
+                return live;
+            }
+        }
         value.clone()
     }
 }

@@ -8,6 +8,7 @@ mod counters;
 mod mib;
 mod relay;
 pub mod state;
+pub mod stp;
 pub mod view;
 
 pub use state::{FdbEntry, SimEvent, SimState};
@@ -48,6 +49,13 @@ pub struct SimOptions {
     pub state_file: Option<PathBuf>,
     /// Answer as a Cisco switch (sysObjectID, vmVlan, trunk and PoE objects).
     pub cisco: bool,
+    /// Spanning tree's forward delay: a port that is not an edge port forwards twice
+    /// this after its link comes up (listening, then learning). Real switches: 15 s.
+    pub forward_delay: Duration,
+    /// Whether the switch has the RSTP-MIB (`dot1dStpPortAdminEdgePort`); without it,
+    /// edge ports are made by disabling spanning tree on them. Ignored when the state
+    /// file already says.
+    pub rstp: bool,
 }
 
 impl SimOptions {
@@ -60,6 +68,8 @@ impl SimOptions {
             v3: None,
             state_file: None,
             cisco: false,
+            forward_delay: stp::DEFAULT_FORWARD_DELAY,
+            rstp: true,
         }
     }
 }
@@ -145,7 +155,12 @@ impl SimSwitch {
         if opts.ports == 0 || opts.ports > 4000 {
             return Err(SimError::Options(format!("ports must be 1-4000, got {}", opts.ports)));
         }
+        let fresh = !opts.state_file.as_ref().is_some_and(|p| p.exists());
         let core = Arc::new(SimCore::load(opts.ports, opts.cisco, opts.state_file.clone())?);
+        if fresh && !opts.rstp {
+            core.replace(|st| st.rstp = false)?;
+        }
+        core.start_stp(opts.forward_delay);
         Ok(Self { opts, core })
     }
 

@@ -33,6 +33,20 @@ pub struct SimState {
     pub fdb: Vec<FdbEntry>,
     pub sys_descr: String,
     pub sys_object_id: Vec<u32>,
+    /// Whether the switch has the RSTP-MIB (edge ports by `dot1dStpPortAdminEdgePort`);
+    /// without it only `dot1dStpPortEnable` (see [`super::stp`]).
+    #[serde(default = "yes")]
+    pub rstp: bool,
+    /// `dot1dStpPortEnable` by port (absent: enabled).
+    #[serde(default)]
+    pub stp_enabled: BTreeMap<u16, bool>,
+    /// Edge port (RSTP admin edge, Cisco portfast) by port (absent: not an edge port).
+    #[serde(default)]
+    pub admin_edge: BTreeMap<u16, bool>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A state change caused by one SET varbind.
@@ -50,6 +64,10 @@ pub enum Change {
     CiscoTrunkVlans(u16, BTreeSet<u16>),
     /// Cisco personality: vlanTrunkPortNativeVlan.
     CiscoNative(u16, u16),
+    /// dot1dStpPortEnable (true: spanning tree runs on the port).
+    StpEnable(u16, bool),
+    /// dot1dStpPortAdminEdgePort, or Cisco stpxFastStartPortMode.
+    AdminEdge(u16, bool),
 }
 
 /// What the lab can learn about through [`super::SimHandle::subscribe`].
@@ -77,6 +95,9 @@ impl SimState {
             fdb: Vec::new(),
             sys_descr: format!("Bramble virtual PoE switch, {pi_ports} PoE ports + 1 trunk"),
             sys_object_id: oids::SIM_OBJECT_ID.to_vec(),
+            rstp: true,
+            stp_enabled: BTreeMap::new(),
+            admin_edge: BTreeMap::new(),
         }
     }
 
@@ -181,6 +202,9 @@ pub fn decode(state: &SimState, oid: &Oid, value: &Value) -> Result<Change, SetT
             _ => Err(SetTestError::WrongType),
         };
     }
+    if let Some(change) = super::stp::decode(state, arcs, value) {
+        return change;
+    }
     if state.is_cisco() {
         return decode_cisco(state, arcs, value);
     }
@@ -253,7 +277,7 @@ pub fn check(state: &SimState, change: &Change) -> Result<(), SetTestError> {
             Some(e) if e.egress.contains(port) => Ok(()),
             _ => Err(InconsistentValue),
         },
-        Change::PoeAdmin(..) => Ok(()),
+        Change::PoeAdmin(..) | Change::StpEnable(..) | Change::AdminEdge(..) => Ok(()),
         Change::CiscoAccess(_, v) | Change::CiscoNative(_, v) => {
             vlan(v).map(|_| ()).map_err(|_| InconsistentValue)
         }
@@ -297,6 +321,12 @@ pub fn apply(state: &mut SimState, change: &Change) {
         }
         Change::PoeAdmin(p, on) => {
             state.poe_admin.insert(*p, *on);
+        }
+        Change::StpEnable(p, on) => {
+            state.stp_enabled.insert(*p, *on);
+        }
+        Change::AdminEdge(p, on) => {
+            state.admin_edge.insert(*p, *on);
         }
         Change::CiscoAccess(p, v) => {
             for (vid, e) in state.vlans.iter_mut() {

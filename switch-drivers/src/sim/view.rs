@@ -24,8 +24,9 @@ fn i(v: impl TryInto<i32>) -> Value {
     Value::Integer(v.try_into().unwrap_or(i32::MAX))
 }
 
-/// Builds the full view. sysUpTime is a placeholder the handler replaces live.
-pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
+/// Builds the full view. sysUpTime and dot1dStpPortState are placeholders the handler
+/// replaces live; `forward_delay` is the spanning-tree clock's.
+pub fn build(state: &SimState, forward_delay: std::time::Duration) -> BTreeMap<Oid, Value> {
     let mut v = BTreeMap::new();
     let mut put = |base: &[u32], suffix: &[u32], value: Value| {
         v.insert(oids::oid(base, suffix), value);
@@ -89,6 +90,7 @@ pub fn build(state: &SimState) -> BTreeMap<Oid, Value> {
     if state.is_cisco() {
         cisco(state, &mut put);
     }
+    super::stp::render(state, &mut put, forward_delay);
     put(oids::PETH_MAIN_PSE_ENTRY, &[2, 1], Value::Gauge32(370));
     put(oids::PETH_MAIN_PSE_ENTRY, &[3, 1], i(1));
     put(oids::PETH_MAIN_PSE_ENTRY, &[4, 1], Value::Gauge32(total_mw.div_ceil(1000)));
