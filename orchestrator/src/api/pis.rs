@@ -425,6 +425,7 @@ pub(super) async fn start_job(
             message: format!("Pi {} is not in a slot", pi.id),
         });
     }
+    check_power_cycles(st, &pi.id, kind).await?;
     let new = NewJob { kind, pi: Some(pi.id.clone()), shelf: None, params, idempotency_key: key };
     let job = match st.db.create_job(&new, who).await? {
         CreateOutcome::Created(job) => {
@@ -441,6 +442,35 @@ pub(super) async fn start_job(
     };
     let location = format!("/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job).await?)))
+}
+
+/// `[power]`'s rate limit: a job that power-cycles the Pi is refused (429, no job
+/// created) while the Pi already had `max_cycles` such jobs within the window.
+async fn check_power_cycles(
+    st: &AppState,
+    pi: &crate::ids::PiId,
+    kind: JobKind,
+) -> Result<(), ApiError> {
+    let cfg = &st.config.power;
+    if !crate::poe::limit::cycles(kind) || cfg.max_cycles == 0 {
+        return Ok(());
+    }
+    let now = crate::time::now_millis();
+    let window_ms = i64::try_from(cfg.window.as_millis()).unwrap_or(i64::MAX);
+    let recent = st.db.power_cycle_times(pi, now.saturating_sub(window_ms), cfg.max_cycles).await?;
+    match crate::poe::limit::retry_after(cfg, &recent, now) {
+        None => Ok(()),
+        Some(wait) => Err(ApiError::TooManyPowerCycles {
+            message: format!(
+                "Pi {pi} was power-cycled {} times in the last {} s (the limit); {kind} is \
+                 possible again in {} s",
+                recent.len(),
+                cfg.window.as_secs(),
+                wait.as_secs()
+            ),
+            retry_after_seconds: wait.as_secs(),
+        }),
+    }
 }
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
