@@ -152,7 +152,8 @@ impl RackExecutor {
     /// the previous wave's ports may still add up to their worst case). A wave waits
     /// until the previous one settled: every port delivering power (or given up on after
     /// `power_confirm`), `rack_group_pause` passed, and room in the budget. Ports still
-    /// without room after `rack_await` stay off and are flagged by the next step.
+    /// without room `rack_await` after the last wave stay off and are flagged by the
+    /// next step.
     async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let snapshot = self
             .hw
@@ -169,7 +170,7 @@ impl RackExecutor {
             .map(|p| (p, expected[&p]))
             .collect();
         let total = pending.len();
-        let deadline = Instant::now() + self.hw.timing.rack_await;
+        let mut deadline = Instant::now() + self.hw.timing.rack_await;
         let mut previous: Vec<u16> = Vec::new();
         let mut waves = 0;
         let mut fresh = false;
@@ -212,6 +213,7 @@ impl RackExecutor {
             self.event(job, "shelf.power_group", msg, data).await?;
             previous = wave;
             fresh = true;
+            deadline = Instant::now() + self.hw.timing.rack_await;
         }
         Ok(())
     }
