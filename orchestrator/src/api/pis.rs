@@ -267,7 +267,7 @@ pub struct ReimageRequest {
 macro_rules! power_action {
     ($name:ident, $kind:expr, $path:literal) => {
         #[utoipa::path(post, path = $path, tag = "pis", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-            responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)),
+            responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
             security(("bearer" = [])))]
         pub async fn $name(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
             start_job(&st, &who, &id, $kind, serde_json::json!({}), &headers).await
@@ -293,7 +293,7 @@ pub struct RescueRequest {
 
 #[utoipa::path(post, path = "/v1/pis/{id}/rescue", tag = "pis", request_body = RescueRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
     security(("bearer" = [])))]
 pub async fn rescue(
     State(st): State<AppState>,
@@ -373,7 +373,7 @@ pub fn job_for(state: PiState, asked: JobKind) -> Result<JobKind, String> {
 
 #[utoipa::path(post, path = "/v1/pis/{id}/reimage", tag = "pis", request_body = ReimageRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
     security(("bearer" = [])))]
 pub async fn reimage(
     State(st): State<AppState>,
