@@ -24,6 +24,8 @@ struct Args {
     reply_delay: u32,
     files: BootFileSizes,
     timeout: Duration,
+    /// `--budget-watts W --boot-mw B --idle-mw I`: a third storm under a PoE budget.
+    budget: Option<(u32, u32, u32)>,
     log_dir: Option<std::path::PathBuf>,
     /// `--mix with-pi5`: the four boot ROMs in turn, as Bramble's lab mixes them.
     with_pi5: bool,
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         reply_delay: 1,
         files: BootFileSizes::FIRMWARE,
         timeout: Duration::from_secs(300),
+        budget: None,
         log_dir: None,
         with_pi5: false,
     };
@@ -50,6 +53,15 @@ fn parse_args() -> Result<Args, String> {
             "--pause-secs" => a.pause = Duration::from_secs(num()?),
             "--reply-delay" => a.reply_delay = num()? as u32,
             "--timeout-secs" => a.timeout = Duration::from_secs(num()?),
+            "--budget-watts" => a.budget = Some((num()? as u32, 9_200, 3_000)),
+            "--boot-mw" => {
+                let b = a.budget.as_mut().ok_or("--boot-mw after --budget-watts")?;
+                b.1 = num()? as u32;
+            }
+            "--idle-mw" => {
+                let b = a.budget.as_mut().ok_or("--idle-mw after --budget-watts")?;
+                b.2 = num()? as u32;
+            }
             "--log-dir" => a.log_dir = Some(value.into()),
             "--mix" => {
                 a.with_pi5 = match value.as_str() {
@@ -99,8 +111,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sims: Vec<Arc<PiSim>> =
         shelf.sim_configs().into_iter().map(|c| Arc::new(PiSim::new(c))).collect();
     let power = SimPower::new(sims);
-    let modes =
-        [StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
+    let mut modes =
+        vec![StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
+    if let Some((watts, boot_mw, idle_mw)) = args.budget {
+        modes.push(StormMode::Budget { watts, boot_mw, idle_mw });
+    }
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {

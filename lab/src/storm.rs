@@ -70,6 +70,14 @@ pub enum StormMode {
         group: usize,
         pause: Duration,
     },
+    /// Under a PoE budget of `watts`: a Pi counts `boot_mw` from power-on until it is
+    /// booted (or gave up or failed), then `idle_mw`; Pis are powered on, in order, as
+    /// soon as their `boot_mw` fits what is left (as Bramble's racking waves do).
+    Budget {
+        watts: u32,
+        boot_mw: u32,
+        idle_mw: u32,
+    },
 }
 
 impl fmt::Display for StormMode {
@@ -77,6 +85,12 @@ impl fmt::Display for StormMode {
         match self {
             StormMode::AllAtOnce => write!(f, "all at once"),
             StormMode::Staggered { group, pause } => write!(f, "staggered {group} per {pause:?}"),
+            StormMode::Budget { watts, boot_mw, idle_mw } => write!(
+                f,
+                "PoE budget {watts} W ({:.1} W booting, {:.1} W booted)",
+                f64::from(*boot_mw) / 1000.0,
+                f64::from(*idle_mw) / 1000.0
+            ),
         }
     }
 }
@@ -147,6 +161,7 @@ pub async fn run_storm<P: PowerControl>(
     let start = SystemTime::now();
     let deadline = tokio::time::Instant::now() + opts.timeout;
     let mut watchers = JoinSet::new();
+    let states: Vec<watch::Receiver<PiStatus>> = watches.to_vec();
     for (pi, rx) in watches.into_iter().enumerate() {
         watchers.spawn(watch_one(pi, rx, deadline));
     }
@@ -160,6 +175,28 @@ pub async fn run_storm<P: PowerControl>(
                     tokio::time::sleep(pause).await;
                 }
                 power.power(pis, true).await?;
+            }
+        }
+        StormMode::Budget { watts, boot_mw, idle_mw } => {
+            let mut next = 0;
+            while next < all.len() {
+                let drawn: u64 = states[..next]
+                    .iter()
+                    .map(|rx| if rx.borrow().state.is_terminal() { idle_mw } else { boot_mw })
+                    .map(u64::from)
+                    .sum();
+                let left = (u64::from(watts) * 1000).saturating_sub(drawn);
+                let fit = usize::try_from(left / u64::from(boot_mw.max(1))).unwrap_or(usize::MAX);
+                let wave: Vec<usize> = all[next..].iter().copied().take(fit).collect();
+                if wave.is_empty() {
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                next += wave.len();
+                power.power(&wave, true).await?;
             }
         }
     }

@@ -36,6 +36,8 @@ struct Args {
     pause: Duration,
     files: Option<BootFileSizes>,
     timeout: Duration,
+    /// `--budget-watts W --boot-mw B --idle-mw I`: a third storm under a PoE budget.
+    budget: Option<(u32, u32, u32)>,
     supernet: String,
 }
 
@@ -46,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         pause: Duration::from_secs(2),
         files: Some(BootFileSizes::FIRMWARE),
         timeout: Duration::from_secs(300),
+        budget: None,
         supernet: "10.109.0.0/16".into(),
     };
     let mut it = std::env::args().skip(1);
@@ -57,6 +60,15 @@ fn parse_args() -> Result<Args, String> {
             "--group" => a.group = num()? as usize,
             "--pause-secs" => a.pause = Duration::from_secs(num()?),
             "--timeout-secs" => a.timeout = Duration::from_secs(num()?),
+            "--budget-watts" => a.budget = Some((num()? as u32, 9_200, 3_000)),
+            "--boot-mw" => {
+                let b = a.budget.as_mut().ok_or("--boot-mw after --budget-watts")?;
+                b.1 = num()? as u32;
+            }
+            "--idle-mw" => {
+                let b = a.budget.as_mut().ok_or("--idle-mw after --budget-watts")?;
+                b.2 = num()? as u32;
+            }
             "--supernet" => a.supernet = value,
             "--files" => {
                 a.files = match value.as_str() {
@@ -196,11 +208,18 @@ async fn storms(lab: &Lab, args: &Args) -> Result<(), BoxError> {
     let sims: Vec<_> = (1..=args.pis)
         .map(|port| lab.cabling.sim(port).ok_or_else(|| format!("no simulated Pi in port {port}")))
         .collect::<Result<_, _>>()?;
-    let modes =
-        [StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
+    let mut modes =
+        vec![StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
+    if let Some((watts, boot_mw, idle_mw)) = args.budget {
+        modes.push(StormMode::Budget { watts, boot_mw, idle_mw });
+    }
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {
+        if let StormMode::Budget { watts, .. } = mode {
+            // The virtual switch enforces the same budget (and refuses ports past it).
+            lab.switch.set_poe_budget(watts)?;
+        }
         let watches: Vec<watch::Receiver<PiStatus>> = sims.iter().map(|s| s.subscribe()).collect();
         let report =
             run_storm("bramble", &power, watches, StormOptions { mode, timeout: args.timeout })

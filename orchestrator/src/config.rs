@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// The rescue system (`[rescue]`).
     #[serde(default)]
     pub rescue: crate::jobs::config::RawRescue,
+    /// The power-cycle rate limit (`[power]`).
+    #[serde(default)]
+    pub power: crate::poe::limit::RawPower,
     /// The Pis' netconsole receiver and how much of it is kept (`[console]`).
     #[serde(default)]
     pub console: crate::console::config::RawConsole,
@@ -101,6 +104,8 @@ pub struct Config {
     pub snapshots: crate::snapshots::SnapshotsConfig,
     /// The image rescue roots are made from (`[rescue]`).
     pub rescue: crate::jobs::config::RescueConfig,
+    /// Power cycles per Pi and window (`[power]`).
+    pub power: crate::poe::limit::PowerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +262,7 @@ impl Config {
             events: crate::retention::EventsConfig::from_raw(raw.events, origin)?,
             snapshots: crate::snapshots::SnapshotsConfig::from_raw(raw.snapshots, origin)?,
             rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
+            power: crate::poe::limit::PowerConfig::from_raw(raw.power, origin)?,
         })
     }
 }

@@ -33,6 +33,10 @@ pub enum FabricError {
         #[source]
         source: SwitchError,
     },
+    /// A PoE change on ports that are not enrolled slots, refused before any SET
+    /// ([`crate::poe::guard`]).
+    #[error("switch {switch}: PoE change on port(s) {ports:?} refused: {reason}")]
+    NotASlot { switch: String, ports: Vec<u16>, reason: String },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -115,14 +119,23 @@ impl Fabric {
     }
 
     /// Runs `op` against `switch`'s driver, naming the switch in errors and forgetting
-    /// the driver when the switch stopped answering.
+    /// the driver when the switch stopped answering. The driver is wrapped in
+    /// [`crate::poe::guard::PoeGuard`]: a PoE change on a port that is not an enrolled
+    /// slot comes back as [`FabricError::NotASlot`], and nothing was sent.
     pub async fn with_driver<T, F, Fut>(&self, switch: &Switch, op: F) -> Result<T, FabricError>
     where
         F: FnOnce(Arc<dyn SwitchDriver>) -> Fut,
         Fut: std::future::Future<Output = Result<T, SwitchError>>,
     {
-        let driver = self.driver(&switch.id).await?;
+        let driver = crate::poe::guard::PoeGuard::wrap(
+            self.driver(&switch.id).await?,
+            self.db.clone(),
+            switch.clone(),
+        );
         op(driver).await.map_err(|source| {
+            if let SwitchError::PowerRefused { ports, reason, .. } = source {
+                return FabricError::NotASlot { switch: switch.name.clone(), ports, reason };
+            }
             let e = FabricError::Switch { switch: switch.name.clone(), source };
             if e.is_transient() {
                 self.forget(&switch.id);

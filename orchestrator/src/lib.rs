@@ -26,6 +26,7 @@ pub mod links;
 pub mod metrics;
 pub mod model;
 pub mod netboot;
+pub mod poe;
 pub mod reconciler;
 pub mod retention;
 pub mod secret;

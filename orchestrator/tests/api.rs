@@ -191,6 +191,61 @@ async fn idempotency_keys_replay_and_one_job_per_pi() {
     each_backend!(case);
 }
 
+/// `[power]`: past `max_cycles` power-cycling jobs in the window (default 6 in 10
+/// minutes), every route that power-cycles the Pi answers 429 with `Retry-After` and a
+/// problem document, and creates no job; cancelled jobs count (the power was cycled or
+/// could have been); a power-off, which cycles nothing, and another Pi are not limited.
+#[tokio::test]
+async fn power_cycles_past_the_limit_are_429_with_retry_after_and_no_job() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let pis = api.rack(op, "shelf-l", 10, &["dora", "dora"]).await;
+        let dora = api.customer_token(op, "dora").await;
+        let cancel = |id: String| {
+            let path = format!("/v1/jobs/{id}/cancel");
+            let dora = dora.clone();
+            let api = &api;
+            async move { assert_eq!(api.post(&path, &dora, json!({})).await.status, 200) }
+        };
+        for _ in 0..6 {
+            let r = api.post(&format!("/v1/pis/{}/reboot", pis[0]), &dora, json!({})).await;
+            assert_eq!(r.status, 202, "{:?}", r.body);
+            cancel(r.body["id"].as_str().unwrap().to_string()).await;
+        }
+        let jobs_before =
+            api.get("/v1/jobs?limit=100", op).await.body["items"].as_array().unwrap().len();
+        for route in ["reboot", "power-on", "unrescue"] {
+            let r = api.post(&format!("/v1/pis/{}/{route}", pis[0]), &dora, json!({})).await;
+            if route == "unrescue" {
+                // Refused for its state first (409); the limit applies to what can run.
+                assert_eq!(r.status, 409, "{:?}", r.body);
+                continue;
+            }
+            assert_problem(&r, 429, "too_many_power_cycles");
+            let wait: u64 = r.retry_after.as_deref().expect("Retry-After").parse().unwrap();
+            assert!((590..=600).contains(&wait), "Retry-After {wait}");
+            let detail = r.body["detail"].as_str().unwrap();
+            assert!(detail.contains("6 times in the last 600 s"), "{detail}");
+        }
+        let r = api
+            .post(
+                &format!("/v1/pis/{}/reimage", pis[0]),
+                &dora,
+                json!({"image": "none", "ssh_keys": []}),
+            )
+            .await;
+        assert_ne!(r.status, 202, "{:?}", r.body);
+        let jobs_after =
+            api.get("/v1/jobs?limit=100", op).await.body["items"].as_array().unwrap().len();
+        assert_eq!(jobs_after, jobs_before, "a refused request creates no job");
+        let off = api.post(&format!("/v1/pis/{}/power-off", pis[0]), &dora, json!({})).await;
+        assert_eq!(off.status, 202, "a power-off cycles nothing: {:?}", off.body);
+        cancel(off.body["id"].as_str().unwrap().to_string()).await;
+        let other = api.post(&format!("/v1/pis/{}/reboot", pis[1]), &dora, json!({})).await;
+        assert_eq!(other.status, 202, "another Pi has its own count");
+    }
+    each_backend!(case);
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_naming_the_field() {
     async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {

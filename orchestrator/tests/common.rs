@@ -16,6 +16,8 @@ pub struct Api {
 pub struct Resp {
     pub status: StatusCode,
     pub content_type: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -49,10 +51,12 @@ impl Api {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let retry_after =
+            resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Resp { status, content_type, body }
+        Resp { status, content_type, retry_after, body }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {

@@ -547,3 +547,47 @@ async fn a_refused_repair_is_recorded_once_and_retried_every_pass() {
         tdb.drop().await;
     }
 }
+
+/// The non-slot rule (`bramble::poe::guard`): a PoE change that names the trunk, alone
+/// or beside a slot, is refused with `FabricError::NotASlot` and the switch receives no
+/// SET at all; the same change on slots only goes through.
+#[tokio::test]
+async fn power_on_a_port_that_is_not_a_slot_is_refused_before_any_set() {
+    use bramble::fabric::FabricError;
+    use bramble_switch::{PortNo, SwitchDriver};
+    for tdb in test_databases().await {
+        let lab = Lab::new(&tdb).await;
+        let rig = lab.rig("rc-guard").await;
+        let sets = rig.sim.handle.sets();
+        for ports in
+            [vec![(PortNo(TRUNK), false)], vec![(PortNo(2), false), (PortNo(TRUNK), false)]]
+        {
+            let err = lab
+                .fabric
+                .with_driver(&rig.switch, |d| async move { d.set_ports_power(&ports).await })
+                .await
+                .expect_err("the trunk is not a slot");
+            match &err {
+                FabricError::NotASlot { ports, .. } => assert_eq!(ports, &[TRUNK]),
+                other => panic!("[{}] want NotASlot, got {other:?}", tdb.label),
+            }
+        }
+        let err = lab
+            .fabric
+            .with_driver(&rig.switch, |d| async move {
+                d.power_cycle(&[PortNo(TRUNK)], Duration::ZERO).await
+            })
+            .await
+            .expect_err("a power cycle of the trunk");
+        assert!(matches!(err, FabricError::NotASlot { .. }), "{err:?}");
+        assert_eq!(rig.sim.handle.sets(), sets, "[{}] a refused request sends no SET", tdb.label);
+        assert_eq!(rig.sim.handle.power_changes(2), 0);
+        lab.fabric
+            .with_driver(&rig.switch, |d| async move { d.set_port_power(PortNo(2), false).await })
+            .await
+            .expect("a slot's power may change");
+        assert_eq!(rig.sim.handle.sets(), sets + 1);
+        lab.db.close().await;
+        tdb.drop().await;
+    }
+}

@@ -217,6 +217,10 @@ impl SwitchDriver for CiscoDriver {
         })
     }
 
+    async fn poe_budget(&self) -> Result<crate::budget::PoeBudget, SwitchError> {
+        self.standard.poe_budget().await
+    }
+
     async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError> {
         self.standard.mac_table().await
     }

@@ -61,6 +61,15 @@ pub trait SwitchDriver: Send + Sync {
     /// The learned MAC table.
     async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError>;
 
+    /// The PSE's budget and consumption (pethMainPseTable). Drivers that cannot read
+    /// it answer a configuration error.
+    async fn poe_budget(&self) -> Result<crate::budget::PoeBudget, SwitchError> {
+        Err(SwitchError::Config {
+            switch: self.switch(),
+            detail: "this driver cannot read the PoE budget".into(),
+        })
+    }
+
     /// Brings the switch to `desired` with batched SETs and verifies by reading back:
     /// returns `Ok` only if the read-back shows no drift from `desired`.
     async fn apply(&self, desired: &DesiredConfig) -> Result<ApplyReport, SwitchError> {

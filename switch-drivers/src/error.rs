@@ -47,6 +47,10 @@ pub enum SwitchError {
     /// sysObjectID names a vendor no driver supports.
     #[error("switch {switch}: no driver for sysObjectID {sys_object_id}")]
     Unsupported { switch: SocketAddr, sys_object_id: String },
+    /// A PoE change refused by the caller's policy before any SET was sent (Bramble:
+    /// a port that is not a Pi's slot).
+    #[error("switch {switch}: PoE change on port(s) {ports:?} refused before any SET: {reason}")]
+    PowerRefused { switch: SocketAddr, ports: Vec<u16>, reason: String },
     /// The driver configuration is invalid (before any packet is sent).
     #[error("switch {switch}: invalid configuration: {detail}")]
     Config { switch: SocketAddr, detail: String },

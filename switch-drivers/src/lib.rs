@@ -15,6 +15,7 @@
 //! flight, borrowed response PDUs, and no agent, so the simulator would have had to
 //! re-implement USM by hand.
 
+pub mod budget;
 pub mod cisco;
 pub mod detect;
 pub mod driver;
@@ -29,6 +30,7 @@ pub mod sim;
 pub mod standard;
 pub mod stp;
 
+pub use budget::PoeBudget;
 pub use cisco::CiscoDriver;
 pub use detect::connect;
 pub use driver::{ApplyReport, MacEntry, SwitchDriver, SwitchIdentity};

@@ -309,6 +309,10 @@ impl SwitchDriver for StandardDriver {
         Ok(PortPower { admin_enabled: admin == 1, detection, draw_mw: draw.value.as_u32() })
     }
 
+    async fn poe_budget(&self) -> Result<crate::budget::PoeBudget, SwitchError> {
+        crate::budget::read_budget(&self.session).await
+    }
+
     async fn mac_table(&self) -> Result<Vec<MacEntry>, SwitchError> {
         let mut out = Vec::new();
         for vb in self.session.walk(oids::DOT1Q_TP_FDB_PORT).await? {

@@ -36,6 +36,9 @@ async fn racking_96_ports_configures_and_verifies_every_port() {
     for db in test_databases().await {
         let sim = SimSwitch::new(SimOptions::new(PORTS, COMMUNITY)).unwrap();
         let handle = sim.handle();
+        // Room for every port at the worst-case draw of an unknown Pi, so the groups of
+        // 16 are the limit (tests/poe.rs racks under a tight budget).
+        handle.set_poe_budget(2_000).unwrap();
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -60,6 +60,9 @@ pub enum ApiError {
     KeyReused { existing: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Past `[power]`'s limit of power cycles: 429 with `Retry-After` (seconds).
+    #[error("{message}")]
+    TooManyPowerCycles { message: String, retry_after_seconds: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -91,6 +94,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            ApiError::TooManyPowerCycles { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_power_cycles")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -135,6 +141,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(problem)).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::TooManyPowerCycles { retry_after_seconds, .. } = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -280,7 +280,7 @@ pub struct ReimageRequest {
 macro_rules! power_action {
     ($name:ident, $kind:expr, $path:literal) => {
         #[utoipa::path(post, path = $path, tag = "pis", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-            responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem)),
+            responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
             security(("bearer" = [])))]
         pub async fn $name(State(st): State<AppState>, Caller(who): Caller, Path(id): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
             start_job(&st, &who, &id, $kind, serde_json::json!({}), &headers).await
@@ -306,7 +306,7 @@ pub struct RescueRequest {
 
 #[utoipa::path(post, path = "/v1/pis/{id}/rescue", tag = "pis", request_body = RescueRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
     security(("bearer" = [])))]
 pub async fn rescue(
     State(st): State<AppState>,
@@ -396,7 +396,7 @@ pub fn job_for(state: PiState, asked: JobKind) -> Result<JobKind, String> {
 
 #[utoipa::path(post, path = "/v1/pis/{id}/reimage", tag = "pis", request_body = ReimageRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 202, body = Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
     security(("bearer" = [])))]
 pub async fn reimage(
     State(st): State<AppState>,
@@ -451,6 +451,7 @@ pub(super) async fn start_job(
             message: format!("Pi {} is not in a slot", pi.id),
         });
     }
+    check_power_cycles(st, &pi.id, kind).await?;
     let new = NewJob { kind, pi: Some(pi.id.clone()), shelf: None, params, idempotency_key: key };
     let job = match st.db.create_job(&new, who).await? {
         CreateOutcome::Created(job) => {
@@ -473,6 +474,35 @@ pub(super) async fn start_job(
     };
     let location = format!("/v1/jobs/{}", job.id);
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(st.present(job).await?)))
+}
+
+/// `[power]`'s rate limit: a job that power-cycles the Pi is refused (429, no job
+/// created) while the Pi already had `max_cycles` such jobs within the window.
+async fn check_power_cycles(
+    st: &AppState,
+    pi: &crate::ids::PiId,
+    kind: JobKind,
+) -> Result<(), ApiError> {
+    let cfg = &st.config.power;
+    if !crate::poe::limit::cycles(kind) || cfg.max_cycles == 0 {
+        return Ok(());
+    }
+    let now = crate::time::now_millis();
+    let window_ms = i64::try_from(cfg.window.as_millis()).unwrap_or(i64::MAX);
+    let recent = st.db.power_cycle_times(pi, now.saturating_sub(window_ms), cfg.max_cycles).await?;
+    match crate::poe::limit::retry_after(cfg, &recent, now) {
+        None => Ok(()),
+        Some(wait) => Err(ApiError::TooManyPowerCycles {
+            message: format!(
+                "Pi {pi} was power-cycled {} times in the last {} s (the limit); {kind} is \
+                 possible again in {} s",
+                recent.len(),
+                cfg.window.as_secs(),
+                wait.as_secs()
+            ),
+            retry_after_seconds: wait.as_secs(),
+        }),
+    }
 }
 
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

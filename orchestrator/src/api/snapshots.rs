@@ -128,7 +128,7 @@ pub struct RestoreRequest {
 
 #[utoipa::path(post, path = "/v1/pis/{id}/restore", tag = "snapshots", request_body = RestoreRequest,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 202, body = crate::model::Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem)),
+    responses((status = 202, body = crate::model::Job), (status = 404, body = super::Problem), (status = 409, body = super::Problem), (status = 422, body = super::Problem), (status = 429, description = "Past `[power] max_cycles` power cycles of this Pi in `cycle_window_seconds` (actions that power the Pi on; not power-off); no job was created", body = super::Problem, headers(("Retry-After" = u64, description = "Seconds until the Pi may be power-cycled again")))),
     security(("bearer" = [])))]
 pub async fn restore(
     State(st): State<AppState>,

@@ -21,6 +21,7 @@ pub mod images;
 pub mod jobs;
 pub mod orchestration;
 pub mod pis;
+pub mod power;
 pub mod retention;
 pub mod snapshots;
 pub(crate) mod sql;

@@ -133,8 +133,11 @@ impl Hardware {
         Ok(Target { pi, slot, switch })
     }
 
-    /// Sets PoE on `port` (verified by the driver's read-back) and records the new
-    /// power state, and an event with the job so waits can start from it.
+    /// Sets PoE on the Pi's port (the driver verifies the admin state by reading it
+    /// back), records an event with the job so waits can start from it, then confirms the
+    /// change by the PSE's detection status ([`Hardware::confirm_power`]): the inventory
+    /// records the new power state only once the switch shows power flowing (on) or not
+    /// (off). A port that is not an enrolled slot is refused before any SET.
     pub async fn set_power(&self, job: &Job, t: &Target, on: bool) -> Result<(), StepError> {
         let doing = if on { "power the Pi on" } else { "power the Pi off" };
         let port = PortNo(t.slot.port);
@@ -146,10 +149,15 @@ impl Hardware {
             .with_driver(&t.switch, |d| async move { d.set_port_power(port, on).await })
             .await;
         if let Err(e) = result {
+            if let FabricError::NotASlot { .. } = e {
+                return Err(StepError::permanent(
+                    chain(&e),
+                    "Bramble refused to change power on a switch port that is not this Pi's slot; contact support.",
+                ));
+            }
             self.record_power_read(t).await;
             return Err(switch_error(e, doing));
         }
-        self.db.set_pi_power(&t.pi.id, if on { PowerState::On } else { PowerState::Off }).await?;
         let kind = if on { "power.on" } else { "power.off" };
         let e = NewEvent::new(
             kind,
@@ -166,11 +174,15 @@ impl Hardware {
         .customer(t.pi.owner.as_ref())
         .data(serde_json::json!({ "port": t.slot.port, "after_event": before }));
         self.db.append_event(&e).await?;
-        Ok(())
+        self.confirm_power(t, on).await.map(|_| ())
     }
 
-    /// Waits until the switch reports the port in the wanted state: admin state set and,
-    /// for off, no power delivered any more.
+    /// Waits until the switch reports the port in the wanted state by its PSE detection
+    /// status (`pethPsePortDetectionStatus`), not only its admin state: on is admin
+    /// enabled and deliveringPower; off is admin disabled and not delivering. Records the
+    /// Pi's power state once confirmed; when it never is, records what the port shows
+    /// (so a Pi still powered is never reported off) and fails saying what the switch
+    /// did.
     pub async fn confirm_power(&self, t: &Target, on: bool) -> Result<PortPower, StepError> {
         let port = PortNo(t.slot.port);
         let deadline = Instant::now() + self.timing.power_confirm;
@@ -187,17 +199,13 @@ impl Hardware {
                     return Ok(p);
                 }
                 Ok(p) if Instant::now() >= deadline => {
-                    return Err(StepError::permanent(
-                        format!(
-                            "{} port {} still reports admin {} / {:?} after {:?}",
-                            t.switch.name,
-                            t.slot.port,
-                            p.admin_enabled,
-                            p.detection,
-                            self.timing.power_confirm
-                        ),
-                        "The switch did not confirm the power change.",
-                    ));
+                    self.db.set_pi_power(&t.pi.id, power_seen(&p)).await?;
+                    let budget = self
+                        .fabric
+                        .with_driver(&t.switch, |d| async move { d.poe_budget().await })
+                        .await
+                        .ok();
+                    return Err(unconfirmed(t, on, &p, budget, self.timing.power_confirm));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -209,9 +217,9 @@ impl Hardware {
         }
     }
 
-    /// After a failed switch operation: records what the port now reports, or `unknown`
-    /// when the switch cannot be read, so the inventory never claims a state it has not
-    /// seen.
+    /// After a failed switch operation: records what the port now reports (by its
+    /// detection status), or `unknown` when the switch cannot be read, so the inventory
+    /// never claims a state it has not seen.
     async fn record_power_read(&self, t: &Target) {
         let port = PortNo(t.slot.port);
         let state = match self
@@ -219,8 +227,7 @@ impl Hardware {
             .with_driver(&t.switch, |d| async move { d.port_power(port).await })
             .await
         {
-            Ok(p) if p.admin_enabled => PowerState::On,
-            Ok(_) => PowerState::Off,
+            Ok(p) => power_seen(&p),
             Err(_) => PowerState::Unknown,
         };
         if let Err(e) = self.db.set_pi_power(&t.pi.id, state).await {
@@ -439,13 +446,61 @@ impl Hardware {
 /// some way before SSH would answer).
 const CONSOLE_KEEP: usize = 400;
 
-/// Whether a port's read-back shows the wanted power state.
+/// Whether a port's read-back shows the wanted power state, by the PSE's detection
+/// status as well as the admin state: on is enabled and deliveringPower, off is disabled
+/// and not delivering.
 pub fn power_matches(p: &PortPower, on: bool) -> bool {
-    if on {
-        p.admin_enabled
-    } else {
-        !p.admin_enabled && p.detection != DetectionStatus::DeliveringPower
+    let delivering = p.detection == DetectionStatus::DeliveringPower;
+    if on { p.admin_enabled && delivering } else { !p.admin_enabled && !delivering }
+}
+
+/// The power state a port's read-back shows: on while power flows, whatever the admin
+/// state says.
+pub fn power_seen(p: &PortPower) -> PowerState {
+    if p.detection == DetectionStatus::DeliveringPower { PowerState::On } else { PowerState::Off }
+}
+
+/// The failure of a power change the switch accepted but the PSE never confirmed.
+fn unconfirmed(
+    t: &Target,
+    on: bool,
+    p: &PortPower,
+    budget: Option<bramble_switch::PoeBudget>,
+    waited: Duration,
+) -> StepError {
+    let draw = p.draw_mw.map(|mw| format!(", drawing {mw} mW")).unwrap_or_default();
+    let at = format!("{} port {}", t.switch.name, t.slot.port);
+    if !on && p.detection == DetectionStatus::DeliveringPower {
+        return StepError::permanent(
+            format!(
+                "power did not stop: {at} reads PoE admin {} but its PSE still reports \
+                 deliveringPower{draw} {} s after the power-off; the switch did not cut power \
+                 (a stuck port): check the port, and power the Pi off by hand if needed",
+                if p.admin_enabled { "enabled" } else { "disabled" },
+                waited.as_secs()
+            ),
+            "The switch was told to cut this Pi's power but still delivers power to it, so \
+             the Pi was not switched off. Support has been told; the Pi is left running.",
+        );
     }
+    let budget = budget
+        .map(|b| format!("; PoE budget {} W, {} W in use", b.power_w, b.consumption_w))
+        .unwrap_or_default();
+    StepError::permanent(
+        format!(
+            "{at} was told to power {} but after {} s reads admin {} / {:?}{draw}{budget}",
+            if on { "on" } else { "off" },
+            waited.as_secs(),
+            if p.admin_enabled { "enabled" } else { "disabled" },
+            p.detection
+        ),
+        if on {
+            "The switch did not deliver power to the Pi (no device detected, or the switch's PoE \
+             budget is used up)."
+        } else {
+            "The switch did not confirm the power change."
+        },
+    )
 }
 
 #[cfg(test)]
@@ -457,7 +512,12 @@ mod tests {
         let p = |admin, detection| PortPower { admin_enabled: admin, detection, draw_mw: None };
         assert!(power_matches(&p(true, DetectionStatus::DeliveringPower), true));
         assert!(power_matches(&p(false, DetectionStatus::Disabled), false));
+        assert!(power_matches(&p(false, DetectionStatus::Searching), false));
         assert!(!power_matches(&p(false, DetectionStatus::DeliveringPower), false));
         assert!(!power_matches(&p(false, DetectionStatus::Disabled), true));
+        // Admin on is not enough: the PSE must deliver (a port refused for the budget
+        // stays searching).
+        assert!(!power_matches(&p(true, DetectionStatus::Searching), true));
+        assert_eq!(power_seen(&p(false, DetectionStatus::DeliveringPower)), PowerState::On);
     }
 }

@@ -1,15 +1,18 @@
 //! The rack-shelf job (operators): for a shelf already enrolled (VLANs, /30s and IPv6
 //! addresses allocated), create the controller's storage interfaces, configure the
 //! switch in batches with the shelf's ports unpowered and verify it by reading back,
-//! power the ports on in staggered groups so a shelf of 96 does not boot at once, wait for each Pi to show up in DHCP
+//! power the ports on in waves sized to the switch's PoE budget (and at most
+//! `rack_group_size` at once) so a shelf of 96 does not boot at once, wait for each Pi to show up in DHCP
 //! (the netboot service records serial, MAC and model as it does), and end with every
 //! slot either ready or flagged with the reason. Racking a shelf again power-cycles it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bramble_switch::{DesiredConfig, PortNo};
+use bramble_switch::model::DetectionStatus;
+use bramble_switch::{DesiredConfig, PoeBudget, PortNo};
 use serde_json::json;
 
 use super::hardware::Hardware;
@@ -20,6 +23,7 @@ use crate::db::events::NewEvent;
 use crate::fabric::FabricError;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
 use crate::model::{Job, PowerState, Shelf, Switch};
+use crate::poe::draw;
 use bramble_report::chain;
 
 pub struct RackExecutor {
@@ -128,6 +132,28 @@ impl RackExecutor {
         .await
     }
 
+    /// The worst-case draw expected on each slot's port: its Pi's model once seen, else
+    /// the worst of the table ([`crate::poe::draw`]).
+    async fn expected_draw(&self, shelf: &Shelf) -> Result<BTreeMap<u16, u32>, StepError> {
+        let mut out = BTreeMap::new();
+        for slot in &shelf.slots {
+            let model = match self.hw.db.pi_in_slot(&slot.id).await? {
+                Some(pi) => self.hw.db.get_pi(&pi).await?.map(|p| p.model),
+                None => None,
+            };
+            out.insert(slot.port, draw::worst_case_mw(model.as_deref().unwrap_or("unknown")));
+        }
+        Ok(out)
+    }
+
+    /// Powers the shelf's unpowered ports on in waves sized to the switch's PoE budget:
+    /// each wave holds at most `rack_group_size` ports whose worst-case draws fit in what
+    /// the budget has left (pethMainPsePower less pethMainPseConsumptionPower, less what
+    /// the previous wave's ports may still add up to their worst case). A wave waits
+    /// until the previous one settled: every port delivering power (or given up on after
+    /// `power_confirm`), `rack_group_pause` passed, and room in the budget. Ports still
+    /// without room `rack_await` after the last wave stay off and are flagged by the
+    /// next step.
     async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let snapshot = self
             .hw
@@ -135,29 +161,106 @@ impl RackExecutor {
             .with_driver(switch, |d| async move { d.snapshot().await })
             .await
             .map_err(switch_step)?;
-        let off: Vec<u16> = shelf
+        let expected = self.expected_draw(shelf).await?;
+        let mut pending: Vec<(u16, u32)> = shelf
             .slots
             .iter()
             .map(|s| s.port)
             .filter(|p| !snapshot.poe.get(p).is_some_and(|x| x.admin_enabled))
+            .map(|p| (p, expected[&p]))
             .collect();
-        let groups: Vec<&[u16]> = off.chunks(self.hw.timing.rack_group_size).collect();
-        for (i, group) in groups.iter().enumerate() {
-            let ports: Vec<(PortNo, bool)> = group.iter().map(|&p| (PortNo(p), true)).collect();
+        let total = pending.len();
+        let mut deadline = Instant::now() + self.hw.timing.rack_await;
+        let mut previous: Vec<u16> = Vec::new();
+        let mut waves = 0;
+        let mut fresh = false;
+        while !pending.is_empty() {
+            let (budget, recent) = self.settle(switch, &previous, fresh, &expected).await?;
+            fresh = false;
+            let available = draw::available_mw(budget.power_w, budget.consumption_w, &recent);
+            let wave = draw::next_wave(&pending, available, self.hw.timing.rack_group_size);
+            if wave.is_empty() {
+                if Instant::now() >= deadline {
+                    let left: Vec<u16> = pending.iter().map(|(p, _)| *p).collect();
+                    let msg = format!(
+                        "PoE budget of switch {} ({} W, {} W in use) has no room for ports {left:?}; left off",
+                        switch.name, budget.power_w, budget.consumption_w
+                    );
+                    return self
+                        .event(job, "shelf.power_budget", msg, json!({ "ports": left }))
+                        .await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                continue;
+            }
+            let ports: Vec<(PortNo, bool)> = wave.iter().map(|&p| (PortNo(p), true)).collect();
             self.hw
                 .fabric
                 .with_driver(switch, |d| async move { d.set_ports_power(&ports).await })
                 .await
                 .map_err(switch_step)?;
-            let msg =
-                format!("powered on ports {:?} ({} of {} groups)", group, i + 1, groups.len());
-            self.event(job, "shelf.power_group", msg, json!({ "ports": group })).await?;
-            // Keep the lease while pausing between groups.
-            if i + 1 < groups.len() {
-                tokio::time::sleep(self.hw.timing.rack_group_pause).await;
-            }
+            waves += 1;
+            pending.retain(|(p, _)| !wave.contains(p));
+            let msg = format!(
+                "powered on ports {wave:?} (wave {waves}, {} of {total} ports left; budget {} W, {} W in use, {} mW available)",
+                pending.len(),
+                budget.power_w,
+                budget.consumption_w,
+                available
+            );
+            let data = json!({ "ports": wave, "budget_w": budget.power_w,
+                "consumption_w": budget.consumption_w, "available_mw": available });
+            self.event(job, "shelf.power_group", msg, data).await?;
+            previous = wave;
+            fresh = true;
+            deadline = Instant::now() + self.hw.timing.rack_await;
         }
         Ok(())
+    }
+
+    /// Waits for the ports of the previous wave to settle (each delivering power, up to
+    /// `power_confirm`; `rack_group_pause` first when the wave was `fresh`), then reads
+    /// the budget. Returns it with (expected, measured) draw of those ports.
+    async fn settle(
+        &self,
+        switch: &Switch,
+        previous: &[u16],
+        fresh: bool,
+        expected: &BTreeMap<u16, u32>,
+    ) -> Result<(PoeBudget, Vec<(u32, u32)>), StepError> {
+        if fresh {
+            tokio::time::sleep(self.hw.timing.rack_group_pause).await;
+        }
+        let until = Instant::now() + self.hw.timing.power_confirm;
+        loop {
+            let snapshot = self
+                .hw
+                .fabric
+                .with_driver(switch, |d| async move { d.snapshot().await })
+                .await
+                .map_err(switch_step)?;
+            let delivering = |p: &u16| {
+                snapshot.poe.get(p).is_some_and(|x| x.detection == DetectionStatus::DeliveringPower)
+            };
+            if previous.iter().all(delivering) || Instant::now() >= until {
+                let budget = self
+                    .hw
+                    .fabric
+                    .with_driver(switch, |d| async move { d.poe_budget().await })
+                    .await
+                    .map_err(switch_step)?;
+                let recent = previous
+                    .iter()
+                    .filter(|p| delivering(p))
+                    .map(|p| {
+                        let measured = snapshot.poe.get(p).and_then(|x| x.draw_mw).unwrap_or(0);
+                        (expected.get(p).copied().unwrap_or(draw::WORST_MW), measured)
+                    })
+                    .collect();
+                return Ok((budget, recent));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     /// Waits for a Pi (with a MAC) in every slot, then marks each slot ready or flagged.

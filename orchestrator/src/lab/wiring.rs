@@ -118,6 +118,31 @@ pub fn model_for(port: u16) -> PiModel {
     }
 }
 
+/// The inventory's name of a lab board's model.
+pub fn model_name(model: PiModel) -> &'static str {
+    match model {
+        PiModel::Pi3B => "3b",
+        PiModel::Pi3BPlus => "3b+",
+        PiModel::Pi4 => "4b",
+    }
+}
+
+/// What a lab Pi draws while booting: the worst case of the product's table
+/// ([`crate::poe::draw`]), so the lab tests power-on waves at their limit.
+pub fn boot_draw_mw(model: &str) -> u32 {
+    crate::poe::draw::worst_case_mw(model)
+}
+
+/// What a lab Pi draws once booted: lab figures (roughly the documented bare-board
+/// active currents at 5 V), not measurements.
+pub fn idle_draw_mw(model: &str) -> u32 {
+    match model {
+        "3b" => 2_000,
+        "3b+" => 2_500,
+        _ => 3_000,
+    }
+}
+
 /// The serials of a lab's boards, unless [`Cabling::serials_from`] says otherwise.
 pub const SERIAL_BASE: u32 = 0x5eed_0000;
 
@@ -273,14 +298,22 @@ impl Cabling {
         Some(pi)
     }
 
-    /// Follows the switch's PoE until the switch goes away. Starts by applying the
-    /// current state of every cabled port (so a restarted lab catches up).
+    /// Follows the switch's PoE until the switch goes away. Starts by telling the
+    /// switch what each cabled Pi draws and applying the current state of every cabled
+    /// port (so a restarted lab catches up).
     pub async fn follow(self: Arc<Self>, switch: SimHandle) {
         let mut events = switch.subscribe();
+        let ports: Vec<u16> = lock(&self.ports).keys().copied().collect();
+        for port in ports {
+            self.draw(&switch, port, boot_draw_mw(self.model(port)));
+        }
         self.catch_up(&switch).await;
         loop {
             match events.recv().await {
-                Ok(SimEvent::PowerChanged { port, on }) => self.port_power(&switch, port, on).await,
+                Ok(SimEvent::PowerChanged { port, on }) => {
+                    self.port_power(&switch, port, on).await;
+                    self.follow_draw(&switch, port, on);
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "missed switch events; re-reading PoE state");
@@ -289,6 +322,42 @@ impl Cabling {
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
+    }
+
+    /// The model of the board in `port`, as the inventory names it.
+    fn model(&self, port: u16) -> &'static str {
+        if self.qemu.holds(port) { "4b" } else { model_name(model_for(port)) }
+    }
+
+    fn draw(&self, switch: &SimHandle, port: u16, milliwatts: u32) {
+        if let Err(error) = switch.set_device_draw(port, milliwatts) {
+            tracing::warn!(port, %error, "could not tell the virtual switch a Pi's draw");
+        }
+    }
+
+    /// A Pi draws its model's worst case from power-on until it has booted (or given
+    /// up), then its idle figure, so the switch's consumption falls as a wave settles.
+    fn follow_draw(self: &Arc<Self>, switch: &SimHandle, port: u16, on: bool) {
+        let model = self.model(port);
+        if !on {
+            self.draw(switch, port, boot_draw_mw(model));
+            return;
+        }
+        let (me, switch) = (self.clone(), switch.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(pi) = lock(&me.pis).get(&port).cloned() else { return };
+                match pi.state() {
+                    PiState::Off => return,
+                    PiState::Booted | PiState::Running | PiState::GaveUp | PiState::Failed(_) => {
+                        me.draw(&switch, port, idle_draw_mw(model));
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
     }
 
     async fn catch_up(self: &Arc<Self>, switch: &SimHandle) {

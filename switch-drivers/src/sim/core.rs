@@ -44,6 +44,10 @@ pub struct SimCore {
     pub faults: Faults,
     pub events: broadcast::Sender<SimEvent>,
     power_changes: Mutex<BTreeMap<u16, u64>>,
+    /// SET requests that reached the test phase.
+    sets: AtomicU64,
+    /// Times a port was refused power for the budget.
+    power_denials: AtomicU64,
     reads: Mutex<ReadCounter>,
     state_file: Option<PathBuf>,
     pub started: Instant,
@@ -70,6 +74,8 @@ impl SimCore {
             _ if cisco => SimState::new_cisco(pi_ports),
             _ => SimState::new(pi_ports),
         };
+        let mut state = state;
+        super::poe::settle(&mut state);
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
             state: Mutex::new(state),
@@ -78,6 +84,8 @@ impl SimCore {
             faults: Faults::default(),
             events,
             power_changes: Mutex::new(BTreeMap::new()),
+            sets: AtomicU64::new(0),
+            power_denials: AtomicU64::new(0),
             reads: Mutex::new(ReadCounter::default()),
             state_file,
             started: Instant::now(),
@@ -112,7 +120,18 @@ impl SimCore {
         *lock(&self.view) = None;
     }
 
-    /// Power changes seen on `port` since start.
+
+    /// SET requests received since start (each once, however many varbinds).
+    pub fn sets(&self) -> u64 {
+        self.sets.load(Ordering::Relaxed)
+    }
+
+    /// Times a port that wanted power was refused it for the budget, since start.
+    pub fn power_denials(&self) -> u64 {
+        self.power_denials.load(Ordering::Relaxed)
+    }
+
+    /// PoE admin changes seen on `port` since start.
     pub fn power_changes(&self, port: u16) -> u64 {
         lock(&self.power_changes).get(&port).copied().unwrap_or(0)
     }
@@ -134,14 +153,19 @@ impl SimCore {
             let mut st = lock(&self.state);
             let before = st.clone();
             f(&mut st);
+            super::poe::settle(&mut st);
             (before, st.clone())
         };
         *lock(&self.view) = None;
         self.stp.observe(&before, &after, Instant::now());
-        for ev in state::events(&before, &after) {
-            if let SimEvent::PowerChanged { port, .. } = ev {
+        for (&port, &on) in &after.poe_admin {
+            if before.poe_admin.get(&port) != Some(&on) {
                 *lock(&self.power_changes).entry(port).or_default() += 1;
             }
+        }
+        let newly_denied = after.denied.difference(&before.denied).count() as u64;
+        self.power_denials.fetch_add(newly_denied, Ordering::Relaxed);
+        for ev in state::events(&before, &after) {
             tracing::debug!(event = ?ev, "virtual switch event");
             let _ = self.events.send(ev);
         }
@@ -169,6 +193,9 @@ impl SimCore {
             return Err(SetTestError::ResourceUnavailable);
         }
         let mut txns = lock(&self.txns);
+        if !txns.contains_key(&key) {
+            self.sets.fetch_add(1, Ordering::Relaxed);
+        }
         let txn = txns.entry(key).or_insert_with(|| Txn {
             staged: self.state(),
             changes: Vec::new(),

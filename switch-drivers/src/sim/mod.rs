@@ -6,6 +6,7 @@
 mod core;
 mod counters;
 mod mib;
+pub mod poe;
 mod relay;
 pub mod state;
 pub mod stp;
@@ -108,6 +109,36 @@ impl SimHandle {
     /// Events: power and VLAN membership changes.
     pub fn subscribe(&self) -> broadcast::Receiver<SimEvent> {
         self.core.events.subscribe()
+    }
+    /// SET requests received since start, each counted once whatever its varbinds
+    /// (those refused by [`SimHandle::set_reject_sets`] are not counted).
+    pub fn sets(&self) -> u64 {
+        self.core.sets()
+    }
+    /// How many times a port that wanted power was refused it for the PoE budget.
+    pub fn power_denials(&self) -> u64 {
+        self.core.power_denials()
+    }
+    /// Lab API: the PSE's budget (pethMainPsePower), in watts.
+    pub fn set_poe_budget(&self, watts: u32) -> Result<(), SimError> {
+        self.core.replace(|st| st.budget_w = watts)
+    }
+    /// Lab API: what the device in `port` draws while powered, in milliwatts.
+    pub fn set_device_draw(&self, port: u16, milliwatts: u32) -> Result<(), SimError> {
+        self.core.replace(|st| {
+            st.device_draw_mw.insert(port, milliwatts);
+        })
+    }
+    /// Fault: `port`'s power keeps flowing after its PoE is turned off (detection stays
+    /// deliveringPower), until the fault is cleared.
+    pub fn set_stuck_on(&self, port: u16, stuck: bool) -> Result<(), SimError> {
+        self.core.replace(|st| {
+            if stuck {
+                st.stuck_on.insert(port);
+            } else {
+                st.stuck_on.remove(&port);
+            }
+        })
     }
     /// How many times `port`'s PoE admin state changed since start.
     pub fn power_changes(&self, port: u16) -> u64 {

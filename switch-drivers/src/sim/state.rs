@@ -43,10 +43,30 @@ pub struct SimState {
     /// Edge port (RSTP admin edge, Cisco portfast) by port (absent: not an edge port).
     #[serde(default)]
     pub admin_edge: BTreeMap<u16, bool>,
+    /// PoE: ports the PSE delivers power to (computed by [`super::poe::settle`]).
+    #[serde(default)]
+    pub powered: BTreeSet<u16>,
+    /// PoE: ports that want power but do not fit the budget (`searching`, no power).
+    #[serde(default)]
+    pub denied: BTreeSet<u16>,
+    /// PoE: pethMainPsePower, the power the PSE can deliver, in watts.
+    #[serde(default = "legacy_budget_w")]
+    pub budget_w: u32,
+    /// PoE: what each attached device draws while powered (lab-controlled; default
+    /// [`super::poe::default_draw_mw`]).
+    #[serde(default)]
+    pub device_draw_mw: BTreeMap<u16, u32>,
+    /// Fault: ports whose power keeps flowing after admin off.
+    #[serde(default)]
+    pub stuck_on: BTreeSet<u16>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn legacy_budget_w() -> u32 {
+    super::poe::default_budget_w(0)
 }
 
 /// A state change caused by one SET varbind.
@@ -73,11 +93,27 @@ pub enum Change {
 /// What the lab can learn about through [`super::SimHandle::subscribe`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum SimEvent {
-    PowerChanged { port: u16, on: bool },
-    VlanMembershipChanged { vlan: u16, egress: BTreeSet<u16>, untagged: BTreeSet<u16> },
-    VlanCreated { vlan: u16 },
-    VlanDestroyed { vlan: u16 },
-    PvidChanged { port: u16, vlan: u16 },
+    /// Power to the device in `port` started or stopped (what the PSE delivers, not the
+    /// admin state: a port refused for the budget, or stuck on, says so here).
+    PowerChanged {
+        port: u16,
+        on: bool,
+    },
+    VlanMembershipChanged {
+        vlan: u16,
+        egress: BTreeSet<u16>,
+        untagged: BTreeSet<u16>,
+    },
+    VlanCreated {
+        vlan: u16,
+    },
+    VlanDestroyed {
+        vlan: u16,
+    },
+    PvidChanged {
+        port: u16,
+        vlan: u16,
+    },
 }
 
 impl SimState {
@@ -86,7 +122,7 @@ impl SimState {
         let all: BTreeSet<u16> = (1..=pi_ports.saturating_add(1)).collect();
         let default =
             VlanEntry { name: "default".into(), egress: all.clone(), untagged: all.clone() };
-        Self {
+        let mut st = Self {
             pi_ports,
             vlans: [(1, default)].into_iter().collect(),
             pvid: all.iter().map(|p| (*p, 1)).collect(),
@@ -98,7 +134,14 @@ impl SimState {
             rstp: true,
             stp_enabled: BTreeMap::new(),
             admin_edge: BTreeMap::new(),
-        }
+            powered: BTreeSet::new(),
+            denied: BTreeSet::new(),
+            budget_w: super::poe::default_budget_w(pi_ports),
+            device_draw_mw: BTreeMap::new(),
+            stuck_on: BTreeSet::new(),
+        };
+        super::poe::settle(&mut st);
+        st
     }
 
     /// A switch that answers with a Cisco sysObjectID and Cisco VLAN/PoE objects.
@@ -127,15 +170,14 @@ impl SimState {
         self.pi_ports.saturating_add(1)
     }
 
-    /// Whether the port is drawing power right now.
+    /// Whether the port is delivering power right now (see [`super::poe`]).
     pub fn delivering(&self, port: u16) -> bool {
-        self.poe_admin.get(&port).copied().unwrap_or(false)
-            && self.device_present.get(&port).copied().unwrap_or(false)
+        self.powered.contains(&port)
     }
 
-    /// The simulated draw of a powered port: about 2 W, a little different per port.
+    /// The draw of a port right now: its device's while powered, else 0.
     pub fn draw_mw(&self, port: u16) -> u32 {
-        if self.delivering(port) { 1900 + u32::from(port) * 37 % 300 } else { 0 }
+        if self.delivering(port) { super::poe::device_draw_mw(self, port) } else { 0 }
     }
 }
 
@@ -366,10 +408,8 @@ fn set_member(set: &mut BTreeSet<u16>, port: u16, member: bool) {
 /// The events that lead from `before` to `after`.
 pub fn events(before: &SimState, after: &SimState) -> Vec<SimEvent> {
     let mut out = Vec::new();
-    for (&port, &on) in &after.poe_admin {
-        if before.poe_admin.get(&port) != Some(&on) {
-            out.push(SimEvent::PowerChanged { port, on });
-        }
+    for port in before.powered.symmetric_difference(&after.powered) {
+        out.push(SimEvent::PowerChanged { port: *port, on: after.powered.contains(port) });
     }
     for &vlan in before.vlans.keys().filter(|v| !after.vlans.contains_key(v)) {
         out.push(SimEvent::VlanDestroyed { vlan });

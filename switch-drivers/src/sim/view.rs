@@ -77,10 +77,12 @@ pub fn build(state: &SimState, forward_delay: std::time::Duration) -> BTreeMap<O
     let mut total_mw = 0u32;
     for p in 1..=state.pi_ports {
         let admin = state.poe_admin.get(&p).copied().unwrap_or(false);
+        // deliveringPower whenever power flows (admin off included: the stuck fault),
+        // searching while enabled without power (no device, or refused for the budget).
         let detection = match (admin, state.delivering(p)) {
-            (false, _) => 1,
-            (true, true) => 3,
+            (_, true) => 3,
             (true, false) => 2,
+            (false, false) => 1,
         };
         put(oids::PETH_PSE_PORT_ENTRY, &[3, 1, u32::from(p)], i(if admin { 1 } else { 2 }));
         put(oids::PETH_PSE_PORT_ENTRY, &[6, 1, u32::from(p)], i(detection));
@@ -91,7 +93,7 @@ pub fn build(state: &SimState, forward_delay: std::time::Duration) -> BTreeMap<O
         cisco(state, &mut put);
     }
     super::stp::render(state, &mut put, forward_delay);
-    put(oids::PETH_MAIN_PSE_ENTRY, &[2, 1], Value::Gauge32(370));
+    put(oids::PETH_MAIN_PSE_ENTRY, &[2, 1], Value::Gauge32(state.budget_w));
     put(oids::PETH_MAIN_PSE_ENTRY, &[3, 1], i(1));
     put(oids::PETH_MAIN_PSE_ENTRY, &[4, 1], Value::Gauge32(total_mw.div_ceil(1000)));
     v

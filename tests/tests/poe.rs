@@ -1,0 +1,91 @@
+//! PoE that cannot hurt, on a virtual shelf: a power-off whose port keeps delivering
+//! power (the switch's stuck-on fault) fails its job naming the fault, and the Pi is not
+//! reported off; a 96-port shelf racked under a PoE budget that holds only 60 Pis at
+//! full draw powers on in waves the switch never refuses, and every Pi answers.
+
+use std::time::{Duration, Instant};
+
+use bramble::jobs::model::JobState;
+use bramble::lab::Lab;
+use bramble::lifecycle::PiState;
+use bramble_tests::shelf;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_power_off_the_switch_does_not_carry_out_fails_and_the_pi_stays_on() {
+    let _turn = shelf::serial().await;
+    let lab = shelf::racked(shelf::options(2, 41, 'p')).await;
+    let pis = lab.pis().await.expect("pis");
+    let pi = pis.iter().find(|p| p.port == Some(1)).expect("Pi in port 1");
+    lab.switch.set_stuck_on(1, true).expect("fault");
+    let job = lab
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/pis/{}/power-off", pi.id),
+            Some(json!({})),
+            &[202],
+        )
+        .await
+        .expect("power-off");
+    let id = job["id"].as_str().expect("job id");
+    let done = lab.wait_job(id, Duration::from_secs(60)).await.expect("job");
+    assert_eq!(done.state, JobState::Failed, "{done:?}");
+    let operator = done.last_error.clone().unwrap_or_default();
+    assert!(
+        operator.contains("power did not stop") && operator.contains("deliveringPower"),
+        "{operator}"
+    );
+    let customer = done.customer_message.clone().unwrap_or_default();
+    assert!(customer.contains("still delivers power"), "{customer}");
+    let now = lab.pis().await.expect("pis");
+    let now = now.iter().find(|p| p.id == pi.id).expect("the Pi");
+    assert_eq!(
+        now.power,
+        bramble::model::PowerState::On,
+        "a Pi still powered is not reported off: {now:?}"
+    );
+    assert!(lab.switch.state().delivering(1));
+    lab.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racking_96_pis_under_a_budget_for_60_powers_them_in_waves_and_all_answer() {
+    const PIS: u16 = 96;
+    let _turn = shelf::serial().await;
+    let mut opts = shelf::options(PIS, 0, 'w');
+    opts.storage_supernet = "10.109.0.0/23".into();
+    opts.jobs_toml = opts.jobs_toml.replace("rack_group_size = 4", "rack_group_size = 96");
+    let lab = Lab::up(opts).await.expect("lab up");
+    // A third each of 3B, 3B+ and 4B at their full draw (6.7, 6.7, 9.2 W): 723 W for 96;
+    // 452 W holds 60 of them.
+    let full: u32 = (1..=PIS)
+        .map(|p| {
+            bramble::poe::draw::worst_case_mw(bramble::lab::wiring::model_name(
+                bramble::lab::wiring::model_for(p),
+            ))
+        })
+        .sum();
+    let budget_w = 452;
+    assert!(u64::from(full) > 700_000 && (u64::from(full) * 60 / 96) / 1000 <= budget_w);
+    lab.switch.set_poe_budget(budget_w as u32).expect("budget");
+    let denied = lab.switch.power_denials();
+    let started = Instant::now();
+    let job = lab.rack(Duration::from_secs(600)).await.expect("rack");
+    let took = started.elapsed();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let pis = lab.pis().await.expect("pis");
+    let ready = pis.iter().filter(|p| p.state == PiState::Ready).count();
+    assert_eq!(ready, usize::from(PIS), "every Pi answered: {job:?}");
+    assert_eq!(lab.switch.power_denials(), denied, "the switch never had to refuse power");
+    let waves = lab
+        .call(reqwest::Method::GET, "/v1/events?kind=shelf.power_group&limit=100", None, &[200])
+        .await
+        .expect("events");
+    let waves = waves["items"].as_array().expect("items").len();
+    assert!(waves >= 2, "the budget split the shelf into waves: {waves}");
+    eprintln!(
+        "racked {PIS} Pis under {budget_w} W in {waves} waves in {:.1} s",
+        took.as_secs_f64()
+    );
+    lab.down().await;
+}
