@@ -370,6 +370,8 @@ mod tests {
                 owner: None,
                 image: None,
                 failed_step: Some("await-boot".into()),
+                maintenance: false,
+                hardware_sighting: None,
                 last_boot,
             });
             s

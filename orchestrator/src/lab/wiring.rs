@@ -124,6 +124,7 @@ pub fn model_name(model: PiModel) -> &'static str {
         PiModel::Pi3B => "3b",
         PiModel::Pi3BPlus => "3b+",
         PiModel::Pi4 => "4b",
+        PiModel::Pi5 => "5",
     }
 }
 
