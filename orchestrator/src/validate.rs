@@ -155,4 +155,15 @@ mod tests {
         }
         assert_eq!(serial("1234abcd"), Ok(PiSerial(0x1234abcd)));
     }
+
+    #[test]
+    fn model_checks_refuse_only_a_declared_mismatch() {
+        let boots: Vec<String> = ["3b", "3b+", "4b"].map(String::from).to_vec();
+        let err = image_boots_model("debian-bookworm-arm64", &boots, "5").expect_err("a Pi 5");
+        assert!(err.contains("\"debian-bookworm-arm64\"") && err.contains("model \"5\""), "{err}");
+        assert!(err.contains("\"3b\", \"3b+\", \"4b\""), "{err}");
+        assert_eq!(image_boots_model("x", &boots, "4b"), Ok(()));
+        assert_eq!(image_boots_model("x", &boots, "unknown"), Ok(()));
+        assert_eq!(image_boots_model("x", &[], "5"), Ok(()));
+    }
 }

@@ -380,7 +380,19 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::{PiSerial, hostname_for};
+    use super::{PiSerial, boot_check, hostname_for};
+
+    #[test]
+    fn a_pi5_model_boots_kernel_2712_first_and_never_a_32_bit_kernel() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kernel7.img"), b"k7").expect("write");
+        assert_eq!(boot_check(dir.path(), None, "3b"), Ok("kernel7.img".into()));
+        assert!(boot_check(dir.path(), None, "5").is_err(), "a Pi 5 runs no kernel7.img");
+        std::fs::write(dir.path().join("kernel8.img"), b"k8").expect("write");
+        std::fs::write(dir.path().join("kernel_2712.img"), b"k5").expect("write");
+        assert_eq!(boot_check(dir.path(), None, "5"), Ok("kernel_2712.img".into()));
+        assert_eq!(boot_check(dir.path(), None, "4b"), Ok("kernel8.img".into()));
+    }
 
     #[test]
     fn hostnames_follow_the_slot_and_are_valid_labels() {
