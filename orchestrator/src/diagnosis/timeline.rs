@@ -159,7 +159,7 @@ impl Facts {
                 }
                 Wire::Answer { kind, options, next_server } => {
                     f.offer = Some(Offer {
-                        kind: *kind,
+                        kind,
                         options: options.clone(),
                         next_server: next_server.clone(),
                     });
