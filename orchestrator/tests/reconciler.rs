@@ -506,7 +506,7 @@ async fn a_refused_repair_is_recorded_once_and_retried_every_pass() {
 #[tokio::test]
 async fn power_on_a_port_that_is_not_a_slot_is_refused_before_any_set() {
     use bramble::fabric::FabricError;
-    use bramble_switch::{PortNo, SwitchDriver};
+    use bramble_switch::PortNo;
     for tdb in test_databases().await {
         let lab = Lab::new(&tdb).await;
         let rig = lab.rig("rc-guard").await;
