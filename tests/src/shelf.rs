@@ -60,6 +60,8 @@ pub fn prefix(tag: char) -> String {
 }
 
 /// A lab of `pis` Pis with test timings, on storage addresses from `10.108.<net>.0/24`.
+/// (The kill-after-every-step tests power-cycle one Pi dozens of times in minutes, so
+/// `[power] max_cycles` is off here; `orchestrator/tests/api.rs` tests the limit.)
 pub fn options(pis: u16, net: u8, tag: char) -> LabOptions {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("bramble-e2e-{}-{tag}", std::process::id()));
@@ -70,7 +72,8 @@ pub fn options(pis: u16, net: u8, tag: char) -> LabOptions {
     o.storage_supernet = format!("10.108.{net}.0/24");
     o.pi.dhcp_interval = Duration::from_secs(1);
     o.jobs_toml = "lease_seconds = 2\npoll_interval_ms = 50\nrack_group_size = 4\nrack_group_pause_ms = 200\n\
-                   rack_await_seconds = 40\nsettle_ms = 200\nboot_timeout_seconds = 40\nmax_parallel = 8\npower_confirm_seconds = 5\n"
+                   rack_await_seconds = 40\nsettle_ms = 200\nboot_timeout_seconds = 40\nmax_parallel = 8\npower_confirm_seconds = 5\n\
+                   [power]\nmax_cycles = 0\n"
         .into();
     o.deploy = None;
     o
