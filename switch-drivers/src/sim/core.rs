@@ -120,7 +120,6 @@ impl SimCore {
         *lock(&self.view) = None;
     }
 
-
     /// SET requests received since start (each once, however many varbinds).
     pub fn sets(&self) -> u64 {
         self.sets.load(Ordering::Relaxed)
