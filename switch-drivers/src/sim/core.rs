@@ -116,6 +116,7 @@ impl SimCore {
         let now = self.state();
         let mut dark = now.clone();
         dark.poe_admin.clear();
+        dark.powered.clear();
         self.stp.observe(&dark, &now, Instant::now());
         *lock(&self.view) = None;
     }

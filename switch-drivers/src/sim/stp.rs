@@ -228,8 +228,11 @@ impl StpClock {
 mod tests {
     use super::*;
 
+    /// `st` with PoE admin `on` at `port`, and delivery settled from it: the link is up
+    /// while power is delivered.
     fn powered(mut st: SimState, port: u16, on: bool) -> SimState {
         st.poe_admin.insert(port, on);
+        crate::sim::poe::settle(&mut st);
         st
     }
 
