@@ -14,7 +14,7 @@ use bramble::lab::wiring::model_for;
 use bramble_lab::pisim::{PiModel, PiState};
 use bramble_tests::shelf;
 
-const PI_3B_PORT: u16 = 3;
+const PI_3B_PORT: u16 = 4;
 
 /// The ROM got its DHCP answer: TFTP or later, and not given up.
 fn past_dhcp(s: &PiState) -> bool {
@@ -25,7 +25,7 @@ fn past_dhcp(s: &PiState) -> bool {
 async fn racked_ports_boot_and_a_spanning_tree_port_loses_the_pi_3b() {
     let _turn = shelf::serial().await;
     let started = Instant::now();
-    let mut opts = shelf::options(3, 41, 'y');
+    let mut opts = shelf::options(4, 41, 'y');
     opts.stp_forward_delay = Duration::from_secs(4);
     // This test changes the switch behind Bramble's back; the reconciler would undo it.
     opts.reconcile_seconds = 3600;
@@ -35,8 +35,8 @@ async fn racked_ports_boot_and_a_spanning_tree_port_loses_the_pi_3b() {
     // Racked: every Pi port an edge port, forwarding, and every Pi ready (checked by
     // `racked`): each got its DHCP answer the moment it was powered.
     let st = lab.switch.state();
-    assert!((1..=3).all(|p| st.forwards_at_link_up(p)), "every Pi port an edge port");
-    assert!((1..=3).all(|p| lab.switch.forwarding_in(p) == Some(Duration::ZERO)));
+    assert!((1..=4).all(|p| st.forwards_at_link_up(p)), "every Pi port an edge port");
+    assert!((1..=4).all(|p| lab.switch.forwarding_in(p) == Some(Duration::ZERO)));
     let sim = lab.cabling.sim(PI_3B_PORT).expect("the Pi 3B's simulator");
     let racked = sim.state();
     assert!(past_dhcp(&racked), "racked Pi 3B: {racked}");
