@@ -25,7 +25,7 @@ struct Args {
     files: BootFileSizes,
     timeout: Duration,
     /// `--budget-watts W --boot-mw B --idle-mw I`: a third storm under a PoE budget.
-    budget: Option<(u32, u32, u32)>,
+    budget: Option<StormMode>,
     log_dir: Option<std::path::PathBuf>,
     /// `--mix with-pi5`: the four boot ROMs in turn, as Bramble's lab mixes them.
     with_pi5: bool,
@@ -47,21 +47,16 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = || value.parse::<u64>().map_err(|_| format!("{flag}: {value:?} is not a number"));
+        if let Some(read) = StormMode::budget_flag(&mut a.budget, &flag, &value) {
+            read?;
+            continue;
+        }
         match flag.as_str() {
             "--pis" => a.pis = num()? as usize,
             "--group" => a.group = num()? as usize,
             "--pause-secs" => a.pause = Duration::from_secs(num()?),
             "--reply-delay" => a.reply_delay = num()? as u32,
             "--timeout-secs" => a.timeout = Duration::from_secs(num()?),
-            "--budget-watts" => a.budget = Some((num()? as u32, 9_200, 3_000)),
-            "--boot-mw" => {
-                let b = a.budget.as_mut().ok_or("--boot-mw after --budget-watts")?;
-                b.1 = num()? as u32;
-            }
-            "--idle-mw" => {
-                let b = a.budget.as_mut().ok_or("--idle-mw after --budget-watts")?;
-                b.2 = num()? as u32;
-            }
             "--log-dir" => a.log_dir = Some(value.into()),
             "--mix" => {
                 a.with_pi5 = match value.as_str() {
@@ -113,9 +108,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let power = SimPower::new(sims);
     let mut modes =
         vec![StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
-    if let Some((watts, boot_mw, idle_mw)) = args.budget {
-        modes.push(StormMode::Budget { watts, boot_mw, idle_mw });
-    }
+    modes.extend(args.budget);
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {

@@ -21,7 +21,7 @@ pub fn run_ip<S: AsRef<str>>(args: &[S]) -> Result<String, CmdError> {
 }
 
 /// Runs `program ARGS...` and returns its standard output.
-pub(crate) fn run<S: AsRef<str>>(program: &str, args: &[S]) -> Result<String, CmdError> {
+pub fn run<S: AsRef<str>>(program: &str, args: &[S]) -> Result<String, CmdError> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let command = format!("{program} {}", args.join(" "));
     tracing::debug!(%command, "running");

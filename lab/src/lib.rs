@@ -19,7 +19,7 @@ mod runtime;
 pub mod storm;
 mod veth;
 
-pub use cmd::{CmdError, run_ip};
+pub use cmd::{CmdError, run as run_cmd, run_ip};
 pub use error::{LabError, require_tools};
 pub use links::VethLinks;
 pub use netns::{Netns, enter as enter_netns};

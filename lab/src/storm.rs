@@ -80,6 +80,30 @@ pub enum StormMode {
     },
 }
 
+impl StormMode {
+    /// Reads one of the budget-storm flags both boot-storm examples take
+    /// (`--budget-watts W`, then optionally `--boot-mw B` and `--idle-mw I`; defaults
+    /// 9200 mW, a Pi 4B's worst case, and 3000 mW, an estimate) into `budget`.
+    /// `None` when `flag` is not one of them.
+    pub fn budget_flag(
+        budget: &mut Option<StormMode>,
+        flag: &str,
+        value: &str,
+    ) -> Option<Result<(), String>> {
+        let num = || value.parse::<u32>().map_err(|_| format!("{flag}: {value:?} is not a u32"));
+        let result = match (flag, budget.as_mut()) {
+            ("--budget-watts", _) => num().map(|watts| {
+                *budget = Some(StormMode::Budget { watts, boot_mw: 9_200, idle_mw: 3_000 });
+            }),
+            ("--boot-mw", Some(StormMode::Budget { boot_mw, .. })) => num().map(|n| *boot_mw = n),
+            ("--idle-mw", Some(StormMode::Budget { idle_mw, .. })) => num().map(|n| *idle_mw = n),
+            ("--boot-mw" | "--idle-mw", _) => Err(format!("{flag} comes after --budget-watts")),
+            _ => return None,
+        };
+        Some(result)
+    }
+}
+
 impl fmt::Display for StormMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -379,6 +403,19 @@ impl fmt::Display for StormReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_flags_are_read_in_order_and_bad_values_named() {
+        let mut b = None;
+        assert_eq!(StormMode::budget_flag(&mut b, "--pis", "3"), None);
+        let err = StormMode::budget_flag(&mut b, "--boot-mw", "1").expect("a budget flag");
+        assert_eq!(err, Err("--boot-mw comes after --budget-watts".to_string()));
+        assert_eq!(StormMode::budget_flag(&mut b, "--budget-watts", "452"), Some(Ok(())));
+        assert_eq!(StormMode::budget_flag(&mut b, "--idle-mw", "2500"), Some(Ok(())));
+        assert_eq!(b, Some(StormMode::Budget { watts: 452, boot_mw: 9_200, idle_mw: 2_500 }));
+        let err = StormMode::budget_flag(&mut b, "--budget-watts", "5000000000");
+        assert!(matches!(err, Some(Err(e)) if e.contains("not a u32")));
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

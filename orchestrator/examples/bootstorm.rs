@@ -37,7 +37,7 @@ struct Args {
     files: Option<BootFileSizes>,
     timeout: Duration,
     /// `--budget-watts W --boot-mw B --idle-mw I`: a third storm under a PoE budget.
-    budget: Option<(u32, u32, u32)>,
+    budget: Option<StormMode>,
     supernet: String,
 }
 
@@ -55,20 +55,15 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = || value.parse::<u64>().map_err(|_| format!("{flag}: {value:?} is not a number"));
+        if let Some(read) = StormMode::budget_flag(&mut a.budget, &flag, &value) {
+            read?;
+            continue;
+        }
         match flag.as_str() {
             "--pis" => a.pis = u16::try_from(num()?).map_err(|_| "--pis: too many".to_string())?,
             "--group" => a.group = num()? as usize,
             "--pause-secs" => a.pause = Duration::from_secs(num()?),
             "--timeout-secs" => a.timeout = Duration::from_secs(num()?),
-            "--budget-watts" => a.budget = Some((num()? as u32, 9_200, 3_000)),
-            "--boot-mw" => {
-                let b = a.budget.as_mut().ok_or("--boot-mw after --budget-watts")?;
-                b.1 = num()? as u32;
-            }
-            "--idle-mw" => {
-                let b = a.budget.as_mut().ok_or("--idle-mw after --budget-watts")?;
-                b.2 = num()? as u32;
-            }
             "--supernet" => a.supernet = value,
             "--files" => {
                 a.files = match value.as_str() {
@@ -210,9 +205,7 @@ async fn storms(lab: &Lab, args: &Args) -> Result<(), BoxError> {
         .collect::<Result<_, _>>()?;
     let mut modes =
         vec![StormMode::AllAtOnce, StormMode::Staggered { group: args.group, pause: args.pause }];
-    if let Some((watts, boot_mw, idle_mw)) = args.budget {
-        modes.push(StormMode::Budget { watts, boot_mw, idle_mw });
-    }
+    modes.extend(args.budget);
     println!("{}", StormReport::header());
     let mut reports = Vec::new();
     for mode in modes {

@@ -11,7 +11,6 @@
 //! its addresses and routes untouched, as a switch's trunk would.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -163,20 +162,9 @@ impl ForwardingHold {
     }
 
     fn tc(&self, args: &[&str]) -> Result<(), CmdError> {
-        let command = format!("tc -n {} {}", self.netns, args.join(" "));
-        let out = Command::new("tc")
-            .args(["-n", &self.netns])
-            .args(args)
-            .output()
-            .map_err(|source| CmdError::Spawn { command: command.clone(), source })?;
-        if !out.status.success() {
-            return Err(CmdError::Failed {
-                command,
-                status: out.status,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
+        let mut all = vec!["-n", self.netns.as_str()];
+        all.extend_from_slice(args);
+        bramble_lab::run_cmd("tc", &all).map(drop)
     }
 }
 
