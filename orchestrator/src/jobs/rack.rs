@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bramble_switch::model::DetectionStatus;
-use bramble_switch::{DesiredConfig, PoeBudget, PortNo};
+use bramble_switch::{DesiredConfig, PoeBudget, PortNo, SwitchSnapshot};
 use serde_json::json;
 
 use super::hardware::Hardware;
@@ -146,6 +146,15 @@ impl RackExecutor {
         Ok(out)
     }
 
+    /// The switch's state now (PoE included), as a step error when it cannot be read.
+    async fn snapshot(&self, switch: &Switch) -> Result<SwitchSnapshot, StepError> {
+        self.hw
+            .fabric
+            .with_driver(switch, |d| async move { d.snapshot().await })
+            .await
+            .map_err(switch_step)
+    }
+
     /// Powers the shelf's unpowered ports on in waves sized to the switch's PoE budget:
     /// each wave holds at most `rack_group_size` ports whose worst-case draws fit in what
     /// the budget has left (pethMainPsePower less pethMainPseConsumptionPower, less what
@@ -155,12 +164,7 @@ impl RackExecutor {
     /// without room `rack_await` after the last wave stay off and are flagged by the
     /// next step.
     async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
-        let snapshot = self
-            .hw
-            .fabric
-            .with_driver(switch, |d| async move { d.snapshot().await })
-            .await
-            .map_err(switch_step)?;
+        let snapshot = self.snapshot(switch).await?;
         let expected = self.expected_draw(shelf).await?;
         let mut pending: Vec<(u16, u32)> = shelf
             .slots
@@ -233,12 +237,7 @@ impl RackExecutor {
         }
         let until = Instant::now() + self.hw.timing.power_confirm;
         loop {
-            let snapshot = self
-                .hw
-                .fabric
-                .with_driver(switch, |d| async move { d.snapshot().await })
-                .await
-                .map_err(switch_step)?;
+            let snapshot = self.snapshot(switch).await?;
             let delivering = |p: &u16| {
                 snapshot.poe.get(p).is_some_and(|x| x.detection == DetectionStatus::DeliveringPower)
             };
