@@ -598,6 +598,10 @@ async fn metrics_and_openapi_are_served() {
     let m = api.call("GET", "/metrics", None, None, &[]).await;
     let text = m.body.as_str().unwrap();
     assert!(text.contains("bramble_pis{state=\"ready\"} 1"), "{text}");
+    // Racking ran as a job; nothing is queued or failed, so no job gauge has a sample.
+    assert!(text.contains("# TYPE bramble_jobs gauge"), "{text}");
+    assert!(!text.contains("bramble_jobs{"), "{text}");
+    assert!(text.contains("bramble_controllers{state=\"alive\"} 1"), "{text}");
     let doc = api.call("GET", "/v1/openapi.json", None, None, &[]).await;
     assert_eq!(doc.body["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
     assert!(doc.body["paths"]["/v1/pis/{id}/reimage"]["post"].is_object());

@@ -39,8 +39,41 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
         .into_iter()
         .map(|(s, n)| Sample::new("bramble_pis", n as f64).label("state", &s))
         .collect();
-    let text =
-        st.metrics.render(&[("bramble_pis", "Pis in the inventory by lifecycle state", pis)]);
+    let jobs = st
+        .db
+        .count_jobs_for_metrics()
+        .await?
+        .into_iter()
+        .map(|j| {
+            Sample::new("bramble_jobs", j.n as f64).label("state", &j.state).label("kind", &j.kind)
+        })
+        .collect();
+    let c = st.db.count_controllers(st.config.cluster.lease).await?;
+    let controllers = [("alive", c.alive), ("silent", c.silent), ("stopped", c.stopped)]
+        .into_iter()
+        .map(|(s, n)| Sample::new("bramble_controllers", n as f64).label("state", s))
+        .collect();
+    let mut gauges = vec![
+        ("bramble_pis", "Pis in the inventory by lifecycle state", pis),
+        ("bramble_jobs", "Jobs queued, running or failed (ever), by kind", jobs),
+        (
+            "bramble_controllers",
+            "Controllers of this inventory: alive, silent (stopped beating without a clean stop) or stopped",
+            controllers,
+        ),
+    ];
+    if st.config.webhooks.is_some() {
+        let cursor =
+            crate::webhooks::store::load_cursor(&st.db, crate::webhooks::store::CURSOR_NAME)
+                .await?;
+        let lag = st.db.event_lag_seconds(cursor).await?;
+        gauges.push((
+            "bramble_webhook_lag_seconds",
+            "Age of the oldest event the webhook sender has not handled yet (0 when caught up)",
+            vec![Sample::new("bramble_webhook_lag_seconds", lag)],
+        ));
+    }
+    let text = st.metrics.render(&gauges);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 

@@ -143,6 +143,8 @@ fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
             "a Pi's kernel reads (console boots)",
             super::console::kernel_reads_sql(&PiId("pi-7".into()), 0),
         ),
+        ("/metrics: jobs to alert on", super::gauges::jobs_sql()),
+        ("/metrics: the webhook sender's lag", super::gauges::oldest_after_sql(79_000)),
     ]
 }
 

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod console;
 pub mod events;
 pub mod fabric;
+pub mod gauges;
 pub mod hardware;
 pub mod images;
 pub mod jobs;
