@@ -13,6 +13,7 @@
 //! first time (`scripts/install-deps.sh test`).
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -89,6 +90,8 @@ fn chroot_tarball(arch: &str, include: &[String]) -> PathBuf {
             .arg(MIRROR));
         // Nothing of the download is needed again.
         let _ = std::fs::remove_dir_all(dir.path().join("var/cache/apt/archives"));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let partial = tarball.with_extension("tar.partial");
         run(Command::new("tar")
             .args(["--numeric-owner", "-C"])
@@ -115,6 +118,9 @@ impl Chroot {
             .arg(tarball)
             .arg("-C")
             .arg(dir.path()));
+        // The temporary directory is 0700: `/` must let the `bramble` user through.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         Chroot { dir }
     }
 
@@ -234,13 +240,29 @@ fn the_deb_installs_runs_and_removes_cleanly_in_a_fresh_debian_12() {
         let status = chroot.ok(&["dpkg-query", "-W", "-f=${Status}", "bramble"]);
         assert_eq!(status, "deinstall ok config-files");
     };
-    std::fs::write(chroot.path("/var/lib/bramble/bramble.db"), b"inventory").expect("state");
+    // The service user opens the inventory the file names: SQLite in /var/lib/bramble.
+    let token = chroot.ok(&[
+        "runuser",
+        "-u",
+        "bramble",
+        "--",
+        "bramble",
+        "token",
+        "create",
+        "--role",
+        "operator",
+        "--config",
+        "/etc/bramble/bramble.toml",
+    ]);
+    assert!(token.starts_with("brm_"), "{token}");
+    assert_eq!(owner("/var/lib/bramble/bramble.db"), "bramble:bramble 644");
+    let inventory = std::fs::read(chroot.path("/var/lib/bramble/bramble.db")).expect("db");
     removed(&chroot);
     chroot.ok(&["dpkg", "-i", "/tmp/bramble.deb"]);
     assert!(!chroot.exists(mask) && chroot.exists(wants), "unmasked and enabled again");
     assert_eq!(owner("/var/lib/bramble"), "bramble:bramble 750");
     let kept = std::fs::read(chroot.path("/var/lib/bramble/bramble.db")).expect("state kept");
-    assert_eq!(kept, b"inventory");
+    assert!(kept == inventory, "the inventory changed across remove and reinstall");
     removed(&chroot);
 
     // Purge: config, state, user and group go; nothing of the package is left.
