@@ -142,13 +142,31 @@ fn defaults() -> Config {
     Config::load(None, &o).expect("built-in defaults")
 }
 
+/// The lines of `got`'s and `want`'s pretty Debug that differ, for a readable failure.
+fn differences(got: &Config, want: &Config) -> Vec<String> {
+    let (got, want) = (format!("{got:#?}"), format!("{want:#?}"));
+    let mut out: Vec<String> = got
+        .lines()
+        .zip(want.lines())
+        .filter(|(g, w)| g != w)
+        .map(|(g, w)| format!("file: {} / built-in: {}", g.trim(), w.trim()))
+        .collect();
+    if out.is_empty() && got != want {
+        out.push("the two differ in length".into());
+    }
+    out
+}
+
 #[test]
 fn the_packaged_file_and_its_uncommented_defaults_are_the_built_in_defaults() {
-    let want = format!("{:?}", defaults());
-    assert_eq!(format!("{:?}", load(FILE)), want, "the file as shipped");
-    let text = uncommented(false);
-    let got = format!("{:?}", load(&text));
-    assert_eq!(got, want, "packaging/bramble.toml's `# key = value` lines are not the defaults");
+    let want = defaults();
+    let as_shipped = differences(&load(FILE), &want);
+    assert!(as_shipped.is_empty(), "packaging/bramble.toml as shipped: {as_shipped:#?}");
+    let uncommented = differences(&load(&uncommented(false)), &want);
+    assert!(
+        uncommented.is_empty(),
+        "packaging/bramble.toml's `# key = value` lines are not the defaults: {uncommented:#?}"
+    );
 }
 
 #[test]
