@@ -12,9 +12,12 @@ run_pkgs=(iproute2 nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils dbus procps 
 # with debootstrap, its second stage under qemu-user-static.
 real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support debian-archive-keyring
   cpio)
+# tests/tests/package.rs builds the .deb (dpkg-dev) and checks its unit (systemd-analyze)
+# in a debootstrapped chroot.
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd
-  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
+  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium
+  dpkg-dev systemd)
 
 case "${1:-test}" in
   run) want=("${run_pkgs[@]}") ;;

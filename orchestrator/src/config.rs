@@ -278,6 +278,9 @@ fn default_state_dir() -> PathBuf {
 }
 
 #[cfg(test)]
+mod packaged_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
