@@ -6,13 +6,16 @@
 #
 #   scripts/make-upgrade-fixture.sh v0.1.0
 #
-# It builds TAG's `bramble` in a git worktree of its own (debug; set CARGO_TARGET_DIR to
-# reuse a target directory, or BRAMBLE_BIN to an already built binary of TAG), lets that
+# It builds TAG's `bramble` in a git worktree of its own (debug, in CARGO_TARGET_DIR,
+# default /var/tmp/bramble-fixture-target; or set BRAMBLE_BIN to a built binary of TAG).
+# Give it a target directory no other checkout builds in: cargo names a workspace's own
+# crates by their path inside the workspace and trusts file times, so a checkout sharing
+# the directory can afterwards be served TAG's build of a crate as fresh. It lets that
 # binary create and migrate the database (`token create`) and fill it through its API
-# (`serve`: switches with credentials, shelves, Pis in several states and owners, jobs
-# and their events), stops it, then adds with sqlite3 what the API cannot make without
-# hardware (images, snapshots, hardware history, console boots, DHCP leases, a
-# maintenance mark). Needs: cargo, git, curl, sqlite3.
+# (`serve`: switches with credentials, shelves, Pis in several states and owners, a
+# maintenance mark, jobs and their events), stops it, then adds with sqlite3 what the API
+# cannot make without hardware (an image, a deployed Pi, snapshots, hardware history, a
+# console boot, a DHCP lease). Needs: cargo, git, curl, sqlite3, python3.
 set -euo pipefail
 tag=${1:?usage: $0 TAG (a release tag, e.g. v0.1.0)}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,14 +86,16 @@ call PATCH "/v1/pis/${pis[5]}" '{"state": "retired"}' >/dev/null
 call POST "/v1/pis/${pis[4]}/maintenance" '{"on": true}' >/dev/null
 # Jobs: a reboot (fails: the switch does not answer) and a power-off, with an
 # Idempotency-Key.
-call POST "/v1/pis/${pis[1]}/reboot" '{}' >/dev/null
-curl -fsS -X POST -H "Authorization: Bearer $operator" -H 'Idempotency-Key: fixture-key-1' \
-  -H 'Content-Type: application/json' --data '{}' "$api/v1/pis/${pis[3]}/power-off" >/dev/null
-for _ in $(seq 150); do
-  active=$(call GET '/v1/jobs?state=running' | field "['items'].__len__()")
-  queued=$(call GET '/v1/jobs?state=queued' | field "['items'].__len__()")
-  [ "$active$queued" = 00 ] && break
-  sleep 0.2
+jobs=("$(call POST "/v1/pis/${pis[1]}/reboot" '{}' | field "['id']")")
+jobs+=("$(curl -fsS -X POST -H "Authorization: Bearer $operator" -H 'Idempotency-Key: fixture-key-1' \
+  -H 'Content-Type: application/json' --data '{}' "$api/v1/pis/${pis[3]}/power-off" | field "['id']")")
+for job in "${jobs[@]}"; do # until each has failed (nothing answers SNMP there)
+  for _ in $(seq 240); do
+    state=$(call GET "/v1/jobs/$job" | field "['state']")
+    [ "$state" = failed ] && break
+    sleep 0.5
+  done
+  [ "$state" = failed ] || { echo "job $job is still $state" >&2; exit 1; }
 done
 kill -TERM "$server"; wait "$server" || true; server=
 

@@ -217,8 +217,12 @@ async fn every_release_fixture_upgrades_with_its_data_intact() {
         assert_eq!(by_serial(&pis, "f1a70000")["state"], "new");
         let p1 = by_serial(&pis, "f1a70001");
         // Its reboot failed at the power step (the fixture's switches do not answer).
-        assert_eq!((p1["state"].as_str(), p1["owner"].as_str()), (Some("failed"), Some("cust-a")));
-        assert_eq!(p1["failed_step"], "power-off");
+        assert_eq!(
+            (p1["state"].as_str(), p1["owner"].as_str()),
+            (Some("failed"), Some("cust-a")),
+            "{p1}"
+        );
+        assert_eq!(p1["failed_step"], "power-off", "{p1}");
         assert_eq!((p1["model"].as_str(), p1["port"].as_i64()), (Some("3b+"), Some(2)));
         let p2 = by_serial(&pis, "f1a70002");
         assert_eq!(
