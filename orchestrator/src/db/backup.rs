@@ -13,6 +13,7 @@
 //! removes the old database's `-wal`/`-shm`, which must never meet the new file.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -178,6 +179,9 @@ pub async fn backup(db: &Path, dest: &Path, force: bool) -> Result<Summary, Back
     source.close().await;
     let source_at = removing_on_error(copied, &tmp)?;
     let checked = async {
+        // It holds switch credentials and token hashes: for its owner only.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("restrict", &tmp))?;
         sync_file(&tmp)?;
         let summary = inspect(&tmp).await?;
         if summary.schema != source_at {
@@ -245,6 +249,9 @@ pub async fn restore(db: &Path, backup: &Path, lease: Duration) -> Result<Restor
     let tmp = beside(db, &format!(".restore-{}", std::process::id()));
     std::fs::copy(backup, &tmp).map_err(io("copy the backup to", &tmp))?;
     let checked = async {
+        if db.is_file() {
+            same_owner_and_mode(&tmp, db)?;
+        }
         sync_file(&tmp)?;
         let summary = inspect(&tmp).await?;
         let pool = open_plain(&tmp).await?;
@@ -340,6 +347,20 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Gives `path` the owner and mode of `like` (a restore run as root leaves the database
+/// to the service's user, as it was).
+fn same_owner_and_mode(path: &Path, like: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::MetadataExt;
+    let want = std::fs::metadata(like).map_err(io("read", like))?;
+    let have = std::fs::metadata(path).map_err(io("read", path))?;
+    if (have.uid(), have.gid()) != (want.uid(), want.gid()) {
+        std::os::unix::fs::chown(path, Some(want.uid()), Some(want.gid()))
+            .map_err(io("give the restored copy the database's owner:", path))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(want.mode() & 0o7777))
+        .map_err(io("give the restored copy the database's mode:", path))
+}
+
 fn remove_if_present(path: &Path) -> Result<bool, BackupError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
@@ -399,6 +420,7 @@ mod tests {
         assert_eq!(saved.path, dest);
         assert_eq!(saved.schema, schema::known_max(Backend::Sqlite));
         assert_eq!(saved.size_bytes, std::fs::metadata(&dest).unwrap().len());
+        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
         writer.await.unwrap();
         // Consistent: a prefix of the writer's tokens, in order, none torn.
         let labels = token_labels(&dest).await;
@@ -446,7 +468,9 @@ mod tests {
         // The pool's idle connections keep the WAL and its index beside the file, as a
         // controller's did: the restore must remove them.
         assert!(beside(&path, "-wal").exists() && beside(&path, "-shm").exists());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let done = restore(&path, &saved, lease).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         assert_eq!(done.removed, [beside(&path, "-wal"), beside(&path, "-shm")]);
         db.close().await;
         assert_eq!(done.database.path, path);
