@@ -14,7 +14,7 @@ real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support debian-ar
   cpio)
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd
-  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium)
+  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium sqlite3)
 
 case "${1:-test}" in
   run) want=("${run_pkgs[@]}") ;;
