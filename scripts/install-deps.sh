@@ -16,7 +16,7 @@ real_pkgs=(qemu-system-arm debootstrap qemu-user-static binfmt-support debian-ar
 # in a debootstrapped chroot.
 test_pkgs=(postgresql isc-dhcp-client busybox kea-admin kea-dhcp4-server dnsmasq-base
   tftp-hpa atftp tftpd-hpa curl snmp snmpd
-  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium
+  btrfs-progs xfsprogs nfs-kernel-server python3 pkg-config chromium sqlite3
   dpkg-dev systemd)
 
 case "${1:-test}" in

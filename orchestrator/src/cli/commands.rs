@@ -44,6 +44,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             line(&secret)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Db { command } => super::db::run(command).await,
         Command::Pi { command, api } => pi(command, &api).await,
         Command::Job { command, api } => job(command, &api).await,
         Command::Shelf { command: ShelfCommand::List, api } => {

@@ -1,5 +1,5 @@
-//! The `bramble` command line: `serve` and `token create` work on the local
-//! configuration and database; everything else is a client of the HTTP API.
+//! The `bramble` command line: `serve`, `token create` and `db backup|restore` work on
+//! the local configuration and database; everything else is a client of the HTTP API.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 mod client;
 mod commands;
 mod console;
+mod db;
 mod hardware;
 mod lab;
 mod output;
@@ -80,6 +81,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Back up or restore the configured SQLite inventory (docs/backups.md).
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
     },
     /// Pis: list, show, power, reboot, reimage, snapshots, restore, rescue, unrescue.
     Pi {

@@ -12,6 +12,7 @@ use bramble_netboot::hw::PiSerial;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+pub mod backup;
 pub mod cluster;
 pub mod console;
 pub mod events;
@@ -24,6 +25,7 @@ pub mod orchestration;
 pub mod pis;
 pub mod power;
 pub mod retention;
+pub mod schema;
 pub mod snapshots;
 pub(crate) mod sql;
 pub mod status;
@@ -56,6 +58,13 @@ pub enum DbError {
     },
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The database was migrated by a newer release; nothing was applied.
+    #[error(
+        "the inventory's schema is at migration {at} but this bramble {release} knows migrations \
+         up to {known}: it was upgraded by a newer release; run that release or restore a backup \
+         made before the upgrade (docs/backups.md)"
+    )]
+    SchemaNewer { at: i64, known: i64, release: &'static str },
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
     #[error("stored value in {column} is invalid: {value:?}")]
@@ -96,9 +105,27 @@ pub struct Db {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// This binary's migrations for `backend`.
+pub(crate) fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
 impl Db {
-    /// Opens (creating a SQLite file and its directory if needed) and migrates.
+    /// Opens (creating a SQLite file and its directory if needed) and migrates. A
+    /// database migrated by a newer release is refused before anything is applied.
     pub async fn connect(url: &str) -> Result<Db, DbError> {
+        let db = Db::open_unmigrated(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Opens without migrating (creating a SQLite file and its directory if needed):
+    /// for reading a database's state (`bramble db backup`, `restore`) without changing
+    /// its schema.
+    pub async fn open_unmigrated(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         if backend == Backend::Sqlite {
@@ -118,17 +145,23 @@ impl Db {
             .connect(url)
             .await
             .map_err(open)?;
-        let db = Db { pool, backend };
-        db.migrate().await?;
-        Ok(db)
+        Ok(Db { pool, backend })
     }
 
     async fn migrate(&self) -> Result<(), DbError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.pool).await.map_err(DbError::Migrate)
+        let applied = schema::applied(&self.pool, self.backend).await?;
+        if let schema::Verdict::Newer { at, known } =
+            schema::judge(&applied, &schema::known(self.backend))
+        {
+            return Err(schema::newer_error(at, known));
+        }
+        migrator(self.backend).run(&self.pool).await.map_err(DbError::Migrate)
+    }
+
+    /// The migrations applied to this database, compared with this binary's.
+    pub async fn schema(&self) -> Result<schema::Verdict, DbError> {
+        let applied = schema::applied(&self.pool, self.backend).await?;
+        Ok(schema::judge(&applied, &schema::known(self.backend)))
     }
 
     pub fn backend(&self) -> Backend {
