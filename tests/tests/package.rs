@@ -265,11 +265,22 @@ fn the_deb_installs_runs_and_removes_cleanly_in_a_fresh_debian_12() {
     assert!(kept == inventory, "the inventory changed across remove and reinstall");
     removed(&chroot);
 
-    // Purge: config, state, user and group go; nothing of the package is left.
+    // Purge: config and enablement go; the inventory (customers' data) and the user
+    // owning it stay. Purged again once the state directory is emptied by hand, nothing
+    // of the package is left.
     chroot.ok(&["dpkg", "-P", "bramble"]);
-    for gone in ["/etc/bramble", "/var/lib/bramble", mask, wants] {
+    for gone in ["/etc/bramble", mask, wants] {
         assert!(!chroot.exists(gone), "{gone} left after purge");
     }
+    let kept = std::fs::read(chroot.path("/var/lib/bramble/bramble.db"))
+        .expect("purge kept the inventory");
+    assert!(kept == inventory, "purge changed the inventory");
+    assert_eq!(owner("/var/lib/bramble"), "bramble:bramble 750");
+    chroot.ok(&["dpkg", "-i", "/tmp/bramble.deb"]);
+    chroot.ok(&["rm", "-rf", "/var/lib/bramble"]);
+    chroot.ok(&["mkdir", "/var/lib/bramble"]);
+    chroot.ok(&["dpkg", "-P", "bramble"]);
+    assert!(!chroot.exists("/var/lib/bramble"), "an empty state directory left after purge");
     assert!(!chroot.output(&["getent", "passwd", "bramble"]).status.success(), "user left");
     assert!(!chroot.output(&["getent", "group", "bramble"]).status.success(), "group left");
     let status = chroot.output(&["dpkg-query", "-W", "-f=${Status}", "bramble"]);
