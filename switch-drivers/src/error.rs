@@ -27,6 +27,11 @@ pub enum SwitchError {
         oid: String,
         port: Option<u16>,
     },
+    /// The agent refused the credentials: an SNMPv3 authentication failure or Report
+    /// (unknown user, wrong digest). A v2c agent ignores a wrong community instead, which
+    /// looks like [`SwitchError::Timeout`]. `detail` names the report, never a secret.
+    #[error("switch {switch}: {operation} refused the credentials: {detail}")]
+    Auth { switch: SocketAddr, operation: &'static str, detail: String },
     /// Talking to the agent failed for another reason (socket, USM, decode).
     #[error("switch {switch}: {operation} on {oid} failed: {detail}")]
     Transport { switch: SocketAddr, operation: &'static str, oid: String, detail: String },

@@ -139,3 +139,29 @@ async fn a_shelf_cut_off_midway_is_an_error_and_a_rerun_completes_it() {
     assert!(report.verified && report.varbinds < 485, "{report:?}");
     assert!(d.drift(&plan.desired()).await.expect("drift").is_empty());
 }
+
+/// What `bramble doctor` tells apart: the right credentials identify the switch; a
+/// wrong SNMPv3 password gets an authentication report (`SwitchError::Auth`, naming no
+/// secret); a wrong v2c community gets no answer at all, as from a silent switch.
+#[tokio::test]
+async fn identify_tells_a_v3_refusal_from_v2c_silence() {
+    use bramble_switch::detect::{DriverKind, identify};
+    use bramble_switch::{Credentials, Secret};
+    let sim = Sim::start(8, None).await;
+    let (id, kind) = identify(common::v3(sim.addr)).await.expect("right v3 credentials");
+    assert_eq!(kind, DriverKind::Standard);
+    assert!(id.sys_object_id.starts_with("1.3.6.1.4.1"), "{id:?}");
+    let mut wrong = common::v3(sim.addr);
+    if let Credentials::V3 { auth_pass, .. } = &mut wrong.credentials {
+        *auth_pass = Secret::new("not-the-SECRET");
+    }
+    let start = Instant::now();
+    let err = identify(wrong).await.expect_err("wrong v3 password");
+    assert!(matches!(err, SwitchError::Auth { .. }), "{err:?}");
+    assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+    let mut wrong = v2c(sim.addr);
+    wrong.credentials = Credentials::V2c { community: Secret::new("not-the-community") };
+    let err = identify(wrong).await.expect_err("wrong community");
+    assert!(matches!(err, SwitchError::Timeout { .. }), "{err:?}");
+}
