@@ -120,7 +120,7 @@ pub fn free_bytes(path: &Path) -> Result<u64> {
     if rc != 0 {
         return Err(ImagesError::io("statvfs", path, std::io::Error::last_os_error()));
     }
-    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// `statfs` magic of btrfs.

@@ -175,3 +175,44 @@ async fn a_fresh_install_passes_offline() {
     drop(held);
     assert_eq!((code, failing(&rows)), (1, vec!["port api"]), "{rows:#?}");
 }
+
+/// `bramble serve` runs the local checks at start, logs what is not ok with its advice,
+/// and starts anyway.
+#[tokio::test]
+async fn serve_logs_its_preflight_warnings_and_starts() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = std::process::Command::new(EXE)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("BRAMBLE_LOG", "warn")
+        .env("BRAMBLE_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bramble serve");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bramble serve did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve.kill().expect("kill");
+    serve.wait().expect("wait");
+    let mut log = String::new();
+    serve.stderr.take().expect("stderr").read_to_string(&mut log).expect("read log");
+    let warned = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["level"] == "WARN" && l["fields"]["check"] == "database");
+    let warned = warned.unwrap_or_else(|| panic!("no preflight warning for the database: {log}"));
+    assert!(
+        warned["fields"]["message"].as_str().unwrap_or("").contains("no database at"),
+        "{warned}"
+    );
+    assert!(
+        warned["fields"]["advice"].as_str().unwrap_or("").contains("created at first start"),
+        "{warned}"
+    );
+}

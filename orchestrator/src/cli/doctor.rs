@@ -26,11 +26,10 @@ pub struct DoctorArgs {
 }
 
 pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let origin = args
-        .local
-        .config
-        .as_ref()
-        .map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    let origin = args.local.config.as_ref().map_or_else(
+        || "built-in defaults (no config file)".to_string(),
+        |p| p.display().to_string(),
+    );
     let config = args.local.load().map_err(|e| format!("{e:#}"));
     let opts = Options { scope: Scope::All, offline: args.offline, skip: args.skip };
     let checks =

@@ -25,7 +25,7 @@ pub const INVENTORY_SLACK_MS: i64 = 60_000;
 /// The configuration file: parsed, or why not.
 pub fn config(origin: &str, parsed: Result<(), String>) -> Check {
     match parsed {
-        Ok(()) => Check::ok("config", format!("{origin} parses and is valid")),
+        Ok(()) => Check::ok("config", format!("{origin}: loaded, every value valid")),
         Err(e) => Check::fail(
             "config",
             e,
@@ -528,8 +528,10 @@ pub fn switch(s: &SwitchFacts) -> Check {
         ),
         SnmpAnswer::Silent => Check::fail(
             name,
-            format!("no answer from {at}"),
-            "check the management network, the address and that the switch's SNMP agent is on",
+            format!(
+                "no answer from {at} that its stored SNMPv3 credentials verify: the switch is unreachable, or the user or passwords are wrong (a refusal is not authenticated, so it is not taken as an answer)"
+            ),
+            "check the management network and the switch's SNMP settings; re-register the switch with the user and passwords configured on it",
         ),
         SnmpAnswer::Refused(report) => Check::fail(
             name,

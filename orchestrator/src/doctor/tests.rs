@@ -195,7 +195,7 @@ fn switch_verdicts_word_silence_and_refusal_truthfully() {
     let v3 = switch(&switch_facts("v3", "auto", SnmpAnswer::Silent));
     assert_eq!(v(&v3), Verdict::Fail);
     assert!(v3.detail.starts_with("no answer from sw1 (10.0.0.2:161)"), "{v3:?}");
-    assert!(!v3.detail.contains("community"));
+    assert!(v3.detail.contains("passwords are wrong") && !v3.detail.contains("community"));
     let v2 = switch(&switch_facts("v2c", "auto", SnmpAnswer::Silent));
     assert!(
         v2.detail.starts_with("no answer from sw1") && v2.detail.contains("community is wrong"),
