@@ -109,6 +109,20 @@ pub fn fs_magic(path: &Path) -> Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// Bytes available to unprivileged writers on the filesystem holding `path`
+/// (`statvfs`: `f_bavail * f_frsize`).
+pub fn free_bytes(path: &Path) -> Result<u64> {
+    let c = cstring(path)?;
+    // SAFETY: statvfs is plain data; zeroed is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(ImagesError::io("statvfs", path, std::io::Error::last_os_error()));
+    }
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// `statfs` magic of btrfs.
 pub const BTRFS_MAGIC: i64 = 0x9123_683e;
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod diagnosis;
+pub mod doctor;
 pub mod exports;
 pub mod fabric;
 pub mod hardware;

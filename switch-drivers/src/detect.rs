@@ -66,6 +66,30 @@ pub async fn connect(cfg: SessionConfig) -> Result<Box<dyn SwitchDriver>, Switch
     })
 }
 
+/// Connects and GETs sysObjectID and sysDescr: which switch answers, and which driver
+/// [`connect`] would pick for it (`bramble doctor` compares it with the inventory's).
+pub async fn identify(
+    cfg: SessionConfig,
+) -> Result<(crate::driver::SwitchIdentity, DriverKind), SwitchError> {
+    let addr = cfg.addr;
+    let session = Session::connect(cfg).await?;
+    let oids = [Oid::from_slice(oids::SYS_OBJECT_ID), Oid::from_slice(oids::SYS_DESCR)];
+    let vbs = session.get(&oids).await?;
+    let id = vbs.first().and_then(|vb| vb.value.as_oid().cloned()).ok_or_else(|| {
+        SwitchError::BadValue {
+            switch: addr,
+            oid: oids[0].to_string(),
+            detail: "sysObjectID missing or not an OBJECT IDENTIFIER".into(),
+        }
+    })?;
+    let descr = vbs
+        .get(1)
+        .and_then(|vb| vb.value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()))
+        .unwrap_or_default();
+    let kind = kind_for(&id);
+    Ok((crate::driver::SwitchIdentity { sys_object_id: id.to_string(), sys_descr: descr }, kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,12 @@ pub enum SwitchError {
         oid: String,
         port: Option<u16>,
     },
+    /// The agent refused the request: an SNMPv3 authentication failure or a Report the
+    /// client accepted as terminal. A v2c agent ignores a wrong community instead, and
+    /// async-snmp does not accept an unauthenticated Report for a wrong v3 user or
+    /// password: both end as [`SwitchError::Timeout`]. `detail` never names a secret.
+    #[error("switch {switch}: {operation} refused the credentials: {detail}")]
+    Auth { switch: SocketAddr, operation: &'static str, detail: String },
     /// Talking to the agent failed for another reason (socket, USM, decode).
     #[error("switch {switch}: {operation} on {oid} failed: {detail}")]
     Transport { switch: SocketAddr, operation: &'static str, oid: String, detail: String },

@@ -199,6 +199,9 @@ pub(crate) fn map_err(
             oid: oid.as_ref().map(|o| o.to_string()).unwrap_or(fallback_oid),
             port: None,
         },
+        e @ (async_snmp::Error::Auth { .. } | async_snmp::Error::Report { .. }) => {
+            SwitchError::Auth { switch, operation, detail: e.to_string() }
+        }
         other => SwitchError::Transport {
             switch,
             operation,

@@ -139,3 +139,40 @@ async fn a_shelf_cut_off_midway_is_an_error_and_a_rerun_completes_it() {
     assert!(report.verified && report.varbinds < 485, "{report:?}");
     assert!(d.drift(&plan.desired()).await.expect("drift").is_empty());
 }
+
+/// What `bramble doctor` can tell from a switch: the right credentials identify it
+/// (sysObjectID, sysDescr, driver); a wrong SNMPv3 user or password, like a wrong v2c
+/// community, gets no answer this client accepts (the virtual switch's agent sends an
+/// authentication report, as net-snmp's `snmpget` shows, but async-snmp does not take an
+/// unauthenticated report for another user as the answer), so it ends as a timeout
+/// within the bound, and no error names a secret.
+#[tokio::test]
+async fn identify_names_the_switch_and_wrong_credentials_time_out() {
+    use bramble_switch::detect::{DriverKind, identify};
+    use bramble_switch::{Credentials, Secret};
+    let sim = Sim::start(8, None).await;
+    let (id, kind) = identify(common::v3(sim.addr)).await.expect("right v3 credentials");
+    assert_eq!(kind, DriverKind::Standard);
+    assert!(id.sys_object_id.starts_with("1.3.6.1.4.1"), "{id:?}");
+    assert!(id.sys_descr.contains("Bramble virtual PoE switch"), "{id:?}");
+    let mut wrong_user = common::v3(sim.addr);
+    let mut wrong_pass = common::v3(sim.addr);
+    if let Credentials::V3 { user, .. } = &mut wrong_user.credentials {
+        *user = "not-a-user".into();
+    }
+    if let Credentials::V3 { auth_pass, .. } = &mut wrong_pass.credentials {
+        *auth_pass = Secret::new("not-the-SECRET");
+    }
+    let mut wrong_community = v2c(sim.addr);
+    wrong_community.credentials = Credentials::V2c { community: Secret::new("not-the-SECRET") };
+    for cfg in [wrong_user, wrong_pass, wrong_community] {
+        let start = Instant::now();
+        let err = identify(cfg).await.expect_err("wrong credentials");
+        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+        assert!(matches!(err, SwitchError::Timeout { .. } | SwitchError::Auth { .. }), "{err:?}");
+        assert!(
+            !err.to_string().contains("SECRET") && !format!("{err:?}").contains("SECRET"),
+            "{err}"
+        );
+    }
+}

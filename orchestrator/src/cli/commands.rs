@@ -24,6 +24,7 @@ use crate::snapshots::Snapshot;
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Serve(local) => serve(local.load()?).await,
+        Command::Doctor(args) => super::doctor::run(args).await,
         Command::Token { command: TokenCommand::Create { role, customer, label, local } } => {
             let config = local.load()?;
             let db = Db::connect(&config.database_url).await?;
@@ -184,6 +185,8 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config: crate::config::Config) -> anyhow::Result<ExitCode> {
+    // The local preflight checks, logged; none stops the start.
+    crate::doctor::at_start(&config).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

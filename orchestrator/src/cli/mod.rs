@@ -13,6 +13,7 @@ mod client;
 mod commands;
 mod console;
 mod db;
+mod doctor;
 mod hardware;
 mod lab;
 mod output;
@@ -129,6 +130,9 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Check that this machine is ready to serve Pis (config, database, trunk, ports,
+    /// NFS, image store, disk, switches, clock); exits 1 if a check fails.
+    Doctor(doctor::DoctorArgs),
     /// Run a virtual PoE switch (SNMP v2c/v3) for labs and tests.
     SwitchSim(tools::SwitchSimArgs),
     /// A virtual shelf on this machine: controller, switch, NFS server, simulated Pis.

@@ -105,8 +105,9 @@ pub struct Db {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// This binary's migrations for `backend`.
-pub(crate) fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
+/// The migrations this binary knows for `backend` (`bramble doctor` compares them with
+/// the applied ones without running them).
+pub fn migrator(backend: Backend) -> &'static sqlx::migrate::Migrator {
     match backend {
         Backend::Sqlite => &SQLITE_MIGRATIONS,
         Backend::Postgres => &POSTGRES_MIGRATIONS,

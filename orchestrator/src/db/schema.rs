@@ -17,6 +17,8 @@ pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 pub struct Applied {
     pub version: i64,
     pub checksum: Vec<u8>,
+    /// False for a migration that failed half-way (sqlx refuses such a database).
+    pub success: bool,
 }
 
 /// How a database's applied migrations compare with the ones this binary knows.
@@ -79,11 +81,20 @@ pub async fn applied(pool: &sqlx::AnyPool, backend: Backend) -> Result<Vec<Appli
     if n == 0 {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT version, checksum, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) AS ok \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter()
-        .map(|r| Ok(Applied { version: r.try_get("version")?, checksum: r.try_get("checksum")? }))
+        .map(|r| {
+            Ok(Applied {
+                version: r.try_get("version")?,
+                checksum: r.try_get("checksum")?,
+                success: r.try_get::<i64, _>("ok")? == 1,
+            })
+        })
         .collect()
 }
 
@@ -97,7 +108,7 @@ mod tests {
     use super::*;
 
     fn a(version: i64, checksum: &[u8]) -> Applied {
-        Applied { version, checksum: checksum.to_vec() }
+        Applied { version, checksum: checksum.to_vec(), success: true }
     }
 
     const KNOWN: &[(i64, &[u8])] = &[(1, b"one"), (2, b"two"), (13, b"thirteen")];
