@@ -52,6 +52,9 @@ pub struct RawConfig {
     /// The Pis' netconsole receiver and how much of it is kept (`[console]`).
     #[serde(default)]
     pub console: crate::console::config::RawConsole,
+    /// The log filter (`[log]`); applies live on a reload.
+    #[serde(default)]
+    pub log: crate::logging::RawLog,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +109,8 @@ pub struct Config {
     pub rescue: crate::jobs::config::RescueConfig,
     /// Power cycles per Pi and window (`[power]`).
     pub power: crate::poe::limit::PowerConfig,
+    /// The log filter (`[log]`).
+    pub log: crate::logging::LogConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +268,7 @@ impl Config {
             snapshots: crate::snapshots::SnapshotsConfig::from_raw(raw.snapshots, origin)?,
             rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
             power: crate::poe::limit::PowerConfig::from_raw(raw.power, origin)?,
+            log: crate::logging::LogConfig::from_raw(raw.log, origin)?,
         })
     }
 }

@@ -56,7 +56,7 @@ impl FabricError {
 }
 
 /// SNMP timing for the controller's sessions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnmpTiming {
     pub timeout: Duration,
     pub retries: u32,
@@ -72,19 +72,38 @@ impl Default for SnmpTiming {
 pub struct Fabric {
     db: Db,
     timing: SnmpTiming,
+    /// In a controller: `[switches]` SNMP timing as configured now (a reload may change
+    /// it; drivers made with another timing are made again). Else `timing`.
+    live: Option<crate::reload::LiveConfig>,
     public_vlan: u16,
-    drivers: Mutex<HashMap<SwitchId, Arc<dyn SwitchDriver>>>,
+    drivers: Mutex<Drivers>,
 }
+
+/// Cached drivers by switch, each with the SNMP timing it was made with.
+type Drivers = HashMap<SwitchId, (SnmpTiming, Arc<dyn SwitchDriver>)>;
 
 impl Fabric {
     pub fn new(db: Db, timing: SnmpTiming, public_vlan: u16) -> Self {
-        Fabric { db, timing, public_vlan, drivers: Mutex::new(HashMap::new()) }
+        Fabric { db, timing, live: None, public_vlan, drivers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes the SNMP timing from the running configuration at each connection.
+    pub fn live(mut self, config: crate::reload::LiveConfig) -> Self {
+        self.live = Some(config);
+        self
+    }
+
+    fn timing(&self) -> SnmpTiming {
+        self.live.as_ref().map_or(self.timing, |c| c.get().switches.snmp)
     }
 
     /// The driver of `switch`, connecting (and picking the driver by sysObjectID) the
     /// first time.
     pub async fn driver(&self, switch: &SwitchId) -> Result<Arc<dyn SwitchDriver>, FabricError> {
-        if let Some(d) = self.lock().get(switch) {
+        let timing = self.timing();
+        if let Some((made, d)) = self.lock().get(switch)
+            && *made == timing
+        {
             return Ok(d.clone());
         }
         let sw = self
@@ -102,14 +121,14 @@ impl Fabric {
             address: sw.address.clone(),
         })?;
         let mut cfg = SessionConfig::new(addr, creds.to_driver());
-        cfg.timeout = self.timing.timeout;
-        cfg.retries = self.timing.retries;
+        cfg.timeout = timing.timeout;
+        cfg.retries = timing.retries;
         let driver: Arc<dyn SwitchDriver> = Arc::from(
             bramble_switch::connect(cfg)
                 .await
                 .map_err(|source| FabricError::Switch { switch: sw.name.clone(), source })?,
         );
-        self.lock().insert(sw.id.clone(), driver.clone());
+        self.lock().insert(sw.id.clone(), (timing, driver.clone()));
         Ok(driver)
     }
 
@@ -164,7 +183,7 @@ impl Fabric {
         Ok(merge(plans))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SwitchId, Arc<dyn SwitchDriver>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Drivers> {
         self.drivers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -65,12 +65,25 @@ pub struct Retention {
     db: Db,
     days: u64,
     every: Duration,
+    /// In a controller: `[events]` as configured now (a reload may change the days).
+    live: Option<crate::reload::LiveConfig>,
 }
 
 impl Retention {
     /// The task for `cfg`, or `None` when boot timelines are kept forever.
     pub fn new(db: Db, cfg: &EventsConfig) -> Option<Retention> {
-        cfg.boot_retention_days.map(|days| Retention { db, days, every: EVERY })
+        cfg.boot_retention_days.map(|days| Retention { db, days, every: EVERY, live: None })
+    }
+
+    /// Reads `boot_retention_days` from the running configuration at each pass (a
+    /// reload keeps it a number of days while this task runs; see `reload::plan`).
+    pub fn live(mut self, config: crate::reload::LiveConfig) -> Self {
+        self.live = Some(config);
+        self
+    }
+
+    fn days(&self) -> u64 {
+        self.live.as_ref().and_then(|c| c.get().events.boot_retention_days).unwrap_or(self.days)
     }
 
     /// Prunes now and then [`EVERY`] after each pass ends, until `shutdown` resolves.
@@ -92,7 +105,7 @@ impl Retention {
     fn report(&self, result: Result<u64, DbError>) {
         match result {
             Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, days = self.days, "boot timeline pruned"),
+            Ok(pruned) => tracing::info!(pruned, days = self.days(), "boot timeline pruned"),
             Err(e) => {
                 tracing::error!(error = %bramble_report::chain(&e), "boot timeline pruning failed")
             }
@@ -102,7 +115,7 @@ impl Retention {
     /// Deletes every boot event older than the retention as of `now_ms`, [`BATCH`] at a
     /// time, and returns how many went.
     pub async fn prune(&self, now_ms: i64) -> Result<u64, DbError> {
-        let cutoff = now_ms.saturating_sub(self.days as i64 * DAY_MS);
+        let cutoff = now_ms.saturating_sub(self.days() as i64 * DAY_MS);
         let mut total = 0;
         loop {
             let n = self.db.prune_boot_events(cutoff, BATCH).await?;

@@ -83,7 +83,10 @@ impl Controller {
         }
         crate::catalogue::seed(&db).await?;
         let images = open_images(&config)?;
-        let fabric = Arc::new(Fabric::new(db.clone(), config.switches.snmp, config.public_vlan));
+        let live = crate::reload::LiveConfig::new(config.clone());
+        let fabric = Arc::new(
+            Fabric::new(db.clone(), config.switches.snmp, config.public_vlan).live(live.clone()),
+        );
         let storage = Arc::new(LateStorage::default());
         let boot = Arc::new(
             BootPlanner::new(
@@ -97,8 +100,7 @@ impl Controller {
         let hardware = Arc::new(Hardware {
             db: db.clone(),
             fabric,
-            timing: config.jobs.clone(),
-            config: config.clone(),
+            config: live.clone(),
             images,
             boot,
             storage: storage.clone(),
@@ -110,7 +112,7 @@ impl Controller {
             .with_max_parallel(config.jobs.max_parallel);
         let runner = crate::jobs::with_executors(runner, &hardware);
         let executable: HashSet<_> = runner.kinds().into_iter().collect();
-        let state = AppState::new(db, config, executable);
+        let state = AppState::new(db, live, executable);
         state.metrics.add_collector(boot_metrics);
         Ok(Controller {
             state,
@@ -140,8 +142,10 @@ impl Controller {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let name = membership.name().to_string();
         let lease = membership.config().lease;
+        // What runs at start; the parts that read a reloadable key hold `state.config`.
+        let config = state.config.get();
         // DHCP and TFTP when `[netboot] enabled`; they stop on the same shutdown.
-        let netboot_cfg = &state.config.netboot;
+        let netboot_cfg = &config.netboot;
         let plans = hardware.boot.clone();
         let netboot = match (links, netboot_cfg.enabled) {
             (Some(links), true) => Some(
@@ -192,10 +196,10 @@ impl Controller {
                 exporter,
                 hardware.boot.clone(),
             );
-            tokio::spawn(sync.run(state.config.netboot.refresh, wait_true(rx.clone())))
+            tokio::spawn(sync.run(config.netboot.refresh, wait_true(rx.clone())))
         });
         // Switches read back against the inventory, drift repaired, power draw watched.
-        let reconciler = state.config.switches.reconcile_every.map(|every| {
+        let reconciler = config.switches.reconcile_every.map(|every| {
             let r = crate::reconciler::Reconciler::new(
                 state.db.clone(),
                 hardware.fabric.clone(),
@@ -206,13 +210,15 @@ impl Controller {
         });
         // Job notifications read the event log on their own; jobs never wait for them.
         // One controller of the cluster delivers them: the holder of their lease.
-        let webhooks = state.config.webhooks.clone().map(|cfg| {
+        let webhooks = config.webhooks.clone().map(|cfg| {
             let singleton =
                 Singleton::new(state.db.clone(), crate::webhooks::notifier::LEASE, &name, lease);
             let held = singleton.held();
             let (db, executable) = (state.db.clone(), state.executable.clone());
+            let live = state.config.clone();
             let deliver = move |stop| {
                 crate::webhooks::Notifier::new(db.clone(), cfg.clone())
+                    .live(live.clone())
                     .with_executable(executable.clone())
                     .while_leader(held.clone())
                     .run(crate::cluster::stopped(stop))
@@ -220,15 +226,13 @@ impl Controller {
             tokio::spawn(singleton.run(deliver, wait_true(rx.clone())))
         });
         // Boot timelines older than `[events] boot_retention_days` pruned on a timer.
-        let retention = crate::retention::Retention::new(state.db.clone(), &state.config.events)
-            .map(|r| tokio::spawn(r.run(wait_true(rx.clone()))));
+        let retention = crate::retention::Retention::new(state.db.clone(), &config.events)
+            .map(|r| tokio::spawn(r.live(state.config.clone()).run(wait_true(rx.clone()))));
         // Snapshots pruned, and directories whose row is gone deleted, where they live.
         let snapshots = hardware.images.clone().map(|images| {
-            let sweeper = crate::snapshots::Sweeper::new(
-                state.db.clone(),
-                images,
-                state.config.snapshots.clone(),
-            );
+            let sweeper =
+                crate::snapshots::Sweeper::new(state.db.clone(), images, config.snapshots.clone())
+                    .live(state.config.clone());
             tokio::spawn(sweeper.run(wait_true(rx.clone())))
         });
         let addr = listener.local_addr().ok();

@@ -385,13 +385,19 @@ async fn shelves_get_collision_free_addresses_or_nothing() {
         assert_problem(&r, 409, "ports_in_use");
         // Asking for more VLANs than the range has leaves nothing behind.
         let before =
-            state.db.taken_addresses(&state.config.cluster.name).await.unwrap().vlans.len();
-        let vlans_free = state.config.pools.storage_vlans.len() - before;
+            state.db.taken_addresses(&state.config.get().cluster.name).await.unwrap().vlans.len();
+        let vlans_free = state.config.get().pools.storage_vlans.len() - before;
         let r = api.post("/v1/shelves", op, json!({"name": "huge", "switch": "sw-shelf-d", "first_port": 5, "last_port": 5 + 191})).await;
         if vlans_free < 192 {
             assert_problem(&r, 409, "addresses_exhausted");
             assert_eq!(
-                state.db.taken_addresses(&state.config.cluster.name).await.unwrap().vlans.len(),
+                state
+                    .db
+                    .taken_addresses(&state.config.get().cluster.name)
+                    .await
+                    .unwrap()
+                    .vlans
+                    .len(),
                 before
             );
             assert_problem(&api.get("/v1/shelves/huge", op).await, 404, "not_found");

@@ -430,7 +430,7 @@ async fn a_job_runs_only_on_the_controller_serving_its_switch() {
     for db in test_databases().await {
         let (state, op) = app_state(&db).await;
         let api = Api { router: bramble::api::app(state.clone()) };
-        let me = state.config.cluster.name.clone();
+        let me = state.config.get().cluster.name.clone();
         let pi = api.rack(&op, "rt", 1, &["rita"]).await.remove(0);
         let job = api.post(&format!("/v1/pis/{pi}/reboot"), &op, json!({})).await;
         assert_eq!(job.status, 202, "{:?}", job.body);
@@ -479,11 +479,11 @@ async fn a_job_runs_only_on_the_controller_serving_its_switch() {
 #[tokio::test]
 async fn racing_requests_for_a_pi_are_accepted_or_busy_never_an_error() {
     for db in test_databases().await {
-        let (mut state, op) = app_state(&db).await;
+        let (state, op) = app_state(&db).await;
         // Hundreds of reboots of one Pi: the power-cycle limit is not what this tests.
-        let mut config = (*state.config).clone();
+        let mut config = (*state.config.get()).clone();
         config.power.max_cycles = 0;
-        state.config = Arc::new(config);
+        state.config.set(config);
         let api = Arc::new(Api { router: bramble::api::app(state.clone()) });
         let pi = api.rack(&op, "race", 1, &["rae"]).await.remove(0);
         let mut statuses = std::collections::BTreeMap::<u16, usize>::new();

@@ -46,7 +46,7 @@ async fn open(db: &TestDb) -> (Db, Vec<(String, Ipv4Addr)>) {
         driver: "standard".into(),
         trunk_port: 24,
         credentials: SnmpCredentials::V2c { community: Secret::new("public") },
-        controller: c.state.config.cluster.name.clone(),
+        controller: c.state.config.get().cluster.name.clone(),
         l2_domain: "store".into(),
     };
     let sw = c.state.db.insert_switch(&sw).await.expect("switch");

@@ -200,14 +200,15 @@ async fn timeline(api: &Api, token: &str, pi: &str, want: &[&str]) -> Vec<Value>
 /// The whole case; run inside the controller's namespace.
 async fn case(database: String, subnet: u8, netns: String) {
     let (state, token, lab) = setup(&database, subnet, &netns).await;
-    let plans = Arc::new(BootPlanner::new(state.config.netboot.roots_dir.clone(), None, None));
+    let running = state.config.get();
+    let plans = Arc::new(BootPlanner::new(running.netboot.roots_dir.clone(), None, None));
     let netboot = Netboot::start(
         &state.db,
-        &state.config.netboot,
+        &running.netboot,
         &state.metrics,
         lab.links.clone(),
         plans,
-        &state.config.cluster.name,
+        &running.cluster.name,
     )
     .await
     .expect("netboot starts");

@@ -17,12 +17,12 @@ const OTHER_KEY: &str =
 macro_rules! each_backend {
     ($case:ident) => {
         for db in test_databases().await {
-            let (mut state, op) = app_state(&db).await;
+            let (state, op) = app_state(&db).await;
             // These cases rescue and unrescue one Pi more often than `[power]
             // max_cycles` allows; `api.rs` tests the limit itself.
-            let mut config = (*state.config).clone();
+            let mut config = (*state.config.get()).clone();
             config.power.max_cycles = 0;
-            state.config = std::sync::Arc::new(config);
+            state.config.set(config);
             eprintln!("-- {} on {}", stringify!($case), db.label);
             $case(Api { router: bramble::api::app(state.clone()) }, &op, &state).await;
             state.db.close().await;

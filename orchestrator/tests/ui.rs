@@ -123,7 +123,7 @@ async fn seed(api: &Api, st: &AppState, op: &str) -> Seeded {
     let job = JobId(r.body["id"].as_str().unwrap().to_string());
     let lease = Duration::from_secs(600);
     // Claimed as the controller serving the shelf's switch (the only one that may).
-    let runner = st.config.cluster.name.clone();
+    let runner = st.config.get().cluster.name.clone();
     let claimed = st
         .db
         .claim_job(&runner, &[JobKind::Reboot], lease)

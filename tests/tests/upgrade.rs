@@ -73,13 +73,18 @@ fn counts(db: &Path) -> BTreeMap<String, i64> {
 
 /// The fixture's migrations, checked against this build's before anything runs.
 fn check_migrations(name: &str, db: &Path) -> i64 {
-    let applied: Vec<Applied> = sqlite3(db, "SELECT version, hex(checksum) FROM _sqlx_migrations")
-        .lines()
-        .map(|l| {
-            let (v, sum) = l.split_once('|').unwrap();
-            Applied { version: v.parse().unwrap(), checksum: unhex(sum) }
-        })
-        .collect();
+    let applied: Vec<Applied> =
+        sqlite3(db, "SELECT version, hex(checksum), success FROM _sqlx_migrations")
+            .lines()
+            .map(|l| {
+                let fields: Vec<&str> = l.split('|').collect();
+                Applied {
+                    version: fields[0].parse().unwrap(),
+                    checksum: unhex(fields[1]),
+                    success: fields[2] == "1",
+                }
+            })
+            .collect();
     match schema::judge(&applied, &schema::known(Backend::Sqlite)) {
         Verdict::Compatible { at, .. } => at,
         Verdict::Modified { version } => panic!(

@@ -20,6 +20,11 @@ pub struct ControllerView {
     pub switches: Vec<String>,
     /// Cluster singletons whose lease it holds now (`webhooks`, `reconcile:<switch>`).
     pub leases: Vec<String>,
+    /// Only on the controller that answers: keys of its config file changed since it
+    /// started that take effect only after a restart (empty: none). See
+    /// docs/configuration.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_pending: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,7 +40,10 @@ pub async fn list(
 ) -> Result<Json<ControllerList>, ApiError> {
     require_operator(&who)?;
     let (controllers, now) = st.db.list_controllers().await?;
-    let lease = st.config.cluster.lease;
+    let config = st.config.get();
+    let (lease, me) = (config.cluster.lease, config.cluster.name.as_str());
+    let pending: Vec<String> =
+        st.reload.restart_pending().into_iter().map(str::to_string).collect();
     let switches = st.db.list_switches().await?;
     let leases = st.db.live_leases(now).await?;
     let items = controllers
@@ -48,6 +56,7 @@ pub async fn list(
                 .map(|s| s.name.clone())
                 .collect(),
             leases: leases.iter().filter(|l| l.holder == c.name).map(|l| l.name.clone()).collect(),
+            restart_pending: (c.name == me).then(|| pending.clone()),
             controller: c,
         })
         .collect();

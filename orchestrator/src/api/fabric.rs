@@ -103,7 +103,7 @@ pub async fn create_switch(
             });
         }
     }
-    let controller = req.controller.unwrap_or_else(|| st.config.cluster.name.clone());
+    let controller = req.controller.unwrap_or_else(|| st.config.get().cluster.name.clone());
     errs.extend(known_controller(&st, &controller).await?);
     let l2_domain = req.l2_domain.unwrap_or_else(|| controller.clone());
     if !crate::cluster::config::valid_name(&l2_domain) {
@@ -259,7 +259,7 @@ pub async fn enroll_shelf(
             &SwitchId(req.switch.clone()),
             req.first_port,
             req.last_port,
-            &st.config.pools,
+            &st.config.get().pools,
         )
         .await
         .map_err(|e| match e {

@@ -48,7 +48,8 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
             Sample::new("bramble_jobs", j.n as f64).label("state", &j.state).label("kind", &j.kind)
         })
         .collect();
-    let c = st.db.count_controllers(st.config.cluster.lease).await?;
+    let config = st.config.get();
+    let c = st.db.count_controllers(config.cluster.lease).await?;
     let controllers = [("alive", c.alive), ("silent", c.silent), ("stopped", c.stopped)]
         .into_iter()
         .map(|(s, n)| Sample::new("bramble_controllers", n as f64).label("state", s))
@@ -62,7 +63,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
             controllers,
         ),
     ];
-    if st.config.webhooks.is_some() {
+    if config.webhooks.is_some() {
         let cursor =
             crate::webhooks::store::load_cursor(&st.db, crate::webhooks::store::CURSOR_NAME)
                 .await?;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, patch, post};
 
-use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::model::JobKind;
 use crate::metrics::Metrics;
+use crate::reload::LiveConfig;
 
 mod cluster;
 pub mod console;
@@ -36,20 +36,21 @@ pub use extract::Caller;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub config: Arc<Config>,
+    /// The running configuration, read at use (a reload may change it).
+    pub config: LiveConfig,
     pub metrics: Arc<Metrics>,
+    /// Configuration reloads: counters and the keys waiting for a restart.
+    pub reload: Arc<crate::reload::ReloadStatus>,
     /// Job kinds some runner in this controller can execute; others stay queued.
     pub executable: Arc<HashSet<JobKind>>,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: Config, executable: HashSet<JobKind>) -> Self {
-        AppState {
-            db,
-            config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
-            executable: Arc::new(executable),
-        }
+    pub fn new(db: Db, config: impl Into<LiveConfig>, executable: HashSet<JobKind>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let reload = Arc::new(crate::reload::ReloadStatus::default());
+        metrics.add_collector(reload.clone());
+        AppState { db, config: config.into(), metrics, reload, executable: Arc::new(executable) }
     }
 
     /// A job with its `executable` flag filled in from this controller's runners, and
@@ -69,7 +70,8 @@ impl AppState {
     ) -> Result<Vec<crate::model::Job>, crate::db::DbError> {
         // Only an active job of another controller may be waiting: this one is alive,
         // so the common case (a job just submitted here) costs no query.
-        let me = self.config.cluster.name.as_str();
+        let config = self.config.get();
+        let me = config.cluster.name.as_str();
         let pending = |j: &crate::model::Job| {
             j.state.is_active() && j.controller.as_deref().is_some_and(|c| c != me)
         };
@@ -82,7 +84,7 @@ impl AppState {
             {
                 job.waiting_for = match rows.iter().find(|c| &c.name == name) {
                     None => Some(format!("controller {name}, never seen")),
-                    Some(c) if !c.alive(*now, self.config.cluster.lease) => Some(format!(
+                    Some(c) if !c.alive(*now, config.cluster.lease) => Some(format!(
                         "controller {name}, last seen {}",
                         crate::time::rfc3339(c.heartbeat_at)
                     )),

@@ -342,7 +342,8 @@ pub async fn rescue(
 
 /// Refuses a rescue of a Pi the configured rescue image cannot boot (422 naming it).
 async fn rescue_boots(st: &AppState, pi: &crate::model::Pi) -> Result<(), ApiError> {
-    let name = &st.config.rescue.image;
+    let config = st.config.get();
+    let name = &config.rescue.image;
     let images = st.db.list_images().await?;
     let Some(image) = images.iter().find(|i| &i.name == name) else { return Ok(()) };
     validate::image_boots_model(name, &image.models, &pi.model)
@@ -483,7 +484,8 @@ async fn check_power_cycles(
     pi: &crate::ids::PiId,
     kind: JobKind,
 ) -> Result<(), ApiError> {
-    let cfg = &st.config.power;
+    let config = st.config.get();
+    let cfg = &config.power;
     if !crate::poe::limit::cycles(kind) || cfg.max_cycles == 0 {
         return Ok(());
     }

@@ -71,7 +71,7 @@ pub async fn create(
             ),
         });
     }
-    let max = st.config.snapshots.max_manual;
+    let max = st.config.get().snapshots.max_manual;
     let manual = st
         .db
         .list_snapshots(&pi.id, None)

@@ -23,7 +23,7 @@ use crate::snapshots::Snapshot;
 
 pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Serve(local) => serve(local.load()?).await,
+        Command::Serve(local) => serve(local).await,
         Command::Doctor(args) => super::doctor::run(args).await,
         Command::Token { command: TokenCommand::Create { role, customer, label, local } } => {
             let config = local.load()?;
@@ -184,14 +184,25 @@ pub async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: crate::config::Config) -> anyhow::Result<ExitCode> {
+async fn serve(local: super::LocalArgs) -> anyhow::Result<ExitCode> {
+    let config = local.load()?;
+    crate::logging::start(&config.log)?;
     // The local preflight checks, logged; none stops the start.
     crate::doctor::at_start(&config).await;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let controller = Controller::open(config).await?;
-    controller.run(listener, shutdown_signal()).await?;
+    // SIGHUP: the same file and overrides again; live keys apply (crate::reload).
+    let reloader = crate::reload::Reloader::new(
+        controller.state.config.clone(),
+        controller.state.reload.clone(),
+        Box::new(move || local.load_config()),
+    );
+    let reloads = tokio::spawn(reloader.on_hangup().context("cannot catch SIGHUP")?);
+    let served = controller.run(listener, shutdown_signal()).await;
+    reloads.abort();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -50,13 +50,19 @@ pub struct LocalArgs {
 
 impl LocalArgs {
     fn load(&self) -> anyhow::Result<Config> {
+        Ok(self.load_config()?)
+    }
+
+    /// The file (if any) with the command line's overrides; `serve` calls it again on
+    /// every SIGHUP.
+    fn load_config(&self) -> Result<Config, crate::config::ConfigError> {
         let o = Overrides {
             listen: self.listen.clone(),
             database: self.database.clone(),
             state_dir: self.state_dir.clone(),
             name: self.name.clone(),
         };
-        Ok(Config::load(self.config.as_deref(), &o)?)
+        Config::load(self.config.as_deref(), &o)
     }
 }
 
@@ -349,22 +355,9 @@ fn reader_gone(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<output::StdoutError>().is_some_and(|o| o.reader_gone()))
 }
 
+/// Logs to stderr through a filter a reload can replace (`crate::logging`).
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("BRAMBLE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let json = std::env::var("BRAMBLE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    // Colour only on a terminal: a log file or pipe (`lab.log`, journald) gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    crate::logging::init();
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub struct RawSwitches {
 }
 
 /// Timings of the job executors.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobsConfig {
     pub lease: Duration,
     pub poll: Duration,
@@ -116,7 +116,7 @@ pub enum NfsBackend {
     Kernel { exports_file: PathBuf },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImagesConfig {
     pub store_dir: PathBuf,
     pub nfs: NfsBackend,
@@ -124,7 +124,7 @@ pub struct ImagesConfig {
     pub mirror: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SwitchesConfig {
     pub snmp: SnmpTiming,
     /// `None`: no reconciler.

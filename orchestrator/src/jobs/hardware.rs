@@ -18,7 +18,6 @@ use bramble_switch::{PortNo, PortPower};
 use super::config::JobsConfig;
 use super::runner::StepError;
 use crate::bootplan::BootPlanner;
-use crate::config::Config;
 use crate::db::events::NewEvent;
 use crate::db::orchestration::{BootEvidence, SlotLocation};
 use crate::db::{Db, DbError};
@@ -26,6 +25,7 @@ use crate::diagnosis::metrics::BootMetrics;
 use crate::diagnosis::{Attempt, Diagnosis, DiagnosisKind, Ending, LastBoot, PoeReading};
 use crate::fabric::{Fabric, FabricError};
 use crate::model::{Job, Pi, PowerState, Switch};
+use crate::reload::LiveConfig;
 
 /// Makes sure every slot's storage interface exists and is served by DHCP: the running
 /// netboot service, or nothing where this controller does not serve netboot.
@@ -70,8 +70,8 @@ impl ImagesHost {
 pub struct Hardware {
     pub db: Db,
     pub fabric: Arc<Fabric>,
-    pub timing: JobsConfig,
-    pub config: Config,
+    /// The running configuration; executors read it at use (timings change on a reload).
+    pub config: LiveConfig,
     pub images: Option<Arc<ImagesHost>>,
     /// Each slot's boot plan (addresses, NFS path, boot dir), shared with the TFTP resolver.
     pub boot: Arc<BootPlanner>,
@@ -109,6 +109,11 @@ fn switch_error(e: FabricError, doing: &str) -> StepError {
 }
 
 impl Hardware {
+    /// The executors' timings (`[jobs]`) as configured now.
+    pub fn timing(&self) -> JobsConfig {
+        self.config.get().jobs.clone()
+    }
+
     /// The Pi a job is for, with its slot and switch.
     pub async fn target(&self, job: &Job) -> Result<Target, StepError> {
         let no_target = |what: &str| {
@@ -185,7 +190,8 @@ impl Hardware {
     /// did.
     pub async fn confirm_power(&self, t: &Target, on: bool) -> Result<PortPower, StepError> {
         let port = PortNo(t.slot.port);
-        let deadline = Instant::now() + self.timing.power_confirm;
+        let confirm = self.timing().power_confirm;
+        let deadline = Instant::now() + confirm;
         loop {
             let read = self
                 .fabric
@@ -205,7 +211,7 @@ impl Hardware {
                         .with_driver(&t.switch, |d| async move { d.poe_budget().await })
                         .await
                         .ok();
-                    return Err(unconfirmed(t, on, &p, budget, self.timing.power_confirm));
+                    return Err(unconfirmed(t, on, &p, budget, confirm));
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -270,7 +276,7 @@ impl Hardware {
                 self.db.append_event(&e).await?;
                 return Ok(seen);
             }
-            if !seen.dhcp && !cycled && start.elapsed() >= self.timing.boot_timeout / 2 {
+            if !seen.dhcp && !cycled && start.elapsed() >= self.timing().boot_timeout / 2 {
                 cycled = true;
                 tracing::info!(pi = %t.pi.id, job = %job.id, "no DHCP from the Pi yet; power-cycling it once");
                 let e = NewEvent::new(
@@ -284,13 +290,13 @@ impl Hardware {
                 self.db.append_event(&e).await?;
                 self.set_power(job, t, false).await?;
                 self.confirm_power(t, false).await?;
-                tokio::time::sleep(self.timing.settle).await;
+                tokio::time::sleep(self.timing().settle).await;
                 self.set_power(job, t, true).await?;
                 continue;
             }
-            if start.elapsed() >= self.timing.boot_timeout {
-                let ending =
-                    Ending::TimedOut { waited: self.timing.boot_timeout, power_cycled: cycled };
+            let boot_timeout = self.timing().boot_timeout;
+            if start.elapsed() >= boot_timeout {
+                let ending = Ending::TimedOut { waited: boot_timeout, power_cycled: cycled };
                 let d = self.diagnose(job, t, ending).await?;
                 return Err(StepError::permanent(d.operator, d.customer));
             }
@@ -315,7 +321,7 @@ impl Hardware {
         let kernel_at = crate::time::now_millis();
         let address = std::net::SocketAddr::from((t.slot.pi_ip, 22));
         let start = Instant::now();
-        let limit = self.timing.ssh_timeout;
+        let limit = self.timing().ssh_timeout;
         while start.elapsed() < limit {
             let left = limit.saturating_sub(start.elapsed()).min(Duration::from_secs(3));
             match tokio::time::timeout(left, tokio::net::TcpStream::connect(address)).await {

@@ -74,7 +74,7 @@ impl Executor for RebootExecutor {
             S::PowerOff => self.hw.set_power(job, &t, false).await,
             S::ConfirmOff => self.hw.confirm_power(&t, false).await.map(|_| ()),
             S::Settle => {
-                tokio::time::sleep(self.hw.timing.settle).await;
+                tokio::time::sleep(self.hw.timing().settle).await;
                 Ok(())
             }
             S::PowerOn => self.hw.set_power(job, &t, true).await,

@@ -174,7 +174,7 @@ impl RackExecutor {
             .map(|p| (p, expected[&p]))
             .collect();
         let total = pending.len();
-        let mut deadline = Instant::now() + self.hw.timing.rack_await;
+        let mut deadline = Instant::now() + self.hw.timing().rack_await;
         let mut previous: Vec<u16> = Vec::new();
         let mut waves = 0;
         let mut fresh = false;
@@ -182,7 +182,7 @@ impl RackExecutor {
             let (budget, recent) = self.settle(switch, &previous, fresh, &expected).await?;
             fresh = false;
             let available = draw::available_mw(budget.power_w, budget.consumption_w, &recent);
-            let wave = draw::next_wave(&pending, available, self.hw.timing.rack_group_size);
+            let wave = draw::next_wave(&pending, available, self.hw.timing().rack_group_size);
             if wave.is_empty() {
                 if Instant::now() >= deadline {
                     let left: Vec<u16> = pending.iter().map(|(p, _)| *p).collect();
@@ -217,7 +217,7 @@ impl RackExecutor {
             self.event(job, "shelf.power_group", msg, data).await?;
             previous = wave;
             fresh = true;
-            deadline = Instant::now() + self.hw.timing.rack_await;
+            deadline = Instant::now() + self.hw.timing().rack_await;
         }
         Ok(())
     }
@@ -233,9 +233,9 @@ impl RackExecutor {
         expected: &BTreeMap<u16, u32>,
     ) -> Result<(PoeBudget, Vec<(u32, u32)>), StepError> {
         if fresh {
-            tokio::time::sleep(self.hw.timing.rack_group_pause).await;
+            tokio::time::sleep(self.hw.timing().rack_group_pause).await;
         }
-        let until = Instant::now() + self.hw.timing.power_confirm;
+        let until = Instant::now() + self.hw.timing().power_confirm;
         loop {
             let snapshot = self.snapshot(switch).await?;
             let delivering = |p: &u16| {
@@ -264,7 +264,7 @@ impl RackExecutor {
 
     /// Waits for a Pi (with a MAC) in every slot, then marks each slot ready or flagged.
     async fn await_pis(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
-        let deadline = Instant::now() + self.hw.timing.rack_await;
+        let deadline = Instant::now() + self.hw.timing().rack_await;
         loop {
             let mut missing = 0;
             for slot in &shelf.slots {
@@ -330,7 +330,7 @@ impl RackExecutor {
 
     /// A flag for a slot whose Pi never appeared, from what its port reports.
     async fn why_missing(&self, switch: &Switch, port: u16) -> String {
-        let waited = self.hw.timing.rack_await.as_secs();
+        let waited = self.hw.timing().rack_await.as_secs();
         match self
             .hw
             .fabric

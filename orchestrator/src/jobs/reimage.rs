@@ -226,12 +226,13 @@ pub(super) async fn check_boot_files(
 /// Who a root provisioned for the Pi of `t` is: its hostname, public network and the
 /// customer's keys.
 pub(super) fn identity(hw: &Hardware, t: &Target, ssh_keys: &[String]) -> PiIdentity {
+    let config = hw.config.get();
     PiIdentity {
         hostname: hostname(&t.pi),
-        public_vlan: hw.config.public_vlan,
+        public_vlan: config.public_vlan,
         ipv6_address: t.slot.public_ipv6,
-        ipv6_prefix_len: hw.config.pools.public_prefix.prefix_len(),
-        ipv6_gateway: hw.config.public_gateway,
+        ipv6_prefix_len: config.pools.public_prefix.prefix_len(),
+        ipv6_gateway: config.public_gateway,
         authorized_keys: ssh_keys.to_vec(),
     }
 }

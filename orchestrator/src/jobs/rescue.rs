@@ -67,9 +67,10 @@ impl RescueExecutor {
         let images = self.hw.images()?.clone();
         let name = store_name(&t.pi.id, RootKind::Rescue)?;
         let identity = identity(&self.hw, t, &params.ssh_keys);
-        let image = self.hw.config.rescue.image.clone();
+        let image = self.hw.config.get().rescue.image.clone();
         let done = self.hw.db.job_result(&job.id).await?;
         let (server, path) = (own.nfs_server, own.nfs_path.clone());
+        let image_name = image.clone();
         let root = blocking(move || {
             let base = images.store.latest(&image)?;
             let roots = Roots::new(&images.store, images.runner.as_ref());
@@ -88,7 +89,7 @@ impl RescueExecutor {
         .await
         .map_err(|e| match e {
             bramble_images::ImagesError::NoBase { .. } => StepError::permanent(
-                format!("rescue image {}: {}", self.hw.config.rescue.image, chain(&e)),
+                format!("rescue image {image_name}: {}", chain(&e)),
                 "Rescue is not available right now; contact support.",
             ),
             e => images_error(e, "prepare the rescue system"),

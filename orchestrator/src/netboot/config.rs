@@ -54,7 +54,7 @@ pub struct RawFlat {
 }
 
 /// The checked `[netboot]` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetbootConfig {
     /// Off by default: a controller without netboot rights (no port 67/69) still runs.
     pub enabled: bool,

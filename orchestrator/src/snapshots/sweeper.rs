@@ -41,11 +41,23 @@ pub struct Sweeper {
     db: Db,
     images: Arc<ImagesHost>,
     cfg: SnapshotsConfig,
+    /// In a controller: `[snapshots]` as configured now (a reload may change it).
+    live: Option<crate::reload::LiveConfig>,
 }
 
 impl Sweeper {
     pub fn new(db: Db, images: Arc<ImagesHost>, cfg: SnapshotsConfig) -> Sweeper {
-        Sweeper { db, images, cfg }
+        Sweeper { db, images, cfg, live: None }
+    }
+
+    /// Reads `[snapshots]` from the running configuration at each pass.
+    pub fn live(mut self, config: crate::reload::LiveConfig) -> Self {
+        self.live = Some(config);
+        self
+    }
+
+    fn cfg(&self) -> SnapshotsConfig {
+        self.live.as_ref().map_or_else(|| self.cfg.clone(), |c| c.get().snapshots.clone())
     }
 
     /// Sweeps now and then every `sweep_seconds` until `shutdown` resolves; a failed
@@ -63,7 +75,7 @@ impl Sweeper {
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.cfg.sweep) => {}
+                _ = tokio::time::sleep(self.cfg().sweep) => {}
             }
         }
     }
@@ -73,7 +85,7 @@ impl Sweeper {
         let rows = self.db.all_snapshots().await?;
         let in_use = self.db.snapshots_being_restored().await?;
         let mut report = SweepReport::default();
-        for id in policy::prune(&rows, &self.cfg, now_millis(), &in_use) {
+        for id in policy::prune(&rows, &self.cfg(), now_millis(), &in_use) {
             if let Some(s) = rows.iter().find(|s| s.id == id)
                 && self.db.delete_snapshot(&s.pi, &id).await?
             {

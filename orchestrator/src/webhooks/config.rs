@@ -37,7 +37,7 @@ pub struct RawWebhooks {
 }
 
 /// The checked section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
     pub url: reqwest::Url,
     pub secret: WebhookSecret,

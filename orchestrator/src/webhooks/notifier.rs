@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -19,6 +19,7 @@ use crate::db::events::EventFilter;
 use crate::db::{Db, Order};
 use crate::jobs::model::JobKind;
 use crate::model::{Event, Job};
+use crate::reload::LiveConfig;
 use crate::time::now_millis;
 
 /// Events read from the log per query.
@@ -35,8 +36,16 @@ struct Payload<'a> {
 
 /// How one event ended.
 enum Outcome {
-    Delivered { attempts: u32 },
-    GaveUp { attempts: u32, failure: DeliveryFailure },
+    /// `endpoint`: where the last attempt went, as logs show it.
+    Delivered {
+        attempts: u32,
+        endpoint: String,
+    },
+    GaveUp {
+        attempts: u32,
+        failure: DeliveryFailure,
+        endpoint: String,
+    },
 }
 
 /// Wakes a running [`Notifier`] early, e.g. right after a job changed state.
@@ -52,11 +61,13 @@ impl Nudge {
 /// Sends the event log to the configured endpoint.
 pub struct Notifier {
     db: Db,
-    cfg: WebhookConfig,
-    client: Result<reqwest::Client, String>,
+    /// Where deliveries go now; made again when the running `[webhooks]` changes.
+    current: Mutex<Arc<Endpoint>>,
+    /// In a controller: the running configuration, whose `[webhooks]` a reload may
+    /// change (URL, secret, timings, kinds). Read before each pass and each attempt.
+    live: Option<LiveConfig>,
     nudge: Arc<Notify>,
     executable: Arc<HashSet<JobKind>>,
-    endpoint: String,
     /// In a cluster: whether this controller still holds the `webhooks` lease. No event
     /// is sent once it reads false (see [`crate::cluster::Singleton`]).
     leader: Option<tokio::sync::watch::Receiver<bool>>,
@@ -65,8 +76,16 @@ pub struct Notifier {
 /// The lease that makes one controller at a time deliver webhooks.
 pub const LEASE: &str = "webhooks";
 
-impl Notifier {
-    pub fn new(db: Db, cfg: WebhookConfig) -> Notifier {
+/// One configured endpoint: its settings, the HTTP client made for them and the URL as
+/// logs show it.
+struct Endpoint {
+    cfg: WebhookConfig,
+    client: Result<reqwest::Client, String>,
+    endpoint: String,
+}
+
+impl Endpoint {
+    fn new(cfg: WebhookConfig) -> Endpoint {
         // No redirects: a signed notification goes to the configured URL or nowhere.
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -75,15 +94,44 @@ impl Notifier {
             .build()
             .map_err(|e| bramble_report::chain(&e.without_url()));
         let endpoint = cfg.endpoint();
+        Endpoint { cfg, client, endpoint }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, WebhookError> {
+        self.client.as_ref().map_err(|message| WebhookError::Client { message: message.clone() })
+    }
+}
+
+impl Notifier {
+    pub fn new(db: Db, cfg: WebhookConfig) -> Notifier {
         Notifier {
             db,
-            cfg,
-            client,
+            current: Mutex::new(Arc::new(Endpoint::new(cfg))),
+            live: None,
             nudge: Arc::new(Notify::new()),
             executable: Arc::default(),
-            endpoint,
             leader: None,
         }
+    }
+
+    /// Follows the running configuration's `[webhooks]` (a reload may change it).
+    pub fn live(mut self, config: LiveConfig) -> Self {
+        self.live = Some(config);
+        self
+    }
+
+    /// The endpoint as configured now.
+    fn current(&self) -> Arc<Endpoint> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let config = self.live.as_ref().map(LiveConfig::get);
+        if let Some(cfg) = config.as_ref().and_then(|c| c.webhooks.as_ref())
+            && *cfg != current.cfg
+        {
+            let next = Endpoint::new(cfg.clone());
+            tracing::info!(from = %current.endpoint, to = %next.endpoint, "webhook settings changed");
+            *current = Arc::new(next);
+        }
+        current.clone()
     }
 
     /// Sends only while `held` reads true: the lease of the cluster's one notifier.
@@ -113,32 +161,30 @@ impl Notifier {
     /// so that event is sent again next time.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        tracing::info!(endpoint = %self.endpoint, "webhook notifier started");
+        tracing::info!(endpoint = %self.current().endpoint, "webhook notifier started");
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 result = self.deliver_pending() => {
                     if let Err(e) = result {
-                        tracing::error!(endpoint = %self.endpoint, error = %bramble_report::chain(&e), "webhook pass failed");
+                        tracing::error!(endpoint = %self.current().endpoint, error = %bramble_report::chain(&e), "webhook pass failed");
                     }
                 }
             }
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = tokio::time::sleep(self.current().cfg.poll_interval) => {}
                 _ = self.nudge.notified() => {}
             }
         }
-        tracing::info!(endpoint = %self.endpoint, "webhook notifier stopped");
+        tracing::info!(endpoint = %self.current().endpoint, "webhook notifier stopped");
     }
 
     /// Handles every event after the cursor (except one after a still-fresh hole in the
     /// ids, see [`may_pass`]) and returns how many were delivered.
     pub async fn deliver_pending(&self) -> Result<usize, WebhookError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|message| WebhookError::Client { message: message.clone() })?;
+        let ep = self.current();
+        ep.client()?;
         let mut handled = load_cursor(&self.db, CURSOR_NAME).await?;
         let mut saved = handled;
         let mut delivered = 0;
@@ -149,7 +195,7 @@ impl Notifier {
                 .await?;
             let last_page = page.next_cursor.is_none();
             for event in &page.items {
-                if !may_pass(handled, event.id, event.at, now_millis(), self.cfg.gap_grace) {
+                if !may_pass(handled, event.id, event.at, now_millis(), ep.cfg.gap_grace) {
                     tracing::debug!(
                         after = handled,
                         next = event.id,
@@ -161,24 +207,24 @@ impl Notifier {
                     tracing::info!(event_id = event.id, "webhook lease lost; delivery stops here");
                     break 'pages;
                 }
-                if self.cfg.kinds.matches(&event.kind) {
-                    match self.deliver(client, event).await? {
-                        Outcome::Delivered { attempts } => {
+                if ep.cfg.kinds.matches(&event.kind) {
+                    match self.deliver(event).await? {
+                        Outcome::Delivered { attempts, endpoint } => {
                             advance_cursor(&self.db, CURSOR_NAME, event.id).await?;
-                            tracing::info!(event_id = event.id, kind = %event.kind, attempts, endpoint = %self.endpoint, "webhook delivered");
+                            tracing::info!(event_id = event.id, kind = %event.kind, attempts, %endpoint, "webhook delivered");
                             delivered += 1;
                         }
-                        Outcome::GaveUp { attempts, failure } => {
+                        Outcome::GaveUp { attempts, failure, endpoint } => {
                             record_give_up(
                                 &self.db,
                                 CURSOR_NAME,
                                 event,
                                 attempts,
                                 &failure,
-                                &self.endpoint,
+                                &endpoint,
                             )
                             .await?;
-                            tracing::error!(event_id = event.id, kind = %event.kind, attempts, endpoint = %self.endpoint,
+                            tracing::error!(event_id = event.id, kind = %event.kind, attempts, %endpoint,
                                 error = %failure, "webhook given up; recorded as webhook.failed");
                         }
                     }
@@ -198,11 +244,7 @@ impl Notifier {
     }
 
     /// Sends one event, retrying as the policy says.
-    async fn deliver(
-        &self,
-        client: &reqwest::Client,
-        event: &Event,
-    ) -> Result<Outcome, WebhookError> {
+    async fn deliver(&self, event: &Event) -> Result<Outcome, WebhookError> {
         let job = match &event.job {
             Some(id) => self.db.get_job(id).await?.map(|mut j| {
                 j.executable = self.executable.contains(&j.kind);
@@ -212,21 +254,27 @@ impl Notifier {
         };
         let body = serde_json::to_vec(&Payload { event, job: job.as_ref() })
             .map_err(|source| WebhookError::Encode { event_id: event.id, source })?;
-        let policy = RetryPolicy {
-            max_attempts: self.cfg.max_attempts,
-            first_pause: self.cfg.first_backoff,
-        };
         let mut attempt = 1;
         loop {
-            let failure = match self.post(client, event, &body).await {
-                Ok(()) => return Ok(Outcome::Delivered { attempts: attempt }),
+            // Each attempt goes where the configuration says now: a reload that fixed the
+            // URL of a dead endpoint takes effect at the next retry.
+            let ep = self.current();
+            let endpoint = ep.endpoint.clone();
+            let failure = match self.post(&ep, event, &body).await? {
+                Ok(()) => return Ok(Outcome::Delivered { attempts: attempt, endpoint }),
                 Err(f) => f,
             };
+            let policy = RetryPolicy {
+                max_attempts: ep.cfg.max_attempts,
+                first_pause: ep.cfg.first_backoff,
+            };
             match policy.after_failure(attempt) {
-                AfterFailure::GiveUp => return Ok(Outcome::GaveUp { attempts: attempt, failure }),
+                AfterFailure::GiveUp => {
+                    return Ok(Outcome::GaveUp { attempts: attempt, failure, endpoint });
+                }
                 AfterFailure::RetryAfter(pause) => {
                     tracing::warn!(event_id = event.id, kind = %event.kind, attempt, pause_ms = pause.as_millis() as u64,
-                        endpoint = %self.endpoint, error = %failure, "webhook delivery failed; will retry");
+                        %endpoint, error = %failure, "webhook delivery failed; will retry");
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
@@ -234,17 +282,18 @@ impl Notifier {
         }
     }
 
-    /// One attempt, signed with a fresh timestamp.
+    /// One attempt to `ep`, signed with a fresh timestamp.
     async fn post(
         &self,
-        client: &reqwest::Client,
+        ep: &Endpoint,
         event: &Event,
         body: &[u8],
-    ) -> Result<(), DeliveryFailure> {
+    ) -> Result<Result<(), DeliveryFailure>, WebhookError> {
+        let client = ep.client()?;
         let timestamp = now_millis() / 1000;
-        let signature = sign(&self.cfg.secret, timestamp, body);
-        let response = client
-            .post(self.cfg.url.clone())
+        let signature = sign(&ep.cfg.secret, timestamp, body);
+        let sent = client
+            .post(ep.cfg.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(headers::EVENT, event.kind.as_str())
             .header(headers::DELIVERY, event.id.to_string())
@@ -252,9 +301,11 @@ impl Notifier {
             .header(headers::SIGNATURE, signature)
             .body(body.to_vec())
             .send()
-            .await
-            .map_err(|e| DeliveryFailure::from_reqwest(e, self.cfg.timeout))?;
-        let status = response.status();
-        if status.is_success() { Ok(()) } else { Err(DeliveryFailure::Status(status.as_u16())) }
+            .await;
+        let status = match sent {
+            Ok(response) => response.status(),
+            Err(e) => return Ok(Err(DeliveryFailure::from_reqwest(e, ep.cfg.timeout))),
+        };
+        Ok(if status.is_success() { Ok(()) } else { Err(DeliveryFailure::Status(status.as_u16())) })
     }
 }
