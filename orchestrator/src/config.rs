@@ -52,6 +52,8 @@ pub struct RawConfig {
     /// The Pis' netconsole receiver and how much of it is kept (`[console]`).
     #[serde(default)]
     pub console: crate::console::config::RawConsole,
+    /// HTTPS for the API (`[tls]`); plain HTTP without the section.
+    pub tls: Option<crate::tls::RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +108,8 @@ pub struct Config {
     pub rescue: crate::jobs::config::RescueConfig,
     /// Power cycles per Pi and window (`[power]`).
     pub power: crate::poe::limit::PowerConfig,
+    /// The API's certificate, key and client CA (`[tls]`), if it serves HTTPS.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +267,7 @@ impl Config {
             snapshots: crate::snapshots::SnapshotsConfig::from_raw(raw.snapshots, origin)?,
             rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
             power: crate::poe::limit::PowerConfig::from_raw(raw.power, origin)?,
+            tls: raw.tls.map(|t| crate::tls::TlsConfig::from_raw(t, origin)).transpose()?,
         })
     }
 }
