@@ -14,20 +14,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bramble::tls::testpki::{TestPki, Usage};
+use bramble_tests::output_text;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bramble-e2e");
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Lines a child prints on stdout, read by a thread.
@@ -86,7 +78,7 @@ impl Serve {
             .arg(&config)
             .output()
             .unwrap();
-        assert!(out.status.success(), "token create: {}", text(&out));
+        assert!(out.status.success(), "token create: {}", output_text(&out));
         let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let log = state.path().join("serve.log");
         let child = Command::new(BIN)
@@ -161,7 +153,7 @@ fn curl(serve: &Serve, path: &str, args: &[String]) -> Output {
 /// The subject of the certificate a new connection sees, as curl prints it.
 fn served_subject(serve: &Serve, ca: &Path) -> String {
     let out = curl(serve, "/healthz", &["--cacert".into(), ca.display().to_string()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     err.lines()
         .find_map(|l| l.trim_start_matches('*').trim().strip_prefix("subject: "))
@@ -184,7 +176,7 @@ fn expiry_gauge(serve: &Serve, ca: &Path) -> i64 {
     let body = String::from_utf8_lossy(&out.stdout);
     body.lines()
         .find_map(|l| l.strip_prefix("bramble_tls_cert_expiry_timestamp_seconds "))
-        .unwrap_or_else(|| panic!("no expiry gauge in /metrics: {}", text(&out)))
+        .unwrap_or_else(|| panic!("no expiry gauge in /metrics: {}", output_text(&out)))
         .parse::<f64>()
         .unwrap() as i64
 }
@@ -282,22 +274,22 @@ fn https_serving_cli_reload_on_sighup_and_webhooks() {
     // curl: verified with the CA; without it, a certificate problem (exit 60).
     assert_eq!(served_subject(&serve, ca), "CN=bramble server 1");
     let out = curl(&serve, "/healthz", &[]);
-    assert_eq!(out.status.code(), Some(60), "unverified server accepted: {}", text(&out));
+    assert_eq!(out.status.code(), Some(60), "unverified server accepted: {}", output_text(&out));
     // Plain HTTP on the HTTPS port is a failed handshake, not an answer.
     let out = Command::new("curl")
         .args(["-s", "--max-time", "5", &format!("http://127.0.0.1:{}/healthz", serve.port)])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "plain HTTP answered: {}", text(&out));
+    assert!(!out.status.success(), "plain HTTP answered: {}", output_text(&out));
 
     // The CLI: with --ca-file; through the system's roots (SSL_CERT_FILE); and refused
     // with neither.
     let out = serve.cli(&["shelf", "list"], &["--ca-file", &ca.display().to_string()], &[]);
-    assert!(out.status.success(), "CLI with --ca-file: {}", text(&out));
+    assert!(out.status.success(), "CLI with --ca-file: {}", output_text(&out));
     let out = serve.cli(&["shelf", "list"], &[], &[("SSL_CERT_FILE", ca)]);
-    assert!(out.status.success(), "CLI with the CA as the system's roots: {}", text(&out));
+    assert!(out.status.success(), "CLI with the CA as the system's roots: {}", output_text(&out));
     let out = serve.cli(&["shelf", "list"], &[], &[]);
-    assert!(!out.status.success(), "CLI trusted an unknown CA: {}", text(&out));
+    assert!(!out.status.success(), "CLI trusted an unknown CA: {}", output_text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the controller"), "{err}");
 
@@ -318,7 +310,7 @@ fn https_serving_cli_reload_on_sighup_and_webhooks() {
                 "--fail-with-body".into(),
             ],
         );
-        assert!(out.status.success(), "POST {path}: {}", text(&out));
+        assert!(out.status.success(), "POST {path}: {}", output_text(&out));
     };
     api(
         "/v1/switches",
@@ -398,11 +390,11 @@ fn client_ca_admits_only_clients_with_a_certificate_it_signed() {
         ]
     };
     let out = curl(&serve, "/healthz", &with(&pki.client_cert, &pki.client_key));
-    assert!(out.status.success(), "client certificate refused: {}", text(&out));
+    assert!(out.status.success(), "client certificate refused: {}", output_text(&out));
     let out = curl(&serve, "/healthz", &["--cacert".into(), ca.display().to_string()]);
-    assert!(!out.status.success(), "admitted without a client certificate: {}", text(&out));
+    assert!(!out.status.success(), "admitted without a client certificate: {}", output_text(&out));
     let out = curl(&serve, "/healthz", &with(&other.client_cert, &other.client_key));
-    assert!(!out.status.success(), "admitted a foreign client certificate: {}", text(&out));
+    assert!(!out.status.success(), "admitted a foreign client certificate: {}", output_text(&out));
 
     let ca_arg = ["--ca-file", &ca.display().to_string()].map(String::from);
     let id = [
@@ -414,15 +406,15 @@ fn client_ca_admits_only_clients_with_a_certificate_it_signed() {
     .map(String::from);
     let args: Vec<&str> = ca_arg.iter().chain(&id).map(String::as_str).collect();
     let out = serve.cli(&["shelf", "list"], &args, &[]);
-    assert!(out.status.success(), "CLI with --client-cert: {}", text(&out));
+    assert!(out.status.success(), "CLI with --client-cert: {}", output_text(&out));
     let out = serve.cli(
         &["shelf", "list"],
         &["--ca-file", &ca.display().to_string()],
         &[("BRAMBLE_CLIENT_CERT", &pki.client_cert), ("BRAMBLE_CLIENT_KEY", &pki.client_key)],
     );
-    assert!(out.status.success(), "CLI with BRAMBLE_CLIENT_CERT/KEY: {}", text(&out));
+    assert!(out.status.success(), "CLI with BRAMBLE_CLIENT_CERT/KEY: {}", output_text(&out));
     let out = serve.cli(&["shelf", "list"], &["--ca-file", &ca.display().to_string()], &[]);
-    assert!(!out.status.success(), "CLI admitted without a certificate: {}", text(&out));
+    assert!(!out.status.success(), "CLI admitted without a certificate: {}", output_text(&out));
     // Failed handshakes are counted.
     let metrics = curl(&serve, "/metrics", &with(&pki.client_cert, &pki.client_key));
     let body = String::from_utf8_lossy(&metrics.stdout);

@@ -41,6 +41,20 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req` with a fresh P-256 key written to `key`: `mode` is `-x509` (a
+/// self-signed certificate) or `-new` (a request); `rest` names the output and subject,
+/// `extensions` are `-addext` values.
+fn req_with_new_key(dir: &Path, mode: &str, key: &str, rest: &[&str], extensions: &[&str]) {
+    let mut args =
+        vec!["req", mode, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    args.extend(["-keyout", key]);
+    args.extend_from_slice(rest);
+    for ext in extensions {
+        args.extend(["-addext", ext]);
+    }
+    openssl(dir, &args);
+}
+
 impl TestPki {
     pub fn new() -> TestPki {
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -51,29 +65,12 @@ impl TestPki {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the PKI directory");
-        openssl(
+        req_with_new_key(
             &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "365",
-                "-subj",
-                "/CN=Bramble test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
+            "-x509",
+            "ca.key",
+            &["-out", "ca.pem", "-days", "365", "-subj", "/CN=Bramble test CA"],
+            &["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"],
         );
         let p = dir.clone();
         let mut pki = TestPki {
@@ -115,24 +112,7 @@ impl TestPki {
         )
         .expect("write extensions");
         let (key, csr, pem) = (format!("{stem}.key"), format!("{stem}.csr"), format!("{stem}.pem"));
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
+        req_with_new_key(dir, "-new", &key, &["-out", &csr, "-subj", &format!("/CN={cn}")], &[]);
         openssl(
             dir,
             &[
