@@ -218,8 +218,18 @@ impl Drop for KeptConnection {
     }
 }
 
+/// A child process killed when dropped, even by a failing assertion.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A webhook receiver in Python's `ssl`: prints `ready PORT`, then `hook KIND` per POST.
-fn python_receiver(cert: &Path, key: &Path) -> (Child, u16, mpsc::Receiver<String>) {
+fn python_receiver(cert: &Path, key: &Path) -> (Killed, u16, mpsc::Receiver<String>) {
     let script = r#"
 import http.server, json, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -241,9 +251,11 @@ srv.serve_forever()
         .arg(cert)
         .arg(key)
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("run python3");
     let lines = lines_of(child.stdout.take().unwrap());
+    let child = Killed(child);
     let ready = wait_line(&lines, "ready ", Duration::from_secs(10)).expect("receiver ready");
     let port = ready.trim_start_matches("ready ").parse().unwrap();
     (child, port, lines)
@@ -257,7 +269,7 @@ fn https_serving_cli_reload_on_sighup_and_webhooks() {
     let (cert, key) = (pki.dir.join("live.pem"), pki.dir.join("live.key"));
     std::fs::copy(&pki.server_cert, &cert).unwrap();
     std::fs::copy(&pki.server_key, &key).unwrap();
-    let (mut receiver, hook_port, hooks) = python_receiver(&pki.server_cert, &pki.server_key);
+    let (_receiver, hook_port, hooks) = python_receiver(&pki.server_cert, &pki.server_key);
     let serve = Serve::start(
         &format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
@@ -359,8 +371,6 @@ fn https_serving_cli_reload_on_sighup_and_webhooks() {
     assert_eq!(served_subject(&serve, ca), "CN=bramble server 2");
     assert_eq!(expiry_gauge(&serve, ca), v2.not_after_unix());
     assert!(kept.get_ok("/healthz"));
-    let _ = receiver.kill();
-    let _ = receiver.wait();
 }
 
 #[test]
