@@ -153,7 +153,7 @@ struct Wave {
 }
 
 async fn submit(lab: &Lab, pis: &[Pi], n: usize, tag: usize) -> Result<Vec<Submitted>, BoxError> {
-    let http = reqwest::Client::new();
+    let http = bramble::tls::client::http();
     let mut set = tokio::task::JoinSet::new();
     for (i, pi) in pis.iter().take(n).enumerate() {
         let req = http

@@ -55,6 +55,8 @@ pub struct RawConfig {
     /// The log filter (`[log]`); applies live on a reload.
     #[serde(default)]
     pub log: crate::logging::RawLog,
+    /// HTTPS for the API (`[tls]`); plain HTTP without the section.
+    pub tls: Option<crate::tls::RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +113,8 @@ pub struct Config {
     pub power: crate::poe::limit::PowerConfig,
     /// The log filter (`[log]`).
     pub log: crate::logging::LogConfig,
+    /// The API's certificate, key and client CA (`[tls]`), if it serves HTTPS.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +273,7 @@ impl Config {
             rescue: crate::jobs::config::RescueConfig::from_raw(raw.rescue, origin)?,
             power: crate::poe::limit::PowerConfig::from_raw(raw.power, origin)?,
             log: crate::logging::LogConfig::from_raw(raw.log, origin)?,
+            tls: raw.tls.map(|t| crate::tls::TlsConfig::from_raw(t, origin)).transpose()?,
         })
     }
 }

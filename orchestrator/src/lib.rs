@@ -37,5 +37,6 @@ pub mod server;
 pub mod snapshots;
 pub mod testing;
 pub mod time;
+pub mod tls;
 pub mod validate;
 pub mod webhooks;

@@ -27,6 +27,8 @@ pub enum ServeError {
     Db(#[from] DbError),
     #[error("HTTP server failed")]
     Http(#[source] std::io::Error),
+    #[error("cannot serve HTTPS")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("netboot (DHCP/TFTP) failed to start")]
     Netboot(#[from] crate::netboot::NetbootError),
     #[error("cannot open the image store or NFS exporter")]
@@ -139,6 +141,11 @@ impl Controller {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let Controller { state, runner, links, storage, hardware, membership, _sqlite_lock } = self;
+        // HTTPS when `[tls]` is set: read the certificate before anything starts.
+        let tls = match &state.config.get().tls {
+            Some(cfg) => Some(Arc::new(crate::tls::ServerTls::new(cfg, &state.metrics)?)),
+            None => None,
+        };
         let (tx, rx) = tokio::sync::watch::channel(false);
         let name = membership.name().to_string();
         let lease = membership.config().lease;
@@ -236,17 +243,31 @@ impl Controller {
             tokio::spawn(sweeper.run(wait_true(rx.clone())))
         });
         let addr = listener.local_addr().ok();
-        tracing::info!(addr = ?addr, "controller listening");
-        let served = axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = crash_rx.wait_for(|c| *c) => {}
-                    _ = lost_rx.wait_for(|l| *l) => {}
-                }
-                let _ = tx.send(true);
-            })
-            .await;
+        tracing::info!(addr = ?addr, tls = tls.is_some(), "controller listening");
+        if let Some(addr) = addr {
+            crate::tls::server::warn_if_exposed(addr, tls.is_some());
+        }
+        let stop_rx = rx.clone();
+        let graceful = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = crash_rx.wait_for(|c| *c) => {}
+                _ = lost_rx.wait_for(|l| *l) => {}
+            }
+            let _ = tx.send(true);
+        };
+        // With TLS, the same graceful `axum::serve` over a listener that hands it
+        // connections once their handshake is done (see `tls::server`).
+        let served = match &tls {
+            Some(tls) => {
+                tokio::spawn(tls.reload_on_hangup(wait_true(stop_rx))?);
+                let listener = tls.listen(listener).map_err(ServeError::Http)?;
+                axum::serve(listener, app(state.clone())).with_graceful_shutdown(graceful).await
+            }
+            None => {
+                axum::serve(listener, app(state.clone())).with_graceful_shutdown(graceful).await
+            }
+        };
         let crashed = matches!(runner.await, Ok(RunEnd::Crashed));
         if let Some(netboot) = netboot {
             let _ = netboot.await;

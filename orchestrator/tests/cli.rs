@@ -190,7 +190,7 @@ fn pi_console_prints_the_lines_with_controls_visible() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pi: String = rt.block_on(async {
-        let created = reqwest::Client::new()
+        let created = bramble::tls::client::http()
             .post(format!("{api}/v1/pis"))
             .bearer_auth(&token)
             .json(&serde_json::json!({"serial": "0000c0de", "model": "4b"}))

@@ -71,7 +71,12 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = start(dir.path(), port);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = bramble::tls::ClientTls::default()
+        .reqwest_builder()
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     wait_healthy(&http, &base).await;
 
     // 8 writers register Pis as fast as they can; each remembers what was acknowledged.

@@ -54,3 +54,13 @@ impl RunningController {
         let _ = (&mut self.task).await;
     }
 }
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

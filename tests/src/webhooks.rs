@@ -133,7 +133,7 @@ mod tests {
 
     async fn send(url: &str, id: u64) -> u16 {
         let body = serde_json::json!({ "event": { "id": id, "kind": "job.created" } });
-        let req = reqwest::Client::new().post(url).header(headers::DELIVERY, id.to_string());
+        let req = bramble::tls::client::http().post(url).header(headers::DELIVERY, id.to_string());
         req.json(&body).send().await.expect("delivery").status().as_u16()
     }
 

@@ -45,7 +45,7 @@ async fn reboot(lab: &bramble::lab::Lab, pi: &str) -> String {
 }
 
 async fn get(lab: &bramble::lab::Lab, path: &str, token: &str) -> Value {
-    let resp = reqwest::Client::new()
+    let resp = bramble::tls::client::http()
         .get(format!("{}{path}", lab.api))
         .bearer_auth(token)
         .send()
@@ -175,7 +175,7 @@ async fn failed_boots_say_where_they_stopped_in_jobs_the_pi_the_shelf_and_metric
     assert_eq!(shown, want, "{status}");
 
     // Metrics: the two failures and the deploys' boots, timed per model.
-    let metrics = reqwest::Client::new()
+    let metrics = bramble::tls::client::http()
         .get(format!("{}/metrics", lab.api))
         .bearer_auth(&lab.token)
         .send()

@@ -218,7 +218,7 @@ async fn call_with(
     body: Option<Value>,
     idempotency_key: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
+    let mut req = bramble::tls::client::http()
         .request(method.clone(), format!("{}{path}", via.api))
         .bearer_auth(token);
     if let Some(b) = body {
@@ -528,7 +528,7 @@ async fn read_bursts(labs: &[Lab], window: Duration) -> [u64; 3] {
 /// The controller holding the webhook lease now, as `GET /v1/controllers` at `api`
 /// shows it.
 async fn webhook_holder(api: &str, token: &str) -> Option<String> {
-    let resp = reqwest::Client::new()
+    let resp = bramble::tls::client::http()
         .get(format!("{api}/v1/controllers"))
         .bearer_auth(token)
         .send()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 async fn jobs_survive_a_graceful_restart_on_every_backend() {
     for db in test_databases().await {
         let c = RunningController::start(&db).await.unwrap();
-        let http = reqwest::Client::new();
+        let http = bramble::tls::client::http();
         let post = |path: &str, body: Value| {
             http.post(c.url(path)).bearer_auth(&c.token).json(&body).send()
         };

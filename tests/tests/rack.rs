@@ -51,7 +51,7 @@ async fn racking_96_ports_configures_and_verifies_every_port() {
         config.jobs.rack_await = Duration::from_secs(1);
         let (controller, token) = bramble::testing::controller_with(&db, config).await;
         let c = RunningController::serve(controller, token).await.unwrap();
-        let http = reqwest::Client::new();
+        let http = bramble::tls::client::http();
         let post = |path: &str, body: Value| {
             http.post(c.url(path)).bearer_auth(&c.token).json(&body).send()
         };

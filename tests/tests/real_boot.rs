@@ -211,7 +211,7 @@ async fn check_consoles(lab: &Lab, customer: &Customer<'_>, a: &Boot, b: &Boot) 
         boots.len()
     );
     // Follow mode: server-sent events with the stored lines first.
-    let mut r = reqwest::Client::new()
+    let mut r = bramble::tls::client::http()
         .get(format!("{}/v1/pis/{}/console?follow=true", lab.api, a.pi))
         .bearer_auth(&customer.token)
         .send()
@@ -227,7 +227,7 @@ async fn check_consoles(lab: &Lab, customer: &Customer<'_>, a: &Boot, b: &Boot) 
     assert!(chunk.contains("event: line") && chunk.contains("data: {"), "{chunk}");
     // Another customer's token: 404, as for every route of a Pi that is not theirs.
     let other = shelf::customer_token(lab, "cust-other").await;
-    let r = reqwest::Client::new()
+    let r = bramble::tls::client::http()
         .get(format!("{}/v1/pis/{}/console", lab.api, a.pi))
         .bearer_auth(other)
         .send()
@@ -290,7 +290,7 @@ impl<'a> Customer<'a> {
 
     /// POSTs as the customer; returns the job id of the 202.
     async fn post(&self, path: &str, body: Value) -> String {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .post(format!("{}{path}", self.lab.api))
             .bearer_auth(&self.token)
             .json(&body)
@@ -310,7 +310,7 @@ impl<'a> Customer<'a> {
 
     /// `GET /v1/pis/{pi}/console{query}`: the status and the body.
     async fn console(&self, pi: &str, query: &str) -> (u16, Value) {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .get(format!("{}/v1/pis/{pi}/console{query}", self.lab.api))
             .bearer_auth(&self.token)
             .send()
@@ -321,7 +321,7 @@ impl<'a> Customer<'a> {
     }
 
     async fn pi(&self, pi: &str) -> Value {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .get(format!("{}/v1/pis/{pi}", self.lab.api))
             .bearer_auth(&self.token)
             .send()

@@ -156,7 +156,7 @@ impl<'a> Customer<'a> {
     }
 
     async fn get(&self, path: &str) -> Value {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .get(format!("{}{path}", self.lab.api))
             .bearer_auth(&self.token)
             .send()
@@ -176,7 +176,7 @@ impl<'a> Customer<'a> {
 
     /// POSTs as the customer; returns the job id of the 202.
     async fn post(&self, path: &str, body: Value) -> String {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .post(format!("{}{path}", self.lab.api))
             .bearer_auth(&self.token)
             .json(&body)

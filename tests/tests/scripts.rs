@@ -6,21 +6,13 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use bramble_lab::{Netns, unique_name};
+use bramble_tests::output_text;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Starts a dnsmasq (DNS on 5353) and an in.tftpd (6969) in `ns`, runs install-deps.sh,
@@ -57,7 +49,7 @@ fn install_deps_leaves_other_dhcp_dns_and_tftp_servers_running() {
         .args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", &script])
         .output()
         .expect("run unshare");
-    let report = text(&out);
+    let report = output_text(&out);
     assert!(out.status.success(), "{report}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("alive dnsmasq"), "the neighbour's dnsmasq was stopped: {report}");
@@ -76,7 +68,7 @@ fn check_ports_names_the_process_holding_a_port_and_stops_nothing() {
     };
     let held = check();
     let stderr = String::from_utf8_lossy(&held.stderr);
-    assert_eq!(held.status.code(), Some(1), "{}", text(&held));
+    assert_eq!(held.status.code(), Some(1), "{}", output_text(&held));
     assert!(stderr.contains(&format!("tcp port {port}")), "{stderr}");
     assert!(stderr.contains(&format!("pid {}:", std::process::id())), "{stderr}");
     let exe = std::env::current_exe().expect("exe");
@@ -85,5 +77,5 @@ fn check_ports_names_the_process_holding_a_port_and_stops_nothing() {
     assert!(listener.local_addr().is_ok());
     drop(listener);
     let free = check();
-    assert!(free.status.success(), "{}", text(&free));
+    assert!(free.status.success(), "{}", output_text(&free));
 }

@@ -65,7 +65,7 @@ async fn an_eight_pi_lab_reinstalls_one_pi_and_reboots_another() {
     let power_ons: Vec<(u16, u64)> =
         lab.cabling.sims().iter().map(|(p, s)| (*p, s.status().counters.power_ons)).collect();
 
-    let http = reqwest::Client::new();
+    let http = bramble::tls::client::http();
     let post = |path: String, body: Value| {
         http.post(format!("{}{path}", lab.api)).bearer_auth(&ann).json(&body).send()
     };
@@ -243,7 +243,7 @@ async fn a_reinstall_killed_at_every_step_resumes_and_leaves_exactly_the_new_roo
 
 /// `GET path` with a customer's token: the status and the JSON body (`null` if none).
 async fn get_as(lab: &bramble::lab::Lab, token: &str, path: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    let r = bramble::tls::client::http()
         .get(format!("{}{path}", lab.api))
         .bearer_auth(token)
         .send()
@@ -269,7 +269,7 @@ async fn a_reinstall_shows_its_owner_the_host_keys_of_the_new_root() {
 
     let mut seen = Vec::new();
     for (image, _) in bramble::lab::LAB_IMAGES {
-        let r = reqwest::Client::new()
+        let r = bramble::tls::client::http()
             .post(format!("{}{pi_path}/reimage", lab.api))
             .bearer_auth(&ann)
             .json(&json!({ "image": image, "ssh_keys": [lab.ssh_key] }))
@@ -417,7 +417,7 @@ async fn hammer(
     mine: &[String],
     theirs: &[String],
 ) -> Vec<String> {
-    let http = reqwest::Client::new();
+    let http = bramble::tls::client::http();
     let post = |path: String, body: Value| {
         http.post(format!("{}{path}", lab.api)).bearer_auth(token).json(&body).send()
     };
@@ -520,7 +520,7 @@ async fn two_customers_hammering_their_own_pis_never_touch_each_other() {
         );
     }
     // Each customer's audit log lists their own jobs and nothing of the other's.
-    let http = reqwest::Client::new();
+    let http = bramble::tls::client::http();
     let log: Value = http
         .get(format!("{}/v1/events?limit=500", lab.api))
         .bearer_auth(&ann_token)
@@ -547,8 +547,9 @@ async fn send_as(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r =
-        reqwest::Client::new().request(method, format!("{}{path}", lab.api)).bearer_auth(token);
+    let mut r = bramble::tls::client::http()
+        .request(method, format!("{}{path}", lab.api))
+        .bearer_auth(token);
     if let Some(body) = body {
         r = r.json(&body);
     }

@@ -87,6 +87,9 @@ pub struct Api {
 impl Api {
     /// `bases` are `http://host:port` URLs of controllers sharing one inventory.
     pub fn new(bases: Vec<String>, pool: usize) -> Result<Api, reqwest::Error> {
+        // This workspace's reqwest has rustls without a provider of its own: ring it is
+        // (an error only says another was installed first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(pool)
             .timeout(Duration::from_secs(60))

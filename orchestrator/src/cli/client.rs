@@ -22,8 +22,20 @@ struct ProblemView {
 
 impl ApiClient {
     pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
-        let http =
-            reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let tls = crate::tls::ClientTls {
+            ca_file: args.ca_file.clone(),
+            identity: match (&args.client_cert, &args.client_key) {
+                (Some(cert), Some(key)) => {
+                    Some(crate::tls::client::Identity { cert: cert.clone(), key: key.clone() })
+                }
+                _ => None,
+            },
+        };
+        let http = tls
+            .reqwest_builder()
+            .context("cannot use the TLS files given (--ca-file, --client-cert, --client-key)")?
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
         Ok(ApiClient {
             http,
             base: args.api.trim_end_matches('/').to_string(),

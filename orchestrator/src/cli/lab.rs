@@ -246,7 +246,7 @@ async fn watch(
     deadline: Instant,
     deploying: bool,
 ) -> anyhow::Result<(ExitCode, Vec<Pi>)> {
-    let http = reqwest::Client::new();
+    let http = crate::tls::client::http();
     let bar = ProgressBar::new(u64::from(pis)).with_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} Pis up  {msg}",

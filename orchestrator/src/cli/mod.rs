@@ -78,6 +78,16 @@ pub struct ApiArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// PEM CA bundle to verify an https:// controller against (default: the system's
+    /// roots).
+    #[arg(long, env = "BRAMBLE_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a controller that requires one (`[tls] client_ca`).
+    #[arg(long, env = "BRAMBLE_CLIENT_CERT", global = true, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, env = "BRAMBLE_CLIENT_KEY", global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

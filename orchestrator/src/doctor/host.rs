@@ -62,6 +62,10 @@ pub trait Host: Send + Sync {
     async fn switch(&self, switch: &RegisteredSwitch, timing: SnmpTiming) -> SnmpAnswer;
     /// Unix time in ms.
     fn now_ms(&self) -> i64;
+    /// The API's certificate, and whether `key` is its key (reads the files).
+    fn tls(&self, cert: &Path, key: &Path) -> Result<crate::tls::CertSummary, String> {
+        crate::tls::inspect(cert, Some(key)).map_err(|e| bramble_report::chain(&e))
+    }
 }
 
 /// This machine.

@@ -141,7 +141,21 @@ pub async fn run(
         db_ms: inventory.as_ref().and_then(|i| i.db_offset_ms).map(|o| now_ms + o),
     }));
     if opts.scope == Scope::All {
-        out.push(rules::tls());
+        let facts = match &config.tls {
+            None => rules::TlsFacts::Plain {
+                listen: config.listen,
+                exposed: crate::tls::server::exposed_without_tls(config.listen, false),
+            },
+            Some(t) => rules::TlsFacts::Configured {
+                cert: t.cert.clone(),
+                summary: host.tls(&t.cert, &t.key),
+                client_ca: t.client_ca.is_some(),
+            },
+        };
+        out.push(rules::tls(
+            &facts,
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms as u64),
+        ));
     }
     skipped(out, &opts.skip)
 }

@@ -2,6 +2,7 @@
 //! a fake host (the default config of a fresh install, offline).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bramble_images::Strategy;
@@ -448,4 +449,80 @@ async fn the_database_probe_compares_migrations_without_applying_them() {
         db.close().await;
         tdb.drop().await;
     }
+}
+
+fn summary(not_before: SystemTime, not_after: SystemTime) -> crate::tls::CertSummary {
+    crate::tls::CertSummary {
+        subject: "CN=bramble.example".into(),
+        issuer: "CN=ca".into(),
+        serial: "01".into(),
+        not_before,
+        not_after,
+        dns_names: vec!["bramble.example".into()],
+        ip_addresses: vec![],
+        chain_len: 1,
+        key_matches: Some(true),
+    }
+}
+
+#[test]
+fn tls_verdicts() {
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let listen = |a: &str| a.parse().unwrap();
+    let configured = |s: Result<crate::tls::CertSummary, String>| TlsFacts::Configured {
+        cert: "/etc/bramble/tls/server.pem".into(),
+        summary: s,
+        client_ca: true,
+    };
+    let v = |f: &TlsFacts| tls(f, now).verdict;
+    assert_eq!(
+        v(&TlsFacts::Plain { listen: listen("127.0.0.1:8080"), exposed: false }),
+        Verdict::Skip
+    );
+    assert_eq!(
+        v(&TlsFacts::Plain { listen: listen("0.0.0.0:8080"), exposed: true }),
+        Verdict::Warn
+    );
+    assert_eq!(v(&configured(Err("no PEM certificate".into()))), Verdict::Fail);
+    let mut wrong_key = summary(now - day, now + 90 * day);
+    wrong_key.key_matches = Some(false);
+    assert_eq!(v(&configured(Ok(wrong_key))), Verdict::Fail);
+    assert_eq!(v(&configured(Ok(summary(now - 90 * day, now - day)))), Verdict::Fail, "expired");
+    assert_eq!(v(&configured(Ok(summary(now + day, now + 90 * day)))), Verdict::Fail, "not yet");
+    let soon = tls(&configured(Ok(summary(now - day, now + 10 * day))), now);
+    assert_eq!(soon.verdict, Verdict::Warn, "{soon:?}");
+    assert!(
+        soon.detail.contains("expires in 9 days") || soon.detail.contains("expires in 10 days"),
+        "{soon:?}"
+    );
+    let fine = tls(&configured(Ok(summary(now - day, now + 60 * day))), now);
+    assert_eq!(fine.verdict, Verdict::Ok, "{fine:?}");
+    assert!(fine.detail.contains("client certificates required"), "{fine:?}");
+}
+
+/// The real files: a certificate made by `openssl`, its key and another key.
+#[test]
+fn tls_reads_real_certificates() {
+    let pki = crate::tls::testpki::TestPki::new();
+    let host = SystemHost::new();
+    let good = host.tls(&pki.server_cert, &pki.server_key).expect("inspect");
+    assert_eq!(good.key_matches, Some(true));
+    let facts =
+        TlsFacts::Configured { cert: pki.server_cert.clone(), summary: Ok(good), client_ca: false };
+    assert_eq!(tls(&facts, SystemTime::now()).verdict, Verdict::Ok, "a fresh 30-day certificate");
+    let other = host.tls(&pki.server_cert, &pki.client_key).expect("inspect");
+    let facts = TlsFacts::Configured {
+        cert: pki.server_cert.clone(),
+        summary: Ok(other),
+        client_ca: false,
+    };
+    assert_eq!(tls(&facts, SystemTime::now()).verdict, Verdict::Fail, "another key");
+    let missing = host.tls(Path::new("/nonexistent/server.pem"), &pki.server_key);
+    let facts = TlsFacts::Configured {
+        cert: "/nonexistent/server.pem".into(),
+        summary: missing,
+        client_ca: false,
+    };
+    assert_eq!(tls(&facts, SystemTime::now()).verdict, Verdict::Fail);
 }

@@ -418,7 +418,7 @@ impl Lab {
             background: vec![switch_task],
             switch_stop: Some(switch_stop),
             switch_addr,
-            http: reqwest::Client::new(),
+            http: crate::tls::client::http(),
             opts,
             ctl,
         };

@@ -87,7 +87,9 @@ impl ControllerProcess {
     }
 
     async fn wait_ready(&mut self, api: &str, limit: Duration) -> Result<(), LabError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::ClientTls::default()
+            .reqwest_builder()
+            .map_err(|e| LabError::Setup(e.to_string()))?
             .timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| LabError::Setup(e.to_string()))?;

@@ -87,6 +87,7 @@ pub fn plan(running: &Config, file: &Config) -> ReloadPlan {
         rescue: _,
         power: _,
         log: _,
+        tls: _,
     } = file;
     let JobsConfig {
         lease: _,
@@ -146,6 +147,9 @@ pub fn plan(running: &Config, file: &Config) -> ReloadPlan {
     restart!(p, "cluster.advertise", cluster.advertise);
     restart!(p, "cluster.heartbeat_ms", cluster.heartbeat);
     restart!(p, "cluster.lease_ms", cluster.lease);
+    // The certificate and key files themselves are re-read on SIGHUP by the TLS server
+    // (`tls::server`); which files, and turning TLS on or off, need a restart.
+    restart!(p, "tls", tls);
 
     let days = (running.events.boot_retention_days, p.config.events.boot_retention_days);
     if days.0.is_some() == days.1.is_some() {
@@ -198,6 +202,7 @@ fn webhooks(p: &mut Planner<'_>) {
                 max_attempts,
                 first_backoff,
                 kinds,
+                tls,
                 poll_interval: _,
                 gap_grace: _,
             } = new;
@@ -208,6 +213,7 @@ fn webhooks(p: &mut Planner<'_>) {
                 ("webhooks.max_attempts", old.max_attempts != *max_attempts),
                 ("webhooks.first_backoff_ms", old.first_backoff != *first_backoff),
                 ("webhooks.kinds", old.kinds != *kinds),
+                ("webhooks.ca_file", old.tls != *tls),
             ];
             p.live.extend(keys.into_iter().filter(|(_, changed)| *changed).map(|(k, _)| k));
         }

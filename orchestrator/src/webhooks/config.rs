@@ -12,16 +12,11 @@ use crate::config::ConfigError;
 /// The shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
 
-/// Whether this build's HTTP client speaks TLS. The workspace builds `reqwest` without
-/// a TLS backend, so an `https://` URL would fail on every delivery; it is refused at
-/// load time instead. Flip this when `reqwest` gets its `rustls` feature.
-const HTTPS_SUPPORTED: bool = false;
-
 /// The section as written. Exactly one of `secret` and `secret_file` must be given.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhooks {
-    /// The control panel's endpoint, `http://host[:port]/path`.
+    /// The control panel's endpoint, `https://host[:port]/path` (or `http://`).
     pub url: String,
     pub secret: Option<WebhookSecret>,
     /// A file holding the secret (surrounding whitespace and the final newline ignored).
@@ -34,6 +29,9 @@ pub struct RawWebhooks {
     pub first_backoff_ms: Option<u64>,
     /// Which event kinds to send: exact names, `prefix.*`, or `*`; default `["job.*"]`.
     pub kinds: Option<Vec<String>>,
+    /// A PEM CA bundle to verify an `https://` endpoint against instead of the system's
+    /// roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The checked section.
@@ -45,6 +43,8 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     pub first_backoff: Duration,
     pub kinds: KindFilter,
+    /// Whom an `https://` endpoint must be certified by (`ca_file`, else the system).
+    pub tls: crate::tls::ClientTls,
     /// How often the event log is read when nobody nudges; not in the file.
     pub poll_interval: Duration,
     /// How long a hole in event ids may be waited on before it is passed (see
@@ -110,6 +110,9 @@ impl WebhookConfig {
             Some(list) => KindFilter::parse(&list).map_err(|m| invalid("webhooks.kinds", m))?,
             None => KindFilter::default(),
         };
+        if let Some(ca) = &raw.ca_file {
+            crate::tls::pem::roots(ca).map_err(|e| invalid("webhooks.ca_file", e.to_string()))?;
+        }
         Ok(WebhookConfig {
             url,
             secret,
@@ -117,6 +120,7 @@ impl WebhookConfig {
             max_attempts,
             first_backoff: Duration::from_millis(backoff_ms),
             kinds,
+            tls: crate::tls::ClientTls { ca_file: raw.ca_file, identity: None },
             poll_interval: Duration::from_millis(500),
             gap_grace: Duration::from_secs(10),
         })
@@ -138,13 +142,7 @@ impl WebhookConfig {
 fn check_url(text: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(text).map_err(|e| format!("is not a URL ({e})"))?;
     match url.scheme() {
-        "http" => {}
-        "https" if HTTPS_SUPPORTED => {}
-        "https" => {
-            return Err(
-                "is https, but this build's HTTP client has no TLS support; use http".into()
-            );
-        }
+        "http" | "https" => {}
         other => return Err(format!("must be an http(s) URL, got scheme {other:?}")),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -290,7 +288,10 @@ mod tests {
         let cases = [
             (format!("url = \"ftp://x/\"\n{s}"), "`webhooks.url`"),
             (format!("url = \"not a url\"\n{s}"), "`webhooks.url`"),
-            (format!("url = \"https://x/\"\n{s}"), "no TLS"),
+            (
+                format!("url = \"http://x/\"\n{s}\nca_file = \"/nonexistent/ca.pem\""),
+                "`webhooks.ca_file`",
+            ),
             (format!("url = \"http://me:pw@x/\"\n{s}"), "`webhooks.url`"),
             ("url = \"http://x/\"\nsecret = \"short\"".into(), "at least 16 bytes"),
             ("url = \"http://x/\"".into(), "`webhooks.secret` is missing"),
@@ -310,6 +311,29 @@ mod tests {
             assert!(err.contains(want) && err.contains("t.toml"), "{text:?}: {err}");
             assert!(!err.contains(SECRET), "secret leaked into {err}");
         }
+    }
+
+    #[test]
+    fn https_endpoints_are_accepted_with_the_system_roots_or_a_ca_file() {
+        let c = parse(&format!("url = \"https://panel.example/hooks\"\nsecret = \"{SECRET}\""))
+            .unwrap();
+        assert_eq!(c.endpoint(), "https://panel.example:443/hooks");
+        assert_eq!(c.tls, crate::tls::ClientTls::default(), "the system's roots");
+        let pki = crate::tls::testpki::TestPki::new();
+        let c = parse(&format!(
+            "url = \"https://127.0.0.1:8443/hooks\"\nsecret = \"{SECRET}\"\nca_file = \"{}\"",
+            pki.ca_cert.display()
+        ))
+        .unwrap();
+        assert_eq!(c.tls.ca_file.as_ref(), Some(&pki.ca_cert));
+        // A file that is no CA bundle is named at load, not at the first delivery.
+        let err = parse(&format!(
+            "url = \"https://x/\"\nsecret = \"{SECRET}\"\nca_file = \"{}\"",
+            pki.server_key.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("`webhooks.ca_file`") && err.contains("no PEM certificate"), "{err}");
     }
 
     #[test]

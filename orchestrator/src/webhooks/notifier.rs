@@ -87,12 +87,14 @@ struct Endpoint {
 impl Endpoint {
     fn new(cfg: WebhookConfig) -> Endpoint {
         // No redirects: a signed notification goes to the configured URL or nowhere.
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("bramble-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bramble_report::chain(&e.without_url()));
+        let client =
+            cfg.tls.reqwest_builder().map_err(|e| bramble_report::chain(&e)).and_then(|b| {
+                b.timeout(cfg.timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .user_agent(concat!("bramble-webhooks/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| bramble_report::chain(&e.without_url()))
+            });
         let endpoint = cfg.endpoint();
         Endpoint { cfg, client, endpoint }
     }

@@ -1,5 +1,5 @@
 //! The verdicts that involve another machine: the switches' SNMP answers, the clock
-//! against the inventory and PostgreSQL, and the place of the TLS check.
+//! against the inventory and PostgreSQL, and the API's TLS material.
 
 use bramble_switch::detect::DriverKind;
 
@@ -128,9 +128,82 @@ pub fn clock(c: &ClockFacts) -> Check {
     }
 }
 
-/// TLS material.
-// TLS: the lead plugs `tls::inspect` in here (valid certificate and key, days to
-// expiry). Until then the row only says whether TLS is configured.
-pub fn tls() -> Check {
-    Check::skip("tls", "not configured (no [tls] section): the API is plain HTTP")
+/// Renew a certificate this close to its end.
+pub const TLS_RENEW_WITHIN: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// What `[tls]` holds: nothing, the certificate file read (or why not), and where the
+/// API listens.
+#[derive(Debug, Clone)]
+pub enum TlsFacts {
+    /// No `[tls]`: `exposed` when the API listens beyond loopback.
+    Plain { listen: std::net::SocketAddr, exposed: bool },
+    Configured {
+        cert: std::path::PathBuf,
+        summary: Result<crate::tls::CertSummary, String>,
+        client_ca: bool,
+    },
+}
+
+/// The API's TLS material: valid, its key matching, not about to expire.
+pub fn tls(facts: &TlsFacts, now: std::time::SystemTime) -> Check {
+    const NAME: &str = "tls";
+    let (cert, summary, client_ca) = match facts {
+        TlsFacts::Plain { listen, exposed: true } => {
+            return Check::warn(
+                NAME,
+                format!(
+                    "the API listens on {listen} in plain HTTP: tokens cross the network in clear"
+                ),
+                "set [tls] cert and key (docs/tls.md), or listen on 127.0.0.1 behind a TLS proxy",
+            );
+        }
+        TlsFacts::Plain { listen, exposed: false } => {
+            return Check::skip(
+                NAME,
+                format!("not configured: the API is plain HTTP on loopback ({listen})"),
+            );
+        }
+        TlsFacts::Configured { cert, summary, client_ca } => (cert, summary, *client_ca),
+    };
+    let s = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                format!("cannot use {}: {e}", cert.display()),
+                "fix [tls] cert and key: PEM files the service can read, the key matching the certificate",
+            );
+        }
+    };
+    if s.key_matches == Some(false) {
+        return Check::fail(
+            NAME,
+            format!("the key is not {}'s ({})", cert.display(), s.subject),
+            "point [tls] key at the private key this certificate was issued for",
+        );
+    }
+    let days = |d: std::time::Duration| d.as_secs() / 86_400;
+    if s.not_before > now {
+        return Check::fail(
+            NAME,
+            format!("{} ({}) is not valid yet", cert.display(), s.subject),
+            "check the clock, or install a certificate valid now",
+        );
+    }
+    let Some(left) = s.expires_in(now) else {
+        return Check::fail(
+            NAME,
+            format!("{} ({}) has expired", cert.display(), s.subject),
+            "renew the certificate, then `systemctl reload bramble`",
+        );
+    };
+    let mtls = if client_ca { ", client certificates required" } else { "" };
+    if left < TLS_RENEW_WITHIN {
+        return Check::warn(
+            NAME,
+            format!("{} ({}) expires in {} days{mtls}", cert.display(), s.subject, days(left)),
+            "renew the certificate now, then `systemctl reload bramble` (no connection is dropped)",
+        );
+    }
+    Check::ok(NAME, format!("{} ({}), {} days left{mtls}", cert.display(), s.subject, days(left)))
 }
