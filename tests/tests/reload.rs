@@ -103,7 +103,7 @@ async fn sighup_applies_live_keys_reports_restart_keys_and_refuses_a_bad_file() 
         .unwrap();
     let pid = serve.id().unwrap();
     let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    let http = reqwest::Client::new();
+    let http = bramble::tls::client::http();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
     let post =
         |path: &str, body: Value| http.post(url(path)).bearer_auth(&token).json(&body).send();
