@@ -310,7 +310,7 @@ async fn controller_run_starts_and_stops_netboot() {
     let url = format!("http://{addr}/metrics");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
-        if let Ok(r) = reqwest::get(&url).await {
+        if let Ok(r) = bramble::tls::client::http().get(&url).send().await {
             let body = r.text().await.unwrap_or_default();
             if body.contains("bramble_dhcp_replies_total") {
                 break body;

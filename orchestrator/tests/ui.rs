@@ -217,7 +217,7 @@ async fn through_a_browser_and_the_cli(state: &AppState, op: &str, seeded: &Seed
         tokio::spawn(axum::serve(listener, bramble::api::app(state.clone())).into_future());
 
     // The static files need no token; data does.
-    let page = reqwest::get(format!("{base}/ui")).await.unwrap();
+    let page = bramble::tls::client::http().get(format!("{base}/ui")).send().await.unwrap();
     assert_eq!(page.status().as_u16(), 200);
     assert!(
         page.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'")

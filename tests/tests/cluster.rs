@@ -93,7 +93,7 @@ async fn a_lab_controller_process_killed_with_sigkill_comes_back_to_its_pis() {
     let pid = lab.controller_pid().expect("a controller process");
     lab.kill_controller().await.expect("kill -9");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} still there");
-    let down = reqwest::get(format!("{}/healthz", lab.api)).await;
+    let down = bramble::tls::client::http().get(format!("{}/healthz", lab.api)).send().await;
     assert!(down.is_err(), "the API still answers: {down:?}");
     lab.start_controller(None).await.expect("restart");
     assert!(lab.controller_pid().is_some_and(|p| p != pid));

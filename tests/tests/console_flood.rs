@@ -67,7 +67,9 @@ async fn console_text(lab: &Lab, pi: &str) -> String {
 }
 
 async fn metric(lab: &Lab, name_and_labels: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", lab.api))
+    let text = bramble::tls::client::http()
+        .get(format!("{}/metrics", lab.api))
+        .send()
         .await
         .expect("metrics")
         .text()

@@ -202,7 +202,8 @@ async fn every_release_fixture_upgrades_with_its_data_intact() {
                 .spawn()
                 .unwrap(),
         );
-        let api = Api { base: format!("http://127.0.0.1:{port}"), http: bramble::tls::client::http() };
+        let api =
+            Api { base: format!("http://127.0.0.1:{port}"), http: bramble::tls::client::http() };
         let deadline = Instant::now() + Duration::from_secs(30);
         while api.http.get(format!("{}/healthz", api.base)).send().await.is_err() {
             assert!(
