@@ -22,7 +22,7 @@ use super::runner::{Executor, StepError};
 use crate::db::events::NewEvent;
 use crate::fabric::FabricError;
 use crate::lifecycle::{LifecycleEvent, PiState, transition};
-use crate::model::{Job, PowerState, Shelf, Switch};
+use crate::model::{Job, PowerState, Shelf, Slot, Switch};
 use crate::poe::draw;
 use bramble_report::chain;
 
@@ -137,13 +137,31 @@ impl RackExecutor {
     async fn expected_draw(&self, shelf: &Shelf) -> Result<BTreeMap<u16, u32>, StepError> {
         let mut out = BTreeMap::new();
         for slot in &shelf.slots {
-            let model = match self.hw.db.pi_in_slot(&slot.id).await? {
-                Some(pi) => self.hw.db.get_pi(&pi).await?.map(|p| p.model),
-                None => None,
-            };
-            out.insert(slot.port, draw::worst_case_mw(model.as_deref().unwrap_or("unknown")));
+            out.insert(slot.port, self.slot_expected_draw(slot).await?);
         }
         Ok(out)
+    }
+
+    /// Re-reads the expected draw of `ports`, whose Pis may have been seen (and so their
+    /// model known) since the last read.
+    async fn refresh_expected_draw(
+        &self,
+        shelf: &Shelf,
+        ports: &[u16],
+        expected: &mut BTreeMap<u16, u32>,
+    ) -> Result<(), StepError> {
+        for slot in shelf.slots.iter().filter(|s| ports.contains(&s.port)) {
+            expected.insert(slot.port, self.slot_expected_draw(slot).await?);
+        }
+        Ok(())
+    }
+
+    async fn slot_expected_draw(&self, slot: &Slot) -> Result<u32, StepError> {
+        let model = match self.hw.db.pi_in_slot(&slot.id).await? {
+            Some(pi) => self.hw.db.get_pi(&pi).await?.map(|p| p.model),
+            None => None,
+        };
+        Ok(draw::worst_case_mw(model.as_deref().unwrap_or("unknown")))
     }
 
     /// The switch's state now (PoE included), as a step error when it cannot be read.
@@ -165,7 +183,7 @@ impl RackExecutor {
     /// next step.
     async fn power_on(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let snapshot = self.snapshot(switch).await?;
-        let expected = self.expected_draw(shelf).await?;
+        let mut expected = self.expected_draw(shelf).await?;
         let mut pending: Vec<(u16, u32)> = shelf
             .slots
             .iter()
@@ -179,8 +197,15 @@ impl RackExecutor {
         let mut waves = 0;
         let mut fresh = false;
         while !pending.is_empty() {
-            let (budget, recent) = self.settle(switch, &previous, fresh, &expected).await?;
+            let (budget, measured) = self.settle(switch, &previous, fresh).await?;
             fresh = false;
+            // The previous wave's Pis that have answered DHCP are known by model now, so
+            // what they may still add is their model's worst case, not the table's.
+            self.refresh_expected_draw(shelf, &previous, &mut expected).await?;
+            let recent: Vec<(u32, u32)> = measured
+                .iter()
+                .map(|(p, mw)| (expected.get(p).copied().unwrap_or(draw::WORST_MW), *mw))
+                .collect();
             let available = draw::available_mw(budget.power_w, budget.consumption_w, &recent);
             let wave = draw::next_wave(&pending, available, self.hw.timing().rack_group_size);
             if wave.is_empty() {
@@ -224,14 +249,13 @@ impl RackExecutor {
 
     /// Waits for the ports of the previous wave to settle (each delivering power, up to
     /// `power_confirm`; `rack_group_pause` first when the wave was `fresh`), then reads
-    /// the budget. Returns it with (expected, measured) draw of those ports.
+    /// the budget. Returns it with the measured draw of those ports that deliver power.
     async fn settle(
         &self,
         switch: &Switch,
         previous: &[u16],
         fresh: bool,
-        expected: &BTreeMap<u16, u32>,
-    ) -> Result<(PoeBudget, Vec<(u32, u32)>), StepError> {
+    ) -> Result<(PoeBudget, Vec<(u16, u32)>), StepError> {
         if fresh {
             tokio::time::sleep(self.hw.timing().rack_group_pause).await;
         }
@@ -248,15 +272,12 @@ impl RackExecutor {
                     .with_driver(switch, |d| async move { d.poe_budget().await })
                     .await
                     .map_err(switch_step)?;
-                let recent = previous
+                let measured = previous
                     .iter()
                     .filter(|p| delivering(p))
-                    .map(|p| {
-                        let measured = snapshot.poe.get(p).and_then(|x| x.draw_mw).unwrap_or(0);
-                        (expected.get(p).copied().unwrap_or(draw::WORST_MW), measured)
-                    })
+                    .map(|&p| (p, snapshot.poe.get(&p).and_then(|x| x.draw_mw).unwrap_or(0)))
                     .collect();
-                return Ok((budget, recent));
+                return Ok((budget, measured));
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
