@@ -85,6 +85,11 @@ async fn racking_96_pis_under_a_budget_for_60_powers_them_in_waves_and_all_answe
     if ready != usize::from(PIS) {
         panic!("{ready} of {PIS} Pis answered after {took:?}\n{}", why_not(&lab).await);
     }
+    let state = lab.switch.state();
+    for pi in &pis {
+        let port = pi.port.expect("a racked Pi has a port");
+        assert!(state.delivering(port), "ready {} on port {port}, which delivers no power", pi.id);
+    }
     assert_eq!(lab.switch.power_denials(), denied, "the switch never had to refuse power");
     let waves = lab
         .call(reqwest::Method::GET, "/v1/events?kind=shelf.power_group&limit=100", None, &[200])

@@ -283,7 +283,8 @@ impl RackExecutor {
         }
     }
 
-    /// Waits for a Pi (with a MAC) in every slot, then marks each slot ready or flagged.
+    /// Waits for a Pi (with a MAC) in every slot, then marks each slot ready (its Pi seen
+    /// and its port delivering power) or flagged.
     async fn await_pis(&self, job: &Job, shelf: &Shelf, switch: &Switch) -> Result<(), StepError> {
         let deadline = Instant::now() + self.hw.timing().rack_await;
         loop {
@@ -300,14 +301,36 @@ impl RackExecutor {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
+        // A Pi seen before this job (booted on a factory-fresh switch's default PoE, or
+        // racked before) is not ready while its port is off (left off by the budget).
+        let poe = self.snapshot(switch).await?.poe;
         let mut outcomes = Vec::new();
         for slot in &shelf.slots {
             let pi = match self.hw.db.pi_in_slot(&slot.id).await? {
                 Some(id) => self.hw.db.get_pi(&id).await?,
                 None => None,
             };
-            let outcome = match pi {
-                Some(pi) if pi.mac.is_some() => {
+            let unpowered = poe
+                .get(&slot.port)
+                .filter(|p| p.detection != DetectionStatus::DeliveringPower)
+                .map(|p| (p.admin_enabled, p.detection));
+            let outcome = match (pi, unpowered) {
+                (Some(pi), Some((admin, detection))) if pi.mac.is_some() => {
+                    let reason = format!(
+                        "port {} delivers no power (PoE {}, {detection:?}); its Pi {} was seen before",
+                        slot.port,
+                        if admin { "enabled" } else { "disabled" },
+                        pi.id
+                    );
+                    self.hw.db.set_slot_flag(&slot.id, Some(&reason)).await?;
+                    SlotOutcome {
+                        port: slot.port,
+                        pi: Some(pi.id.0),
+                        outcome: "flagged",
+                        reason: Some(reason),
+                    }
+                }
+                (Some(pi), None) if pi.mac.is_some() => {
                     if pi.state == PiState::New
                         && let Ok(next) = transition(pi.state, LifecycleEvent::Commissioned)
                         && !self.hw.db.set_pi_state(&pi.id, pi.state, next, None).await?
