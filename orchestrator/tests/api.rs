@@ -6,7 +6,7 @@ mod common;
 use bramble::model::SshHostKey;
 use bramble::testing::{app_state, test_databases};
 use common::{Api, KEY, assert_problem};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Runs `case` once per database backend with a fresh controller.
 macro_rules! each_backend {
@@ -178,6 +178,20 @@ async fn idempotency_keys_replay_and_one_job_per_pi() {
         );
         assert_eq!(api.post(&other, &carol, json!({})).await.status, 202);
 
+        // Racking: a retry gets the active rack job its key made; a new request is busy.
+        let rack = "/v1/shelves/shelf-b/rack";
+        let key = [("idempotency-key", "rack-1")];
+        let first = api.call("POST", rack, Some(op), Some("{}"), &key).await;
+        assert_eq!(first.status, 202, "{:?}", first.body);
+        let again = api.call("POST", rack, Some(op), Some("{}"), &key).await;
+        assert_eq!(
+            (again.status.as_u16(), &again.body["id"]),
+            (202, &first.body["id"]),
+            "{:?}",
+            again.body
+        );
+        assert_problem(&api.post(rack, op, json!({})).await, 409, "shelf_busy");
+
         // Jobs say honestly whether this controller can run them.
         let kinds = api.get("/v1/job-kinds", &carol).await;
         assert_eq!(kinds.body.as_array().unwrap().len(), bramble::jobs::model::JobKind::ALL.len());
@@ -206,10 +220,15 @@ async fn power_cycles_past_the_limit_are_429_with_retry_after_and_no_job() {
             let api = &api;
             async move { assert_eq!(api.post(&path, &dora, json!({})).await.status, 200) }
         };
-        for _ in 0..6 {
-            let r = api.post(&format!("/v1/pis/{}/reboot", pis[0]), &dora, json!({})).await;
+        let reboot = format!("/v1/pis/{}/reboot", pis[0]);
+        let mut last = Value::Null;
+        for i in 0..6 {
+            let key = format!("cycle-{i}");
+            let hdr = [("idempotency-key", key.as_str())];
+            let r = api.call("POST", &reboot, Some(&dora), Some("{}"), &hdr).await;
             assert_eq!(r.status, 202, "{:?}", r.body);
             cancel(r.body["id"].as_str().unwrap().to_string()).await;
+            last = r.body["id"].clone();
         }
         let jobs_before =
             api.get("/v1/jobs?limit=100", op).await.body["items"].as_array().unwrap().len();
@@ -226,6 +245,14 @@ async fn power_cycles_past_the_limit_are_429_with_retry_after_and_no_job() {
             let detail = r.body["detail"].as_str().unwrap();
             assert!(detail.contains("6 times in the last 600 s"), "{detail}");
         }
+        // A retry of the request that used up the limit still gets its job, and a new
+        // request under that key is told the key is taken, not the limit.
+        let key = [("idempotency-key", "cycle-5")];
+        let again = api.call("POST", &reboot, Some(&dora), Some("{}"), &key).await;
+        assert_eq!((again.status.as_u16(), &again.body["id"]), (202, &last), "{:?}", again.body);
+        let on = format!("/v1/pis/{}/power-on", pis[0]);
+        let other = api.call("POST", &on, Some(&dora), Some("{}"), &key).await;
+        assert_problem(&other, 422, "idempotency_key_reused");
         let r = api
             .post(
                 &format!("/v1/pis/{}/reimage", pis[0]),

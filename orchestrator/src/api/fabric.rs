@@ -306,12 +306,6 @@ pub async fn rack_shelf(
         .get_shelf(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("shelf {name}")))?;
-    if let Some(running) = st.db.active_job_for_shelf(&shelf.id).await? {
-        return Err(ApiError::Conflict {
-            code: "shelf_busy",
-            message: format!("shelf {} is being racked by job {running}", shelf.name),
-        });
-    }
     let key = super::pis::idempotency_key(&headers)?;
     let new = NewJob {
         kind: JobKind::RackShelf,
@@ -320,7 +314,24 @@ pub async fn rack_shelf(
         params: serde_json::json!({}),
         idempotency_key: key,
     };
-    let job = match st.db.create_job(&new, &who).await? {
+    // A retry returns its job, which is the active one that would otherwise refuse it.
+    let replayed = match &new.idempotency_key {
+        Some(key) => st.db.replay(&who, key, std::slice::from_ref(&new)).await?,
+        None => None,
+    };
+    if replayed.is_none()
+        && let Some(running) = st.db.active_job_for_shelf(&shelf.id).await?
+    {
+        return Err(ApiError::Conflict {
+            code: "shelf_busy",
+            message: format!("shelf {} is being racked by job {running}", shelf.name),
+        });
+    }
+    let outcome = match replayed {
+        Some(outcome) => outcome,
+        None => st.db.create_job(&new, &who).await?,
+    };
+    let job = match outcome {
         CreateOutcome::Created(job) | CreateOutcome::Replayed(job) => job,
         CreateOutcome::KeyReused { existing } => {
             return Err(ApiError::KeyReused { existing: existing.0 });

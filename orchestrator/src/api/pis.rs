@@ -442,6 +442,23 @@ pub(super) async fn start_job(
 ) -> Result<impl IntoResponse + use<>, ApiError> {
     let pi = visible_pi(st, who, id).await?;
     let key = idempotency_key(headers)?;
+    if let Some(key) = &key {
+        // A retry returns its job even when that job has since changed the Pi's state
+        // or used up its power cycles.
+        let candidates: Vec<NewJob> = replay_kinds(kind)
+            .into_iter()
+            .map(|kind| NewJob {
+                kind,
+                pi: Some(pi.id.clone()),
+                shelf: None,
+                params: params.clone(),
+                idempotency_key: Some(key.clone()),
+            })
+            .collect();
+        if let Some(outcome) = st.db.replay(who, key, &candidates).await? {
+            return answer(st, &pi, kind, outcome).await;
+        }
+    }
     let kind = job_for(pi.state, kind).map_err(|message| ApiError::Conflict {
         code: "invalid_state",
         message: format!("Pi {}: {}", pi.id, message.replace("{id}", pi.id.as_str())),
@@ -454,7 +471,28 @@ pub(super) async fn start_job(
     }
     check_power_cycles(st, &pi.id, kind).await?;
     let new = NewJob { kind, pi: Some(pi.id.clone()), shelf: None, params, idempotency_key: key };
-    let job = match st.db.create_job(&new, who).await? {
+    let outcome = st.db.create_job(&new, who).await?;
+    answer(st, &pi, kind, outcome).await
+}
+
+/// The kinds a request for `asked` may have been turned into, in any state.
+fn replay_kinds(asked: JobKind) -> Vec<JobKind> {
+    let mut kinds: Vec<JobKind> =
+        PiState::ALL.into_iter().filter_map(|s| job_for(s, asked).ok()).collect();
+    kinds.sort_by_key(|k| k.as_str());
+    kinds.dedup();
+    kinds
+}
+
+/// The API's answer to a job creation's outcome: 202 with the job (new or replayed), or
+/// the problem that kept it from being created.
+async fn answer(
+    st: &AppState,
+    pi: &Pi,
+    kind: JobKind,
+    outcome: CreateOutcome,
+) -> Result<impl IntoResponse + use<>, ApiError> {
+    let job = match outcome {
         CreateOutcome::Created(job) => {
             st.metrics
                 .counter("bramble_jobs_created_total", "Jobs created through the API")

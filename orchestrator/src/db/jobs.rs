@@ -203,6 +203,26 @@ impl Db {
             .map(Some)
     }
 
+    /// What a request carrying idempotency key `key` replays, judged before anything
+    /// else about the request (the Pi's state, the power limit, a busy shelf), which may
+    /// have changed because of the job the key created: `Replayed` when the key's job
+    /// was made by a request equal to one of `candidates` (the kinds the request may
+    /// have become), `KeyReused` when by another; `None` when the key is new.
+    pub async fn replay(
+        &self,
+        by: &Principal,
+        key: &str,
+        candidates: &[NewJob],
+    ) -> Result<Option<CreateOutcome>, DbError> {
+        let Some(found) = self.job_by_key(by, key).await? else { return Ok(None) };
+        let same = candidates.iter().any(|c| c.request_hash() == found.hash);
+        Ok(Some(if same {
+            CreateOutcome::Replayed(found.job)
+        } else {
+            CreateOutcome::KeyReused { existing: found.job.id }
+        }))
+    }
+
     async fn explain_conflict(
         &self,
         new: &NewJob,
