@@ -88,6 +88,7 @@ const GUARDED: &[&str] = &["pis", "events", "jobs"];
 
 /// Every hot query of the control panel, as the code builds it (pages of 100).
 fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
+    use super::hardware::{self, By};
     use super::{events, jobs, pis, retention, snapshots, status};
     let customer = || Some(CustomerId("cust-7".into()));
     let pi = || Some(PiId("pi-7".into()));
@@ -142,6 +143,13 @@ fn hot_queries(backend: Backend) -> Vec<(&'static str, Sql)> {
         (
             "a Pi's kernel reads (console boots)",
             super::console::kernel_reads_sql(&PiId("pi-7".into()), 0),
+        ),
+        ("a DHCP packet's Pi, by MAC", hardware::sighting_pi_sql(By::Mac, "dc:a6:32:00:00:07")),
+        ("a TFTP read's Pi, by serial", hardware::sighting_pi_sql(By::Serial, "5eed0007")),
+        ("a Pi's boot timeline", super::orchestration::boot_timeline_sql(&PiId("pi-7".into()), 0)),
+        (
+            "a customer's hardware history of a Pi",
+            hardware::hardware_history_sql(&PiId("pi-7".into()), customer().as_ref()),
         ),
         ("/metrics: jobs to alert on", super::gauges::jobs_sql()),
         ("/metrics: the webhook sender's lag", super::gauges::oldest_after_sql(79_000)),

@@ -9,6 +9,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
+use super::sql::Sql;
 use super::{
     Backend, Db, DbError, Query, get_i64, get_opt_i64, get_opt_serial, get_opt_str, get_str,
 };
@@ -149,6 +150,28 @@ pub fn seen_of(s: &HardwareSighting) -> Seen {
     Seen { source, mac: s.mac.clone(), serial: s.serial, model }
 }
 
+/// The Pi a sighting is about: a probe of one unique column (every DHCP packet makes one).
+pub(crate) fn sighting_pi_sql(by: By, value: &str) -> Sql {
+    let column = match by {
+        By::Id => "id = ?",
+        By::Slot => "slot_id = ?",
+        By::Mac => "mac = ?",
+        By::Serial => "serial = ?",
+    };
+    Sql::new(KNOWN).and(column, value.to_string())
+}
+
+/// A Pi's accepted replacements, oldest first; only `customer`'s when given.
+pub(crate) fn hardware_history_sql(pi: &PiId, customer: Option<&CustomerId>) -> Sql {
+    Sql::new(
+        "SELECT at, slot_id, customer, old_mac, old_serial, old_model, new_mac, new_serial, \
+         new_model, how, accepted_by FROM pi_hardware_history",
+    )
+    .and("pi_id = ?", pi.0.clone())
+    .and_opt("customer = ?", customer.map(|c| c.0.clone()))
+    .push(" ORDER BY id", Vec::new())
+}
+
 impl Db {
     /// `sql`, locking the rows it reads on PostgreSQL (`locked` is `sql` + ` FOR UPDATE`;
     /// SQLite's write transactions hold the whole database already).
@@ -172,13 +195,7 @@ impl Db {
 
     /// The Pi a sighting is about, looked up `by` a column.
     pub async fn sighting_pi(&self, by: By, value: &str) -> Result<Option<Known>, DbError> {
-        let sql: &'static str = match by {
-            By::Id => const_format::concatcp!(KNOWN, " WHERE id = $1"),
-            By::Slot => const_format::concatcp!(KNOWN, " WHERE slot_id = $1"),
-            By::Mac => const_format::concatcp!(KNOWN, " WHERE mac = $1"),
-            By::Serial => const_format::concatcp!(KNOWN, " WHERE serial = $1"),
-        };
-        let row = self.q(sql).bind(value.to_string()).fetch_optional(self.pool()).await?;
+        let row = self.query(&sighting_pi_sql(by, value)).fetch_optional(self.pool()).await?;
         row.as_ref().map(known_from_row).transpose()
     }
 
@@ -458,23 +475,7 @@ impl Db {
         pi: &PiId,
         customer: Option<&CustomerId>,
     ) -> Result<Vec<HardwareChange>, DbError> {
-        const COLS: &str = "SELECT at, slot_id, customer, old_mac, old_serial, old_model, new_mac, new_serial, \
-            new_model, how, accepted_by FROM pi_hardware_history WHERE pi_id = $1";
-        let rows = match customer {
-            Some(c) => {
-                self.q(const_format::concatcp!(COLS, " AND customer = $2 ORDER BY id"))
-                    .bind(pi.0.clone())
-                    .bind(c.0.clone())
-                    .fetch_all(self.pool())
-                    .await?
-            }
-            None => {
-                self.q(const_format::concatcp!(COLS, " ORDER BY id"))
-                    .bind(pi.0.clone())
-                    .fetch_all(self.pool())
-                    .await?
-            }
-        };
+        let rows = self.query(&hardware_history_sql(pi, customer)).fetch_all(self.pool()).await?;
         rows.iter().map(change_from_row).collect()
     }
 

@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::events::BOOT_TIMELINE;
+use super::sql::Sql;
 use super::{Db, DbError, get_i64, get_opt_str, get_str, get_u16};
 use crate::diagnosis::{LastBoot, Seen};
 use crate::ids::{JobId, PiId, ShelfId, SlotId, SwitchId};
@@ -130,17 +131,7 @@ impl Db {
     /// The Pi's boot timeline after event `after`, oldest first (at most [`TIMELINE_MAX`]
     /// events: a boot attempt has a few dozen).
     pub async fn boot_timeline(&self, pi: &PiId, after: i64) -> Result<Vec<Seen>, DbError> {
-        let rows = self
-            .q(const_format::concatcp!(
-                "SELECT at, kind, data FROM events WHERE pi_id = $1 AND id > $2 AND ",
-                BOOT_TIMELINE,
-                " ORDER BY id LIMIT ",
-                TIMELINE_MAX
-            ))
-            .bind(pi.0.clone())
-            .bind(after)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = self.query(&boot_timeline_sql(pi, after)).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
                 Ok(Seen::from_event(
@@ -264,6 +255,18 @@ fn location_from_row(r: &sqlx::any::AnyRow) -> Result<SlotLocation, DbError> {
         public_ipv6: v6.parse().map_err(|_| bad("slots.public_ipv6", v6.clone()))?,
         flag: get_opt_str(r, "flag")?,
     })
+}
+
+/// A Pi's boot timeline after event `after`, oldest first, at most [`TIMELINE_MAX`]
+/// events (through the `events_boot_pi` partial index, whose predicate this repeats).
+pub(crate) fn boot_timeline_sql(pi: &PiId, after: i64) -> Sql {
+    Sql::new("SELECT at, kind, data FROM events")
+        .and("pi_id = ?", pi.0.clone())
+        .and("id > ?", after)
+        .push(
+            const_format::concatcp!(" AND ", BOOT_TIMELINE, " ORDER BY id LIMIT ", TIMELINE_MAX),
+            Vec::new(),
+        )
 }
 
 #[cfg(test)]
