@@ -200,6 +200,7 @@ async fn switches(
             address: sw.address.clone(),
             driver: sw.driver.clone(),
             version: sw.credentials.version(),
+            protocols: sw.credentials.protocols(),
             answer,
         }));
     }
