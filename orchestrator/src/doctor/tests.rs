@@ -258,15 +258,7 @@ async fn switch_row_tells_a_sha1_switch_from_refused_v3_credentials() {
         };
         let start = std::time::Instant::now();
         let answer = SystemHost::new().switch(&sw, timing).await;
-        let facts = SwitchFacts {
-            name: sw.name.clone(),
-            address: sw.address.clone(),
-            driver: sw.driver.clone(),
-            version: sw.credentials.version(),
-            protocols: sw.credentials.protocols(),
-            answer,
-        };
-        (switch(&facts), start.elapsed())
+        (switch_row(&sw, answer), start.elapsed())
     };
     let (ok, _) = row(V3Auth::Sha1).await;
     assert_eq!(v(&ok), Verdict::Ok, "{ok:?}");
