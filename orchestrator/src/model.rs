@@ -175,6 +175,9 @@ pub struct Switch {
     pub trunk_port: u16,
     /// `v2c` or `v3`: which kind of credentials are stored, never the secrets.
     pub snmp_version: String,
+    /// SNMPv3 only: the authentication and privacy protocols as net-snmp names them,
+    /// `AUTH/PRIV` (e.g. `SHA/AES`); never a secret. `null` for v2c.
+    pub snmp_protocols: Option<String>,
     /// The controller that serves the switch: its shelves' DHCP, TFTP, roots and jobs.
     /// `null` only for a switch registered before clusters existed, until a controller
     /// starts and adopts it.

@@ -439,6 +439,43 @@ async fn shelves_get_collision_free_addresses_or_nothing() {
     each_backend!(case);
 }
 
+/// An SNMPv3 switch is registered with its USM protocols, named as net-snmp does; the
+/// listing shows them but never a password; an unknown protocol is a 422 naming the
+/// field; a registration without them is SHA-256/AES, as before the fields existed.
+#[tokio::test]
+async fn v3_switches_carry_their_protocols_and_never_show_passwords() {
+    async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {
+        let v3 = |name: &str, protocols: serde_json::Value| {
+            let mut creds = json!({"version": "v3", "user": "bramble",
+                "auth_pass": "auth-SECRET-1", "priv_pass": "priv-SECRET-2"});
+            creds.as_object_mut().unwrap().extend(protocols.as_object().unwrap().clone());
+            json!({"name": name, "address": "192.0.2.20:161", "trunk_port": 49, "credentials": creds})
+        };
+        let r = api
+            .post(
+                "/v1/switches",
+                op,
+                v3("sw-sha1", json!({"auth_protocol": "sha", "priv_protocol": "AES-256"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["snmp_protocols"], "SHA/AES-256", "{}", r.body);
+        let r = api.post("/v1/switches", op, v3("sw-old", json!({}))).await;
+        assert_eq!(r.body["snmp_protocols"], "SHA-256/AES", "{}", r.body);
+        let r = api.post("/v1/switches", op, v3("sw-bad", json!({"auth_protocol": "SHA-3"}))).await;
+        assert_problem(&r, 422, "invalid_input");
+        assert_eq!(r.body["errors"][0]["field"], "credentials.auth_protocol", "{}", r.body);
+        let message = r.body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("\"SHA-3\": expected one of MD5, SHA, SHA-224"), "{message}");
+        let r = api.post("/v1/switches", op, v3("sw-bad", json!({"priv_protocol": "DES"}))).await;
+        assert_eq!(r.body["errors"][0]["field"], "credentials.priv_protocol", "{}", r.body);
+        let listed = api.get("/v1/switches", op).await.body.to_string();
+        assert!(listed.contains("SHA/AES-256") && !listed.contains("SECRET"), "{listed}");
+        assert!(!listed.contains("sw-bad"), "{listed}");
+    }
+    each_backend!(case);
+}
+
 #[tokio::test]
 async fn revoked_tokens_stop_working_and_customers_cannot_mint() {
     async fn case(api: Api, op: &str, _s: &bramble::api::AppState) {

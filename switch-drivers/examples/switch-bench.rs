@@ -7,7 +7,7 @@ use bramble_switch::plan::BatchLimits;
 use bramble_switch::sim::{SimOptions, SimSwitch, SimV3User};
 use bramble_switch::{
     Credentials, PortNo, Secret, Session, SessionConfig, ShelfPlan, StandardDriver, SwitchDriver,
-    V3Auth, VlanId,
+    V3Auth, V3Priv, VlanId,
 };
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ async fn run(label: &str, v3: bool, limits: BatchLimits) -> anyhow::Result<()> {
             user: "bench".into(),
             auth: V3Auth::Sha1,
             auth_pass: Secret::new("bench-auth-1"),
+            privacy: V3Priv::Aes128,
             priv_pass: Secret::new("bench-priv-1"),
         }
     } else {

@@ -27,10 +27,12 @@ pub enum SwitchError {
         oid: String,
         port: Option<u16>,
     },
-    /// The agent refused the request: an SNMPv3 authentication failure or a Report the
-    /// client accepted as terminal. A v2c agent ignores a wrong community instead, and
-    /// async-snmp does not accept an unauthenticated Report for a wrong v3 user or
-    /// password: both end as [`SwitchError::Timeout`]. `detail` never names a secret.
+    /// The agent refused the SNMPv3 credentials: it answered with a USM Report
+    /// (unknown user, wrong digest, i.e. wrong authentication password or protocol,
+    /// unsupported security level), or its answer failed our authentication check.
+    /// `detail` names the report, never a secret. A v2c agent ignores a wrong community
+    /// and net-snmp drops a request it cannot decrypt (wrong privacy password or
+    /// protocol): both end as [`SwitchError::Timeout`].
     #[error("switch {switch}: {operation} refused the credentials: {detail}")]
     Auth { switch: SocketAddr, operation: &'static str, detail: String },
     /// Talking to the agent failed for another reason (socket, USM, decode).

@@ -29,6 +29,7 @@ pub mod session;
 pub mod sim;
 pub mod standard;
 pub mod stp;
+pub mod usm;
 
 pub use budget::PoeBudget;
 pub use cisco::CiscoDriver;
@@ -39,5 +40,6 @@ pub use model::{
     AccessPort, DesiredConfig, Drift, PortNo, PortPower, ShelfPlan, SwitchSnapshot, VlanId,
 };
 pub use secret::Secret;
-pub use session::{Credentials, Session, SessionConfig, V3Auth};
+pub use session::{Credentials, Session, SessionConfig};
 pub use standard::StandardDriver;
+pub use usm::{V3Auth, V3Priv};

@@ -5,9 +5,9 @@
 use crate::error::SwitchError;
 use crate::plan::{self, BatchLimits};
 use crate::secret::Secret;
-use async_snmp::{
-    Auth, AuthProtocol, Client, Oid, PrivProtocol, Retry, UdpHandle, UsmConfig, Value, VarBind,
-};
+pub use crate::usm::{V3Auth, V3Priv};
+use async_snmp::v3::ReportStatus;
+use async_snmp::{Auth, Client, Oid, Retry, UdpHandle, UsmConfig, Value, VarBind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -17,20 +17,14 @@ pub enum Credentials {
     V2c {
         community: Secret,
     },
-    /// USM authPriv with HMAC-SHA-96 (SHA-1) or SHA-256 and AES-128.
+    /// USM authPriv: the user, its authentication and privacy protocols and passwords.
     V3 {
         user: String,
         auth: V3Auth,
         auth_pass: Secret,
+        privacy: V3Priv,
         priv_pass: Secret,
     },
-}
-
-/// USM authentication protocol; privacy is always AES-128-CFB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum V3Auth {
-    Sha1,
-    Sha256,
 }
 
 /// How to reach a switch and how hard to try.
@@ -81,13 +75,14 @@ impl std::fmt::Debug for Session {
 fn auth_of(cfg: &SessionConfig) -> Result<Auth, SwitchError> {
     match &cfg.credentials {
         Credentials::V2c { community } => Ok(Auth::v2c(community.expose())),
-        Credentials::V3 { user, auth, auth_pass, priv_pass } => {
-            let proto = match auth {
-                V3Auth::Sha1 => AuthProtocol::Sha1,
-                V3Auth::Sha256 => AuthProtocol::Sha256,
-            };
+        Credentials::V3 { user, auth, auth_pass, privacy, priv_pass } => {
             UsmConfig::new(user.clone())
-                .auth_priv(proto, auth_pass.expose(), PrivProtocol::Aes128, priv_pass.expose())
+                .auth_priv(
+                    auth.protocol(),
+                    auth_pass.expose(),
+                    privacy.protocol(),
+                    priv_pass.expose(),
+                )
                 .map(Auth::from)
                 .map_err(|e| SwitchError::Config {
                     switch: cfg.addr,
@@ -103,7 +98,17 @@ impl Session {
         let auth = auth_of(&cfg)?;
         let retry = Retry::fixed(cfg.retries, Duration::ZERO)
             .map_err(|e| SwitchError::Config { switch: cfg.addr, detail: e.to_string() })?;
+        // An agent refuses wrong v3 credentials (unknown user, wrong digest) with a
+        // Report it cannot authenticate; async-snmp drops such Reports on an authPriv
+        // session unless this is on, and the refusal would end as a timeout. With it,
+        // an unauthenticated Report correlated to our request is a terminal error
+        // (mapped to `SwitchError::Auth`), and at most one unauthenticated time-window
+        // Report may set one packet's time fields. Ordinary Responses must still be
+        // authenticated, so no data is ever taken from an unauthenticated packet: a
+        // spoofer able to match our msgID can only fail a request.
+        let v3 = matches!(cfg.credentials, Credentials::V3 { .. });
         let client = Client::builder(cfg.addr, auth)
+            .allow_unauthenticated_v3_time_correction(v3)
             .request_timeout(cfg.timeout)
             .retry(retry)
             .max_oids_per_request(cfg.limits.max_varbinds.max(1))
@@ -199,9 +204,20 @@ pub(crate) fn map_err(
             oid: oid.as_ref().map(|o| o.to_string()).unwrap_or(fallback_oid),
             port: None,
         },
-        e @ (async_snmp::Error::Auth { .. } | async_snmp::Error::Report { .. }) => {
-            SwitchError::Auth { switch, operation, detail: e.to_string() }
-        }
+        async_snmp::Error::Report { status, .. } => match refusal(status) {
+            Some(detail) => SwitchError::Auth { switch, operation, detail },
+            None => SwitchError::Transport {
+                switch,
+                operation,
+                oid: fallback_oid,
+                detail: format!("SNMPv3 report: {status}"),
+            },
+        },
+        async_snmp::Error::Auth { .. } => SwitchError::Auth {
+            switch,
+            operation,
+            detail: "the answer failed authentication (wrong passwords or protocols)".into(),
+        },
         other => SwitchError::Transport {
             switch,
             operation,
@@ -209,6 +225,26 @@ pub(crate) fn map_err(
             detail: other.to_string(),
         },
     }
+}
+
+/// What a USM Report says about the credentials, if it refuses them.
+fn refusal(status: &ReportStatus) -> Option<String> {
+    let what = match status {
+        ReportStatus::UnknownUserName { .. } => {
+            "unknown user name (usmStatsUnknownUserNames): the switch has no such SNMPv3 user"
+        }
+        ReportStatus::WrongDigest { .. } => {
+            "wrong digest (usmStatsWrongDigests): the authentication password or protocol is wrong"
+        }
+        ReportStatus::DecryptionError { .. } => {
+            "decryption error (usmStatsDecryptionErrors): the privacy password or protocol is wrong"
+        }
+        ReportStatus::UnsupportedSecurityLevel { .. } => {
+            "unsupported security level (usmStatsUnsupportedSecLevels): the user is not set up for authPriv"
+        }
+        _ => return None,
+    };
+    Some(what.to_string())
 }
 
 fn innermost(err: &async_snmp::Error) -> &async_snmp::Error {
@@ -229,6 +265,7 @@ mod tests {
             user: "ops".into(),
             auth: V3Auth::Sha1,
             auth_pass: Secret::new("auth-SECRET-1"),
+            privacy: V3Priv::Aes128,
             priv_pass: Secret::new("priv-SECRET-2"),
         };
         let cfg = SessionConfig::new(SocketAddr::from(([127, 0, 0, 1], 161)), creds);

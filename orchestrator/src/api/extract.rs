@@ -91,9 +91,20 @@ fn field_error(text: &str) -> ApiError {
         return ApiError::invalid(&field, "is required");
     }
     match rest.split_once(": ") {
-        Some((field, msg)) if !field.contains(' ') => ApiError::invalid(field, msg),
+        // A field of an internally tagged enum (`credentials`) has no path of its own:
+        // its error names it first (`credentials: auth_protocol: unknown …`).
+        Some((field, msg)) if !field.contains(' ') => match msg.split_once(": ") {
+            Some((inner, msg)) if is_field_name(inner) => {
+                ApiError::invalid(&format!("{field}.{inner}"), msg)
+            }
+            _ => ApiError::invalid(field, msg),
+        },
         _ => ApiError::invalid("body", rest),
     }
+}
+
+fn is_field_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn missing_field(text: &str) -> Option<String> {
@@ -171,6 +182,15 @@ mod tests {
             ApiError::Invalid(errs) => assert_eq!(
                 (errs[0].field.as_str(), errs[0].message.as_str()),
                 ("image", "is required")
+            ),
+            other => panic!("{other:?}"),
+        }
+        match field_error(
+            "Failed to deserialize the JSON body into the target type: credentials: auth_protocol: unknown protocol \"x\" at line 1 column 9",
+        ) {
+            ApiError::Invalid(errs) => assert_eq!(
+                (errs[0].field.as_str(), errs[0].message.as_str()),
+                ("credentials.auth_protocol", "unknown protocol \"x\" at line 1 column 9")
             ),
             other => panic!("{other:?}"),
         }

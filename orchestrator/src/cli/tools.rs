@@ -24,7 +24,7 @@ pub struct SwitchSimArgs {
     /// SNMPv2c community.
     #[arg(long, default_value = "private")]
     community: String,
-    /// SNMPv3 user (authPriv, SHA + AES).
+    /// SNMPv3 user (authPriv, `SHA` (SHA-1) + `AES`: register it with `"auth_protocol": "SHA"`).
     #[arg(long, requires_all = ["auth_pass", "priv_pass"])]
     v3_user: Option<String>,
     #[arg(long)]

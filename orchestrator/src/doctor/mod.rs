@@ -195,15 +195,21 @@ async fn switches(
     let mut out = Vec::new();
     for sw in &inventory.switches {
         let answer = host.switch(sw, config.switches.snmp).await;
-        out.push(rules::switch(&rules::SwitchFacts {
-            name: sw.name.clone(),
-            address: sw.address.clone(),
-            driver: sw.driver.clone(),
-            version: sw.credentials.version(),
-            answer,
-        }));
+        out.push(switch_row(sw, answer));
     }
     out
+}
+
+/// A registered switch's row from its answer (no secret goes into the facts).
+fn switch_row(sw: &RegisteredSwitch, answer: rules::SnmpAnswer) -> Check {
+    rules::switch(&rules::SwitchFacts {
+        name: sw.name.clone(),
+        address: sw.address.clone(),
+        driver: sw.driver.clone(),
+        version: sw.credentials.version(),
+        protocols: sw.credentials.protocols(),
+        answer,
+    })
 }
 
 /// Marks the rows named in `skip` (a switch's row also by `switch`) as skipped.

@@ -175,6 +175,7 @@ fn switch_facts(version: &'static str, driver: &str, answer: SnmpAnswer) -> Swit
         address: "10.0.0.2:161".into(),
         driver: driver.into(),
         version,
+        protocols: (version == "v3").then(|| "SHA-256/AES".into()),
         answer,
     }
 }
@@ -196,7 +197,8 @@ fn switch_verdicts_word_silence_and_refusal_truthfully() {
     let v3 = switch(&switch_facts("v3", "auto", SnmpAnswer::Silent));
     assert_eq!(v(&v3), Verdict::Fail);
     assert!(v3.detail.starts_with("no answer from sw1 (10.0.0.2:161)"), "{v3:?}");
-    assert!(v3.detail.contains("passwords are wrong") && !v3.detail.contains("community"));
+    assert!(v3.detail.contains("privacy password or protocol is wrong"), "{v3:?}");
+    assert!(v3.detail.contains("SHA-256/AES") && !v3.detail.contains("community"), "{v3:?}");
     let v2 = switch(&switch_facts("v2c", "auto", SnmpAnswer::Silent));
     assert!(
         v2.detail.starts_with("no answer from sw1") && v2.detail.contains("community is wrong"),
@@ -209,10 +211,68 @@ fn switch_verdicts_word_silence_and_refusal_truthfully() {
     ));
     assert_eq!(v(&refused), Verdict::Fail);
     assert!(
-        refused.detail.contains("credentials") && refused.detail.contains("wrong"),
+        refused.detail.contains("refused the stored SNMPv3 credentials (protocols SHA-256/AES)")
+            && refused.detail.contains("usmStatsWrongDigests"),
         "{refused:?}"
     );
+    assert!(refused.advice.contains("auth_protocol"), "{refused:?}");
     assert_eq!(refused.name, "switch sw1");
+}
+
+/// Against the virtual switch, whose v3 user is SHA-1 as on many real PoE switches:
+/// stored with `auth_protocol: SHA`, the credentials reach it through `to_driver` and
+/// the row is ok; stored as before the field existed (SHA-256), the switch refuses them
+/// and the row says so, well before one 2-second timeout, without a password.
+#[tokio::test]
+async fn switch_row_tells_a_sha1_switch_from_refused_v3_credentials() {
+    use crate::secret::SnmpCredentials;
+    use bramble_switch::sim::{SimOptions, SimSwitch, SimV3User};
+    use bramble_switch::{Secret, V3Auth, V3Priv};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let mut opts = SimOptions::new(4, "unused-community");
+    opts.v3 = Some(SimV3User {
+        user: "bramble".into(),
+        auth_pass: Secret::new("auth-SECRET-1"),
+        priv_pass: Secret::new("priv-SECRET-2"),
+    });
+    let sim = SimSwitch::new(opts).expect("sim");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sim.serve(socket, async move {
+        let _ = stopped.await;
+    }));
+    let timing = SnmpTiming { timeout: Duration::from_secs(2), retries: 1 };
+    let row = |auth_protocol| async move {
+        let credentials = SnmpCredentials::V3 {
+            user: "bramble".into(),
+            auth_protocol,
+            auth_pass: Secret::new("auth-SECRET-1"),
+            priv_protocol: V3Priv::Aes128,
+            priv_pass: Secret::new("priv-SECRET-2"),
+        };
+        let sw = RegisteredSwitch {
+            name: "sw1".into(),
+            address: addr.to_string(),
+            driver: "auto".into(),
+            credentials,
+        };
+        let start = std::time::Instant::now();
+        let answer = SystemHost::new().switch(&sw, timing).await;
+        (switch_row(&sw, answer), start.elapsed())
+    };
+    let (ok, _) = row(V3Auth::Sha1).await;
+    assert_eq!(v(&ok), Verdict::Ok, "{ok:?}");
+    let (refused, took) = row(V3Auth::Sha256).await;
+    assert_eq!(v(&refused), Verdict::Fail, "{refused:?}");
+    assert!(
+        refused.detail.contains("refused the stored SNMPv3 credentials (protocols SHA-256/AES)")
+            && refused.detail.contains("usmStatsWrongDigests"),
+        "{refused:?}"
+    );
+    assert!(!format!("{refused:?}").contains("SECRET"), "{refused:?}");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    let _ = stop.send(());
+    let _ = task.await;
 }
 
 #[test]

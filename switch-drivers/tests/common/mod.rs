@@ -5,7 +5,7 @@
 
 use bramble_switch::plan::BatchLimits;
 use bramble_switch::sim::{SimHandle, SimOptions, SimSwitch, SimV3User};
-use bramble_switch::{Credentials, Secret, Session, SessionConfig, StandardDriver, V3Auth};
+use bramble_switch::{Credentials, Secret, Session, SessionConfig, StandardDriver, V3Auth, V3Priv};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -82,6 +82,7 @@ pub fn v3(addr: SocketAddr) -> SessionConfig {
         user: V3_USER.into(),
         auth: V3Auth::Sha1,
         auth_pass: Secret::new(AUTH_PASS),
+        privacy: V3Priv::Aes128,
         priv_pass: Secret::new(PRIV_PASS),
     };
     let mut cfg = SessionConfig::new(addr, creds);

@@ -16,7 +16,8 @@ pub enum SnmpAnswer {
     },
     /// No answer within the timeout, after every retry.
     Silent,
-    /// SNMPv3: the agent sent an authentication report.
+    /// SNMPv3: the agent refused the credentials with a USM Report (unknown user, wrong
+    /// digest); the text names the report.
     Refused(String),
     Error(String),
 }
@@ -30,6 +31,8 @@ pub struct SwitchFacts {
     pub driver: String,
     /// `v2c` or `v3`.
     pub version: &'static str,
+    /// SNMPv3: the stored `AUTH/PRIV` protocol names (not secret).
+    pub protocols: Option<String>,
     pub answer: SnmpAnswer,
 }
 
@@ -69,21 +72,25 @@ pub fn switch(s: &SwitchFacts) -> Check {
         SnmpAnswer::Silent => Check::fail(
             name,
             format!(
-                "no answer from {at} that its stored SNMPv3 credentials verify: the switch is unreachable, or the user or passwords are wrong (a refusal is not authenticated, so it is not taken as an answer)"
+                "no answer from {at} with its stored SNMPv3 credentials{}: the switch is unreachable, or the privacy password or protocol is wrong (an agent drops a request it cannot decrypt; a wrong user or authentication password would have been refused)",
+                stored(s)
             ),
-            "check the management network and the switch's SNMP settings; re-register the switch with the user and passwords configured on it",
+            "check the management network and the switch's SNMP settings; re-register the switch with the priv_pass and priv_protocol configured on it",
         ),
         SnmpAnswer::Refused(report) => Check::fail(
             name,
-            format!(
-                "{at} refused the stored SNMPv3 credentials: the user or passwords are wrong ({report})"
-            ),
-            "re-register the switch with the user and passwords configured on it",
+            format!("{at} refused the stored SNMPv3 credentials{}: {report}", stored(s)),
+            "re-register the switch with the user, passwords and protocols (auth_protocol, priv_protocol) configured on it",
         ),
         SnmpAnswer::Error(e) => {
             Check::fail(name, format!("{at}: {e}"), "check the switch's SNMP agent")
         }
     }
+}
+
+/// ` (protocols SHA/AES)` when the facts name them.
+fn stored(s: &SwitchFacts) -> String {
+    s.protocols.as_deref().map(|p| format!(" (protocols {p})")).unwrap_or_default()
 }
 
 /// The clocks doctor compares.
