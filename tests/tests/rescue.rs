@@ -31,7 +31,7 @@ const MARKER: &str = "/root/rescued-marker";
 /// the test checks that the healthy boot before the break answered within half of it,
 /// so the broken boot's failure still says SSH stayed away for over twice what a
 /// working boot of the same root needs.
-const SSH_WAIT_SECONDS: i64 = 90;
+const SSH_WAIT_SECONDS: i64 = 120;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
