@@ -344,8 +344,16 @@ async fn case(database: String, subnet: u8, netns: String) {
     assert!(sample(text, "bramble_tftp_transfers_total{outcome=\"completed\"}") >= 2.0, "{text}");
     assert!(sample(text, "bramble_boot_events_total{outcome=\"written\"}") >= 7.0, "{text}");
 
-    // Restart: a new controller on the same database loads the stored leases.
+    // Stopping is prompt even while a handle (the rack job's) is held: the handle does
+    // not keep the DHCP server or the event drain alive, and syncs nothing afterwards.
+    let handle = netboot.handle();
+    let stopping = std::time::Instant::now();
     netboot.stop().await;
+    let took = stopping.elapsed();
+    assert!(took < std::time::Duration::from_secs(3), "netboot stopped in {took:?}");
+    assert_eq!(handle.sync_interfaces().await.expect("sync after stop"), 0);
+
+    // Restart: a new controller on the same database loads the stored leases.
     state.db.close().await;
     let (restarted, _) = open(config(&database, subnet, &lab.dir)).await;
     let store =

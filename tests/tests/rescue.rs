@@ -26,12 +26,19 @@ const CUSTOMER: &str = "cust-rescue";
 const JOB_LIMIT: Duration = Duration::from_secs(600);
 const SSH_LIMIT: Duration = Duration::from_secs(420);
 const MARKER: &str = "/root/rescued-marker";
+/// The lab's `[jobs] ssh_timeout_seconds`: how long a job waits for SSH after the kernel
+/// read. The broken reboot waits all of it, so it is kept well under the default 180 s;
+/// the test checks that the healthy boot before the break answered within half of it,
+/// so the broken boot's failure still says SSH stayed away for over twice what a
+/// working boot of the same root needs.
+const SSH_WAIT_SECONDS: i64 = 120;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
     let _one = shelf::serial().await;
     let mut opts = shelf::options(1, 32, 'u');
     opts.real = 1;
+    opts.jobs_toml = format!("ssh_timeout_seconds = {SSH_WAIT_SECONDS}\n{}", opts.jobs_toml);
     let started = Instant::now();
     let lab = shelf::racked(opts).await;
     let (pi, port) = shelf::pi_ports(&lab).await.remove(0);
@@ -49,6 +56,13 @@ async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
     let own = format!("{}:/export/{address}", dot_one(&address));
     let answer = me.ssh_until(&address, "findmnt -no SOURCE /", &qemu).await;
     assert_eq!(answer, own);
+    let healthy = kernel_to_ssh_ms(&lab, &pi).await;
+    println!("healthy boot: SSH {:.1} s after the kernel read", healthy as f64 / 1000.0);
+    assert!(
+        2 * healthy < SSH_WAIT_SECONDS * 1000,
+        "a healthy boot took {healthy} ms from the kernel read to SSH: the broken boot's \
+         {SSH_WAIT_SECONDS} s SSH wait is no longer twice that"
+    );
 
     // Break it: sshd masked, then a reboot through the API.
     me.ssh(&address, &format!("echo mine > {MARKER}; systemctl mask ssh.service ssh.socket; sync"))
@@ -124,6 +138,15 @@ async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
     let state_dir = lab.opts.state_dir.clone();
     lab.down().await;
     let _ = std::fs::remove_dir_all(state_dir);
+}
+
+/// From the kernel read to SSH answering in the Pi's last boot, as its diagnosis
+/// measured it (operator's view).
+async fn kernel_to_ssh_ms(lab: &Lab, pi: &str) -> i64 {
+    let shown = lab.call(reqwest::Method::GET, &format!("/v1/pis/{pi}"), None, &[200]).await;
+    let phases = shown.expect("pi")["last_boot"]["phases"].clone();
+    let at = |phase: &str| phases[phase].as_i64().unwrap_or_else(|| panic!("{phase}: {phases}"));
+    at("booted_ms") - at("kernel_ms")
 }
 
 /// The controller's end of a storage /30, given the Pi's end.

@@ -178,9 +178,10 @@ impl Netboot {
         Ok(sync_interfaces(&self.inner).await)
     }
 
-    /// A handle other parts of the controller keep to sync storage interfaces.
+    /// A handle other parts of the controller keep to sync storage interfaces. It does
+    /// not keep the servers alive: [`Netboot::stop`] ends them whoever holds one.
     pub fn handle(&self) -> NetbootHandle {
-        NetbootHandle(self.inner.clone())
+        NetbootHandle(Arc::downgrade(&self.inner))
     }
 
     /// The DHCP server, to inspect its interfaces and counters.
@@ -212,15 +213,22 @@ impl Netboot {
 }
 
 /// A clonable handle on running netboot: the rack-shelf job uses it to serve a new
-/// shelf's storage interfaces without waiting for the refresh timer.
+/// shelf's storage interfaces without waiting for the refresh timer. It holds netboot
+/// weakly, so that once stopped the DHCP server closes its sockets and the boot-event
+/// drain ends at once (a strong handle kept them, and the controller's stop waited out
+/// the drain's 5-second limit).
 #[derive(Clone)]
-pub struct NetbootHandle(Arc<Inner>);
+pub struct NetbootHandle(std::sync::Weak<Inner>);
 
 impl NetbootHandle {
-    /// Reloads slots and Pis and serves new slots; returns how many interfaces are served.
+    /// Reloads slots and Pis and serves new slots; returns how many interfaces are served
+    /// (none once netboot has stopped).
     pub async fn sync_interfaces(&self) -> Result<usize, NetbootError> {
-        self.0.directory.refresh().await?;
-        Ok(sync_interfaces(&self.0).await)
+        let Some(inner) = self.0.upgrade() else {
+            return Ok(0);
+        };
+        inner.directory.refresh().await?;
+        Ok(sync_interfaces(&inner).await)
     }
 }
 
