@@ -27,11 +27,12 @@ const JOB_LIMIT: Duration = Duration::from_secs(600);
 const SSH_LIMIT: Duration = Duration::from_secs(420);
 const MARKER: &str = "/root/rescued-marker";
 /// The lab's `[jobs] ssh_timeout_seconds`: how long a job waits for SSH after the kernel
-/// read. The broken reboot waits all of it, so it is kept well under the default 180 s;
+/// read. The broken reboot waits all of it, so it is kept under the default 180 s (but
+/// not so far that a healthy boot on a loaded machine, 33-38 s quiet, comes near half);
 /// the test checks that the healthy boot before the break answered within half of it,
 /// so the broken boot's failure still says SSH stayed away for over twice what a
 /// working boot of the same root needs.
-const SSH_WAIT_SECONDS: i64 = 120;
+const SSH_WAIT_SECONDS: i64 = 150;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_breaks_their_pi_rescues_it_and_logs_in_again() {
