@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bramble_switch::model::DetectionStatus;
+use bramble_switch::model::{DetectionStatus, PortPower};
 use bramble_switch::{DesiredConfig, PoeBudget, PortNo, SwitchSnapshot};
 use serde_json::json;
 
@@ -347,7 +347,7 @@ impl RackExecutor {
                     }
                 }
                 _ => {
-                    let reason = self.why_missing(switch, slot.port).await;
+                    let reason = self.why_missing(slot.port, poe.get(&slot.port));
                     self.hw.db.set_slot_flag(&slot.id, Some(&reason)).await?;
                     SlotOutcome {
                         port: slot.port,
@@ -372,25 +372,20 @@ impl RackExecutor {
         self.event(job, "shelf.racked", msg, json!({ "ready": ready, "flagged": flagged })).await
     }
 
-    /// A flag for a slot whose Pi never appeared, from what its port reports.
-    async fn why_missing(&self, switch: &Switch, port: u16) -> String {
+    /// A flag for a slot whose Pi never appeared, from what its port reported in the
+    /// step's one PoE read.
+    fn why_missing(&self, port: u16, power: Option<&PortPower>) -> String {
         let waited = self.hw.timing().rack_await.as_secs();
-        match self
-            .hw
-            .fabric
-            .with_driver(switch, |d| async move { d.port_power(PortNo(port)).await })
-            .await
-        {
-            Ok(p) => format!(
+        match power {
+            Some(p) => format!(
                 "no Pi answered DHCP within {waited} s; port {port} PoE {:?}, {}",
                 p.detection,
                 p.draw_mw
                     .map(|mw| format!("drawing {mw} mW"))
                     .unwrap_or_else(|| "draw not reported".into())
             ),
-            Err(e) => format!(
-                "no Pi answered DHCP within {waited} s; port {port} unreadable: {}",
-                chain(&e)
+            None => format!(
+                "no Pi answered DHCP within {waited} s; port {port} not in the switch's PoE table"
             ),
         }
     }
